@@ -1,0 +1,611 @@
+"""Read what the S3 sink wrote and yield normalized change events.
+
+Every object becomes Arrow record batches in one schema (see :data:`EVENT_COLUMNS`): the internal
+columns below, then the decoded row image (``after`` for c/u/r, ``before`` for d, nulls for t).
+
+==================== ====================== ===============================================
+column               type                   meaning
+==================== ====================== ===============================================
+__table              string                 ``<schema>.<table>`` (``source`` or the topic)
+__topic              string                 Kafka topic
+__op                 string                 c, u, d, r, t (unwrap rows without ``__op``: d
+                                            when ``__deleted`` is "true", else u)
+__kafka_partition    int32                  from the object name
+__file_start_offset  int64                  from the object name
+__row_index          int32                  row inside the object
+__source_object      string                 object key relative to the lake root
+__lsn                int64                  ``source.lsn`` (null when unknown)
+__tx_id              int64                  ``source.txId``
+__snapshot           string                 ``source.snapshot`` as written (true, first,
+                                            last, ..., false, incremental)
+__commit_ts          timestamp[us, UTC]     ``source.ts_us`` (commit time when streaming)
+==================== ====================== ===============================================
+
+Events are ordered per key by ``(__kafka_partition, __file_start_offset, __row_index)``.
+Columns merge across all objects of a topic: added columns are null in older events, widened
+types are promoted, dropped columns stay (null later); an incompatible change raises
+:class:`SchemaConflictError` naming topic, column and object. Key columns, when known, are listed
+in the schema metadata ``lakehouse.key_columns``.
+
+Memory: one object is read at a time, in batches of ``batch_size`` rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from lakehouse.lake import jsonlines
+from lakehouse.lake.connect import ConnectSchema, SchemaParseError, parse_avro_schema
+from lakehouse.lake.layout import (
+    IgnoredObject,
+    LakeObjectError,
+    ObjectKey,
+    SinkLayout,
+    is_non_table_topic,
+    parse_object_key,
+)
+from lakehouse.lake.semantic import DecodeError, decode_array, logical_field
+from lakehouse.lake.store import ObjectStore, open_store
+
+INTERNAL_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("__table", pa.string()),
+    pa.field("__topic", pa.string()),
+    pa.field("__op", pa.string()),
+    pa.field("__kafka_partition", pa.int32()),
+    pa.field("__file_start_offset", pa.int64()),
+    pa.field("__row_index", pa.int32()),
+    pa.field("__source_object", pa.string()),
+    pa.field("__lsn", pa.int64()),
+    pa.field("__tx_id", pa.int64()),
+    pa.field("__snapshot", pa.string()),
+    pa.field("__commit_ts", pa.timestamp("us", tz="UTC")),
+)
+INTERNAL_NAMES = tuple(f.name for f in INTERNAL_FIELDS)
+VALID_OPS = {"c", "u", "d", "r", "t"}
+POSITION = ("__kafka_partition", "__file_start_offset", "__row_index")
+
+# unwrap add.fields columns we understand (spec §6.2), by what they mean
+_UNWRAP_META = {
+    "op": ("__op",),
+    "deleted": ("__deleted",),
+    "lsn": ("__lsn", "__source_lsn"),
+    "tx_id": ("__txId", "__source_txId"),
+    "snapshot": ("__snapshot", "__source_snapshot"),
+    "ts_us": ("__source_ts_us",),
+    "ts_ms": ("__source_ts_ms",),
+    "table": ("__table", "__source_table"),
+    "schema": ("__schema", "__source_schema"),
+}
+
+
+class SchemaConflictError(Exception):
+    def __init__(self, topic: str, column: str, key: str, old: pa.DataType, new: pa.DataType):
+        super().__init__(f"{key}: column {column!r} of topic {topic!r} changed type incompatibly "
+                         f"from {old} to {new}")
+        self.topic, self.column, self.key, self.old, self.new = topic, column, key, old, new
+
+
+@dataclass
+class LakeObject:
+    """A value file: its parsed key, size, and (after planning) its row schema."""
+
+    ref: ObjectKey
+    size: int
+    shape: str = ""  # envelope | unwrap
+    row_fields: list[pa.Field] = field(default_factory=list)
+    rows: int | None = None
+
+    @property
+    def key(self) -> str:
+        return self.ref.key
+
+
+@dataclass
+class LakeListing:
+    """Everything below the topics dir, sorted into value files, ignored and broken objects."""
+
+    objects: dict[str, list[LakeObject]]
+    ignored: list[IgnoredObject]
+    errors: list[LakeObjectError]
+    excluded_topics: set[str]
+
+    def errors_for(self, topic: str) -> list[LakeObjectError]:
+        return [e for e in self.errors if _topic_of(e.key) == topic]
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted(self.objects)
+
+
+def _topic_of(key: str, layout: SinkLayout = SinkLayout()) -> str | None:
+    rest = key[len(layout.topic_prefix()):] if key.startswith(layout.topic_prefix()) else key
+    parts = rest.split(layout.directory_delim)
+    return parts[0] if len(parts) > 1 else None
+
+
+@dataclass
+class TopicPlan:
+    topic: str
+    objects: list[LakeObject]
+    schema: pa.Schema  # normalized output schema (internal + merged row columns)
+    key_columns: tuple[str, ...] = ()
+
+
+class LakeReader:
+    """Reads one lake (local folder or S3)."""
+
+    def __init__(self, store: ObjectStore | str, layout: SinkLayout = SinkLayout(),
+                 exclude_topics: Iterable[str] = ()):
+        self.store = open_store(store) if isinstance(store, str) else store
+        self.layout = layout
+        self.exclude_topics = set(exclude_topics)
+        self._footer_cache: dict[str, tuple[str, list[pa.Field], int]] = {}
+
+    # -- listing -------------------------------------------------------------------------------
+
+    def scan(self, topic: str | None = None) -> LakeListing:
+        objects: dict[str, list[LakeObject]] = {}
+        ignored: list[IgnoredObject] = []
+        errors: list[LakeObjectError] = []
+        excluded: set[str] = set()
+        for info in self.store.list(self.layout.topic_prefix(topic)):
+            try:
+                parsed = parse_object_key(info.key, self.layout)
+            except LakeObjectError as exc:
+                errors.append(exc)
+                continue
+            if isinstance(parsed, IgnoredObject):
+                ignored.append(parsed)
+                continue
+            if is_non_table_topic(parsed.topic) or parsed.topic in self.exclude_topics:
+                excluded.add(parsed.topic)
+                continue
+            if info.size == 0:
+                errors.append(LakeObjectError(info.key, "zero-byte object (the sink never writes empty files)"))
+                continue
+            objects.setdefault(parsed.topic, []).append(LakeObject(parsed, info.size))
+        for objs in objects.values():
+            objs.sort(key=lambda o: o.ref)
+        return LakeListing(objects, ignored, errors, excluded)
+
+    # -- planning ------------------------------------------------------------------------------
+
+    def plan(self, topic: str, objects: list[LakeObject] | None = None,
+             key_columns: Iterable[str] = ()) -> TopicPlan:
+        """Read every object's schema (Parquet footers; JSON first lines) and merge them."""
+        if objects is None:
+            listing = self.scan(topic)
+            errs = listing.errors_for(topic)
+            if errs:
+                raise errs[0]
+            objects = listing.objects.get(topic, [])
+        merged: dict[str, pa.Field] = {}
+        origin: dict[str, str] = {}
+        for obj in objects:
+            self._describe(obj)
+            for f in obj.row_fields:
+                if f.name in INTERNAL_NAMES:
+                    raise LakeObjectError(obj.key, f"source column {f.name!r} collides with an internal column")
+                if f.name not in merged:
+                    merged[f.name], origin[f.name] = f, obj.key
+                    continue
+                widened = widen(merged[f.name].type, f.type)
+                if widened is None:
+                    raise SchemaConflictError(topic, f.name, obj.key, merged[f.name].type, f.type)
+                # the newest file's metadata wins (e.g. enum allowed values grow)
+                merged[f.name] = f.with_type(widened)
+        keys = tuple(key_columns)
+        meta = {"lakehouse.topic": topic}
+        if keys:
+            meta["lakehouse.key_columns"] = json.dumps(list(keys))
+        schema = pa.schema(list(INTERNAL_FIELDS) + list(merged.values()), metadata=meta)
+        return TopicPlan(topic, objects, schema, keys)
+
+    def _describe(self, obj: LakeObject) -> None:
+        cached = self._footer_cache.get(obj.key)
+        if cached is None:
+            if obj.ref.format == "parquet":
+                shape, fields, rows = self._describe_parquet(obj)
+            else:
+                shape, fields, rows = self._describe_json(obj)
+            cached = self._footer_cache[obj.key] = (shape, fields, rows)
+        obj.shape, obj.row_fields, obj.rows = cached
+
+    def _open_parquet(self, obj: LakeObject) -> pq.ParquetFile:
+        try:
+            return pq.ParquetFile(self.store.open_input(obj.key))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise LakeObjectError(obj.key, f"not a readable Parquet file ({exc})") from exc
+
+    def _value_schema(self, obj: LakeObject, pf: pq.ParquetFile) -> ConnectSchema:
+        meta = pf.metadata.metadata or {}
+        raw = meta.get(b"parquet.avro.schema")
+        if raw is None:
+            raise LakeObjectError(obj.key, "Parquet footer has no parquet.avro.schema: not written by the S3 sink")
+        try:
+            return parse_avro_schema(raw.decode("utf-8"))
+        except (SchemaParseError, ValueError) as exc:
+            raise LakeObjectError(obj.key, f"unreadable parquet.avro.schema: {exc}") from exc
+
+    def _describe_parquet(self, obj: LakeObject) -> tuple[str, list[pa.Field], int]:
+        pf = self._open_parquet(obj)
+        value = self._value_schema(obj, pf)
+        shape, row_schema = _shape_of(obj, value)
+        return shape, _row_fields(row_schema, shape), pf.metadata.num_rows
+
+    def _describe_json(self, obj: LakeObject) -> tuple[str, list[pa.Field], int]:
+        fields: dict[str, pa.Field] = {}
+        shape = ""
+        rows = 0
+        for value_schema, table, _start in self._json_runs(obj):
+            rows += len(table)
+            if value_schema is not None:
+                shape, row_schema = _shape_of(obj, value_schema)
+                run_fields = _row_fields(row_schema, shape)
+            else:
+                shape = _schemaless_shape(obj, table)
+                run_fields = _schemaless_row_fields(table, shape)
+            for f in run_fields:
+                if f.name in fields:
+                    w = widen(fields[f.name].type, f.type)
+                    if w is None:
+                        raise SchemaConflictError(obj.ref.topic, f.name, obj.key, fields[f.name].type, f.type)
+                    fields[f.name] = f.with_type(w)
+                else:
+                    fields[f.name] = f
+        return shape, list(fields.values()), rows
+
+    def _json_runs(self, obj: LakeObject) -> Iterator[tuple[ConnectSchema | None, pa.Table, int]]:
+        try:
+            data = self.store.get_bytes(obj.key)
+            lines = jsonlines.read_lines(data, gzipped=obj.ref.compression == ".gz")
+            if not lines:
+                raise LakeObjectError(obj.key, "JSON object holds no lines")
+            if jsonlines.has_embedded_schema(lines[0]):
+                for schema, start, payloads in jsonlines.iter_embedded_runs(lines):
+                    yield schema, jsonlines.payloads_to_arrow(payloads, schema), start
+            else:
+                yield None, jsonlines.read_schemaless(lines), 0
+        except LakeObjectError:
+            raise
+        except (ValueError, OSError, pa.ArrowException, EOFError) as exc:
+            raise LakeObjectError(obj.key, f"not valid JSON Lines: {exc}") from exc
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def iter_changes(self, plan: TopicPlan, batch_size: int = 65_536) -> Iterator[pa.RecordBatch]:
+        """Yield normalized change events of every planned object, in listing order."""
+        for obj in plan.objects:
+            yield from self.iter_object(obj, plan.schema, batch_size)
+
+    def iter_object(self, obj: LakeObject, schema: pa.Schema, batch_size: int = 65_536
+                    ) -> Iterator[pa.RecordBatch]:
+        self._describe(obj)
+        if obj.ref.format == "parquet":
+            pf = self._open_parquet(obj)
+            value = self._value_schema(obj, pf)
+            shape, row_schema = _shape_of(obj, value)
+            row_index = 0
+            try:
+                batches = pf.iter_batches(batch_size=batch_size)
+                for batch in batches:
+                    yield self._normalize(obj, shape, row_schema, pa.Table.from_batches([batch]),
+                                          row_index, schema)
+                    row_index += batch.num_rows
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise LakeObjectError(obj.key, f"Parquet data unreadable at row {row_index}: {exc}") from exc
+        else:
+            for value_schema, table, start in self._json_runs(obj):
+                if value_schema is None:
+                    shape = _schemaless_shape(obj, table)
+                    yield self._normalize_schemaless(obj, shape, table, start, schema)
+                else:
+                    shape, row_schema = _shape_of(obj, value_schema)
+                    yield self._normalize(obj, shape, row_schema, table, start, schema)
+
+    def read_changes(self, topic: str, key_columns: Iterable[str] = ()) -> pa.Table:
+        plan = self.plan(topic, key_columns=key_columns)
+        return pa.Table.from_batches(list(self.iter_changes(plan)), schema=plan.schema)
+
+    # -- normalization -------------------------------------------------------------------------
+
+    def _normalize(self, obj: LakeObject, shape: str, row_schema: ConnectSchema, table: pa.Table,
+                   row_index: int, out_schema: pa.Schema) -> pa.RecordBatch:
+        n = len(table)
+        cols: dict[str, pa.Array] = {}
+        if shape == "envelope":
+            op = table.column("op").combine_chunks()
+            _check_ops(obj, op, row_index)
+            is_delete = pc.equal(op, "d")
+            before = table.column("before").combine_chunks()
+            after = table.column("after").combine_chunks()
+            b_children, a_children = before.flatten(), after.flatten()
+            for i, f in enumerate(row_schema.fields):
+                raw = pc.if_else(is_delete, b_children[i], a_children[i])
+                cols[f.name] = _decode(obj, f.name, raw, f.schema, row_index)
+            source = table.column("source").combine_chunks()
+            src = {source.type.field(i).name: source.field(i) for i in range(source.type.num_fields)}
+            cols["__lsn"] = src.get("lsn")
+            cols["__tx_id"] = src.get("txId")
+            cols["__snapshot"] = src.get("snapshot")
+            cols["__commit_ts"] = _commit_ts(src)
+            schema_col, table_col = src.get("schema"), src.get("table")
+            if schema_col is not None and table_col is not None:
+                cols["__table"] = pc.binary_join_element_wise(schema_col, table_col, ".")
+        else:
+            meta = _unwrap_meta_columns(table)
+            if "op" in meta:
+                op = meta["op"]
+                _check_ops(obj, op, row_index)
+            elif "deleted" in meta:
+                op = pc.if_else(pc.equal(meta["deleted"], "true"), "d", "u")
+            else:
+                op = pa.array(["u"] * n, pa.string())
+            for f in row_schema.fields:
+                cols[f.name] = _decode(obj, f.name, table.column(f.name), f.schema, row_index)
+            cols["__lsn"] = meta.get("lsn")
+            cols["__tx_id"] = meta.get("tx_id")
+            cols["__snapshot"] = meta.get("snapshot")
+            if "ts_us" in meta:
+                cols["__commit_ts"] = meta["ts_us"].cast(pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+            elif "ts_ms" in meta:
+                cols["__commit_ts"] = pc.multiply(meta["ts_ms"].cast(pa.int64()), 1000).cast(
+                    pa.timestamp("us", tz="UTC"))
+            if "schema" in meta and "table" in meta:
+                cols["__table"] = pc.binary_join_element_wise(meta["schema"], meta["table"], ".")
+        cols["__op"] = op
+        return self._assemble(obj, cols, n, row_index, out_schema)
+
+    def _normalize_schemaless(self, obj: LakeObject, shape: str, table: pa.Table, row_index: int,
+                              out_schema: pa.Schema) -> pa.RecordBatch:
+        n = len(table)
+        cols: dict[str, pa.Array] = {}
+        if shape == "envelope":
+            op = table.column("op").combine_chunks()
+            _check_ops(obj, op, row_index)
+            is_delete = pc.equal(op, "d")
+            image = _merge_struct_images(table, is_delete)
+            cols.update(image)
+            if "source" in table.column_names:
+                source = table.column("source").combine_chunks()
+                names = [source.type.field(i).name for i in range(source.type.num_fields)]
+                src = {nm: source.field(nm) for nm in names}
+                cols["__lsn"] = src.get("lsn")
+                cols["__tx_id"] = src.get("txId")
+                cols["__snapshot"] = src.get("snapshot")
+                cols["__commit_ts"] = _commit_ts(src)
+                if "schema" in src and "table" in src:
+                    cols["__table"] = pc.binary_join_element_wise(src["schema"], src["table"], ".")
+        else:
+            meta = _unwrap_meta_columns(table)
+            op = meta.get("op")
+            if op is None:
+                op = (pc.if_else(pc.equal(meta["deleted"], "true"), "d", "u") if "deleted" in meta
+                      else pa.array(["u"] * n, pa.string()))
+            else:
+                _check_ops(obj, op, row_index)
+            for name in table.column_names:
+                if not name.startswith("__"):
+                    cols[name] = table.column(name).combine_chunks()
+            cols["__lsn"] = meta.get("lsn")
+            cols["__tx_id"] = meta.get("tx_id")
+            cols["__snapshot"] = meta.get("snapshot")
+        cols["__op"] = op
+        return self._assemble(obj, cols, n, row_index, out_schema)
+
+    def _assemble(self, obj: LakeObject, cols: dict[str, pa.Array | None], n: int, row_index: int,
+                  out_schema: pa.Schema) -> pa.RecordBatch:
+        topic = obj.ref.topic
+        cols.setdefault("__table", None)
+        if cols["__table"] is None:
+            cols["__table"] = pa.array([_table_from_topic(topic)] * n, pa.string())
+        cols["__topic"] = pa.array([topic] * n, pa.string())
+        cols["__kafka_partition"] = pa.array([obj.ref.kafka_partition] * n, pa.int32())
+        cols["__file_start_offset"] = pa.array([obj.ref.start_offset] * n, pa.int64())
+        cols["__row_index"] = pa.array(range(row_index, row_index + n), pa.int32())
+        cols["__source_object"] = pa.array([obj.key] * n, pa.string())
+        arrays = []
+        for f in out_schema:
+            arr = cols.get(f.name)
+            if arr is None:
+                arrays.append(pa.nulls(n, f.type))
+                continue
+            if isinstance(arr, pa.ChunkedArray):
+                arr = arr.combine_chunks()
+            if arr.type != f.type:
+                try:
+                    arr = arr.cast(f.type)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    raise LakeObjectError(obj.key, f"column {f.name!r} cannot be read as {f.type}: {exc}") from exc
+            arrays.append(arr)
+        return pa.RecordBatch.from_arrays(arrays, schema=out_schema)
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _shape_of(obj: LakeObject, value: ConnectSchema) -> tuple[str, ConnectSchema]:
+    """Envelope (§4.5) or unwrap (§6); returns the shape and the row-image schema."""
+    if value.type != "struct":
+        raise LakeObjectError(obj.key, f"value schema is {value.type}, not a struct: not a Debezium topic file")
+    names = set(value.field_names())
+    if {"before", "after", "source", "op"} <= names:
+        after = value.field("after").schema
+        if after.type != "struct":
+            raise LakeObjectError(obj.key, "envelope 'after' is not a struct")
+        return "envelope", after
+    if (value.name or "").endswith(".Envelope"):
+        raise LakeObjectError(obj.key, "envelope schema without before/after/source/op")
+    if not names - {n for n in names if n.startswith("__")}:
+        raise LakeObjectError(obj.key, "no row columns")
+    if not ({"__op", "__deleted"} & names) and not (value.name or "").endswith(".Value"):
+        raise LakeObjectError(
+            obj.key, "neither a Debezium envelope (before/after/source/op) nor an unwrapped row "
+                     "(<topic>.Value with __op or __deleted): not a Debezium topic file")
+    row = [f for f in value.fields if not f.name.startswith("__")]
+    return "unwrap", ConnectSchema("struct", name=value.name, fields=tuple(row))
+
+
+def _row_fields(row_schema: ConnectSchema, shape: str) -> list[pa.Field]:
+    return [logical_field(f.name, f.schema) for f in row_schema.fields]
+
+
+def _schemaless_shape(obj: LakeObject, table: pa.Table) -> str:
+    names = set(table.column_names)
+    if {"op", "after"} <= names or {"op", "before"} <= names:
+        return "envelope"
+    if names & {"__op", "__deleted"} or names:
+        return "unwrap"
+    raise LakeObjectError(obj.key, "JSON lines are neither Debezium envelopes nor unwrapped rows")
+
+
+def _schemaless_row_fields(table: pa.Table, shape: str) -> list[pa.Field]:
+    if shape == "unwrap":
+        return [pa.field(n, _null_to_string(table.schema.field(n).type))
+                for n in table.column_names if not n.startswith("__")]
+    fields: dict[str, pa.Field] = {}
+    for side in ("after", "before"):
+        if side in table.column_names and pa.types.is_struct(table.schema.field(side).type):
+            for child in table.schema.field(side).type:
+                if child.name not in fields:
+                    fields[child.name] = pa.field(child.name, _null_to_string(child.type))
+                elif (w := widen(fields[child.name].type, child.type)) is not None:
+                    fields[child.name] = fields[child.name].with_type(w)
+    return list(fields.values())
+
+
+def _null_to_string(t: pa.DataType) -> pa.DataType:
+    return t
+
+
+def _merge_struct_images(table: pa.Table, is_delete: pa.Array) -> dict[str, pa.Array]:
+    out: dict[str, pa.Array] = {}
+    sides = {}
+    for side in ("before", "after"):
+        if side in table.column_names and pa.types.is_struct(table.schema.field(side).type):
+            arr = table.column(side).combine_chunks()
+            sides[side] = {arr.type.field(i).name: c for i, c in enumerate(arr.flatten())}
+    names: list[str] = []
+    for side in ("after", "before"):
+        for nm in sides.get(side, {}):
+            if nm not in names:
+                names.append(nm)
+    n = len(table)
+    for nm in names:
+        a = sides.get("after", {}).get(nm)
+        b = sides.get("before", {}).get(nm)
+        if a is None:
+            a = pa.nulls(n, b.type)
+        if b is None:
+            b = pa.nulls(n, a.type)
+        if a.type != b.type:
+            t = widen(a.type, b.type) or pa.string()
+            a, b = a.cast(t), b.cast(t)
+        out[nm] = pc.if_else(is_delete, b, a)
+    return out
+
+
+def _unwrap_meta_columns(table: pa.Table) -> dict[str, pa.Array]:
+    out: dict[str, pa.Array] = {}
+    names = set(table.column_names)
+    for meaning, candidates in _UNWRAP_META.items():
+        for c in candidates:
+            if c in names:
+                out[meaning] = table.column(c).combine_chunks()
+                break
+    return out
+
+
+def _commit_ts(src: dict[str, pa.Array]) -> pa.Array | None:
+    ts_us = src.get("ts_us")
+    if ts_us is not None and ts_us.null_count < len(ts_us):
+        ts = ts_us.cast(pa.int64())
+        ts_ms = src.get("ts_ms")
+        if ts_ms is not None and ts_us.null_count:
+            ts = pc.coalesce(ts, pc.multiply(ts_ms.cast(pa.int64()), 1000))
+        return ts.cast(pa.timestamp("us", tz="UTC"))
+    ts_ms = src.get("ts_ms")
+    if ts_ms is None:
+        return None
+    return pc.multiply(ts_ms.cast(pa.int64()), 1000).cast(pa.timestamp("us", tz="UTC"))
+
+
+def _check_ops(obj: LakeObject, op: pa.Array, row_index: int) -> None:
+    bad = pc.invert(pc.fill_null(pc.is_in(op, value_set=pa.array(sorted(VALID_OPS))), False))
+    if pc.any(bad).as_py():
+        idx = pc.index(bad, True).as_py()
+        raise LakeObjectError(obj.key, f"unknown op {op[idx].as_py()!r} at row {row_index + idx} "
+                                       f"(expected one of c, u, d, r, t)")
+
+
+def _decode(obj: LakeObject, column: str, arr, schema: ConnectSchema, row_index: int) -> pa.Array:
+    try:
+        return decode_array(arr, schema)
+    except (DecodeError, pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+        raise LakeObjectError(obj.key, f"column {column!r} (rows from {row_index}) does not decode as "
+                                       f"{schema.name or schema.type}: {exc}") from exc
+
+
+def _table_from_topic(topic: str) -> str:
+    parts = topic.split(".")
+    return ".".join(parts[-2:]) if len(parts) >= 2 else topic
+
+
+# --------------------------------------------------------------------------------------------
+# schema widening
+# --------------------------------------------------------------------------------------------
+
+_INT_ORDER = [pa.int8(), pa.int16(), pa.int32(), pa.int64()]
+
+
+def widen(old: pa.DataType, new: pa.DataType) -> pa.DataType | None:
+    """The type that holds both, if the change is a widening; None if incompatible."""
+    if old == new:
+        return old
+    if pa.types.is_null(old):
+        return new
+    if pa.types.is_null(new):
+        return old
+    if pa.types.is_integer(old) and pa.types.is_integer(new) and old in _INT_ORDER and new in _INT_ORDER:
+        return max(old, new, key=_INT_ORDER.index)
+    if pa.types.is_floating(old) and pa.types.is_floating(new):
+        return pa.float64()
+    if pa.types.is_decimal(old) and pa.types.is_decimal(new):
+        scale = max(old.scale, new.scale)
+        integer_digits = max(old.precision - old.scale, new.precision - new.scale)
+        precision = integer_digits + scale
+        if precision <= 38:
+            return pa.decimal128(precision, scale)
+        return pa.decimal256(min(precision, 76), scale) if precision <= 76 else None
+    if pa.types.is_timestamp(old) and pa.types.is_timestamp(new) and old.tz == new.tz:
+        units = ["s", "ms", "us", "ns"]
+        return pa.timestamp(max(old.unit, new.unit, key=units.index), tz=old.tz)
+    if pa.types.is_time(old) and pa.types.is_time(new):
+        units = ["s", "ms", "us", "ns"]
+        unit = max(old.unit, new.unit, key=units.index)
+        return pa.time64(unit) if unit in ("us", "ns") else pa.time32(unit)
+    if pa.types.is_string(old) and pa.types.is_large_string(new) or pa.types.is_large_string(old) and pa.types.is_string(new):
+        return pa.large_string()
+    if pa.types.is_list(old) and pa.types.is_list(new):
+        inner = widen(old.value_type, new.value_type)
+        return None if inner is None else pa.list_(pa.field("element", inner))
+    if pa.types.is_struct(old) and pa.types.is_struct(new):
+        fields = {f.name: f for f in old}
+        for f in new:
+            if f.name in fields:
+                inner = widen(fields[f.name].type, f.type)
+                if inner is None:
+                    return None
+                fields[f.name] = fields[f.name].with_type(inner)
+            else:
+                fields[f.name] = f
+        return pa.struct(list(fields.values()))
+    return None

@@ -1,0 +1,328 @@
+"""Write lake objects exactly as the Kafka Connect S3 sink would (spec lake-format.md §1–§4, §6).
+
+Used by the generator, by the fixtures that turn real Debezium captures into lake files, and by
+``lakehouse capture``. One :class:`SinkWriter` plays the sink's ``TopicPartitionWriter`` for every
+(topic, Kafka partition): records are buffered in Kafka order and committed as objects when
+``flush.size`` records are buffered or the value schema changes (``schema.compatibility=NONE``);
+one object per encoded partition, named after its first record's offset; offsets of records that
+never reach a value file (tombstones, dropped truncates) stay as gaps.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import json
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from lakehouse.lake.connect import DECIMAL, ConnectSchema, avro_schema_json, struct
+from lakehouse.lake.layout import (
+    PARQUET_CODEC_EXTENSIONS,
+    PYARROW_CODECS,
+    Partitioner,
+    SinkLayout,
+    build_object_key,
+)
+from lakehouse.lake.store import ObjectStore
+
+ENVELOPE_FIELDS = ("before", "after", "source", "transaction", "op", "ts_ms", "ts_us", "ts_ns")
+
+
+@dataclass(frozen=True)
+class UnwrapConfig:
+    """Debezium's ExtractNewRecordState SMT as configured on the sink (spec §6)."""
+
+    delete_handling: str = "rewrite"  # rewrite | drop
+    add_fields: tuple[str, ...] = ("op", "lsn", "source.ts_ms", "txId", "snapshot")
+    prefix: str = "__"
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    format: str = "parquet"  # parquet | json
+    parquet_codec: str = "snappy"
+    json_gzip: bool = False
+    json_embed_schema: bool = False  # upstream JsonConverter schemas on, sink converter schemas off
+    flush_size: int = 1000
+    partitioner: Partitioner = field(default_factory=Partitioner)
+    layout: SinkLayout = field(default_factory=SinkLayout)
+    unwrap: UnwrapConfig | None = None  # None = the Debezium envelope as is
+    store_keys: bool = False  # store.kafka.keys=true with keys.format.class=ParquetFormat
+
+    @property
+    def extension(self) -> str:
+        if self.format == "parquet":
+            return PARQUET_CODEC_EXTENSIONS[self.parquet_codec]
+        return ".json.gz" if self.json_gzip else ".json"
+
+
+@dataclass
+class _Pending:
+    schema: ConnectSchema
+    fingerprint: str
+    tables: list[pa.Table]
+    keys: list[pa.Table]
+    offsets: list[np.ndarray]
+    timestamps: list[np.ndarray]
+
+    @property
+    def count(self) -> int:
+        return sum(len(t) for t in self.tables)
+
+
+class SinkWriter:
+    """Buffers records per (topic, Kafka partition) and commits objects like the S3 sink."""
+
+    def __init__(self, store: ObjectStore, config: SinkConfig = SinkConfig()):
+        self.store = store
+        self.config = config
+        self._pending: dict[tuple[str, int], _Pending] = {}
+        self.objects_written: list[str] = []
+        self.rows_written = 0
+
+    def write(self, topic: str, kafka_partition: int, records: pa.Table, value_schema: ConnectSchema,
+              offsets: np.ndarray, *, keys: pa.Table | None = None, key_schema: ConnectSchema | None = None,
+              timestamps_ms: np.ndarray | None = None) -> None:
+        """Append envelope records (physical Arrow layout of ``value_schema``) in Kafka order.
+
+        ``offsets`` are the Kafka offsets of these records; ``timestamps_ms`` feed time-based
+        partitioners (the Record timestamp extractor)."""
+        if len(records) != len(offsets):
+            raise ValueError("one offset per record")
+        if timestamps_ms is None:
+            timestamps_ms = np.zeros(len(records), dtype=np.int64)
+        if self.config.unwrap is not None:
+            records, value_schema, keep = unwrap_envelope(records, value_schema, self.config.unwrap)
+            offsets, timestamps_ms = offsets[keep], timestamps_ms[keep]
+            if keys is not None:
+                keys = keys.filter(pa.array(keep))
+        if len(records) == 0:
+            return
+        if self.config.store_keys and keys is None:
+            raise ValueError("store_keys needs the Kafka keys")
+        fp = value_schema.fingerprint()
+        slot = (topic, kafka_partition)
+        pend = self._pending.get(slot)
+        if pend is not None and pend.fingerprint != fp:  # schema change rotates (NONE compatibility)
+            self._commit(topic, kafka_partition, pend, pend.count)
+            pend = None
+        if pend is None:
+            pend = self._pending[slot] = _Pending(value_schema, fp, [], [], [], [])
+        pend.tables.append(records)
+        pend.keys.append(keys if keys is not None else pa.table({}))
+        pend.offsets.append(np.asarray(offsets, dtype=np.int64))
+        pend.timestamps.append(np.asarray(timestamps_ms, dtype=np.int64))
+        while pend.count >= self.config.flush_size:
+            self._commit(topic, kafka_partition, pend, self.config.flush_size)
+
+    def close(self) -> None:
+        """Commit every open file (as ``rotate.schedule.interval.ms`` or a clean stop would)."""
+        for (topic, part), pend in list(self._pending.items()):
+            if pend.count:
+                self._commit(topic, part, pend, pend.count)
+        self._pending.clear()
+
+    # -----------------------------------------------------------------------------------------
+
+    def _commit(self, topic: str, kafka_partition: int, pend: _Pending, n: int) -> None:
+        table = pa.concat_tables(pend.tables).combine_chunks()
+        keys = pa.concat_tables(pend.keys) if self.config.store_keys else None
+        offsets = np.concatenate(pend.offsets)
+        stamps = np.concatenate(pend.timestamps)
+        head, tail = table.slice(0, n), table.slice(n)
+        pend.tables = [tail] if len(tail) else []
+        if keys is not None:
+            pend.keys = [keys.slice(n)] if len(tail) else []
+            keys = keys.slice(0, n)
+        else:
+            pend.keys = [pa.table({})] if len(tail) else []
+        pend.offsets = [offsets[n:]] if len(tail) else []
+        pend.timestamps = [stamps[n:]] if len(tail) else []
+        offsets, stamps = offsets[:n], stamps[:n]
+
+        encoded = self._encoded_partitions(head, pend.schema, kafka_partition, stamps)
+        # one object per encoded partition, each named after its own first offset
+        order: dict[str, list[int]] = {}
+        for i, enc in enumerate(encoded):
+            order.setdefault(enc, []).append(i)
+        for enc, rows in order.items():
+            idx = pa.array(rows, type=pa.int64())
+            part_table = head.take(idx) if len(rows) != len(head) else head
+            start = int(offsets[rows[0]])
+            key = build_object_key(self.config.layout, topic, enc, kafka_partition, start,
+                                   self.config.extension)
+            self.store.put_bytes(key, self._encode(part_table, pend.schema))
+            self.objects_written.append(key)
+            self.rows_written += len(part_table)
+            if keys is not None:
+                part_keys = keys.take(idx) if len(rows) != len(head) else keys
+                kkey = build_object_key(self.config.layout, topic, enc, kafka_partition, start,
+                                        PARQUET_CODEC_EXTENSIONS["snappy"], view=".keys")
+                self.store.put_bytes(kkey, encode_keys_parquet(part_keys))
+
+    def _encoded_partitions(self, table: pa.Table, schema: ConnectSchema, kafka_partition: int,
+                            stamps: np.ndarray) -> list[str]:
+        p = self.config.partitioner
+        schema_name = schema.name
+        if p.kind == "default":
+            return [p.encode(kafka_partition, schema_name=schema_name)] * len(table)
+        if p.kind == "field":
+            cols = {f: table.column(f).to_pylist() for f in p.fields}
+            return [p.encode(kafka_partition, field_values={f: cols[f][i] for f in p.fields},
+                             schema_name=schema_name) for i in range(len(table))]
+        cache: dict[int, str] = {}
+        out = []
+        for ts in stamps.tolist():
+            bucket = ts // 60_000
+            if bucket not in cache:
+                cache[bucket] = p.encode(kafka_partition, timestamp_ms=ts, schema_name=schema_name)
+            out.append(cache[bucket])
+        return out
+
+    def _encode(self, table: pa.Table, schema: ConnectSchema) -> bytes:
+        if self.config.format == "parquet":
+            return encode_parquet(table, schema, self.config.parquet_codec)
+        data = encode_json_lines(table, schema, embed_schema=self.config.json_embed_schema)
+        return gzip.compress(data, mtime=0) if self.config.json_gzip else data
+
+
+def encode_parquet(table: pa.Table, schema: ConnectSchema, codec: str = "snappy") -> bytes:
+    """Parquet as parquet-avro writes it: the Avro schema in the footer, one row group."""
+    target = pa.schema(list(schema.physical_arrow_type()))
+    table = table.select(target.names).cast(target)
+    buf = io.BytesIO()
+    # no ARROW:schema (parquet-avro does not write one); only the footer keys the sink writes
+    with pq.ParquetWriter(buf, target, compression=PYARROW_CODECS.get(codec, codec), use_dictionary=True,
+                          data_page_size=64 * 1024, store_schema=False) as writer:
+        writer.write_table(table, row_group_size=max(len(table), 1))
+        writer.add_key_value_metadata({"parquet.avro.schema": avro_schema_json(schema),
+                                       "writer.model.name": "avro"})
+    return buf.getvalue()
+
+
+def encode_keys_parquet(keys: pa.Table) -> bytes:
+    """``store.kafka.keys`` with ParquetFormat: ``message RecordKey { required group key {...} }``."""
+    key_struct = pa.StructArray.from_arrays([keys.column(i).combine_chunks() for i in range(keys.num_columns)],
+                                            names=keys.column_names)
+    table = pa.table({"key": key_struct})
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="snappy", store_schema=False)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# JSON (S3 sink JsonFormat: JsonConverter with schemas.enable=false)
+# --------------------------------------------------------------------------------------------
+
+
+def encode_json_lines(table: pa.Table, schema: ConnectSchema, *, embed_schema: bool) -> bytes:
+    schema_json = schema.to_connect_json() if embed_schema else None
+    out = io.StringIO()
+    for row in table.to_pylist():
+        payload = _json_value(row, schema)
+        doc = {"schema": schema_json, "payload": payload} if embed_schema else payload
+        out.write(json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
+        out.write("\n")
+    return out.getvalue().encode("utf-8")
+
+
+def _json_value(value: Any, schema: ConnectSchema) -> Any:
+    if value is None:
+        return None
+    if schema.type == "struct":
+        return {f.name: _json_value(value.get(f.name), f.schema) for f in schema.fields}
+    if schema.type == "array":
+        return [_json_value(v, schema.items) for v in value]
+    if schema.type == "map":
+        return {k: _json_value(v, schema.values) for k, v in value}
+    if schema.name == DECIMAL:
+        return base64.b64encode(decimal_to_bytes(value)).decode()
+    if schema.type == "bytes":
+        return base64.b64encode(value).decode()
+    if hasattr(value, "isoformat"):  # Connect Date/Time/Timestamp -> epoch numbers
+        return _connect_temporal_number(value, schema)
+    return value
+
+
+def _connect_temporal_number(value: Any, schema: ConnectSchema) -> int:
+    import datetime as dt
+
+    if isinstance(value, dt.datetime):
+        return int(value.timestamp() * 1000)
+    if isinstance(value, dt.date):
+        return (value - dt.date(1970, 1, 1)).days
+    return (value.hour * 3600 + value.minute * 60 + value.second) * 1000 + value.microsecond // 1000
+
+
+def decimal_to_bytes(value: Decimal) -> bytes:
+    """Java ``BigInteger.toByteArray()`` of the unscaled value: minimal two's complement."""
+    unscaled = int(value.scaleb(-value.as_tuple().exponent)) if isinstance(value, Decimal) else int(value)
+    length = max(1, (unscaled + (unscaled < 0)).bit_length() // 8 + 1)
+    return unscaled.to_bytes(length, "big", signed=True)
+
+
+# --------------------------------------------------------------------------------------------
+# ExtractNewRecordState ("unwrap")
+# --------------------------------------------------------------------------------------------
+
+_TOP_LEVEL_ADD = {"op", "ts_ms", "ts_us", "ts_ns"}
+
+
+def unwrap_envelope(records: pa.Table, schema: ConnectSchema, cfg: UnwrapConfig
+                    ) -> tuple[pa.Table, ConnectSchema, np.ndarray]:
+    """Apply the unwrap SMT: returns (rows, row schema, mask of envelope rows that survive)."""
+    value_schema = schema.field("after").schema
+    ops = records.column("op").to_numpy(zero_copy_only=False)
+    is_delete = ops == "d"
+    keep = ops != "t"  # truncates are always dropped by the SMT
+    if cfg.delete_handling == "drop":
+        keep &= ~is_delete
+    kept = records.filter(pa.array(keep))
+    is_delete_kept = pa.array(is_delete[keep])
+    before = kept.column("before").combine_chunks()
+    after = kept.column("after").combine_chunks()
+    columns: dict[str, pa.Array] = {}
+    fields: list[tuple[str, ConnectSchema]] = []
+    b_children, a_children = before.flatten(), after.flatten()
+    for i, f in enumerate(value_schema.fields):
+        columns[f.name] = pc.if_else(is_delete_kept, b_children[i], a_children[i])
+        fields.append((f.name, f.schema))
+    if cfg.delete_handling == "rewrite":
+        columns[cfg.prefix + "deleted"] = pc.if_else(is_delete_kept, "true", "false")
+        fields.append((cfg.prefix + "deleted", ConnectSchema("string", optional=True)))
+    source_schema = schema.field("source").schema
+    source = kept.column("source").combine_chunks()
+    for spec in cfg.add_fields:
+        name, _, rename = spec.partition(":")
+        if "." in name:
+            struct_name, _, leaf = name.partition(".")
+            col_name = cfg.prefix + (rename or f"{struct_name}_{leaf}")
+        else:
+            struct_name, leaf = ("" if name in _TOP_LEVEL_ADD else "source"), name
+            col_name = cfg.prefix + (rename or leaf)
+        if struct_name == "":
+            arr = kept.column(leaf).combine_chunks()
+            fschema = schema.field(leaf).schema
+        elif struct_name == "source":
+            fs = source_schema.field(leaf)
+            if fs is None:
+                continue  # the SMT skips fields that do not exist
+            arr = source.field(leaf)
+            fschema = fs.schema
+        else:
+            continue
+        from dataclasses import replace
+
+        columns[col_name] = arr
+        fields.append((col_name, replace(fschema, optional=True)))
+    row_schema = struct(value_schema.name, fields)
+    out = pa.table(columns)
+    return out, row_schema, keep

@@ -1,0 +1,159 @@
+"""Where the lake lives: a local folder or ``s3://bucket/prefix``.
+
+S3-compatible endpoints (MinIO, moto, ...) come from the standard ``AWS_ENDPOINT_URL`` (or
+``AWS_ENDPOINT_URL_S3``) environment variable, credentials from the standard AWS chain. Listing and
+writing go through boto3 (``StartAfter`` keeps sensors from re-listing everything); reads go
+through ``pyarrow.fs`` so Parquet footers are fetched with ranged GETs, not whole objects.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str  # relative to the lake root, "/"-separated
+    size: int
+
+
+class ObjectStore(Protocol):
+    root_uri: str
+
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]: ...
+
+    def open_input(self, key: str) -> pa.NativeFile: ...
+
+    def get_bytes(self, key: str) -> bytes: ...
+
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def uri(self, key: str) -> str: ...
+
+
+class LocalStore:
+    """A lake in a local folder; keys are paths relative to it."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+        self.root_uri = str(self.root)
+
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
+        base = self.root
+        if not base.exists():
+            return
+        found: list[ObjectInfo] = []
+        for dirpath, dirnames, filenames in os.walk(base):
+            rel_dir = Path(dirpath).relative_to(base).as_posix()
+            rel_dir = "" if rel_dir == "." else rel_dir + "/"
+            # prune directories that cannot hold the prefix
+            dirnames[:] = [d for d in dirnames
+                           if (rel_dir + d + "/").startswith(prefix) or prefix.startswith(rel_dir + d + "/")]
+            for fn in filenames:
+                key = rel_dir + fn
+                if fn.endswith(".lakehouse-tmp") or not key.startswith(prefix):
+                    continue
+                if start_after is not None and key <= start_after:
+                    continue
+                found.append(ObjectInfo(key, os.path.getsize(os.path.join(dirpath, fn))))
+        yield from sorted(found, key=lambda o: o.key)  # S3 lists in UTF-8 binary order too
+
+    def path(self, key: str) -> Path:
+        return self.root / key
+
+    def open_input(self, key: str) -> pa.NativeFile:
+        return pa.OSFile(str(self.path(key)), "rb")
+
+    def get_bytes(self, key: str) -> bytes:
+        return self.path(key).read_bytes()
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        # write-then-rename: readers never see a half-written object, like S3 multipart commit
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".lakehouse-tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
+    def uri(self, key: str) -> str:
+        return str(self.path(key))
+
+
+def _endpoint_url() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+class S3Store:
+    """A lake under ``s3://bucket/prefix``."""
+
+    def __init__(self, bucket: str, prefix: str = ""):
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.root_uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        endpoint = _endpoint_url()
+        # botocore's own retries (standard mode) for throttling and transient errors
+        self._client = boto3.client("s3", endpoint_url=endpoint,
+                                    config=Config(retries={"max_attempts": 8, "mode": "standard"}))
+        kw: dict = {}
+        if endpoint:
+            parsed = urlparse(endpoint)
+            kw["endpoint_override"] = parsed.netloc or parsed.path
+            kw["scheme"] = parsed.scheme or "https"
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if region:
+            kw["region"] = region
+        self._fs = pafs.S3FileSystem(**kw)
+
+    def _full(self, key: str) -> str:
+        return self.prefix + key
+
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        kw = {"Bucket": self.bucket, "Prefix": self._full(prefix)}
+        if start_after is not None:
+            kw["StartAfter"] = self._full(start_after)
+        for page in paginator.paginate(**kw):
+            for obj in page.get("Contents", []):
+                yield ObjectInfo(obj["Key"][len(self.prefix):], int(obj["Size"]))
+
+    def open_input(self, key: str) -> pa.NativeFile:
+        return self._fs.open_input_file(f"{self.bucket}/{self._full(key)}")
+
+    def get_bytes(self, key: str) -> bytes:
+        return self._client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"].read()
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data)
+
+    def delete(self, key: str) -> None:
+        self._client.delete_object(Bucket=self.bucket, Key=self._full(key))
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._full(key)}"
+
+
+def open_store(uri: str | Path) -> ObjectStore:
+    """``s3://bucket/prefix`` or a local path (``file://`` accepted)."""
+    text = str(uri)
+    if text.startswith("s3://"):
+        parsed = urlparse(text)
+        return S3Store(parsed.netloc, parsed.path.lstrip("/"))
+    if text.startswith("file://"):
+        text = urlparse(text).path
+    return LocalStore(text)
