@@ -1,0 +1,1 @@
+"""Dagster assets: thin wiring over the ``lakehouse`` core (no business logic here)."""

@@ -1,0 +1,23 @@
+"""Embedded defaults: where a one-machine install keeps its lake, warehouse and Dagster home.
+
+Everything lives under ``LAKEHOUSE_HOME`` (default ``.data`` in the working directory). Each
+location can be overridden on its own by an environment variable; production points ``LAKEHOUSE_LAKE``
+at ``s3://bucket/prefix``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def home() -> Path:
+    return Path(os.environ.get("LAKEHOUSE_HOME", ".data")).resolve()
+
+
+def lake_uri() -> str:
+    return os.environ.get("LAKEHOUSE_LAKE") or str(home() / "lake")
+
+
+def dagster_home() -> Path:
+    return Path(os.environ.get("DAGSTER_HOME") or home() / "dagster").resolve()
