@@ -36,6 +36,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -141,10 +142,15 @@ class LakeReader:
     """Reads one lake (local folder or S3)."""
 
     def __init__(self, store: ObjectStore | str, layout: SinkLayout = SinkLayout(),
-                 exclude_topics: Iterable[str] = ()):
+                 exclude_topics: Iterable[str] = (),
+                 schema_hints: dict[str, ConnectSchema] | None = None):
+        """``schema_hints``: topic -> value schema, for JSON lines written without schemas
+        (JsonConverter ``schemas.enable=false``), where decimals are base64 and temporal types
+        bare numbers or strings. Without a hint such files are typed from the JSON values."""
         self.store = open_store(store) if isinstance(store, str) else store
         self.layout = layout
         self.exclude_topics = set(exclude_topics)
+        self.schema_hints = dict(schema_hints or {})
         self._footer_cache: dict[str, tuple[str, list[pa.Field], int]] = {}
 
     # -- listing -------------------------------------------------------------------------------
@@ -270,6 +276,14 @@ class LakeReader:
             if jsonlines.has_embedded_schema(lines[0]):
                 for schema, start, payloads in jsonlines.iter_embedded_runs(lines):
                     yield schema, jsonlines.payloads_to_arrow(payloads, schema), start
+            elif obj.ref.topic in self.schema_hints:
+                hint = self.schema_hints[obj.ref.topic]
+                payloads = [json.loads(ln) for ln in lines]
+                unknown = sorted({k for p in payloads for k in p} - set(hint.field_names()))
+                if unknown:
+                    raise LakeObjectError(obj.key, f"fields {unknown} are not in the schema hint for "
+                                                   f"{obj.ref.topic!r}; update the hint")
+                yield hint, jsonlines.payloads_to_arrow(payloads, hint), 0
             else:
                 yield None, jsonlines.read_schemaless(lines), 0
         except LakeObjectError:
@@ -346,7 +360,7 @@ class LakeReader:
             elif "deleted" in meta:
                 op = pc.if_else(pc.equal(meta["deleted"], "true"), "d", "u")
             else:
-                op = pa.array(["u"] * n, pa.string())
+                op = _repeat("u", n, pa.string())
             for f in row_schema.fields:
                 cols[f.name] = _decode(obj, f.name, table.column(f.name), f.schema, row_index)
             cols["__lsn"] = meta.get("lsn")
@@ -387,7 +401,7 @@ class LakeReader:
             op = meta.get("op")
             if op is None:
                 op = (pc.if_else(pc.equal(meta["deleted"], "true"), "d", "u") if "deleted" in meta
-                      else pa.array(["u"] * n, pa.string()))
+                      else _repeat("u", n, pa.string()))
             else:
                 _check_ops(obj, op, row_index)
             for name in table.column_names:
@@ -404,12 +418,12 @@ class LakeReader:
         topic = obj.ref.topic
         cols.setdefault("__table", None)
         if cols["__table"] is None:
-            cols["__table"] = pa.array([_table_from_topic(topic)] * n, pa.string())
-        cols["__topic"] = pa.array([topic] * n, pa.string())
-        cols["__kafka_partition"] = pa.array([obj.ref.kafka_partition] * n, pa.int32())
-        cols["__file_start_offset"] = pa.array([obj.ref.start_offset] * n, pa.int64())
-        cols["__row_index"] = pa.array(range(row_index, row_index + n), pa.int32())
-        cols["__source_object"] = pa.array([obj.key] * n, pa.string())
+            cols["__table"] = _repeat(_table_from_topic(topic), n, pa.string())
+        cols["__topic"] = _repeat(topic, n, pa.string())
+        cols["__kafka_partition"] = _repeat(obj.ref.kafka_partition, n, pa.int32())
+        cols["__file_start_offset"] = _repeat(obj.ref.start_offset, n, pa.int64())
+        cols["__row_index"] = pa.array(np.arange(row_index, row_index + n, dtype=np.int32))
+        cols["__source_object"] = _repeat(obj.key, n, pa.string())
         arrays = []
         for f in out_schema:
             arr = cols.get(f.name)
@@ -552,6 +566,10 @@ def _decode(obj: LakeObject, column: str, arr, schema: ConnectSchema, row_index:
     except (DecodeError, pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
         raise LakeObjectError(obj.key, f"column {column!r} (rows from {row_index}) does not decode as "
                                        f"{schema.name or schema.type}: {exc}") from exc
+
+
+def _repeat(value, n: int, type_: pa.DataType) -> pa.Array:
+    return pa.array([value], type_).take(pa.array(np.zeros(n, dtype=np.int32)))
 
 
 def _table_from_topic(topic: str) -> str:
