@@ -40,7 +40,7 @@ def main() -> int:
 
     from orchestration.definitions import defs
 
-    result = defs.get_job_def("main").execute_in_process(instance=dg.DagsterInstance.get())
+    result = defs.resolve_job_def("main").execute_in_process(instance=dg.DagsterInstance.get())
     if not result.success:
         print("the main job failed; see the Dagster run logs", file=sys.stderr)
         return 1

@@ -12,7 +12,7 @@ from sample_lake import write_sample_lake
 def test_definitions_load_with_main_job():
     from orchestration.definitions import defs
 
-    assert defs.get_job_def("main") is not None
+    assert defs.resolve_job_def("main") is not None
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert "lake_inventory" in keys
 

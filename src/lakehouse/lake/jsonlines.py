@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from lakehouse.lake.connect import DECIMAL, ConnectSchema, parse_connect_json_schema
+from lakehouse.lake.semantic import exact_decimal
 
 
 def _physical_value(value: Any, schema: ConnectSchema) -> Any:
@@ -39,7 +40,7 @@ def _physical_value(value: Any, schema: ConnectSchema) -> Any:
         scale = int(schema.params.get("scale", "0"))
         if isinstance(value, (int, float)):
             return Decimal(str(value))
-        return Decimal(int.from_bytes(base64.b64decode(value), "big", signed=True)).scaleb(-scale)
+        return exact_decimal(int.from_bytes(base64.b64decode(value), "big", signed=True), scale)
     if t == "bytes":
         return base64.b64decode(value) if isinstance(value, str) else bytes(value)
     if schema.name in ("org.apache.kafka.connect.data.Timestamp",):
@@ -102,4 +103,7 @@ def read_schemaless(lines: list[bytes]) -> pa.Table:
     Python's JSON parser keeps ISO timestamps as strings (Arrow's JSON reader would guess some of
     them as timestamps, differently per file)."""
     rows = [json.loads(ln) for ln in lines]
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise ValueError(f"line {i + 1} is a JSON {type(row).__name__}, not an object")
     return pa.Table.from_struct_array(pa.array(rows))

@@ -32,10 +32,11 @@ PYARROW_CODECS = {"snappy": "snappy", "none": "none", "gzip": "gzip", "zstd": "z
                   "brotli": "brotli", "lz4_raw": "lz4"}
 
 # Topics that carry no table rows (spec §5.1, §5.9, pitfall 19).
+# Table topics are <prefix>.<schema>.<table>; the transaction and message topics have no schema
+# segment, so a table that happens to be named "message" is not caught.
 NON_TABLE_TOPIC_PATTERNS = (
     re.compile(r"^__debezium-heartbeat\..+$"),
-    re.compile(r"^.+\.transaction$"),
-    re.compile(r"^.+\.message$"),
+    re.compile(r"^[^.]+\.(transaction|message)$"),
 )
 
 
@@ -94,11 +95,16 @@ class IgnoredObject:
     reason: str
 
 
-_FILE_RE = re.compile(
-    r"^(?P<topic>[A-Za-z0-9._-]+)\+(?P<kpart>\d+)\+(?P<start>\d+)"
-    r"(?P<view>\.keys|\.headers)?"
-    r"(?P<ext>(?:\.[a-z0-9]+)?\.parquet|\.json(?:\.gz)?|\.avro|\.bin(?:\.gz)?)$"
-)
+def _file_re(file_delim: str) -> re.Pattern[str]:
+    d = re.escape(file_delim)
+    return re.compile(
+        rf"^(?P<topic>[A-Za-z0-9._-]+){d}(?P<kpart>\d+){d}(?P<start>\d+)"
+        r"(?P<view>\.keys|\.headers)?"
+        r"(?P<ext>(?:\.[a-z0-9]+)?\.parquet|\.json(?:\.gz)?|\.avro|\.bin(?:\.gz)?)$"
+    )
+
+
+_FILE_RES: dict[str, re.Pattern[str]] = {}
 
 
 def is_non_table_topic(topic: str) -> bool:
@@ -119,10 +125,12 @@ def parse_object_key(key: str, layout: SinkLayout = SinkLayout()) -> ObjectKey |
     encoded = layout.directory_delim.join(parts[1:-1])
     if filename.startswith(".") or filename.endswith(("_$folder$", "/")):
         raise LakeObjectError(key, "hidden or folder-marker object inside the lake")
-    m = _FILE_RE.match(filename)
+    pattern = _FILE_RES.get(layout.file_delim) or _FILE_RES.setdefault(layout.file_delim, _file_re(layout.file_delim))
+    m = pattern.match(filename)
     if m is None:
         raise LakeObjectError(
-            key, "file name is not <topic>+<kafkaPartition>+<startOffset>.<ext> as the S3 sink writes it")
+            key, f"file name is not <topic>{layout.file_delim}<kafkaPartition>{layout.file_delim}<startOffset>.<ext> "
+                 "as the S3 sink writes it")
     if m["topic"] != topic_dir:
         raise LakeObjectError(key, f"file name topic {m['topic']!r} differs from its directory {topic_dir!r}")
     if m["view"]:
@@ -182,11 +190,13 @@ class Partitioner:
         else:
             if timestamp_ms is None:
                 raise ValueError("time-based partitioners need a timestamp")
-            tz = ZoneInfo(self.timezone_name)
-            local = datetime.fromtimestamp(timestamp_ms / 1000, tz)
-            offset_ms = int(local.utcoffset().total_seconds() * 1000) if local.utcoffset() else 0
-            bucket = ((timestamp_ms + offset_ms) // self.duration_ms) * self.duration_ms - offset_ms
-            enc = joda_format(datetime.fromtimestamp(bucket / 1000, tz), self.path_format).rstrip("/")
+            # floor the local wall-clock time (as the partitioner does in the configured zone) and
+            # format that; converting back through UTC would pick the wrong offset on DST days
+            local = datetime.fromtimestamp(timestamp_ms / 1000, ZoneInfo(self.timezone_name))
+            wall_ms = int(local.replace(tzinfo=timezone.utc).timestamp() * 1000)
+            bucket = (wall_ms // self.duration_ms) * self.duration_ms
+            wall = datetime.fromtimestamp(bucket / 1000, timezone.utc)
+            enc = joda_format(wall, self.path_format).rstrip("/")
         if self.schema_affix == "prefix" and schema_name:
             enc = f"schema_name={schema_name}/{enc}"
         elif self.schema_affix == "suffix" and schema_name:

@@ -115,16 +115,17 @@ class LakeListing:
     ignored: list[IgnoredObject]
     errors: list[LakeObjectError]
     excluded_topics: set[str]
+    layout: SinkLayout = field(default_factory=SinkLayout)
 
     def errors_for(self, topic: str) -> list[LakeObjectError]:
-        return [e for e in self.errors if _topic_of(e.key) == topic]
+        return [e for e in self.errors if _topic_of(e.key, self.layout) == topic]
 
     @property
     def topics(self) -> list[str]:
         return sorted(self.objects)
 
 
-def _topic_of(key: str, layout: SinkLayout = SinkLayout()) -> str | None:
+def _topic_of(key: str, layout: SinkLayout) -> str | None:
     rest = key[len(layout.topic_prefix()):] if key.startswith(layout.topic_prefix()) else key
     parts = rest.split(layout.directory_delim)
     return parts[0] if len(parts) > 1 else None
@@ -169,7 +170,7 @@ class LakeReader:
             if isinstance(parsed, IgnoredObject):
                 ignored.append(parsed)
                 continue
-            if is_non_table_topic(parsed.topic) or parsed.topic in self.exclude_topics:
+            if parsed.topic != topic and (is_non_table_topic(parsed.topic) or parsed.topic in self.exclude_topics):
                 excluded.add(parsed.topic)
                 continue
             if info.size == 0:
@@ -178,7 +179,7 @@ class LakeReader:
             objects.setdefault(parsed.topic, []).append(LakeObject(parsed, info.size))
         for objs in objects.values():
             objs.sort(key=lambda o: o.ref)
-        return LakeListing(objects, ignored, errors, excluded)
+        return LakeListing(objects, ignored, errors, excluded, self.layout)
 
     # -- planning ------------------------------------------------------------------------------
 
@@ -363,16 +364,7 @@ class LakeReader:
                 op = _repeat("u", n, pa.string())
             for f in row_schema.fields:
                 cols[f.name] = _decode(obj, f.name, table.column(f.name), f.schema, row_index)
-            cols["__lsn"] = meta.get("lsn")
-            cols["__tx_id"] = meta.get("tx_id")
-            cols["__snapshot"] = meta.get("snapshot")
-            if "ts_us" in meta:
-                cols["__commit_ts"] = meta["ts_us"].cast(pa.int64()).cast(pa.timestamp("us", tz="UTC"))
-            elif "ts_ms" in meta:
-                cols["__commit_ts"] = pc.multiply(meta["ts_ms"].cast(pa.int64()), 1000).cast(
-                    pa.timestamp("us", tz="UTC"))
-            if "schema" in meta and "table" in meta:
-                cols["__table"] = pc.binary_join_element_wise(meta["schema"], meta["table"], ".")
+            cols.update(_unwrap_internal_columns(meta))
         cols["__op"] = op
         return self._assemble(obj, cols, n, row_index, out_schema)
 
@@ -407,9 +399,7 @@ class LakeReader:
             for name in table.column_names:
                 if not name.startswith("__"):
                     cols[name] = table.column(name).combine_chunks()
-            cols["__lsn"] = meta.get("lsn")
-            cols["__tx_id"] = meta.get("tx_id")
-            cols["__snapshot"] = meta.get("snapshot")
+            cols.update(_unwrap_internal_columns(meta))
         cols["__op"] = op
         return self._assemble(obj, cols, n, row_index, out_schema)
 
@@ -536,6 +526,19 @@ def _unwrap_meta_columns(table: pa.Table) -> dict[str, pa.Array]:
                 out[meaning] = table.column(c).combine_chunks()
                 break
     return out
+
+
+def _unwrap_internal_columns(meta: dict[str, pa.Array]) -> dict[str, pa.Array | None]:
+    cols: dict[str, pa.Array | None] = {"__lsn": meta.get("lsn"), "__tx_id": meta.get("tx_id"),
+                                        "__snapshot": meta.get("snapshot")}
+    if "ts_us" in meta:
+        cols["__commit_ts"] = meta["ts_us"].cast(pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    elif "ts_ms" in meta:
+        cols["__commit_ts"] = pc.multiply(meta["ts_ms"].cast(pa.int64()), 1000).cast(
+            pa.timestamp("us", tz="UTC"))
+    if "schema" in meta and "table" in meta:
+        cols["__table"] = pc.binary_join_element_wise(meta["schema"], meta["table"], ".")
+    return cols
 
 
 def _commit_ts(src: dict[str, pa.Array]) -> pa.Array | None:

@@ -27,7 +27,9 @@ layers know that a string is JSON, an enum or a UUID.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -47,6 +49,17 @@ ZONED_TIMESTAMP = "io.debezium.time.ZonedTimestamp"
 MICRO_DURATION = "io.debezium.time.MicroDuration"
 VARIABLE_SCALE_DECIMAL = "io.debezium.data.VariableScaleDecimal"
 TOAST_PLACEHOLDER = "__debezium_unavailable_value"
+
+
+def _md5_name_uuid(name: bytes) -> bytes:
+    raw = bytearray(hashlib.md5(name).digest())
+    raw[6] = (raw[6] & 0x0F) | 0x30  # version 3
+    raw[8] = (raw[8] & 0x3F) | 0x80  # IETF variant
+    return bytes(raw)
+
+
+# uuid[] columns carry Java's UUID.nameUUIDFromBytes(placeholder) (spec §5.5)
+TOAST_PLACEHOLDER_UUID = str(uuid.UUID(bytes=_md5_name_uuid(TOAST_PLACEHOLDER.encode())))
 
 _SIMPLE_CASTS: dict[str, pa.DataType] = {
     DATE: pa.date32(),
@@ -162,7 +175,7 @@ def _decode_variable_scale_decimal(arr: pa.Array) -> pa.Array:
         if isinstance(raw, str):  # JSON form: base64
             raw = base64.b64decode(raw)
         unscaled = int.from_bytes(raw, "big", signed=True)
-        out.append(str(Decimal(unscaled).scaleb(-int(scale))))
+        out.append(format(exact_decimal(unscaled, int(scale)), "f"))
     return pa.array(out, type=pa.string())
 
 
@@ -175,28 +188,39 @@ def _decode_decimal_bytes(arr: pa.Array, target: pa.DataType) -> pa.Array:
             out.append(None)
             continue
         if isinstance(raw, (int, float)):  # JsonConverter decimal.format=NUMERIC
-            out.append(Decimal(str(raw)).quantize(Decimal(1).scaleb(-scale)))
+            out.append(Decimal(str(raw)))
             continue
         if isinstance(raw, str):
             raw = base64.b64decode(raw)
-        out.append(Decimal(int.from_bytes(raw, "big", signed=True)).scaleb(-scale))
+        out.append(exact_decimal(int.from_bytes(raw, "big", signed=True), scale))
     return pa.array(out, type=target)
 
 
+def exact_decimal(unscaled: int, scale: int) -> Decimal:
+    """unscaled × 10^-scale without rounding (Decimal arithmetic would round at 28 digits)."""
+    return Decimal(f"{unscaled}E{-scale}")
+
+
 def is_toast_placeholder(arr: pa.Array) -> pa.Array:
-    """Boolean mask: which values are Debezium's unchanged-TOAST placeholder (spec §5.5)."""
+    """Boolean mask: which values are Debezium's unchanged-TOAST placeholder (spec §5.5):
+    the string, its bytes, ``[placeholder]`` for text[], ``[nameUUIDFromBytes(placeholder)]`` for
+    uuid[], the placeholder's byte values for int[]/bigint[], ``{placeholder: placeholder}`` for
+    hstore in map mode."""
     t = arr.type
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         return pc.fill_null(pc.equal(arr, TOAST_PLACEHOLDER), False)
     if pa.types.is_binary(t) or pa.types.is_large_binary(t):
         return pc.fill_null(pc.equal(arr, pa.scalar(TOAST_PLACEHOLDER.encode(), t)), False)
-    if pa.types.is_list(t):
+    if pa.types.is_map(t):
+        needles = [[(TOAST_PLACEHOLDER, TOAST_PLACEHOLDER)]]
+    elif pa.types.is_list(t) or pa.types.is_large_list(t):
         vt = t.value_type
-        if pa.types.is_string(vt):
-            needle = [TOAST_PLACEHOLDER]
+        if pa.types.is_string(vt) or pa.types.is_large_string(vt):
+            needles = [[TOAST_PLACEHOLDER], [TOAST_PLACEHOLDER_UUID]]
         elif pa.types.is_integer(vt):
-            needle = list(TOAST_PLACEHOLDER.encode())
+            needles = [list(TOAST_PLACEHOLDER.encode())]
         else:
-            return pa.array([False] * len(arr))
-        return pa.array([v == needle for v in arr.to_pylist()], type=pa.bool_())
-    return pa.array([False] * len(arr))
+            return pa.array([False] * len(arr), pa.bool_())
+    else:
+        return pa.array([False] * len(arr), pa.bool_())
+    return pa.array([v in needles for v in arr.to_pylist()], type=pa.bool_())

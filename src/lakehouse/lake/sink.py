@@ -15,7 +15,7 @@ import gzip
 import io
 import json
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 import numpy as np
@@ -112,7 +112,8 @@ class SinkWriter:
         slot = (topic, kafka_partition)
         pend = self._pending.get(slot)
         if pend is not None and pend.fingerprint != fp:  # schema change rotates (NONE compatibility)
-            self._commit(topic, kafka_partition, pend, pend.count)
+            if pend.count:
+                self._commit(topic, kafka_partition, pend, pend.count)
             pend = None
         if pend is None:
             pend = self._pending[slot] = _Pending(value_schema, fp, [], [], [], [])
@@ -244,7 +245,7 @@ def _json_value(value: Any, schema: ConnectSchema) -> Any:
     if schema.type == "map":
         return {k: _json_value(v, schema.values) for k, v in value}
     if schema.name == DECIMAL:
-        return base64.b64encode(decimal_to_bytes(value)).decode()
+        return base64.b64encode(decimal_to_bytes(value, int(schema.params.get("scale", "0")))).decode()
     if schema.type == "bytes":
         return base64.b64encode(value).decode()
     if hasattr(value, "isoformat"):  # Connect Date/Time/Timestamp -> epoch numbers
@@ -262,9 +263,11 @@ def _connect_temporal_number(value: Any, schema: ConnectSchema) -> int:
     return (value.hour * 3600 + value.minute * 60 + value.second) * 1000 + value.microsecond // 1000
 
 
-def decimal_to_bytes(value: Decimal) -> bytes:
+def decimal_to_bytes(value: Decimal | int, scale: int) -> bytes:
     """Java ``BigInteger.toByteArray()`` of the unscaled value: minimal two's complement."""
-    unscaled = int(value.scaleb(-value.as_tuple().exponent)) if isinstance(value, Decimal) else int(value)
+    with localcontext() as ctx:
+        ctx.prec = 200  # exact for any PostgreSQL numeric; the default 28 digits would round
+        unscaled = int(Decimal(value).scaleb(scale))
     length = max(1, (unscaled + (unscaled < 0)).bit_length() // 8 + 1)
     return unscaled.to_bytes(length, "big", signed=True)
 

@@ -1,0 +1,241 @@
+"""Shared fixtures for the lake reader tests.
+
+* ``sample_events``: the real Debezium 3.6.3 captures (``tests/sample_lake.load_events``).
+* ``moto_s3``: a real S3 endpoint over HTTP (moto's server on loopback), with the standard AWS
+  environment variables pointing at it for the whole session (restored afterwards). Yields a
+  function that creates a fresh bucket and returns its ``s3://`` URI.
+* ``dbz``: builders for Debezium-shaped Connect schemas and envelope records, so tests can craft
+  lake files through :class:`~lakehouse.lake.sink.SinkWriter` instead of hand-writing bytes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import uuid
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from sample_lake import load_events
+
+from lakehouse.lake.connect import ConnectSchema, struct
+from lakehouse.lake.sink import SinkConfig, SinkWriter
+from lakehouse.lake.store import ObjectStore
+
+# --------------------------------------------------------------------------------------------
+# real samples
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sample_events():
+    return load_events()
+
+
+# --------------------------------------------------------------------------------------------
+# S3 over HTTP (moto server on loopback)
+# --------------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_s3():
+    """Start ``moto.server.ThreadedMotoServer`` on a free loopback port; point the standard AWS
+    environment at it; yield ``new_bucket(prefix="") -> "s3://bucket[/prefix]"``."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    mp = pytest.MonkeyPatch()
+    try:
+        for var in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
+            mp.delenv(var, raising=False)
+        mp.setenv("AWS_ENDPOINT_URL", endpoint)
+        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        counter = itertools.count()
+
+        def new_bucket(prefix: str = "") -> str:
+            name = f"lake-{next(counter)}-{uuid.uuid4().hex[:8]}"
+            client.create_bucket(Bucket=name)
+            return f"s3://{name}/{prefix.strip('/')}" if prefix.strip("/") else f"s3://{name}"
+
+        new_bucket.endpoint = endpoint  # type: ignore[attr-defined]
+        new_bucket.client = client  # type: ignore[attr-defined]
+        yield new_bucket
+    finally:
+        mp.undo()
+        server.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# Debezium-shaped schemas and records
+# --------------------------------------------------------------------------------------------
+
+
+class Dbz:
+    """Builders for Debezium PostgreSQL envelopes (spec lake-format.md §4.5, §5.2, §5.3)."""
+
+    def __init__(self, source_schema: ConnectSchema):
+        self.source_schema = source_schema
+
+    @staticmethod
+    def opt(
+        type_: str, name: str | None = None, params: dict[str, str] | None = None, **kw: Any
+    ) -> ConnectSchema:
+        return ConnectSchema(
+            type_, name=name, optional=True, parameters=tuple(sorted((params or {}).items())), **kw
+        )
+
+    @staticmethod
+    def req(
+        type_: str, name: str | None = None, params: dict[str, str] | None = None, **kw: Any
+    ) -> ConnectSchema:
+        return ConnectSchema(
+            type_, name=name, optional=False, parameters=tuple(sorted((params or {}).items())), **kw
+        )
+
+    def value_schema(self, topic: str, fields: list[tuple[str, ConnectSchema]]) -> ConnectSchema:
+        return struct(f"{topic}.Value", fields, optional=True)
+
+    def envelope(
+        self,
+        topic: str,
+        fields: list[tuple[str, ConnectSchema]],
+        source: ConnectSchema | None = None,
+    ) -> ConnectSchema:
+        """The Envelope schema Debezium 3.x builds for a table with these value fields."""
+        value = self.value_schema(topic, fields)
+        block = struct(
+            "event.block",
+            [
+                ("id", ConnectSchema("string")),
+                ("total_order", ConnectSchema("int64")),
+                ("data_collection_order", ConnectSchema("int64")),
+            ],
+            optional=True,
+            version=1,
+        )
+        return struct(
+            f"{topic}.Envelope",
+            [
+                ("before", value),
+                ("after", value),
+                ("source", source or self.source_schema),
+                ("transaction", block),
+                ("op", ConnectSchema("string")),
+                ("ts_ms", self.opt("int64")),
+                ("ts_us", self.opt("int64")),
+                ("ts_ns", self.opt("int64")),
+            ],
+            version=2,
+        )
+
+    def source(
+        self,
+        table: str = "things",
+        schema: str = "public",
+        *,
+        lsn: int | None = 100,
+        tx_id: int | None = 10,
+        snapshot: str | None = "false",
+        ts_us: int | None = None,
+        ts_ms: int | None = None,
+        source_schema: ConnectSchema | None = None,
+    ) -> dict:
+        ts_us = 1_715_088_896_123_456 if ts_us is None else ts_us
+        full = {
+            "version": "3.6.3.Final",
+            "connector": "postgresql",
+            "name": "eco2",
+            "ts_ms": ts_us // 1000 if ts_ms is None else ts_ms,
+            "snapshot": snapshot,
+            "db": "eco2",
+            "sequence": f'[null,"{lsn}"]',
+            "ts_us": ts_us,
+            "ts_ns": ts_us * 1000,
+            "schema": schema,
+            "table": table,
+            "txId": tx_id,
+            "lsn": lsn,
+            "xmin": None,
+            "origin": None,
+            "origin_lsn": None,
+        }
+        names = (source_schema or self.source_schema).field_names()
+        return {k: v for k, v in full.items() if k in names}
+
+    def record(
+        self,
+        op: str,
+        *,
+        after: dict | None = None,
+        before: dict | None = None,
+        ts_ms: int | None = None,
+        **source_kw: Any,
+    ) -> dict:
+        src = self.source(**source_kw)
+        return {
+            "before": before,
+            "after": after,
+            "source": src,
+            "transaction": None,
+            "op": op,
+            "ts_ms": ts_ms if ts_ms is not None else src["ts_ms"] + 5,
+            "ts_us": None,
+            "ts_ns": None,
+        }
+
+    @staticmethod
+    def table(schema: ConnectSchema, rows: list[dict]) -> pa.Table:
+        """Rows (Python values in the physical layout) -> the Arrow table parquet-avro would give."""
+        return pa.Table.from_pylist(rows, schema=pa.schema(list(schema.physical_arrow_type())))
+
+    def write(
+        self,
+        store: ObjectStore,
+        topic: str,
+        schema: ConnectSchema,
+        rows: list[dict],
+        offsets: list[int],
+        *,
+        partition: int = 0,
+        config: SinkConfig | None = None,
+        writer: SinkWriter | None = None,
+        close: bool = True,
+    ) -> SinkWriter:
+        """Write records through the sink emulation (one record at a time, in Kafka order)."""
+        w = writer or SinkWriter(store, config or SinkConfig(flush_size=1000))
+        for row, off in zip(rows, offsets, strict=True):
+            ts = np.array([row["source"]["ts_ms"] if "source" in row else 0], dtype=np.int64)
+            w.write(
+                topic,
+                partition,
+                self.table(schema, [row]),
+                schema,
+                np.array([off], dtype=np.int64),
+                timestamps_ms=ts,
+            )
+        if close:
+            w.close()
+        return w
+
+
+@pytest.fixture(scope="session")
+def dbz(sample_events) -> Dbz:
+    source = (
+        next(e for e in sample_events if e.value is not None).value_schema.field("source").schema
+    )
+    return Dbz(source)
