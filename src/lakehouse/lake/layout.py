@@ -93,6 +93,7 @@ class IgnoredObject:
     key: str
     topic: str
     reason: str
+    kind: str = ""  # keys | headers | tombstone
 
 
 def _file_re(file_delim: str) -> re.Pattern[str]:
@@ -134,9 +135,9 @@ def parse_object_key(key: str, layout: SinkLayout = SinkLayout()) -> ObjectKey |
     if m["topic"] != topic_dir:
         raise LakeObjectError(key, f"file name topic {m['topic']!r} differs from its directory {topic_dir!r}")
     if m["view"]:
-        return IgnoredObject(key, topic_dir, f"{m['view'][1:]} companion file")
+        return IgnoredObject(key, topic_dir, f"{m['view'][1:]} companion file", kind=m["view"][1:])
     if encoded.split(layout.directory_delim)[0] == layout.tombstone_partition:
-        return IgnoredObject(key, topic_dir, "tombstone partition (null values)")
+        return IgnoredObject(key, topic_dir, "tombstone partition (null values)", kind="tombstone")
     ext = m["ext"]
     if ext.endswith(".parquet"):
         fmt, compression = "parquet", ext[: -len(".parquet")] or ".none"

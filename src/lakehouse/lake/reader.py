@@ -181,6 +181,18 @@ class LakeReader:
             objs.sort(key=lambda o: o.ref)
         return LakeListing(objects, ignored, errors, excluded, self.layout)
 
+    # -- primary keys from key companion files ---------------------------------------------
+
+    def key_columns(self, topic: str, listing: LakeListing | None = None) -> tuple[str, ...] | None:
+        """Primary-key columns as recorded by ``store.kafka.keys`` companions, or None if the topic
+        has none. The value files never mark key columns (pitfall 6)."""
+        listing = listing or self.scan(topic)
+        companions = sorted(i.key for i in listing.ignored
+                            if i.topic == topic and i.kind == "keys")
+        for key in reversed(companions):  # the newest key schema wins
+            return read_key_columns(self.store, key)
+        return None
+
     # -- planning ------------------------------------------------------------------------------
 
     def plan(self, topic: str, objects: list[LakeObject] | None = None,
@@ -434,6 +446,65 @@ class LakeReader:
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
+
+
+def read_key_columns(store: ObjectStore, key: str) -> tuple[str, ...]:
+    """Key field names of one ``.keys`` companion (Parquet ``RecordKey.key``, Avro container, JSON)."""
+    try:
+        if key.endswith(".parquet"):
+            schema = pq.ParquetFile(store.open_input(key)).schema_arrow
+            inner = schema.field("key").type if "key" in schema.names else None
+            if inner is None or not pa.types.is_struct(inner):
+                raise LakeObjectError(key, "keys file has no 'key' struct (RecordKey)")
+            return tuple(f.name for f in inner)
+        if key.endswith(".avro"):
+            avro = avro_container_schema(store.get_bytes(key))
+            if not isinstance(avro, dict) or avro.get("type") != "record":
+                raise LakeObjectError(key, "Avro keys file does not hold a record key")
+            return tuple(f["name"] for f in avro["fields"])
+        first = jsonlines.read_lines(store.get_bytes(key), gzipped=key.endswith(".gz"))[0]
+        doc = json.loads(first)
+        if isinstance(doc, dict) and set(doc) == {"schema", "payload"}:
+            doc = doc["payload"]
+        if not isinstance(doc, dict):
+            raise LakeObjectError(key, "JSON keys file does not hold key objects")
+        return tuple(doc)
+    except (pa.ArrowInvalid, OSError, ValueError, IndexError, KeyError) as exc:
+        raise LakeObjectError(key, f"unreadable keys file: {exc}") from exc
+
+
+def avro_container_schema(data: bytes) -> dict:
+    """The writer schema from an Avro object container header (``avro.schema`` metadata)."""
+    if data[:4] != b"Obj\x01":
+        raise ValueError("not an Avro object container file")
+    pos = 4
+
+    def read_long() -> int:
+        nonlocal pos
+        shift = result = 0
+        while True:
+            b = data[pos]
+            pos += 1
+            result |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return (result >> 1) ^ -(result & 1)  # zigzag
+            shift += 7
+
+    def read_bytes() -> bytes:
+        nonlocal pos
+        n = read_long()
+        pos += n
+        return data[pos - n:pos]
+
+    meta: dict[str, bytes] = {}
+    while (count := read_long()) != 0:
+        if count < 0:
+            read_long()  # block size in bytes follows a negative count
+            count = -count
+        for _ in range(count):
+            k = read_bytes().decode()
+            meta[k] = read_bytes()
+    return json.loads(meta["avro.schema"])
 
 
 def _shape_of(obj: LakeObject, value: ConnectSchema) -> tuple[str, ConnectSchema]:
