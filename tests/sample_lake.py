@@ -67,6 +67,6 @@ def write_sample_lake(store: ObjectStore, config: SinkConfig = SinkConfig(flush_
                 raise ValueError(f"{ev.topic}@{ev.offset}: null key (truncate) with store.kafka.keys=true")
             keys = payloads_to_arrow([ev.key], ev.key_schema)
         writer.write(ev.topic, 0, table, ev.value_schema, np.array([ev.offset], dtype=np.int64),
-                     keys=keys, timestamps_ms=ts)
+                     keys=keys, key_schema=ev.key_schema, timestamps_ms=ts)
     writer.close()
     return writer

@@ -452,3 +452,24 @@ def test_joda_format_tokens():
 )
 def test_non_table_topics(topic, excluded):
     assert is_non_table_topic(topic) is excluded
+
+
+def test_sub_minute_time_buckets_get_their_own_directories(tmp_path):
+    """Per-second buckets: the sink writer must not reuse one directory for a whole minute."""
+    import numpy as np
+    import pyarrow as pa
+
+    from lakehouse.lake.connect import ConnectSchema, struct
+    from lakehouse.lake.reader import LakeReader
+    from lakehouse.lake.sink import SinkConfig, SinkWriter, UnwrapConfig
+    from lakehouse.lake.store import LocalStore
+
+    value = struct("t.s.x.Value", [("id", ConnectSchema("int64")), ("__op", ConnectSchema("string", optional=True))])
+    part = Partitioner.named("time", path_format="'ts'=YYYYMMddHHmmss", duration_ms=1000)
+    writer = SinkWriter(LocalStore(tmp_path), SinkConfig(flush_size=10, partitioner=part))
+    rows = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "__op": pa.array(["c", "c", "c"])})
+    writer.write("t.s.x", 0, rows, value, np.array([0, 1, 2]), timestamps_ms=np.array([1_000, 2_000, 59_000]))
+    writer.close()
+    dirs = sorted(k.split("/")[2] for k in writer.objects_written)
+    assert dirs == ["ts=19700101000001", "ts=19700101000002", "ts=19700101000059"]
+    assert LakeReader(LocalStore(tmp_path)).read_changes("t.s.x").column("id").to_pylist() == [1, 2, 3]

@@ -78,3 +78,20 @@ def test_broken_keys_companion_names_the_object(tmp_path):
     with pytest.raises(LakeObjectError) as err:
         LakeReader(store).key_columns("eco2.auth.users")
     assert err.value.key == bad
+
+
+def test_keys_companion_layout_matches_the_sink(tmp_path):
+    """`message RecordKey { required group key { required ... } }` with the Avro footer."""
+    import pyarrow.parquet as pq
+
+    store = LocalStore(tmp_path)
+    events = [e for e in load_events() if not (e.value and e.value["op"] == "t")]
+    writer = write_sample_lake(store, SinkConfig(flush_size=3, store_keys=True), events)
+    companion = next(k for k in store.list("topics/eco2.auth.users/") if ".keys." in k.key)
+    pf = pq.ParquetFile(store.open_input(companion.key))
+    schema = pf.schema_arrow
+    assert schema.names == ["key"] and not schema.field("key").nullable
+    assert not schema.field("key").type.field("id").nullable
+    footer = json.loads(pf.metadata.metadata[b"parquet.avro.schema"])
+    assert footer["name"] == "RecordKey" and footer["fields"][0]["name"] == "key"
+    assert writer.objects_written  # value files were written beside it

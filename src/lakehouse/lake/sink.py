@@ -14,6 +14,7 @@ import base64
 import gzip
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from typing import Any
@@ -68,6 +69,7 @@ class SinkConfig:
 class _Pending:
     schema: ConnectSchema
     fingerprint: str
+    key_schema: ConnectSchema | None
     tables: list[pa.Table]
     keys: list[pa.Table]
     offsets: list[np.ndarray]
@@ -106,8 +108,8 @@ class SinkWriter:
                 keys = keys.filter(pa.array(keep))
         if len(records) == 0:
             return
-        if self.config.store_keys and keys is None:
-            raise ValueError("store_keys needs the Kafka keys")
+        if self.config.store_keys and (keys is None or key_schema is None):
+            raise ValueError("store_keys needs the Kafka keys and their schema")
         fp = value_schema.fingerprint()
         slot = (topic, kafka_partition)
         pend = self._pending.get(slot)
@@ -116,7 +118,7 @@ class SinkWriter:
                 self._commit(topic, kafka_partition, pend, pend.count)
             pend = None
         if pend is None:
-            pend = self._pending[slot] = _Pending(value_schema, fp, [], [], [], [])
+            pend = self._pending[slot] = _Pending(value_schema, fp, key_schema, [], [], [], [])
         pend.tables.append(records)
         pend.keys.append(keys if keys is not None else pa.table({}))
         pend.offsets.append(np.asarray(offsets, dtype=np.int64))
@@ -134,11 +136,13 @@ class SinkWriter:
     # -----------------------------------------------------------------------------------------
 
     def _commit(self, topic: str, kafka_partition: int, pend: _Pending, n: int) -> None:
-        table = pa.concat_tables(pend.tables).combine_chunks()
+        # zero-copy slicing of the chunked buffer; only the committed head is made contiguous,
+        # so a caller handing over one large table does not pay a copy per commit
+        table = pa.concat_tables(pend.tables)
         keys = pa.concat_tables(pend.keys) if self.config.store_keys else None
         offsets = np.concatenate(pend.offsets)
         stamps = np.concatenate(pend.timestamps)
-        head, tail = table.slice(0, n), table.slice(n)
+        head, tail = table.slice(0, n).combine_chunks(), table.slice(n)
         pend.tables = [tail] if len(tail) else []
         if keys is not None:
             pend.keys = [keys.slice(n)] if len(tail) else []
@@ -167,7 +171,7 @@ class SinkWriter:
                 part_keys = keys.take(idx) if len(rows) != len(head) else keys
                 kkey = build_object_key(self.config.layout, topic, enc, kafka_partition, start,
                                         PARQUET_CODEC_EXTENSIONS["snappy"], view=".keys")
-                self.store.put_bytes(kkey, encode_keys_parquet(part_keys))
+                self.store.put_bytes(kkey, encode_keys_parquet(part_keys, pend.key_schema))
 
     def _encoded_partitions(self, table: pa.Table, schema: ConnectSchema, kafka_partition: int,
                             stamps: np.ndarray) -> list[str]:
@@ -179,10 +183,13 @@ class SinkWriter:
             cols = {f: table.column(f).to_pylist() for f in p.fields}
             return [p.encode(kafka_partition, field_values={f: cols[f][i] for f in p.fields},
                              schema_name=schema_name) for i in range(len(table))]
+        # bucket boundaries fall on multiples of gcd(duration, 1 min) in UTC (zone offsets are
+        # whole minutes), so records in the same such slice share a directory
+        slice_ms = math.gcd(p.duration_ms, 60_000)
         cache: dict[int, str] = {}
         out = []
         for ts in stamps.tolist():
-            bucket = ts // 60_000
+            bucket = ts // slice_ms
             if bucket not in cache:
                 cache[bucket] = p.encode(kafka_partition, timestamp_ms=ts, schema_name=schema_name)
             out.append(cache[bucket])
@@ -209,14 +216,13 @@ def encode_parquet(table: pa.Table, schema: ConnectSchema, codec: str = "snappy"
     return buf.getvalue()
 
 
-def encode_keys_parquet(keys: pa.Table) -> bytes:
-    """``store.kafka.keys`` with ParquetFormat: ``message RecordKey { required group key {...} }``."""
-    key_struct = pa.StructArray.from_arrays([keys.column(i).combine_chunks() for i in range(keys.num_columns)],
-                                            names=keys.column_names)
-    table = pa.table({"key": key_struct})
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="snappy", store_schema=False)
-    return buf.getvalue()
+def encode_keys_parquet(keys: pa.Table, key_schema: ConnectSchema) -> bytes:
+    """``store.kafka.keys`` with ParquetFormat: ``message RecordKey { required group key {...} }``
+    (the sink envelopes the key in a Connect struct ``RecordKey``, spec §3.3)."""
+    record_key = struct("RecordKey", [("key", key_schema)])
+    key_struct = pa.StructArray.from_arrays(
+        [keys.column(i).combine_chunks() for i in range(keys.num_columns)], names=keys.column_names)
+    return encode_parquet(pa.table({"key": key_struct}), record_key, "snappy")
 
 
 # --------------------------------------------------------------------------------------------
