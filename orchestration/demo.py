@@ -20,7 +20,10 @@ def step(msg: str) -> None:
 def main() -> int:
     lake = settings.lake_uri()
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home())
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    dagster_yaml = Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml"
+    if not dagster_yaml.exists():
+        dagster_yaml.parent.mkdir(parents=True, exist_ok=True)
+        dagster_yaml.write_text("telemetry:\n  enabled: false\n")
     cli = [sys.executable, "-m", "lakehouse.cli"]
     started = time.monotonic()
 
@@ -40,12 +43,14 @@ def main() -> int:
 
     from orchestration.definitions import defs
 
-    result = defs.resolve_job_def("main").execute_in_process(instance=dg.DagsterInstance.get())
+    quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    result = defs.resolve_job_def("main").execute_in_process(instance=dg.DagsterInstance.get(),
+                                                             run_config=quiet)
     if not result.success:
         print("the main job failed; see the Dagster run logs", file=sys.stderr)
         return 1
     for event in result.get_asset_materialization_events():
-        mat = event.asset_materialization
+        mat = event.materialization
         meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items() if k != "inventory"}
         print(f"  materialized {mat.asset_key.to_user_string()}: {meta}")
 
