@@ -13,7 +13,7 @@ export UV_PYTHON := $(shell command -v python3.11 || command -v python3)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help env demo test test-fast bench lint clean
+.PHONY: help env demo test test-fast bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -32,7 +32,8 @@ env: $(VENV)/.synced  ## create/refresh the environment from the lock file
 demo: env  ## build a sample lake and run the main job on embedded defaults
 	@$(PY) -m orchestration.demo
 
-test: env  ## run the whole suite (slow suites included)
+test: env  ## lint, then run the whole suite (slow suites included)
+	@$(VENV)/bin/ruff check src assets orchestration tests bench
 	@$(PY) -m pytest
 
 test-fast: env  ## the suite without slow tests
@@ -41,8 +42,6 @@ test-fast: env  ## the suite without slow tests
 bench: env  ## benchmarks with their in-run baselines
 	@$(PY) bench/bench_generate.py --events 1000000
 
-lint: env
-	@$(VENV)/bin/ruff check src assets orchestration tests bench
 
 clean:  ## remove the environment and local data
 	rm -rf $(VENV) $(TOOLS) .data

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
+from sample_lake import write_sample_lake
 from typer.testing import CliRunner
 
 from lakehouse.cli import app
 from lakehouse.lake.store import LocalStore
-from sample_lake import write_sample_lake
 
 runner = CliRunner()
 

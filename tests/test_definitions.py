@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dagster as dg
+from sample_lake import write_sample_lake
 
 from assets.resources import LakeResource
 from lakehouse.lake.store import LocalStore
-from sample_lake import write_sample_lake
 
 
 def test_definitions_load_with_main_job():

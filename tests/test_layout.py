@@ -461,7 +461,7 @@ def test_sub_minute_time_buckets_get_their_own_directories(tmp_path):
 
     from lakehouse.lake.connect import ConnectSchema, struct
     from lakehouse.lake.reader import LakeReader
-    from lakehouse.lake.sink import SinkConfig, SinkWriter, UnwrapConfig
+    from lakehouse.lake.sink import SinkConfig, SinkWriter
     from lakehouse.lake.store import LocalStore
 
     value = struct("t.s.x.Value", [("id", ConnectSchema("int64")), ("__op", ConnectSchema("string", optional=True))])

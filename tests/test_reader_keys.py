@@ -6,12 +6,12 @@ import io
 import json
 
 import pytest
+from sample_lake import load_events, write_sample_lake
 
 from lakehouse.lake.layout import LakeObjectError
 from lakehouse.lake.reader import LakeReader, avro_container_schema
 from lakehouse.lake.sink import SinkConfig
 from lakehouse.lake.store import LocalStore
-from sample_lake import load_events, write_sample_lake
 
 
 def _avro_container(schema: dict) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -28,7 +28,7 @@ console = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 160)
 
 
-class PartitionerName(str, Enum):
+class PartitionerName(StrEnum):
     default = "default"
     hourly = "hourly"
     daily = "daily"
@@ -36,12 +36,12 @@ class PartitionerName(str, Enum):
     field = "field"
 
 
-class Shape(str, Enum):
+class Shape(StrEnum):
     envelope = "envelope"
     unwrap = "unwrap"
 
 
-class FileFormat(str, Enum):
+class FileFormat(StrEnum):
     parquet = "parquet"
     json = "json"
 

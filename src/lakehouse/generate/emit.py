@@ -279,7 +279,9 @@ class TopicWriter:
 
     def _source(self, src: Source, n: int) -> pa.StructArray:
         td = self.td
-        const = lambda v: S.take(pa.array([v]), np.zeros(n, np.int64))
+        def const(v):
+            return S.take(pa.array([v]), np.zeros(n, np.int64))
+
         st = pa.struct(list(self._schema(td)[2].field("source").type))
         has_lsn = src.lsn >= 0
         children = [

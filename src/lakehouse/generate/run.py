@@ -289,7 +289,7 @@ def _emit_window(run: _Run, pending: dict[str, Batch], t_end: int, budget: int) 
     if final:
         return {n: Batch.empty(n) for n in names}
     carried = {}
-    for i, n in enumerate(names):
+    for n in names:
         rest = row[cut:][tab[cut:] == TABLE_INDEX[n]]
         carried[n] = pending[n].take(np.sort(rest))
     return carried

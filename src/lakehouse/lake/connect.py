@@ -10,7 +10,7 @@ are parsed into one model, :class:`ConnectSchema`, so semantic decoding happens 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa

@@ -46,7 +46,7 @@ def _physical_value(value: Any, schema: ConnectSchema) -> Any:
     if schema.name in ("org.apache.kafka.connect.data.Timestamp",):
         import datetime as dt
 
-        return dt.datetime.fromtimestamp(value / 1000, dt.timezone.utc)
+        return dt.datetime.fromtimestamp(value / 1000, dt.UTC)
     if schema.name == "org.apache.kafka.connect.data.Date":
         import datetime as dt
 

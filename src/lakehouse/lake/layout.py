@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 PARQUET_CODEC_EXTENSIONS = {
@@ -194,9 +194,9 @@ class Partitioner:
             # floor the local wall-clock time (as the partitioner does in the configured zone) and
             # format that; converting back through UTC would pick the wrong offset on DST days
             local = datetime.fromtimestamp(timestamp_ms / 1000, ZoneInfo(self.timezone_name))
-            wall_ms = int(local.replace(tzinfo=timezone.utc).timestamp() * 1000)
+            wall_ms = int(local.replace(tzinfo=UTC).timestamp() * 1000)
             bucket = (wall_ms // self.duration_ms) * self.duration_ms
-            wall = datetime.fromtimestamp(bucket / 1000, timezone.utc)
+            wall = datetime.fromtimestamp(bucket / 1000, UTC)
             enc = joda_format(wall, self.path_format).rstrip("/")
         if self.schema_affix == "prefix" and schema_name:
             enc = f"schema_name={schema_name}/{enc}"
@@ -239,4 +239,4 @@ def build_object_key(layout: SinkLayout, topic: str, encoded_partition: str, kaf
 
 
 def utc_now_ms() -> int:
-    return int(datetime.now(timezone.utc).timestamp() * 1000)
+    return int(datetime.now(UTC).timestamp() * 1000)

@@ -126,7 +126,7 @@ class LakeListing:
 
 
 def _topic_of(key: str, layout: SinkLayout) -> str | None:
-    rest = key[len(layout.topic_prefix()):] if key.startswith(layout.topic_prefix()) else key
+    rest = key.removeprefix(layout.topic_prefix())
     parts = rest.split(layout.directory_delim)
     return parts[0] if len(parts) > 1 else None
 
