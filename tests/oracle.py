@@ -1,0 +1,95 @@
+"""Test oracle: the visible state of each table after applying a lake's change events, written as
+plainly as possible (dicts, one event at a time) so tests can compare it with ``SELECT *``.
+
+This is deliberately not the product's compaction (issue 4): it is the slow, obvious reference.
+Rules (spec lake-format.md §5, §7): order by Kafka position; c/r/u upsert; a column holding the
+unchanged-TOAST placeholder keeps the previous value (for the c half of a PK change: the old key's
+value, found through the d with the same lsn and txId); d removes the key; t empties the table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lakehouse.lake.reader import INTERNAL_NAMES, POSITION, LakeReader
+from lakehouse.lake.semantic import TOAST_PLACEHOLDER
+
+
+def lake_state(reader: LakeReader, topic: str, key: tuple[str, ...]) -> dict[tuple, dict]:
+    table = reader.read_changes(topic)
+    if table.num_rows == 0:
+        return {}
+    table = table.sort_by([(c, "ascending") for c in POSITION])
+    columns = [c for c in table.column_names if c not in INTERNAL_NAMES]
+    state: dict[tuple, dict] = {}
+    deleted_by_change: dict[tuple, dict] = {}
+    for ev in table.to_pylist():
+        op = ev["__op"]
+        if op == "t":
+            state.clear()
+            continue
+        k = tuple(ev[c] for c in key)
+        if op == "d":
+            old = state.pop(k, None)
+            if old is not None:
+                deleted_by_change[(ev["__lsn"], ev["__tx_id"])] = old
+            continue
+        row = {c: ev[c] for c in columns}
+        previous = state.get(k) or deleted_by_change.get((ev["__lsn"], ev["__tx_id"])) or {}
+        for c, v in row.items():
+            if _is_placeholder(v):
+                row[c] = previous.get(c)
+        state[k] = row
+    return state
+
+
+def _is_placeholder(v) -> bool:
+    return v == TOAST_PLACEHOLDER or v == TOAST_PLACEHOLDER.encode() or v == [TOAST_PLACEHOLDER]
+
+
+def pg_state(dsn: str, table: str, key: tuple[str, ...]) -> dict[tuple, dict]:
+    with psycopg.connect(dsn) as conn:
+        cur = conn.execute(f"SELECT * FROM {table}")
+        names = [d.name for d in cur.description]
+        rows = [dict(zip(names, r)) for r in cur.fetchall()]
+    return {tuple(_norm(r[c]) for c in key): {c: _norm(v) for c, v in r.items()} for r in rows}
+
+
+def _norm(v):
+    if isinstance(v, uuid.UUID):
+        return str(v)
+    if isinstance(v, dt.datetime) and v.tzinfo is not None:
+        return v.astimezone(dt.UTC)
+    return v
+
+
+def compare(lake: dict[tuple, dict], pg: dict[tuple, dict]) -> list[str]:
+    """Differences, as readable lines (empty when equal). Only PostgreSQL's current columns count:
+    the lake keeps dropped columns."""
+    problems: list[str] = []
+    for k in sorted(set(pg) - set(lake), key=str)[:5]:
+        problems.append(f"missing in lake: {k}")
+    for k in sorted(set(lake) - set(pg), key=str)[:5]:
+        problems.append(f"not in PostgreSQL: {k}")
+    for k in sorted(set(pg) & set(lake), key=str):
+        for c, want in pg[k].items():
+            got = _norm(lake[k].get(c))
+            if isinstance(want, Decimal) and got is not None:
+                got = Decimal(got)
+            if isinstance(want, dt.datetime) and isinstance(got, dt.datetime) and got.tzinfo is None:
+                got = got.replace(tzinfo=dt.UTC) if want.tzinfo else got
+            if got != want:
+                problems.append(f"{k}.{c}: lake {got!r} != PostgreSQL {want!r}")
+                if len(problems) > 10:
+                    return problems
+    return problems
+
+
+def op_counts(table: pa.Table) -> dict[str, int]:
+    return {r["values"]: r["counts"] for r in pc.value_counts(table.column("__op")).to_pylist()}

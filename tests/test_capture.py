@@ -1,0 +1,305 @@
+"""`lakehouse capture` against a real PostgreSQL 15 with the real Debezium 3.6.3 engine.
+
+Each test runs the CLI in a subprocess (the JVM lives there; kill -9 needs a process), reads the
+lake with the reader, applies it with the test oracle and compares with ``SELECT *``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pyarrow.parquet as pq
+import pytest
+from oracle import compare, lake_state, op_counts, pg_state
+
+from lakehouse.lake.connect import avro_schema_json, parse_avro_schema
+from lakehouse.lake.reader import LakeReader
+from lakehouse.lake.semantic import TOAST_PLACEHOLDER
+from lakehouse.lake.store import LocalStore
+
+pytestmark = pytest.mark.slow
+
+TABLES = {  # topic -> (table, primary key)
+    "eco2.auth.users": ("auth.users", ("id",)),
+    "eco2.scan.scans": ("scan.scans", ("id",)),
+    "eco2.scan.classification_results": ("scan.classification_results", ("id",)),
+    "eco2.scan.rag_retrievals": ("scan.rag_retrievals", ("id",)),
+    "eco2.scan.llm_call_log": ("scan.llm_call_log", ("id",)),
+    "eco2.scan.feedback": ("scan.feedback", ("id",)),
+}
+
+SEED_SQL = """
+INSERT INTO auth.users (username, email, password_hash, provider, created_at)
+SELECT '사용자' || g, 'user' || g || '@eco2.test', '$2b$12$' || md5(g::text), (ARRAY['kakao','google','apple','email'])[1 + g % 4],
+       now() - (g || ' minutes')::interval
+FROM generate_series(1, {users}) g;
+INSERT INTO scan.scans (id, user_id, image_path_raw, status, created_at)
+SELECT md5('scan' || g)::uuid, 1 + g % {users}, 's3://eco2-images/raw/' || g || '.jpg', 'pending', now()
+FROM generate_series(1, {scans}) g;
+INSERT INTO scan.classification_results (scan_id, category, item, confidence, rationale, model, prompt_version, created_at)
+SELECT md5('scan' || g)::uuid, (ARRAY['plastic','glass','paper','can'])[1 + g % 4], 'pet_bottle', 0.5 + (g % 50) / 100.0,
+       CASE WHEN g % 3 = 0 THEN '분리수거 근거: ' || (SELECT string_agg(md5(g::text || i::text), '') FROM generate_series(1, 120) i)
+            ELSE 'short rationale ' || g END,
+       'gpt-4o-mini', 'v3', now()
+FROM generate_series(1, {scans}) g;
+INSERT INTO scan.rag_retrievals (scan_id, rank, document_id, chunk_id, chunk_text, relevance_score, created_at)
+SELECT md5('scan' || g)::uuid, r, 'doc-' || r, 'chunk-' || g || '-' || r, '페트병은 라벨을 제거하고 배출합니다', 1.0 / r, now()
+FROM generate_series(1, {scans}) g, generate_series(1, 3) r;
+INSERT INTO scan.llm_call_log (scan_id, stage, model, latency_ms, prompt_tokens, completion_tokens, status, created_at)
+SELECT md5('scan' || (1 + g % {scans}))::uuid, (ARRAY['vision','embedding','answer'])[1 + g % 3], 'gpt-4o-mini',
+       100 + g % 900, 1000 + g % 500, 50 + g % 100, CASE WHEN g % 20 = 0 THEN 'error' ELSE 'ok' END, now()
+FROM generate_series(1, {calls}) g;
+INSERT INTO scan.feedback (scan_id, user_id, thumbs_up, corrected_category, comment, created_at)
+SELECT md5('scan' || g)::uuid, 1 + g % {users}, g % 2 = 0, CASE WHEN g % 2 = 1 THEN 'glass' END, '좋아요', now()
+FROM generate_series(1, {scans}, 2) g;
+"""
+
+STREAM_STEPS = [
+    # one transaction across tables, Korean text
+    """INSERT INTO scan.scans (id, user_id, image_path_raw, status, created_at)
+       VALUES ('00000000-0000-0000-0000-00000000abcd', 1, 's3://eco2-images/raw/new.jpg', 'pending', now());
+       INSERT INTO scan.classification_results (scan_id, category, item, confidence, rationale, model, created_at)
+       VALUES ('00000000-0000-0000-0000-00000000abcd', 'vinyl', '비닐봉지', 0.8765, '비닐류로 분류', 'gpt-4o', now());
+       INSERT INTO scan.llm_call_log (scan_id, stage, model, latency_ms, prompt_tokens, completion_tokens, status, created_at)
+       VALUES ('00000000-0000-0000-0000-00000000abcd', 'vision', 'gpt-4o', 1520, 1800, 96, 'ok', now())""",
+    # update that leaves the TOASTed rationale unchanged -> placeholder in the event
+    "UPDATE scan.classification_results SET confidence = 0.1234 WHERE id = 3",
+    # update that changes it
+    "UPDATE scan.classification_results SET rationale = rationale || ' [검토됨]' WHERE id = 6",
+    "UPDATE scan.scans SET status = 'completed', completed_at = now(), image_path_processed = 's3://eco2-images/p/1.jpg' WHERE user_id <= 3",
+    # deletes under REPLICA IDENTITY DEFAULT and FULL
+    "DELETE FROM scan.llm_call_log WHERE id IN (2, 4)",
+    "ALTER TABLE scan.feedback REPLICA IDENTITY FULL",
+    "UPDATE scan.feedback SET thumbs_up = NOT thumbs_up, updated_at = now() WHERE id = 1",
+    "DELETE FROM scan.feedback WHERE id = 2",
+    # primary-key change of a row whose rationale is TOASTed (the c half carries the placeholder)
+    "UPDATE scan.classification_results SET id = 100000 WHERE id = 9",
+    # truncate, then new rows
+    "TRUNCATE scan.rag_retrievals",
+    """INSERT INTO scan.rag_retrievals (scan_id, rank, document_id, chunk_id, chunk_text, relevance_score, created_at)
+       VALUES ('00000000-0000-0000-0000-00000000abcd', 1, 'doc-9', 'c-9', '비닐은 깨끗이 헹궈서', 0.91, now())""",
+    # ADD COLUMN (nullable: PostgreSQL shows NULL for older rows, as the lake does), then DML
+    "ALTER TABLE scan.llm_call_log ADD COLUMN cached_tokens integer",
+    """INSERT INTO scan.llm_call_log (scan_id, stage, model, latency_ms, prompt_tokens, completion_tokens, status, created_at, cached_tokens)
+       VALUES ('00000000-0000-0000-0000-00000000abcd', 'answer', 'gpt-4o', 640, 420, 150, 'ok', now(), 64)""",
+    "UPDATE scan.llm_call_log SET cached_tokens = 12 WHERE id = 5",
+    # DROP COLUMN, then DML
+    "ALTER TABLE scan.feedback DROP COLUMN comment",
+    """INSERT INTO scan.feedback (scan_id, user_id, thumbs_up, corrected_category, created_at)
+       VALUES ('00000000-0000-0000-0000-00000000abcd', 1, false, 'plastic', now())""",
+    # account closure
+    "DELETE FROM auth.users WHERE id = 7",
+    "UPDATE auth.users SET password_hash = '$2b$12$rotated', updated_at = now() WHERE id = 1",
+]
+
+
+class Capture:
+    """`lakehouse capture` in a subprocess."""
+
+    def __init__(self, dsn: str, lake: Path, state: Path, *extra: str):
+        self.dsn, self.lake, self.state, self.extra = dsn, lake, state, extra
+        self.proc: subprocess.Popen | None = None
+        self.log = state / "capture.log"
+
+    def start(self) -> Capture:
+        self.state.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "lakehouse.cli", "capture", "--dsn", self.dsn, "--lake", str(self.lake),
+               "--state-dir", str(self.state), "--rotate-interval", "1", "--heap-mb", "512", *self.extra]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(self.log, "a"), text=True)
+        return self
+
+    def stop(self, timeout: float = 60) -> dict:
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=timeout)
+        assert self.proc.returncode == 0, self.log.read_text()[-3000:]
+        return json.loads(out)
+
+    def kill9(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def assert_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"capture exited {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+
+
+def wait_for(predicate, capture: Capture, timeout: float = 90, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        capture.assert_alive()
+        last = predicate()
+        if last is True:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}: {last}")
+
+
+def lake_matches_pg(lake: Path, dsn: str):
+    reader = LakeReader(LocalStore(lake))
+    topics = set(reader.scan().topics)
+    problems = []
+    for topic, (table, key) in TABLES.items():
+        lake_rows = lake_state(reader, topic, key) if topic in topics else {}
+        diff = compare(lake_rows, pg_state(dsn, table, key))
+        problems += [f"{table}: {d}" for d in diff]
+    return True if not problems else problems[:8]
+
+
+def seed(dsn: str, users: int = 20, scans: int = 30, calls: int = 90) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(SEED_SQL.format(users=users, scans=scans, calls=calls))
+
+
+def test_snapshot_and_streaming_match_postgres(eco2_db, tmp_path):
+    seed(eco2_db)
+    lake, state = tmp_path / "lake", tmp_path / "state"
+    cap = Capture(eco2_db, lake, state, "--flush-size", "25").start()
+    wait_for(lambda: lake_matches_pg(lake, eco2_db), cap, what="the snapshot")
+    with psycopg.connect(eco2_db, autocommit=True) as conn:
+        for step in STREAM_STEPS:
+            conn.execute(step)
+    wait_for(lambda: lake_matches_pg(lake, eco2_db), cap, what="streamed changes")
+    stats = cap.stop()
+    assert lake_matches_pg(lake, eco2_db) is True
+
+    reader = LakeReader(LocalStore(lake))
+    feedback = reader.read_changes("eco2.scan.feedback")
+    assert {"r", "c", "u", "d"} <= set(op_counts(feedback))
+    rag = reader.read_changes("eco2.scan.rag_retrievals")
+    assert op_counts(rag).get("t") == 1
+    cls = reader.read_changes("eco2.scan.classification_results").to_pylist()
+    toast_update = [e for e in cls if e["__op"] == "u" and e["id"] == 3]
+    assert toast_update and toast_update[0]["rationale"] == TOAST_PLACEHOLDER
+    pk_delete = [e for e in cls if e["__op"] == "d" and e["id"] == 9]
+    pk_create = [e for e in cls if e["__op"] == "c" and e["id"] == 100000]
+    assert pk_delete and pk_create
+    assert (pk_delete[0]["__lsn"], pk_delete[0]["__tx_id"]) == (pk_create[0]["__lsn"], pk_create[0]["__tx_id"])
+    assert pk_create[0]["rationale"] == TOAST_PLACEHOLDER  # observed Debezium 3.6.3 behaviour (spec §5.5)
+    calls = reader.read_changes("eco2.scan.llm_call_log")
+    assert "cached_tokens" in calls.column_names
+    deletes = sum(op_counts(reader.read_changes(t)).get("d", 0) for t in TABLES)
+    assert deletes == 5  # llm_call_log 2, feedback 1, the PK change, the account closure
+    assert stats["tombstones"] == deletes  # one tombstone per delete: an offset, never a row
+    assert stats["events"] == sum(reader.read_changes(t).num_rows for t in TABLES)
+
+    # every object: the sink's name, the Avro schema exactly as AvroData wrote it, headers companions
+    store = LocalStore(lake)
+    values = [o.key for o in store.list("topics/") if ".keys." not in o.key and ".headers." not in o.key]
+    assert values and all(k.endswith(".snappy.parquet") and "/partition=0/" in k for k in values)
+    for key in values:
+        footer = pq.ParquetFile(store.open_input(key)).metadata.metadata[b"parquet.avro.schema"].decode()
+        assert avro_schema_json(parse_avro_schema(footer)) == footer, key
+    headers = [o.key for o in store.list("topics/eco2.scan.classification_results/") if ".headers." in o.key]
+    header_rows = [h for k in headers for row in pq.read_table(store.path(k)).column("headers").to_pylist() for h in row]
+    assert any(h["key"] == "__debezium.newkey" and "100000" in h["value"] for h in header_rows)
+    assert not list(lake.rglob("*.lakehouse-tmp"))
+
+
+def _workload(dsn: str, start: int, n: int, stop: threading.Event) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for i in range(start, start + n):
+            if stop.is_set():
+                return
+            with conn.transaction():
+                conn.execute("""INSERT INTO scan.llm_call_log (scan_id, stage, model, latency_ms, prompt_tokens,
+                                completion_tokens, status, created_at)
+                                VALUES (NULL, 'vision', 'gpt-4o', %s, 10, 5, 'ok', now())""", (i,))
+                conn.execute("UPDATE scan.scans SET status = %s WHERE user_id = %s", (f"s{i}", 1 + i % 20))
+                if i % 7 == 0:
+                    conn.execute("DELETE FROM scan.llm_call_log WHERE id = (SELECT min(id) FROM scan.llm_call_log)")
+            time.sleep(0.01)
+
+
+def test_kill9_during_streaming_loses_nothing(eco2_db, tmp_path):
+    seed(eco2_db)
+    lake, state = tmp_path / "lake", tmp_path / "state"
+    cap = Capture(eco2_db, lake, state, "--flush-size", "50").start()
+    wait_for(lambda: lake_matches_pg(lake, eco2_db), cap, what="the snapshot")
+    stop = threading.Event()
+    writer = threading.Thread(target=_workload, args=(eco2_db, 0, 400, stop))
+    writer.start()
+    time.sleep(3)
+    cap.kill9()  # mid-stream, files and offsets in whatever state they are
+    assert writer.is_alive(), "the workload ended before the kill; make it longer"
+    assert lake_matches_pg(lake, eco2_db) is not True  # the lake was behind when killed
+    time.sleep(1)
+    cap = Capture(eco2_db, lake, state, "--flush-size", "50").start()
+    writer.join()
+    wait_for(lambda: lake_matches_pg(lake, eco2_db), cap, timeout=120, what="catch-up after kill -9")
+    cap.stop()
+    # anything written twice is an exact replay: same identity, same row image
+    events = LakeReader(LocalStore(lake)).read_changes("eco2.scan.llm_call_log").to_pylist()
+    seen: dict[tuple, dict] = {}
+    for e in events:
+        ident = (e["id"], e["__op"], e["__lsn"], e["__tx_id"])
+        image = {k: v for k, v in e.items() if not k.startswith("__")}
+        assert seen.setdefault(ident, image) == image
+
+
+def test_kill9_during_snapshot_loses_nothing(eco2_db, tmp_path):
+    seed(eco2_db, users=50, scans=300, calls=60_000)
+    lake, state = tmp_path / "lake", tmp_path / "state"
+    cap = Capture(eco2_db, lake, state, "--flush-size", "2000").start()
+    store = LocalStore(lake)
+
+    def some_snapshot_files():
+        return any(store.list("topics/eco2.scan.llm_call_log/")) or "no snapshot files yet"
+
+    wait_for(some_snapshot_files, cap, what="the first snapshot files")
+    cap.kill9()
+    reader = LakeReader(store)
+    partial = reader.read_changes("eco2.scan.llm_call_log").num_rows
+    assert partial < 60_000, "the snapshot finished before the kill; the test needs a bigger table"
+    cap = Capture(eco2_db, lake, state, "--flush-size", "2000").start()
+    wait_for(lambda: lake_matches_pg(lake, eco2_db), cap, timeout=180, what="the re-snapshot")
+    cap.stop()
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lakehouse.cli", "capture", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_unreachable_database_is_a_clear_error(tmp_path):
+    from lakehouse.pg.cluster import free_port
+
+    port = free_port()
+    proc = _run_cli("--dsn", f"host=127.0.0.1 port={port} user=postgres password=s3cret dbname=eco2",
+                    "--lake", str(tmp_path / "lake"), "--state-dir", str(tmp_path / "state"))
+    assert proc.returncode == 2
+    assert f"cannot connect to PostgreSQL at postgres@127.0.0.1:{port}/eco2" in proc.stderr
+    assert "s3cret" not in proc.stderr + proc.stdout
+    assert not (tmp_path / "lake").exists()
+
+
+def test_wal_level_not_logical_is_a_clear_error(tmp_path):
+    from lakehouse.pg.cluster import DEFAULT_SETTINGS, PgCluster
+
+    with PgCluster.temporary(settings={**DEFAULT_SETTINGS, "wal_level": "replica"}) as cluster:
+        proc = _run_cli("--dsn", cluster.dsn(), "--lake", str(tmp_path / "lake"),
+                        "--state-dir", str(tmp_path / "state"))
+    assert proc.returncode == 2
+    assert "wal_level=replica" in proc.stderr and "wal_level=logical" in proc.stderr
+    assert not (tmp_path / "lake").exists()
+
+
+def test_table_without_primary_key_is_a_clear_error(eco2_db, tmp_path):
+    with psycopg.connect(eco2_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE scan.events_raw (payload text)")
+    proc = _run_cli("--dsn", eco2_db, "--lake", str(tmp_path / "lake"), "--state-dir", str(tmp_path / "state"))
+    assert proc.returncode == 2
+    assert "scan.events_raw" in proc.stderr and "primary key" in proc.stderr
+    assert not (tmp_path / "lake").exists()
+    # naming the other tables works
+    proc = _run_cli("--dsn", eco2_db, "--lake", str(tmp_path / "lake"), "--state-dir", str(tmp_path / "state"),
+                    "--tables", "scan.events_raw")
+    assert proc.returncode == 2 and "scan.events_raw" in proc.stderr
