@@ -113,18 +113,22 @@ class Capture:
         self.state.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "lakehouse.cli", "capture", "--dsn", self.dsn, "--lake", str(self.lake),
                "--state-dir", str(self.state), "--rotate-interval", "1", "--heap-mb", "512", *self.extra]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(self.log, "a"), text=True)
+        self._log_handle = self.log.open("a")  # closed in stop()/kill9(); the child writes to it
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log_handle, text=True)
         return self
 
     def stop(self, timeout: float = 60) -> dict:
         self.proc.send_signal(signal.SIGTERM)
         out, _ = self.proc.communicate(timeout=timeout)
+        self._log_handle.close()
         assert self.proc.returncode == 0, self.log.read_text()[-3000:]
         return json.loads(out)
 
     def kill9(self) -> None:
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
+        self.proc.stdout.close()
+        self._log_handle.close()
 
     def assert_alive(self) -> None:
         if self.proc.poll() is not None:
