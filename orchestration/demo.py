@@ -11,10 +11,52 @@ from pathlib import Path
 from lakehouse import settings
 
 DEMO_EVENTS = int(os.environ.get("DEMO_EVENTS", "200000"))
+# DEMO_SOURCE=generator (default): a generated lake. DEMO_SOURCE=postgres: a throwaway PostgreSQL
+# with the Eco2 databases, a scripted workload, and `lakehouse capture` (embedded Debezium).
+DEMO_SOURCE = os.environ.get("DEMO_SOURCE", "generator")
+DEMO_SCANS = int(os.environ.get("DEMO_SCANS", "1500"))
 
 
 def step(msg: str) -> None:
     print(f"\n==> {msg}", flush=True)
+
+
+def capture_from_postgres(lake: str, cli: list[str]) -> None:
+    """Throwaway PostgreSQL (auth and scan databases) → scripted workload → lakehouse capture."""
+    from lakehouse.lake.store import open_store
+    from lakehouse.pg.cluster import PgCluster
+    from lakehouse.pg.workload import Eco2Workload, create_databases, load_schema
+
+    step("starting a throwaway PostgreSQL 15 cluster (wal_level=logical, loopback only)")
+    cluster = PgCluster.temporary().start()
+    try:
+        create_databases(cluster.dsn())
+        auth, scan = cluster.dsn("auth"), cluster.dsn("scan")
+        load_schema(auth, "auth")
+        load_schema(scan, "scan")
+        work = Eco2Workload(auth, scan, seed=7)
+        step(f"Eco2 workload, before capture: sign-ups and {DEMO_SCANS:,} scans (the snapshot)")
+        work.sign_ups(max(50, DEMO_SCANS // 10))
+        work.scans(DEMO_SCANS)
+        state = settings.home() / "capture"
+        procs = []
+        for dsn in (auth, scan):
+            step(f"lakehouse capture {dsn.split('dbname=')[1]} -> {lake} (snapshot, then streaming)")
+            procs.append(subprocess.Popen([*cli, "capture", "--dsn", dsn, "--lake", lake, "--state-dir", str(state),
+                                           "--rotate-interval", "2", "--stop-when-idle", "8", "--heap-mb", "512"]))
+        store = open_store(lake)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not any(store.list("topics/eco2.scan.feedback/")):
+            time.sleep(0.5)
+        step(f"Eco2 workload, while capturing: {DEMO_SCANS // 3:,} more scans, re-scored classifications, "
+             "changed and withdrawn feedback, an account closure")
+        work.scans(DEMO_SCANS // 3)
+        work.changes()
+        for p in procs:
+            if p.wait(timeout=600) != 0:
+                raise SystemExit("capture failed; see its log above")
+    finally:
+        cluster.remove()
 
 
 def main() -> int:
@@ -27,7 +69,9 @@ def main() -> int:
     cli = [sys.executable, "-m", "lakehouse.cli"]
     started = time.monotonic()
 
-    if lake.startswith("s3://") or not Path(lake).exists():
+    if DEMO_SOURCE == "postgres":
+        capture_from_postgres(lake, cli)
+    elif lake.startswith("s3://") or not Path(lake).exists():
         step(f"generating a sample Eco2 lake ({DEMO_EVENTS:,} events) at {lake}")
         subprocess.run([*cli, "generate", "--lake", lake, "--events", str(DEMO_EVENTS), "--seed", "7",
                         "--flush-size", "5000", "--pk-changes", "--truncates", "--schema-change"],

