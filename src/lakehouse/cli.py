@@ -23,7 +23,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # error lines stay whole in logs
 # piped output (CI logs, `make demo`) gets a wide table instead of rich's 80-column default
 out = Console(width=None if sys.stdout.isatty() else 160)
 
@@ -159,7 +159,7 @@ def capture(
     flush_size: Annotated[int, typer.Option(help="Records per object (flush.size).")] = 10_000,
     rotate_interval: Annotated[float, typer.Option(help="Seconds between scheduled rotations of all open "
                                                         "files (and offset commits).")] = 60.0,
-    stop_when_idle: Annotated[float | None, typer.Option(help="Stop after this many seconds without events.")] = None,
+    stop_when_idle: Annotated[float | None, typer.Option(help="Once streaming (after the snapshot), stop after this many seconds without events.")] = None,
     store_keys: Annotated[bool, typer.Option(help="Write .keys companions (fails on truncates, like the sink).")] = False,
     store_headers: Annotated[bool, typer.Option(help="Write .headers companions (PK-change headers).")] = True,
     state_dir: Annotated[str | None, typer.Option(help="Where Debezium's offsets are kept "
@@ -188,6 +188,65 @@ def capture(
         console.print(f"[bold red]capture failed[/]: {escape(str(exc))}")
         raise typer.Exit(code=2) from None
     out.print_json(json.dumps(stats.as_dict()))
+
+
+pg_app = typer.Typer(help="A throwaway PostgreSQL 15 cluster (wal_level=logical, loopback only) for "
+                          "tests and demos, from the machine's binaries.", no_args_is_help=True)
+app.add_typer(pg_app, name="pg")
+
+
+@pg_app.command("start")
+def pg_start(
+    dir: Annotated[str, typer.Option("--dir", help="Cluster folder (created; reachable by the postgres user).")],
+    port: Annotated[int | None, typer.Option(help="Port (default: a free one).")] = None,
+    eco2: Annotated[bool, typer.Option(help="Create the Eco2 auth and scan databases and tables.")] = True,
+) -> None:
+    """Start (creating if needed) a cluster and print its DSN."""
+    from pathlib import Path
+
+    from lakehouse.pg.cluster import PgCluster, free_port
+    from lakehouse.pg.workload import create_databases, load_schema
+
+    cluster = PgCluster(Path(dir).resolve(), port=port or free_port()).start()
+    if eco2:
+        create_databases(cluster.dsn())
+        load_schema(cluster.dsn("auth"), "auth")
+        load_schema(cluster.dsn("scan"), "scan")
+    out.print(cluster.dsn())
+
+
+@pg_app.command("stop")
+def pg_stop(
+    dir: Annotated[str, typer.Option("--dir", help="Cluster folder given to `pg start`.")],
+    remove: Annotated[bool, typer.Option(help="Delete the folder (data, WAL, replication slots).")] = True,
+) -> None:
+    """Stop a cluster started with `lakehouse pg start` (and remove it)."""
+    from pathlib import Path
+
+    from lakehouse.pg.cluster import PgCluster
+
+    cluster = PgCluster(Path(dir).resolve(), port=0)
+    cluster.remove() if remove else cluster.stop()
+
+
+@pg_app.command("workload")
+def pg_workload(
+    auth_dsn: Annotated[str, typer.Option(help="DSN of the auth database.")],
+    scan_dsn: Annotated[str, typer.Option(help="DSN of the scan database.")],
+    scans: Annotated[int, typer.Option(help="Photo scans to run.")] = 1000,
+    users: Annotated[int, typer.Option(help="Sign-ups before the scans.")] = 100,
+    changes: Annotated[bool, typer.Option(help="Then re-score, change/withdraw feedback, close an account.")] = True,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Run the scripted Eco2 workload against real databases."""
+    from lakehouse.pg.workload import Eco2Workload
+
+    work = Eco2Workload(auth_dsn, scan_dsn, seed=seed)
+    work.sign_ups(users)
+    work.scans(scans)
+    if changes:
+        work.changes()
+    out.print_json(json.dumps(asdict(work.report)))
 
 
 def main() -> None:  # pragma: no cover - console entry point

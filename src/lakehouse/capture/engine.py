@@ -79,7 +79,8 @@ class CaptureStats:
     flushes: int = 0
     commits_allowed: int = 0
     started: float = field(default_factory=time.monotonic)
-    last_event: float | None = None  # the idle clock starts with Debezium's first batch
+    last_event: float | None = None
+    streaming_since: float | None = None  # first heartbeat: the snapshot is over, streaming runs
     first_row_event: float | None = None
     last_row_event: float | None = None
     last_commit_ts_ms: int | None = None
@@ -93,7 +94,7 @@ class CaptureStats:
 
     def as_dict(self) -> dict:
         out = {k: v for k, v in self.__dict__.items()
-               if k not in ("started", "last_event", "first_row_event", "last_row_event")}
+               if k not in ("started", "last_event", "first_row_event", "last_row_event", "streaming_since")}
         out["events_per_second"] = round(self.events_per_second, 1)
         out["seconds"] = round(time.monotonic() - self.started, 2)
         return out
@@ -205,14 +206,14 @@ class CaptureSession:
     def on_batch(self, records) -> None:
         now = time.monotonic()
         with self.lock:
-            if self.stats.last_event is None:
-                self.stats.last_event = now
             batch = self._LakeBatch.encode(records, self._json, self._key_json, self.opts.store_keys,
                                            self.opts.store_headers, "__debezium-heartbeat")
             for i in range(batch.size()):
                 kind, n = int(batch.kind(i)), int(batch.count(i))
-                if kind == 2:
+                if kind == 2:  # heartbeats come only from the streaming phase
                     self.stats.heartbeats += n
+                    if self.stats.streaming_since is None:
+                        self.stats.streaming_since = now
                     continue
                 topic = str(batch.topic(i))
                 start = self.offsets[topic]
@@ -414,7 +415,9 @@ def run_capture(opts: CaptureOptions) -> CaptureStats:
             now = time.monotonic()
             if session.error is not None:
                 break
-            idle_since = session.stats.last_event
+            st = session.stats
+            # idle is only judged while streaming: a snapshot may pause between tables for long
+            idle_since = None if st.streaming_since is None else max(st.streaming_since, st.last_event or 0.0)
             if opts.stop_when_idle_s is not None and idle_since is not None and now - idle_since >= opts.stop_when_idle_s:
                 log.info("no events for %.0f s: stopping", opts.stop_when_idle_s)
                 break

@@ -91,6 +91,10 @@ class PgCluster:
         if os.geteuid() == 0:
             pw = pwd.getpwnam(self.os_user)
             os.chown(self.base_dir, pw.pw_uid, pw.pw_gid)
+            for parent in self.base_dir.resolve().parents:
+                if not os.stat(parent).st_mode & 0o001:
+                    raise ClusterError(f"{parent} is not reachable by the {self.os_user!r} user that runs "
+                                       f"PostgreSQL; put the cluster folder elsewhere (e.g. under /tmp)")
         if not (self.data_dir / "PG_VERSION").exists():
             self._run(self.bindir / "initdb", "-D", self.data_dir, "-U", "postgres", "--auth=trust",
                       "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
