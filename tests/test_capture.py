@@ -268,7 +268,7 @@ def test_kill9_during_snapshot_loses_nothing(eco2_db, tmp_path):
     cap.stop()
 
 
-def _run_cli(*args: str) -> subprocess.CompletedProcess:  # noqa: D401
+def _run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lakehouse.cli", "capture", *args], capture_output=True,
                           text=True, timeout=120)
 
