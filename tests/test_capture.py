@@ -166,7 +166,7 @@ def seed(dsn: str, users: int = 20, scans: int = 30, calls: int = 90) -> None:
 def test_snapshot_and_streaming_match_postgres(eco2_db, tmp_path):
     seed(eco2_db)
     lake, state = tmp_path / "lake", tmp_path / "state"
-    cap = Capture(eco2_db, lake, state, "--flush-size", "25").start()
+    cap = Capture(eco2_db, lake, state, "--flush-size", "25", "--progress-interval", "1").start()
     wait_for(lambda: lake_matches_pg(lake, eco2_db), cap, what="the snapshot")
     with psycopg.connect(eco2_db, autocommit=True) as conn:
         for step in STREAM_STEPS:
@@ -206,6 +206,18 @@ def test_snapshot_and_streaming_match_postgres(eco2_db, tmp_path):
     header_rows = [h for k in headers for row in pq.read_table(store.path(k)).column("headers").to_pylist() for h in row]
     assert any(h["key"] == "__debezium.newkey" and "100000" in h["value"] for h in header_rows)
     assert not list(lake.rglob("*.lakehouse-tmp"))
+
+    # rotation: never more than flush.size rows; full files from flush.size, short ones from the
+    # scheduled rotation (1 s); a new file whenever the value schema changed
+    rows = {k: pq.ParquetFile(store.open_input(k)).metadata.num_rows for k in values}
+    assert max(rows.values()) == 25 and min(rows.values()) < 25
+    calls = sorted((k for k in values if "llm_call_log" in k), key=lambda k: int(k.rsplit("+", 1)[1].split(".")[0]))
+    footers = [pq.ParquetFile(store.open_input(k)).metadata.metadata[b"parquet.avro.schema"] for k in calls]
+    with_cached = ["cached_tokens" in f.decode() for f in footers]
+    assert with_cached[-1] and not with_cached[0] and with_cached == sorted(with_cached)
+    log = cap.log.read_text()
+    assert "events " in log and "/s)" in log and "objects" in log and "lag" in log
+    assert "stopped:" in log  # SIGTERM: files written, offsets committed, clean exit
 
 
 def _workload(dsn: str, start: int, n: int, stop: threading.Event) -> None:

@@ -165,6 +165,7 @@ def capture(
     state_dir: Annotated[str | None, typer.Option(help="Where Debezium's offsets are kept "
                                                        "(default: $LAKEHOUSE_HOME/capture).")] = None,
     heap_mb: Annotated[int, typer.Option(help="JVM heap limit in MB.")] = 1024,
+    progress_interval: Annotated[float, typer.Option(help="Seconds between progress log lines.")] = 10.0,
 ) -> None:
     """Capture PostgreSQL changes with embedded Debezium into the lake, exactly as the S3 sink would
     write them (snapshot, then streaming; stops cleanly on SIGTERM)."""
@@ -181,6 +182,7 @@ def capture(
         topic_prefix=topic_prefix, name=name, flush_size=flush_size, rotate_interval_s=rotate_interval,
         stop_when_idle_s=stop_when_idle, store_keys=store_keys, store_headers=store_headers,
         state_dir=Path(state_dir) if state_dir else None, heap_mb=heap_mb,
+        progress_interval_s=progress_interval,
     )
     try:
         stats = run_capture(opts)
