@@ -149,8 +149,9 @@ def inspect(
 
 @app.command()
 def capture(
-    dsn: Annotated[str, typer.Option(help="PostgreSQL connection string (wal_level=logical). "
-                                          "Prefer PGPASSWORD in the environment to a password in the DSN.")],
+    dsn: Annotated[str, typer.Option(envvar="LAKEHOUSE_CAPTURE_DSN", show_envvar=True,
+                                     help="PostgreSQL connection string (wal_level=logical). Keep the "
+                                          "password out of it: PGPASSWORD or ~/.pgpass are used.")],
     lake: LakeOpt,
     tables: Annotated[str | None, typer.Option(help="Comma-separated schema.table list (default: all tables).")] = None,
     topic_prefix: Annotated[str, typer.Option(help="Debezium topic.prefix.")] = "eco2",

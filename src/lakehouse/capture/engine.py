@@ -8,14 +8,18 @@ an Avro-shaped row with Confluent's ``AvroData`` schema in the Parquet footer, o
 (:class:`~lakehouse.lake.sink.SinkWriter`).
 
 Exactly once into the lake
-    Debezium's source offsets are committed only when nothing is buffered: a custom
-    ``OffsetCommitPolicy`` answers "commit" only after every open file has been written to the lake
-    (each scheduled rotation flushes all of them, like the sink's scheduled rotation). After
-    ``kill -9`` Debezium resumes from the last commit; the events it re-emits that had already
-    reached the lake are written again at new offsets with the same identity (key, op, lsn, txId),
-    which compaction drops. Nothing is lost: an event is either in a committed object or after the
-    committed source offset. Objects appear atomically (write-then-rename locally, single PUT on S3).
-    Kafka offsets continue after the highest offset already in the lake.
+    Debezium commits the offsets of the records its consumer *marks processed* (also when it stops,
+    whatever the commit policy says). So a record is marked only once it is durable: after a
+    scheduled rotation has written every open file (like the sink's ``rotate.schedule.interval.ms``),
+    the engine thread marks the last record received — offsets of one source partition are
+    monotonic, so that covers everything before it — and finishes the batch, which commits. A
+    failed write or any error marks nothing more; buffers give rows up only after their objects are
+    written. After ``kill -9`` Debezium resumes from the last commit; events it re-emits that had
+    already reached the lake are written again at new offsets with the same identity (key, op, lsn,
+    txId), which compaction drops. Objects appear atomically (fsync'd write-then-rename locally,
+    single PUT on S3). Kafka offsets continue after the highest offset already in the lake.
+    Durability holds against process crashes; Debezium's own offsets file is not fsync'd, so after
+    a power loss the worst case is a re-snapshot.
 
 Heartbeats (``heartbeat.interval.ms``) keep batches flowing when the database is idle, so scheduled
 rotations and offset commits (which also let PostgreSQL recycle WAL held by the slot) happen on time.
@@ -35,12 +39,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from lakehouse import settings
 from lakehouse.capture.preflight import CaptureSetupError, Source, check_source
 from lakehouse.lake.connect import ConnectSchema, parse_avro_schema
 from lakehouse.lake.jsonlines import json_lines_to_arrow
-from lakehouse.lake.reader import LakeReader
+from lakehouse.lake.layout import LakeObjectError, ObjectKey, SinkLayout, parse_object_key
 from lakehouse.lake.sink import SinkConfig, SinkWriter
 from lakehouse.lake.store import open_store
 
@@ -54,8 +60,8 @@ class CaptureError(RuntimeError):
 
 @dataclass(frozen=True)
 class CaptureOptions:
-    dsn: str
-    lake: str
+    dsn: str = field(repr=False)
+    lake: str = ""
     tables: tuple[str, ...] = ()  # schema.table; empty = every table of the database
     topic_prefix: str = "eco2"
     name: str | None = None  # engine name (part of Debezium's offset key) and slot name; default from prefix + db
@@ -77,7 +83,7 @@ class CaptureStats:
     heartbeats: int = 0
     objects: int = 0
     flushes: int = 0
-    commits_allowed: int = 0
+    marks: int = 0  # times Debezium was told "durable up to here"
     started: float = field(default_factory=time.monotonic)
     last_event: float | None = None
     streaming_since: float | None = None  # first heartbeat: the snapshot is over, streaming runs
@@ -130,23 +136,35 @@ def debezium_properties(opts: CaptureOptions, source: Source, name: str, offsets
         "heartbeat.interval.ms": str(int(min(opts.rotate_interval_s * 1000 / 2, 1000))),
         "offset.storage": "org.apache.kafka.connect.storage.FileOffsetBackingStore",
         "offset.storage.file.filename": str(offsets_file),
-        "offset.flush.interval.ms": "0",  # our commit policy decides when
+        "offset.flush.interval.ms": "0",
         "max.batch.size": str(opts.max_batch_size),
         "max.queue.size": str(opts.max_batch_size * 4),
         "poll.interval.ms": "100",
     }
 
 
-def next_offsets(lake: LakeReader, topics: set[str] | None = None) -> dict[str, int]:
-    """The next Kafka offset per topic: past every row already in the lake (partition 0)."""
-    listing = lake.scan()
-    out: dict[str, int] = {}
-    for topic, objects in listing.objects.items():
-        if topics is not None and topic not in topics:
+def next_offsets(store, layout: SinkLayout = SinkLayout()) -> dict[str, int]:
+    """The next Kafka offset of every topic already in the lake (partition 0): past the last row of
+    its newest object. All topics count, also non-table ones such as ``<prefix>.message`` that the
+    capture writes too, so a restart never reuses an object key."""
+    newest: dict[str, ObjectKey] = {}
+    for info in store.list(layout.topic_prefix()):
+        try:
+            ref = parse_object_key(info.key, layout)
+        except LakeObjectError:
+            continue  # not ours to judge here; the reader reports it
+        if not (isinstance(ref, ObjectKey) and ref.kafka_partition == 0 and ref.format == "parquet"):
             continue
-        last = max(objects, key=lambda o: o.ref.start_offset)
-        lake.describe(last)
-        out[topic] = last.ref.start_offset + (last.rows or 0)
+        if ref.topic not in newest or ref.start_offset > newest[ref.topic].start_offset:
+            newest[ref.topic] = ref
+    out: dict[str, int] = {}
+    for topic, ref in newest.items():
+        try:
+            rows = pq.ParquetFile(store.open_input(ref.key)).metadata.num_rows
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise CaptureError(f"cannot continue {topic}: its newest object {ref.key} is unreadable ({exc}); "
+                               "move it aside (nothing is lost: its events are after the committed offset)") from exc
+        out[topic] = ref.start_offset + rows
     return out
 
 
@@ -162,14 +180,16 @@ class CaptureSession:
         self.lock = threading.RLock()
         self.stats = CaptureStats()
         self.offsets: dict[str, int] = defaultdict(int)
-        self.offsets.update(next_offsets(LakeReader(self.store)))
+        self.offsets.update(next_offsets(self.store))
         self.staged: dict[str, list] = defaultdict(list)  # topic -> [(offset, payload, key, headers)]
         self.staged_schema: dict[str, tuple] = {}
         self.schemas: dict[int, tuple] = {}
         self.last_rotation = time.monotonic()
         self.stopping = False
+        self.drained = threading.Event()  # set by the engine thread after the final rotate-and-mark
         self.error: BaseException | None = None
-        self._jvm_ready = False
+        self._last_record = None  # newest ChangeEvent received, marked once everything is durable
+        self._committer = None
 
     # -- JVM side helpers (created after the JVM starts) -------------------------------------
 
@@ -190,7 +210,6 @@ class CaptureSession:
         self._key_json.configure(key_conf, True)
         self._avro = jpype.JClass("io.confluent.connect.avro.AvroData")(1000)
         self._LakeBatch = jpype.JClass("lakehouse.LakeBatch")
-        self._jvm_ready = True
 
     def _schema_entry(self, jschema) -> tuple[ConnectSchema, str]:
         ident = int(self._System.identityHashCode(jschema))
@@ -203,7 +222,9 @@ class CaptureSession:
 
     # -- record handling (engine thread) -----------------------------------------------------
 
-    def on_batch(self, records) -> None:
+    def on_batch(self, records, committer) -> None:
+        if self.error is not None:  # never take (or mark) anything after a failure
+            raise self.error
         now = time.monotonic()
         with self.lock:
             batch = self._LakeBatch.encode(records, self._json, self._key_json, self.opts.store_keys,
@@ -242,12 +263,26 @@ class CaptureSession:
                     self.stats.first_row_event = now
                 if sum(r.count for r in self.staged[topic]) >= 5000:
                     self._hand_over(topic)
+            if records.size():
+                self._last_record = records.get(records.size() - 1)
+                self._committer = committer
             if self.stopping or now - self.last_rotation >= self.opts.rotate_interval_s:
                 self.rotate_all()
+                self._mark_durable()
+                if self.stopping:
+                    self.drained.set()
+
+    def _mark_durable(self) -> None:
+        """Everything received is in the lake: let Debezium commit up to the newest record."""
+        if self._last_record is not None:
+            self._LakeBatch.markDurable(self._last_record, self._committer)
+            self._last_record = None
+            self.stats.marks += 1
 
     def _hand_over(self, topic: str) -> None:
-        """Staged JSON -> Arrow -> the sink writer (which rotates on flush size/schema)."""
-        runs = self.staged.pop(topic, [])
+        """Staged JSON -> Arrow -> the sink writer (which rotates on flush size/schema). The runs
+        leave the stage only once converted; the writer keeps rows until their objects exist."""
+        runs = self.staged.get(topic)
         if not runs:
             return
         schema, avro_json = self.staged_schema[topic]
@@ -262,6 +297,7 @@ class CaptureSession:
         headers = None
         if self.opts.store_headers:
             headers = [[tuple(p) for p in json.loads(line)] for r in runs for line in r.headers.split(b"\n")]
+        del self.staged[topic]
         before = len(self.writer.objects_written)
         self.writer.write(topic, 0, table, schema, offsets, keys=keys, key_schema=key_schema,
                           headers=headers, avro_json=avro_json)
@@ -278,12 +314,6 @@ class CaptureSession:
             self.stats.flushes += 1
             self.last_rotation = time.monotonic()
 
-    def everything_durable(self) -> bool:
-        with self.lock:
-            durable = not any(self.staged.values()) and not self.writer.has_pending()
-            if durable:
-                self.stats.commits_allowed += 1
-            return durable
 
 
 @dataclass
@@ -337,30 +367,24 @@ def _build_engine(session: CaptureSession, props: dict[str, str]):
     DebeziumEngine = jpype.JClass("io.debezium.engine.DebeziumEngine")
     Connect = jpype.JClass("io.debezium.embedded.Connect")
     Thread = jpype.JClass("java.lang.Thread")
-    LakeBatch = jpype.JClass("lakehouse.LakeBatch")
+    OffsetCommitPolicy = jpype.JClass("io.debezium.engine.spi.OffsetCommitPolicy")
 
     @jpype.JImplements("io.debezium.engine.DebeziumEngine$ChangeConsumer")
     class Consumer:
         @jpype.JOverride
         def handleBatch(self, records, committer):
             try:
-                session.on_batch(records)
-                LakeBatch.markAll(records, committer)
+                session.on_batch(records, committer)
             except BaseException as exc:  # noqa: BLE001 - surfaced on the main thread
                 if session.stopping and "InterruptedException" in type(exc).__name__ + str(exc):
-                    return  # close() interrupted the batch: its offsets are not committed, it replays
-                session.error = exc
+                    return  # close() interrupted us: nothing unmarked is committed, it replays
+                if session.error is None:
+                    session.error = exc
                 Thread.currentThread().interrupt()
 
         @jpype.JOverride
         def supportsTombstoneEvents(self):
             return True
-
-    @jpype.JImplements("io.debezium.engine.spi.OffsetCommitPolicy")
-    class CommitWhenDurable:
-        @jpype.JOverride
-        def performCommit(self, number_of_messages, time_since_last_commit):
-            return session.everything_durable()
 
     @jpype.JImplements("io.debezium.engine.DebeziumEngine$CompletionCallback")
     class Completion:
@@ -376,8 +400,25 @@ def _build_engine(session: CaptureSession, props: dict[str, str]):
     for k, v in props.items():
         jprops.setProperty(k, v)
     consumer = Consumer()
-    return (DebeziumEngine.create(Connect).using(jprops).using(CommitWhenDurable()).using(Completion())
-            .notifying(consumer).build())
+    # commit whenever a batch is finished: only durable records are ever marked (see module doc)
+    return (DebeziumEngine.create(Connect).using(jprops).using(OffsetCommitPolicy.always())
+            .using(Completion()).notifying(consumer).build())
+
+
+def _close_engine(engine, thread: threading.Thread, timeout: float = 120.0) -> None:
+    """``close()`` refuses while the engine is still starting (e.g. creating the slot, which waits
+    for open transactions): retry until it is accepted and the engine thread has ended."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            engine.close()
+        except Exception as exc:  # noqa: BLE001 - "not running yet" or "already shut down"
+            log.debug("engine close: %s", exc)
+        thread.join(1.0)
+        if not thread.is_alive():
+            return
+        if time.monotonic() > deadline:
+            raise CaptureError(f"the Debezium engine did not stop within {timeout:.0f} s")
 
 
 def run_capture(opts: CaptureOptions) -> CaptureStats:
@@ -424,22 +465,26 @@ def run_capture(opts: CaptureOptions) -> CaptureStats:
             if stop_requested.is_set():
                 break
             if now - last_progress >= opts.progress_interval_s:
-                st = session.stats
-                rate = (st.events - last_events) / (now - last_progress)
-                lag = (time.time() * 1000 - st.last_commit_ts_ms) / 1000 if st.last_commit_ts_ms else 0.0
-                log.info("events %d (%.0f/s), tombstones %d, objects %d, lag %.1f s, buffered %d",
-                         st.events, rate, st.tombstones, st.objects, lag,
-                         sum(len(v) for v in session.staged.values()) + session.writer.pending_rows())
-                last_progress, last_events = now, st.events
+                with session.lock:
+                    st = session.stats
+                    buffered = (sum(r.count for runs in session.staged.values() for r in runs)
+                                + session.writer.pending_rows())
+                    rate = (st.events - last_events) / (now - last_progress)
+                    lag = (time.time() * 1000 - st.last_commit_ts_ms) / 1000 if st.last_commit_ts_ms else 0.0
+                    log.info("events %d (%.0f/s), tombstones %d, objects %d, lag %.1f s, buffered %d",
+                             st.events, rate, st.tombstones, st.objects, lag, buffered)
+                    last_progress, last_events = now, st.events
     finally:
         session.stopping = True
-        session.rotate_all()  # batches after this point rotate themselves before returning
+        if session.error is None and thread.is_alive():
+            # the engine thread writes everything and marks it on its next batch (heartbeats
+            # arrive every second while streaming); marks only happen on that thread
+            session.drained.wait(timeout=max(15.0, opts.rotate_interval_s))
+        _close_engine(engine, thread)  # Debezium commits what was marked: all of it is durable
         try:
-            engine.close()  # commits offsets: everything processed is in the lake
-        except Exception as exc:  # noqa: BLE001 - already shut down after a failure
-            log.debug("engine close: %s", exc)
-        thread.join(30)
-        session.rotate_all()
+            session.rotate_all()  # whatever arrived since: durable now, replayed on restart
+        except Exception as exc:  # noqa: BLE001
+            session.error = session.error or exc
         for s, h in previous.items():
             signal.signal(s, h)
     if session.error is not None:

@@ -5,7 +5,7 @@ Nothing here prints or logs the password of the DSN.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import conninfo
@@ -20,9 +20,9 @@ class Source:
     host: str
     port: int
     user: str
-    password: str
     dbname: str
     tables: tuple[str, ...]  # schema.table, all with a primary key
+    password: str = field(default="", repr=False)
 
     def describe(self) -> str:
         return f"{self.user}@{self.host}:{self.port}/{self.dbname}"
@@ -31,8 +31,10 @@ class Source:
 def parse_dsn(dsn: str) -> dict[str, str]:
     try:
         params = conninfo.conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError as exc:
-        raise CaptureSetupError(f"the DSN is not a PostgreSQL connection string: {exc}") from exc
+    except psycopg.ProgrammingError:
+        # libpq's message quotes the offending text, which may be the password
+        raise CaptureSetupError("the DSN could not be parsed as a PostgreSQL connection string "
+                                "(key=value pairs or a postgresql:// URI; check quoting)") from None
     return {k: str(v) for k, v in params.items() if v is not None}
 
 
@@ -44,7 +46,9 @@ def check_source(dsn: str, tables: tuple[str, ...] = ()) -> Source:
         conn = psycopg.connect(dsn, connect_timeout=10, autocommit=True)
     except psycopg.OperationalError as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise CaptureSetupError(f"cannot connect to PostgreSQL at {where}: {reason}") from exc
+        if p.get("password"):
+            reason = reason.replace(p["password"], "***")
+        raise CaptureSetupError(f"cannot connect to PostgreSQL at {where}: {reason}") from None
     with conn:
         wal_level = conn.execute("SHOW wal_level").fetchone()[0]
         if wal_level != "logical":
@@ -53,8 +57,7 @@ def check_source(dsn: str, tables: tuple[str, ...] = ()) -> Source:
                 "(ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL)")
         rows = conn.execute("""
             SELECT n.nspname || '.' || c.relname AS name,
-                   EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk,
-                   c.relreplident
+                   EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk
             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE c.relkind IN ('r', 'p')
               AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_%'
@@ -64,7 +67,10 @@ def check_source(dsn: str, tables: tuple[str, ...] = ()) -> Source:
         port = conn.info.port
         user = conn.info.user
         dbname = conn.info.dbname
-    known = {name: (has_pk, ident) for name, has_pk, ident in rows}
+        # the password libpq actually used: from the DSN, PGPASSWORD or ~/.pgpass (pgjdbc reads none
+        # of the latter two, so Debezium gets it explicitly)
+        password = conn.info.password or ""
+    known = {name: (has_pk,) for name, has_pk in rows}
     wanted = tables or tuple(known)
     missing = [t for t in wanted if t not in known]
     if missing:
@@ -77,5 +83,4 @@ def check_source(dsn: str, tables: tuple[str, ...] = ()) -> Source:
             f"table(s) without a primary key in {where}: {', '.join(no_key)}. Debezium gives them null "
             "Kafka keys and the lake could not identify their rows; add a primary key or leave them out "
             "with --tables")
-    return Source(host=host, port=port, user=user, password=p.get("password", ""), dbname=dbname,
-                  tables=tuple(wanted))
+    return Source(host=host, port=port, user=user, password=password, dbname=dbname, tables=tuple(wanted))

@@ -161,17 +161,15 @@ class SinkWriter:
         offsets = np.concatenate(pend.offsets)
         stamps = np.concatenate(pend.timestamps)
         head, tail = table.slice(0, n).combine_chunks(), table.slice(n)
-        pend.tables = [tail] if len(tail) else []
-        if keys is not None:
-            pend.keys = [keys.slice(n)] if len(tail) else []
-            keys = keys.slice(0, n)
-        else:
-            pend.keys = [pa.table({})] if len(tail) else []
-        all_headers = pend.headers
-        pend.headers = all_headers[n:]
-        head_headers = all_headers[:n]
-        pend.offsets = [offsets[n:]] if len(tail) else []
-        pend.timestamps = [stamps[n:]] if len(tail) else []
+        rest = {
+            "tables": [tail] if len(tail) else [],
+            "keys": ([keys.slice(n)] if keys is not None else [pa.table({})]) if len(tail) else [],
+            "headers": pend.headers[n:],
+            "offsets": [offsets[n:]] if len(tail) else [],
+            "timestamps": [stamps[n:]] if len(tail) else [],
+        }
+        keys = keys.slice(0, n) if keys is not None else None
+        head_headers = pend.headers[:n]
         offsets, stamps = offsets[:n], stamps[:n]
 
         encoded = self._encoded_partitions(head, pend.schema, kafka_partition, stamps)
@@ -197,6 +195,10 @@ class SinkWriter:
                 hkey = build_object_key(self.config.layout, topic, enc, kafka_partition, start,
                                         PARQUET_CODEC_EXTENSIONS["snappy"], view=".headers")
                 self.store.put_bytes(hkey, encode_headers_parquet([head_headers[i] for i in rows]))
+        # only now, with every object written, do the rows leave the buffer: a failed write keeps
+        # them for the next attempt (which writes the same keys again)
+        for name, value in rest.items():
+            setattr(pend, name, value)
 
     def _encoded_partitions(self, table: pa.Table, schema: ConnectSchema, kafka_partition: int,
                             stamps: np.ndarray) -> list[str]:

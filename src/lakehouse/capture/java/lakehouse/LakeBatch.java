@@ -117,13 +117,15 @@ public final class LakeBatch {
         headers.add(h.toByteArray());
     }
 
-    /** Marks every record processed and the batch finished (one JVM call instead of one per record). */
-    public static void markAll(List<ChangeEvent<Object, Object>> records,
-                               DebeziumEngine.RecordCommitter<ChangeEvent<Object, Object>> committer)
+    /**
+     * Marks the newest durable record processed and finishes the batch, so Debezium commits its
+     * offset. Offsets of one source partition only grow, so the newest record covers all earlier
+     * ones; records after it stay unmarked and are replayed after a crash.
+     */
+    public static void markDurable(ChangeEvent<Object, Object> newest,
+                                   DebeziumEngine.RecordCommitter<ChangeEvent<Object, Object>> committer)
             throws InterruptedException {
-        for (ChangeEvent<Object, Object> r : records) {
-            committer.markProcessed(r);
-        }
+        committer.markProcessed(newest);
         committer.markBatchFinished();
     }
 }
