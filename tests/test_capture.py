@@ -102,12 +102,15 @@ STREAM_STEPS = [
 
 
 class Capture:
-    """`lakehouse capture` in a subprocess."""
+    """`lakehouse capture` in a subprocess (killed at the end of the test whatever happens)."""
+
+    running: list[Capture] = []
 
     def __init__(self, dsn: str, lake: Path, state: Path, *extra: str):
         self.dsn, self.lake, self.state, self.extra = dsn, lake, state, extra
         self.proc: subprocess.Popen | None = None
         self.log = state / "capture.log"
+        Capture.running.append(self)
 
     def start(self) -> Capture:
         self.state.mkdir(parents=True, exist_ok=True)
@@ -119,7 +122,11 @@ class Capture:
 
     def stop(self, timeout: float = 60) -> dict:
         self.proc.send_signal(signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=timeout)
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
         self._log_handle.close()
         assert self.proc.returncode == 0, self.log.read_text()[-3000:]
         return json.loads(out)
@@ -133,6 +140,16 @@ class Capture:
     def assert_alive(self) -> None:
         if self.proc.poll() is not None:
             raise AssertionError(f"capture exited {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+
+
+@pytest.fixture(autouse=True)
+def _no_capture_left_running():
+    yield
+    while Capture.running:
+        cap = Capture.running.pop()
+        if cap.proc is not None and cap.proc.poll() is None:
+            cap.proc.kill()
+            cap.proc.wait(timeout=30)
 
 
 def wait_for(predicate, capture: Capture, timeout: float = 90, what: str = "condition"):
@@ -243,13 +260,17 @@ def test_kill9_during_streaming_loses_nothing(eco2_db, tmp_path):
     stop = threading.Event()
     writer = threading.Thread(target=_workload, args=(eco2_db, 0, 400, stop))
     writer.start()
-    time.sleep(3)
-    cap.kill9()  # mid-stream, files and offsets in whatever state they are
-    assert writer.is_alive(), "the workload ended before the kill; make it longer"
-    assert lake_matches_pg(lake, eco2_db) is not True  # the lake was behind when killed
-    time.sleep(1)
-    cap = Capture(eco2_db, lake, state, "--flush-size", "50").start()
-    writer.join()
+    try:
+        time.sleep(3)
+        cap.kill9()  # mid-stream, files and offsets in whatever state they are
+        assert writer.is_alive(), "the workload ended before the kill; make it longer"
+        assert lake_matches_pg(lake, eco2_db) is not True  # the lake was behind when killed
+        time.sleep(1)
+        cap = Capture(eco2_db, lake, state, "--flush-size", "50").start()
+        writer.join()
+    finally:
+        stop.set()
+        writer.join()
     wait_for(lambda: lake_matches_pg(lake, eco2_db), cap, timeout=120, what="catch-up after kill -9")
     cap.stop()
     # anything written twice is an exact replay: same identity, same row image

@@ -497,3 +497,30 @@ def test_is_toast_placeholder(arr, expected):
     out = is_toast_placeholder(arr)
     assert out.type == pa.bool_()
     assert out.to_pylist() == expected
+
+
+@pytest.mark.parametrize("precision,scale,unscaled,text", [(2, 5, 12, "0.00012"), (5, -2, 123, "12300")])
+def test_decimal_outside_arrow_range_is_exact_text_and_writes(tmp_path, precision, scale, unscaled, text):
+    """numeric(2,5) / numeric(5,-2) (PostgreSQL 15): AvroData has no decimal logical type for
+    them, so they are plain bytes; the reader gives exact text."""
+    import numpy as np
+
+    from lakehouse.lake.connect import DECIMAL, ConnectSchema, struct
+    from lakehouse.lake.reader import LakeReader
+    from lakehouse.lake.sink import SinkConfig, SinkWriter
+    from lakehouse.lake.store import LocalStore
+
+    dec = ConnectSchema("bytes", name=DECIMAL, version=1, optional=True,
+                        parameters=(("scale", str(scale)), ("connect.decimal.precision", str(precision))))
+    assert "logicalType" not in dec.to_avro()
+    value = struct("t.s.x.Value", [("id", ConnectSchema("int64")), ("amount", dec),
+                                   ("__op", ConnectSchema("string", optional=True))])
+    raw = unscaled.to_bytes(2, "big", signed=True)
+    rows = pa.table({"id": pa.array([1], pa.int64()), "amount": pa.array([raw], pa.binary()),
+                     "__op": pa.array(["c"])})
+    writer = SinkWriter(LocalStore(tmp_path), SinkConfig(flush_size=10))
+    writer.write("t.s.x", 0, rows, value, np.array([0]))
+    writer.close()
+    got = LakeReader(LocalStore(tmp_path)).read_changes("t.s.x")
+    assert got.schema.field("amount").type == pa.string()
+    assert got.column("amount").to_pylist() == [text]

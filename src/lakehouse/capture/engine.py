@@ -352,6 +352,7 @@ def java_helpers_classpath() -> str:
     proc = subprocess.run([javac, "--release", "17", "-cp", f"{libs}/*", "-d", str(tmp), str(source)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise CaptureSetupError(f"building the capture's JVM helper failed: {proc.stderr.strip()}")
     try:
         tmp.rename(cache)  # atomic; a concurrent build may have won, which is fine

@@ -143,6 +143,12 @@ class ConnectSchema:
         if self.name == DECIMAL:
             scale = int(self.params.get("scale", "0"))
             precision = int(self.params.get("connect.decimal.precision", "64"))
+            if scale < 0 or scale > precision:  # no decimal logical type possible: legacy props only
+                out = {"type": "bytes", "connect.version": self.version or 1,
+                       "connect.parameters": dict(self.parameters), "connect.name": DECIMAL}
+                if self.default is not None:
+                    out["connect.default"] = self.default
+                return out
             out = {"type": "bytes", "scale": scale, "precision": precision,
                    "connect.version": self.version or 1,
                    "connect.parameters": dict(self.parameters), "connect.name": DECIMAL,
@@ -172,6 +178,8 @@ class ConnectSchema:
         if self.name == DECIMAL:
             scale = int(self.params.get("scale", "0"))
             precision = int(self.params.get("connect.decimal.precision", "64"))
+            if scale < 0 or scale > precision:  # AvroData writes plain bytes (legacy form)
+                return pa.binary()
             if precision <= 38:
                 return pa.decimal128(precision, scale)
             return pa.decimal256(min(precision, 76), scale)

@@ -93,17 +93,28 @@ def json_lines_to_arrow(lines: list[bytes], schema: ConnectSchema) -> pa.Table:
     import pyarrow.json as pajson
 
     json_type = json_arrow_type(schema)
+    if _has_map(schema):  # Arrow's JSON reader has no map type: per-row path
+        return payloads_to_arrow([json.loads(ln) for ln in b"\n".join(lines).split(b"\n")], schema)
     try:
         table = pajson.read_json(
             pa.BufferReader(b"\n".join(lines)),
             read_options=pajson.ReadOptions(block_size=1 << 24),
             parse_options=pajson.ParseOptions(explicit_schema=pa.schema(list(json_type)),
                                               unexpected_field_behavior="error"))
-    except pa.ArrowInvalid:
-        return payloads_to_arrow([json.loads(ln) for ln in lines], schema)
+    except pa.ArrowException:
+        # one element may hold several newline-joined documents
+        return payloads_to_arrow([json.loads(ln) for ln in b"\n".join(lines).split(b"\n")], schema)
     arr = pa.StructArray.from_arrays([table.column(i).combine_chunks() for i in range(table.num_columns)],
                                      fields=list(json_type))
     return pa.Table.from_struct_array(_fix_json_column(arr, schema))
+
+
+def _has_map(schema: ConnectSchema) -> bool:
+    if schema.type == "map":
+        return True
+    if schema.type == "array":
+        return _has_map(schema.items)
+    return any(_has_map(f.schema) for f in schema.fields)
 
 
 def _fix_json_column(arr: pa.Array, schema: ConnectSchema) -> pa.Array:
@@ -125,6 +136,8 @@ def _fix_json_column(arr: pa.Array, schema: ConnectSchema) -> pa.Array:
         values = _fix_json_column(arr.flatten(), schema.items)
         offsets = pc.subtract(arr.offsets, arr.offsets[0]) if arr.offset else arr.offsets
         return pa.ListArray.from_arrays(offsets, values, type=target, mask=arr.is_null())
+    if pa.types.is_binary(target) and schema.name == DECIMAL:  # legacy decimal (scale < 0 or > precision)
+        return pa.array([None if v is None else base64.b64decode(v) for v in arr.to_pylist()], type=target)
     if schema.name == DECIMAL or t == "bytes" or t == "map" or schema.name in _CONNECT_TEMPORALS:
         return pa.array([_physical_value(v, schema) for v in arr.to_pylist()], type=target)
     return arr.cast(target)
@@ -137,14 +150,18 @@ def _fill_nulls(arr: pa.Array) -> pa.Array:
                     for i in range(t.num_fields)]
         return pa.StructArray.from_arrays(children, fields=list(t))
     if pa.types.is_list(t):
-        offsets = pc.fill_null(arr.offsets, 0) if arr.offsets.null_count else arr.offsets
-        return pa.ListArray.from_arrays(offsets, arr.values, type=t)
+        return pc.if_else(arr.is_null(), pa.scalar([], t), arr)
     if pa.types.is_string(t) or pa.types.is_binary(t):
         zero = pa.scalar("" if pa.types.is_string(t) else b"", t)
     elif pa.types.is_boolean(t):
         zero = pa.scalar(False)
+    elif pa.types.is_decimal(t):
+        zero = pa.scalar(Decimal(0), t)
+    elif pa.types.is_temporal(t):  # Connect Date/Time/Timestamp: fill through the storage integer
+        storage = pa.int32() if t.bit_width == 32 else pa.int64()
+        return pc.fill_null(arr.cast(storage), pa.scalar(0, storage)).cast(t)
     else:
-        zero = pa.scalar(0, pa.int64()).cast(t) if not pa.types.is_decimal(t) else pa.scalar(Decimal(0), t)
+        zero = pa.scalar(0, pa.int64()).cast(t)
     return pc.fill_null(arr, zero)
 
 

@@ -187,11 +187,12 @@ class LakeReader:
         """Primary-key columns as recorded by ``store.kafka.keys`` companions, or None if the topic
         has none. The value files never mark key columns (pitfall 6)."""
         listing = listing or self.scan(topic)
-        companions = sorted(i.key for i in listing.ignored
-                            if i.topic == topic and i.kind == "keys")
-        for key in reversed(companions):  # the newest key schema wins
-            return read_key_columns(self.store, key)
-        return None
+        companions = [i.key for i in listing.ignored if i.topic == topic and i.kind == "keys"]
+        if not companions:
+            return None
+        # the newest key schema wins: highest start offset (parsed, not lexicographic)
+        newest = max(companions, key=lambda k: int(k.rsplit(self.layout.file_delim, 1)[1].split(".")[0]))
+        return read_key_columns(self.store, newest)
 
     # -- planning ------------------------------------------------------------------------------
 
@@ -538,28 +539,24 @@ def _schemaless_shape(obj: LakeObject, table: pa.Table) -> str:
     names = set(table.column_names)
     if {"op", "after"} <= names or {"op", "before"} <= names:
         return "envelope"
-    if names & {"__op", "__deleted"} or names:
+    if names:
         return "unwrap"
     raise LakeObjectError(obj.key, "JSON lines are neither Debezium envelopes nor unwrapped rows")
 
 
 def _schemaless_row_fields(table: pa.Table, shape: str) -> list[pa.Field]:
     if shape == "unwrap":
-        return [pa.field(n, _null_to_string(table.schema.field(n).type))
+        return [pa.field(n, table.schema.field(n).type)
                 for n in table.column_names if not n.startswith("__")]
     fields: dict[str, pa.Field] = {}
     for side in ("after", "before"):
         if side in table.column_names and pa.types.is_struct(table.schema.field(side).type):
             for child in table.schema.field(side).type:
                 if child.name not in fields:
-                    fields[child.name] = pa.field(child.name, _null_to_string(child.type))
+                    fields[child.name] = pa.field(child.name, child.type)
                 elif (w := widen(fields[child.name].type, child.type)) is not None:
                     fields[child.name] = fields[child.name].with_type(w)
     return list(fields.values())
-
-
-def _null_to_string(t: pa.DataType) -> pa.DataType:
-    return t
 
 
 def _merge_struct_images(table: pa.Table, is_delete: pa.Array) -> dict[str, pa.Array]:

@@ -92,6 +92,8 @@ def logical_type(schema: ConnectSchema) -> pa.DataType:
         return _SIMPLE_CASTS[name]
     if name == ZONED_TIMESTAMP:
         return pa.timestamp("us", tz="UTC")
+    if name == DECIMAL and pa.types.is_binary(schema.physical_arrow_type()):
+        return pa.string()  # scale < 0 or > precision: no Arrow decimal fits, exact text instead
     if schema.type == "int8":
         return pa.int8()
     if schema.type == "int16":
@@ -132,6 +134,11 @@ def decode_array(arr: pa.Array, schema: ConnectSchema) -> pa.Array:
         return arr.cast(target)
     if name == ZONED_TIMESTAMP:
         return parse_zoned_timestamp(arr)
+    if name == DECIMAL and pa.types.is_string(target):
+        scale = int(schema.params.get("scale", "0"))
+        return pa.array([None if raw is None else format(exact_decimal(
+            int.from_bytes(base64.b64decode(raw) if isinstance(raw, str) else raw, "big", signed=True), scale), "f")
+            for raw in arr.to_pylist()], type=pa.string())
     if name == DECIMAL and not pa.types.is_decimal(arr.type):
         return _decode_decimal_bytes(arr, target)
     if arr.type != target:

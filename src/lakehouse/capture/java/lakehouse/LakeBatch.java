@@ -50,23 +50,26 @@ public final class LakeBatch {
         String runTopic = null;
         int runKind = -1;
         Schema runSchema = null;
+        Schema runKeySchema = null;
         for (ChangeEvent<Object, Object> event : records) {
             SourceRecord record = (SourceRecord) event.value();
             String topic = record.topic();
             Object value = record.value();
             int kind = topic.startsWith(heartbeatPrefix) ? 2 : (value == null ? 1 : 0);
             Schema schema = kind == 0 ? record.valueSchema() : null;
-            if (!topic.equals(runTopic) || kind != runKind || schema != runSchema) {
+            Schema keySchema = kind == 0 ? record.keySchema() : null;
+            if (!topic.equals(runTopic) || kind != runKind || schema != runSchema || keySchema != runKeySchema) {
                 out.close(vbuf, kbuf, hbuf);
                 runTopic = topic;
                 runKind = kind;
                 runSchema = schema;
+                runKeySchema = keySchema;
                 out.topics.add(topic);
                 out.kinds.add(kind);
                 out.counts.add(0);
                 out.nullKeys.add(0);
                 out.valueSchemas.add(schema);
-                out.keySchemas.add(kind == 0 ? record.keySchema() : null);
+                out.keySchemas.add(keySchema);
                 vbuf = new ByteArrayOutputStream();
                 kbuf = new ByteArrayOutputStream();
                 hbuf = new ByteArrayOutputStream();
