@@ -64,7 +64,7 @@ class Count(BasePythonChangeHandler):
 engine = DebeziumEngine(properties=props, handler=Count(), format="connect",
                         jvm_opts=["-Xmx512m", "-Dlog4j2.configurationFile=" + log4j])
 t = threading.Thread(target=engine.run, daemon=True); t.start()
-while time.monotonic() - (state["last"] or state["last_seen"]) < 4 or state["n"] == 0:
+while time.monotonic() - (state["last"] or state["last_seen"]) < 15 or state["n"] == 0:
     time.sleep(0.2)
     if not t.is_alive(): break
 engine.close(); t.join(30)
@@ -102,7 +102,7 @@ def baseline(cluster: PgCluster, db: str, table: str, name: str, work: Path) -> 
 def capture(cluster: PgCluster, db: str, table: str, name: str, work: Path) -> tuple[dict, float]:
     return run_measured([sys.executable, "-m", "lakehouse.cli", "capture", "--dsn", cluster.dsn(db),
                          "--lake", str(work / f"lake-{name}"), "--tables", table, "--name", name,
-                         "--state-dir", str(work / "state"), "--stop-when-idle", "4", "--heap-mb", "512",
+                         "--state-dir", str(work / "state"), "--stop-when-idle", "15", "--heap-mb", "512",
                          "--rotate-interval", "30", "--flush-size", "10000"])
 
 
