@@ -226,11 +226,43 @@ def build_lake(spec: LakeSpec, store, sample_events) -> Lake:
     return lake
 
 
+_BUILT: dict[str, Lake] = {}
+
+
+def _built(spec: LakeSpec, tmp_path_factory, sample_events) -> Lake:
+    """Each lake is built once per session, whichever fixture asks for it."""
+    if spec.name not in _BUILT:
+        _BUILT[spec.name] = build_lake(spec, LocalStore(tmp_path_factory.mktemp(spec.name)), sample_events)
+    return _BUILT[spec.name]
+
+
+def _specs(predicate) -> list[LakeSpec]:
+    return [s for s in SPECS if predicate(s)]
+
+
+ORDERED = _specs(lambda s: s.ordered)  # (partition, file start, row) is a total order
+WITH_RESULTS = _specs(lambda s: "eco2.scan.scan_results" in s.topics)
+WITH_FEEDBACK = _specs(lambda s: "eco2.scan.scan_feedback" in s.topics)
+
+
 @pytest.fixture(scope="module", params=SPECS, ids=[s.name for s in SPECS])
 def lake(request, tmp_path_factory, sample_events) -> Lake:
-    spec: LakeSpec = request.param
-    store = LocalStore(tmp_path_factory.mktemp(spec.name))
-    return build_lake(spec, store, sample_events)
+    return _built(request.param, tmp_path_factory, sample_events)
+
+
+@pytest.fixture(scope="module", params=ORDERED, ids=[s.name for s in ORDERED])
+def ordered_lake(request, tmp_path_factory, sample_events) -> Lake:
+    return _built(request.param, tmp_path_factory, sample_events)
+
+
+@pytest.fixture(scope="module", params=WITH_RESULTS, ids=[s.name for s in WITH_RESULTS])
+def results_lake(request, tmp_path_factory, sample_events) -> Lake:
+    return _built(request.param, tmp_path_factory, sample_events)
+
+
+@pytest.fixture(scope="module", params=WITH_FEEDBACK, ids=[s.name for s in WITH_FEEDBACK])
+def feedback_lake(request, tmp_path_factory, sample_events) -> Lake:
+    return _built(request.param, tmp_path_factory, sample_events)
 
 
 def in_kafka_order(t: pa.Table) -> list[dict]:
@@ -343,12 +375,11 @@ def test_events_in_kafka_order_match_capture(lake: Lake):
             assert {r["__tx_id"] for r in rows} == {None}
 
 
-def test_positions_increase_and_tombstones_are_gaps(lake: Lake):
+def test_positions_increase_and_tombstones_are_gaps(ordered_lake: Lake):
     """(__kafka_partition, __file_start_offset, __row_index) increase in Kafka order; each file
     is named after the Kafka offset of its first row, so offsets of tombstones (and dropped
     truncates) are gaps."""
-    if not lake.spec.ordered:
-        pytest.skip("Field partitioner: no total order from positions (spec §2.3)")
+    lake = ordered_lake
     for topic in lake.spec.topics:
         t = lake.tables[topic]
         pos = list(
@@ -379,9 +410,8 @@ def test_positions_increase_and_tombstones_are_gaps(lake: Lake):
         assert only(rows, id=1000)[0]["__file_start_offset"] == 8
 
 
-def test_toast_placeholder_in_update_rows(lake: Lake):
-    if "eco2.scan.scan_results" not in lake.spec.topics:
-        pytest.skip("topic not in this lake")
+def test_toast_placeholder_in_update_rows(results_lake: Lake):
+    lake = results_lake
     rows = in_kafka_order(lake.tables["eco2.scan.scan_results"])
     upd1 = [
         r
@@ -418,10 +448,9 @@ def test_primary_key_change(lake: Lake):
         assert d["__tx_id"] == c["__tx_id"] == ACTIONS["E"]["txid"] == 759
 
 
-def test_truncate_row(lake: Lake):
+def test_truncate_row(feedback_lake: Lake):
+    lake = feedback_lake
     topic = "eco2.scan.scan_feedback"
-    if topic not in lake.spec.topics:
-        pytest.skip("topic not in this lake")
     t = lake.tables[topic]
     truncs = [r for r in t.to_pylist() if r["__op"] == "t"]
     if lake.spec.shape != "envelope" or lake.spec.drop_truncate:
@@ -437,10 +466,9 @@ def test_truncate_row(lake: Lake):
     assert tr["__table"] == "scan.scan_feedback"
 
 
-def test_schema_change_columns(lake: Lake):
+def test_schema_change_columns(results_lake: Lake):
+    lake = results_lake
     topic = "eco2.scan.scan_results"
-    if topic not in lake.spec.topics:
-        pytest.skip("topic not in this lake")
     t = lake.tables[topic]
     names = t.column_names
     assert names[-2:] == ["disposal_hint", "bin_color"]  # added columns merge in at the end
@@ -462,9 +490,8 @@ def test_schema_change_columns(lake: Lake):
     assert after_drop["confidence"] is not None
 
 
-def test_korean_text_round_trips(lake: Lake):
-    if "eco2.scan.scan_results" not in lake.spec.topics:
-        pytest.skip("topic not in this lake")
+def test_korean_text_round_trips(results_lake: Lake):
+    lake = results_lake
     rows = in_kafka_order(lake.tables["eco2.scan.scan_results"])
     assert [r["predicted_label"] for r in rows if r["id"] == 3][-1] == "플라스틱_PET"
     payload4 = json.loads(only(rows, id=4)[0]["payload"])
@@ -594,11 +621,10 @@ def test_decoded_types(lake: Lake):
             assert users.to_pylist()[0]["created_at"] == 1795394060593365
 
 
-def test_row_image_from_after_and_before(lake: Lake):
+def test_row_image_from_after_and_before(feedback_lake: Lake):
     """u under FULL carries before; the image is still after. d takes before (the key)."""
+    lake = feedback_lake
     topic = "eco2.scan.scan_feedback"
-    if topic not in lake.spec.topics:
-        pytest.skip("topic not in this lake")
     rows = in_kafka_order(lake.tables[topic])
     u = [r for r in rows if r["id"] == 1][-1]
     assert (u["thumbs_up"], u["corrected_label"]) == (False, "metal_can")
