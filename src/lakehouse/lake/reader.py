@@ -358,24 +358,10 @@ class LakeReader:
             for i, f in enumerate(row_schema.fields):
                 raw = pc.if_else(is_delete, b_children[i], a_children[i])
                 cols[f.name] = _decode(obj, f.name, raw, f.schema, row_index)
-            source = table.column("source").combine_chunks()
-            src = {source.type.field(i).name: source.field(i) for i in range(source.type.num_fields)}
-            cols["__lsn"] = src.get("lsn")
-            cols["__tx_id"] = src.get("txId")
-            cols["__snapshot"] = src.get("snapshot")
-            cols["__commit_ts"] = _commit_ts(src)
-            schema_col, table_col = src.get("schema"), src.get("table")
-            if schema_col is not None and table_col is not None:
-                cols["__table"] = pc.binary_join_element_wise(schema_col, table_col, ".")
+            cols.update(_source_internal_columns(table.column("source").combine_chunks()))
         else:
             meta = _unwrap_meta_columns(table)
-            if "op" in meta:
-                op = meta["op"]
-                _check_ops(obj, op, row_index)
-            elif "deleted" in meta:
-                op = pc.if_else(pc.equal(meta["deleted"], "true"), "d", "u")
-            else:
-                op = _repeat("u", n, pa.string())
+            op = _unwrap_op(obj, meta, n, row_index)
             for f in row_schema.fields:
                 cols[f.name] = _decode(obj, f.name, table.column(f.name), f.schema, row_index)
             cols.update(_unwrap_internal_columns(meta))
@@ -393,23 +379,10 @@ class LakeReader:
             image = _merge_struct_images(table, is_delete)
             cols.update(image)
             if "source" in table.column_names:
-                source = table.column("source").combine_chunks()
-                names = [source.type.field(i).name for i in range(source.type.num_fields)]
-                src = {nm: source.field(nm) for nm in names}
-                cols["__lsn"] = src.get("lsn")
-                cols["__tx_id"] = src.get("txId")
-                cols["__snapshot"] = src.get("snapshot")
-                cols["__commit_ts"] = _commit_ts(src)
-                if "schema" in src and "table" in src:
-                    cols["__table"] = pc.binary_join_element_wise(src["schema"], src["table"], ".")
+                cols.update(_source_internal_columns(table.column("source").combine_chunks()))
         else:
             meta = _unwrap_meta_columns(table)
-            op = meta.get("op")
-            if op is None:
-                op = (pc.if_else(pc.equal(meta["deleted"], "true"), "d", "u") if "deleted" in meta
-                      else _repeat("u", n, pa.string()))
-            else:
-                _check_ops(obj, op, row_index)
+            op = _unwrap_op(obj, meta, n, row_index)
             for name in table.column_names:
                 if not name.startswith("__"):
                     cols[name] = table.column(name).combine_chunks()
@@ -595,6 +568,26 @@ def _unwrap_meta_columns(table: pa.Table) -> dict[str, pa.Array]:
                 out[meaning] = table.column(c).combine_chunks()
                 break
     return out
+
+
+def _source_internal_columns(source: pa.StructArray) -> dict[str, pa.Array | None]:
+    """Internal columns from the envelope's ``source`` block (spec §5.3)."""
+    src = {source.type.field(i).name: source.field(i) for i in range(source.type.num_fields)}
+    cols: dict[str, pa.Array | None] = {"__lsn": src.get("lsn"), "__tx_id": src.get("txId"),
+                                        "__snapshot": src.get("snapshot"), "__commit_ts": _commit_ts(src)}
+    if "schema" in src and "table" in src:
+        cols["__table"] = pc.binary_join_element_wise(src["schema"], src["table"], ".")
+    return cols
+
+
+def _unwrap_op(obj: LakeObject, meta: dict[str, pa.Array], n: int, row_index: int) -> pa.Array:
+    """``__op`` if the SMT added it; else d/u from ``__deleted`` (a string); else u (spec §6.3)."""
+    if "op" in meta:
+        _check_ops(obj, meta["op"], row_index)
+        return meta["op"]
+    if "deleted" in meta:
+        return pc.if_else(pc.equal(meta["deleted"], "true"), "d", "u")
+    return _repeat("u", n, pa.string())
 
 
 def _unwrap_internal_columns(meta: dict[str, pa.Array]) -> dict[str, pa.Array | None]:
