@@ -147,6 +147,91 @@ def inspect(
         raise typer.Exit(code=1)
 
 
+StateOpt = Annotated[str, typer.Option("--state", "-s", help="State root (current-state Delta tables): a "
+                                                           "folder or s3://bucket/prefix.")]
+
+
+@app.command()
+def compact(
+    lake: LakeOpt,
+    state: StateOpt,
+    tables_config: Annotated[str | None, typer.Option(help="Tables config YAML (default: $LAKEHOUSE_TABLES_CONFIG "
+                                                           "or config/tables.yaml).")] = None,
+    table: Annotated[list[str] | None, typer.Option("--table", "-t", help="Only this table (schema.table or "
+                                                                          "topic); repeatable.")] = None,
+    full_refresh: Annotated[bool, typer.Option(help="Rebuild from every raw object instead of the new ones.")] = False,
+    batch_events: Annotated[int, typer.Option(help="Events per commit (bounds memory).")] = 1_000_000,
+) -> None:
+    """Apply new raw objects to the current-state tables (incremental; one atomic Delta commit per
+    batch). A failing table is reported and the others go on; exit code 1 if any failed."""
+    import logging
+
+    from lakehouse.config import ConfigError, load_config
+    from lakehouse.state.compact import CompactOptions
+    from lakehouse.state.compact import compact as run_compact
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        config = load_config(tables_config)
+        results = run_compact(lake, state, config, table or None,
+                              CompactOptions(full_refresh=full_refresh, batch_events=batch_events))
+    except ConfigError as exc:
+        console.print(f"[bold red]error[/]: {escape(str(exc))}")
+        raise typer.Exit(code=2) from None
+    summary = Table(title=f"compact {lake} -> {state}")
+    for col in ("table", "status", "objects", "events", "dups", "inserts", "updates", "deletes", "rows",
+                "seconds"):
+        summary.add_column(col, justify="left" if col in ("table", "status") else "right")
+    for r in results:
+        summary.add_row(r.table, r.status, f"{r.objects:,}", f"{r.events:,}", f"{r.duplicates:,}", f"{r.inserts:,}",
+                        f"{r.updates:,}", f"{r.deletes:,}", f"{r.rows:,}", f"{r.seconds:.2f}")
+    out.print(summary)
+    for r in results:
+        for note in r.notes:
+            out.print(f"{r.table}: {escape(note)}")
+        if r.error:
+            console.print(f"[bold red]error[/] {escape(r.error)}")
+    if any(r.failed for r in results):
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def export(
+    state: StateOpt,
+    table: Annotated[str, typer.Option("--table", "-t", help="schema.table")],
+    out_file: Annotated[str, typer.Option("--out", "-o", help="Parquet file to write.")],
+) -> None:
+    """Write a table's visible rows (no tombstones, source column names, decoded types) to Parquet."""
+    import time
+
+    from lakehouse.state.export import export_table
+    from lakehouse.state.table import StateError
+
+    started = time.perf_counter()
+    try:
+        rows = export_table(state, table, out_file)
+    except StateError as exc:
+        console.print(f"[bold red]error[/]: {escape(str(exc))}")
+        raise typer.Exit(code=1) from None
+    out.print(f"exported {table}: {rows:,} rows -> {out_file} in {time.perf_counter() - started:.2f} s")
+
+
+@app.command()
+def maintain(
+    state: StateOpt,
+    table: Annotated[list[str], typer.Option("--table", "-t", help="schema.table; repeatable.")],
+    retention_hours: Annotated[int, typer.Option(help="Keep unreferenced files younger than this (time "
+                                                     "travel, running readers).")] = 168,
+) -> None:
+    """Merge small files and vacuum unreferenced data files and manifests."""
+    from lakehouse.state.maintain import maintain as run_maintain
+
+    for name in table:
+        r = run_maintain(state, name, retention_hours)
+        out.print(f"{name}: merged {r.files_merged} files into {r.files_added}, vacuumed {r.files_vacuumed} "
+                  f"files and {r.manifests_removed} manifests")
+
+
 @app.command()
 def capture(
     dsn: Annotated[str, typer.Option(envvar="LAKEHOUSE_CAPTURE_DSN", show_envvar=True,

@@ -1,0 +1,468 @@
+"""Compaction: apply the lake's new raw objects to the current-state tables.
+
+Per table: list the topic's value files, skip the ones the state's manifest already holds, read
+the rest in batches (Kafka order per partition), fold each batch with the state rows of the keys
+it touches (:mod:`lakehouse.state.fold`) and commit the clusters it changed together with the new
+manifest (:mod:`lakehouse.state.table`). One Delta commit per batch; each commit is a complete,
+consistent state, so a run killed at any point resumes from the last commit.
+
+A new object that sorts before an applied one of the same Kafka partition (a late file) would
+have to be folded *under* events already applied; the table is then rebuilt from all its objects,
+which gives the same state as if the files had arrived in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lakehouse.config import ColumnPolicy, ConfigError, TableConfig, TablesConfig, resolve_primary_key
+from lakehouse.lake.layout import LakeObjectError
+from lakehouse.lake.reader import LakeListing, LakeObject, LakeReader, SchemaConflictError, widen
+from lakehouse.lake.semantic import is_toast_placeholder
+from lakehouse.state.fold import STATE_INTERNAL_NAMES, LateEventError, fold
+from lakehouse.state.table import (
+    CLUSTER_COLUMN,
+    CLUSTER_HASH,
+    Cluster,
+    StateError,
+    StateMeta,
+    StateTable,
+    assign,
+    cluster_values,
+)
+
+log = logging.getLogger(__name__)
+
+PSEUDONYM_KEY_ENV = "LAKEHOUSE_PSEUDONYM_KEY"
+DEFAULT_BATCH_EVENTS = 1_000_000
+DEFAULT_CLUSTER_ROWS = 250_000
+
+
+@dataclass
+class TableResult:
+    table: str
+    topic: str
+    status: str = "up-to-date"  # up-to-date | applied | rebuilt | failed
+    objects: int = 0
+    events: int = 0
+    duplicates: int = 0
+    inserts: int = 0
+    updates: int = 0
+    deletes: int = 0
+    rows: int = 0
+    tombstones: int = 0
+    commits: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+
+@dataclass(frozen=True)
+class CompactOptions:
+    full_refresh: bool = False
+    batch_events: int = DEFAULT_BATCH_EVENTS
+    cluster_rows: int = DEFAULT_CLUSTER_ROWS
+
+
+class _Rebuild(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def compact(lake: str | LakeReader, state: str, config: TablesConfig, tables: list[str] | None = None,
+            options: CompactOptions = CompactOptions(),
+            on_progress: Callable[[TableResult], None] | None = None) -> list[TableResult]:
+    """Compact every configured table (or those named in ``tables``: topic or schema.table).
+    A failing table is reported and skipped; the others go on."""
+    reader = lake if isinstance(lake, LakeReader) else LakeReader(lake)
+    listing = reader.scan()
+    entries = _select(config, tables)
+    results = []
+    for entry in entries:
+        result = TableResult(entry.table, entry.topic)
+        started = time.perf_counter()
+        try:
+            key = resolve_primary_key(config, entry.topic, reader)
+            _compact_table(reader, listing, state, entry, key, options, result)
+        except (LakeObjectError, SchemaConflictError, ConfigError, StateError) as exc:
+            result.status, result.error = "failed", f"{entry.table}: {exc}"
+            log.error("%s", result.error)
+        result.seconds = time.perf_counter() - started
+        results.append(result)
+        if on_progress:
+            on_progress(result)
+    return results
+
+
+def _select(config: TablesConfig, tables: list[str] | None) -> list[TableConfig]:
+    if not tables:
+        return list(config.tables)
+    out = []
+    for name in tables:
+        entry = next((t for t in config.tables if name in (t.topic, t.table)), None)
+        if entry is None:
+            raise ConfigError(f"{name!r} is not in {config.source} (known: "
+                              f"{', '.join(t.table for t in config.tables)})")
+        out.append(entry)
+    return out
+
+
+def _compact_table(reader: LakeReader, listing: LakeListing, state_uri: str, entry: TableConfig,
+                   key: tuple[str, ...], options: CompactOptions, result: TableResult) -> None:
+    errors = listing.errors_for(entry.topic)
+    if errors:
+        raise errors[0]
+    objects = listing.objects.get(entry.topic, [])
+    st = StateTable(state_uri, entry.table)
+    meta = st.load()
+    rebuild_reason = None
+    if options.full_refresh:
+        rebuild_reason, meta = ("--full-refresh" if meta is not None else None), None
+    if meta is not None and (meta.key != key or meta.cluster_hash != CLUSTER_HASH):
+        rebuild_reason = (f"primary key changed from {list(meta.key)} to {list(key)}" if meta.key != key
+                          else "cluster hash changed (polars upgrade)")
+        meta = None
+    applied = st.applied() if meta is not None else None
+    pending: list[LakeObject] = objects
+    if applied is not None and applied.num_rows:
+        try:
+            pending = _pending(objects, applied)
+        except _Rebuild as exc:
+            rebuild_reason, meta, applied = exc.reason, None, None
+            pending = objects
+    if rebuild_reason:
+        result.notes.append(f"rebuilt: {rebuild_reason}")
+        log.warning("%s: rebuilding from all %d objects: %s", entry.table, len(objects), rebuild_reason)
+    if not pending:
+        if meta is not None:
+            result.rows, result.tombstones = meta.live_rows, meta.tombstones
+        return
+    try:
+        _apply(reader, st, entry, key, meta, applied, pending, options, result, fresh=meta is None)
+    except LateEventError as exc:
+        # keys whose events moved partition (e.g. partition count changed): only a rebuild is exact
+        result.notes.append(f"rebuilt: {exc}")
+        for name in ("objects", "events", "duplicates", "inserts", "updates", "deletes", "commits"):
+            setattr(result, name, 0)
+        _apply(reader, st, entry, key, None, None, objects, options, result, fresh=True)
+        rebuild_reason = str(exc)
+    result.status = "rebuilt" if rebuild_reason else "applied"
+
+
+def _pending(objects: list[LakeObject], applied: pa.Table) -> list[LakeObject]:
+    sizes = dict(zip(applied.column("key").to_pylist(), applied.column("size").to_pylist()))
+    parts = applied.column("kafka_partition").to_numpy()
+    starts = applied.column("start_offset").to_numpy()
+    high: dict[int, int] = {}
+    for p, s in zip(parts.tolist(), starts.tolist()):
+        high[p] = max(high.get(p, s), s)
+    pending = []
+    for obj in objects:
+        size = sizes.get(obj.key)
+        if size is not None:
+            if size != obj.size:
+                raise LakeObjectError(obj.key, f"changed after it was applied (size {size} -> {obj.size}); "
+                                               "sink objects are immutable: rebuild with --full-refresh")
+            continue
+        hw = high.get(obj.ref.kafka_partition)
+        if hw is not None and obj.ref.start_offset <= hw:
+            raise _Rebuild(f"late object {obj.key} (Kafka partition {obj.ref.kafka_partition}, start offset "
+                           f"{obj.ref.start_offset} <= applied {hw})")
+        pending.append(obj)
+    return pending
+
+
+def _batches(objects: list[LakeObject], limit: int) -> list[list[LakeObject]]:
+    out: list[list[LakeObject]] = []
+    current: list[LakeObject] = []
+    size = 0
+    for obj in sorted(objects, key=lambda o: (o.ref.kafka_partition, o.ref.start_offset, o.key)):
+        rows = obj.rows or 0
+        if current and size + rows > limit:
+            out.append(current)
+            current, size = [], 0
+        current.append(obj)
+        size += rows
+    if current:
+        out.append(current)
+    return out
+
+
+def _apply(reader: LakeReader, st: StateTable, entry: TableConfig, key: tuple[str, ...],
+           meta: StateMeta | None, applied: pa.Table | None, objects: list[LakeObject],
+           options: CompactOptions, result: TableResult, fresh: bool) -> None:
+    plan = reader.plan(entry.topic, objects, key_columns=key)  # footers: schema conflicts fail here
+    dropped = {c for c, p in entry.columns.items() if p == ColumnPolicy.drop}
+    new_fields = [f for f in plan.schema if f.name not in STATE_INTERNAL_NAMES
+                  and f.name not in ("__table", "__topic") and f.name not in dropped]
+    missing = [c for c in key if c not in {f.name for f in new_fields}
+               and (meta is None or c not in meta.row_schema.names)]
+    if missing:
+        raise ConfigError(f"primary key column(s) {missing} of {entry.topic} are not in its change events "
+                          f"(columns: {[f.name for f in new_fields]}); fix primary_key in the tables config")
+    row_schema = _merge_schema(entry, meta, new_fields, objects)
+    schema_changed = not fresh and meta is not None and not row_schema.equals(meta.row_schema)
+    if fresh:
+        st.detach()
+        meta = StateMeta(entry.topic, entry.table, key, row_schema)
+        applied = None
+    applied_parts = [applied] if applied is not None and applied.num_rows else []
+    first = True
+    for batch in _batches(objects, options.batch_events):
+        events = _read(reader, plan, batch, key, entry)
+        overwrite_all = (fresh and first) or (schema_changed and first)
+        meta.row_schema = row_schema
+        write = _apply_batch(st, meta, events, key, row_schema, overwrite_all, options, result)
+        applied_parts = [pa.concat_tables([*applied_parts, _manifest_rows(batch)]).combine_chunks()]
+        st.write(write.content, write.replaced, meta, applied_parts[0], overwrite_all)
+        result.objects += len(batch)
+        result.commits += 1
+        first = False
+    result.rows, result.tombstones = meta.live_rows, meta.tombstones
+
+
+def _merge_schema(entry: TableConfig, meta: StateMeta | None, new_fields: list[pa.Field],
+                  objects: list[LakeObject]) -> pa.Schema:
+    merged: dict[str, pa.Field] = {f.name: f for f in meta.row_schema} if meta is not None else {}
+    for f in new_fields:
+        if f.name not in merged:
+            merged[f.name] = f
+            continue
+        w = widen(merged[f.name].type, f.type)
+        if w is None:
+            culprit = next((o.key for o in objects if any(x.name == f.name and x.type == f.type
+                                                          for x in o.row_fields)), objects[0].key)
+            raise SchemaConflictError(entry.topic, f.name, culprit, merged[f.name].type, f.type)
+        merged[f.name] = f.with_type(w)
+    return pa.schema(list(merged.values()))
+
+
+def _read(reader: LakeReader, plan, batch: list[LakeObject], key: tuple[str, ...],
+          entry: TableConfig) -> pa.Table:
+    parts = []
+    for obj in batch:
+        for rb in reader.iter_object(obj, plan.schema, batch_size=262_144):
+            parts.append(rb)
+    events = pa.Table.from_batches(parts, schema=plan.schema) if parts else plan.schema.empty_table()
+    _check_keys(events, key, batch)
+    return _apply_policy(events, entry)
+
+
+def _check_keys(events: pa.Table, key: tuple[str, ...], batch: list[LakeObject]) -> None:
+    not_t = pc.not_equal(events.column("__op"), "t")
+    for c in key:
+        bad = pc.and_(not_t, pc.is_null(events.column(c)))
+        if pc.any(bad).as_py():
+            i = pc.index(bad, True).as_py()
+            obj = events.column("__source_object")[i].as_py()
+            row = events.column("__row_index")[i].as_py()
+            raise LakeObjectError(obj, f"row {row}: primary key column {c!r} is null (a table without a "
+                                       "primary key, or the wrong primary_key in the tables config)")
+
+
+def _apply_policy(events: pa.Table, entry: TableConfig) -> pa.Table:
+    for column, policy in entry.columns.items():
+        if column not in events.column_names:
+            continue
+        if policy == ColumnPolicy.drop:
+            events = events.drop_columns([column])
+        elif policy == ColumnPolicy.pseudonymise:
+            events = events.set_column(events.schema.get_field_index(column), events.schema.field(column),
+                                       pseudonymise(events.column(column).combine_chunks(), entry.topic, column))
+    return events
+
+
+def pseudonymise(arr: pa.Array, topic: str, column: str) -> pa.Array:
+    """Keyed HMAC-SHA256 (hex) of each value: stable, so joins on it still work; the key comes
+    from the environment only. TOAST placeholders pass through so they still mean 'unchanged'."""
+    secret = os.environ.get(PSEUDONYM_KEY_ENV)
+    if not secret:
+        raise ConfigError(f"{topic}: column {column!r} is to be pseudonymised but {PSEUDONYM_KEY_ENV} is not set "
+                          "(the HMAC key comes from the environment only)")
+    key = secret.encode()
+    ph = is_toast_placeholder(arr).to_numpy(zero_copy_only=False)
+    values = arr.cast(pa.string()).to_pylist()
+    out = [v if v is None or ph[i] else hmac.new(key, v.encode(), hashlib.sha256).hexdigest()
+           for i, v in enumerate(values)]
+    return pa.array(out, pa.string())
+
+
+def _manifest_rows(batch: list[LakeObject]) -> pa.Table:
+    return pa.table({
+        "key": [o.key for o in batch], "size": [o.size for o in batch],
+        "kafka_partition": pa.array([o.ref.kafka_partition for o in batch], pa.int32()),
+        "start_offset": pa.array([o.ref.start_offset for o in batch], pa.int64()),
+    })
+
+
+def _key_mask(table: pa.Table, keys: pl.DataFrame, key: tuple[str, ...]) -> np.ndarray:
+    """Which rows of ``table`` have a key in ``keys``."""
+    if table.num_rows == 0:
+        return np.zeros(0, bool)
+    frame = pl.from_arrow(table.select(list(key)))
+    assert isinstance(frame, pl.DataFrame)
+    keys = keys.cast(dict(frame.schema))
+    hit = frame.with_row_index("__i").join(keys, on=list(key), how="semi", nulls_equal=False)
+    mask = np.zeros(table.num_rows, bool)
+    mask[hit.get_column("__i").to_numpy()] = True
+    return mask
+
+
+@dataclass
+class _BatchWrite:
+    content: pa.Table  # new rows of the replaced clusters, with the __cluster column
+    replaced: list[int]  # cluster ids whose rows ``content`` replaces (old and new ids)
+
+
+def _apply_batch(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[str, ...],
+                 row_schema: pa.Schema, overwrite_all: bool, options: CompactOptions,
+                 result: TableResult) -> _BatchWrite:
+    """Fold one batch with the state rows of the clusters its keys fall into."""
+    has_truncate = bool(pc.any(pc.equal(events.column("__op"), "t")).as_py())
+    keyed = events.filter(pc.not_equal(events.column("__op"), "t"))
+    clusters = sorted(meta.clusters, key=lambda c: c.lo)
+    if has_truncate or overwrite_all:
+        affected = clusters  # a truncate reaches every row; a full overwrite rewrites them all
+    else:
+        values = cluster_values(keyed, key) if keyed.num_rows else np.zeros(0, np.int64)
+        affected = [clusters[i] for i in np.unique(assign(values, clusters))] if clusters else []
+    old = st.read([c.id for c in affected]) if affected else None
+    prior = kept = None
+    if old is not None and old.num_rows:
+        if has_truncate:
+            in_batch = np.ones(old.num_rows, bool)
+        else:
+            keys_frame = pl.from_arrow(keyed.select(list(key))).unique()
+            assert isinstance(keys_frame, pl.DataFrame)
+            in_batch = _key_mask(old, keys_frame, key)
+        prior, kept = old.filter(pa.array(in_batch)), old.filter(pa.array(~in_batch))
+    pairing = _pairing_candidates(st, events, prior, key)
+    folded = fold(events, prior, key, list(row_schema), meta.truncates, pairing)
+    meta.truncates = folded.truncates
+    result.events += folded.events
+    result.duplicates += folded.duplicates
+    result.inserts += folded.inserts
+    result.updates += folded.updates
+    result.deletes += folded.deletes
+    if folded.unresolved_toast:
+        result.notes.append(f"{folded.unresolved_toast} unchanged-TOAST values had no earlier value (null)")
+    parts = [folded.rows]
+    if kept is not None and kept.num_rows:
+        parts.append(kept)
+    content = pa.concat_tables([_conform(p, folded.rows.schema) for p in parts]).combine_chunks()
+    new_clusters, assigned = _recluster(content, key, clusters, affected, options.cluster_rows)
+    content = content.append_column(CLUSTER_COLUMN, pa.array(assigned, pa.int64()))
+    gone = {c.id for c in affected}
+    meta.clusters = sorted([c for c in clusters if c.id not in gone] + new_clusters, key=lambda c: c.lo)
+    return _BatchWrite(content, sorted(gone | {c.id for c in new_clusters}))
+
+
+def _conform(t: pa.Table, schema: pa.Schema) -> pa.Table:
+    arrays = []
+    for f in schema:
+        if f.name in t.column_names:
+            col = t.column(f.name)
+            arrays.append(col if col.type == f.type else col.cast(f.type))
+        else:
+            arrays.append(pa.nulls(t.num_rows, f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _pairing_candidates(st: StateTable, events: pa.Table, prior: pa.Table | None,
+                        key: tuple[str, ...]) -> pa.Table | None:
+    """State tombstones that may be the ``d`` half of a key change whose ``c`` is in this batch
+    with unchanged-TOAST placeholders (only looked up when such a ``c`` exists)."""
+    if not st.has_rows():
+        return None
+    op = events.column("__op")
+    creates = events.filter(pc.equal(op, "c"))
+    if creates.num_rows == 0:
+        return None
+    has_ph = np.zeros(creates.num_rows, bool)
+    for f in creates.schema:
+        if f.name.startswith("__") or f.name in key:
+            continue
+        t = f.type
+        if pa.types.is_string(t) or pa.types.is_binary(t) or pa.types.is_list(t) or pa.types.is_map(t):
+            has_ph |= is_toast_placeholder(creates.column(f.name).combine_chunks()).to_numpy(zero_copy_only=False)
+    if not has_ph.any():
+        return None
+    c_rows = creates.filter(pa.array(has_ph))
+    pairs = {(a, b) for a, b in zip(c_rows.column("__lsn").to_pylist(), c_rows.column("__tx_id").to_pylist())
+             if a is not None and b is not None}
+    deletes = events.filter(pc.equal(op, "d"))
+    pairs -= set(zip(deletes.column("__lsn").to_pylist(), deletes.column("__tx_id").to_pylist()))
+    if not pairs:
+        return None
+    found = st.tombstones_for(sorted(pairs))
+    if found.num_rows and prior is not None and prior.num_rows:
+        frame = pl.from_arrow(prior.select(list(key))).unique()
+        found = found.filter(pa.array(~_key_mask(found, frame, key)))
+    return found.drop_columns([CLUSTER_COLUMN]) if found.num_rows else None
+
+
+def _recluster(content: pa.Table, key: tuple[str, ...], clusters: list[Cluster], affected: list[Cluster],
+               target_rows: int) -> tuple[list[Cluster], np.ndarray]:
+    """Clusters for the new content of the affected clusters: each keeps its range (extended to
+    the new keys that fell next to it) and splits past twice the target size."""
+    n = content.num_rows
+    if n == 0:
+        return [], np.zeros(0, np.int64)
+    values = cluster_values(content, key)
+    next_id = max((c.id for c in clusters), default=-1) + 1
+    if clusters:
+        owner = np.array([c.id for c in clusters], np.int64)[assign(values, clusters)]
+        groups = affected
+    else:
+        groups = [Cluster(next_id, int(values.min()), int(values.max()))]
+        owner = np.full(n, next_id, np.int64)
+        next_id += 1
+    live = ~content.column("__deleted").to_numpy(zero_copy_only=False)
+    out: list[Cluster] = []
+    assigned = np.empty(n, np.int64)
+    for c in groups:
+        sel = np.flatnonzero(owner == c.id)
+        if len(sel) == 0:
+            continue  # emptied by deletes or a truncate: the range is free again
+        v = values[sel]
+        lo, hi = min(c.lo, int(v.min())), max(c.hi, int(v.max()))
+        if len(sel) <= 2 * target_rows:
+            out.append(Cluster(c.id, lo, hi, len(sel), int(live[sel].sum())))
+            assigned[sel] = c.id
+            continue
+        order = sel[np.argsort(v, kind="stable")]
+        sv = values[order]
+        pieces = max(2, round(len(sel) / target_rows))
+        cuts = [0]
+        for b in np.linspace(0, len(sel), pieces + 1).astype(int)[1:-1]:
+            while 0 < b < len(sv) and sv[b] == sv[b - 1]:  # one cluster value never spans two clusters
+                b += 1
+            if cuts[-1] < b < len(sv):
+                cuts.append(int(b))
+        cuts.append(len(sel))
+        for i in range(len(cuts) - 1):
+            piece = order[cuts[i]:cuts[i + 1]]
+            p_lo = lo if i == 0 else int(sv[cuts[i]])
+            p_hi = hi if i == len(cuts) - 2 else int(sv[cuts[i + 1] - 1])
+            cid = c.id if i == 0 else next_id
+            if i:
+                next_id += 1
+            out.append(Cluster(cid, p_lo, p_hi, len(piece), int(live[piece].sum())))
+            assigned[piece] = cid
+    return out, assigned

@@ -1,0 +1,37 @@
+"""Visible rows of a current-state table, as a reader outside this project should see them."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lakehouse.state.table import StateTable
+
+
+def export_type(t: pa.DataType) -> pa.DataType:
+    """Source types for a plain Parquet file: timestamps and times in µs, the rest as decoded
+    (exact decimals; json, uuid, enum and xml are already text)."""
+    if pa.types.is_timestamp(t):
+        return pa.timestamp("us", tz=t.tz)
+    if pa.types.is_time(t):
+        return pa.time64("us")
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return pa.list_(export_type(t.value_type))
+    if pa.types.is_map(t):
+        return pa.map_(export_type(t.key_type), export_type(t.item_type))
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, export_type(f.type), f.nullable) for f in t])
+    return t
+
+
+def visible_rows(state_uri: str, table: str) -> pa.Table:
+    rows = StateTable(state_uri, table).visible()
+    target = pa.schema([pa.field(f.name, export_type(f.type), metadata=f.metadata) for f in rows.schema])
+    # ns -> µs truncation is safe for PostgreSQL values (µs resolution); safe=False allows it
+    return pa.Table.from_arrays([c.cast(f.type, safe=False) for c, f in zip(rows.columns, target)], schema=target)
+
+
+def export_table(state_uri: str, table: str, out: str) -> int:
+    rows = visible_rows(state_uri, table)
+    pq.write_table(rows, out, compression="zstd")
+    return rows.num_rows

@@ -1,0 +1,282 @@
+"""A current-state table: a Delta table (``deltalake``) plus the metadata that makes it incremental.
+
+Layout of ``<state>/<schema>.<table>/``::
+
+    _delta_log/                     Delta commits (atomic; the only source of truth)
+    __cluster=<n>/part-*.parquet    rows, clustered by key range
+    _lakehouse/applied-*.parquet    manifest of applied raw objects, one per commit
+
+Every commit carries ``lakehouse.meta`` (JSON) in its commit info: the manifest it belongs to,
+the logical schema, the key, the cluster ranges and the truncates seen. A manifest written by a
+run that died before its commit is never referenced, so a crash leaves the previous state.
+
+Clusters: rows are grouped by a 64-bit cluster value (the key itself for one integer key column,
+else a hash of the key) into disjoint ranges, one Delta partition each. A batch rewrites only
+the clusters its keys fall into; new ids land at the top range, so an append-heavy change stream
+touches the newest cluster only.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import urlparse
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from deltalake import DeltaTable, write_deltalake
+from deltalake.transaction import CommitProperties
+
+from lakehouse.lake.store import ObjectStore, open_store
+from lakehouse.state.fold import STATE_INTERNAL_NAMES, Truncate
+from lakehouse.state.types import decode_schema, encode_schema, storage_schema, to_logical, to_storage
+
+FORMAT_VERSION = 1
+CLUSTER_COLUMN = "__cluster"
+CLUSTER_HASH = f"polars-{pl.__version__}-struct-hash-seed-0"
+META_KEY = "lakehouse.meta"
+
+
+class StateError(Exception):
+    """The state table cannot be used as it is (names the table and what to do)."""
+
+
+@dataclass
+class Cluster:
+    id: int
+    lo: int
+    hi: int
+    rows: int = 0
+    live: int = 0
+
+    def to_json(self) -> list[int]:
+        return [self.id, self.lo, self.hi, self.rows, self.live]
+
+
+@dataclass
+class StateMeta:
+    topic: str
+    table: str
+    key: tuple[str, ...]
+    row_schema: pa.Schema  # logical types of the source columns
+    clusters: list[Cluster] = field(default_factory=list)
+    truncates: list[Truncate] = field(default_factory=list)
+    manifest: str | None = None
+    cluster_hash: str = CLUSTER_HASH
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "format_version": self.format_version, "topic": self.topic, "table": self.table,
+            "key": list(self.key), "row_schema": encode_schema(self.row_schema),
+            "clusters": [c.to_json() for c in self.clusters],
+            "truncates": [t.to_json() for t in self.truncates],
+            "manifest": self.manifest, "cluster_hash": self.cluster_hash,
+        }, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> StateMeta:
+        d = json.loads(text)
+        return cls(topic=d["topic"], table=d["table"], key=tuple(d["key"]),
+                   row_schema=decode_schema(d["row_schema"]),
+                   clusters=[Cluster(*c) for c in d["clusters"]],
+                   truncates=[Truncate.from_json(t) for t in d["truncates"]],
+                   manifest=d["manifest"], cluster_hash=d["cluster_hash"],
+                   format_version=d["format_version"])
+
+    @property
+    def live_rows(self) -> int:
+        return sum(c.live for c in self.clusters)
+
+    @property
+    def tombstones(self) -> int:
+        return sum(c.rows - c.live for c in self.clusters)
+
+
+MANIFEST_SCHEMA = pa.schema([
+    pa.field("key", pa.string()), pa.field("size", pa.int64()),
+    pa.field("kafka_partition", pa.int32()), pa.field("start_offset", pa.int64()),
+])
+
+
+def delta_storage_options(uri: str) -> dict[str, str] | None:
+    """deltalake options for ``s3://`` from the environment (credentials never from code)."""
+    if not uri.startswith("s3://"):
+        return None
+    opts: dict[str, str] = {}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        opts["AWS_ENDPOINT_URL"] = endpoint
+        if endpoint.startswith("http://"):
+            opts["AWS_ALLOW_HTTP"] = "true"
+    opts["AWS_REGION"] = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    # one writer per table (Dagster runs compaction with a per-table concurrency key)
+    opts.setdefault("AWS_S3_ALLOW_UNSAFE_RENAME", "true")
+    return opts
+
+
+def table_uri(state_uri: str, table: str) -> str:
+    return f"{state_uri.rstrip('/')}/{table}"
+
+
+class StateTable:
+    """One current-state table under a state root (local folder or ``s3://``)."""
+
+    def __init__(self, state_uri: str, table: str):
+        self.state_uri = state_uri
+        self.table = table
+        self.uri = table_uri(state_uri, table) if "://" in state_uri else os.path.abspath(
+            table_uri(state_uri, table))
+        self.options = delta_storage_options(self.uri)
+        self._store: ObjectStore | None = None
+        self._dt: DeltaTable | None = None
+        self.meta: StateMeta | None = None
+
+    @property
+    def store(self) -> ObjectStore:
+        if self._store is None:
+            self._store = open_store(self.state_uri)
+        return self._store
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return DeltaTable.is_deltatable(self.uri, storage_options=self.options)
+
+    def load(self) -> StateMeta | None:
+        if not self.exists():
+            self._dt, self.meta = None, None
+            return None
+        self._dt = DeltaTable(self.uri, storage_options=self.options)
+        # maintenance commits (optimize, vacuum) carry no metadata of ours: take the newest that does
+        text = next((c[META_KEY] for c in self._dt.history(20) if META_KEY in c), None)
+        if text is None:
+            raise StateError(f"{self.uri}: a Delta table without {META_KEY} in its recent commits: not written "
+                             "by lakehouse compact (or written by another tool since); rebuild with --full-refresh")
+        self.meta = StateMeta.from_json(text)
+        if self.meta.format_version != FORMAT_VERSION:
+            raise StateError(f"{self.uri}: state format {self.meta.format_version}, this version writes "
+                             f"{FORMAT_VERSION}; rebuild with --full-refresh")
+        return self.meta
+
+    def has_rows(self) -> bool:
+        return self._dt is not None and self.meta is not None
+
+    def detach(self) -> None:
+        """Forget the loaded table: the next write replaces it as a whole (rebuilds)."""
+        self._dt, self.meta = None, None
+
+    @property
+    def version(self) -> int | None:
+        return self._dt.version() if self._dt is not None else None
+
+    def applied(self) -> pa.Table:
+        if self.meta is None or self.meta.manifest is None:
+            return MANIFEST_SCHEMA.empty_table()
+        data = self.store.get_bytes(f"{self.table}/{self.meta.manifest}")
+        return pq.read_table(io.BytesIO(data))
+
+    def read(self, clusters: list[int] | None = None, filter_=None) -> pa.Table:
+        """State rows (logical types, internal columns included) of some clusters, or all."""
+        assert self._dt is not None and self.meta is not None
+        ds = self._dt.to_pyarrow_dataset()
+        expr = None
+        if clusters is not None:
+            if not clusters:
+                return self._empty()
+            expr = pc.field(CLUSTER_COLUMN).isin(clusters)
+        if filter_ is not None:
+            expr = filter_ if expr is None else expr & filter_
+        table = ds.to_table(filter=expr)
+        return to_logical(table, self.meta.row_schema)
+
+    def _empty(self) -> pa.Table:
+        assert self._dt is not None and self.meta is not None
+        schema = pa.schema(self._dt.schema().to_arrow())
+        return to_logical(schema.empty_table(), self.meta.row_schema)
+
+    def tombstones_for(self, pairs: list[tuple[int, int]]) -> pa.Table:
+        """Tombstones whose delete had one of these ``(lsn, txId)``: halves of key changes."""
+        lsns = sorted({p[0] for p in pairs})
+        t = self.read(None, (pc.field("__deleted") == True) & pc.field("__lsn").isin(lsns))  # noqa: E712
+        if t.num_rows == 0:
+            return t
+        want = pl.DataFrame({"__lsn": [p[0] for p in pairs], "__tx_id": [p[1] for p in pairs]})
+        hit = pl.from_arrow(t.select(["__lsn", "__tx_id"])).with_row_index("__i").join(
+            want.unique(), on=["__lsn", "__tx_id"], how="semi").get_column("__i").to_numpy()
+        return t.take(pa.array(hit))
+
+    def visible(self) -> pa.Table:
+        """The rows readers see: live rows, source columns only, logical types."""
+        if self.meta is None:
+            self.load()
+        if self.meta is None:
+            raise StateError(f"{self.uri}: no current-state table here (run lakehouse compact first)")
+        t = self.read(None, pc.field("__deleted") == False)  # noqa: E712
+        cols = [f.name for f in self.meta.row_schema]
+        return t.select(cols).cast(self.meta.row_schema)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def write(self, content: pa.Table, replaced: list[int], meta: StateMeta, applied: pa.Table,
+              overwrite_all: bool) -> None:
+        """Atomically replace the ``replaced`` clusters by ``content`` (or everything, when
+        ``overwrite_all``), recording the applied objects. ``content`` has a ``__cluster`` column."""
+        # the time in the name lets maintenance drop manifests of old or crashed runs
+        name = f"applied-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}.parquet"
+        buf = io.BytesIO()
+        pq.write_table(applied.cast(MANIFEST_SCHEMA), buf, compression="zstd")
+        self.store.put_bytes(f"{self.table}/_lakehouse/{name}", buf.getvalue())
+        meta.manifest = f"_lakehouse/{name}"
+        data = to_storage(content)
+        target = storage_schema(pa.schema([f for f in content.schema]))
+        data = data.cast(target)
+        props = CommitProperties(custom_metadata={META_KEY: meta.to_json()})
+        if overwrite_all or self._dt is None:
+            write_deltalake(self.uri, data, mode="overwrite", schema_mode="overwrite",
+                            partition_by=[CLUSTER_COLUMN], storage_options=self.options,
+                            commit_properties=props, target_file_size=256 << 20)
+        else:
+            ids = ", ".join(str(i) for i in sorted(set(replaced)))
+            write_deltalake(self._dt, data, mode="overwrite", predicate=f"{CLUSTER_COLUMN} IN ({ids})",
+                            partition_by=[CLUSTER_COLUMN], storage_options=self.options,
+                            commit_properties=props, target_file_size=256 << 20)
+        self.meta = meta
+        self._dt = DeltaTable(self.uri, storage_options=self.options)
+
+
+# -- clusters --------------------------------------------------------------------------------
+
+
+def cluster_values(table: pa.Table, key: tuple[str, ...]) -> np.ndarray:
+    """The int64 a row is clustered by: the key itself for one integer column, else a hash."""
+    if len(key) == 1 and pa.types.is_integer(table.schema.field(key[0]).type):
+        return table.column(key[0]).cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+    frame = pl.from_arrow(table.select(list(key)))
+    assert isinstance(frame, pl.DataFrame)
+    h = frame.select(pl.struct(list(key)).hash(seed=0)).to_series().to_numpy()
+    return h.view(np.int64)
+
+
+def assign(values: np.ndarray, clusters: list[Cluster]) -> np.ndarray:
+    """Cluster index (into ``clusters``, sorted by ``lo``) of each value; values in a gap go to
+    the cluster below the gap (the first cluster when below every range)."""
+    if not clusters:
+        return np.zeros(len(values), np.int64)
+    los = np.array([c.lo for c in clusters], np.int64)
+    return np.clip(np.searchsorted(los, values, side="right") - 1, 0, len(clusters) - 1)
+
+
+def uri_is_local(uri: str) -> bool:
+    return urlparse(uri).scheme in ("", "file")
+
+
+def is_internal(name: str) -> bool:
+    return name in STATE_INTERNAL_NAMES or name == CLUSTER_COLUMN
