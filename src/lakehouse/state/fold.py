@@ -43,6 +43,7 @@ POSITION = ("__kafka_partition", "__file_start_offset", "__row_index")
 STATE_INTERNAL_FIELDS: tuple[pa.Field, ...] = (
     pa.field("__op", pa.string()),
     pa.field("__deleted", pa.bool_()),
+    pa.field("__image", pa.bool_()),  # a superseded delete's pre-delete image (see fold's keep_images)
     pa.field("__kafka_partition", pa.int32()),
     pa.field("__file_start_offset", pa.int64()),
     pa.field("__row_index", pa.int32()),
@@ -51,6 +52,12 @@ STATE_INTERNAL_FIELDS: tuple[pa.Field, ...] = (
     pa.field("__snapshot", pa.string()),
     pa.field("__commit_ts", pa.timestamp("us", tz="UTC")),
     pa.field("__source_object", pa.string()),
+    pa.field("__stream_lsn", pa.int64()),  # highest streamed change LSN applied to the key (replays)
+    # unchanged-TOAST columns of a key change's c half whose d half has not arrived yet (another
+    # Kafka partition lagging): resolved when a d with (__pair_lsn, __pair_tx) comes
+    pa.field("__toast_pending", pa.list_(pa.string())),
+    pa.field("__pair_lsn", pa.int64()),
+    pa.field("__pair_tx", pa.int64()),
 )
 STATE_INTERNAL_NAMES = tuple(f.name for f in STATE_INTERNAL_FIELDS)
 _EVENT_ONLY = ("__table", "__topic")
@@ -100,11 +107,15 @@ def row_fields_of(schema: pa.Schema) -> list[pa.Field]:
 
 
 def fold(events: pa.Table, prior: pa.Table | None, key: tuple[str, ...], row_fields: list[pa.Field],
-         truncates: list[Truncate] = (), pairing: pa.Table | None = None) -> FoldResult:
+         truncates: list[Truncate] = (), pairing: pa.Table | None = None, keep_images: bool = False
+         ) -> FoldResult:
     """Apply ``events`` on top of ``prior`` (state rows of the keys the events touch).
 
     ``row_fields``: the merged source columns (logical types). ``pairing``: state tombstones of
     other keys that may be the ``d`` half of a primary-key change in ``events``.
+    ``keep_images``: also return the pre-delete image of every delete superseded by a later event
+    of its key (``__image`` rows): with several Kafka partitions the c half of a key change may
+    arrive after the old key was re-created, and still needs the image (never visible).
     Raises :class:`LateEventError` when an event is older than its key's prior row.
     """
     schema = state_schema(row_fields)
@@ -124,41 +135,53 @@ def fold(events: pa.Table, prior: pa.Table | None, key: tuple[str, ...], row_fie
     kind = np.concatenate([np.zeros(n_events, np.int8), np.ones(n_prior, np.int8), np.full(n_pair, 2, np.int8)])
 
     op = table.column("__op").to_numpy(zero_copy_only=False).astype("U1")
-    # -- truncates -------------------------------------------------------------------------
-    is_t = (op == "t") & (kind == 0)
-    known = set(truncates)
-    if is_t.any():
-        t_idx = np.flatnonzero(is_t)
-        sub = table.select(list(POSITION) + ["__lsn", "__commit_ts"]).take(pa.array(t_idx))
-        for r in sub.to_pylist():
-            ts = r["__commit_ts"]
-            known.add(Truncate(r["__kafka_partition"], r["__file_start_offset"], r["__row_index"], r["__lsn"],
-                               None if ts is None else int(ts.timestamp() * 1_000_000)))
-    keep = ~is_t
-    if known:
-        keep &= ~_killed_by(table, sorted(known))
-    table, kind, op = table.filter(pa.array(keep)), kind[keep], op[keep]
 
     # -- duplicates ------------------------------------------------------------------------
     skel = _skeleton(table, key, kind)
     dup = _duplicates(skel, table, row_fields, key, kind)
+    # -- truncates (a re-emitted truncate is the one already known) ------------------------
+    known = set(truncates)
+    known_lsns = {t.lsn for t in known if t.lsn is not None}
+    is_t = (op == "t") & (kind == 0) & ~dup
+    for i in np.flatnonzero(is_t):
+        r = table.slice(int(i), 1).select(list(POSITION) + ["__lsn", "__commit_ts"]).to_pylist()[0]
+        if r["__lsn"] is not None and r["__lsn"] in known_lsns:
+            dup[i] = True
+            continue
+        ts = r["__commit_ts"]
+        known.add(Truncate(r["__kafka_partition"], r["__file_start_offset"], r["__row_index"], r["__lsn"],
+                           None if ts is None else int(ts.timestamp() * 1_000_000)))
     duplicates = int(dup.sum())
-    if duplicates:
-        keep = ~dup
-        table, kind, op, skel = table.filter(pa.array(keep)), kind[keep], op[keep], skel.filter(pl.Series(keep))
+    n_truncates = int((is_t & ~dup).sum())
+    keep = ~dup & (op != "t")
+    if known:
+        keep &= ~_killed_by(table, sorted(known))
+    table, kind, op, skel = table.filter(pa.array(keep)), kind[keep], op[keep], skel.filter(pl.Series(keep))
 
     # -- order per key ---------------------------------------------------------------------
-    order = skel.with_row_index("__rid").sort([*key, *POSITION, "__kind_rank"]).get_column("__rid").to_numpy()
+    # pairing candidates (tombstones and images of other rows) form groups of their own, last
+    order = skel.with_row_index("__rid").sort(["__pairing", *key, *POSITION, "__kind_rank"]) \
+        .get_column("__rid").to_numpy()
     table, kind, op = table.take(pa.array(order)), kind[order], op[order]
     skel = skel[order]
     n = table.num_rows
-    new_key = skel.select(pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift(1)) for c in key])
+    new_key = skel.select(pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift(1))
+                                             for c in (*key, "__pairing")])
                           .fill_null(True)).to_series().to_numpy().copy()
     if n:
         new_key[0] = True
     is_last = np.ones(n, bool)
     is_last[:-1] = new_key[1:]
     _check_late(kind, new_key)
+    replays, stream_lsn = _replayed(table, kind, op, new_key)
+    if replays.any():
+        keep = ~replays
+        duplicates += int(replays.sum())
+        table, kind, op, new_key = table.filter(pa.array(keep)), kind[keep], op[keep], new_key[keep]
+        stream_lsn = stream_lsn[keep]
+        n = table.num_rows
+        is_last = np.ones(n, bool)
+        is_last[:-1] = new_key[1:]
 
     is_del = op == "d"
     ar = np.arange(n)
@@ -178,36 +201,64 @@ def fold(events: pa.Table, prior: pa.Table | None, key: tuple[str, ...], row_fie
     src_all = last_valid(valid_all)
     pre_all = np.where(own_image, ar, src_all)
     winners = np.flatnonzero(is_last & (kind != 2))
+    n_winners = len(winners)
+    if keep_images:
+        winners = np.concatenate([winners, np.flatnonzero(is_del & ~is_last & (kind != 2))])
     w_del = is_del[winners]
     key_set = set(key)
     columns: dict[str, pa.Array] = {}
     unresolved = 0
     winners_arr = pa.array(winners)
     plain_idx = np.where(w_del, pre_all[winners], winners)
+    pending_in, coord, own = _pending_prior(table, kind, op)
+    linkable = (grp_start == ar) & (coord[0] >= 0)
+    links = _pair_links(coord, own, is_del, linkable)
+    pending_out: list[list[str]] = [[] for _ in winners]
     for f in row_fields:
         col = table.column(f.name)
         if f.name in key_set:
             columns[f.name] = col.take(winners_arr)
             continue
         ph = _placeholders(col.combine_chunks(), kind)
+        if f.name in pending_in:
+            ph = pending_in[f.name] if ph is None else ph | pending_in[f.name]
         if ph is None:
             idx = plain_idx
         else:
-            src = last_valid(valid_all & ~ph)
+            src = _through_key_changes(last_valid(valid_all & ~ph), own_image, grp_start, links)
             pre = np.where(own_image, ar, src)
             # upserts keep their own value unless it is a placeholder; deletes keep the previous image
             idx = np.where(w_del, pre[winners], src[winners])
-            idx = _pair_key_changes(table, op, is_del, winners, idx, ph, pre)
-            unresolved += int(((idx < 0) & ph[winners] & ~w_del).sum())
+            missing = np.flatnonzero((idx < 0) & ph[winners] & ~w_del)
+            for i in missing:
+                if linkable[grp_start[winners[i]]]:
+                    pending_out[i].append(f.name)  # may still come: the d half is elsewhere
+                else:
+                    unresolved += 1
         columns[f.name] = col.take(pa.array(idx, mask=idx < 0))
 
     out = {}
     for f in STATE_INTERNAL_FIELDS:
-        out[f.name] = pa.array(w_del) if f.name == "__deleted" else table.column(f.name).take(winners_arr)
+        if f.name == "__deleted":
+            out[f.name] = pa.array(w_del)
+        elif f.name == "__image":
+            out[f.name] = pa.array(np.arange(len(winners)) >= n_winners)
+        elif f.name == "__stream_lsn":
+            v = stream_lsn[winners]
+            out[f.name] = pa.array(v, pa.int64(), mask=v < 0)
+        elif f.name == "__toast_pending":
+            out[f.name] = pa.array([p or None for p in pending_out], f.type)
+        elif f.name in ("__pair_lsn", "__pair_tx"):
+            c = coord[0] if f.name == "__pair_lsn" else coord[1]
+            v = c[grp_start[winners]]
+            has = np.array([bool(p) for p in pending_out], bool)
+            out[f.name] = pa.array(v, pa.int64(), mask=~has)
+        else:
+            out[f.name] = table.column(f.name).take(winners_arr)
     out.update(columns)
     rows = pa.Table.from_pydict(out, schema=schema)
     inserts, updates, deletes = _effects(prior, rows, events, key)
-    return FoldResult(rows=rows, truncates=sorted(known), events=int((kind == 0).sum()) + int(is_t.sum()),
+    return FoldResult(rows=rows, truncates=sorted(known), events=int((kind == 0).sum()) + n_truncates,
                       duplicates=duplicates, inserts=inserts, updates=updates, deletes=deletes,
                       unresolved_toast=unresolved)
 
@@ -247,12 +298,19 @@ def _as_state_rows(t: pa.Table, schema: pa.Schema) -> pa.Table:
             arrays.append(col if col.type == f.type else col.cast(f.type))
         elif f.name == "__deleted":
             arrays.append(pc.equal(t.column("__op"), "d"))
+        elif f.name == "__image":
+            arrays.append(pa.array(np.zeros(n, bool)))
         else:
             arrays.append(pa.nulls(n, f.type))
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _killed_by(table: pa.Table, truncates: list[Truncate]) -> np.ndarray:
+    """Rows a truncate removed. TRUNCATE takes an ACCESS EXCLUSIVE lock, so every change of the
+    table has an LSN either below the truncate's or above its commit: compare LSNs, in any Kafka
+    partition (a replayed pre-truncate event sitting after the truncate is caught too). Rows without
+    an LSN (incremental-snapshot reads) compare by position in the truncate's partition, else by
+    commit time."""
     part = table.column("__kafka_partition").to_numpy(zero_copy_only=False)
     start = table.column("__file_start_offset").to_numpy(zero_copy_only=False)
     row = table.column("__row_index").to_numpy(zero_copy_only=False)
@@ -265,12 +323,16 @@ def _killed_by(table: pa.Table, truncates: list[Truncate]) -> np.ndarray:
     killed = np.zeros(table.num_rows, bool)
     for t in truncates:
         same = part == t.kafka_partition
-        before_same = same & ((start < t.file_start_offset)
-                              | ((start == t.file_start_offset) & (row < t.row_index)))
-        other = ~same & has_lsn & (lsn < t.lsn) if t.lsn is not None else np.zeros_like(same)
+        before_pos = same & ((start < t.file_start_offset)
+                             | ((start == t.file_start_offset) & (row < t.row_index)))
+        if t.lsn is not None:
+            killed |= has_lsn & (lsn < t.lsn)
+            no_lsn = ~has_lsn
+        else:
+            no_lsn = np.ones_like(same)
+        killed |= no_lsn & before_pos
         if t.commit_us is not None:
-            other |= ~same & ~has_lsn & has_ts & (ts < t.commit_us)
-        killed |= before_same | other
+            killed |= no_lsn & ~same & has_ts & (ts < t.commit_us)
     return killed
 
 
@@ -279,12 +341,14 @@ def _skeleton(table: pa.Table, key: tuple[str, ...], kind: np.ndarray) -> pl.Dat
     skel = pl.from_arrow(table.select(cols), rechunk=True)
     assert isinstance(skel, pl.DataFrame)
     # at an equal position (same object applied twice) the prior row sorts first
-    return skel.with_columns(pl.Series("__kind_rank", np.where(kind == 0, 1, 0).astype(np.int8)))
+    return skel.with_columns(pl.Series("__kind_rank", np.where(kind == 0, 1, 0).astype(np.int8)),
+                             pl.Series("__pairing", kind == 2))
 
 
 def _duplicates(skel: pl.DataFrame, table: pa.Table, row_fields: list[pa.Field], key: tuple[str, ...],
                 kind: np.ndarray) -> np.ndarray:
-    """True for every event that has a copy with a higher position (same identity)."""
+    """True for every event that has a copy with a lower position (same identity): the first copy
+    is the original, later ones are re-emissions."""
     ident = [*key, "__op", "__lsn", "__tx_id", "__snapshot"]
     no_coords = skel.get_column("__lsn").is_null() & skel.get_column("__tx_id").is_null()
     image = np.zeros(len(skel), np.uint64)
@@ -298,12 +362,37 @@ def _duplicates(skel: pl.DataFrame, table: pa.Table, row_fields: list[pa.Field],
     events = frame.filter(pl.col("__event"))
     if events.height == 0:
         return np.zeros(len(skel), bool)
-    ranked = events.sort(list(POSITION), descending=True)
+    ranked = events.sort(list(POSITION))
     firsts = ranked.unique(subset=[*ident, "__image"], keep="first", maintain_order=True).get_column("__i")
     dup = np.zeros(len(skel), bool)
     dup[events.get_column("__i").to_numpy()] = True
     dup[firsts.to_numpy()] = False
     return dup
+
+
+def _replayed(table: pa.Table, kind: np.ndarray, op: np.ndarray, new_key: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Streaming events Debezium emitted again after a restart (or that overlapping files repeat),
+    and each row's running maximum streamed LSN.
+
+    PostgreSQL serializes changes of one row (row locks), so one key's streamed change LSNs rise in
+    commit order, snapshots or not. An event whose LSN is not above every earlier streamed event of
+    its key (``__stream_lsn`` of the state's row included) was applied already. Snapshot reads are
+    left out of the comparison: their LSN is the snapshot point, and a transaction straddling it
+    streams below it (spec §5.6)."""
+    n = len(op)
+    lsn = table.column("__lsn").fill_null(-1).to_numpy(zero_copy_only=False)
+    streamed = (lsn >= 0) & np.isin(op, ("c", "u", "d")) & (kind == 0)
+    carried = table.column("__stream_lsn").fill_null(-1).to_numpy(zero_copy_only=False)
+    v = np.where(streamed, lsn, np.where(kind == 1, carried, -1))
+    if n == 0 or (v < 0).all():
+        return np.zeros(n, bool), v
+    running = pl.DataFrame({"k": np.cumsum(new_key), "v": v}).select(
+        pl.col("v").cum_max().over("k")).to_series().to_numpy()
+    before = np.full(n, -1, np.int64)
+    before[1:] = running[:-1]
+    before[new_key] = -1
+    return streamed & (lsn <= before), running
 
 
 def _check_late(kind: np.ndarray, new_key: np.ndarray) -> None:
@@ -321,7 +410,7 @@ def _placeholders(col: pa.Array, kind: np.ndarray) -> np.ndarray | None:
         return None
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
         # typed placeholders are short lists: only test the candidates (cheap pre-filter)
-        lengths = pc.list_value_length(col).fill_null(0).to_numpy(zero_copy_only=False)
+        lengths = np.diff(col.offsets.to_numpy(zero_copy_only=False))  # maps have no list_value_length kernel
         cand = np.flatnonzero((lengths >= 1) & (lengths <= len(b"__debezium_unavailable_value")) & (kind == 0))
         if len(cand) == 0:
             return None
@@ -335,19 +424,60 @@ def _placeholders(col: pa.Array, kind: np.ndarray) -> np.ndarray | None:
     return mask if mask.any() else None
 
 
-def _pair_key_changes(table: pa.Table, op: np.ndarray, is_del: np.ndarray, winners: np.ndarray,
-                      idx: np.ndarray, ph: np.ndarray, pre: np.ndarray) -> np.ndarray:
-    """For ``c`` winners whose placeholder found no earlier value: the value the old key held
-    before the ``d`` with the same ``(lsn, txId)`` (the other half of the key change)."""
-    need = (idx < 0) & ph[winners] & (op[winners] == "c")
-    if not need.any():
-        return idx
+def _pending_prior(table: pa.Table, kind: np.ndarray, op: np.ndarray
+                   ) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Columns still waiting for a key change's d half, per prior row; and the (lsn, txId) each
+    row would pair with: its own for c events, the recorded one for pending prior rows."""
+    n = table.num_rows
     lsn = table.column("__lsn").fill_null(-1).to_numpy(zero_copy_only=False)
     tx = table.column("__tx_id").fill_null(-1).to_numpy(zero_copy_only=False)
+    is_c = (kind == 0) & (op == "c")
+    c_lsn, c_tx = np.where(is_c, lsn, -1), np.where(is_c, tx, -1)
+    pending: dict[str, np.ndarray] = {}
+    col = table.column("__toast_pending")
+    if col.null_count < n:
+        p_lsn = table.column("__pair_lsn").fill_null(-1).to_numpy(zero_copy_only=False)
+        p_tx = table.column("__pair_tx").fill_null(-1).to_numpy(zero_copy_only=False)
+        for i in np.flatnonzero(col.is_valid().to_numpy(zero_copy_only=False) & (kind == 1)):
+            for name in col[int(i)].as_py() or ():
+                pending.setdefault(name, np.zeros(n, bool))[i] = True
+            c_lsn[i], c_tx[i] = p_lsn[i], p_tx[i]
+    return pending, (c_lsn, c_tx), (lsn, tx)
+
+
+def _pair_links(coord: tuple[np.ndarray, np.ndarray], own: tuple[np.ndarray, np.ndarray], is_del: np.ndarray,
+                linkable: np.ndarray) -> np.ndarray:
+    """For each row starting a segment that can be the c half of a primary-key change: the d
+    with the same ``(lsn, txId)`` (the other half), else -1."""
+    links = np.full(len(is_del), -1, np.int64)
+    starts = np.flatnonzero(linkable)
     d_rows = np.flatnonzero(is_del)
-    halves = {(int(lsn[d]), int(tx[d])): int(pre[d]) for d in d_rows if pre[d] >= 0}
-    idx = idx.copy()
-    for i in np.flatnonzero(need):
-        w = winners[i]
-        idx[i] = halves.get((int(lsn[w]), int(tx[w])), -1)
-    return idx
+    if len(starts) == 0 or len(d_rows) == 0:
+        return links
+    halves = {(int(own[0][d]), int(own[1][d])): int(d) for d in d_rows if own[0][d] >= 0}
+    for s in starts:
+        links[s] = halves.get((int(coord[0][s]), int(coord[1][s])), -1)
+    return links
+
+
+def _through_key_changes(src: np.ndarray, own_image: np.ndarray, grp_start: np.ndarray,
+                         links: np.ndarray) -> np.ndarray:
+    """Rows with no earlier value in their segment take, when the segment starts with the ``c``
+    half of a key change, the old key's value before its ``d`` — following chains of key changes."""
+    if not (links >= 0).any():
+        return src
+    ar = np.arange(len(src))
+    resolved = src.copy()
+    for _ in range(64):  # chains of key changes within one batch are short; bounded anyway
+        start_link = links[grp_start]
+        need = (resolved < 0) & (start_link >= 0)
+        if not need.any():
+            break
+        d = start_link[need]
+        cand = np.where(own_image[d], d, resolved[d])
+        new = resolved.copy()
+        new[ar[need]] = cand
+        if np.array_equal(new, resolved):
+            break
+        resolved = new
+    return resolved
