@@ -47,15 +47,30 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def moto_s3():
-    """Start ``moto.server.ThreadedMotoServer`` on a free loopback port; point the standard AWS
+    """moto's S3 server in its own process on a free loopback port (a thread would share the GIL
+    with deltalake, whose Rust I/O holds it while waiting for the answer); point the standard AWS
     environment at it; yield ``new_bucket(prefix="") -> "s3://bucket[/prefix]"``."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
     import boto3
-    from moto.server import ThreadedMotoServer
 
     port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise RuntimeError("moto server did not start") from None
+            time.sleep(0.1)
     mp = pytest.MonkeyPatch()
     try:
         for var in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
@@ -77,7 +92,8 @@ def moto_s3():
         yield new_bucket
     finally:
         mp.undo()
-        server.stop()
+        server.terminate()
+        server.wait(timeout=30)
 
 
 # --------------------------------------------------------------------------------------------

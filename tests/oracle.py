@@ -4,7 +4,9 @@ plainly as possible (dicts, one event at a time) so tests can compare it with ``
 This is deliberately not the product's compaction (issue 4): it is the slow, obvious reference.
 Rules (spec lake-format.md §5, §7): order by Kafka position; c/r/u upsert; a column holding the
 unchanged-TOAST placeholder keeps the previous value (for the c half of a PK change: the old key's
-value, found through the d with the same lsn and txId); d removes the key; t empties the table.
+value, found through the d with the same lsn and txId); d removes the key; t removes every change
+below its LSN; a streamed change whose LSN is not above its key's previous one is a re-emission
+(Debezium replay, overlapping sink files) and is skipped.
 """
 
 from __future__ import annotations
@@ -27,26 +29,54 @@ def lake_state(reader: LakeReader, topic: str, key: tuple[str, ...]) -> dict[tup
         return {}
     table = table.sort_by([(c, "ascending") for c in POSITION])
     columns = [c for c in table.column_names if c not in INTERNAL_NAMES]
+    events = table.to_pylist()
+    # TRUNCATE holds an exclusive lock: every change is below its LSN or after its commit
+    truncate_lsns = [ev["__lsn"] for ev in events if ev["__op"] == "t" and ev["__lsn"] is not None]
+    # the c half of a key change takes the old key's values before its d, wherever that d sits
+    # (another Kafka partition may sort later): repeat the pass until the pairings settle
+    halves: dict[tuple, dict] = {}
+    previous_state = None
+    for _ in range(10):
+        state, found = _apply(events, key, columns, truncate_lsns, halves)
+        if state == previous_state:
+            break
+        previous_state, halves = state, found
+    return state
+
+
+def _apply(events: list[dict], key: tuple[str, ...], columns: list[str], truncate_lsns: list[int],
+           halves: dict[tuple, dict]) -> tuple[dict[tuple, dict], dict[tuple, dict]]:
     state: dict[tuple, dict] = {}
     deleted_by_change: dict[tuple, dict] = {}
-    for ev in table.to_pylist():
+    streamed: dict[tuple, int] = {}  # per key: highest streamed change LSN applied
+    for ev in events:
         op = ev["__op"]
         if op == "t":
-            state.clear()
+            if ev["__lsn"] is None:
+                state.clear()
             continue
+        lsn = ev["__lsn"]
+        if lsn is not None and any(lsn < t for t in truncate_lsns):
+            continue  # removed by a later truncate (or a replay of a change it removed)
         k = tuple(ev[c] for c in key)
+        if op in "cud" and lsn is not None:
+            # one row's changes rise in LSN (row locks): a lower or equal one is a re-emission
+            if lsn <= streamed.get(k, -1):
+                continue
+            streamed[k] = lsn
         if op == "d":
             old = state.pop(k, None)
             if old is not None:
-                deleted_by_change[(ev["__lsn"], ev["__tx_id"])] = old
+                deleted_by_change.setdefault((ev["__lsn"], ev["__tx_id"]), old)
             continue
         row = {c: ev[c] for c in columns}
-        previous = state.get(k) or deleted_by_change.get((ev["__lsn"], ev["__tx_id"])) or {}
+        pair = (ev["__lsn"], ev["__tx_id"])
+        previous = state.get(k) or (deleted_by_change.get(pair) or halves.get(pair) if op == "c" else None) or {}
         for c, v in row.items():
             if _is_placeholder(v):
                 row[c] = previous.get(c)
         state[k] = row
-    return state
+    return state, deleted_by_change
 
 
 def _is_placeholder(v) -> bool:

@@ -223,12 +223,17 @@ def _apply(reader: LakeReader, st: StateTable, entry: TableConfig, key: tuple[st
         meta = StateMeta(entry.topic, entry.table, key, row_schema)
         applied = None
     applied_parts = [applied] if applied is not None and applied.num_rows else []
+    # with several Kafka partitions a key change's halves may be compacted far apart (see fold)
+    partitions = {o.ref.kafka_partition for o in objects}
+    if applied is not None and applied.num_rows:
+        partitions |= set(applied.column("kafka_partition").to_pylist())
+    keep_images = len(partitions) > 1
     first = True
     for batch in _batches(objects, options.batch_events):
         events = _read(reader, plan, batch, key, entry)
         overwrite_all = (fresh and first) or (schema_changed and first)
         meta.row_schema = row_schema
-        write = _apply_batch(st, meta, events, key, row_schema, overwrite_all, options, result)
+        write = _apply_batch(st, meta, events, key, row_schema, overwrite_all, options, result, keep_images)
         applied_parts = [pa.concat_tables([*applied_parts, _manifest_rows(batch)]).combine_chunks()]
         st.write(write.content, write.replaced, meta, applied_parts[0], overwrite_all)
         result.objects += len(batch)
@@ -332,28 +337,30 @@ class _BatchWrite:
 
 def _apply_batch(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[str, ...],
                  row_schema: pa.Schema, overwrite_all: bool, options: CompactOptions,
-                 result: TableResult) -> _BatchWrite:
+                 result: TableResult, keep_images: bool) -> _BatchWrite:
     """Fold one batch with the state rows of the clusters its keys fall into."""
     has_truncate = bool(pc.any(pc.equal(events.column("__op"), "t")).as_py())
     keyed = events.filter(pc.not_equal(events.column("__op"), "t"))
+    keys_frame = pl.from_arrow(keyed.select(list(key))).unique()
+    assert isinstance(keys_frame, pl.DataFrame)
+    waiting = _waiting_for_halves(st, events, key)
+    if waiting is not None:  # c halves of key changes whose d half is in this batch
+        keys_frame = pl.concat([keys_frame, waiting.cast(dict(keys_frame.schema))]).unique()
     clusters = sorted(meta.clusters, key=lambda c: c.lo)
     if has_truncate or overwrite_all:
         affected = clusters  # a truncate reaches every row; a full overwrite rewrites them all
     else:
-        values = cluster_values(keyed, key) if keyed.num_rows else np.zeros(0, np.int64)
+        values = cluster_values(keys_frame.to_arrow(), key) if keys_frame.height else np.zeros(0, np.int64)
         affected = [clusters[i] for i in np.unique(assign(values, clusters))] if clusters else []
     old = st.read([c.id for c in affected]) if affected else None
-    prior = kept = None
+    prior = kept = images = None
     if old is not None and old.num_rows:
-        if has_truncate:
-            in_batch = np.ones(old.num_rows, bool)
-        else:
-            keys_frame = pl.from_arrow(keyed.select(list(key))).unique()
-            assert isinstance(keys_frame, pl.DataFrame)
-            in_batch = _key_mask(old, keys_frame, key)
+        is_image = old.column("__image").fill_null(False).to_numpy(zero_copy_only=False)
+        in_batch = ~is_image & (True if has_truncate else _key_mask(old, keys_frame, key))
         prior, kept = old.filter(pa.array(in_batch)), old.filter(pa.array(~in_batch))
-    pairing = _pairing_candidates(st, events, prior, key)
-    folded = fold(events, prior, key, list(row_schema), meta.truncates, pairing)
+        images = old.filter(pa.array(is_image)) if is_image.any() else None
+    pairing = _concat_optional([images, _pairing_candidates(st, events, prior, key)])
+    folded = fold(events, prior, key, list(row_schema), meta.truncates, pairing, keep_images=keep_images)
     meta.truncates = folded.truncates
     result.events += folded.events
     result.duplicates += folded.duplicates
@@ -371,6 +378,33 @@ def _apply_batch(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[s
     gone = {c.id for c in affected}
     meta.clusters = sorted([c for c in clusters if c.id not in gone] + new_clusters, key=lambda c: c.lo)
     return _BatchWrite(content, sorted(gone | {c.id for c in new_clusters}))
+
+
+def _concat_optional(tables: list[pa.Table | None]) -> pa.Table | None:
+    present = [t.drop_columns([CLUSTER_COLUMN]) if CLUSTER_COLUMN in t.column_names else t
+               for t in tables if t is not None and t.num_rows]
+    if not present:
+        return None
+    return pa.concat_tables(present, promote_options="permissive")
+
+
+def _waiting_for_halves(st: StateTable, events: pa.Table, key: tuple[str, ...]) -> pl.DataFrame | None:
+    """Keys of state rows still waiting for the d half of their key change, when it is here."""
+    if not st.has_rows():
+        return None
+    deletes = events.filter(pc.equal(events.column("__op"), "d"))
+    if deletes.num_rows == 0:
+        return None
+    lsns = pc.unique(deletes.column("__lsn").drop_null())
+    if len(lsns) == 0:
+        return None
+    rows = st.read(None, pc.field("__pair_lsn").isin(lsns))
+    if rows.num_rows == 0:
+        return None
+    halves = pl.from_arrow(deletes.select(["__lsn", "__tx_id"])).unique()
+    frame = pl.from_arrow(rows.select([*key, "__pair_lsn", "__pair_tx"]))
+    hit = frame.join(halves, left_on=["__pair_lsn", "__pair_tx"], right_on=["__lsn", "__tx_id"], how="semi")
+    return hit.select(list(key)) if hit.height else None
 
 
 def _conform(t: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -412,8 +446,10 @@ def _pairing_candidates(st: StateTable, events: pa.Table, prior: pa.Table | None
         return None
     found = st.tombstones_for(sorted(pairs))
     if found.num_rows and prior is not None and prior.num_rows:
+        # a key's own row is in the batch already; images of it are candidates all the same
         frame = pl.from_arrow(prior.select(list(key))).unique()
-        found = found.filter(pa.array(~_key_mask(found, frame, key)))
+        is_image = found.column("__image").fill_null(False).to_numpy(zero_copy_only=False)
+        found = found.filter(pa.array(is_image | ~_key_mask(found, frame, key)))
     return found.drop_columns([CLUSTER_COLUMN]) if found.num_rows else None
 
 
