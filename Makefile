@@ -12,6 +12,8 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(shell command -v python3.11 || command -v python3)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export PYTHONUNBUFFERED := 1
+# byte-compile at install: the first `lakehouse` run would otherwise spend seconds compiling imports
+export UV_COMPILE_BYTECODE := 1
 
 .PHONY: help env demo test test-fast bench clean
 

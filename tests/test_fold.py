@@ -76,7 +76,7 @@ def test_duplicates_dropped_by_identity_keeping_the_first_copy():
     replay_a = {**a, "__file_start_offset": 2, "__row_index": 0}
     replay_b = {**b, "__file_start_offset": 2, "__row_index": 1}
     r = run([a, b, replay_a, replay_b])
-    assert r.duplicates == 2 and r.events == 2
+    assert r.duplicates == 2 and r.events == 4
     assert visible(r)[1]["name"] == "b"
     assert r.rows.column("__file_start_offset").to_pylist() == [0]  # the original is kept
     # incremental-snapshot reads (no lsn, no txId) are duplicates only with an equal row image

@@ -160,7 +160,7 @@ def compact(
     table: Annotated[list[str] | None, typer.Option("--table", "-t", help="Only this table (schema.table or "
                                                                           "topic); repeatable.")] = None,
     full_refresh: Annotated[bool, typer.Option(help="Rebuild from every raw object instead of the new ones.")] = False,
-    batch_events: Annotated[int, typer.Option(help="Events per commit (bounds memory).")] = 1_000_000,
+    batch_events: Annotated[int, typer.Option(help="Events per commit (bounds memory).")] = 500_000,
 ) -> None:
     """Apply new raw objects to the current-state tables (incremental; one atomic Delta commit per
     batch). A failing table is reported and the others go on; exit code 1 if any failed."""

@@ -19,6 +19,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,8 +46,8 @@ from lakehouse.state.table import (
 log = logging.getLogger(__name__)
 
 PSEUDONYM_KEY_ENV = "LAKEHOUSE_PSEUDONYM_KEY"
-DEFAULT_BATCH_EVENTS = 1_000_000
-DEFAULT_CLUSTER_ROWS = 250_000
+DEFAULT_BATCH_EVENTS = 500_000
+DEFAULT_CLUSTER_BYTES = 256 << 20  # in memory (Arrow); a rewrite of one cluster stays cheap
 
 
 @dataclass
@@ -76,7 +77,8 @@ class TableResult:
 class CompactOptions:
     full_refresh: bool = False
     batch_events: int = DEFAULT_BATCH_EVENTS
-    cluster_rows: int = DEFAULT_CLUSTER_ROWS
+    cluster_bytes: int = DEFAULT_CLUSTER_BYTES
+    workers: int = 2  # tables compacted at once
 
 
 class _Rebuild(Exception):
@@ -93,8 +95,8 @@ def compact(lake: str | LakeReader, state: str, config: TablesConfig, tables: li
     reader = lake if isinstance(lake, LakeReader) else LakeReader(lake)
     listing = reader.scan()
     entries = _select(config, tables)
-    results = []
-    for entry in entries:
+
+    def one(entry: TableConfig) -> TableResult:
         result = TableResult(entry.table, entry.topic)
         started = time.perf_counter()
         try:
@@ -104,10 +106,14 @@ def compact(lake: str | LakeReader, state: str, config: TablesConfig, tables: li
             result.status, result.error = "failed", f"{entry.table}: {exc}"
             log.error("%s", result.error)
         result.seconds = time.perf_counter() - started
-        results.append(result)
         if on_progress:
             on_progress(result)
-    return results
+        return result
+
+    # tables are independent: overlap one table's Parquet decoding and Delta writes with
+    # another's fold (Arrow, Polars and deltalake release the GIL for their heavy parts)
+    with ThreadPoolExecutor(max_workers=max(1, min(options.workers, len(entries) or 1))) as pool:
+        return list(pool.map(one, entries))
 
 
 def _select(config: TablesConfig, tables: list[str] | None) -> list[TableConfig]:
@@ -207,39 +213,47 @@ def _batches(objects: list[LakeObject], limit: int) -> list[list[LakeObject]]:
 def _apply(reader: LakeReader, st: StateTable, entry: TableConfig, key: tuple[str, ...],
            meta: StateMeta | None, applied: pa.Table | None, objects: list[LakeObject],
            options: CompactOptions, result: TableResult, fresh: bool) -> None:
-    plan = reader.plan(entry.topic, objects, key_columns=key)  # footers: schema conflicts fail here
-    dropped = {c for c, p in entry.columns.items() if p == ColumnPolicy.drop}
-    new_fields = [f for f in plan.schema if f.name not in STATE_INTERNAL_NAMES
-                  and f.name not in ("__table", "__topic") and f.name not in dropped]
-    missing = [c for c in key if c not in {f.name for f in new_fields}
+    # every pending footer first: a schema conflict or a missing key fails before any commit
+    whole = _row_fields(reader.plan(entry.topic, objects, key_columns=key), entry)
+    missing = [c for c in key if c not in {f.name for f in whole}
                and (meta is None or c not in meta.row_schema.names)]
     if missing:
         raise ConfigError(f"primary key column(s) {missing} of {entry.topic} are not in its change events "
-                          f"(columns: {[f.name for f in new_fields]}); fix primary_key in the tables config")
-    row_schema = _merge_schema(entry, meta, new_fields, objects)
-    schema_changed = not fresh and meta is not None and not row_schema.equals(meta.row_schema)
+                          f"(columns: {[f.name for f in whole]}); fix primary_key in the tables config")
+    _merge_schema(entry, None if fresh else meta, whole, objects)
     if fresh:
         st.detach()
-        meta = StateMeta(entry.topic, entry.table, key, row_schema)
-        applied = None
+        meta, applied = None, None
     applied_parts = [applied] if applied is not None and applied.num_rows else []
     # with several Kafka partitions a key change's halves may be compacted far apart (see fold)
     partitions = {o.ref.kafka_partition for o in objects}
     if applied is not None and applied.num_rows:
         partitions |= set(applied.column("kafka_partition").to_pylist())
     keep_images = len(partitions) > 1
-    first = True
     for batch in _batches(objects, options.batch_events):
-        events = _read(reader, plan, batch, key, entry)
-        overwrite_all = (fresh and first) or (schema_changed and first)
+        # the state's columns are those of the objects applied so far
+        plan = reader.plan(entry.topic, batch, key_columns=key)
+        row_schema = _merge_schema(entry, meta, _row_fields(plan, entry), batch)
+        if meta is None:
+            meta = StateMeta(entry.topic, entry.table, key, row_schema)
+            overwrite_all = True
+        else:
+            overwrite_all = not row_schema.equals(meta.row_schema)  # a column added or widened: rewrite
         meta.row_schema = row_schema
+        events = _read(reader, plan, batch, key, entry)
         write = _apply_batch(st, meta, events, key, row_schema, overwrite_all, options, result, keep_images)
         applied_parts = [pa.concat_tables([*applied_parts, _manifest_rows(batch)]).combine_chunks()]
         st.write(write.content, write.replaced, meta, applied_parts[0], overwrite_all)
         result.objects += len(batch)
         result.commits += 1
-        first = False
-    result.rows, result.tombstones = meta.live_rows, meta.tombstones
+    if meta is not None:
+        result.rows, result.tombstones = meta.live_rows, meta.tombstones
+
+
+def _row_fields(plan, entry: TableConfig) -> list[pa.Field]:
+    dropped = {c for c, p in entry.columns.items() if p == ColumnPolicy.drop}
+    return [f for f in plan.schema if f.name not in STATE_INTERNAL_NAMES
+            and f.name not in ("__table", "__topic") and f.name not in dropped]
 
 
 def _merge_schema(entry: TableConfig, meta: StateMeta | None, new_fields: list[pa.Field],
@@ -373,7 +387,8 @@ def _apply_batch(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[s
     if kept is not None and kept.num_rows:
         parts.append(kept)
     content = pa.concat_tables([_conform(p, folded.rows.schema) for p in parts]).combine_chunks()
-    new_clusters, assigned = _recluster(content, key, clusters, affected, options.cluster_rows)
+    target_rows = max(1_000, int(options.cluster_bytes / max(1.0, content.nbytes / max(1, content.num_rows))))
+    new_clusters, assigned = _recluster(content, key, clusters, affected, target_rows)
     content = content.append_column(CLUSTER_COLUMN, pa.array(assigned, pa.int64()))
     gone = {c.id for c in affected}
     meta.clusters = sorted([c for c in clusters if c.id not in gone] + new_clusters, key=lambda c: c.lo)

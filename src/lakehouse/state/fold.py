@@ -35,7 +35,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakehouse.lake.semantic import is_toast_placeholder
+from lakehouse.lake.semantic import TOAST_PLACEHOLDER, is_toast_placeholder
 
 POSITION = ("__kafka_partition", "__file_start_offset", "__row_index")
 
@@ -89,7 +89,7 @@ class LateEventError(Exception):
 class FoldResult:
     rows: pa.Table  # one row per surviving key (tombstones included), state schema
     truncates: list[Truncate]  # every truncate known after this fold
-    events: int = 0  # change events considered (duplicates excluded)
+    events: int = 0  # change events read (duplicates included)
     duplicates: int = 0
     inserts: int = 0
     updates: int = 0
@@ -132,17 +132,19 @@ def fold(events: pa.Table, prior: pa.Table | None, key: tuple[str, ...], row_fie
     if not parts:
         return FoldResult(schema.empty_table(), sorted(set(truncates)))
     table = pa.concat_tables(parts).combine_chunks()
-    kind = np.concatenate([np.zeros(n_events, np.int8), np.ones(n_prior, np.int8), np.full(n_pair, 2, np.int8)])
+    n_all = table.num_rows
+    kind_all = np.concatenate([np.zeros(n_events, np.int8), np.ones(n_prior, np.int8),
+                               np.full(n_pair, 2, np.int8)])
+    op_all = _ops(table.column("__op"))
+    lsn_all = table.column("__lsn").fill_null(-1).to_numpy(zero_copy_only=False)
+    tx_all = table.column("__tx_id").fill_null(-1).to_numpy(zero_copy_only=False)
 
-    op = table.column("__op").to_numpy(zero_copy_only=False).astype("U1")
-
-    # -- duplicates ------------------------------------------------------------------------
-    skel = _skeleton(table, key, kind)
-    dup = _duplicates(skel, table, row_fields, key, kind)
+    # -- duplicates of snapshot reads, lsn-less events and truncates (streamed events: below) ---
+    dup = _duplicates(table, row_fields, key, kind_all, op_all)
     # -- truncates (a re-emitted truncate is the one already known) ------------------------
     known = set(truncates)
     known_lsns = {t.lsn for t in known if t.lsn is not None}
-    is_t = (op == "t") & (kind == 0) & ~dup
+    is_t = (op_all == "t") & (kind_all == 0) & ~dup
     for i in np.flatnonzero(is_t):
         r = table.slice(int(i), 1).select(list(POSITION) + ["__lsn", "__commit_ts"]).to_pylist()[0]
         if r["__lsn"] is not None and r["__lsn"] in known_lsns:
@@ -151,37 +153,36 @@ def fold(events: pa.Table, prior: pa.Table | None, key: tuple[str, ...], row_fie
         ts = r["__commit_ts"]
         known.add(Truncate(r["__kafka_partition"], r["__file_start_offset"], r["__row_index"], r["__lsn"],
                            None if ts is None else int(ts.timestamp() * 1_000_000)))
-    duplicates = int(dup.sum())
-    n_truncates = int((is_t & ~dup).sum())
-    keep = ~dup & (op != "t")
-    if known:
-        keep &= ~_killed_by(table, sorted(known))
-    table, kind, op, skel = table.filter(pa.array(keep)), kind[keep], op[keep], skel.filter(pl.Series(keep))
+    keep = ~dup & (op_all != "t")
+    killed = _killed_by(table, sorted(known)) if known else np.zeros(n_all, bool)
+    prior_killed = bool(((kind_all == 1) & killed & (op_all != "d")).any())
+    keep &= ~killed
 
-    # -- order per key ---------------------------------------------------------------------
-    # pairing candidates (tombstones and images of other rows) form groups of their own, last
+    # -- order per key (indices into `table`; only small columns are ever reordered) --------
+    skel = _skeleton(table, key, kind_all).filter(pl.Series(keep))
+    rows = np.flatnonzero(keep)
+    # pairing candidates (tombstones and images of other keys) form groups of their own, last
     order = skel.with_row_index("__rid").sort(["__pairing", *key, *POSITION, "__kind_rank"]) \
         .get_column("__rid").to_numpy()
-    table, kind, op = table.take(pa.array(order)), kind[order], op[order]
-    skel = skel[order]
-    n = table.num_rows
+    rows, skel = rows[order], skel[order]
     new_key = skel.select(pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift(1))
                                              for c in (*key, "__pairing")])
                           .fill_null(True)).to_series().to_numpy().copy()
-    if n:
+    if len(rows):
         new_key[0] = True
+    kind = kind_all[rows]
+    _check_late(kind, new_key)
+    carried = table.column("__stream_lsn").fill_null(-1).to_numpy(zero_copy_only=False)
+    replays, stream_lsn = _replayed(lsn_all[rows], carried[rows], kind, op_all[rows], new_key)
+    duplicates = int(dup.sum()) + int(replays.sum())
+    if replays.any():
+        keep2 = ~replays
+        rows, new_key, stream_lsn = rows[keep2], new_key[keep2], stream_lsn[keep2]
+        kind = kind_all[rows]
+    op = op_all[rows]
+    n = len(rows)
     is_last = np.ones(n, bool)
     is_last[:-1] = new_key[1:]
-    _check_late(kind, new_key)
-    replays, stream_lsn = _replayed(table, kind, op, new_key)
-    if replays.any():
-        keep = ~replays
-        duplicates += int(replays.sum())
-        table, kind, op, new_key = table.filter(pa.array(keep)), kind[keep], op[keep], new_key[keep]
-        stream_lsn = stream_lsn[keep]
-        n = table.num_rows
-        is_last = np.ones(n, bool)
-        is_last[:-1] = new_key[1:]
 
     is_del = op == "d"
     ar = np.arange(n)
@@ -201,65 +202,89 @@ def fold(events: pa.Table, prior: pa.Table | None, key: tuple[str, ...], row_fie
     src_all = last_valid(valid_all)
     pre_all = np.where(own_image, ar, src_all)
     winners = np.flatnonzero(is_last & (kind != 2))
-    n_winners = len(winners)
     if keep_images:
         winners = np.concatenate([winners, np.flatnonzero(is_del & ~is_last & (kind != 2))])
+    # output in table order: takes then read forward, and an all-new batch needs no take at all
+    winners = winners[np.argsort(rows[winners], kind="stable")]
+    is_image = np.isin(winners, np.flatnonzero(is_del & ~is_last)) if keep_images else np.zeros(len(winners), bool)
     w_del = is_del[winners]
     key_set = set(key)
-    columns: dict[str, pa.Array] = {}
     unresolved = 0
-    winners_arr = pa.array(winners)
+    pending_in, coord = _pending_prior(table, kind_all, op_all, lsn_all, tx_all)
+    coord_s = (coord[0][rows], coord[1][rows])
+    linkable = (grp_start == ar) & (coord_s[0] >= 0)
+    own_s = (lsn_all[rows], tx_all[rows])
+    pending_out: dict[int, list[str]] = {}
+
+    def take(col, idx: np.ndarray):
+        orig = np.where(idx >= 0, rows[np.maximum(idx, 0)], -1)
+        if len(orig) == n_all and (orig == np.arange(n_all)).all():
+            return col
+        return col.take(pa.array(orig, mask=orig < 0))
+
     plain_idx = np.where(w_del, pre_all[winners], winners)
-    pending_in, coord, own = _pending_prior(table, kind, op)
-    linkable = (grp_start == ar) & (coord[0] >= 0)
-    links = _pair_links(coord, own, is_del, linkable)
-    pending_out: list[list[str]] = [[] for _ in winners]
+    columns: dict[str, pa.Array] = {}
     for f in row_fields:
         col = table.column(f.name)
         if f.name in key_set:
-            columns[f.name] = col.take(winners_arr)
+            columns[f.name] = take(col, winners)
             continue
-        ph = _placeholders(col.combine_chunks(), kind)
+        ph_all = _placeholders(col, kind_all)
         if f.name in pending_in:
-            ph = pending_in[f.name] if ph is None else ph | pending_in[f.name]
-        if ph is None:
+            ph_all = pending_in[f.name] if ph_all is None else ph_all | pending_in[f.name]
+        if ph_all is None:
             idx = plain_idx
         else:
+            ph = ph_all[rows]
+            links = _pair_links(coord_s, own_s, is_del, linkable & ph)
             src = _through_key_changes(last_valid(valid_all & ~ph), own_image, grp_start, links)
             pre = np.where(own_image, ar, src)
             # upserts keep their own value unless it is a placeholder; deletes keep the previous image
             idx = np.where(w_del, pre[winners], src[winners])
-            missing = np.flatnonzero((idx < 0) & ph[winners] & ~w_del)
-            for i in missing:
+            for i in np.flatnonzero((idx < 0) & ph[winners] & ~w_del):
                 if linkable[grp_start[winners[i]]]:
-                    pending_out[i].append(f.name)  # may still come: the d half is elsewhere
+                    pending_out.setdefault(int(i), []).append(f.name)  # its d half may still come
                 else:
                     unresolved += 1
-        columns[f.name] = col.take(pa.array(idx, mask=idx < 0))
+        columns[f.name] = take(col, idx)
 
     out = {}
+    has_pending = np.zeros(len(winners), bool)
+    has_pending[list(pending_out)] = True
     for f in STATE_INTERNAL_FIELDS:
         if f.name == "__deleted":
             out[f.name] = pa.array(w_del)
         elif f.name == "__image":
-            out[f.name] = pa.array(np.arange(len(winners)) >= n_winners)
+            out[f.name] = pa.array(is_image)
         elif f.name == "__stream_lsn":
             v = stream_lsn[winners]
             out[f.name] = pa.array(v, pa.int64(), mask=v < 0)
         elif f.name == "__toast_pending":
-            out[f.name] = pa.array([p or None for p in pending_out], f.type)
+            out[f.name] = pa.array([pending_out.get(i) for i in range(len(winners))], f.type) if pending_out \
+                else pa.nulls(len(winners), f.type)
         elif f.name in ("__pair_lsn", "__pair_tx"):
-            c = coord[0] if f.name == "__pair_lsn" else coord[1]
-            v = c[grp_start[winners]]
-            has = np.array([bool(p) for p in pending_out], bool)
-            out[f.name] = pa.array(v, pa.int64(), mask=~has)
+            c = coord_s[0] if f.name == "__pair_lsn" else coord_s[1]
+            out[f.name] = pa.array(c[grp_start[winners]], pa.int64(), mask=~has_pending)
         else:
-            out[f.name] = table.column(f.name).take(winners_arr)
+            out[f.name] = take(table.column(f.name), winners)
     out.update(columns)
-    rows = pa.Table.from_pydict(out, schema=schema)
-    inserts, updates, deletes = _effects(prior, rows, events, key)
-    return FoldResult(rows=rows, truncates=sorted(known), events=int((kind == 0).sum()) + n_truncates,
-                      duplicates=duplicates, inserts=inserts, updates=updates, deletes=deletes,
+    result = pa.Table.from_pydict(out, schema=schema)
+    if prior_killed:  # a truncate reached state rows: count by key (rare)
+        inserts, updates, deletes = _effects(prior, result, events, key)
+    else:
+        key_id = np.cumsum(new_key) - 1
+        groups = int(key_id[-1]) + 1 if n else 0
+        had_live = np.zeros(groups, bool)
+        had_live[key_id[(kind == 1) & ~is_del]] = True
+        touched = np.zeros(groups, bool)
+        touched[key_id[kind == 0]] = True
+        live_after = np.zeros(groups, bool)
+        last = np.flatnonzero(is_last & (kind != 2))
+        live_after[key_id[last]] = ~is_del[last]
+        inserts = int((touched & ~had_live & live_after).sum())
+        updates = int((touched & had_live & live_after).sum())
+        deletes = int((touched & had_live & ~live_after).sum())
+    return FoldResult(rows=result, truncates=sorted(known), events=n_events, duplicates=duplicates, inserts=inserts, updates=updates, deletes=deletes,
                       unresolved_toast=unresolved)
 
 
@@ -305,6 +330,13 @@ def _as_state_rows(t: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def _ops(col: pa.ChunkedArray) -> np.ndarray:
+    """The op column as a numpy ``U1`` array, through a dictionary (no per-row Python objects)."""
+    encoded = pc.dictionary_encode(col.combine_chunks().fill_null("?"))
+    letters = np.array([v[:1] for v in encoded.dictionary.to_pylist()] or ["?"], dtype="U1")
+    return letters[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
 def _killed_by(table: pa.Table, truncates: list[Truncate]) -> np.ndarray:
     """Rows a truncate removed. TRUNCATE takes an ACCESS EXCLUSIVE lock, so every change of the
     table has an LSN either below the truncate's or above its commit: compare LSNs, in any Kafka
@@ -345,35 +377,41 @@ def _skeleton(table: pa.Table, key: tuple[str, ...], kind: np.ndarray) -> pl.Dat
                              pl.Series("__pairing", kind == 2))
 
 
-def _duplicates(skel: pl.DataFrame, table: pa.Table, row_fields: list[pa.Field], key: tuple[str, ...],
-                kind: np.ndarray) -> np.ndarray:
-    """True for every event that has a copy with a lower position (same identity): the first copy
-    is the original, later ones are re-emissions."""
+def _duplicates(table: pa.Table, row_fields: list[pa.Field], key: tuple[str, ...], kind: np.ndarray,
+                op: np.ndarray) -> np.ndarray:
+    """True for every snapshot read, truncate or lsn-less event that has a copy with a lower
+    position (same identity): the first copy is the original, later ones are re-emissions.
+    Streamed changes with an LSN are left to :func:`_replayed`, which also catches copies in
+    earlier batches."""
+    lsn_valid = table.column("__lsn").is_valid().to_numpy(zero_copy_only=False)
+    cand = (kind == 0) & (np.isin(op, ("r", "t")) | ~lsn_valid)
+    dup = np.zeros(len(op), bool)
+    if cand.sum() < 2:
+        return dup
+    rows = np.flatnonzero(cand)
+    sub = table.take(pa.array(rows))
     ident = [*key, "__op", "__lsn", "__tx_id", "__snapshot"]
-    no_coords = skel.get_column("__lsn").is_null() & skel.get_column("__tx_id").is_null()
-    image = np.zeros(len(skel), np.uint64)
-    if no_coords.any():
-        rows = np.flatnonzero(no_coords.to_numpy())
-        sub = table.select([f.name for f in row_fields]).take(pa.array(rows)).to_pylist()
-        image[rows] = [int.from_bytes(hashlib.blake2b(repr(sorted(r.items())).encode(), digest_size=8).digest(),
-                                      "little") for r in sub]
-    frame = skel.select(ident + list(POSITION)).with_columns(
-        pl.Series("__image", image), pl.Series("__event", kind == 0), pl.int_range(pl.len()).alias("__i"))
-    events = frame.filter(pl.col("__event"))
-    if events.height == 0:
-        return np.zeros(len(skel), bool)
-    ranked = events.sort(list(POSITION))
-    firsts = ranked.unique(subset=[*ident, "__image"], keep="first", maintain_order=True).get_column("__i")
-    dup = np.zeros(len(skel), bool)
-    dup[events.get_column("__i").to_numpy()] = True
-    dup[firsts.to_numpy()] = False
+    frame = pl.from_arrow(sub.select(ident + list(POSITION)))
+    assert isinstance(frame, pl.DataFrame)
+    image = np.zeros(len(rows), np.uint64)
+    no_coords = ~lsn_valid[rows] & ~sub.column("__tx_id").is_valid().to_numpy(zero_copy_only=False)
+    if no_coords.any():  # incremental-snapshot reads: the row image is part of the identity
+        at = np.flatnonzero(no_coords)
+        images = sub.select([f.name for f in row_fields]).take(pa.array(at)).to_pylist()
+        image[at] = [int.from_bytes(hashlib.blake2b(repr(sorted(r.items())).encode(), digest_size=8).digest(),
+                                    "little") for r in images]
+    frame = frame.with_columns(pl.Series("__image", image), pl.int_range(pl.len()).alias("__i"))
+    firsts = frame.sort(list(POSITION)).unique(subset=[*ident, "__image"], keep="first",
+                                                maintain_order=True).get_column("__i").to_numpy()
+    dup[rows] = True
+    dup[rows[firsts]] = False
     return dup
 
 
-def _replayed(table: pa.Table, kind: np.ndarray, op: np.ndarray, new_key: np.ndarray
+def _replayed(lsn: np.ndarray, carried: np.ndarray, kind: np.ndarray, op: np.ndarray, new_key: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray]:
     """Streaming events Debezium emitted again after a restart (or that overlapping files repeat),
-    and each row's running maximum streamed LSN.
+    and each row's running maximum streamed LSN (rows sorted by key, then position).
 
     PostgreSQL serializes changes of one row (row locks), so one key's streamed change LSNs rise in
     commit order, snapshots or not. An event whose LSN is not above every earlier streamed event of
@@ -381,14 +419,16 @@ def _replayed(table: pa.Table, kind: np.ndarray, op: np.ndarray, new_key: np.nda
     left out of the comparison: their LSN is the snapshot point, and a transaction straddling it
     streams below it (spec §5.6)."""
     n = len(op)
-    lsn = table.column("__lsn").fill_null(-1).to_numpy(zero_copy_only=False)
     streamed = (lsn >= 0) & np.isin(op, ("c", "u", "d")) & (kind == 0)
-    carried = table.column("__stream_lsn").fill_null(-1).to_numpy(zero_copy_only=False)
     v = np.where(streamed, lsn, np.where(kind == 1, carried, -1))
     if n == 0 or (v < 0).all():
         return np.zeros(n, bool), v
-    running = pl.DataFrame({"k": np.cumsum(new_key), "v": v}).select(
-        pl.col("v").cum_max().over("k")).to_series().to_numpy()
+    # segmented running maximum in one pass: dense ranks (< n) offset by the key's group number
+    values, rank = np.unique(v, return_inverse=True)
+    group = np.cumsum(new_key) - 1
+    width = len(values) + 1
+    running_rank = np.maximum.accumulate(group * width + rank) - group * width
+    running = values[running_rank]
     before = np.full(n, -1, np.int64)
     before[1:] = running[:-1]
     before[new_key] = -1
@@ -402,7 +442,9 @@ def _check_late(kind: np.ndarray, new_key: np.ndarray) -> None:
         raise LateEventError(f"{int((~new_key[prior_idx]).sum())} keys have events older than their state")
 
 
-def _placeholders(col: pa.Array, kind: np.ndarray) -> np.ndarray | None:
+def _placeholders(col: pa.Array | pa.ChunkedArray, kind: np.ndarray) -> np.ndarray | None:
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
     t = col.type
     if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
             or pa.types.is_large_binary(t) or pa.types.is_list(t) or pa.types.is_large_list(t)
@@ -420,17 +462,25 @@ def _placeholders(col: pa.Array, kind: np.ndarray) -> np.ndarray | None:
         mask = np.zeros(len(col), bool)
         mask[cand[hit]] = True
         return mask
-    mask = is_toast_placeholder(col).to_numpy(zero_copy_only=False) & (kind == 0)
-    return mask if mask.any() else None
+    # only values as long as the placeholder can be it: compare those alone
+    size = len(TOAST_PLACEHOLDER.encode())
+    lengths = pc.binary_length(col).fill_null(-1).to_numpy(zero_copy_only=False)
+    cand = np.flatnonzero((lengths == size) & (kind == 0) & col.is_valid().to_numpy(zero_copy_only=False))
+    if len(cand) == 0:
+        return None
+    hit = is_toast_placeholder(col.take(pa.array(cand))).to_numpy(zero_copy_only=False)
+    if not hit.any():
+        return None
+    mask = np.zeros(len(col), bool)
+    mask[cand[hit]] = True
+    return mask
 
 
-def _pending_prior(table: pa.Table, kind: np.ndarray, op: np.ndarray
-                   ) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def _pending_prior(table: pa.Table, kind: np.ndarray, op: np.ndarray, lsn: np.ndarray, tx: np.ndarray
+                   ) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Columns still waiting for a key change's d half, per prior row; and the (lsn, txId) each
     row would pair with: its own for c events, the recorded one for pending prior rows."""
     n = table.num_rows
-    lsn = table.column("__lsn").fill_null(-1).to_numpy(zero_copy_only=False)
-    tx = table.column("__tx_id").fill_null(-1).to_numpy(zero_copy_only=False)
     is_c = (kind == 0) & (op == "c")
     c_lsn, c_tx = np.where(is_c, lsn, -1), np.where(is_c, tx, -1)
     pending: dict[str, np.ndarray] = {}
@@ -442,7 +492,7 @@ def _pending_prior(table: pa.Table, kind: np.ndarray, op: np.ndarray
             for name in col[int(i)].as_py() or ():
                 pending.setdefault(name, np.zeros(n, bool))[i] = True
             c_lsn[i], c_tx[i] = p_lsn[i], p_tx[i]
-    return pending, (c_lsn, c_tx), (lsn, tx)
+    return pending, (c_lsn, c_tx)
 
 
 def _pair_links(coord: tuple[np.ndarray, np.ndarray], own: tuple[np.ndarray, np.ndarray], is_del: np.ndarray,
@@ -455,7 +505,7 @@ def _pair_links(coord: tuple[np.ndarray, np.ndarray], own: tuple[np.ndarray, np.
     if len(starts) == 0 or len(d_rows) == 0:
         return links
     halves = {(int(own[0][d]), int(own[1][d])): int(d) for d in d_rows if own[0][d] >= 0}
-    for s in starts:
+    for s in starts:  # starts with a placeholder only: few
         links[s] = halves.get((int(coord[0][s]), int(coord[1][s])), -1)
     return links
 
