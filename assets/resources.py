@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from lakehouse import settings
+from lakehouse.config import TablesConfig, load_config
 from lakehouse.lake.reader import LakeReader
 
 
@@ -17,3 +18,15 @@ class LakeResource(dg.ConfigurableResource):
 
     def reader(self) -> LakeReader:
         return LakeReader(self.uri)
+
+
+class StateResource(dg.ConfigurableResource):
+    """Where current-state tables live (folder or s3://), and the tables config that defines them.
+
+    Pseudonymised columns need ``LAKEHOUSE_PSEUDONYM_KEY`` in the environment (never in config)."""
+
+    uri: str = settings.state_uri()
+    tables_config: str | None = None  # default: $LAKEHOUSE_TABLES_CONFIG or config/tables.yaml
+
+    def config(self) -> TablesConfig:
+        return load_config(self.tables_config)

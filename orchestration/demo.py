@@ -61,6 +61,8 @@ def capture_from_postgres(lake: str, cli: list[str]) -> None:
 
 def main() -> int:
     lake = settings.lake_uri()
+    # demo only: the HMAC key for pseudonymised columns (production sets its own secret)
+    os.environ.setdefault("LAKEHOUSE_PSEUDONYM_KEY", "demo-only-not-a-secret")
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home())
     dagster_yaml = Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml"
     if not dagster_yaml.exists():
@@ -95,11 +97,14 @@ def main() -> int:
         return 1
     for event in result.get_asset_materialization_events():
         mat = event.materialization
-        meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items() if k != "inventory"}
+        meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items() if k not in ("inventory", "table_uri")}
         print(f"  materialized {mat.asset_key.to_user_string()}: {meta}")
 
     step(f"done in {time.monotonic() - started:,.0f} s. Where to look:")
     print(f"  lake:          {lake}")
+    print(f"  state tables:  {settings.state_uri()}  (Delta; one per source table)")
+    print("  export:        .venv/bin/lakehouse export --state " + settings.state_uri()
+          + " --table scan.scans --out scans.parquet")
     print(f"  dagster home:  {os.environ['DAGSTER_HOME']}  (run history of this demo)")
     print("  inspect:       .venv/bin/lakehouse inspect --lake " + lake)
     print("  web UI:        DAGSTER_HOME=" + os.environ["DAGSTER_HOME"]

@@ -28,3 +28,27 @@ def test_lake_inventory_materializes_with_counts(tmp_path):
     assert meta["topics"].value == 4
     assert meta["events"].value == 28  # 31 sample events minus 3 tombstones
     assert meta["problems"].value == 0
+
+
+def test_current_state_assets_materialize_per_table(tmp_path, monkeypatch):
+    from assets.resources import StateResource
+    from assets.state import current_state
+    from lakehouse.generate import GeneratorOptions, generate_lake
+
+    monkeypatch.setenv("LAKEHOUSE_PSEUDONYM_KEY", "test")
+    generate_lake(tmp_path / "lake", GeneratorOptions(events=3_000, seed=2))
+    resources = {"lake": LakeResource(uri=str(tmp_path / "lake")), "state": StateResource(uri=str(tmp_path / "state"))}
+    selection = [dg.AssetKey(["current_state", "scan", "feedback"]), dg.AssetKey(["current_state", "auth", "users"])]
+    result = dg.materialize([current_state], resources=resources, selection=selection,
+                            instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    mats = {m.asset_key.to_user_string(): m.metadata for m in result.get_asset_materialization_events()
+            and [e.materialization for e in result.get_asset_materialization_events()]}
+    assert set(mats) == {"current_state/scan/feedback", "current_state/auth/users"}  # only the selection
+    assert mats["current_state/scan/feedback"]["rows"].value > 0
+    assert mats["current_state/scan/feedback"]["status"].value == "applied"
+    # run again: nothing new
+    again = dg.materialize([current_state], resources=resources, selection=selection,
+                           instance=dg.DagsterInstance.ephemeral())
+    statuses = {e.materialization.metadata["status"].value for e in again.get_asset_materialization_events()}
+    assert statuses == {"up-to-date"}

@@ -21,3 +21,8 @@ def lake_uri() -> str:
 
 def dagster_home() -> Path:
     return Path(os.environ.get("DAGSTER_HOME") or home() / "dagster").resolve()
+
+
+def state_uri() -> str:
+    """Where the current-state tables live (Delta tables, one per source table)."""
+    return os.environ.get("LAKEHOUSE_STATE") or str(home() / "state")
