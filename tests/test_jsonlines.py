@@ -41,3 +41,19 @@ def test_maps_take_the_row_path():
     fast = json_lines_to_arrow([json.dumps(p).encode() for p in payloads], value)
     assert fast.to_pylist() == payloads_to_arrow(payloads, value).to_pylist()
     assert fast.column("after").to_pylist()[0]["tags"] == [("a", "b")]
+
+
+def test_non_finite_floats_written_as_strings():
+    # JsonConverter writes NaN/±Infinity of real and double precision columns as JSON strings
+    value = _envelope(struct("t.s.x.Value", [("id", ConnectSchema("int64")),
+                                             ("d", ConnectSchema("float64", optional=True)),
+                                             ("r", ConnectSchema("float32", optional=True))]))
+    lines = [b'{"before":null,"after":{"id":1,"d":"Infinity","r":"-Infinity"},"op":"c"}',
+             b'{"before":null,"after":{"id":2,"d":"NaN","r":1.5},"op":"c"}']
+    after = json_lines_to_arrow(lines, value).column("after").to_pylist()
+    assert after[0]["d"] == float("inf") and after[0]["r"] == float("-inf")
+    assert after[1]["d"] != after[1]["d"] and after[1]["r"] == 1.5
+    import pytest
+
+    with pytest.raises(ValueError, match="not a float64"):
+        payloads_to_arrow([{"before": None, "after": {"id": 3, "d": "lots", "r": None}, "op": "c"}], value)

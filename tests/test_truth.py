@@ -1,23 +1,34 @@
 """The truth test of current-state compaction (issue 4): real capture, real PostgreSQL 15.
 
-Per seed: a fresh database with the ``chaos`` schema (``truth_workload.py``), ``lakehouse capture``
-with a small flush size, the seeded workload in phases (two interleaved connections, every §4.4
-type, TOAST, key changes, delete-and-reinsert, ADD/DROP COLUMN, widening, TRUNCATE), and between
-phases an incremental compaction step. One phase kills the capture with ``kill -9`` in the middle
-of a large transaction and restarts it (Debezium re-emits what was not committed: replays); another
-compacts (through the CLI) while the capture is still writing. After every quiescent step, and at
-the end after a clean stop, the product's export of every table must equal ``SELECT *`` exactly.
+Per seed: a fresh database with the ``chaos`` schema and its first rows (``truth_workload.py``),
+``lakehouse capture`` (flush size 7..50, a rotation every 0.3 s), then the seeded workload in five
+phases (two interleaved connections, every comparable §4.4 type, TOAST, key changes,
+delete-and-reinsert, ADD/DROP COLUMN, widening, REPLICA IDENTITY FULL, TRUNCATE). Compaction runs
+in steps with random batch sizes: after the snapshot and after each phase once the capture has
+caught up; in one phase through ``lakehouse compact`` while the capture is still writing a burst;
+in another phase the capture is killed (``kill -9``) as soon as it has written the first objects
+of a large transaction, the workload goes on while it is down, and after the restart one step
+runs in the middle of the replay (Debezium re-emits everything after its last committed offset,
+so the lake holds duplicates). After every quiescent step, and at the end after a clean stop, the
+export of every table (the Python API; ``lakehouse export`` for one table) must equal
+``SELECT *`` exactly: every key, every current column (``canonical`` below is the only place where
+values are made comparable). Columns the export has beyond PostgreSQL's are allowed only if the
+workload dropped them. On a difference, the plain test oracle (``oracle.lake_state``) is run too,
+so the message tells a capture problem (the lake is wrong) from a compaction problem.
 
-Catch-up (when is everything committed in PostgreSQL durable in the lake?): the test inserts a row
-``m`` into ``chaos.marker`` once the workload is idle and waits until the lake holds it as a
-streamed (``c``) event, then does the same with ``m + 1``. PostgreSQL streams whole transactions
-in commit order, so when ``m`` is visible the capture has *received* everything before it; the
-capture writes files only on its engine thread (scheduled rotation: every open file, then the
-offset mark), so ``m + 1``, committed after ``m`` was seen, can only be received once the call that
-wrote ``m`` has finished writing every open file. Flush sizes >= 2 keep the marker topic from rotating
-on size (each marker object holds one row), so ``m`` is always written by a full rotation.
+Catch-up (when is everything committed in PostgreSQL durable in the lake?): with the workload
+idle, the test inserts a row ``m`` into ``chaos.marker`` and waits until the lake holds it as a
+streamed ``c`` event (a snapshot ``r`` says nothing: another marker is taken), then does the same
+with ``m + 1``. PostgreSQL streams whole transactions in commit order, so once ``m`` is visible the
+capture has received everything committed before it. The capture writes objects only on its engine
+thread; a marker object holds one row (two after a replay), far below the flush size, so ``m`` was
+written by a scheduled rotation, which writes every open file before that engine call returns.
+``m + 1`` was committed after ``m`` was seen, so it is received in a later engine call: once it is
+visible, everything before ``m`` is written. (A clean stop does not wait for what PostgreSQL has
+not sent yet, so the test catches up before stopping too.)
 
-Seeds: ``TRUTH_SEEDS`` = a count (``10`` -> seeds 1..10) or a comma list (``3,17``); default 1,2.
+Seeds: ``TRUTH_SEEDS`` = a count (``10`` -> seeds 1..10) or a comma list (``3,17``); default 1,2
+(about 45 s each on 2 cores). ``pytest -s`` prints a line per seed.
 """
 
 from __future__ import annotations
@@ -41,7 +52,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from capture_process import Capture, _no_capture_left_running, wait_for  # noqa: F401 (autouse fixture)
+from capture_process import Capture, _no_capture_left_running  # noqa: F401 (autouse fixture)
+from oracle import lake_state
 from truth_workload import TABLES, Workload
 
 from lakehouse.config import TableConfig, TablesConfig
@@ -79,15 +91,18 @@ CONFIG = TablesConfig(tables=tuple(TableConfig(topic=topic(t), primary_key=k) fo
 # How each PostgreSQL type is selected so psycopg returns the form Debezium starts from (every
 # other column is selected as is). These are casts to PostgreSQL's own text output or an exact
 # numeric, never a rounding.
+# format('%s', x) is the type's output function: the text PostgreSQL sends to Debezium (x::text
+# can differ from it, e.g. inet '1.2.3.4/32'::text keeps the /32 the output function omits).
+_OUT = "CASE WHEN {c} IS NULL THEN NULL ELSE format('%s', {c}) END"
 _SELECT_AS = {
-    "json": "{c}::text",  # json keeps the client's text byte for byte; Debezium sends that text
-    "jsonb": "{c}::text",  # jsonb's normalized text, which is also what Debezium sends
-    "uuid": "{c}::text",
+    "json": _OUT,  # json keeps the client's text byte for byte; Debezium sends that text
+    "jsonb": _OUT,  # jsonb's normalized text, which is also what Debezium sends
+    "uuid": _OUT,
     "uuid[]": "{c}::text[]",
-    "inet": "{c}::text",  # psycopg's ipaddress objects print differently (e.g. no /32)
-    "cidr": "{c}::text",
-    "int4range": "{c}::text",
-    "tsrange": "{c}::text",
+    "inet": _OUT,  # psycopg's ipaddress objects print differently (e.g. no /32)
+    "cidr": _OUT,
+    "int4range": _OUT,
+    "tsrange": _OUT,
     "money": "{c}::numeric",  # exact; psycopg returns money as locale text ('$1.00')
     "hstore": "hstore_to_json({c})::text",  # Debezium's hstore.handling.mode=json: a JSON object
 }
@@ -118,9 +133,15 @@ def canonical(pg_type: str, v: object) -> object:
         return _float_bits(v, "f")  # rounds back to the stored binary32 exactly; compared bit for bit
     if pg_type == "double precision":
         return _float_bits(v, "d")
+    if pg_type == "numeric":
+        # unconstrained numeric (VariableScaleDecimal, exact decimal text in the export): the value
+        # is exact, its display scale is not: Debezium drops trailing fractional zeros (PostgreSQL
+        # 1.50 arrives as scale 1, 1.5); compared as plain text without trailing fractional zeros
+        text = format(Decimal(v), "f")
+        return text.rstrip("0").rstrip(".") if "." in text else text
     if pg_type.startswith("numeric") or pg_type == "money":
-        # Decimal (psycopg, decimal128/256) or exact decimal text (unconstrained numeric, > 38
-        # digits): plain notation with every digit, the scale included ('1.50' != '1.5')
+        # numeric(p,s), money (Decimal from psycopg, decimal128/256 or exact text from the export):
+        # plain notation with every digit, the scale included ('1.50' != '1.5')
         return format(Decimal(v), "f")
     if pg_type == "time with time zone":
         # Debezium's ZonedTime is the time in UTC ('07:04:56.123456Z'); the original offset is not
@@ -146,8 +167,6 @@ def canonical(pg_type: str, v: object) -> object:
         return json.loads(v)
     if pg_type == "timestamp with time zone":  # ZonedTimestamp: an instant, compared in UTC
         return v.astimezone(dt.UTC)
-    if pg_type == "uuid" and isinstance(v, uuid.UUID):
-        return str(v)
     return v
 
 
@@ -170,15 +189,19 @@ def _short(v: object) -> str:
     return s if len(s) <= 90 else s[:60] + f"...<{len(s)} chars>"
 
 
-def diff_table(table: str, types: dict[str, str], pg_rows: list[dict], lake: pa.Table,
+def diff_table(table: str, types: dict[str, str], pg_rows: list[dict], lake: pa.Table | list[dict],
                dropped: set[str]) -> list[str]:
     """Every difference between PostgreSQL's rows and the export (empty when equal)."""
     key = TABLES[table]
     problems: list[str] = []
-    missing_cols = [c for c in types if c not in lake.column_names]
+    if isinstance(lake, pa.Table):
+        columns, lake_rows = lake.column_names, lake.to_pylist()
+    else:
+        columns, lake_rows = list(dict.fromkeys(c for r in lake for c in r)) or list(types), lake
+    missing_cols = [c for c in types if c not in columns]
     if missing_cols:
         problems.append(f"{table}: columns {missing_cols} missing in the export")
-    extra = set(lake.column_names) - set(types)
+    extra = set(columns) - set(types)
     if extra - dropped:
         problems.append(f"{table}: export has columns {sorted(extra - dropped)} PostgreSQL never dropped")
     if problems:
@@ -194,7 +217,7 @@ def diff_table(table: str, types: dict[str, str], pg_rows: list[dict], lake: pa.
         return out
 
     pg = by_key(pg_rows, "PostgreSQL")
-    ex = by_key(lake.to_pylist(), "the export")
+    ex = by_key(lake_rows, "the export")
     for k in sorted(set(pg) - set(ex), key=repr)[:5]:
         problems.append(f"{table}: {k} missing in the export")
     for k in sorted(set(ex) - set(pg), key=repr)[:5]:
@@ -246,6 +269,8 @@ class Run:
         self.capture: Capture | None = None
         self.marker_conn = psycopg.connect(dsn, autocommit=True)
         self.next_marker = 1
+        self._marker_files: set[str] = set()
+        self._markers_seen: dict[int, set[str]] = {}
         self.steps: list[tuple[str, dict[str, str]]] = []  # (label, table -> status)
         self.incremental = 0  # table steps that applied new objects onto an existing state
         self.product_duplicates = 0
@@ -255,8 +280,9 @@ class Run:
             f"  - topic: {topic(t)}\n    primary_key: [{', '.join(k)}]\n" for t, k in TABLES.items()))
 
     def start_capture(self) -> None:
+        # a rotation every 0.3 s (the last --rotate-interval wins): quicker catch-ups, more objects
         self.capture = Capture(self.dsn, self.lake, self.capture_state, "--topic-prefix", PREFIX,
-                               "--flush-size", str(self.flush_size)).start()
+                               "--flush-size", str(self.flush_size), "--rotate-interval", "0.3").start()
 
     def value_objects(self, table: str | None = None) -> int:
         base = self.lake / "topics"
@@ -270,25 +296,31 @@ class Run:
 
     # -- catch-up ----------------------------------------------------------------------------
 
-    def _marker_op(self, m: int) -> str | None:
-        if not (self.lake / "topics" / topic("chaos.marker")).exists():
-            return None
-        events = LakeReader(LocalStore(self.lake)).read_changes(topic("chaos.marker"))
-        ops = events.filter(pc.equal(events.column("id"), m)).column("__op").to_pylist()
-        return "c" if "c" in ops else (ops[0] if ops else None)
+    def _marker_ops(self) -> dict[int, set[str]]:
+        """marker id -> ops, from the marker topic's objects not read before (each read once)."""
+        folder = self.lake / "topics" / topic("chaos.marker") / "partition=0"
+        if folder.exists():
+            for e in os.scandir(folder):
+                if e.name.endswith(".parquet") and ".headers." not in e.name and e.name not in self._marker_files:
+                    self._marker_files.add(e.name)
+                    t = pq.read_table(e.path, columns=["op", "after"])
+                    ids = pc.struct_field(t.column("after"), "id").to_pylist()
+                    for i, op in zip(ids, t.column("op").to_pylist()):
+                        if i is not None:
+                            self._markers_seen.setdefault(i, set()).add(op)
+        return self._markers_seen
 
     def _marker(self) -> str:
+        """Insert the next marker; wait until the lake holds it; its op (``c`` or snapshot ``r``)."""
         m = self.next_marker
         self.next_marker += 1
         self.marker_conn.execute("INSERT INTO chaos.marker (id) VALUES (%s)", [m])
-        seen: list[str | None] = [None]
-
-        def visible():
-            seen[0] = self._marker_op(m)
-            return True if seen[0] else f"marker {m} not in the lake yet"
-
-        wait_for(visible, self.capture, timeout=120, what=f"marker {m}")
-        return seen[0]
+        deadline = time.monotonic() + 120
+        while m not in self._marker_ops():
+            self.capture.assert_alive()
+            assert time.monotonic() < deadline, f"seed {self.seed}: marker {m} never reached the lake"
+            time.sleep(0.05)
+        return "c" if "c" in self._markers_seen[m] else "r"
 
     def catch_up(self) -> None:
         """Everything committed so far is in the lake (see the module docstring)."""
@@ -338,6 +370,14 @@ class Run:
                 problems += [f"(lakehouse export) {p}" for p in
                              diff_table(table, types, rows, pq.read_table(out), workload.dropped[table])]
         self.compared += 1
+        if problems:  # tell a capture problem from a compaction problem: the plain test oracle
+            reader = LakeReader(LocalStore(self.lake))
+            for table in TABLES:
+                types, rows = pg_table(self.marker_conn, table)
+                plain = diff_table(table, types, rows, list(lake_state(reader, topic(table), TABLES[table]).values()),
+                                   workload.dropped[table])
+                problems.append(f"(oracle) {table}: " + ("the lake applied plainly equals PostgreSQL" if not plain
+                                                        else "the lake applied plainly differs too: " + plain[0]))
         assert not problems, f"seed {self.seed}, after {label}:\n" + "\n".join(problems)
 
     # -- kill -9 in the middle of a large transaction ----------------------------------------------
@@ -346,16 +386,25 @@ class Run:
         """A transaction of thousands of events; ``kill -9`` as soon as the capture has written
         the first objects of it (before it can mark them durable), more work while it is down,
         then a restart: Debezium re-emits everything after its last committed offset."""
-        before = self.value_objects()
+        self.catch_up()  # nothing else left to write: the next objects are the transaction's
+        before = self.value_objects("chaos.pairs")
         workload.big_transaction()
         deadline = time.monotonic() + 60
-        while self.value_objects() == before:
+        while self.value_objects("chaos.pairs") == before:
             self.capture.assert_alive()
             assert time.monotonic() < deadline, "the capture wrote nothing of the large transaction"
             time.sleep(0.002)
         self.capture.kill9()
         workload.run(25)
+        before = self.value_objects()
         self.start_capture()
+        # one compaction step in the middle of the replay (the rest of it comes in later steps)
+        deadline = time.monotonic() + 120
+        while self.value_objects() == before:
+            self.capture.assert_alive()
+            assert time.monotonic() < deadline, "the restarted capture wrote nothing"
+            time.sleep(0.01)
+        self.step("mid-replay")
 
     def lake_evidence(self) -> dict[str, int]:
         """Replays and TOAST placeholders really are in the lake (the test cannot pass vacuously)."""
@@ -403,8 +452,8 @@ def test_export_equals_postgres(seed, truth_db, tmp_path):
                 run.finish_cli(proc, f"phase {phase} (live)")
             if phase == kill_phase:
                 run.kill_mid_write(workload)
+            run.catch_up()  # also before the stop: a stop does not wait for what PostgreSQL has not sent yet
             if phase < PHASES - 1:
-                run.catch_up()
                 run.step(f"phase {phase}")
                 run.compare(f"phase {phase}", workload)
         stats = run.capture.stop()
@@ -416,12 +465,12 @@ def test_export_equals_postgres(seed, truth_db, tmp_path):
         print(f"\nseed {seed}: {evidence['events']} events, {run.value_objects()} objects (flush size "
               f"{run.flush_size}), {evidence['duplicates']} replayed duplicates in the lake "
               f"({run.product_duplicates} dropped by compaction), {evidence['toast_u']}+{evidence['toast_c']} "
-              f"TOAST placeholders (u+c), {len(run.steps)} steps ({run.incremental} incremental table steps), "
+              f"TOAST placeholders (u+c), {len(run.steps)} steps ({run.incremental} incremental table steps, "
+              f"{sum(st == 'rebuilt' for _, s in run.steps for st in s.values())} rebuilds), "
               f"{run.compared} comparisons, {workload.stats.statements} statements ({workload.stats.commits} "
               f"commits, {workload.stats.rollbacks} rollbacks), capture {stats['events']} events in its last run, "
               f"{time.monotonic() - started:.1f} s")
         assert evidence["duplicates"] > 0, "no replays in the lake: the kill -9 phase did not produce any"
-        assert run.product_duplicates > 0, "compaction dropped no duplicates"
         assert evidence["toast_u"] > 0 and evidence["toast_c"] > 0, evidence
         assert run.incremental > 0, run.steps
     finally:

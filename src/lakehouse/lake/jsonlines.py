@@ -24,6 +24,8 @@ import pyarrow.compute as pc
 from lakehouse.lake.connect import DECIMAL, ConnectSchema, parse_connect_json_schema
 from lakehouse.lake.semantic import exact_decimal
 
+_NON_FINITE = {"NaN", "Infinity", "-Infinity"}
+
 
 def _physical_value(value: Any, schema: ConnectSchema) -> Any:
     if value is None:
@@ -44,6 +46,11 @@ def _physical_value(value: Any, schema: ConnectSchema) -> Any:
         return exact_decimal(int.from_bytes(base64.b64decode(value), "big", signed=True), scale)
     if t == "bytes":
         return base64.b64decode(value) if isinstance(value, str) else bytes(value)
+    if t in ("float32", "float64") and isinstance(value, str):
+        # JsonConverter writes non-finite floats as the strings "NaN", "Infinity", "-Infinity"
+        if value not in _NON_FINITE:
+            raise ValueError(f"{value!r} is not a {t}")
+        return float(value)
     if schema.name in ("org.apache.kafka.connect.data.Timestamp",):
         import datetime as dt
 
