@@ -290,17 +290,6 @@ def eco2_db(pg_cluster, request):
         conn.execute((sql_dir / "auth.sql").read_text())
         conn.execute((sql_dir / "scan.sql").read_text())
     yield dsn
-    import time
+    from pgdb import drop_database
 
-    with psycopg.connect(pg_cluster.dsn(), autocommit=True) as conn:
-        for _ in range(20):  # a walsender may still be attached for a moment after a capture exits
-            conn.execute("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
-                         "WHERE database = %s AND active_pid IS NOT NULL", (name,))
-            try:
-                for (slot,) in conn.execute("SELECT slot_name FROM pg_replication_slots WHERE database = %s",
-                                            (name,)).fetchall():
-                    conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-                break
-            except psycopg.errors.ObjectInUse:
-                time.sleep(0.5)
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(pg_cluster, name)

@@ -54,6 +54,7 @@ import pyarrow.parquet as pq
 import pytest
 from capture_process import Capture, _no_capture_left_running  # noqa: F401 (autouse fixture)
 from oracle import lake_state
+from pgdb import drop_database
 from truth_workload import TABLES, Workload
 
 from lakehouse.config import TableConfig, TablesConfig
@@ -244,18 +245,7 @@ def truth_db(pg_cluster, request):
     with psycopg.connect(pg_cluster.dsn(), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     yield pg_cluster.dsn(name)
-    with psycopg.connect(pg_cluster.dsn(), autocommit=True) as conn:
-        for _ in range(20):  # a walsender may still be attached for a moment after a capture exits
-            conn.execute("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
-                         "WHERE database = %s AND active_pid IS NOT NULL", (name,))
-            try:
-                for (slot,) in conn.execute("SELECT slot_name FROM pg_replication_slots WHERE database = %s",
-                                            (name,)).fetchall():
-                    conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-                break
-            except psycopg.errors.ObjectInUse:
-                time.sleep(0.5)
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(pg_cluster, name)
 
 
 class Run:

@@ -450,22 +450,15 @@ def _placeholders(col: pa.Array | pa.ChunkedArray, kind: np.ndarray) -> np.ndarr
             or pa.types.is_large_binary(t) or pa.types.is_list(t) or pa.types.is_large_list(t)
             or pa.types.is_map(t)):
         return None
+    valid = col.is_valid().to_numpy(zero_copy_only=False) & (kind == 0)
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
-        # typed placeholders are short lists: only test the candidates (cheap pre-filter)
+        # typed placeholders are lists of 1 to 28 elements: only test those
         lengths = np.diff(col.offsets.to_numpy(zero_copy_only=False))  # maps have no list_value_length kernel
-        cand = np.flatnonzero((lengths >= 1) & (lengths <= len(b"__debezium_unavailable_value")) & (kind == 0))
-        if len(cand) == 0:
-            return None
-        hit = is_toast_placeholder(col.take(pa.array(cand))).to_numpy(zero_copy_only=False)
-        if not hit.any():
-            return None
-        mask = np.zeros(len(col), bool)
-        mask[cand[hit]] = True
-        return mask
-    # only values as long as the placeholder can be it: compare those alone
-    size = len(TOAST_PLACEHOLDER.encode())
-    lengths = pc.binary_length(col).fill_null(-1).to_numpy(zero_copy_only=False)
-    cand = np.flatnonzero((lengths == size) & (kind == 0) & col.is_valid().to_numpy(zero_copy_only=False))
+        cand = np.flatnonzero((lengths >= 1) & (lengths <= len(TOAST_PLACEHOLDER.encode())) & valid)
+    else:
+        # only values exactly as long as the placeholder can be it
+        lengths = pc.binary_length(col).fill_null(-1).to_numpy(zero_copy_only=False)
+        cand = np.flatnonzero((lengths == len(TOAST_PLACEHOLDER.encode())) & valid)
     if len(cand) == 0:
         return None
     hit = is_toast_placeholder(col.take(pa.array(cand))).to_numpy(zero_copy_only=False)
