@@ -382,12 +382,12 @@ def test_kill9_at_any_point_leaves_a_committed_state_and_the_next_run_completes(
                                          for t in load_config().tables))
     state = tmp_path / "state"
     cmd = [sys.executable, "-m", "lakehouse.cli", "compact", "--lake", str(lake), "--state", str(state),
-           "--tables-config", str(cfg), "--batch-events", "1500"]
+           "--tables-config", str(cfg), "--batch-events", "400"]
     rng = random.Random(11)
     kills = 0
     for _ in range(6):
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(1.0, 4.0))
+        time.sleep(rng.uniform(0.8, 3.0))
         if proc.poll() is not None:
             break
         os.kill(proc.pid, signal.SIGKILL)

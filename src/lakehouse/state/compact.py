@@ -31,22 +31,24 @@ from lakehouse.config import ColumnPolicy, ConfigError, TableConfig, TablesConfi
 from lakehouse.lake.layout import LakeObjectError
 from lakehouse.lake.reader import LakeListing, LakeObject, LakeReader, SchemaConflictError, widen
 from lakehouse.lake.semantic import is_toast_placeholder
-from lakehouse.state.fold import STATE_INTERNAL_NAMES, LateEventError, fold
+from lakehouse.state.fold import STATE_INTERNAL_NAMES, LateEventError, fold, placeholders
 from lakehouse.state.table import (
     CLUSTER_COLUMN,
-    CLUSTER_HASH,
+    CLUSTERING,
     Cluster,
     StateError,
     StateMeta,
     StateTable,
     assign,
     cluster_values,
+    ranged,
 )
 
 log = logging.getLogger(__name__)
 
 PSEUDONYM_KEY_ENV = "LAKEHOUSE_PSEUDONYM_KEY"
 DEFAULT_BATCH_EVENTS = 500_000
+DEFAULT_BATCH_BYTES = 48 << 20  # stored (compressed) object bytes per batch: bounds memory
 DEFAULT_CLUSTER_BYTES = 256 << 20  # in memory (Arrow); a rewrite of one cluster stays cheap
 
 
@@ -77,6 +79,7 @@ class TableResult:
 class CompactOptions:
     full_refresh: bool = False
     batch_events: int = DEFAULT_BATCH_EVENTS
+    batch_bytes: int = DEFAULT_BATCH_BYTES
     cluster_bytes: int = DEFAULT_CLUSTER_BYTES
     workers: int = 2  # tables compacted at once
 
@@ -140,9 +143,9 @@ def _compact_table(reader: LakeReader, listing: LakeListing, state_uri: str, ent
     rebuild_reason = None
     if options.full_refresh:
         rebuild_reason, meta = ("--full-refresh" if meta is not None else None), None
-    if meta is not None and (meta.key != key or meta.cluster_hash != CLUSTER_HASH):
+    if meta is not None and (meta.key != key or meta.clustering != CLUSTERING):
         rebuild_reason = (f"primary key changed from {list(meta.key)} to {list(key)}" if meta.key != key
-                          else "cluster hash changed (polars upgrade)")
+                          else "written with an older clustering scheme")
         meta = None
     applied = st.applied() if meta is not None else None
     pending: list[LakeObject] = objects
@@ -194,17 +197,20 @@ def _pending(objects: list[LakeObject], applied: pa.Table) -> list[LakeObject]:
     return pending
 
 
-def _batches(objects: list[LakeObject], limit: int) -> list[list[LakeObject]]:
+def _batches(objects: list[LakeObject], limit: int, byte_limit: int) -> list[list[LakeObject]]:
+    """Consecutive objects (Kafka order per partition) up to ``limit`` events and ``byte_limit``
+    stored bytes (decoded, a batch takes roughly ten times its stored size in memory)."""
     out: list[list[LakeObject]] = []
     current: list[LakeObject] = []
-    size = 0
+    size = stored = 0
     for obj in sorted(objects, key=lambda o: (o.ref.kafka_partition, o.ref.start_offset, o.key)):
         rows = obj.rows or 0
-        if current and size + rows > limit:
+        if current and (size + rows > limit or stored + obj.size > byte_limit):
             out.append(current)
-            current, size = [], 0
+            current, size, stored = [], 0, 0
         current.append(obj)
         size += rows
+        stored += obj.size
     if current:
         out.append(current)
     return out
@@ -230,7 +236,7 @@ def _apply(reader: LakeReader, st: StateTable, entry: TableConfig, key: tuple[st
     if applied is not None and applied.num_rows:
         partitions |= set(applied.column("kafka_partition").to_pylist())
     keep_images = len(partitions) > 1
-    for batch in _batches(objects, options.batch_events):
+    for batch in _batches(objects, options.batch_events, options.batch_bytes):
         # the state's columns are those of the objects applied so far
         plan = reader.plan(entry.topic, batch, key_columns=key)
         row_schema = _merge_schema(entry, meta, _row_fields(plan, entry), batch)
@@ -354,18 +360,21 @@ def _apply_batch(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[s
                  result: TableResult, keep_images: bool) -> _BatchWrite:
     """Fold one batch with the state rows of the clusters its keys fall into."""
     has_truncate = bool(pc.any(pc.equal(events.column("__op"), "t")).as_py())
-    keyed = events.filter(pc.not_equal(events.column("__op"), "t"))
+    keyed = events.select([*key, "__op"]).filter(pc.not_equal(events.column("__op"), "t"))
     keys_frame = pl.from_arrow(keyed.select(list(key))).unique()
     assert isinstance(keys_frame, pl.DataFrame)
     waiting = _waiting_for_halves(st, events, key)
     if waiting is not None:  # c halves of key changes whose d half is in this batch
         keys_frame = pl.concat([keys_frame, waiting.cast(dict(keys_frame.schema))]).unique()
-    clusters = sorted(meta.clusters, key=lambda c: c.lo)
+    by_range = ranged(key, row_schema)
+    clusters = sorted(meta.clusters, key=lambda c: c.lo if by_range else c.id)
     if has_truncate or overwrite_all:
         affected = clusters  # a truncate reaches every row; a full overwrite rewrites them all
-    else:
+    elif by_range:
         values = cluster_values(keys_frame.to_arrow(), key) if keys_frame.height else np.zeros(0, np.int64)
         affected = [clusters[i] for i in np.unique(assign(values, clusters))] if clusters else []
+    else:
+        affected = _arrival_clusters(st, keys_frame, key, clusters)
     old = st.read([c.id for c in affected]) if affected else None
     prior = kept = images = None
     if old is not None and old.num_rows:
@@ -386,9 +395,12 @@ def _apply_batch(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[s
     parts = [folded.rows]
     if kept is not None and kept.num_rows:
         parts.append(kept)
-    content = pa.concat_tables([_conform(p, folded.rows.schema) for p in parts]).combine_chunks()
+    content = pa.concat_tables([_conform(p, folded.rows.schema) for p in parts])
     target_rows = max(1_000, int(options.cluster_bytes / max(1.0, content.nbytes / max(1, content.num_rows))))
-    new_clusters, assigned = _recluster(content, key, clusters, affected, target_rows)
+    if by_range:
+        new_clusters, assigned = _recluster(content, key, clusters, affected, target_rows)
+    else:
+        new_clusters, assigned = _recluster_arrival(content, key, clusters, affected, old, target_rows)
     content = content.append_column(CLUSTER_COLUMN, pa.array(assigned, pa.int64()))
     gone = {c.id for c in affected}
     meta.clusters = sorted([c for c in clusters if c.id not in gone] + new_clusters, key=lambda c: c.lo)
@@ -439,23 +451,23 @@ def _pairing_candidates(st: StateTable, events: pa.Table, prior: pa.Table | None
     with unchanged-TOAST placeholders (only looked up when such a ``c`` exists)."""
     if not st.has_rows():
         return None
-    op = events.column("__op")
-    creates = events.filter(pc.equal(op, "c"))
-    if creates.num_rows == 0:
+    coords = events.select(["__op", "__lsn", "__tx_id"])
+    is_c = pc.equal(coords.column("__op"), "c").to_numpy(zero_copy_only=False)
+    if not is_c.any():
         return None
-    has_ph = np.zeros(creates.num_rows, bool)
-    for f in creates.schema:
+    has_ph = np.zeros(events.num_rows, bool)
+    for f in events.schema:
         if f.name.startswith("__") or f.name in key:
             continue
-        t = f.type
-        if pa.types.is_string(t) or pa.types.is_binary(t) or pa.types.is_list(t) or pa.types.is_map(t):
-            has_ph |= is_toast_placeholder(creates.column(f.name).combine_chunks()).to_numpy(zero_copy_only=False)
+        mask = placeholders(events.column(f.name), np.where(is_c, 0, 1).astype(np.int8))
+        if mask is not None:
+            has_ph |= mask
     if not has_ph.any():
         return None
-    c_rows = creates.filter(pa.array(has_ph))
+    c_rows = coords.filter(pa.array(has_ph))
     pairs = {(a, b) for a, b in zip(c_rows.column("__lsn").to_pylist(), c_rows.column("__tx_id").to_pylist())
              if a is not None and b is not None}
-    deletes = events.filter(pc.equal(op, "d"))
+    deletes = coords.filter(pc.equal(coords.column("__op"), "d"))
     pairs -= set(zip(deletes.column("__lsn").to_pylist(), deletes.column("__tx_id").to_pylist()))
     if not pairs:
         return None
@@ -466,6 +478,51 @@ def _pairing_candidates(st: StateTable, events: pa.Table, prior: pa.Table | None
         is_image = found.column("__image").fill_null(False).to_numpy(zero_copy_only=False)
         found = found.filter(pa.array(is_image | ~_key_mask(found, frame, key)))
     return found.drop_columns([CLUSTER_COLUMN]) if found.num_rows else None
+
+
+def _arrival_clusters(st: StateTable, keys: pl.DataFrame, key: tuple[str, ...],
+                      clusters: list[Cluster]) -> list[Cluster]:
+    """Clusters holding the batch's keys (through the key index), plus the newest cluster, which
+    new keys fill."""
+    if not clusters:
+        return []
+    index = pl.from_arrow(st.key_index(key))
+    assert isinstance(index, pl.DataFrame)
+    hit = index.join(keys.cast({c: index.schema[c] for c in key}), on=list(key), how="semi")
+    ids = set(hit.get_column(CLUSTER_COLUMN).unique().to_list()) | {clusters[-1].id}
+    return [c for c in clusters if c.id in ids]
+
+
+def _recluster_arrival(content: pa.Table, key: tuple[str, ...], clusters: list[Cluster], affected: list[Cluster],
+                       old: pa.Table | None, target_rows: int) -> tuple[list[Cluster], np.ndarray]:
+    """Rows keep their key's cluster; new keys fill the newest cluster up to the target size, then
+    open new clusters."""
+    n = content.num_rows
+    assigned = np.full(n, -1, np.int64)
+    if n == 0:
+        return [], assigned
+    if old is not None and old.num_rows:
+        where = pl.from_arrow(old.select([*key, CLUSTER_COLUMN])).unique(subset=list(key), keep="first")
+        frame = pl.from_arrow(content.select(list(key))).with_row_index("__i")
+        known = frame.join(where.cast({c: frame.schema[c] for c in key}), on=list(key), how="inner")
+        assigned[known.get_column("__i").to_numpy()] = known.get_column(CLUSTER_COLUMN).to_numpy()
+    new_rows = np.flatnonzero(assigned < 0)
+    next_id = max((c.id for c in clusters), default=-1) + 1
+    top = clusters[-1].id if clusters else None
+    if len(new_rows):
+        fill = 0 if top is None else max(0, target_rows - int((assigned == top).sum()))
+        if top is not None and fill:
+            assigned[new_rows[:fill]] = top
+            new_rows = new_rows[fill:]
+        for start in range(0, len(new_rows), target_rows):
+            assigned[new_rows[start:start + target_rows]] = next_id
+            next_id += 1
+    live = ~content.column("__deleted").to_numpy(zero_copy_only=False)
+    out = []
+    for cid in np.unique(assigned):
+        sel = assigned == cid
+        out.append(Cluster(int(cid), 0, 0, int(sel.sum()), int(live[sel].sum())))
+    return out, assigned
 
 
 def _recluster(content: pa.Table, key: tuple[str, ...], clusters: list[Cluster], affected: list[Cluster],

@@ -131,7 +131,7 @@ def fold(events: pa.Table, prior: pa.Table | None, key: tuple[str, ...], row_fie
         parts.append(_as_state_rows(pairing, schema))
     if not parts:
         return FoldResult(schema.empty_table(), sorted(set(truncates)))
-    table = pa.concat_tables(parts).combine_chunks()
+    table = pa.concat_tables(parts)  # chunked: no copy of the (large) row images
     n_all = table.num_rows
     kind_all = np.concatenate([np.zeros(n_events, np.int8), np.ones(n_prior, np.int8),
                                np.full(n_pair, 2, np.int8)])
@@ -229,7 +229,7 @@ def fold(events: pa.Table, prior: pa.Table | None, key: tuple[str, ...], row_fie
         if f.name in key_set:
             columns[f.name] = take(col, winners)
             continue
-        ph_all = _placeholders(col, kind_all)
+        ph_all = placeholders(col, kind_all)
         if f.name in pending_in:
             ph_all = pending_in[f.name] if ph_all is None else ph_all | pending_in[f.name]
         if ph_all is None:
@@ -442,26 +442,30 @@ def _check_late(kind: np.ndarray, new_key: np.ndarray) -> None:
         raise LateEventError(f"{int((~new_key[prior_idx]).sum())} keys have events older than their state")
 
 
-def _placeholders(col: pa.Array | pa.ChunkedArray, kind: np.ndarray) -> np.ndarray | None:
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
+def placeholders(col: pa.Array | pa.ChunkedArray, kind: np.ndarray) -> np.ndarray | None:
+    """Which rows of an event column hold the unchanged-TOAST placeholder (None: none do).
+    Only candidates of the placeholder's size are compared; the column is never copied."""
     t = col.type
-    if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
-            or pa.types.is_large_binary(t) or pa.types.is_list(t) or pa.types.is_large_list(t)
-            or pa.types.is_map(t)):
+    listlike = pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t)
+    if not (listlike or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+            or pa.types.is_large_binary(t)):
         return None
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    size = len(TOAST_PLACEHOLDER.encode())
+    if listlike:  # typed placeholders are lists of 1 to 28 elements; maps have no length kernel
+        lengths = np.concatenate([np.diff(c.offsets.to_numpy(zero_copy_only=False)) for c in chunks]
+                                 or [np.zeros(0, np.int64)])
+        fits = (lengths >= 1) & (lengths <= size)
+    else:  # only values exactly as long as the placeholder can be it
+        fits = pc.binary_length(col).fill_null(-1).to_numpy(zero_copy_only=False) == size
     valid = col.is_valid().to_numpy(zero_copy_only=False) & (kind == 0)
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
-        # typed placeholders are lists of 1 to 28 elements: only test those
-        lengths = np.diff(col.offsets.to_numpy(zero_copy_only=False))  # maps have no list_value_length kernel
-        cand = np.flatnonzero((lengths >= 1) & (lengths <= len(TOAST_PLACEHOLDER.encode())) & valid)
-    else:
-        # only values exactly as long as the placeholder can be it
-        lengths = pc.binary_length(col).fill_null(-1).to_numpy(zero_copy_only=False)
-        cand = np.flatnonzero((lengths == len(TOAST_PLACEHOLDER.encode())) & valid)
+    cand = np.flatnonzero(fits & valid)
     if len(cand) == 0:
         return None
-    hit = is_toast_placeholder(col.take(pa.array(cand))).to_numpy(zero_copy_only=False)
+    values = col.take(pa.array(cand))
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    hit = is_toast_placeholder(values).to_numpy(zero_copy_only=False)
     if not hit.any():
         return None
     mask = np.zeros(len(col), bool)

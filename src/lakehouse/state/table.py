@@ -36,11 +36,12 @@ from deltalake.transaction import CommitProperties
 
 from lakehouse.lake.store import ObjectStore, open_store
 from lakehouse.state.fold import STATE_INTERNAL_NAMES, Truncate
-from lakehouse.state.types import decode_schema, encode_schema, storage_schema, to_logical, to_storage
+from lakehouse.state.types import decode_schema, encode_schema, to_logical, to_storage
 
 FORMAT_VERSION = 1
 CLUSTER_COLUMN = "__cluster"
-CLUSTER_HASH = f"polars-{pl.__version__}-struct-hash-seed-0"
+# how rows are clustered; a table written with another scheme is rebuilt
+CLUSTERING = "v2: one integer key by range, else by arrival"
 META_KEY = "lakehouse.meta"
 
 
@@ -69,7 +70,7 @@ class StateMeta:
     clusters: list[Cluster] = field(default_factory=list)
     truncates: list[Truncate] = field(default_factory=list)
     manifest: str | None = None
-    cluster_hash: str = CLUSTER_HASH
+    clustering: str = CLUSTERING
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> str:
@@ -78,7 +79,7 @@ class StateMeta:
             "key": list(self.key), "row_schema": encode_schema(self.row_schema),
             "clusters": [c.to_json() for c in self.clusters],
             "truncates": [t.to_json() for t in self.truncates],
-            "manifest": self.manifest, "cluster_hash": self.cluster_hash,
+            "manifest": self.manifest, "clustering": self.clustering,
         }, separators=(",", ":"))
 
     @classmethod
@@ -88,7 +89,7 @@ class StateMeta:
                    row_schema=decode_schema(d["row_schema"]),
                    clusters=[Cluster(*c) for c in d["clusters"]],
                    truncates=[Truncate.from_json(t) for t in d["truncates"]],
-                   manifest=d["manifest"], cluster_hash=d["cluster_hash"],
+                   manifest=d["manifest"], clustering=d.get("clustering", "v1"),
                    format_version=d["format_version"])
 
     @property
@@ -213,6 +214,12 @@ class StateTable:
             want.unique(), on=["__lsn", "__tx_id"], how="semi").get_column("__i").to_numpy()
         return t.take(pa.array(hit))
 
+    def key_index(self, key: tuple[str, ...]) -> pa.Table:
+        """Key columns and cluster of every row (two narrow columns, read by projection)."""
+        assert self._dt is not None and self.meta is not None
+        table = self._dt.to_pyarrow_dataset().to_table(columns=[*key, CLUSTER_COLUMN])
+        return to_logical(table, self.meta.row_schema)
+
     def visible(self) -> pa.Table:
         """The rows readers see: live rows, source columns only, logical types."""
         if self.meta is None:
@@ -236,8 +243,6 @@ class StateTable:
         self.store.put_bytes(f"{self.table}/_lakehouse/{name}", buf.getvalue())
         meta.manifest = f"_lakehouse/{name}"
         data = to_storage(content)
-        target = storage_schema(pa.schema([f for f in content.schema]))
-        data = data.cast(target)
         props = CommitProperties(custom_metadata={META_KEY: meta.to_json()})
         if overwrite_all or self._dt is None:
             write_deltalake(self.uri, data, mode="overwrite", schema_mode="overwrite",
@@ -255,14 +260,16 @@ class StateTable:
 # -- clusters --------------------------------------------------------------------------------
 
 
+def ranged(key: tuple[str, ...], schema: pa.Schema) -> bool:
+    """One integer key column: clusters are ranges of it (ids grow, so new rows meet few files).
+    Any other key (uuid, text, composite) clusters by arrival: new keys fill the newest cluster,
+    and a key-to-cluster index (the key and ``__cluster`` columns) finds the clusters of old keys."""
+    return len(key) == 1 and key[0] in schema.names and pa.types.is_integer(schema.field(key[0]).type)
+
+
 def cluster_values(table: pa.Table, key: tuple[str, ...]) -> np.ndarray:
-    """The int64 a row is clustered by: the key itself for one integer column, else a hash."""
-    if len(key) == 1 and pa.types.is_integer(table.schema.field(key[0]).type):
-        return table.column(key[0]).cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
-    frame = pl.from_arrow(table.select(list(key)))
-    assert isinstance(frame, pl.DataFrame)
-    h = frame.select(pl.struct(list(key)).hash(seed=0)).to_series().to_numpy()
-    return h.view(np.int64)
+    """The int64 a row is clustered by, for ranged tables: the key itself."""
+    return table.column(key[0]).cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
 
 
 def assign(values: np.ndarray, clusters: list[Cluster]) -> np.ndarray:
