@@ -81,7 +81,7 @@ class CompactOptions:
     batch_events: int = DEFAULT_BATCH_EVENTS
     batch_bytes: int = DEFAULT_BATCH_BYTES
     cluster_bytes: int = DEFAULT_CLUSTER_BYTES
-    workers: int = 2  # tables compacted at once
+    workers: int = 1  # tables compacted at once (each uses several cores already: Parquet, delta-rs)
 
 
 class _Rebuild(Exception):
