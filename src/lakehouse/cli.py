@@ -160,7 +160,7 @@ def compact(
     table: Annotated[list[str] | None, typer.Option("--table", "-t", help="Only this table (schema.table or "
                                                                           "topic); repeatable.")] = None,
     full_refresh: Annotated[bool, typer.Option(help="Rebuild from every raw object instead of the new ones.")] = False,
-    batch_events: Annotated[int, typer.Option(help="Events per commit (bounds memory).")] = 500_000,
+    batch_events: Annotated[int, typer.Option(help="Events per commit (bounds memory).")] = 250_000,
     workers: Annotated[int, typer.Option(help="Tables compacted at once (more memory, faster on idle cores).")] = 1,
 ) -> None:
     """Apply new raw objects to the current-state tables (incremental; one atomic Delta commit per

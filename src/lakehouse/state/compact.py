@@ -47,9 +47,9 @@ from lakehouse.state.table import (
 log = logging.getLogger(__name__)
 
 PSEUDONYM_KEY_ENV = "LAKEHOUSE_PSEUDONYM_KEY"
-DEFAULT_BATCH_EVENTS = 500_000
-DEFAULT_BATCH_BYTES = 48 << 20  # stored (compressed) object bytes per batch: bounds memory
-DEFAULT_CLUSTER_BYTES = 256 << 20  # in memory (Arrow); a rewrite of one cluster stays cheap
+DEFAULT_BATCH_EVENTS = 250_000
+DEFAULT_BATCH_BYTES = 32 << 20  # stored (compressed) object bytes per batch: bounds memory
+DEFAULT_CLUSTER_BYTES = 64 << 20  # in memory (Arrow); a rewrite of one cluster stays cheap
 
 
 @dataclass
