@@ -382,6 +382,8 @@ def _apply_batch(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[s
         in_batch = ~is_image & (True if has_truncate else _key_mask(old, keys_frame, key))
         prior, kept = old.filter(pa.array(in_batch)), old.filter(pa.array(~in_batch))
         images = old.filter(pa.array(is_image)) if is_image.any() else None
+    # keep only what re-clustering needs of the old rows (their keys' clusters), not the copy
+    old = old.select([*key, CLUSTER_COLUMN]) if old is not None else None
     pairing = _concat_optional([images, _pairing_candidates(st, events, prior, key)])
     folded = fold(events, prior, key, list(row_schema), meta.truncates, pairing, keep_images=keep_images)
     meta.truncates = folded.truncates
