@@ -389,15 +389,15 @@ def _duplicates(table: pa.Table, row_fields: list[pa.Field], key: tuple[str, ...
     if cand.sum() < 2:
         return dup
     rows = np.flatnonzero(cand)
-    sub = table.take(pa.array(rows))
     ident = [*key, "__op", "__lsn", "__tx_id", "__snapshot"]
-    frame = pl.from_arrow(sub.select(ident + list(POSITION)))
+    sub = table.select(ident + list(POSITION)).take(pa.array(rows))  # narrow columns only
+    frame = pl.from_arrow(sub)
     assert isinstance(frame, pl.DataFrame)
     image = np.zeros(len(rows), np.uint64)
     no_coords = ~lsn_valid[rows] & ~sub.column("__tx_id").is_valid().to_numpy(zero_copy_only=False)
     if no_coords.any():  # incremental-snapshot reads: the row image is part of the identity
         at = np.flatnonzero(no_coords)
-        images = sub.select([f.name for f in row_fields]).take(pa.array(at)).to_pylist()
+        images = table.select([f.name for f in row_fields]).take(pa.array(rows[at])).to_pylist()
         image[at] = [int.from_bytes(hashlib.blake2b(repr(sorted(r.items())).encode(), digest_size=8).digest(),
                                     "little") for r in images]
     frame = frame.with_columns(pl.Series("__image", image), pl.int_range(pl.len()).alias("__i"))
