@@ -245,12 +245,12 @@ class StateTable:
         data = to_storage(content)
         props = CommitProperties(custom_metadata={META_KEY: meta.to_json()})
         if overwrite_all or self._dt is None:
-            write_deltalake(self.uri, data, mode="overwrite", schema_mode="overwrite",
+            write_deltalake(self.uri, data.to_reader(max_chunksize=65_536), mode="overwrite", schema_mode="overwrite",
                             partition_by=[CLUSTER_COLUMN], storage_options=self.options,
                             commit_properties=props, target_file_size=256 << 20)
         else:
             ids = ", ".join(str(i) for i in sorted(set(replaced)))
-            write_deltalake(self._dt, data, mode="overwrite", predicate=f"{CLUSTER_COLUMN} IN ({ids})",
+            write_deltalake(self._dt, data.to_reader(max_chunksize=65_536), mode="overwrite", predicate=f"{CLUSTER_COLUMN} IN ({ids})",
                             partition_by=[CLUSTER_COLUMN], storage_options=self.options,
                             commit_properties=props, target_file_size=256 << 20)
         self.meta = meta
