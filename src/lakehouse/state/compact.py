@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 PSEUDONYM_KEY_ENV = "LAKEHOUSE_PSEUDONYM_KEY"
 DEFAULT_BATCH_EVENTS = 250_000
-DEFAULT_BATCH_BYTES = 32 << 20  # stored (compressed) object bytes per batch: bounds memory
+DEFAULT_BATCH_BYTES = 16 << 20  # stored (compressed) object bytes per batch: bounds memory
 DEFAULT_CLUSTER_BYTES = 64 << 20  # in memory (Arrow); a rewrite of one cluster stays cheap
 
 
@@ -351,7 +351,7 @@ def _key_mask(table: pa.Table, keys: pl.DataFrame, key: tuple[str, ...]) -> np.n
 
 @dataclass
 class _BatchWrite:
-    content: pa.Table  # new rows of the replaced clusters, with the __cluster column
+    content: pa.Table | pa.RecordBatchReader  # new rows of the replaced clusters, with __cluster
     replaced: list[int]  # cluster ids whose rows ``content`` replaces (old and new ids)
 
 
@@ -375,6 +375,9 @@ def _apply_batch(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[s
         affected = [clusters[i] for i in np.unique(assign(values, clusters))] if clusters else []
     else:
         affected = _arrival_clusters(st, keys_frame, key, clusters)
+    if not (has_truncate or overwrite_all) and len(key) == 1 and affected:
+        return _apply_streamed(st, meta, events, key, row_schema, options, result, keep_images, keys_frame,
+                               clusters, affected, by_range)
     old = st.read([c.id for c in affected]) if affected else None
     prior = kept = images = None
     if old is not None and old.num_rows:
@@ -385,6 +388,24 @@ def _apply_batch(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[s
     # keep only what re-clustering needs of the old rows (their keys' clusters), not the copy
     old = old.select([*key, CLUSTER_COLUMN]) if old is not None else None
     pairing = _concat_optional([images, _pairing_candidates(st, events, prior, key)])
+    folded = _fold(events, prior, key, row_schema, meta, pairing, keep_images, result)
+    parts = [folded.rows]
+    if kept is not None and kept.num_rows:
+        parts.append(kept)
+    content = pa.concat_tables([_conform(p, folded.rows.schema) for p in parts])
+    target_rows = _target_rows(options, content)
+    if by_range:
+        new_clusters, assigned = _recluster(content, key, clusters, affected, target_rows)
+    else:
+        new_clusters, assigned = _recluster_arrival(content, key, clusters, affected, old, target_rows)
+    content = content.append_column(CLUSTER_COLUMN, pa.array(assigned, pa.int64()))
+    gone = {c.id for c in affected}
+    meta.clusters = sorted([c for c in clusters if c.id not in gone] + new_clusters, key=lambda c: c.lo)
+    return _BatchWrite(content, sorted(gone | {c.id for c in new_clusters}))
+
+
+def _fold(events: pa.Table, prior: pa.Table | None, key: tuple[str, ...], row_schema: pa.Schema, meta: StateMeta,
+          pairing: pa.Table | None, keep_images: bool, result: TableResult):
     folded = fold(events, prior, key, list(row_schema), meta.truncates, pairing, keep_images=keep_images)
     meta.truncates = folded.truncates
     result.events += folded.events
@@ -394,19 +415,72 @@ def _apply_batch(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[s
     result.deletes += folded.deletes
     if folded.unresolved_toast:
         result.notes.append(f"{folded.unresolved_toast} unchanged-TOAST values had no earlier value (null)")
-    parts = [folded.rows]
-    if kept is not None and kept.num_rows:
-        parts.append(kept)
-    content = pa.concat_tables([_conform(p, folded.rows.schema) for p in parts])
-    target_rows = max(1_000, int(options.cluster_bytes / max(1.0, content.nbytes / max(1, content.num_rows))))
+    return folded
+
+
+def _target_rows(options: CompactOptions, sample: pa.Table) -> int:
+    return max(1_000, int(options.cluster_bytes / max(1.0, sample.nbytes / max(1, sample.num_rows))))
+
+
+def _apply_streamed(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[str, ...], row_schema: pa.Schema,
+                    options: CompactOptions, result: TableResult, keep_images: bool, keys_frame: pl.DataFrame,
+                    clusters: list[Cluster], affected: list[Cluster], by_range: bool) -> _BatchWrite:
+    """The common case, with memory bounded by one cluster: read only the batch keys' rows for the
+    fold, plan the new clusters from the touched clusters' keys (narrow), then let the Delta write
+    pull the touched clusters one at a time, minus the batch keys, plus the fold's rows."""
+    ids = [c.id for c in affected]
+    k = key[0]
+    batch_keys = keys_frame.get_column(k).to_arrow()
+    narrow = st.read(ids, columns=[k, "__deleted", "__image", CLUSTER_COLUMN])
+    in_batch = ~narrow.column("__image").fill_null(False).to_numpy(zero_copy_only=False) & \
+        _key_mask(narrow, keys_frame, key)
+    image = pc.field("__image")
+    not_image = (image == False) | image.is_null()  # noqa: E712  (an expression, not a bool)
+    prior = st.read(ids, filter_=pc.field(k).isin(batch_keys) & not_image)
+    images = st.read(ids, filter_=image == True)  # noqa: E712
+    pairing = _concat_optional([images, _pairing_candidates(st, events, prior, key)])
+    folded = _fold(events, prior, key, row_schema, meta, pairing, keep_images, result)
+    rows = _conform(folded.rows, folded.rows.schema)
+    kept_narrow = narrow.filter(pa.array(~in_batch))
+    plan = pa.concat_tables([rows.select([k, "__deleted"]),
+                             kept_narrow.select([k, "__deleted"]).cast(rows.select([k, "__deleted"]).schema)])
+    sample = rows if rows.num_rows else prior
+    target_rows = _target_rows(options, sample) if sample is not None and sample.num_rows else 100_000
     if by_range:
-        new_clusters, assigned = _recluster(content, key, clusters, affected, target_rows)
+        new_clusters, assigned = _recluster(plan, key, clusters, affected, target_rows)
     else:
-        new_clusters, assigned = _recluster_arrival(content, key, clusters, affected, old, target_rows)
-    content = content.append_column(CLUSTER_COLUMN, pa.array(assigned, pa.int64()))
+        new_clusters, assigned = _recluster_arrival(plan, key, clusters, affected,
+                                                    narrow.select([k, CLUSTER_COLUMN]), target_rows)
     gone = {c.id for c in affected}
     meta.clusters = sorted([c for c in clusters if c.id not in gone] + new_clusters, key=lambda c: c.lo)
-    return _BatchWrite(content, sorted(gone | {c.id for c in new_clusters}))
+    final = sorted(meta.clusters, key=lambda c: c.lo)
+    schema = rows.schema.append(pa.field(CLUSTER_COLUMN, pa.int64()))
+    fold_ids = assigned[:rows.num_rows]
+    files = st.cluster_files(ids)
+    del narrow, kept_narrow, plan, prior
+
+    def pieces():
+        yield rows.append_column(CLUSTER_COLUMN, pa.array(fold_ids, pa.int64()))
+        for cid in ids:
+            old = st.read_files(files[cid], cid, rows.schema)
+            keep = ~(~old.column("__image").fill_null(False).to_numpy(zero_copy_only=False)
+                     & _key_mask(old, keys_frame, key))
+            kept = _conform(old.filter(pa.array(keep)), rows.schema)
+            if kept.num_rows == 0:
+                continue
+            if by_range:  # a split cluster's rows go to the piece whose range holds them
+                where = np.array([c.id for c in final], np.int64)[assign(cluster_values(kept, key), final)]
+            else:  # arrival order never moves existing rows
+                where = np.full(kept.num_rows, cid, np.int64)
+            yield kept.append_column(CLUSTER_COLUMN, pa.array(where, pa.int64()))
+
+    return _BatchWrite(pa.RecordBatchReader.from_batches(schema, _batches_of(pieces())),
+                       sorted(gone | {c.id for c in new_clusters}))
+
+
+def _batches_of(tables):
+    for t in tables:
+        yield from t.to_batches(max_chunksize=65_536)
 
 
 def _concat_optional(tables: list[pa.Table | None]) -> pa.Table | None:

@@ -36,7 +36,7 @@ from deltalake.transaction import CommitProperties
 
 from lakehouse.lake.store import ObjectStore, open_store
 from lakehouse.state.fold import STATE_INTERNAL_NAMES, Truncate
-from lakehouse.state.types import decode_schema, encode_schema, to_logical, to_storage
+from lakehouse.state.types import decode_schema, encode_schema, storage_schema, to_logical, to_storage
 
 FORMAT_VERSION = 1
 CLUSTER_COLUMN = "__cluster"
@@ -184,18 +184,19 @@ class StateTable:
         data = self.store.get_bytes(f"{self.table}/{self.meta.manifest}")
         return pq.read_table(io.BytesIO(data))
 
-    def read(self, clusters: list[int] | None = None, filter_=None) -> pa.Table:
+    def read(self, clusters: list[int] | None = None, filter_=None, columns: list[str] | None = None) -> pa.Table:
         """State rows (logical types, internal columns included) of some clusters, or all."""
         assert self._dt is not None and self.meta is not None
         ds = self._dt.to_pyarrow_dataset()
         expr = None
         if clusters is not None:
             if not clusters:
-                return self._empty()
+                empty = self._empty()
+                return empty.select(columns) if columns else empty
             expr = pc.field(CLUSTER_COLUMN).isin(clusters)
         if filter_ is not None:
             expr = filter_ if expr is None else expr & filter_
-        table = ds.to_table(filter=expr)
+        table = ds.to_table(filter=expr, columns=columns)
         return to_logical(table, self.meta.row_schema)
 
     def _empty(self) -> pa.Table:
@@ -213,6 +214,27 @@ class StateTable:
         hit = pl.from_arrow(t.select(["__lsn", "__tx_id"])).with_row_index("__i").join(
             want.unique(), on=["__lsn", "__tx_id"], how="semi").get_column("__i").to_numpy()
         return t.take(pa.array(hit))
+
+    def cluster_files(self, clusters: list[int]) -> dict[int, list[str]]:
+        """Data files of each cluster in the current version (keys relative to the state root)."""
+        assert self._dt is not None
+        actions = pa.table(self._dt.get_add_actions(flatten=True))
+        wanted = set(clusters)
+        out: dict[int, list[str]] = {c: [] for c in clusters}
+        for path, cid in zip(actions.column("path").to_pylist(),
+                             actions.column(f"partition.{CLUSTER_COLUMN}").to_pylist()):
+            if cid is not None and int(cid) in wanted:
+                out[int(cid)].append(f"{self.table}/{path}")
+        return out
+
+    def read_files(self, files: list[str], cluster: int, schema: pa.Schema) -> pa.Table:
+        """Rows of one cluster straight from its Parquet files through pyarrow (usable while a
+        deltalake write is running: deltalake's own readers cannot nest in its runtime)."""
+        parts = [pq.read_table(self.store.open_input(f)) for f in files]
+        table = pa.concat_tables(parts, promote_options="permissive") if parts else schema.empty_table()
+        table = table.append_column(CLUSTER_COLUMN, pa.array(np.full(table.num_rows, cluster, np.int64)))
+        assert self.meta is not None
+        return to_logical(table, self.meta.row_schema)
 
     def key_index(self, key: tuple[str, ...]) -> pa.Table:
         """Key columns and cluster of every row (two narrow columns, read by projection)."""
@@ -232,8 +254,8 @@ class StateTable:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def write(self, content: pa.Table, replaced: list[int], meta: StateMeta, applied: pa.Table,
-              overwrite_all: bool) -> None:
+    def write(self, content: pa.Table | pa.RecordBatchReader, replaced: list[int], meta: StateMeta,
+              applied: pa.Table, overwrite_all: bool) -> None:
         """Atomically replace the ``replaced`` clusters by ``content`` (or everything, when
         ``overwrite_all``), recording the applied objects. ``content`` has a ``__cluster`` column."""
         # the time in the name lets maintenance drop manifests of old or crashed runs
@@ -242,19 +264,36 @@ class StateTable:
         pq.write_table(applied.cast(MANIFEST_SCHEMA), buf, compression="zstd")
         self.store.put_bytes(f"{self.table}/_lakehouse/{name}", buf.getvalue())
         meta.manifest = f"_lakehouse/{name}"
-        data = to_storage(content)
+        data = to_storage(content) if isinstance(content, pa.Table) else storage_reader(content)
         props = CommitProperties(custom_metadata={META_KEY: meta.to_json()})
         if overwrite_all or self._dt is None:
-            write_deltalake(self.uri, data.to_reader(max_chunksize=65_536), mode="overwrite", schema_mode="overwrite",
+            write_deltalake(self.uri, _reader(data), mode="overwrite", schema_mode="overwrite",
                             partition_by=[CLUSTER_COLUMN], storage_options=self.options,
                             commit_properties=props, target_file_size=256 << 20)
         else:
             ids = ", ".join(str(i) for i in sorted(set(replaced)))
-            write_deltalake(self._dt, data.to_reader(max_chunksize=65_536), mode="overwrite", predicate=f"{CLUSTER_COLUMN} IN ({ids})",
+            write_deltalake(self._dt, _reader(data), mode="overwrite", predicate=f"{CLUSTER_COLUMN} IN ({ids})",
                             partition_by=[CLUSTER_COLUMN], storage_options=self.options,
                             commit_properties=props, target_file_size=256 << 20)
         self.meta = meta
         self._dt = DeltaTable(self.uri, storage_options=self.options)
+
+
+def _reader(data: pa.Table | pa.RecordBatchReader) -> pa.RecordBatchReader:
+    # delta-rs streams a reader; handing it a whole table makes it buffer a second copy
+    return data.to_reader(max_chunksize=65_536) if isinstance(data, pa.Table) else data
+
+
+def storage_reader(reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
+    """The same stream in storage types (see :mod:`lakehouse.state.types`)."""
+    target = storage_schema(reader.schema)
+
+    def converted():
+        for batch in reader:
+            if batch.num_rows:
+                yield from to_storage(pa.Table.from_batches([batch])).cast(target).to_batches()
+
+    return pa.RecordBatchReader.from_batches(target, converted())
 
 
 # -- clusters --------------------------------------------------------------------------------
