@@ -3,8 +3,11 @@
 One lake (``generate_lake``, envelope Parquet, the six Eco2 topics) is read by every contender,
 each in its own fresh process, one after the other, so time and peak RSS never mix:
 
-* floor: DuckDB materializes every column of every raw value file (the cheapest possible read of
-  the whole lake; nothing is computed);
+* floor: DuckDB reads every column of every raw value file into Arrow record batches (streamed;
+  the cheapest way found to have the whole lake in memory once; nothing is computed). The value
+  files come from ``LakeReader.scan()``: no companions, nothing under ``tombstone/``;
+* scan: a lower bound below the floor: DuckDB decodes every column but only counts (dictionary
+  encoded text is never expanded);
 * product: ``compact()`` into a fresh state folder, end to end (Delta tables, manifests, TOAST,
   tombstones, pseudonymisation);
 * duckdb: ``QUALIFY row_number() OVER (PARTITION BY key ORDER BY partition, file offset, row DESC)
@@ -31,7 +34,7 @@ Peak RSS: sampled (psutil, every 0.1 s) over the contender's process tree (the J
 and the process's own ``ru_maxrss``; the larger is shown.
 
     .venv/bin/python bench/bench_compact.py --events 10000000 [--skip spark,pandas] [--workdir /tmp/benchc]
-    .venv/bin/python bench/bench_compact.py --events 50000000 --only floor,product   # memory at 50M
+    .venv/bin/python bench/bench_compact.py --events 50000000 --only floor,scan,product   # memory at 50M
 
 Lakes are kept in the work dir (``lake-<events>-s<seed>``) and reused by later runs with the same
 size and seed; everything else there is removed unless ``--keep``.
@@ -54,7 +57,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CONTENDERS = ("floor", "product", "duckdb", "polars", "pandas", "delta", "spark", "incremental")
+CONTENDERS = ("floor", "scan", "product", "duckdb", "polars", "pandas", "delta", "spark", "incremental")
 DEFAULT_SPARK_PY = ROOT / ".bench-venv" / "bin" / "python"
 OFFSET_RE = r"\+(\d+)\+(\d+)\.[^/]*$"  # <topic>+<partition>+<start offset>.<ext>
 
@@ -123,11 +126,12 @@ def phase_plan(job: dict) -> dict:
 
 
 def phase_floor(job: dict) -> dict:
-    """DuckDB decodes every column of every value file into Arrow (streamed, 1M-row batches)."""
+    """DuckDB decodes every column of every value file into Arrow (streamed, 122,880-row batches)."""
     import duckdb
 
     con = duckdb.connect()
     con.execute(f"SET temp_directory = '{job['tmp']}'")
+    con.execute("SET arrow_large_buffer_size = true")  # one batch of 2 KB rationales can pass 2 GiB
     t = time.perf_counter()
     rows = 0
     for topic in job["plan"]["topics"].values():
@@ -135,9 +139,28 @@ def phase_floor(job: dict) -> dict:
         if not files:
             continue
         reader = con.execute(f"SELECT * FROM read_parquet({_sql_list(files)}, union_by_name = true)"
-                             ).to_arrow_reader(1_000_000)
+                             ).to_arrow_reader(122_880)
         for batch in reader:
             rows += batch.num_rows
+    return {"seconds": time.perf_counter() - t, "rows": rows}
+
+
+def phase_scan(job: dict) -> dict:
+    """A lower bound below the floor: DuckDB decodes every top-level column (a filter on all of
+    them) but only counts, so dictionary-encoded text is never expanded into memory."""
+    import duckdb
+
+    con = duckdb.connect()
+    t = time.perf_counter()
+    rows = 0
+    for topic in job["plan"]["topics"].values():
+        files = [f["path"] for f in topic["files"]]
+        if not files:
+            continue
+        cols = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_list(files[:1])})").fetchall()
+        cond = " AND ".join(f'"{c[0]}" IS NULL' for c in cols)
+        rows += con.execute(f"SELECT count(*) FROM read_parquet({_sql_list(files)}, union_by_name = true) "
+                            f"WHERE NOT ({cond})").fetchone()[0]
     return {"seconds": time.perf_counter() - t, "rows": rows}
 
 
@@ -156,23 +179,45 @@ def phase_product(job: dict) -> dict:
     from lakehouse.state.compact import CompactOptions, compact
 
     config = load_config()
-    options = CompactOptions(batch_events=job["batch_events"])
+    options = CompactOptions(batch_events=job["batch_events"]) if job.get("batch_events") else CompactOptions()
     profiler = None
+    thread_profilers: list = []
     if job.get("profile"):
         import cProfile
+        import dataclasses
+        import threading
         profiler = cProfile.Profile()
+        if "workers" in {f.name for f in dataclasses.fields(options)}:
+            options = dataclasses.replace(options, workers=1)
+
+        def start_in_thread(frame, event, arg):  # compact() may run tables on pool threads
+            sys.setprofile(None)
+            p = cProfile.Profile()
+            thread_profilers.append(p)
+            p.enable()
+
+        threading.setprofile(start_in_thread)
     t = time.perf_counter()
     if profiler:
         profiler.enable()
-    results = compact(job["lake"], job["state"], config, options=options)
+    marks: dict[str, dict] = {}
+
+    def on_progress(r) -> None:  # peak so far and RSS now, after each table: which one sets the peak
+        import psutil
+        marks[r.table] = {"peak_so_far_mb": _peak_rss_mb(), "rss_after_mb": psutil.Process().memory_info().rss / 2**20,
+                          "done_at": time.perf_counter() - t}
+
+    results = compact(job["lake"], job["state"], config, options=options, on_progress=on_progress)
     if profiler:
         profiler.disable()
+        import threading
+        threading.setprofile(None)
     seconds = time.perf_counter() - t
-    out = {"seconds": seconds, "tables": {}}
-    for r in results:
+    out = {"seconds": seconds, "tables": {}, "options": repr(options)}
+    for r in sorted(results, key=lambda r: marks.get(r.table, {}).get("done_at", 0.0)):  # completion order
         out["tables"][r.table] = {k: getattr(r, k, None) for k in (
             "status", "objects", "events", "duplicates", "inserts", "updates", "deletes", "rows",
-            "tombstones", "commits", "seconds", "error", "notes")}
+            "tombstones", "commits", "seconds", "error", "notes")} | marks.get(r.table, {})
     errors = [r.error for r in results if getattr(r, "failed", False) or r.error]
     if errors:
         out["error"] = "; ".join(str(e) for e in errors)
@@ -180,10 +225,14 @@ def phase_product(job: dict) -> dict:
     if profiler:
         import io
         import pstats
-        profiler.dump_stats(job["profile"])
+        stats = pstats.Stats(profiler)
+        for p in thread_profilers:
+            stats.add(p)
+        stats.dump_stats(job["profile"])
         for sort in ("cumulative", "tottime"):
             buf = io.StringIO()
-            pstats.Stats(profiler, stream=buf).strip_dirs().sort_stats(sort).print_stats(25)
+            stats.stream = buf
+            stats.strip_dirs().sort_stats(sort).print_stats(25)
             out[f"profile_{sort}"] = buf.getvalue()
     return out
 
@@ -473,7 +522,7 @@ def phase_verify(job: dict) -> dict:
     return out
 
 
-PHASES = {"generate": phase_generate, "plan": phase_plan, "floor": phase_floor, "product": phase_product,
+PHASES = {"generate": phase_generate, "plan": phase_plan, "floor": phase_floor, "scan": phase_scan, "product": phase_product,
           "duckdb": phase_duckdb, "polars": phase_polars, "pandas": phase_pandas, "delta": phase_delta,
           "spark": phase_spark, "verify": phase_verify}
 
@@ -484,7 +533,7 @@ def run_phase_here(name: str, job_path: str) -> None:
         result = PHASES[name](job)
     except BaseException as exc:  # noqa: BLE001 (MemoryError included: reported, not raised)
         result = {"error": f"{type(exc).__name__}: {exc}",
-                  "traceback": "".join(traceback.format_exc().splitlines(True)[-12:])}
+                  "traceback": "".join(traceback.format_exc().splitlines(True)[-40:])}
     _emit(result)
 
 
@@ -494,15 +543,29 @@ def run_phase_here(name: str, job_path: str) -> None:
 
 
 class Runner:
-    def __init__(self, work: Path, mem_limit_gb: float, timeout: float):
+    def __init__(self, work: Path, mem_limit_gb: float, timeout: float, quiet_wait: float = 0.0):
+        self.quiet_wait = quiet_wait
         self.work = work
         self.logs = work / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.mem_limit_mb = mem_limit_gb * 1024
         self.timeout = timeout
 
+    def wait_quiet(self, max_seconds: float) -> float:
+        """Wait (at most ``max_seconds``) until the machine has been idle for 5 s (< 0.3 cores busy):
+        on a shared machine, start each contender in a lull. Returns the seconds waited."""
+        import psutil
+        started = time.perf_counter()
+        while time.perf_counter() - started < max_seconds:
+            busy = psutil.cpu_percent(interval=5.0) / 100 * (os.cpu_count() or 1)
+            if busy < 0.3:
+                break
+        return time.perf_counter() - started
+
     def run(self, label: str, phase: str, job: dict, python: str | None = None) -> dict:
         import psutil
+
+        quiet_waited = self.wait_quiet(self.quiet_wait) if self.quiet_wait and phase not in ("plan", "verify") else 0.0
 
         job_path = self.work / f"job-{label}.json"
         job_path.write_text(json.dumps(job))
@@ -510,19 +573,24 @@ class Runner:
         env = dict(os.environ)
         env.setdefault("LAKEHOUSE_PSEUDONYM_KEY", "bench")
         env["PYTHONPATH"] = ""  # the side venv must not see the project's packages
+        code = _code_identity() if phase == "product" else None  # what the child is about to import
         out_path, err_path = self.logs / f"{label}.out", self.logs / f"{label}.err"
         print(f"--- {label}: running ({phase}) ...", file=sys.stderr, flush=True)
         started = time.perf_counter()
+        cpu0, ru0 = _busy_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_seen: dict[int, float] = {}  # pid -> user+system seconds, last sample
         with open(out_path, "w") as out, open(err_path, "w") as err:
             proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=ROOT, start_new_session=True)
             ps = psutil.Process(proc.pid)
             peak, killed = 0.0, None
             while proc.poll() is None:
                 try:
-                    rss = ps.memory_info().rss
-                    for c in ps.children(recursive=True):
+                    rss = 0
+                    for c in [ps, *ps.children(recursive=True)]:
                         with contextlib.suppress(psutil.Error):
                             rss += c.memory_info().rss
+                            t = c.cpu_times()
+                            cpu_seen[c.pid] = t.user + t.system
                     peak = max(peak, rss / 2**20)
                 except psutil.Error:
                     pass
@@ -536,6 +604,9 @@ class Runner:
                     break
                 time.sleep(0.1)
         wall = time.perf_counter() - started
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        waited = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+        own = max(waited, sum(cpu_seen.values()))
         lines = [x for x in out_path.read_text().splitlines() if x.startswith("{")]
         result = json.loads(lines[-1]) if lines else {}
         if killed:
@@ -546,9 +617,20 @@ class Runner:
         result["tree_peak_rss_mb"] = peak
         result["peak_mb"] = max(peak, result.get("peak_rss_mb", 0.0))
         result["wall_seconds"] = wall
-        msg = result.get("error") or f"{result.get('seconds', 0):.1f} s, peak RSS {result['peak_mb']:,.0f} MB"
+        result["waited_for_quiet_s"] = quiet_waited
+        if code:
+            result["code"] = code
+        result["cpu_cores"] = own / wall  # cores the contender kept busy on average
+        result["other_cores"] = max(0.0, (_busy_seconds() - cpu0 - own) / wall)  # everything else
+        msg = result.get("error") or f"{result.get('seconds', wall):.1f} s, peak RSS {result['peak_mb']:,.0f} MB"
         print(f"--- {label}: {msg}", file=sys.stderr, flush=True)
         return result
+
+
+def _busy_seconds() -> float:
+    import psutil
+    t = psutil.cpu_times()  # guest time is already inside user on Linux
+    return t.user + t.nice + t.system + t.irq + t.softirq + t.steal
 
 
 def _link_objects(plan: dict, files: list[dict], dest: Path) -> None:
@@ -638,14 +720,17 @@ def main() -> None:
     ap.add_argument("--workdir", default="/tmp/bench-compact", help="lakes (kept, reused) and outputs")
     ap.add_argument("--skip", default="", help=f"comma-separated, from: {','.join(CONTENDERS)}")
     ap.add_argument("--only", default="", help="comma-separated: run just these (floor is cheap: keep it)")
-    ap.add_argument("--batch-events", type=int, default=1_000_000, help="CompactOptions.batch_events")
+    ap.add_argument("--batch-events", type=int, default=None,
+                    help="CompactOptions.batch_events (default: the product's own default)")
     ap.add_argument("--merge-subset", type=int, default=1_000_000, help="events given to the delta-rs MERGE")
     ap.add_argument("--merge-batch-events", type=int, default=100_000, help="events per MERGE batch")
     ap.add_argument("--incremental-share", type=float, default=0.01)
     ap.add_argument("--spark-python", default=str(DEFAULT_SPARK_PY), help="a Python with pyspark")
     ap.add_argument("--spark-memory", default="8g", help="spark.driver.memory (local mode: the whole job)")
-    ap.add_argument("--mem-limit-gb", type=float, default=20.0, help="kill a contender past this RSS")
+    ap.add_argument("--mem-limit-gb", type=float, default=16.0, help="kill a contender past this RSS")
     ap.add_argument("--timeout", type=float, default=3600.0, help="kill a contender after this many s")
+    ap.add_argument("--quiet-wait", type=float, default=0.0,
+                    help="before each contender, wait up to this many s for an idle machine (shared machines)")
     ap.add_argument("--profile", action="store_true", help="also run compact() under cProfile (extra run)")
     ap.add_argument("--no-verify", action="store_true")
     ap.add_argument("--report", default=None, help="markdown report (default bench/results/compact-<N>.md)")
@@ -666,7 +751,7 @@ def main() -> None:
     run_dir = work / f"run-{args.events}"
     shutil.rmtree(run_dir, ignore_errors=True)
     (run_dir / "tmp").mkdir(parents=True)
-    runner = Runner(run_dir, args.mem_limit_gb, args.timeout)
+    runner = Runner(run_dir, args.mem_limit_gb, args.timeout, args.quiet_wait)
     tmp = str(run_dir / "tmp")
 
     # the lake: generated once per (events, seed), then reused
@@ -690,8 +775,9 @@ def main() -> None:
     res: dict[str, dict] = {}
     outputs: dict[str, dict] = {}
     base = {"plan": plan, "tmp": tmp}
-    if "floor" in chosen:
-        res["floor"] = runner.run("floor", "floor", base)
+    for name in ("floor", "scan"):
+        if name in chosen:
+            res[name] = runner.run(name, name, base)
     if "product" in chosen:
         res["product"] = runner.run("product", "product", {"lake": str(lake), "state": str(run_dir / "state"),
                                                            "batch_events": args.batch_events})
@@ -715,15 +801,21 @@ def main() -> None:
                                                          "spark_memory": args.spark_memory},
                                       python=args.spark_python)
             outputs["spark"] = {"kind": "dir", "path": str(run_dir / "out" / "spark")}
-    inc_info = None
+    inc_info = inc_profile = None
     if "incremental" in chosen:
         base_files, tail_files, cut = _tail(plan, args.incremental_share)
         inc_lake = run_dir / "inc-lake"
         _link_objects(plan, base_files, inc_lake)
         job = {"lake": str(inc_lake), "state": str(run_dir / "inc-state"), "batch_events": args.batch_events}
         res["inc-base"] = runner.run("incremental-base", "product", job)
+        if args.profile and (run_dir / "inc-state").exists():
+            shutil.copytree(run_dir / "inc-state", run_dir / "inc-state-profile")
         _link_objects(plan, tail_files, inc_lake)
         res["incremental"] = runner.run("incremental", "product", job)
+        if args.profile and (run_dir / "inc-state-profile").exists():
+            inc_profile = runner.run("profile-incremental", "product", {
+                **job, "state": str(run_dir / "inc-state-profile"), "profile": str(run_dir / "incremental.prof")})
+            shutil.rmtree(run_dir / "inc-state-profile", ignore_errors=True)
         outputs["incremental"] = {"kind": "product", "path": str(run_dir / "inc-state")}
         inc_info = {"cut": datetime.fromtimestamp(cut / 1e6, UTC).isoformat(), "objects": len(tail_files),
                     "events": sum(f["rows"] for f in tail_files),
@@ -756,7 +848,9 @@ def main() -> None:
             res["verify"] = ver
 
     versions = _versions(args.spark_python if "spark" in chosen else None)
-    report = render(args, plan, gen, res, checks, inc_info, profile, versions, chosen)
+    codes = sorted({r["code"] for r in res.values() if isinstance(r, dict) and r.get("code")})
+    report = render(args, plan, gen, res, checks, inc_info, {"full": profile, "incremental": inc_profile},
+                    versions, chosen, " / then ".join(codes) or _code_identity())
     print(report["table"])
     path = Path(args.report) if args.report else ROOT / "bench" / "results" / f"compact-{N // 1_000_000}M.md"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -770,7 +864,8 @@ def main() -> None:
 
 
 LABELS = {
-    "floor": "floor: DuckDB reads every column",
+    "floor": "floor: DuckDB reads all columns -> Arrow",
+    "scan": "DuckDB decode-only count, all columns",
     "product": "product: compact() (fresh state)",
     "duckdb": "DuckDB QUALIFY -> Parquet",
     "polars": "Polars sort + unique(last)",
@@ -782,13 +877,26 @@ LABELS = {
 }
 
 
-def render(args, plan: dict, gen: dict, res: dict, checks: dict, inc: dict | None, profile: dict | None,
-           versions: dict, chosen: list[str]) -> dict:
+def _code_identity() -> str:
+    """Which product code was measured: HEAD plus a digest of uncommitted changes under src/."""
+    import hashlib
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    changed = subprocess.run([*git, "status", "--porcelain", "--", "src"], capture_output=True, text=True).stdout
+    if not changed.strip():
+        return f"{head} (clean src/)"
+    diff = subprocess.run([*git, "diff", "HEAD", "--", "src"], capture_output=True).stdout
+    names = ", ".join(x[3:] for x in changed.splitlines())
+    return f"{head} + uncommitted changes in {names} (diff sha1 {hashlib.sha1(diff).hexdigest()[:10]})"
+
+
+def render(args, plan: dict, gen: dict, res: dict, checks: dict, inc: dict | None, profiles: dict,
+           versions: dict, chosen: list[str], code: str) -> dict:
     N = plan["events"]
     floor = res.get("floor", {}).get("seconds") if "error" not in res.get("floor", {}) else None
     full = res.get("product", {}).get("seconds") if "error" not in res.get("product", {}) else None
     rows = []
-    for name in ("floor", "product", "duckdb", "polars", "pandas", "delta", "spark", "inc-base", "incremental"):
+    for name in ("floor", "scan", "product", "duckdb", "polars", "pandas", "delta", "spark", "inc-base", "incremental"):
         r = res.get(name)
         if r is None:
             continue
@@ -808,6 +916,7 @@ def render(args, plan: dict, gen: dict, res: dict, checks: dict, inc: dict | Non
             "events/s": "-" if err or not s else f"{events / s:,.0f}",
             "× floor": "-" if err or not floor or not shown else f"{shown / floor:.1f}×",
             "peak RSS MB": f"{r.get('peak_mb', 0):,.0f}",
+            "cores own/other": f"{r.get('cpu_cores', 0):.1f} / {r.get('other_cores', 0):.1f}",
             "check": err or checks.get(name, "-"),
         }
         if name == "incremental" and not err and full:
@@ -821,43 +930,61 @@ def render(args, plan: dict, gen: dict, res: dict, checks: dict, inc: dict | Non
     text += [" | ".join(r[h].ljust(widths[h]) for h in heads) for r in rows]
     lake_line = (f"lake: {N:,} events in {plan['objects']:,} value files, {plan['bytes'] / 1e6:,.0f} MB "
                  f"(generated in {gen.get('seconds', 0):.0f} s, seed {args.seed})")
-    table_txt = lake_line + "\n\n" + "\n".join(text)
+    table_txt = (lake_line + f"\nproduct code: {code}\nproduct options: "
+                 f"{res.get('product', res.get('incremental', {})).get('options', '?')}\n\n" + "\n".join(text))
     if inc:
         table_txt += (f"\n\nincremental: {inc['objects']} new objects, {inc['events']:,} events "
                       f"(commit-time cut {inc['cut']}); per table {inc['per_topic']}")
-    prod = res.get("product", {})
-    if prod.get("tables"):
-        table_txt += "\n\nproduct per table:\n" + "\n".join(
-            f"  {t}: {v['events']:,} events -> {v['rows']:,} rows ({v['tombstones']:,} tombstones), "
-            f"{v['commits']} commits, {v['seconds']:.1f} s, {v['status']}" for t, v in prod["tables"].items())
+    for which in ("product", "incremental"):
+        tables = res.get(which, {}).get("tables")
+        if tables:
+            table_txt += f"\n\n{which} per table, in completion order:\n" + "\n".join(
+                f"  {t}: {v['events']:,} events -> {v['rows']:,} rows ({v['tombstones']:,} tombstones), "
+                f"{v['commits']} commits, {v['seconds']:.1f} s, {v['status']}, "
+                f"peak so far {v.get('peak_so_far_mb', 0):,.0f} MB" for t, v in tables.items())
 
     md = [f"# Compaction benchmark, {N:,} events ({datetime.now(UTC):%Y-%m-%d})", "",
           f"Machine: {_machine()}.", "",
           "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".", "",
-          f"Command: `.venv/bin/python bench/bench_compact.py --events {args.events}"
-          + (f" --only {','.join(chosen)}" if args.only else "")
-          + (f" --skip {args.skip}" if args.skip else "") + f" --workdir {args.workdir}`", "",
+          f"Product code: {code}.", "",
+          "Command: `.venv/bin/python bench/bench_compact.py " + " ".join(sys.argv[1:]) + "`", "",
+          f"Product options: `{res.get('product', res.get('incremental', {})).get('options', '?')}` "
+          "(tables run concurrently when `workers` > 1, so per-table seconds overlap).", "",
           lake_line + ".", "",
           "| " + " | ".join(heads) + " |", "|" + "|".join("---" for _ in heads) + "|"]
     md += ["| " + " | ".join(r[h].replace("|", "\\|") for h in heads) + " |" for r in rows]
+    md += ["", "Each row is one fresh process; seconds exclude interpreter start and third-party imports. "
+           "× floor = seconds ÷ the floor's seconds. Peak RSS = max(psutil samples of the process tree every "
+           "0.1 s, the process's own ru_maxrss). cores own/other = average cores the contender kept busy / "
+           "average cores busy with anything else on the machine meanwhile (2 cores in all: other > 0.2 "
+           "means the row was measured on a shared machine). delta: MERGE time of the subset, projected "
+           "linearly to the lake (optimistic: later merges hit a larger table). Checks: row count and key "
+           "checksum against a DuckDB QUALIFY over the raw files (and, for the Parquet/Delta outputs, a "
+           "checksum of the winning events' (partition, offset))."]
     if inc:
         md += ["", f"Incremental: the lake minus its objects whose newest commit is at or after {inc['cut']} "
                f"({inc['objects']} objects, {inc['events']:,} events: {inc['per_topic']}) was compacted "
                "into a fresh state (base row), then those objects were added and `compact()` applied them."]
-    if prod.get("tables"):
-        md += ["", "Product per table:", "", "| table | events | rows | tombstones | commits | s | status |",
-               "|---|---|---|---|---|---|---|"]
-        md += [f"| {t} | {v['events']:,} | {v['rows']:,} | {v['tombstones']:,} | {v['commits']} | "
-               f"{v['seconds']:.1f} | {v['status']} |" for t, v in prod["tables"].items()]
+    for which in ("product", "incremental"):
+        tables = res.get(which, {}).get("tables")
+        if tables:
+            md += ["", f"{which} per table (in completion order; the process's peak RSS when the table was done):", "",
+                   "| table | events | rows | tombstones | commits | s | status | peak RSS so far MB |",
+                   "|---|---|---|---|---|---|---|---|"]
+            md += [f"| {t} | {v['events']:,} | {v['rows']:,} | {v['tombstones']:,} | {v['commits']} | "
+                   f"{v['seconds']:.1f} | {v['status']} | {v.get('peak_so_far_mb', 0):,.0f} |"
+                   for t, v in tables.items()]
     errors = {k: v for k, v in res.items() if isinstance(v, dict) and v.get("error")}
     if errors:
         md += ["", "Errors:", ""] + [f"- {k}: `{v['error']}`" + (f"\n\n```\n{v['traceback']}```" if v.get("traceback")
                                                                  else "") for k, v in errors.items()]
-    if profile and profile.get("profile_cumulative"):
-        md += ["", f"cProfile of `compact()` ({profile['seconds']:.1f} s under the profiler), top by cumulative:",
-               "", "```", profile["profile_cumulative"].strip(), "```", "", "top by own time:", "", "```",
-               profile["profile_tottime"].strip(), "```"]
-        table_txt += "\n\n" + profile["profile_cumulative"]
+    for what, profile in profiles.items():
+        if profile and profile.get("profile_cumulative"):
+            md += ["", f"cProfile of `compact()`, {what}, `{profile.get('options', '')}` "
+                   f"({profile['seconds']:.1f} s under the profiler), "
+                   "top by cumulative time:", "", "```", profile["profile_cumulative"].strip(), "```", "",
+                   "top by own time:", "", "```", profile["profile_tottime"].strip(), "```"]
+            table_txt += f"\n\nprofile ({what}):\n" + profile["profile_cumulative"]
     return {"table": table_txt, "markdown": "\n".join(md) + "\n"}
 
 
