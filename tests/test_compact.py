@@ -413,3 +413,21 @@ def _assert_state_matches_its_manifest(lake: Path, state: Path, config: TablesCo
         compact(str(partial), str(work / "state"), sub)
         assert state_of(state, entry.table, entry.primary_key) == \
             state_of(work / "state", entry.table, entry.primary_key), entry.table
+
+
+def test_an_unexpected_error_stops_only_its_table(lakes, tmp_path, monkeypatch):
+    import lakehouse.state.compact as compact_module
+
+    real_fold = compact_module.fold
+
+    def failing_fold(events, *args, **kwargs):  # e.g. Arrow's 2 GiB string offset overflow
+        if events.num_rows and events.column("__topic")[0].as_py() == "eco2.scan.scans":
+            raise pa.ArrowInvalid("offset overflow while concatenating arrays")
+        return real_fold(events, *args, **kwargs)
+
+    monkeypatch.setattr(compact_module, "fold", failing_fold)
+    results = {r.table: r for r in compact(str(lakes["json-embedded-schemas"]), str(tmp_path / "state"),
+                                           plain_config())}
+    assert results["scan.scans"].failed and "ArrowInvalid" in results["scan.scans"].error
+    assert not StateTable(str(tmp_path / "state"), "scan.scans").exists()
+    assert all(r.status == "applied" for name, r in results.items() if name != "scan.scans")

@@ -108,6 +108,9 @@ def compact(lake: str | LakeReader, state: str, config: TablesConfig, tables: li
         except (LakeObjectError, SchemaConflictError, ConfigError, StateError) as exc:
             result.status, result.error = "failed", f"{entry.table}: {exc}"
             log.error("%s", result.error)
+        except Exception as exc:  # an unexpected error stops this table only; nothing was committed
+            result.status, result.error = "failed", f"{entry.table}: {type(exc).__name__}: {exc}"
+            log.exception("%s", result.error)
         result.seconds = time.perf_counter() - started
         if on_progress:
             on_progress(result)
