@@ -42,8 +42,8 @@ def test_current_state_assets_materialize_per_table(tmp_path, monkeypatch):
     result = dg.materialize([current_state], resources=resources, selection=selection,
                             instance=dg.DagsterInstance.ephemeral())
     assert result.success
-    mats = {m.asset_key.to_user_string(): m.metadata for m in result.get_asset_materialization_events()
-            and [e.materialization for e in result.get_asset_materialization_events()]}
+    mats = {e.materialization.asset_key.to_user_string(): e.materialization.metadata
+            for e in result.get_asset_materialization_events()}
     assert set(mats) == {"current_state/scan/feedback", "current_state/auth/users"}  # only the selection
     assert mats["current_state/scan/feedback"]["rows"].value > 0
     assert mats["current_state/scan/feedback"]["status"].value == "applied"

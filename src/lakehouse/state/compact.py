@@ -378,33 +378,8 @@ def _apply_batch(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[s
         affected = [clusters[i] for i in np.unique(assign(values, clusters))] if clusters else []
     else:
         affected = _arrival_clusters(st, keys_frame, key, clusters)
-    if not (has_truncate or overwrite_all) and len(key) == 1 and affected:
-        return _apply_streamed(st, meta, events, key, row_schema, options, result, keep_images, keys_frame,
-                               clusters, affected, by_range)
-    old = st.read([c.id for c in affected]) if affected else None
-    prior = kept = images = None
-    if old is not None and old.num_rows:
-        is_image = old.column("__image").fill_null(False).to_numpy(zero_copy_only=False)
-        in_batch = ~is_image & (True if has_truncate else _key_mask(old, keys_frame, key))
-        prior, kept = old.filter(pa.array(in_batch)), old.filter(pa.array(~in_batch))
-        images = old.filter(pa.array(is_image)) if is_image.any() else None
-    # keep only what re-clustering needs of the old rows (their keys' clusters), not the copy
-    old = old.select([*key, CLUSTER_COLUMN]) if old is not None else None
-    pairing = _concat_optional([images, _pairing_candidates(st, events, prior, key)])
-    folded = _fold(events, prior, key, row_schema, meta, pairing, keep_images, result)
-    parts = [folded.rows]
-    if kept is not None and kept.num_rows:
-        parts.append(kept)
-    content = pa.concat_tables([_conform(p, folded.rows.schema) for p in parts])
-    target_rows = _target_rows(options, content)
-    if by_range:
-        new_clusters, assigned = _recluster(content, key, clusters, affected, target_rows)
-    else:
-        new_clusters, assigned = _recluster_arrival(content, key, clusters, affected, old, target_rows)
-    content = content.append_column(CLUSTER_COLUMN, pa.array(assigned, pa.int64()))
-    gone = {c.id for c in affected}
-    meta.clusters = sorted([c for c in clusters if c.id not in gone] + new_clusters, key=lambda c: c.lo)
-    return _BatchWrite(content, sorted(gone | {c.id for c in new_clusters}))
+    return _rewrite(st, meta, events, key, row_schema, options, result, keep_images, keys_frame, clusters,
+                    affected, by_range, everything=has_truncate)
 
 
 def _fold(events: pa.Table, prior: pa.Table | None, key: tuple[str, ...], row_schema: pa.Schema, meta: StateMeta,
@@ -425,49 +400,54 @@ def _target_rows(options: CompactOptions, sample: pa.Table) -> int:
     return max(1_000, int(options.cluster_bytes / max(1.0, sample.nbytes / max(1, sample.num_rows))))
 
 
-def _apply_streamed(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[str, ...], row_schema: pa.Schema,
-                    options: CompactOptions, result: TableResult, keep_images: bool, keys_frame: pl.DataFrame,
-                    clusters: list[Cluster], affected: list[Cluster], by_range: bool) -> _BatchWrite:
-    """The common case, with memory bounded by one cluster: read only the batch keys' rows for the
-    fold, plan the new clusters from the touched clusters' keys (narrow), then let the Delta write
-    pull the touched clusters one at a time, minus the batch keys, plus the fold's rows."""
+def _rewrite(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[str, ...], row_schema: pa.Schema,
+             options: CompactOptions, result: TableResult, keep_images: bool, keys_frame: pl.DataFrame,
+             clusters: list[Cluster], affected: list[Cluster], by_range: bool, everything: bool) -> _BatchWrite:
+    """Memory bounded by one cluster: read only the batch keys' rows for the fold (every row when
+    a truncate reaches them all), plan the new clusters from the touched clusters' keys (narrow),
+    then let the Delta write pull the touched clusters one at a time, minus the batch keys, plus
+    the fold's rows."""
     ids = [c.id for c in affected]
     k = key[0]
-    batch_keys = keys_frame.get_column(k).to_arrow()
-    narrow = st.read(ids, columns=[k, "__deleted", "__image", CLUSTER_COLUMN])
-    in_batch = ~narrow.column("__image").fill_null(False).to_numpy(zero_copy_only=False) & \
-        _key_mask(narrow, keys_frame, key)
     image = pc.field("__image")
     not_image = (image == False) | image.is_null()  # noqa: E712  (an expression, not a bool)
-    prior = st.read(ids, filter_=pc.field(k).isin(batch_keys) & not_image)
-    images = st.read(ids, filter_=image == True)  # noqa: E712
+    prior = images = None
+    narrow = pa.table({c: pa.array([], pa.null()) for c in (*key, "__deleted", "__image", CLUSTER_COLUMN)})
+    if ids:
+        narrow = st.read(ids, columns=[*key, "__deleted", "__image", CLUSTER_COLUMN])
+        # one key column narrows the read; the exact (composite) key match follows in memory
+        wanted = not_image if everything else pc.field(k).isin(keys_frame.get_column(k).to_arrow()) & not_image
+        prior = st.read(ids, filter_=wanted)
+        if not everything and len(key) > 1:
+            prior = prior.filter(pa.array(_key_mask(prior, keys_frame, key)))
+        images = st.read(ids, filter_=image == True)  # noqa: E712
+    in_batch = _in_batch(narrow, keys_frame, key, everything)
     pairing = _concat_optional([images, _pairing_candidates(st, events, prior, key)])
     folded = _fold(events, prior, key, row_schema, meta, pairing, keep_images, result)
     rows = _conform(folded.rows, folded.rows.schema)
-    kept_narrow = narrow.filter(pa.array(~in_batch))
-    plan = pa.concat_tables([rows.select([k, "__deleted"]),
-                             kept_narrow.select([k, "__deleted"]).cast(rows.select([k, "__deleted"]).schema)])
+    plan_columns = rows.select([*key, "__deleted"]).schema
+    plan = pa.concat_tables([rows.select(plan_columns.names),
+                             narrow.filter(pa.array(~in_batch)).select(plan_columns.names).cast(plan_columns)])
     sample = rows if rows.num_rows else prior
     target_rows = _target_rows(options, sample) if sample is not None and sample.num_rows else 100_000
     if by_range:
         new_clusters, assigned = _recluster(plan, key, clusters, affected, target_rows)
     else:
         new_clusters, assigned = _recluster_arrival(plan, key, clusters, affected,
-                                                    narrow.select([k, CLUSTER_COLUMN]), target_rows)
+                                                    narrow.select([*key, CLUSTER_COLUMN]), target_rows)
     gone = {c.id for c in affected}
     meta.clusters = sorted([c for c in clusters if c.id not in gone] + new_clusters, key=lambda c: c.lo)
     final = sorted(meta.clusters, key=lambda c: c.lo)
     schema = rows.schema.append(pa.field(CLUSTER_COLUMN, pa.int64()))
     fold_ids = assigned[:rows.num_rows]
-    files = st.cluster_files(ids)
-    del narrow, kept_narrow, plan, prior
+    files = st.cluster_files(ids) if ids else {}
+    del narrow, plan, prior
 
     def pieces():
         yield rows.append_column(CLUSTER_COLUMN, pa.array(fold_ids, pa.int64()))
         for cid in ids:
             old = st.read_files(files[cid], cid, rows.schema)
-            keep = ~(~old.column("__image").fill_null(False).to_numpy(zero_copy_only=False)
-                     & _key_mask(old, keys_frame, key))
+            keep = ~_in_batch(old, keys_frame, key, everything)
             kept = _conform(old.filter(pa.array(keep)), rows.schema)
             if kept.num_rows == 0:
                 continue
@@ -479,6 +459,14 @@ def _apply_streamed(st: StateTable, meta: StateMeta, events: pa.Table, key: tupl
 
     return _BatchWrite(pa.RecordBatchReader.from_batches(schema, _batches_of(pieces())),
                        sorted(gone | {c.id for c in new_clusters}))
+
+
+def _in_batch(rows: pa.Table, keys: pl.DataFrame, key: tuple[str, ...], everything: bool) -> np.ndarray:
+    """State rows the fold replaces: the batch keys' rows (all rows for a truncate), never images."""
+    if rows.num_rows == 0:
+        return np.zeros(0, bool)
+    not_image = ~rows.column("__image").fill_null(False).to_numpy(zero_copy_only=False)
+    return not_image if everything else not_image & _key_mask(rows, keys, key)
 
 
 def _batches_of(tables):

@@ -101,11 +101,6 @@ def state_schema(row_fields: list[pa.Field]) -> pa.Schema:
     return pa.schema(list(STATE_INTERNAL_FIELDS) + list(row_fields))
 
 
-def row_fields_of(schema: pa.Schema) -> list[pa.Field]:
-    internal = set(STATE_INTERNAL_NAMES) | set(_EVENT_ONLY) | {"__cluster"}
-    return [f for f in schema if f.name not in internal]
-
-
 def fold(events: pa.Table, prior: pa.Table | None, key: tuple[str, ...], row_fields: list[pa.Field],
          truncates: list[Truncate] = (), pairing: pa.Table | None = None, keep_images: bool = False
          ) -> FoldResult:

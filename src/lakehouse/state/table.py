@@ -24,7 +24,6 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from urllib.parse import urlparse
 
 import numpy as np
 import polars as pl
@@ -35,7 +34,7 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.transaction import CommitProperties
 
 from lakehouse.lake.store import ObjectStore, open_store
-from lakehouse.state.fold import STATE_INTERNAL_NAMES, Truncate
+from lakehouse.state.fold import Truncate
 from lakehouse.state.types import decode_schema, encode_schema, storage_schema, to_logical, to_storage
 
 FORMAT_VERSION = 1
@@ -318,11 +317,3 @@ def assign(values: np.ndarray, clusters: list[Cluster]) -> np.ndarray:
         return np.zeros(len(values), np.int64)
     los = np.array([c.lo for c in clusters], np.int64)
     return np.clip(np.searchsorted(los, values, side="right") - 1, 0, len(clusters) - 1)
-
-
-def uri_is_local(uri: str) -> bool:
-    return urlparse(uri).scheme in ("", "file")
-
-
-def is_internal(name: str) -> bool:
-    return name in STATE_INTERNAL_NAMES or name == CLUSTER_COLUMN
