@@ -185,7 +185,7 @@ def test_property_any_batches_any_order_any_repeats(lakes, tmp_path_factory, dat
     assert_equals_oracle(src, work / "state", config)
 
 
-def test_schema_evolution_added_widened_dropped(lakes, tmp_path):
+def test_schema_evolution_added_and_widened(lakes, tmp_path):  # dropped columns: tests/test_truth.py
     src = lakes["envelope-replays-pk-truncate-schema"]
     compact(str(src), str(tmp_path / "state"), plain_config(), options=CompactOptions(batch_events=3_000))
     rows = visible_rows(str(tmp_path / "state"), "scan.llm_call_log")
