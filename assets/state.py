@@ -1,48 +1,114 @@
-"""Current-state tables: the raw change events compacted into tables equal to the source tables."""
+"""Current-state layer: one asset per source table (from the tables config), compacted from the
+raw change events, with its checks. Thin wiring over ``lakehouse.state``."""
 # no "from __future__ import annotations": Dagster inspects the real annotations
+
+import time
 
 import dagster as dg
 
+from assets.keys import configured_tables, table_key
 from assets.resources import LakeResource, StateResource
-from lakehouse.config import load_config
-from lakehouse.state.compact import compact
+from lakehouse.checks import placeholder_leaks, state_keys, unapplied_objects
+from lakehouse.config import TableConfig
+from lakehouse.state.compact import CompactOptions, TableResult, compact
+
+FRESHNESS_WARN_SECONDS = 15 * 60  # an object waiting longer than this is worth a look
+SPARK = "▁▂▃▄▅▆▇█"
 
 
-def _key(table: str) -> dg.AssetKey:
-    schema, name = table.split(".", 1)
-    return dg.AssetKey(["current_state", schema, name])
+def pool_for(table: str) -> str:
+    """Concurrency pool of one state table: one writer at a time (limit 1 per pool, dagster.yaml)."""
+    return f"lakehouse_state_{table.replace('.', '_')}"
 
 
-_TABLES = load_config().tables  # asset definitions follow the tables config
+def lag_history(context: dg.AssetExecutionContext, key: dg.AssetKey, lag: float | None) -> str:
+    """A sparkline of the lag over the last materializations (the UI plots ``lag_seconds`` too)."""
+    records = context.instance.fetch_materializations(key, limit=23).records
+    values = [r.asset_materialization.metadata["lag_seconds"].value
+              for r in reversed(records)
+              if r.asset_materialization and "lag_seconds" in r.asset_materialization.metadata]
+    values = [v for v in values if isinstance(v, int | float)] + ([lag] if lag is not None else [])
+    if not values:
+        return "no lag history yet"
+    top = max(values) or 1.0
+    line = "".join(SPARK[min(len(SPARK) - 1, int(v / top * (len(SPARK) - 1)))] for v in values)
+    return f"`{line}`  lag over the last {len(values)} materializations (max {top:,.0f} s, now {values[-1]:,.0f} s)"
 
 
-@dg.multi_asset(
-    specs=[dg.AssetSpec(_key(t.table), group_name="current_state", kinds={"delta", "parquet"},
-                        deps=["lake_inventory"],
-                        description=f"Current state of {t.table} (topic {t.topic}), key {list(t.primary_key or [])}: "
-                                    "visible rows = rows where __deleted is false.")
-           for t in _TABLES],
-    can_subset=True,
-)
-def current_state(context: dg.AssetExecutionContext, lake: LakeResource, state: StateResource):
-    """Apply the lake's new objects to each selected table (incremental; --full-refresh is the CLI's)."""
-    config = state.config()
-    wanted = [t.table for t in config.tables if _key(t.table) in context.selected_asset_keys]
-    results = compact(lake.reader(), state.uri, config, tables=wanted)
-    failed = []
-    for r in results:
+def table_metadata(r: TableResult, table_uri: str) -> dict:
+    lag = None if r.newest_commit_us is None else max(0.0, time.time() - r.newest_commit_us / 1e6)
+    return {
+        "status": r.status, "objects": r.objects, "events": r.events,
+        **{f"events_{op}": r.ops.get(op, 0) for op in "rcudt"},
+        "duplicates": r.duplicates, "inserts": r.inserts, "updates": r.updates, "deletes": r.deletes,
+        "rows": r.rows, "dagster/row_count": r.rows, "tombstones": r.tombstones,
+        "seconds": round(r.seconds, 2), "lag_seconds": None if lag is None else round(lag, 1),
+        "table_uri": dg.MetadataValue.path(table_uri),
+    }
+
+
+def build_state_asset(entry: TableConfig) -> dg.AssetsDefinition:
+    key = table_key("current_state", entry.table)
+
+    @dg.asset(key=key, group_name="current_state", kinds={"delta", "parquet"}, pool=pool_for(entry.table),
+              deps=[table_key("raw", entry.table)],
+              description=f"Current state of {entry.table} (topic {entry.topic}), key "
+                          f"{list(entry.primary_key or [])}: the raw change events applied in Kafka order "
+                          "(deletes, replays, late files, TOAST, key changes, schema changes). "
+                          "Readers see rows where __deleted is false.")
+    def _state(context: dg.AssetExecutionContext, lake: LakeResource, state: StateResource) -> dg.MaterializeResult:
+        options = CompactOptions(pseudonym_key=state.pseudonym_key)
+        [r] = compact(lake.reader(), state.uri, state.config(), tables=[entry.table], options=options)
         if r.failed:
-            context.log.error(r.error)
-            failed.append(r)
-            continue
+            raise dg.Failure(description=r.error, metadata={"table": entry.table, "topic": entry.topic})
         for note in r.notes:
-            context.log.warning(f"{r.table}: {note}")
-        yield dg.MaterializeResult(asset_key=_key(r.table), metadata={
-            "status": r.status, "objects": r.objects, "events": r.events, "duplicates": r.duplicates,
-            "inserts": r.inserts, "updates": r.updates, "deletes": r.deletes, "rows": r.rows,
-            "tombstones": r.tombstones, "seconds": round(r.seconds, 2),
-            "table_uri": f"{state.uri.rstrip('/')}/{r.table}",
-        })
-    if failed:
-        raise dg.Failure(description="; ".join(r.error or r.table for r in failed),
-                         metadata={"failed_tables": ", ".join(r.table for r in failed)})
+            context.log.warning(f"{entry.table}: {note}")
+        meta = table_metadata(r, f"{state.uri.rstrip('/')}/{entry.table}")
+        lag = meta["lag_seconds"]
+        meta["lag_history"] = dg.MetadataValue.md(lag_history(context, key, lag))
+        if lag is None:
+            del meta["lag_seconds"]
+        return dg.MaterializeResult(metadata=meta)
+
+    return _state
+
+
+def build_state_checks(entry: TableConfig) -> dg.AssetChecksDefinition:
+    key = table_key("current_state", entry.table)
+    specs = [
+        dg.AssetCheckSpec("primary_key_unique_not_null", asset=key, blocking=True,
+                          description="Every visible row has its primary key, and no key is held twice."),
+        dg.AssetCheckSpec("no_toast_placeholder", asset=key, blocking=True,
+                          description="No visible value is Debezium's unchanged-TOAST placeholder."),
+        dg.AssetCheckSpec("freshness", asset=key,
+                          description=f"Oldest lake object not yet applied (warns past {FRESHNESS_WARN_SECONDS} s)."),
+    ]
+
+    @dg.multi_asset_check(specs=specs, name=f"state_checks_{entry.table.replace('.', '_')}", can_subset=True)
+    def _checks(context: dg.AssetCheckExecutionContext, lake: LakeResource, state: StateResource):
+        wanted = {k.name for k in context.selected_asset_check_keys}
+        if "primary_key_unique_not_null" in wanted:
+            keys = state_keys(state.uri, entry.table)
+            yield dg.AssetCheckResult(check_name="primary_key_unique_not_null", asset_key=key, passed=keys.passed,
+                                      metadata={"duplicate_keys": keys.duplicate_keys, "null_keys": keys.null_keys,
+                                                "sample_duplicate_keys": ", ".join(keys.samples) or "-"})
+        if "no_toast_placeholder" in wanted:
+            leaks = placeholder_leaks(state.uri, entry.table)
+            yield dg.AssetCheckResult(check_name="no_toast_placeholder", asset_key=key, passed=not leaks,
+                                      metadata={"leaked_values": sum(leaks.values()),
+                                                "columns": ", ".join(f"{c}: {n}" for c, n in leaks.items()) or "-"})
+        if "freshness" in wanted:
+            waiting = unapplied_objects(lake.reader(), state.uri, entry)
+            yield dg.AssetCheckResult(
+                check_name="freshness", asset_key=key, passed=waiting.oldest_age_seconds <= FRESHNESS_WARN_SECONDS,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"unapplied_objects": waiting.objects,
+                          "oldest_unapplied_age_seconds": round(waiting.oldest_age_seconds, 1),
+                          "oldest_unapplied_object": waiting.oldest_key or "-"})
+
+    return _checks
+
+
+TABLES = configured_tables()
+state_assets = [build_state_asset(t) for t in TABLES]
+state_checks = [build_state_checks(t) for t in TABLES]

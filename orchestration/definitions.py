@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import lake as lake_assets
-from assets import state as state_assets
-from assets.resources import LakeResource, StateResource
-
-main_job = dg.define_asset_job("main", selection=dg.AssetSelection.all(),
-                               description="Everything, once: the job `make demo` runs.")
+from assets.lake import lake_inventory, raw_topics
+from assets.state import state_assets, state_checks
+from assets.warehouse import warehouse_assets, warehouse_checks
+from orchestration import environment, jobs
+from orchestration.schedules import daily_schedule, warehouse_automation
+from orchestration.sensors import lake_sensor
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([lake_assets, state_assets]),
-    jobs=[main_job],
-    resources={"lake": LakeResource(), "state": StateResource()},
+    assets=[raw_topics, lake_inventory, *state_assets, *warehouse_assets],
+    asset_checks=[*state_checks, *warehouse_checks],
+    jobs=jobs.ALL,
+    sensors=[lake_sensor, warehouse_automation],
+    schedules=[daily_schedule],
+    resources=environment.resources(),
 )

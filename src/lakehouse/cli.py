@@ -198,6 +198,57 @@ def compact(
 
 
 @app.command()
+def discover(
+    lake: LakeOpt,
+    tables_config: Annotated[str | None, typer.Option(help="Tables config YAML to extend (default: "
+                                                           "$LAKEHOUSE_TABLES_CONFIG or config/tables.yaml).")] = None,
+    dsn: Annotated[list[str] | None, typer.Option("--dsn", help="PostgreSQL connection string whose catalog "
+                                                                "gives primary keys the lake's key files do "
+                                                                "not; repeatable (one per database). Keep the "
+                                                                "password out of it: PGPASSWORD or ~/.pgpass.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the entries that would be added; change "
+                                                            "nothing.")] = False,
+) -> None:
+    """Find table topics in the lake that the tables config does not list and append entries for
+    them (comments kept). Keys come from the lake's key files, else from the PostgreSQL catalog.
+    Exit code 1 if some topics have no key (the others are still written)."""
+    from lakehouse.config import ConfigError, config_path, load_config
+    from lakehouse.discover import CatalogError, append_entries
+    from lakehouse.discover import discover as run_discover
+    from lakehouse.lake.reader import LakeReader
+
+    path = tables_config or str(config_path())
+    try:
+        config = load_config(path)
+        found = run_discover(config, LakeReader(lake), dsn or None)
+        added, block = append_entries(path, found, dry_run=dry_run)
+    except (ConfigError, CatalogError) as exc:
+        console.print(f"[bold red]error[/]: {escape(str(exc))}")
+        raise typer.Exit(code=2) from None
+    if not found:
+        out.print(f"every table topic in {escape(lake)} is in {escape(path)}")
+        return
+    added_topics = {f.topic for f in added}
+    summary = Table(title=f"discover {escape(lake)} -> {escape(path)}" + (" (dry run)" if dry_run else ""))
+    for col in ("topic", "primary key", "source", "action"):
+        summary.add_column(col)
+    for f in found:
+        action = ("would add" if dry_run else "added") if f.topic in added_topics else "no key: not written"
+        summary.add_row(escape(f.topic), escape(", ".join(f.primary_key or ())) or "-", escape(f.source or "-"),
+                        action)
+    out.print(summary)
+    if dry_run and block:
+        out.print(f"would append to {escape(path)}:\n{escape(block)}", end="", soft_wrap=True)
+    missing = [f for f in found if not f.primary_key]
+    for f in missing:
+        console.print(f"[bold red]error[/] {escape(f.how_to_add(path))}")
+    if missing:
+        console.print(f"[bold red]{len(missing)} topic(s) without a primary key[/]: "
+                      f"{escape(', '.join(f.topic for f in missing))}")
+        raise typer.Exit(code=1)
+
+
+@app.command()
 def export(
     state: StateOpt,
     table: Annotated[str, typer.Option("--table", "-t", help="schema.table")],

@@ -26,3 +26,8 @@ def dagster_home() -> Path:
 def state_uri() -> str:
     """Where the current-state tables live (Delta tables, one per source table)."""
     return os.environ.get("LAKEHOUSE_STATE") or str(home() / "state")
+
+
+def warehouse_path() -> Path:
+    """The embedded DuckDB warehouse file."""
+    return Path(os.environ.get("LAKEHOUSE_DUCKDB") or home() / "warehouse.duckdb").resolve()

@@ -101,6 +101,7 @@ class LakeObject:
     shape: str = ""  # envelope | unwrap
     row_fields: list[pa.Field] = field(default_factory=list)
     rows: int | None = None
+    modified: float | None = None  # epoch seconds the object landed
 
     @property
     def key(self) -> str:
@@ -176,7 +177,7 @@ class LakeReader:
             if info.size == 0:
                 errors.append(LakeObjectError(info.key, "zero-byte object (the sink never writes empty files)"))
                 continue
-            objects.setdefault(parsed.topic, []).append(LakeObject(parsed, info.size))
+            objects.setdefault(parsed.topic, []).append(LakeObject(parsed, info.size, modified=info.modified))
         for objs in objects.values():
             objs.sort(key=lambda o: o.ref)
         return LakeListing(objects, ignored, errors, excluded, self.layout)

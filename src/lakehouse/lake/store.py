@@ -23,12 +23,17 @@ import pyarrow.fs as pafs
 class ObjectInfo:
     key: str  # relative to the lake root, "/"-separated
     size: int
+    modified: float | None = None  # epoch seconds (S3 LastModified, file mtime)
 
 
 class ObjectStore(Protocol):
     root_uri: str
 
     def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]: ...
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        """Immediate "sub-folders" of ``prefix`` (ending in "/"), like S3's delimiter listing."""
+        ...
 
     def open_input(self, key: str) -> pa.NativeFile: ...
 
@@ -65,8 +70,15 @@ class LocalStore:
                     continue
                 if start_after is not None and key <= start_after:
                     continue
-                found.append(ObjectInfo(key, os.path.getsize(os.path.join(dirpath, fn))))
+                st = os.stat(os.path.join(dirpath, fn))
+                found.append(ObjectInfo(key, st.st_size, st.st_mtime))
         yield from sorted(found, key=lambda o: o.key)  # S3 lists in UTF-8 binary order too
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        base = self.root / prefix
+        if not prefix.endswith("/") or not base.is_dir():
+            return []
+        return sorted(prefix + e.name + "/" for e in os.scandir(base) if e.is_dir())
 
     def path(self, key: str) -> Path:
         return self.root / key
@@ -138,7 +150,14 @@ class S3Store:
             kw["StartAfter"] = self._full(start_after)
         for page in paginator.paginate(**kw):
             for obj in page.get("Contents", []):
-                yield ObjectInfo(obj["Key"][len(self.prefix):], int(obj["Size"]))
+                yield ObjectInfo(obj["Key"][len(self.prefix):], int(obj["Size"]), obj["LastModified"].timestamp())
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        out: list[str] = []
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._full(prefix), Delimiter="/"):
+            out += [p["Prefix"][len(self.prefix):] for p in page.get("CommonPrefixes", [])]
+        return sorted(out)
 
     def open_input(self, key: str) -> pa.NativeFile:
         return self._fs.open_input_file(f"{self.bucket}/{self._full(key)}")

@@ -69,6 +69,8 @@ class TableResult:
     seconds: float = 0.0
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    ops: dict[str, int] = field(default_factory=dict)  # events read per Debezium op (r c u d t)
+    newest_commit_us: int | None = None  # newest source commit applied so far (epoch µs)
 
     @property
     def failed(self) -> bool:
@@ -82,6 +84,7 @@ class CompactOptions:
     batch_bytes: int = DEFAULT_BATCH_BYTES
     cluster_bytes: int = DEFAULT_CLUSTER_BYTES
     workers: int = 1  # tables compacted at once (each uses several cores already: Parquet, delta-rs)
+    pseudonym_key: str | None = field(default=None, repr=False)  # HMAC key; default: $LAKEHOUSE_PSEUDONYM_KEY
 
 
 class _Rebuild(Exception):
@@ -96,8 +99,8 @@ def compact(lake: str | LakeReader, state: str, config: TablesConfig, tables: li
     """Compact every configured table (or those named in ``tables``: topic or schema.table).
     A failing table is reported and skipped; the others go on."""
     reader = lake if isinstance(lake, LakeReader) else LakeReader(lake)
-    listing = reader.scan()
     entries = _select(config, tables)
+    listing = reader.scan(entries[0].topic) if len(entries) == 1 else reader.scan()
 
     def one(entry: TableConfig) -> TableResult:
         result = TableResult(entry.table, entry.topic)
@@ -164,6 +167,7 @@ def _compact_table(reader: LakeReader, listing: LakeListing, state_uri: str, ent
     if not pending:
         if meta is not None:
             result.rows, result.tombstones = meta.live_rows, meta.tombstones
+            result.newest_commit_us = meta.newest_commit_us
         return
     try:
         _apply(reader, st, entry, key, meta, applied, pending, options, result, fresh=meta is None)
@@ -172,6 +176,7 @@ def _compact_table(reader: LakeReader, listing: LakeListing, state_uri: str, ent
         result.notes.append(f"rebuilt: {exc}")
         for name in ("objects", "events", "duplicates", "inserts", "updates", "deletes", "commits"):
             setattr(result, name, 0)
+        result.ops = {}
         _apply(reader, st, entry, key, None, None, objects, options, result, fresh=True)
         rebuild_reason = str(exc)
     result.status = "rebuilt" if rebuild_reason else "applied"
@@ -249,7 +254,8 @@ def _apply(reader: LakeReader, st: StateTable, entry: TableConfig, key: tuple[st
         else:
             overwrite_all = not row_schema.equals(meta.row_schema)  # a column added or widened: rewrite
         meta.row_schema = row_schema
-        events = _read(reader, plan, batch, key, entry)
+        events = _read(reader, plan, batch, key, entry, options.pseudonym_key)
+        _count_ops(events, meta, result)
         write = _apply_batch(st, meta, events, key, row_schema, overwrite_all, options, result, keep_images)
         applied_parts = [pa.concat_tables([*applied_parts, _manifest_rows(batch)]).combine_chunks()]
         st.write(write.content, write.replaced, meta, applied_parts[0], overwrite_all)
@@ -257,6 +263,16 @@ def _apply(reader: LakeReader, st: StateTable, entry: TableConfig, key: tuple[st
         result.commits += 1
     if meta is not None:
         result.rows, result.tombstones = meta.live_rows, meta.tombstones
+        result.newest_commit_us = meta.newest_commit_us
+
+
+def _count_ops(events: pa.Table, meta: StateMeta, result: TableResult) -> None:
+    for item in pc.value_counts(events.column("__op")).to_pylist():
+        result.ops[item["values"]] = result.ops.get(item["values"], 0) + item["counts"]
+    newest = pc.max(events.column("__commit_ts")).as_py()
+    if newest is not None:
+        us = int(newest.timestamp() * 1_000_000)
+        meta.newest_commit_us = max(meta.newest_commit_us or us, us)
 
 
 def _row_fields(plan, entry: TableConfig) -> list[pa.Field]:
@@ -282,14 +298,14 @@ def _merge_schema(entry: TableConfig, meta: StateMeta | None, new_fields: list[p
 
 
 def _read(reader: LakeReader, plan, batch: list[LakeObject], key: tuple[str, ...],
-          entry: TableConfig) -> pa.Table:
+          entry: TableConfig, secret: str | None) -> pa.Table:
     parts = []
     for obj in batch:
         for rb in reader.iter_object(obj, plan.schema, batch_size=262_144):
             parts.append(rb)
     events = pa.Table.from_batches(parts, schema=plan.schema) if parts else plan.schema.empty_table()
     _check_keys(events, key, batch)
-    return _apply_policy(events, entry)
+    return _apply_policy(events, entry, secret)
 
 
 def _check_keys(events: pa.Table, key: tuple[str, ...], batch: list[LakeObject]) -> None:
@@ -304,7 +320,7 @@ def _check_keys(events: pa.Table, key: tuple[str, ...], batch: list[LakeObject])
                                        "primary key, or the wrong primary_key in the tables config)")
 
 
-def _apply_policy(events: pa.Table, entry: TableConfig) -> pa.Table:
+def _apply_policy(events: pa.Table, entry: TableConfig, secret: str | None = None) -> pa.Table:
     for column, policy in entry.columns.items():
         if column not in events.column_names:
             continue
@@ -312,14 +328,14 @@ def _apply_policy(events: pa.Table, entry: TableConfig) -> pa.Table:
             events = events.drop_columns([column])
         elif policy == ColumnPolicy.pseudonymise:
             events = events.set_column(events.schema.get_field_index(column), events.schema.field(column),
-                                       pseudonymise(events.column(column).combine_chunks(), entry.topic, column))
+                                       pseudonymise(events.column(column).combine_chunks(), entry.topic, column, secret))
     return events
 
 
-def pseudonymise(arr: pa.Array, topic: str, column: str) -> pa.Array:
+def pseudonymise(arr: pa.Array, topic: str, column: str, secret: str | None = None) -> pa.Array:
     """Keyed HMAC-SHA256 (hex) of each value: stable, so joins on it still work; the key comes
     from the environment only. TOAST placeholders pass through so they still mean 'unchanged'."""
-    secret = os.environ.get(PSEUDONYM_KEY_ENV)
+    secret = secret or os.environ.get(PSEUDONYM_KEY_ENV)
     if not secret:
         raise ConfigError(f"{topic}: column {column!r} is to be pseudonymised but {PSEUDONYM_KEY_ENV} is not set "
                           "(the HMAC key comes from the environment only)")

@@ -29,6 +29,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from deltalake import DeltaTable, write_deltalake
 from deltalake.transaction import CommitProperties
@@ -71,6 +72,8 @@ class StateMeta:
     manifest: str | None = None
     clustering: str = CLUSTERING
     format_version: int = FORMAT_VERSION
+    newest_commit_us: int | None = None  # newest source commit time applied (epoch µs): lag
+
 
     def to_json(self) -> str:
         return json.dumps({
@@ -79,6 +82,7 @@ class StateMeta:
             "clusters": [c.to_json() for c in self.clusters],
             "truncates": [t.to_json() for t in self.truncates],
             "manifest": self.manifest, "clustering": self.clustering,
+            "newest_commit_us": self.newest_commit_us,
         }, separators=(",", ":"))
 
     @classmethod
@@ -89,7 +93,7 @@ class StateMeta:
                    clusters=[Cluster(*c) for c in d["clusters"]],
                    truncates=[Truncate.from_json(t) for t in d["truncates"]],
                    manifest=d["manifest"], clustering=d.get("clustering", "v1"),
-                   format_version=d["format_version"])
+                   format_version=d["format_version"], newest_commit_us=d.get("newest_commit_us"))
 
     @property
     def live_rows(self) -> int:
@@ -150,13 +154,16 @@ class StateTable:
     def exists(self) -> bool:
         return DeltaTable.is_deltatable(self.uri, storage_options=self.options)
 
-    def load(self) -> StateMeta | None:
+    def load(self, version: int | None = None) -> StateMeta | None:
+        """Open the newest version (or ``version``) and its metadata; None if there is no table."""
         if not self.exists():
             self._dt, self.meta = None, None
             return None
-        self._dt = DeltaTable(self.uri, storage_options=self.options)
+        self._dt = DeltaTable(self.uri, version=version, storage_options=self.options)
+        at = self._dt.version()
         # maintenance commits (optimize, vacuum) carry no metadata of ours: take the newest that does
-        text = next((c[META_KEY] for c in self._dt.history(20) if META_KEY in c), None)
+        text = next((c[META_KEY] for c in self._dt.history(20)
+                     if META_KEY in c and c.get("version", at) <= at), None)
         if text is None:
             raise StateError(f"{self.uri}: a Delta table without {META_KEY} in its recent commits: not written "
                              "by lakehouse compact (or written by another tool since); rebuild with --full-refresh")
@@ -213,6 +220,21 @@ class StateTable:
         hit = pl.from_arrow(t.select(["__lsn", "__tx_id"])).with_row_index("__i").join(
             want.unique(), on=["__lsn", "__tx_id"], how="semi").get_column("__i").to_numpy()
         return t.take(pa.array(hit))
+
+    def dataset(self) -> ds.Dataset:
+        """The loaded version as a pyarrow dataset (storage types; see ``to_logical``)."""
+        assert self._dt is not None
+        return self._dt.to_pyarrow_dataset()
+
+    def files_by_cluster(self) -> dict[int, set[str]]:
+        """Data files (paths in the table) of every cluster in the loaded version."""
+        assert self._dt is not None
+        actions = pa.table(self._dt.get_add_actions(flatten=True))
+        out: dict[int, set[str]] = {}
+        for path, cid in zip(actions.column("path").to_pylist(),
+                             actions.column(f"partition.{CLUSTER_COLUMN}").to_pylist()):
+            out.setdefault(int(cid), set()).add(path)
+        return out
 
     def cluster_files(self, clusters: list[int]) -> dict[int, list[str]]:
         """Data files of each cluster in the current version (keys relative to the state root)."""

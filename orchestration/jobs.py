@@ -1,0 +1,52 @@
+"""Jobs: what runs together."""
+# no "from __future__ import annotations": Dagster inspects the real annotations
+
+import dagster as dg
+
+from assets.keys import configured_tables
+from assets.resources import StateResource
+from assets.state import pool_for
+from lakehouse.config import TableConfig
+from lakehouse.state.maintain import maintain
+
+main_job = dg.define_asset_job(
+    "main", selection=dg.AssetSelection.all(),
+    description="Everything, once: raw observations, current state, warehouse, checks (what `make demo` runs).")
+
+# the lake sensor's target: it selects one table's state asset per run; one process per run
+# (no step subprocesses) keeps the landing-to-committed latency low
+compact_job = dg.define_asset_job(
+    "compact_tables", selection=dg.AssetSelection.groups("current_state"), executor_def=dg.in_process_executor,
+    description="Apply new lake objects to current-state tables (the lake sensor picks the tables).")
+
+warehouse_job = dg.define_asset_job(
+    "load_warehouse", selection=dg.AssetSelection.groups("warehouse"),
+    description="Load every warehouse table from its current state (incremental; full_refresh in the config).")
+
+
+class MaintainConfig(dg.Config):
+    retention_hours: int = 168  # Delta time travel kept for the warehouse's incremental loads
+
+
+def build_maintain_op(entry: TableConfig) -> dg.OpDefinition:
+    # in the table's pool: maintenance never commits while a compaction of that table runs
+    @dg.op(name=f"maintain_{entry.table.replace('.', '_')}", pool=pool_for(entry.table),
+           description=f"Bin-pack small files, vacuum unreferenced ones, drop orphan manifests of {entry.table}.")
+    def _maintain(context: dg.OpExecutionContext, config: MaintainConfig, state: StateResource) -> None:
+        report = maintain(state.uri, entry.table, retention_hours=config.retention_hours)
+        context.log.info(f"{entry.table}: {report}")
+
+    return _maintain
+
+
+MAINTAIN_OPS = [build_maintain_op(t) for t in configured_tables()]
+
+
+@dg.job(description="Daily upkeep of the current-state tables (marts and dataset exports join with issue 7).",
+        tags={"lakehouse/kind": "maintenance"})
+def daily():
+    for op in MAINTAIN_OPS:
+        op()
+
+
+ALL = [main_job, compact_job, warehouse_job, daily]

@@ -1,0 +1,1 @@
+"""Warehouse layer: current-state tables loaded into DuckDB (embedded) or BigQuery."""

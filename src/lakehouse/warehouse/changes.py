@@ -1,0 +1,126 @@
+"""What a warehouse must apply to catch up with a current-state table.
+
+A compaction commit rewrites whole clusters (partitions of the Delta table), so the clusters whose
+data files differ between the version a warehouse last loaded and the newest version hold every
+changed row. For those clusters the warehouse deletes every key they held then or hold now (rows
+that were updated, deleted, truncated or re-created) and inserts their visible rows. Everything
+else stays untouched. A full refresh (first load, schema change, rewritten table, vacuumed old
+version) replaces the table with all visible rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from lakehouse.state.export import export_type
+from lakehouse.state.table import CLUSTER_COLUMN, StateError, StateMeta, StateTable
+from lakehouse.state.types import to_logical
+
+# lineage columns every warehouse table carries next to the source columns
+LINEAGE = {"_cdc_lsn": ("__lsn", pa.int64()),
+           "_cdc_committed_at": ("__commit_ts", pa.timestamp("us", tz="UTC"))}
+
+
+def schema_fingerprint(meta: StateMeta) -> str:
+    text = "|".join(f"{f.name}:{f.type}" for f in meta.row_schema) + "|key:" + ",".join(meta.key)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def warehouse_schema(meta: StateMeta) -> pa.Schema:
+    fields = [pa.field(f.name, export_type(f.type)) for f in meta.row_schema]
+    return pa.schema(fields + [pa.field(name, t) for name, (_, t) in LINEAGE.items()])
+
+
+@dataclass
+class StateChanges:
+    table: str
+    version: int  # the state version these changes bring the warehouse to
+    meta: StateMeta
+    full: bool  # True: ``rows`` is the whole table; replace the target
+    reason: str
+    changed_keys: pa.Table | None  # keys to remove from the target before inserting ``rows``
+    clusters: list[int]  # clusters read (all of them on a full refresh)
+    dataset: ds.Dataset = field(repr=False)  # the state table pinned to ``version``
+    up_to_date: bool = False
+
+    @property
+    def fingerprint(self) -> str:
+        return schema_fingerprint(self.meta)
+
+    def rows(self, batch_rows: int = 131_072) -> pa.RecordBatchReader:
+        """Visible rows of the read clusters, warehouse types, lineage columns last (streamed)."""
+        schema = warehouse_schema(self.meta)
+        return pa.RecordBatchReader.from_batches(schema, self._batches(schema, batch_rows))
+
+    def _batches(self, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        expr = pc.field("__deleted") == False  # noqa: E712  (an expression)
+        if not self.full:
+            if not self.clusters:
+                return
+            expr = expr & pc.field(CLUSTER_COLUMN).isin(self.clusters)
+        source = [f.name for f in self.meta.row_schema]
+        wanted = source + [src for src, _ in LINEAGE.values()]
+        for batch in self.dataset.to_batches(filter=expr, columns=wanted, batch_size=batch_rows):
+            if batch.num_rows == 0:
+                continue
+            logical = to_logical(pa.Table.from_batches([batch]), self.meta.row_schema)
+            arrays = [logical.column(name).cast(schema.field(name).type, safe=False) for name in source]
+            arrays += [logical.column(src).cast(t) for src, t in LINEAGE.values()]
+            yield from pa.Table.from_arrays(arrays, schema=schema).to_batches()
+
+
+def changes_since(state_uri: str, table: str, loaded_version: int | None, loaded_fingerprint: str | None,
+                  full_refresh: bool = False) -> StateChanges:
+    """Changes from ``loaded_version`` (None: nothing loaded yet) to the newest state version."""
+    st = StateTable(state_uri, table)
+    meta = st.load()
+    if meta is None:
+        raise StateError(f"{st.uri}: no current-state table yet (compact {table} first)")
+    version = st.version
+    assert version is not None
+    now_files = st.files_by_cluster()
+    out = StateChanges(table, version, meta, True, "", None, sorted(now_files), st.dataset())
+    if full_refresh:
+        out.reason = "full refresh requested"
+    elif loaded_version is None:
+        out.reason = "first load"
+    elif loaded_version > version:
+        out.reason = f"the warehouse loaded version {loaded_version}, the state is at {version} (state rebuilt elsewhere)"
+    elif loaded_fingerprint != schema_fingerprint(meta):
+        out.reason = "schema or key changed"
+    elif loaded_version == version:
+        out.full, out.up_to_date, out.reason, out.clusters = False, True, "up to date", []
+        return out
+    else:
+        old = StateTable(state_uri, table)
+        try:
+            old_meta = old.load(loaded_version)
+            old_files = old.files_by_cluster()
+        except Exception as exc:  # log cleaned up or version vacuumed: only a full load is exact
+            out.reason = f"version {loaded_version} is no longer readable ({type(exc).__name__})"
+            return out
+        touched = sorted(c for c in set(old_files) | set(now_files) if old_files.get(c) != now_files.get(c))
+        if set(touched) >= set(old_files) | set(now_files) and len(touched) > 1:
+            out.reason = f"every cluster changed since version {loaded_version}"
+            return out
+        key = list(meta.key)
+        try:
+            before = old.dataset().to_table(
+                filter=pc.field(CLUSTER_COLUMN).isin(touched), columns=key) if touched else None
+        except (OSError, FileNotFoundError) as exc:
+            out.reason = f"files of version {loaded_version} are gone ({type(exc).__name__})"
+            return out
+        after = out.dataset.to_table(filter=pc.field(CLUSTER_COLUMN).isin(touched), columns=key) if touched else None
+        parts = [to_logical(t, old_meta.row_schema if t is before else meta.row_schema)
+                 for t in (before, after) if t is not None and t.num_rows]
+        keys = pa.concat_tables([p.cast(parts[0].schema) for p in parts]) if parts else None
+        if keys is not None:
+            keys = keys.group_by(key).aggregate([])
+        out.full, out.reason, out.changed_keys, out.clusters = False, f"{len(touched)} cluster(s) changed", keys, touched
+    return out

@@ -1,0 +1,150 @@
+"""The embedded warehouse: one DuckDB file, one table per source table (``<schema>.<table>``).
+
+Loads are incremental (see :mod:`lakehouse.warehouse.changes`) and atomic: the data change and the
+record of the state version it came from commit in one DuckDB transaction, so a crash leaves the
+previous load in place and the next load redoes the work.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
+
+from lakehouse.sqlfiles import quote, sql
+from lakehouse.warehouse.changes import changes_since
+
+SQL = "warehouse/duckdb/"
+
+
+@dataclass
+class LoadResult:
+    table: str
+    mode: str  # full | incremental | up-to-date
+    reason: str
+    state_version: int
+    rows: int  # visible rows in the warehouse table after the load
+    inserted: int  # rows written (re-inserted rows of changed clusters included)
+    removed_keys: int  # keys cleared before the insert (incremental)
+    clusters: int  # state clusters read
+    seconds: float
+
+
+@dataclass
+class KeyProblems:
+    duplicate_keys: int
+    null_keys: int
+    samples: list[str]
+
+
+def _locked(exc: BaseException) -> bool:
+    # another process (a concurrent run, a DuckDB shell) holds the file's write lock
+    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+
+
+def target_name(table: str) -> str:
+    schema, name = table.split(".", 1)
+    return f"{quote(schema)}.{quote(name)}"
+
+
+class DuckDBWarehouse:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @retry(retry=retry_if_exception(_locked), wait=wait_exponential(0.2, max=5), stop=stop_after_delay(120),
+           reraise=True)
+    def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        if read_only and not self.path.exists():
+            raise FileNotFoundError(f"{self.path}: no warehouse yet (load a table first)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(self.path), read_only=read_only)
+        if not read_only:
+            con.execute(sql(SQL + "init.sql"))
+        return con
+
+    def last_load(self, con: duckdb.DuckDBPyConnection, table: str) -> tuple | None:
+        return con.execute(sql(SQL + "last_load.sql"), {"table_name": table}).fetchone()
+
+    def load(self, state_uri: str, table: str, full_refresh: bool = False) -> LoadResult:
+        """Bring the warehouse table up to the newest version of the current-state table."""
+        started = time.perf_counter()
+        target = target_name(table)
+        con = self.connect()
+        try:
+            last = self.last_load(con, table)
+            changes = changes_since(state_uri, table, last[0] if last else None, last[1] if last else None,
+                                    full_refresh)
+            if changes.up_to_date:
+                rows = con.execute(sql(SQL + "row_count.sql", target=target)).fetchone()[0]
+                return LoadResult(table, "up-to-date", changes.reason, changes.version, rows, 0, 0, 0,
+                                  time.perf_counter() - started)
+            incoming = changes.rows()
+            con.begin()
+            try:
+                con.register("incoming_rows", incoming)
+                removed = 0
+                if changes.full:
+                    con.execute(sql(SQL + "replace_table.sql", schema=quote(table.split(".", 1)[0]),
+                                    target=target))
+                else:
+                    if changes.changed_keys is not None and changes.changed_keys.num_rows:
+                        con.register("changed_keys", changes.changed_keys)
+                        match = " AND ".join(f"t.{quote(k)} = c.{quote(k)}" for k in changes.meta.key)
+                        removed = changes.changed_keys.num_rows
+                        con.execute(sql(SQL + "delete_changed_keys.sql", target=target, key_match=match))
+                    con.execute(sql(SQL + "insert_rows.sql", target=target))
+                mode = "full" if changes.full else "incremental"
+                con.execute(sql(SQL + "record_load.sql", target=target),
+                            {"table_name": table, "state_version": changes.version,
+                             "fingerprint": changes.fingerprint, "mode": mode})
+                rows = self.last_load(con, table)[3]
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+            finally:
+                con.unregister("incoming_rows")
+            read = set(changes.clusters)
+            inserted = sum(c.live for c in changes.meta.clusters if c.id in read)
+            return LoadResult(table, mode, changes.reason, changes.version, rows, inserted, removed,
+                              len(changes.clusters), time.perf_counter() - started)
+        finally:
+            con.close()
+
+    # -- reads for checks and tests ------------------------------------------------------------
+
+    def row_count(self, table: str) -> int:
+        with self.connect(read_only=True) as con:
+            return con.execute(sql(SQL + "row_count.sql", target=target_name(table))).fetchone()[0]
+
+    def loaded_version(self, table: str) -> int | None:
+        with self.connect(read_only=True) as con:
+            last = self.last_load(con, table)
+        return last[0] if last else None
+
+    def columns(self, table: str) -> list[str]:
+        schema, name = table.split(".", 1)
+        with self.connect(read_only=True) as con:
+            rows = con.execute(sql(SQL + "columns.sql"), {"schema_name": schema, "table_name": name}).fetchall()
+        return [r[0] for r in rows]
+
+    def key_problems(self, table: str, key: tuple[str, ...]) -> KeyProblems:
+        cols = ", ".join(quote(k) for k in key)
+        any_null = " OR ".join(f"{quote(k)} IS NULL" for k in key)
+        with self.connect(read_only=True) as con:
+            dup, nulls, samples = con.execute(sql(SQL + "key_problems.sql", target=target_name(table),
+                                                  key_columns=cols, any_key_null=any_null)).fetchone()
+        return KeyProblems(dup, nulls, list(samples or []))
+
+    def not_pseudonymised(self, table: str, column: str) -> int:
+        with self.connect(read_only=True) as con:
+            return con.execute(sql(SQL + "not_pseudonymised.sql", target=target_name(table),
+                                   column=quote(column))).fetchone()[0]
+
+    def read(self, table: str):
+        """The warehouse table as Arrow (tests, exports)."""
+        with self.connect(read_only=True) as con:
+            return con.execute(sql(SQL + "select_all.sql", target=target_name(table))).fetch_arrow_table()
