@@ -11,11 +11,17 @@ from orchestration import environment, jobs
 from orchestration.schedules import daily_schedule, warehouse_automation
 from orchestration.sensors import lake_sensor
 
-defs = dg.Definitions(
-    assets=[raw_topics, lake_inventory, *state_assets, *warehouse_assets],
-    asset_checks=[*state_checks, *warehouse_checks],
-    jobs=jobs.ALL,
-    sensors=[lake_sensor, warehouse_automation],
-    schedules=[daily_schedule],
-    resources=environment.resources(),
-)
+
+def build_defs(resources: dict | None = None) -> dg.Definitions:
+    """The code location; ``resources`` replaces the environment's (tests point them at temp dirs)."""
+    return dg.Definitions(
+        assets=[raw_topics, lake_inventory, *state_assets, *warehouse_assets],
+        asset_checks=[*state_checks, *warehouse_checks],
+        jobs=jobs.ALL,
+        sensors=[lake_sensor, warehouse_automation],
+        schedules=[daily_schedule],
+        resources=resources if resources is not None else environment.resources(),
+    )
+
+
+defs = build_defs()

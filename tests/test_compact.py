@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lake_copy import copy_companions, copy_objects, value_keys
 from oracle import lake_state
 
 from lakehouse.config import ConfigError, TableConfig, TablesConfig, load_config
@@ -79,26 +80,6 @@ def assert_equals_oracle(lake: Path, state: Path, config: TablesConfig) -> None:
         for k, row in want.items():
             for c, v in row.items():
                 assert got[k].get(c) == v, f"{entry.table} {k}.{c}: {got[k].get(c)!r} != {v!r}"
-
-
-def value_keys(lake: Path) -> list[str]:
-    listing = LakeReader(str(lake)).scan()
-    return [o.key for objs in listing.objects.values() for o in objs]
-
-
-def copy_objects(src: Path, dst: Path, keys: list[str]) -> None:
-    for k in keys:
-        (dst / k).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src / k, dst / k)
-
-
-def copy_companions(src: Path, dst: Path) -> None:
-    values = set(value_keys(src))
-    for path in src.rglob("*"):
-        rel = path.relative_to(src).as_posix()
-        if path.is_file() and rel not in values:
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, dst / rel)
 
 
 @pytest.mark.parametrize("name", list(LAKES))

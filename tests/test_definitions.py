@@ -1,20 +1,89 @@
-"""The Dagster code location loads and its main job runs on a real lake."""
+"""The Dagster code location: it loads, its graph is the reviewed one, the whole graph runs on a
+generated lake (warehouse == export, checks green), and bad input fails only its table's run."""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import dagster as dg
+import pytest
 from sample_lake import write_sample_lake
 
-from assets.resources import LakeResource
+from assets.keys import table_key
+from assets.resources import DuckDBWarehouseResource, LakeResource, StateResource
+from lakehouse.config import load_config
+from lakehouse.generate import GeneratorOptions, generate_lake
+from lakehouse.lake.reader import LakeReader
 from lakehouse.lake.store import LocalStore
+from lakehouse.state.export import visible_rows
+from lakehouse.warehouse.changes import LINEAGE
+from lakehouse.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
+TABLES = [t.table for t in load_config().tables]
 
 
-def test_definitions_load_with_main_job():
+@pytest.fixture(autouse=True)
+def _pseudonym_key(monkeypatch):
+    monkeypatch.setenv("LAKEHOUSE_PSEUDONYM_KEY", "test-key")
+
+
+def resources_for(root: Path) -> dict:
+    return {"lake": LakeResource(uri=str(root / "lake")),
+            "state": StateResource(uri=str(root / "state"), pseudonym_key="test-key"),
+            "warehouse": DuckDBWarehouseResource(path=str(root / "warehouse.duckdb"))}
+
+
+def graph_snapshot(defs: dg.Definitions) -> dict:
+    """What a reviewer should see change: assets (group, deps, kinds, pool, automation), checks
+    (blocking), jobs, sensors, schedules."""
+    graph = defs.resolve_asset_graph()
+    assets = {}
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        node = graph.get(key)
+        assets[key.to_user_string()] = {
+            "group": node.group_name,
+            "deps": sorted(p.to_user_string() for p in node.parent_keys),
+            "kinds": sorted(node.kinds),
+            "materializable": node.is_materializable,
+            "pools": sorted(node.pools or []),
+            "automation": type(node.automation_condition).__name__ if node.automation_condition else None,
+        }
+    checks = {}
+    for checks_def in defs.asset_checks or []:
+        for spec in checks_def.check_specs:
+            checks[f"{spec.asset_key.to_user_string()}:{spec.name}"] = {"blocking": spec.blocking}
+    return {
+        "assets": assets,
+        "checks": dict(sorted(checks.items())),
+        "jobs": sorted(j.name for j in defs.jobs or []),
+        "sensors": sorted(s.name for s in defs.sensors or []),
+        "schedules": {s.name: s.cron_schedule for s in defs.schedules or []},
+    }
+
+
+def test_definitions_load_with_every_layer():
     from orchestration.definitions import defs
 
-    assert defs.resolve_job_def("main") is not None
+    for job in ("main", "compact_tables", "load_warehouse", "daily"):
+        assert defs.resolve_job_def(job) is not None
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert "lake_inventory" in keys
+    for table in TABLES:
+        schema, name = table.split(".")
+        assert {f"raw/{schema}/{name}", f"current_state/{schema}/{name}", f"warehouse/{schema}/{name}"} <= keys
+
+
+def test_asset_graph_matches_the_reviewed_snapshot():
+    """Regenerate with UPDATE_SNAPSHOTS=1 after an intended change, and review the diff."""
+    from orchestration.definitions import defs
+
+    snapshot = graph_snapshot(defs)
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text(json.dumps(snapshot, indent=1, sort_keys=True) + "\n")
+    assert snapshot == json.loads(SNAPSHOT.read_text()), "asset graph changed: review, then UPDATE_SNAPSHOTS=1"
 
 
 def test_lake_inventory_materializes_with_counts(tmp_path):
@@ -30,25 +99,60 @@ def test_lake_inventory_materializes_with_counts(tmp_path):
     assert meta["problems"].value == 0
 
 
-def test_current_state_assets_materialize_per_table(tmp_path, monkeypatch):
-    from assets.resources import StateResource
-    from assets.state import current_state
-    from lakehouse.generate import GeneratorOptions, generate_lake
+def test_whole_graph_in_process_warehouse_equals_export(tmp_path):
+    from orchestration.definitions import build_defs
 
-    monkeypatch.setenv("LAKEHOUSE_PSEUDONYM_KEY", "test")
-    generate_lake(tmp_path / "lake", GeneratorOptions(events=3_000, seed=2))
-    resources = {"lake": LakeResource(uri=str(tmp_path / "lake")), "state": StateResource(uri=str(tmp_path / "state"))}
-    selection = [dg.AssetKey(["current_state", "scan", "feedback"]), dg.AssetKey(["current_state", "auth", "users"])]
-    result = dg.materialize([current_state], resources=resources, selection=selection,
-                            instance=dg.DagsterInstance.ephemeral())
+    generate_lake(tmp_path / "lake", GeneratorOptions(events=4_000, seed=8, flush_size=400, pk_changes=True,
+                                                      truncates=True, replays=True))
+    defs = build_defs(resources_for(tmp_path))
+    instance = dg.DagsterInstance.ephemeral()
+    result = defs.resolve_job_def("main").execute_in_process(instance=instance)
     assert result.success
+    checks = result.get_asset_check_evaluations()
+    assert len(checks) == 6 * len(TABLES) and all(c.passed for c in checks), \
+        [(c.asset_key.to_user_string(), c.check_name) for c in checks if not c.passed]
     mats = {e.materialization.asset_key.to_user_string(): e.materialization.metadata
             for e in result.get_asset_materialization_events()}
-    assert set(mats) == {"current_state/scan/feedback", "current_state/auth/users"}  # only the selection
-    assert mats["current_state/scan/feedback"]["rows"].value > 0
-    assert mats["current_state/scan/feedback"]["status"].value == "applied"
-    # run again: nothing new
-    again = dg.materialize([current_state], resources=resources, selection=selection,
-                           instance=dg.DagsterInstance.ephemeral())
-    statuses = {e.materialization.metadata["status"].value for e in again.get_asset_materialization_events()}
-    assert statuses == {"up-to-date"}
+    wh = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+    for entry in load_config().tables:
+        schema, name = entry.table.split(".")
+        state_meta = mats[f"current_state/{schema}/{name}"]
+        want = visible_rows(str(tmp_path / "state"), entry.table)
+        assert state_meta["rows"].value == want.num_rows > 0
+        assert sum(state_meta[f"events_{op}"].value for op in "rcudt") == state_meta["events"].value
+        assert state_meta["lag_seconds"].value >= 0 and "lag over the last 1" in state_meta["lag_history"].value
+        got = wh.read(entry.table)
+        assert got.drop_columns(list(LINEAGE)).sort_by([(k, "ascending") for k in entry.primary_key]).to_pylist() \
+            == want.sort_by([(k, "ascending") for k in entry.primary_key]).to_pylist(), entry.table
+        assert mats[f"warehouse/{schema}/{name}"]["mode"].value == "full"
+    # a second run: nothing new anywhere; the lag history grows
+    again = defs.resolve_job_def("main").execute_in_process(instance=instance)
+    metas = {e.materialization.asset_key.to_user_string(): e.materialization.metadata
+             for e in again.get_asset_materialization_events()}
+    assert {m["status"].value for k, m in metas.items() if k.startswith("current_state/")} == {"up-to-date"}
+    assert {m["mode"].value for k, m in metas.items() if k.startswith("warehouse/")} == {"up-to-date"}
+    assert "lag over the last 2" in metas["current_state/scan/feedback"]["lag_history"].value
+
+
+def test_bad_object_fails_only_its_tables_run_and_names_the_object(tmp_path):
+    from orchestration.definitions import build_defs
+
+    generate_lake(tmp_path / "lake", GeneratorOptions(events=2_000, seed=9, flush_size=300))
+    feedback = LakeReader(str(tmp_path / "lake")).scan().objects["eco2.scan.feedback"]
+    broken = feedback[len(feedback) // 2].key
+    (tmp_path / "lake" / broken).write_bytes(b"PAR1 this is not parquet PAR1")
+    defs = build_defs(resources_for(tmp_path))
+    job = defs.resolve_job_def("compact_tables")
+    instance = dg.DagsterInstance.ephemeral()
+    outcomes = {}
+    for table in TABLES:  # one run per table, as the lake sensor requests them
+        result = job.execute_in_process(instance=instance, asset_selection=[table_key("current_state", table)],
+                                        raise_on_error=False)
+        outcomes[table] = result
+    assert not outcomes["scan.feedback"].success
+    failure = next(e for e in outcomes["scan.feedback"].all_events if e.is_step_failure)
+    assert broken in failure.step_failure_data.error.message
+    assert all(r.success for t, r in outcomes.items() if t != "scan.feedback")
+    # nothing of the failed table was committed; the others hold their rows
+    assert not (tmp_path / "state" / "scan.feedback").exists()
+    assert visible_rows(str(tmp_path / "state"), "scan.scans").num_rows > 0

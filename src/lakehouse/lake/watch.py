@@ -115,11 +115,10 @@ def watch(store: ObjectStore, cursor: WatchCursor | None, layout: SinkLayout = S
                     continue
                 total += 1
                 folder_marks = marks.get(_folder_of(info.key, prefix, layout), {})
-                seen = folder_marks.get(slot)
-                if seen is None or info.key > seen:
+                if _after(info.key, folder_marks.get(slot), layout):
                     new.append(info)
                 target = nxt_marks.setdefault(_folder_of(info.key, prefix, layout), {})
-                if info.key > target.get(slot, ""):
+                if _after(info.key, target.get(slot), layout):
                     target[slot] = info.key
         nxt.marks[topic] = nxt_marks
         known = old.counts.get(topic)
@@ -133,6 +132,17 @@ def watch(store: ObjectStore, cursor: WatchCursor | None, layout: SinkLayout = S
         if new:
             result.new[topic] = sorted(new, key=lambda o: o.key)
     return result
+
+
+def _after(key: str, mark: str | None, layout: SinkLayout) -> bool:
+    """Is ``key`` newer than ``mark`` (same folder and partition)? Offsets compare as numbers."""
+    if mark is None:
+        return True
+    _, offset = _partition_slot(key, layout)
+    _, mark_offset = _partition_slot(mark, layout)
+    if offset is None or mark_offset is None or offset == mark_offset:
+        return key > mark
+    return offset > mark_offset
 
 
 def _start_after(folder_marks: dict[str, str] | None, layout: SinkLayout) -> str | None:

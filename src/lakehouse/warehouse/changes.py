@@ -106,7 +106,7 @@ def changes_since(state_uri: str, table: str, loaded_version: int | None, loaded
             out.reason = f"version {loaded_version} is no longer readable ({type(exc).__name__})"
             return out
         touched = sorted(c for c in set(old_files) | set(now_files) if old_files.get(c) != now_files.get(c))
-        if set(touched) >= set(old_files) | set(now_files) and len(touched) > 1:
+        if touched and set(touched) >= set(old_files) | set(now_files):
             out.reason = f"every cluster changed since version {loaded_version}"
             return out
         key = list(meta.key)

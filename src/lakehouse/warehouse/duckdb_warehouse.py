@@ -147,4 +147,4 @@ class DuckDBWarehouse:
     def read(self, table: str):
         """The warehouse table as Arrow (tests, exports)."""
         with self.connect(read_only=True) as con:
-            return con.execute(sql(SQL + "select_all.sql", target=target_name(table))).fetch_arrow_table()
+            return con.execute(sql(SQL + "select_all.sql", target=target_name(table))).to_arrow_table()
