@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED := 1
 # byte-compile at install: the first `lakehouse` run would otherwise spend seconds compiling imports
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help env demo test test-fast bench clean
+.PHONY: help env demo ui test test-fast bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -33,6 +33,13 @@ env: $(VENV)/.synced  ## create/refresh the environment from the lock file
 
 demo: env  ## build a sample lake and run the main job on embedded defaults
 	@$(PY) -m orchestration.demo
+
+ui: env  ## the Dagster UI on http://127.0.0.1:3000 over the demo's data (Ctrl-C stops it)
+	@$(PY) -c "from lakehouse import settings; from orchestration.demo import install_instance_config as i; i(settings.dagster_home())"
+	@echo "==> dagster dev on http://127.0.0.1:3000 (the demo's data; set LAKEHOUSE_* to point elsewhere)"
+	@DAGSTER_HOME=$${DAGSTER_HOME:-$${LAKEHOUSE_HOME:-$(CURDIR)/.data}/dagster} \
+	  LAKEHOUSE_PSEUDONYM_KEY=$${LAKEHOUSE_PSEUDONYM_KEY:-demo-only-not-a-secret} \
+	  $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 test: env  ## lint, then run the whole suite (slow suites included)
 	@$(VENV)/bin/ruff check src assets orchestration tests bench

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -59,15 +60,18 @@ def capture_from_postgres(lake: str, cli: list[str]) -> None:
         cluster.remove()
 
 
+def install_instance_config(dagster_home: Path) -> None:
+    """The code location's instance settings (concurrency pools, no telemetry) in DAGSTER_HOME."""
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(__file__).with_name("dagster.yaml"), dagster_home / "dagster.yaml")
+
+
 def main() -> int:
     lake = settings.lake_uri()
     # demo only: the HMAC key for pseudonymised columns (production sets its own secret)
     os.environ.setdefault("LAKEHOUSE_PSEUDONYM_KEY", "demo-only-not-a-secret")
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home())
-    dagster_yaml = Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml"
-    if not dagster_yaml.exists():
-        dagster_yaml.parent.mkdir(parents=True, exist_ok=True)
-        dagster_yaml.write_text("telemetry:\n  enabled: false\n")
+    install_instance_config(Path(os.environ["DAGSTER_HOME"]))
     cli = [sys.executable, "-m", "lakehouse.cli"]
     started = time.monotonic()
 
@@ -97,18 +101,25 @@ def main() -> int:
         return 1
     for event in result.get_asset_materialization_events():
         mat = event.materialization
-        meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items() if k not in ("inventory", "table_uri")}
+        keep = ("status", "events", "rows", "lag_seconds", "mode", "inserted_rows", "seconds")
+        meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items() if k in keep}
         print(f"  materialized {mat.asset_key.to_user_string()}: {meta}")
+    checks = result.get_asset_check_evaluations()
+    failed = [f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed]
+    print(f"  asset checks: {len(checks) - len(failed)} of {len(checks)} passed"
+          + (f"; failed: {', '.join(failed)}" if failed else ""))
 
     step(f"done in {time.monotonic() - started:,.0f} s. Where to look:")
     print(f"  lake:          {lake}")
     print(f"  state tables:  {settings.state_uri()}  (Delta; one per source table)")
+    print(f"  warehouse:     {settings.warehouse_path()}  (DuckDB; tables auth.users, scan.scans, ...)")
+    print(f"                 .venv/bin/python -c \"import duckdb; print(duckdb.connect('{settings.warehouse_path()}', "
+          "read_only=True).sql('select count(*) from scan.scans'))\"")
     print("  export:        .venv/bin/lakehouse export --state " + settings.state_uri()
           + " --table scan.scans --out scans.parquet")
     print(f"  dagster home:  {os.environ['DAGSTER_HOME']}  (run history of this demo)")
-    print("  inspect:       .venv/bin/lakehouse inspect --lake " + lake)
-    print("  web UI:        DAGSTER_HOME=" + os.environ["DAGSTER_HOME"]
-          + " .venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000   (then open http://127.0.0.1:3000)")
+    print("  web UI:        make ui   (dagster dev on http://127.0.0.1:3000: assets, checks, lake sensor, "
+          "schedules; materialize from the UI)")
     return 0
 
 

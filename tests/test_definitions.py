@@ -49,7 +49,7 @@ def graph_snapshot(defs: dg.Definitions) -> dict:
             "kinds": sorted(node.kinds),
             "materializable": node.is_materializable,
             "pools": sorted(node.pools or []),
-            "automation": type(node.automation_condition).__name__ if node.automation_condition else None,
+            "automation": node.automation_condition.get_label() if node.automation_condition else None,
         }
     checks = {}
     for checks_def in defs.asset_checks or []:

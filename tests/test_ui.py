@@ -11,6 +11,7 @@ queues runs (QueuedRunCoordinator), so only the daemon starts them: both process
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -152,19 +153,15 @@ class DagsterUi:
         for proc in self.procs.values():
             self._signal(proc, signal.SIGTERM)
         for proc in self.procs.values():
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                pass
             self._signal(proc, signal.SIGKILL)
             proc.wait(timeout=10)
 
     @staticmethod
     def _signal(proc: subprocess.Popen, sig: int) -> None:
-        try:
-            os.killpg(proc.pid, sig)  # start_new_session: the group id is the child's pid
-        except ProcessLookupError:
-            pass
+        with contextlib.suppress(ProcessLookupError):  # start_new_session: the group id is the child's pid
+            os.killpg(proc.pid, sig)
 
     def report(self) -> str:
         return "\n".join(f"--- {name} ({path}) ---\n{_tail(path)}" for name, path in self.logs.items())

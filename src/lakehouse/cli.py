@@ -270,6 +270,37 @@ def export(
 
 
 @app.command()
+def load(
+    state: StateOpt,
+    warehouse: Annotated[str, typer.Option("--warehouse", "-w", help="DuckDB warehouse file.")],
+    table: Annotated[list[str], typer.Option("--table", "-t", help="schema.table; repeatable.")],
+    full_refresh: Annotated[bool, typer.Option(help="Replace each table with every visible row.")] = False,
+) -> None:
+    """Load current-state tables into the DuckDB warehouse (changed clusters only, unless
+    --full-refresh); prints mode, rows and time per table."""
+    from lakehouse.state.table import StateError
+    from lakehouse.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+    wh = DuckDBWarehouse(warehouse)
+    summary = Table(title=f"load {state} -> {warehouse}")
+    for col in ("table", "mode", "state version", "rows", "inserted", "keys removed", "seconds", "why"):
+        summary.add_column(col, justify="left" if col in ("table", "mode", "why") else "right")
+    failed = False
+    for name in table:
+        try:
+            r = wh.load(state, name, full_refresh=full_refresh)
+        except StateError as exc:
+            console.print(f"[bold red]error[/] {escape(str(exc))}")
+            failed = True
+            continue
+        summary.add_row(r.table, r.mode, str(r.state_version), f"{r.rows:,}", f"{r.inserted:,}",
+                        f"{r.removed_keys:,}", f"{r.seconds:.2f}", r.reason)
+    out.print(summary)
+    if failed:
+        raise typer.Exit(code=1)
+
+
+@app.command()
 def maintain(
     state: StateOpt,
     table: Annotated[list[str], typer.Option("--table", "-t", help="schema.table; repeatable.")],
