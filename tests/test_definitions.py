@@ -156,3 +156,25 @@ def test_bad_object_fails_only_its_tables_run_and_names_the_object(tmp_path):
     # nothing of the failed table was committed; the others hold their rows
     assert not (tmp_path / "state" / "scan.feedback").exists()
     assert visible_rows(str(tmp_path / "state"), "scan.scans").num_rows > 0
+
+
+def test_a_failing_blocking_check_keeps_the_warehouse_from_loading(tmp_path, monkeypatch):
+    """The gate itself: a state check that fails (here the TOAST detector is told it found leaks in
+    scan.feedback — leaks cannot be produced from a correct lake) stops that table's warehouse load
+    in the same run, and the check's metadata names the column and the count."""
+    import assets.state
+    from orchestration.definitions import build_defs
+
+    real = assets.state.placeholder_leaks
+    monkeypatch.setattr(assets.state, "placeholder_leaks",
+                        lambda uri, table: {"comment": 3} if table == "scan.feedback" else real(uri, table))
+    generate_lake(tmp_path / "lake", GeneratorOptions(events=2_000, seed=10, flush_size=400))
+    result = build_defs(resources_for(tmp_path)).resolve_job_def("main").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
+    assert [(c.asset_key.to_user_string(), c.check_name) for c in failed] == \
+        [("current_state/scan/feedback", "no_toast_placeholder")]
+    assert failed[0].metadata["leaked_values"].value == 3 and "comment: 3" in failed[0].metadata["columns"].value
+    loaded = {e.materialization.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "warehouse/scan/feedback" not in loaded
+    assert "warehouse/scan/scans" in loaded  # other tables go on
