@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from lakehouse.config import ColumnPolicy, TableConfig
 from lakehouse.lake.reader import LakeReader
 from lakehouse.state.fold import placeholders
-from lakehouse.state.table import StateError, StateTable
+from lakehouse.state.table import StateTable
 from lakehouse.state.types import to_logical
 
 VISIBLE = pc.field("__deleted") == False  # noqa: E712  (an expression)
@@ -31,10 +31,9 @@ class KeyCheck:
         return self.duplicate_keys == 0 and self.null_keys == 0
 
 
-def _loaded(state_uri: str, table: str, version: int | None = None) -> StateTable:
+def _loaded(state_uri: str, table: str) -> StateTable:
     st = StateTable(state_uri, table)
-    if st.load(version) is None:
-        raise StateError(f"{st.uri}: no current-state table yet")
+    st.require()
     return st
 
 

@@ -24,9 +24,7 @@ def maintain(state_uri: str, table: str, retention_hours: int = 168,
     """Bin-pack small files per cluster (one commit, carrying the table's metadata forward), then
     vacuum data files and manifests unreferenced for longer than ``retention_hours``."""
     st = StateTable(state_uri, table)
-    meta = st.load()
-    if meta is None:
-        raise FileNotFoundError(f"{st.uri}: no current-state table")
+    meta = st.require()
     dt = st._dt
     assert dt is not None
     metrics = dt.optimize.compact(target_size=target_file_size,

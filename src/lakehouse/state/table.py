@@ -173,6 +173,13 @@ class StateTable:
                              f"{FORMAT_VERSION}; rebuild with --full-refresh")
         return self.meta
 
+    def require(self, version: int | None = None) -> StateMeta:
+        """Like :meth:`load`, but a missing table is a :class:`StateError` naming it."""
+        meta = self.load(version)
+        if meta is None:
+            raise StateError(f"{self.uri}: no current-state table here (run lakehouse compact first)")
+        return meta
+
     def has_rows(self) -> bool:
         return self._dt is not None and self.meta is not None
 
@@ -266,9 +273,8 @@ class StateTable:
     def visible(self) -> pa.Table:
         """The rows readers see: live rows, source columns only, logical types."""
         if self.meta is None:
-            self.load()
-        if self.meta is None:
-            raise StateError(f"{self.uri}: no current-state table here (run lakehouse compact first)")
+            self.require()
+        assert self.meta is not None
         t = self.read(None, pc.field("__deleted") == False)  # noqa: E712
         cols = [f.name for f in self.meta.row_schema]
         return t.select(cols).cast(self.meta.row_schema)

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from lakehouse.state.export import export_type
-from lakehouse.state.table import CLUSTER_COLUMN, StateError, StateMeta, StateTable
+from lakehouse.state.table import CLUSTER_COLUMN, StateMeta, StateTable
 from lakehouse.state.types import to_logical
 
 # lineage columns every warehouse table carries next to the source columns
@@ -79,9 +79,7 @@ def changes_since(state_uri: str, table: str, loaded_version: int | None, loaded
                   full_refresh: bool = False) -> StateChanges:
     """Changes from ``loaded_version`` (None: nothing loaded yet) to the newest state version."""
     st = StateTable(state_uri, table)
-    meta = st.load()
-    if meta is None:
-        raise StateError(f"{st.uri}: no current-state table yet (compact {table} first)")
+    meta = st.require()
     version = st.version
     assert version is not None
     now_files = st.files_by_cluster()
