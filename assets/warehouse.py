@@ -3,6 +3,8 @@ incrementally from the current state (changed clusters' keys replaced, deletes r
 checks that gate the marts. Thin wiring over ``lakehouse.warehouse``."""
 # no "from __future__ import annotations": Dagster inspects the real annotations
 
+from pathlib import Path
+
 import dagster as dg
 
 from assets.keys import configured_tables, table_key
@@ -29,13 +31,16 @@ def build_warehouse_asset(entry: TableConfig) -> dg.AssetsDefinition:
                           "columns _cdc_lsn and _cdc_committed_at.")
     def _load(context: dg.AssetExecutionContext, config: WarehouseLoadConfig, state: StateResource,
               warehouse: DuckDBWarehouseResource) -> dg.MaterializeResult:
-        r = warehouse.warehouse().load(state.uri, entry.table, full_refresh=config.full_refresh)
+        wh = warehouse.warehouse()
+        r = wh.load(state.uri, entry.table, full_refresh=config.full_refresh)
         context.log.info(f"{entry.table}: {r.mode} load ({r.reason}), {r.rows} rows")
+        columns = dg.TableSchema(columns=[dg.TableColumn(n, t) for n, t in wh.column_types(entry.table)])
         return dg.MaterializeResult(metadata={
             "mode": r.mode, "reason": r.reason, "state_version": r.state_version, "rows": r.rows,
             "dagster/row_count": r.rows, "inserted_rows": r.inserted, "removed_keys": r.removed_keys,
             "clusters_read": r.clusters, "seconds": round(r.seconds, 2),
-            "dagster/table_name": f"{warehouse.path}:{entry.table}",
+            "dagster/table_name": f"{Path(warehouse.path).stem}.{entry.table}",  # DuckDB catalog.schema.table
+            "dagster/column_schema": columns, "database_file": dg.MetadataValue.path(warehouse.path),
         })
 
     return _load

@@ -110,3 +110,19 @@ def test_unknown_topics_are_reported_not_run(target, source_lake, capfd):
     assert not result.run_requests
     assert "eco2.billing.invoices" in result.skip_reason.skip_message
     assert "lakehouse discover" in capfd.readouterr().err  # the sensor log, on the tick
+
+
+def test_new_objects_coalesce_into_a_run_still_queued_for_the_table(target, source_lake):
+    instance = dg.DagsterInstance.ephemeral()
+    target.land(source_lake, 0, 2)
+    first = tick(target, None, instance)
+    queued = {t: r for t, r in requested(first).items()}
+    # the run for scan.scans has not started yet (e.g. waiting behind a long one); the others finished
+    instance.add_run(dg.DagsterRun(job_name="compact_tables", run_id="waiting-scans",
+                                   status=dg.DagsterRunStatus.NOT_STARTED, tags=queued["scan.scans"].tags))
+    target.land(source_lake, 1, 2)
+    second = tick(target, first.cursor, instance)
+    with_news = {e.asset_key.path[1] + "." + e.asset_key.path[2] for e in second.asset_events}
+    assert "scan.scans" in with_news
+    # the waiting run lists the topic when it starts, so it applies these objects too
+    assert set(requested(second)) == with_news - {"scan.scans"} != set()

@@ -125,11 +125,13 @@ class DuckDBWarehouse:
             last = self.last_load(con, table)
         return last[0] if last else None
 
-    def columns(self, table: str) -> list[str]:
+    def column_types(self, table: str) -> list[tuple[str, str]]:
         schema, name = table.split(".", 1)
         with self.connect(read_only=True) as con:
-            rows = con.execute(sql(SQL + "columns.sql"), {"schema_name": schema, "table_name": name}).fetchall()
-        return [r[0] for r in rows]
+            return con.execute(sql(SQL + "columns.sql"), {"schema_name": schema, "table_name": name}).fetchall()
+
+    def columns(self, table: str) -> list[str]:
+        return [name for name, _ in self.column_types(table)]
 
     def key_problems(self, table: str, key: tuple[str, ...]) -> KeyProblems:
         cols = ", ".join(quote(k) for k in key)
