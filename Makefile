@@ -41,16 +41,41 @@ ui: env  ## the Dagster UI on http://127.0.0.1:3000 over the demo's data (Ctrl-C
 	  LAKEHOUSE_PSEUDONYM_KEY=$${LAKEHOUSE_PSEUDONYM_KEY:-demo-only-not-a-secret} \
 	  $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-test: env  ## lint, then run the whole suite (slow suites included)
+test: env bqemu  ## lint, then run the whole suite (slow suites included)
 	@$(VENV)/bin/ruff check src assets orchestration tests bench
 	@$(PY) -m pytest
 
-test-fast: env  ## the suite without slow tests
+test-fast: env bqemu  ## the suite without slow tests
 	@$(PY) -m pytest -m "not slow"
+
+# BigQuery emulator for the tests (tests/bq_emulator.py): its own pinned venv, and the DuckDB
+# extensions it needs offline installed under a repo-local HOME (DuckDB uses $HOME/.duckdb).
+BQEMU_VENV := .venv-bqemu
+BQEMU_HOME := .bqemu-home
+BQEMU_REQS := tools/bqemulator/requirements.txt
+
+.PHONY: bqemu
+bqemu: | $(UV)  ## BigQuery emulator venv (.venv-bqemu) + its DuckDB extensions in .bqemu-home
+	@if [ ! -f $(BQEMU_VENV)/.synced ] || [ $(BQEMU_REQS) -nt $(BQEMU_VENV)/.synced ]; then \
+	  echo "==> creating $(BQEMU_VENV) from $(BQEMU_REQS) (bqemulator, pinned, registries only)" && \
+	  rm -f $(BQEMU_HOME)/.synced && \
+	  $(UV) venv --quiet --clear $(BQEMU_VENV) && \
+	  $(UV) pip install --quiet --python $(BQEMU_VENV)/bin/python -r $(BQEMU_REQS) && \
+	  touch $(BQEMU_VENV)/.synced; \
+	fi
+	@if [ ! -f $(BQEMU_HOME)/.synced ]; then \
+	  echo "==> installing DuckDB spatial + avro (from wheels, offline) into $(BQEMU_HOME)/.duckdb" && \
+	  mkdir -p $(BQEMU_HOME) && \
+	  HOME=$(CURDIR)/$(BQEMU_HOME) $(BQEMU_VENV)/bin/python -c "import duckdb; \
+	    from duckdb_extensions import import_extension; con = duckdb.connect(); \
+	    [import_extension(e, con=con) for e in ('spatial', 'avro')]; \
+	    [con.execute(f'LOAD {e}') for e in ('spatial', 'avro')]" && \
+	  touch $(BQEMU_HOME)/.synced; \
+	fi
 
 bench: env  ## benchmarks with their in-run baselines
 	@$(PY) bench/bench_generate.py --events 1000000
 
 
 clean:  ## remove the environment and local data
-	rm -rf $(VENV) $(TOOLS) .data
+	rm -rf $(VENV) $(TOOLS) .data .venv-bqemu .bqemu-home

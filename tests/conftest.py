@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
+from bq_emulator import bigquery_emulator  # noqa: F401  (fixture, tests/bq_emulator.py)
 from sample_lake import load_events
 
 from lakehouse.lake.connect import ConnectSchema, struct
