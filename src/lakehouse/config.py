@@ -32,12 +32,36 @@ class ColumnPolicy(StrEnum):
     pseudonymise = "pseudonymise"  # keyed HMAC, joins still work
 
 
+class PartitionGranularity(StrEnum):
+    day = "DAY"
+    month = "MONTH"
+
+
+class WarehouseLayout(BaseModel):
+    """How the table is laid out in BigQuery (DuckDB ignores it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # a timestamp or date column whose value never changes for a row (loads prune MERGEs by it)
+    partition_by: str | None = None
+    partition_granularity: PartitionGranularity = PartitionGranularity.day
+    cluster_by: tuple[str, ...] = ()  # up to four columns, most filtered first
+
+    @field_validator("cluster_by")
+    @classmethod
+    def _at_most_four(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if len(v) > 4:
+            raise ValueError("BigQuery clusters by at most four columns")
+        return v
+
+
 class TableConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     topic: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
     primary_key: tuple[str, ...] | None = None
     columns: dict[str, ColumnPolicy] = Field(default_factory=dict)
+    warehouse: WarehouseLayout = Field(default_factory=WarehouseLayout)
 
     @field_validator("primary_key")
     @classmethod

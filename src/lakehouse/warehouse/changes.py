@@ -14,6 +14,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -48,6 +49,10 @@ class StateChanges:
     clusters: list[int]  # clusters read (all of them on a full refresh)
     dataset: ds.Dataset = field(repr=False)  # the state table pinned to ``version``
     up_to_date: bool = False
+    # incremental only: changed keys that are not visible now, with the LSN of their removal
+    # (the tombstone's, else the newest truncate's), and the partition column's range then and now
+    deletes: pa.Table | None = None
+    partition_bounds: tuple | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -76,8 +81,10 @@ class StateChanges:
 
 
 def changes_since(state_uri: str, table: str, loaded_version: int | None, loaded_fingerprint: str | None,
-                  full_refresh: bool = False) -> StateChanges:
-    """Changes from ``loaded_version`` (None: nothing loaded yet) to the newest state version."""
+                  full_refresh: bool = False, partition_column: str | None = None) -> StateChanges:
+    """Changes from ``loaded_version`` (None: nothing loaded yet) to the newest state version.
+    ``partition_column``: also report the range of its values over the changed clusters' rows,
+    then and now (a warehouse MERGE can then stay inside those partitions)."""
     st = StateTable(state_uri, table)
     meta = st.require()
     version = st.version
@@ -108,17 +115,38 @@ def changes_since(state_uri: str, table: str, loaded_version: int | None, loaded
             out.reason = f"every cluster changed since version {loaded_version}"
             return out
         key = list(meta.key)
+        part = [partition_column] if partition_column and partition_column in meta.row_schema.names else []
+        old_part = [c for c in part if c in old_meta.row_schema.names]
+        in_touched = pc.field(CLUSTER_COLUMN).isin(touched)
         try:
-            before = old.dataset().to_table(
-                filter=pc.field(CLUSTER_COLUMN).isin(touched), columns=key) if touched else None
+            before = to_logical(old.dataset().to_table(filter=in_touched, columns=key + old_part),
+                                old_meta.row_schema)
         except (OSError, FileNotFoundError) as exc:
             out.reason = f"files of version {loaded_version} are gone ({type(exc).__name__})"
             return out
-        after = out.dataset.to_table(filter=pc.field(CLUSTER_COLUMN).isin(touched), columns=key) if touched else None
-        parts = [to_logical(t, old_meta.row_schema if t is before else meta.row_schema)
-                 for t in (before, after) if t is not None and t.num_rows]
-        keys = pa.concat_tables([p.cast(parts[0].schema) for p in parts]) if parts else None
-        if keys is not None:
-            keys = keys.group_by(key).aggregate([])
-        out.full, out.reason, out.changed_keys, out.clusters = False, f"{len(touched)} cluster(s) changed", keys, touched
+        after = to_logical(out.dataset.to_table(filter=in_touched, columns=[*key, "__deleted", "__lsn", *part]),
+                           meta.row_schema)
+        _changed(out, key, before, after, part[0] if part else None)
+        out.full, out.reason, out.clusters = False, f"{len(touched)} cluster(s) changed", touched
     return out
+
+
+def _changed(out: StateChanges, key: list[str], before: pa.Table, after: pa.Table, part: str | None) -> None:
+    """Changed keys (then or now), the removed ones with their removal LSN, the partition range."""
+    then = pl.from_arrow(before.select(key))
+    now = pl.from_arrow(after)
+    assert isinstance(then, pl.DataFrame) and isinstance(now, pl.DataFrame)
+    keys = pl.concat([then, now.select(key).cast(dict(then.schema)) if then.width else now.select(key)]).unique()
+    out.changed_keys = keys.to_arrow() if keys.height else None
+    visible = now.filter(~pl.col("__deleted")).select(key).unique()
+    removal_lsn = now.filter(pl.col("__deleted")).group_by(key).agg(pl.col("__lsn").max().alias("_cdc_lsn"))
+    newest_truncate = max((t.lsn for t in out.meta.truncates if t.lsn is not None), default=None)
+    gone = (keys.join(visible, on=key, how="anti", nulls_equal=True)
+            .join(removal_lsn, on=key, how="left", nulls_equal=True)
+            .with_columns(pl.col("_cdc_lsn").fill_null(pl.lit(newest_truncate, pl.Int64)).cast(pl.Int64)))
+    out.deletes = gone.to_arrow() if gone.height else None
+    if part is not None:
+        values = [t.column(part) for t in (before, after) if part in t.column_names and t.num_rows]
+        lows = [pc.min(v).as_py() for v in values if pc.min(v).as_py() is not None]
+        highs = [pc.max(v).as_py() for v in values if pc.max(v).as_py() is not None]
+        out.partition_bounds = (min(lows), max(highs)) if lows else None
