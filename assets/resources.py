@@ -5,12 +5,20 @@ Which concrete places (local folders or S3, DuckDB or BigQuery) is decided in on
 
 from __future__ import annotations
 
+import base64
+import json
+from pathlib import Path
+from typing import ClassVar
+
 import dagster as dg
+from dagster_gcp import BigQueryResource
 
 from lakehouse import settings
 from lakehouse.config import TablesConfig, load_config
 from lakehouse.lake.reader import LakeReader
 from lakehouse.lake.store import ObjectStore, open_store
+from lakehouse.warehouse import Warehouse
+from lakehouse.warehouse.bigquery_warehouse import BigQueryWarehouse
 from lakehouse.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 
@@ -40,10 +48,67 @@ class StateResource(dg.ConfigurableResource):
         return load_config(self.tables_config)
 
 
-class DuckDBWarehouseResource(dg.ConfigurableResource):
+class WarehouseResource(dg.ConfigurableResource):
+    """Where the warehouse tables live; ``orchestration/environment.py`` picks the kind."""
+
+    kind: ClassVar[str] = ""
+
+    def warehouse(self) -> Warehouse:
+        raise NotImplementedError
+
+    def table_name(self, table: str) -> str:
+        """The table's fully qualified name, for ``dagster/table_name``."""
+        raise NotImplementedError
+
+
+class DuckDBWarehouseResource(WarehouseResource):
     """The embedded warehouse: one DuckDB file (default under the local data folder)."""
 
+    kind: ClassVar[str] = "duckdb"
     path: str = str(settings.warehouse_path())
 
     def warehouse(self) -> DuckDBWarehouse:
         return DuckDBWarehouse(self.path)
+
+    def table_name(self, table: str) -> str:
+        return f"{Path(self.path).stem}.{table}"
+
+
+class BigQueryWarehouseResource(BigQueryResource, WarehouseResource):
+    """BigQuery through dagster-gcp's resource (``project``, ``location``, ``gcp_credentials``: a
+    base64 service-account key passed as ``dg.EnvVar``; without it, Google's default credentials:
+    workload identity, the metadata server or ``GOOGLE_APPLICATION_CREDENTIALS``).
+
+    ``api_endpoint`` points the client at an emulator (anonymous credentials), for local use."""
+
+    kind: ClassVar[str] = "bigquery"
+    dataset_prefix: str = ""  # dataset = prefix + source schema (auth, scan)
+    meta_dataset: str = "lakehouse_meta"  # load records and staging tables
+    api_endpoint: str | None = None
+
+    def _client(self):
+        from google.cloud import bigquery
+
+        if self.api_endpoint:
+            from google.auth.credentials import AnonymousCredentials
+
+            return bigquery.Client(project=self.project, location=self.location, credentials=AnonymousCredentials(),
+                                   client_options={"api_endpoint": self.api_endpoint})
+        if self.gcp_credentials:
+            from google.oauth2 import service_account
+
+            info = json.loads(base64.b64decode(self.gcp_credentials))
+            creds = service_account.Credentials.from_service_account_info(info)
+            return bigquery.Client(project=self.project or info.get("project_id"), location=self.location,
+                                   credentials=creds)
+        return bigquery.Client(project=self.project, location=self.location)
+
+    def warehouse(self) -> BigQueryWarehouse:
+        if not self.project and not self.gcp_credentials:
+            raise ValueError("BigQuery needs a project: set LAKEHOUSE_BIGQUERY_PROJECT")
+        return BigQueryWarehouse(self._client, self.project or "", dataset_prefix=self.dataset_prefix,
+                                 meta_dataset=self.meta_dataset, location=self.location)
+
+    def table_name(self, table: str) -> str:
+        schema, name = table.split(".", 1)
+        return f"{self.project}.{self.dataset_prefix}{schema}.{name}"

@@ -1,22 +1,23 @@
-"""Warehouse layer: one table per source table in the embedded DuckDB warehouse, loaded
+"""Warehouse layer: one table per source table in DuckDB (embedded) or BigQuery, loaded
 incrementally from the current state (changed clusters' keys replaced, deletes removed), with
 checks that gate the marts. Thin wiring over ``lakehouse.warehouse``."""
 # no "from __future__ import annotations": Dagster inspects the real annotations
 
-from pathlib import Path
-
 import dagster as dg
 
 from assets.keys import configured_tables, table_key
-from assets.resources import DuckDBWarehouseResource, StateResource
+from assets.resources import StateResource, WarehouseResource
+from lakehouse import settings
 from lakehouse.checks import pseudonymised_columns, secret_columns
 from lakehouse.config import TableConfig
 from lakehouse.state.table import StateTable
+from lakehouse.warehouse.bigquery_warehouse import BigQueryLoadResult
 
 # hourly, and only for tables whose current state changed since the last tick: declarative
 # automation does what an hourly schedule would, without loading unchanged tables
 HOURLY = dg.AutomationCondition.on_cron("0 * * * *")
-# one DuckDB file has one writer at a time: every warehouse load shares this pool (limit 1)
+# one DuckDB file has one writer at a time: every warehouse load shares this pool (limit 1);
+# on BigQuery it keeps loads of the staging dataset from overlapping
 WAREHOUSE_POOL = "lakehouse_warehouse"
 
 
@@ -25,23 +26,28 @@ class WarehouseLoadConfig(dg.Config):
 
 
 def build_warehouse_asset(entry: TableConfig) -> dg.AssetsDefinition:
-    @dg.asset(key=table_key("warehouse", entry.table), group_name="warehouse", kinds={"duckdb"},
+    @dg.asset(key=table_key("warehouse", entry.table), group_name="warehouse", kinds={settings.warehouse_kind()},
               deps=[table_key("current_state", entry.table)], pool=WAREHOUSE_POOL, automation_condition=HOURLY,
               description=f"{entry.table} in the warehouse: the visible current-state rows plus lineage "
                           "columns _cdc_lsn and _cdc_committed_at.")
     def _load(context: dg.AssetExecutionContext, config: WarehouseLoadConfig, state: StateResource,
-              warehouse: DuckDBWarehouseResource) -> dg.MaterializeResult:
+              warehouse: WarehouseResource) -> dg.MaterializeResult:
         wh = warehouse.warehouse()
-        r = wh.load(state.uri, entry.table, full_refresh=config.full_refresh)
+        r = wh.load(state.uri, entry, full_refresh=config.full_refresh)
         context.log.info(f"{entry.table}: {r.mode} load ({r.reason}), {r.rows} rows")
         columns = dg.TableSchema(columns=[dg.TableColumn(n, t) for n, t in wh.column_types(entry.table)])
-        return dg.MaterializeResult(metadata={
+        metadata = {
             "mode": r.mode, "reason": r.reason, "state_version": r.state_version, "rows": r.rows,
             "dagster/row_count": r.rows, "inserted_rows": r.inserted, "removed_keys": r.removed_keys,
             "clusters_read": r.clusters, "seconds": round(r.seconds, 2),
-            "dagster/table_name": f"{Path(warehouse.path).stem}.{entry.table}",  # DuckDB catalog.schema.table
-            "dagster/column_schema": columns, "database_file": dg.MetadataValue.path(warehouse.path),
-        })
+            "dagster/table_name": warehouse.table_name(entry.table), "dagster/column_schema": columns,
+        }
+        if isinstance(r, BigQueryLoadResult):  # what the load cost
+            metadata.update({
+                "bytes_processed": r.bytes_processed, "bytes_billed": r.bytes_billed,
+                "rows_affected": r.dml_rows, "merge_estimate_bytes": r.estimated_bytes,
+                "partition_range": r.partition_range or "-", "added_columns": ", ".join(r.added_columns) or "-"})
+        return dg.MaterializeResult(metadata=metadata)
 
     return _load
 
@@ -58,7 +64,7 @@ def build_warehouse_checks(entry: TableConfig) -> dg.AssetChecksDefinition:
     ]
 
     @dg.multi_asset_check(specs=specs, name=f"warehouse_checks_{entry.table.replace('.', '_')}", can_subset=True)
-    def _checks(context: dg.AssetCheckExecutionContext, state: StateResource, warehouse: DuckDBWarehouseResource):
+    def _checks(context: dg.AssetCheckExecutionContext, state: StateResource, warehouse: WarehouseResource):
         wanted = {k.name for k in context.selected_asset_check_keys}
         wh = warehouse.warehouse()
         if "row_count_matches_state" in wanted:

@@ -144,7 +144,7 @@ def test_personal_data_never_reaches_bigquery_and_pseudonyms_match_across_wareho
     assert "password_hash" not in warehouse.read("auth.users").column_names
     assert warehouse.not_pseudonymised("auth.users", "email") == 0
     duck = DuckDBWarehouse(tmp_path / "w.duckdb")
-    duck.load(str(state), "auth.users")
+    duck.load(str(state), users)
     bq = dict(zip(warehouse.read("auth.users").column("id").to_pylist(),
                   warehouse.read("auth.users").column("email").to_pylist()))
     dd = dict(zip(duck.read("auth.users").column("id").to_pylist(), duck.read("auth.users").column("email").to_pylist()))
@@ -155,3 +155,32 @@ def test_personal_data_never_reaches_bigquery_and_pseudonyms_match_across_wareho
     assert dict(zip(again.column("id").to_pylist(), again.column("email").to_pylist())) == bq
     problems = warehouse.key_problems("auth.users", ("id",))
     assert (problems.duplicate_keys, problems.null_keys) == (0, 0)
+
+
+def test_the_dagster_graph_loads_bigquery_by_one_setting(bigquery_emulator, tmp_path):
+    """The same assets and checks with the warehouse resource switched to BigQuery (what
+    LAKEHOUSE_WAREHOUSE=bigquery selects in orchestration/environment.py)."""
+    import dagster as dg
+
+    from assets.resources import BigQueryWarehouseResource, LakeResource, StateResource
+    from orchestration.definitions import build_defs
+
+    generate_lake(tmp_path / "lake", GeneratorOptions(events=3_000, seed=22, flush_size=300))
+    prefix = f"g{uuid.uuid4().hex[:8]}_"
+    resources = {"lake": LakeResource(uri=str(tmp_path / "lake")),
+                 "state": StateResource(uri=str(tmp_path / "state"), pseudonym_key="test-key"),
+                 "warehouse": BigQueryWarehouseResource(project=bigquery_emulator.project, location="US",
+                                                        api_endpoint=bigquery_emulator.endpoint,
+                                                        dataset_prefix=prefix, meta_dataset=prefix + "meta")}
+    result = build_defs(resources).resolve_job_def("main").execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    failed = [(c.asset_key.to_user_string(), c.check_name) for c in result.get_asset_check_evaluations() if not c.passed]
+    assert not failed
+    mats = {e.materialization.asset_key.to_user_string(): e.materialization.metadata
+            for e in result.get_asset_materialization_events()}
+    users = mats["warehouse/auth/users"]
+    assert users["dagster/table_name"].value == f"{bigquery_emulator.project}.{prefix}auth.users"
+    assert users["rows"].value == visible_rows(str(tmp_path / "state"), "auth.users").num_rows > 0
+    assert "bytes_processed" in users and "rows_affected" in users
+    wh = resources["warehouse"].warehouse()
+    assert_equals_export(wh, tmp_path / "state", "scan.feedback")

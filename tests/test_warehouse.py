@@ -18,6 +18,10 @@ from lakehouse.warehouse.duckdb_warehouse import DuckDBWarehouse
 TABLES = [t.table for t in load_config().tables]
 
 
+def entry(table: str):
+    return next(t for t in load_config().tables if t.table == table)
+
+
 @pytest.fixture(autouse=True)
 def _pseudonym_key(monkeypatch):
     monkeypatch.setenv("LAKEHOUSE_PSEUDONYM_KEY", "test-key")
@@ -61,11 +65,11 @@ def test_incremental_loads_follow_every_compaction_step(source_lake, tmp_path):
         for r in results:
             if not r.rows and not r.tombstones and r.status == "up-to-date":
                 continue
-            load = wh.load(str(state), r.table)
+            load = wh.load(str(state), entry(r.table))
             modes[r.table].append(load.mode)
             assert load.rows == r.rows, r.table
             assert_warehouse_equals_export(wh, state, r.table)
-            assert wh.load(str(state), r.table).mode == "up-to-date"  # loading again changes nothing
+            assert wh.load(str(state), entry(r.table)).mode == "up-to-date"  # loading again changes nothing
     # after the first load, steps were incremental (schema changes and truncates may force a full one)
     assert any(m == "incremental" for ms in modes.values() for m in ms), modes
     assert all(ms[0] == "full" for ms in modes.values() if ms), modes
@@ -75,12 +79,12 @@ def test_replayed_objects_change_nothing_in_the_warehouse(source_lake, tmp_path)
     state = tmp_path / "state"
     compact(str(source_lake), str(state), load_config(), tables=["scan.feedback"])
     wh = DuckDBWarehouse(tmp_path / "w.duckdb")
-    wh.load(str(state), "scan.feedback")
+    wh.load(str(state), entry("scan.feedback"))
     before = wh.read("scan.feedback")
     # the same objects again (a sink replay lands the same keys): compaction is up to date, so is the load
     again = compact(str(source_lake), str(state), load_config(), tables=["scan.feedback"])
     assert again[0].status == "up-to-date"
-    assert wh.load(str(state), "scan.feedback").mode == "up-to-date"
+    assert wh.load(str(state), entry("scan.feedback")).mode == "up-to-date"
     assert wh.read("scan.feedback").equals(before)
 
 
@@ -88,8 +92,8 @@ def test_full_refresh_and_personal_data_never_reach_the_warehouse(source_lake, t
     state = tmp_path / "state"
     compact(str(source_lake), str(state), load_config(), tables=["auth.users"])
     wh = DuckDBWarehouse(tmp_path / "w.duckdb")
-    first = wh.load(str(state), "auth.users")
-    again = wh.load(str(state), "auth.users", full_refresh=True)
+    first = wh.load(str(state), entry("auth.users"))
+    again = wh.load(str(state), entry("auth.users"), full_refresh=True)
     assert (first.mode, again.mode) == ("full", "full") and first.rows == again.rows > 0
     columns = wh.columns("auth.users")
     assert "password_hash" not in columns and "email" in columns
@@ -104,9 +108,9 @@ def test_a_rebuilt_state_table_loads_in_full(source_lake, tmp_path):
     state = tmp_path / "state"
     compact(str(source_lake), str(state), load_config(), tables=["scan.scans"])
     wh = DuckDBWarehouse(tmp_path / "w.duckdb")
-    wh.load(str(state), "scan.scans")
+    wh.load(str(state), entry("scan.scans"))
     compact(str(source_lake), str(state), load_config(), tables=["scan.scans"],
             options=CompactOptions(full_refresh=True))
-    load = wh.load(str(state), "scan.scans")
+    load = wh.load(str(state), entry("scan.scans"))
     assert load.mode == "full", load.reason
     assert_warehouse_equals_export(wh, state, "scan.scans")

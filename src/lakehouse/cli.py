@@ -275,20 +275,27 @@ def load(
     warehouse: Annotated[str, typer.Option("--warehouse", "-w", help="DuckDB warehouse file.")],
     table: Annotated[list[str], typer.Option("--table", "-t", help="schema.table; repeatable.")],
     full_refresh: Annotated[bool, typer.Option(help="Replace each table with every visible row.")] = False,
+    tables_config: Annotated[str | None, typer.Option(help="Tables config YAML (default: $LAKEHOUSE_TABLES_CONFIG "
+                                                           "or config/tables.yaml).")] = None,
 ) -> None:
     """Load current-state tables into the DuckDB warehouse (changed clusters only, unless
     --full-refresh); prints mode, rows and time per table."""
+    from lakehouse.config import load_config
     from lakehouse.state.table import StateError
     from lakehouse.warehouse.duckdb_warehouse import DuckDBWarehouse
 
     wh = DuckDBWarehouse(warehouse)
+    config = load_config(tables_config)
     summary = Table(title=f"load {state} -> {warehouse}")
     for col in ("table", "mode", "state version", "rows", "inserted", "keys removed", "seconds", "why"):
         summary.add_column(col, justify="left" if col in ("table", "mode", "why") else "right")
     failed = False
     for name in table:
         try:
-            r = wh.load(state, name, full_refresh=full_refresh)
+            entry = next((t for t in config.tables if name in (t.table, t.topic)), None)
+            if entry is None:
+                raise StateError(f"{name!r} is not in {config.source}")
+            r = wh.load(state, entry, full_refresh=full_refresh)
         except StateError as exc:
             console.print(f"[bold red]error[/] {escape(str(exc))}")
             failed = True

@@ -31,3 +31,14 @@ def state_uri() -> str:
 def warehouse_path() -> Path:
     """The embedded DuckDB warehouse file."""
     return Path(os.environ.get("LAKEHOUSE_DUCKDB") or home() / "warehouse.duckdb").resolve()
+
+
+WAREHOUSE_KINDS = ("duckdb", "bigquery")
+
+
+def warehouse_kind() -> str:
+    """``LAKEHOUSE_WAREHOUSE``: duckdb (default, embedded) or bigquery (production)."""
+    kind = os.environ.get("LAKEHOUSE_WAREHOUSE", "duckdb").strip().lower()
+    if kind not in WAREHOUSE_KINDS:
+        raise ValueError(f"LAKEHOUSE_WAREHOUSE={kind!r}: expected one of {', '.join(WAREHOUSE_KINDS)}")
+    return kind

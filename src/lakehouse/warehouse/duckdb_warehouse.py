@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
 
+from lakehouse.config import TableConfig
 from lakehouse.sqlfiles import quote, sql
 from lakehouse.warehouse.changes import changes_since
 
@@ -68,9 +69,10 @@ class DuckDBWarehouse:
     def last_load(self, con: duckdb.DuckDBPyConnection, table: str) -> tuple | None:
         return con.execute(sql(SQL + "last_load.sql"), {"table_name": table}).fetchone()
 
-    def load(self, state_uri: str, table: str, full_refresh: bool = False) -> LoadResult:
+    def load(self, state_uri: str, entry: TableConfig, full_refresh: bool = False) -> LoadResult:
         """Bring the warehouse table up to the newest version of the current-state table."""
         started = time.perf_counter()
+        table = entry.table
         target = target_name(table)
         con = self.connect()
         try:
