@@ -1,0 +1,10 @@
+select
+    id as retrieval_id,
+    scan_id,
+    rank,
+    document_id,
+    chunk_id,
+    relevance_score,
+    created_at,
+    _cdc_committed_at
+from {{ source('scan', 'rag_retrievals') }}

@@ -1,0 +1,66 @@
+"""dbt runs for real on both warehouses: `dbt build` of the project on the DuckDB warehouse the
+pipeline loaded, and on the BigQuery emulator loaded the same way (dbt-bigquery, no credentials)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from lakehouse.config import load_config
+from lakehouse.generate import GeneratorOptions, generate_lake
+from lakehouse.state.compact import compact
+from lakehouse.warehouse.bigquery_warehouse import BigQueryWarehouse
+from lakehouse.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
+DBT = Path(sys.executable).with_name("dbt")  # the project's environment, not PATH
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("dbt")
+    generate_lake(root / "lake", GeneratorOptions(events=3_000, seed=31, flush_size=500))
+    os.environ.setdefault("LAKEHOUSE_PSEUDONYM_KEY", "test-key")
+    results = compact(str(root / "lake"), str(root / "state"), load_config())
+    assert not [r.error for r in results if r.failed]
+    return root / "state"
+
+
+def dbt(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    run = subprocess.run([str(DBT), *args, "--project-dir", str(PROJECT), "--profiles-dir", str(PROJECT),
+                          "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs")],
+                         env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **env},
+                         capture_output=True, text=True, timeout=540)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    return run
+
+
+def test_dbt_build_on_the_duckdb_warehouse(state, tmp_path):
+    wh = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+    for entry in load_config().tables:
+        wh.load(str(state), entry)
+    run = dbt(["build", "--target", "duckdb"], tmp_path, LAKEHOUSE_DUCKDB=str(wh.path))
+    assert "ERROR=0" in run.stdout and "PASS=20" in run.stdout
+    with wh.connect(read_only=True) as con:
+        staged = con.execute("select count(*) from main_staging.stg_scan__feedback").fetchone()[0]
+    assert staged == wh.row_count("scan.feedback") > 0
+
+
+def test_dbt_bigquery_builds_on_the_emulator(state, tmp_path, bigquery_emulator):
+    prefix = f"d{uuid.uuid4().hex[:8]}_"
+    wh = BigQueryWarehouse(bigquery_emulator.client, bigquery_emulator.project, dataset_prefix=prefix,
+                           meta_dataset=prefix + "meta", location="US")
+    for entry in load_config().tables:
+        wh.load(str(state), entry)
+    run = dbt(["build", "--target", "bigquery_emulator"], tmp_path, LAKEHOUSE_BIGQUERY_ENDPOINT=bigquery_emulator.endpoint,
+              LAKEHOUSE_BIGQUERY_PROJECT=bigquery_emulator.project, LAKEHOUSE_BIGQUERY_DATASET_PREFIX=prefix)
+    assert "ERROR=0" in run.stdout and "PASS=20" in run.stdout
+    rows = list(bigquery_emulator.client().query(
+        f"select count(*) from `{bigquery_emulator.project}.{prefix}marts_staging.stg_scan__feedback`").result())
+    assert rows[0][0] == wh.row_count("scan.feedback") > 0
