@@ -149,6 +149,7 @@ class BigQueryWarehouse:
         self.meta_dataset = meta_dataset
         self.location = location
         self._client = None
+        self._meta_ready = False
 
     # -- names -----------------------------------------------------------------------------------
 
@@ -195,8 +196,11 @@ class BigQueryWarehouse:
         self.client.create_dataset(ds, exists_ok=True)
 
     def _ensure_meta(self) -> None:
+        if self._meta_ready:
+            return
         self._ensure_dataset(f"{self.project}.{self.meta_dataset}")
         self._query(sql(SQL + "create_loads.sql", loads=self.loads))
+        self._meta_ready = True
 
     def last_load(self, table: str) -> dict | None:
         self._ensure_meta()
@@ -216,9 +220,9 @@ class BigQueryWarehouse:
         loaded_fingerprint = last["fingerprint"] if last else None
         added: list[str] = []
         retype = False
-        if last and not full_refresh and loaded_fingerprint != fingerprint:
+        if last and loaded_fingerprint != fingerprint:
             # the source schema moved: added columns (every loaded column keeping its BigQuery
-            # type, same key) continue in place; anything else reloads the table in full
+            # type, same key) continue in place; anything else recreates the table, loaded in full
             wanted = _bq_columns(warehouse_schema(meta))
             if loaded["key"] == list(meta.key) and all(wanted.get(n) == t for n, t in loaded["columns"].items()):
                 added = [n for n in wanted if n not in loaded["columns"]]
