@@ -60,6 +60,14 @@ class WarehouseResource(dg.ConfigurableResource):
         """The table's fully qualified name, for ``dagster/table_name``."""
         raise NotImplementedError
 
+    def dbt_env(self) -> dict[str, str]:
+        """Environment for the dbt CLI: the target and where it writes (see dbt_project/profiles.yml)."""
+        raise NotImplementedError
+
+    def dbt_relation(self, schema: str, name: str) -> str:
+        """A dbt model's relation, as ``read`` takes it (dbt schema = target schema + _ + custom)."""
+        raise NotImplementedError
+
 
 class DuckDBWarehouseResource(WarehouseResource):
     """The embedded warehouse: one DuckDB file (default under the local data folder)."""
@@ -72,6 +80,12 @@ class DuckDBWarehouseResource(WarehouseResource):
 
     def table_name(self, table: str) -> str:
         return f"{Path(self.path).stem}.{table}"
+
+    def dbt_env(self) -> dict[str, str]:
+        return {"LAKEHOUSE_DBT_TARGET": "duckdb", "LAKEHOUSE_DUCKDB": str(Path(self.path).resolve())}
+
+    def dbt_relation(self, schema: str, name: str) -> str:
+        return f"main_{schema}.{name}"
 
 
 class BigQueryWarehouseResource(BigQueryResource, WarehouseResource):
@@ -112,3 +126,15 @@ class BigQueryWarehouseResource(BigQueryResource, WarehouseResource):
     def table_name(self, table: str) -> str:
         schema, name = table.split(".", 1)
         return f"{self.project}.{self.dataset_prefix}{schema}.{name}"
+
+    def dbt_env(self) -> dict[str, str]:
+        env = {"LAKEHOUSE_DBT_TARGET": "bigquery_emulator" if self.api_endpoint else "bigquery",
+               "LAKEHOUSE_BIGQUERY_PROJECT": self.project or "",
+               "LAKEHOUSE_BIGQUERY_DATASET_PREFIX": self.dataset_prefix,
+               "LAKEHOUSE_BIGQUERY_LOCATION": self.location or "US"}
+        if self.api_endpoint:
+            env["LAKEHOUSE_BIGQUERY_ENDPOINT"] = self.api_endpoint
+        return env
+
+    def dbt_relation(self, schema: str, name: str) -> str:
+        return f"marts_{schema}.{name}"  # the dataset prefix is added by the warehouse

@@ -68,6 +68,10 @@ def generate(
     deletes: Annotated[bool, typer.Option(help="Deletes (feedback, account closures).")] = True,
     store_keys: Annotated[bool, typer.Option(help="Write .keys companion files (store.kafka.keys).")] = False,
     topic_prefix: Annotated[str, typer.Option(help="Debezium topic.prefix.")] = "eco2",
+    start_time: Annotated[str, typer.Option(help="Simulated commit time of the first event (UTC).")] = (
+        "2026-11-01T00:00:00Z"),
+    events_per_second: Annotated[float, typer.Option(help="Simulated commit rate (sets how many days the "
+                                                          "lake spans).")] = 50.0,
 ) -> None:
     """Write a realistic Eco2 lake exactly as Debezium + the Kafka Connect S3 sink would."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -79,6 +83,7 @@ def generate(
         flush_size=flush_size, partitioner=partitioner.value, shape=shape.value, format=format.value,
         json_schemas=json_schemas, schema_change=schema_change, replays=replays, toast=toast,
         pk_changes=pk_changes, truncates=truncates, deletes=deletes, store_keys=store_keys,
+        start_time=start_time, events_per_second=events_per_second,
     )
     with Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:

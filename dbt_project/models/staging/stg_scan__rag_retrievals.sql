@@ -4,6 +4,7 @@ select
     rank,
     document_id,
     chunk_id,
+    chunk_text,
     relevance_score,
     created_at,
     _cdc_committed_at

@@ -401,9 +401,11 @@ class BigQueryWarehouse:
                                     column=quote(column))).result())
         return int(rows[0][0])
 
-    def read(self, table: str) -> pa.Table:
-        return self._query(sql(SQL + "select_all.sql", target=self.target(table))).result().to_arrow(
-            create_bqstorage_client=False)
+    def read(self, table: str, columns: list[str] | None = None) -> pa.Table:
+        """A table or dbt relation (``dataset-without-prefix.name``) as Arrow, whole or some columns."""
+        text = (sql(SQL + "select_columns.sql", target=self.target(table), columns=", ".join(quote(c) for c in columns))
+                if columns else sql(SQL + "select_all.sql", target=self.target(table)))
+        return self._query(text).result().to_arrow(create_bqstorage_client=False)
 
 
 def _bq_columns(schema: pa.Schema) -> dict[str, list[str]]:

@@ -148,7 +148,9 @@ class DuckDBWarehouse:
             return con.execute(sql(SQL + "not_pseudonymised.sql", target=target_name(table),
                                    column=quote(column))).fetchone()[0]
 
-    def read(self, table: str):
-        """The warehouse table as Arrow (tests, exports)."""
+    def read(self, table: str, columns: list[str] | None = None):
+        """A warehouse table or dbt relation (``schema.name``) as Arrow, whole or some columns."""
+        text = (sql(SQL + "select_columns.sql", target=target_name(table), columns=", ".join(quote(c) for c in columns))
+                if columns else sql(SQL + "select_all.sql", target=target_name(table)))
         with self.connect(read_only=True) as con:
-            return con.execute(sql(SQL + "select_all.sql", target=target_name(table))).to_arrow_table()
+            return con.execute(text).to_arrow_table()

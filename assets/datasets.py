@@ -1,0 +1,27 @@
+"""Dataset exports: the RLHF golden dataset as versioned Parquet + JSONL under the lake."""
+# no "from __future__ import annotations": Dagster inspects the real annotations
+
+import dagster as dg
+
+from assets.keys import configured_tables
+from assets.resources import LakeResource, WarehouseResource
+from lakehouse.datasets import export_dataset
+
+
+@dg.asset(key=["datasets", "rlhf_golden"], group_name="marts", kinds={"parquet", "json"},
+          deps=[dg.AssetKey(["marts", "mart_rlhf_golden"])],
+          description="Versioned export of marts/mart_rlhf_golden under the lake (datasets/rlhf_golden/"
+                      "version=<UTC time>/: data.parquet, data.jsonl, manifest.json). Unchanged rows: no new version.")
+def rlhf_golden_dataset(context: dg.AssetExecutionContext, lake: LakeResource,
+                        warehouse: WarehouseResource) -> dg.MaterializeResult:
+    wh = warehouse.warehouse()
+    rows = wh.read(warehouse.dbt_relation("marts", "mart_rlhf_golden"))
+    built_from = {t.table: wh.loaded_version(t.table) for t in configured_tables()}
+    version = export_dataset(lake.store(), "rlhf_golden", rows, ["scan_id"], built_from)
+    context.log.info(f"rlhf_golden: {'new version' if version.created else 'unchanged, kept'} {version.version}")
+    return dg.MaterializeResult(metadata={
+        "version": version.version, "new_version": version.created, "rows": version.rows,
+        "dagster/row_count": version.rows, "content_hash": version.content_hash,
+        "path": dg.MetadataValue.path(lake.store().uri(version.prefix)),
+        "built_from_state_versions": dg.MetadataValue.json(version.built_from),
+    })

@@ -1,0 +1,72 @@
+"""Marts layer: the dbt project (staging -> intermediate -> marts) as Dagster assets, downstream of
+the warehouse tables (dbt sources map to `warehouse/<schema>/<table>`); dbt tests are asset checks.
+
+The manifest is prepared at build time (`make env` runs `dbt parse`; `dagster dev` re-parses), and
+dbt runs from the project's environment, not from PATH."""
+# no "from __future__ import annotations": Dagster inspects the real annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
+
+from assets.keys import table_key
+from assets.resources import WarehouseResource
+from assets.warehouse import WAREHOUSE_POOL
+
+DBT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
+DBT_PROJECT = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
+DBT_PROJECT.prepare_if_dev()
+DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))  # the project's environment, not PATH
+
+
+class Eco2DbtTranslator(DagsterDbtTranslator):
+    """dbt sources are the warehouse assets; models keep their layer: staging/, intermediate/, marts/."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return table_key("warehouse", f"{dbt_resource_props['source_name']}.{dbt_resource_props['name']}")
+        fqn = dbt_resource_props["fqn"]
+        layer = fqn[1] if len(fqn) > 2 else f"{dbt_resource_props['resource_type']}s"  # seeds/llm_prices
+        return dg.AssetKey([layer, dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return "marts"
+
+
+@contextlib.contextmanager
+def dbt_environment(values: dict[str, str]) -> Iterator[None]:
+    """The dbt CLI reads its target from the environment (profiles.yml): set it for one invocation."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@dbt_assets(manifest=DBT_PROJECT.manifest_path, project=DBT_PROJECT, pool=WAREHOUSE_POOL,
+            dagster_dbt_translator=Eco2DbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)))
+def eco2_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+    """`dbt build` of the selected models, seeds and their tests, on the configured warehouse."""
+    with dbt_environment(warehouse.dbt_env()):
+        yield from dbt.cli(["build"], context=context).stream()
+
+
+def dbt_resource() -> DbtCliResource:
+    return DbtCliResource(project_dir=DBT_PROJECT, profiles_dir=str(DBT_DIR), dbt_executable=DBT_EXECUTABLE)
