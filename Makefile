@@ -29,7 +29,16 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 	@$(UV) sync --frozen
 	@touch $@
 
-env: $(VENV)/.synced  ## create/refresh the environment from the lock file
+DBT_MANIFEST := dbt_project/target/manifest.json
+DBT_SOURCES  := $(shell find dbt_project -path dbt_project/target -prune -o -type f \( -name '*.sql' -o -name '*.yml' -o -name '*.csv' \) -print)
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+
+# Dagster's dbt assets load the manifest at import: prepare it at build time, again when dbt files change
+$(DBT_MANIFEST): $(VENV)/.synced $(DBT_SOURCES)
+	@echo "==> dbt parse (the manifest the Dagster dbt assets load)"
+	@cd dbt_project && ../$(VENV)/bin/dbt parse --profiles-dir . --quiet
+
+env: $(VENV)/.synced $(DBT_MANIFEST)  ## create/refresh the environment from the lock file
 
 demo: env  ## build a sample lake and run the main job on embedded defaults
 	@$(PY) -m orchestration.demo

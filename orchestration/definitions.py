@@ -11,7 +11,7 @@ from assets.quality import gx_checks
 from assets.state import state_assets, state_checks
 from assets.warehouse import warehouse_assets, warehouse_checks
 from orchestration import environment, jobs
-from orchestration.schedules import daily_schedule, warehouse_automation
+from orchestration.schedules import maintenance_schedule, marts_schedule, warehouse_automation
 from orchestration.sensors import lake_sensor
 
 
@@ -22,7 +22,7 @@ def build_defs(resources: dict | None = None) -> dg.Definitions:
         asset_checks=[*state_checks, *warehouse_checks, *gx_checks],
         jobs=jobs.ALL,
         sensors=[lake_sensor, warehouse_automation],
-        schedules=[daily_schedule],
+        schedules=[maintenance_schedule, marts_schedule],
         resources={"dbt": dbt_resource(), **(resources if resources is not None else environment.resources())},
     )
 

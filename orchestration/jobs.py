@@ -42,11 +42,16 @@ def build_maintain_op(entry: TableConfig) -> dg.OpDefinition:
 MAINTAIN_OPS = [build_maintain_op(t) for t in configured_tables()]
 
 
-@dg.job(description="Daily upkeep of the current-state tables (marts and dataset exports join with issue 7).",
+@dg.job(description="Upkeep of the current-state tables: bin-pack, vacuum, orphan manifests (each in its table's pool).",
         tags={"lakehouse/kind": "maintenance"})
-def daily():
+def maintain_state():
     for op in MAINTAIN_OPS:
         op()
 
 
-ALL = [main_job, compact_job, warehouse_job, daily]
+daily_marts_job = dg.define_asset_job(
+    "daily_marts", selection=dg.AssetSelection.groups("warehouse", "marts"),
+    description="Warehouse tables up to date, then dbt (staging, intermediate, marts, tests), the GX checks, "
+                "and the RLHF dataset export (a new version only when its rows changed).")
+
+ALL = [main_job, compact_job, warehouse_job, maintain_state, daily_marts_job]

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.jobs import daily
+from orchestration.jobs import daily_marts_job, maintain_state
 
-daily_schedule = dg.ScheduleDefinition(
-    name="daily_upkeep", job=daily, cron_schedule="0 3 * * *", execution_timezone="UTC",
-    description="03:00 UTC: state table maintenance (marts and dataset exports join with issue 7).")
+maintenance_schedule = dg.ScheduleDefinition(
+    name="daily_upkeep", job=maintain_state, cron_schedule="0 3 * * *", execution_timezone="UTC",
+    description="03:00 UTC: current-state table maintenance.")
+
+marts_schedule = dg.ScheduleDefinition(
+    name="daily_marts", job=daily_marts_job, cron_schedule="0 4 * * *", execution_timezone="UTC",
+    description="04:00 UTC: marts, checks and the RLHF dataset export, after the night's upkeep.")
 
 # evaluates the warehouse assets' AutomationCondition (hourly, only tables whose state changed)
 warehouse_automation = dg.AutomationConditionSensorDefinition(

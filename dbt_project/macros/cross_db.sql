@@ -30,5 +30,10 @@
 
 {#- seconds between two timestamps, as a float -#}
 {% macro seconds_between(start_ts, end_ts) -%}
-    ({{ dbt.datediff(start_ts, end_ts, 'millisecond') }} / 1000.0)
+    ({{ dbt.datediff(start_ts, end_ts, 'microsecond') }} / 1000000.0)
+{%- endmacro %}
+
+{#- a 64-bit float (dbt.type_float() is FLOAT, 32-bit, on DuckDB) -#}
+{% macro type_double() -%}
+    {{ return('float64' if target.type == 'bigquery' else 'double') }}
 {%- endmacro %}

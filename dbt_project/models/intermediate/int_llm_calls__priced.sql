@@ -23,8 +23,8 @@ select
     in_force.price_effective_from,
     prices.usd_per_1m_input,
     prices.usd_per_1m_output,
-    cast(coalesce(calls.prompt_tokens, 0) as {{ dbt.type_float() }}) * prices.usd_per_1m_input / 1000000
-        + cast(coalesce(calls.completion_tokens, 0) as {{ dbt.type_float() }}) * prices.usd_per_1m_output / 1000000
+    cast(coalesce(calls.prompt_tokens, 0) as {{ type_double() }}) * prices.usd_per_1m_input / 1000000
+        + cast(coalesce(calls.completion_tokens, 0) as {{ type_double() }}) * prices.usd_per_1m_output / 1000000
         as cost_usd
 from calls
 left join in_force on in_force.llm_call_id = calls.llm_call_id

@@ -3,7 +3,7 @@ select
     scan_id,
     category,
     item,
-    cast(confidence as {{ dbt.type_float() }}) as confidence,
+    cast(confidence as {{ type_double() }}) as confidence,
     rationale,
     model,
     prompt_version,
