@@ -80,7 +80,9 @@ def main() -> int:
     elif lake.startswith("s3://") or not Path(lake).exists():
         step(f"generating a sample Eco2 lake ({DEMO_EVENTS:,} events) at {lake}")
         subprocess.run([*cli, "generate", "--lake", lake, "--events", str(DEMO_EVENTS), "--seed", "7",
-                        "--flush-size", "5000", "--pk-changes", "--truncates", "--schema-change"],
+                        "--flush-size", "5000", "--pk-changes", "--truncates", "--schema-change",
+                        # about nine days of traffic: daily marts, and the price change of 2026-11-05
+                        "--events-per-second", str(DEMO_EVENTS / (9 * 86_400))],
                        check=True)
     else:
         step(f"using the existing lake at {lake} (delete it to regenerate)")
@@ -88,7 +90,7 @@ def main() -> int:
     step("inspecting the lake (topics, objects, schemas, events per op)")
     subprocess.run([*cli, "inspect", "--lake", lake, "--no-schemas"], check=True)
 
-    step("running the Dagster job 'main' in-process")
+    step("running the Dagster job 'main' in-process: current state, warehouse, dbt marts, checks, dataset export")
     import dagster as dg
 
     from orchestration.definitions import defs
@@ -99,24 +101,47 @@ def main() -> int:
     if not result.success:
         print("the main job failed; see the Dagster run logs", file=sys.stderr)
         return 1
+    dataset = {}
     for event in result.get_asset_materialization_events():
         mat = event.materialization
-        keep = ("status", "events", "rows", "lag_seconds", "mode", "inserted_rows", "seconds")
+        if mat.asset_key.path[0] in ("staging", "intermediate", "marts", "seeds"):
+            continue  # dbt's own log above lists those
+        keep = ("status", "events", "rows", "lag_seconds", "mode", "inserted_rows", "seconds", "version",
+                "new_version")
         meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items() if k in keep}
         print(f"  materialized {mat.asset_key.to_user_string()}: {meta}")
+        if mat.asset_key.path[0] == "datasets":
+            dataset = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+    marts = [e for e in result.get_asset_materialization_events() if e.materialization.asset_key.path[0] == "marts"]
     checks = result.get_asset_check_evaluations()
     failed = [f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed]
-    print(f"  asset checks: {len(checks) - len(failed)} of {len(checks)} passed"
-          + (f"; failed: {', '.join(failed)}" if failed else ""))
+    print(f"  marts built: {len(marts)}; asset checks (state, warehouse, Great Expectations, dbt tests): "
+          f"{len(checks) - len(failed)} of {len(checks)} passed" + (f"; failed: {', '.join(failed)}" if failed else ""))
+
+    step("headline numbers from the marts")
+    import duckdb
+
+    from lakehouse.sqlfiles import sql
+
+    with duckdb.connect(str(settings.warehouse_path()), read_only=True) as con:
+        for headline, value in con.execute(sql("marts/headlines.sql")).fetchall():
+            print(f"  {headline:<48} {value}")
+    if dataset:
+        print(f"  {'RLHF dataset version':<48} {dataset['version']} ({dataset['rows']:,} rows, "
+              f"{'new' if dataset['new_version'] else 'unchanged: no new version'})")
 
     step(f"done in {time.monotonic() - started:,.0f} s. Where to look:")
     print(f"  lake:          {lake}")
     print(f"  state tables:  {settings.state_uri()}  (Delta; one per source table)")
-    print(f"  warehouse:     {settings.warehouse_path()}  (DuckDB; tables auth.users, scan.scans, ...)")
+    print(f"  warehouse:     {settings.warehouse_path()}  (DuckDB: auth.*, scan.*; dbt: main_staging, "
+          "main_intermediate, main_marts)")
     print(f"                 .venv/bin/python -c \"import duckdb; print(duckdb.connect('{settings.warehouse_path()}', "
           "read_only=True).sql('select count(*) from scan.scans'))\"")
     print("  export:        .venv/bin/lakehouse export --state " + settings.state_uri()
           + " --table scan.scans --out scans.parquet")
+    if dataset:
+        print(f"  RLHF dataset:  {dataset['path']}  (data.parquet, data.jsonl, manifest.json)")
+    print("  dbt:           cd dbt_project && ../.venv/bin/dbt docs generate --profiles-dir .   (lineage, column docs)")
     print(f"  dagster home:  {os.environ['DAGSTER_HOME']}  (run history of this demo)")
     print("  web UI:        make ui   (dagster dev on http://127.0.0.1:3000: assets, checks, lake sensor, "
           "schedules; materialize from the UI)")
