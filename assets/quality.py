@@ -7,7 +7,7 @@ import dagster as dg
 
 from assets.keys import configured_tables, table_key
 from assets.resources import WarehouseResource
-from lakehouse.quality import columns_of, suites, validate
+from lakehouse.quality import RECONCILE, columns_of, reconciliation, suites, validate
 
 
 def build_gx_check(relation: str) -> dg.AssetChecksDefinition:
@@ -21,8 +21,13 @@ def build_gx_check(relation: str) -> dg.AssetChecksDefinition:
                     description=f"Great Expectations suite for {relation} (lakehouse.quality.suites).")
     def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         source = warehouse.dbt_relation("marts", mart) if mart else relation
-        rows = warehouse.warehouse().read(source, columns=columns_of(relation))
-        result = validate(relation, rows)
+        wh = warehouse.warehouse()
+        expectations = suites()[relation]
+        if relation in RECONCILE:  # the mart accounts for every row of the layer below
+            column, table, counted = RECONCILE[relation]
+            expectations += reconciliation(relation, wh.read(table, columns=[counted]))
+        rows = wh.read(source, columns=sorted({*columns_of(relation), *(RECONCILE.get(relation, ())[:1])}))
+        result = validate(relation, rows, expectations)
         return dg.AssetCheckResult(
             passed=result.success,
             metadata={"rows": result.rows, "expectations": result.evaluated, "failed": len(result.failures),

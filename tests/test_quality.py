@@ -108,3 +108,14 @@ def test_pipeline_export_twice_gives_one_version(tmp_path):
     assert versions[0][1] is True and versions[1][1] is False
     assert versions[0][0] == versions[1][0] and versions[0][2] == versions[1][2]
     assert len(list(LocalStore(tmp_path / "lake").list("datasets/rlhf_golden/"))) == 3  # one version's files
+
+
+def test_row_count_reconciliation_between_layers():
+    from lakehouse.quality import reconciliation
+
+    calls = pa.table({"scan_id": ["a", "a", "b", None]})  # three calls belong to scans
+    mart = pa.table({"scan_id": ["a", "b"], "calls": [2, 1], "cost_usd": [0.1, 0.2]})
+    relation = "mart:mart_cost_per_scan"
+    assert validate(relation, mart, reconciliation(relation, calls)).success
+    short = validate(relation, mart.slice(0, 1), reconciliation(relation, calls))
+    assert [f.expectation for f in short.failures] == ["expect_column_sum_to_be_between"]

@@ -58,6 +58,8 @@ def suites() -> dict[str, list]:
             e.ExpectColumnValuesToBeInSet(column="golden_source", value_set=["correction", "confirmed"]),
             e.ExpectColumnValuesToBeBetween(column="predicted_confidence", min_value=0, max_value=1),
             e.ExpectColumnValuesToNotBeNull(column="image_path")],
+        "mart:mart_cost_per_scan": [e.ExpectColumnValuesToBeBetween(column="cost_usd", min_value=0),
+                                    *not_null_unique("scan_id")],
         "mart:mart_rag_quality_daily": [
             e.ExpectColumnValuesToBeBetween(column="thumbs_up_rate", min_value=0, max_value=1),
             e.ExpectColumnValuesToBeBetween(column="relevance_bucket", min_value=0, max_value=0.9)],
@@ -87,6 +89,20 @@ class Validation:
     @property
     def success(self) -> bool:
         return not self.failures
+
+
+# row-count reconciliation between layers: a mart column whose sum must equal the rows of a
+# warehouse table (non-null in a column); mart_cost_per_scan is rebuilt in full each run
+RECONCILE = {"mart:mart_cost_per_scan": ("calls", "scan.llm_call_log", "scan_id")}
+
+
+def reconciliation(relation: str, source_rows: pa.Table) -> list:
+    """The reconciliation expectation of ``relation`` given the source table's rows (one column)."""
+    import great_expectations.expectations as e
+
+    column, _, counted = RECONCILE[relation]
+    n = source_rows.num_rows - source_rows.column(counted).null_count
+    return [e.ExpectColumnSumToBeBetween(column=column, min_value=n, max_value=n)]
 
 
 def columns_of(relation: str) -> list[str]:
