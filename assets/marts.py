@@ -27,7 +27,21 @@ from assets.warehouse import WAREHOUSE_POOL
 
 DBT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 DBT_PROJECT = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
-DBT_PROJECT.prepare_if_dev()
+
+
+def _manifest_is_stale() -> bool:
+    manifest = Path(DBT_PROJECT.manifest_path)
+    if not manifest.exists():
+        return True
+    built = manifest.stat().st_mtime
+    return any(p.stat().st_mtime > built for p in DBT_DIR.rglob("*")
+               if p.suffix in (".sql", ".yml", ".csv") and "target" not in p.relative_to(DBT_DIR).parts)
+
+
+# `dagster dev` (and every run worker it starts) would re-parse on each code load (8 s); only when
+# a dbt file changed since the manifest was built
+if _manifest_is_stale():
+    DBT_PROJECT.prepare_if_dev()
 DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))  # the project's environment, not PATH
 
 

@@ -7,7 +7,7 @@ import dagster as dg
 
 from assets.keys import configured_tables, table_key
 from assets.resources import WarehouseResource
-from lakehouse.quality import RECONCILE, columns_of, reconciliation, suites, validate
+from lakehouse.quality import RECONCILE, RELATIONS, columns_of, reconciliation, suites, validate
 
 
 def build_gx_check(relation: str) -> dg.AssetChecksDefinition:
@@ -38,5 +38,5 @@ def build_gx_check(relation: str) -> dg.AssetChecksDefinition:
     return _check
 
 
-GX_RELATIONS = [t.table for t in configured_tables() if t.table in suites()] + [r for r in suites() if r.startswith("mart:")]
+GX_RELATIONS = [t.table for t in configured_tables() if t.table in RELATIONS] + [r for r in RELATIONS if r.startswith("mart:")]
 gx_checks = [build_gx_check(r) for r in GX_RELATIONS]

@@ -31,6 +31,12 @@ def resources_for(root: Path) -> dict:
             "warehouse": DuckDBWarehouseResource(path=str(root / "warehouse.duckdb"))}
 
 
+def test_every_relation_has_its_suite():
+    from lakehouse.quality import RELATIONS, suites
+
+    assert set(RELATIONS) == set(suites())
+
+
 def test_suite_reports_failing_columns_counts_and_samples():
     rows = pa.table({"id": [1, 2, 3, 3], "confidence": [0.5, 1.7, 0.2, 1.2],
                      "category": ["glass", "paper", "metal", "can"]})

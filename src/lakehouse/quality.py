@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 CATEGORIES = ["plastic", "glass", "paper", "can", "vinyl", "styrofoam", "food_waste", "general"]
+# the relations with a suite, known without importing GX (it takes seconds; code locations load often)
+RELATIONS = ("auth.users", "scan.scans", "scan.classification_results", "scan.rag_retrievals", "scan.llm_call_log",
+             "scan.feedback", "mart:mart_llm_latency_daily", "mart:mart_llm_cost_daily", "mart:mart_rlhf_golden",
+             "mart:mart_cost_per_scan", "mart:mart_rag_quality_daily")
 
 
 def suites() -> dict[str, list]:
