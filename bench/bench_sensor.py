@@ -79,9 +79,9 @@ def new_keys(objects: int, partitions: int, batch: int, count: int) -> list[str]
 # ---------------------------------------------------------------------------------------------
 
 
-def _timed(fn):
+def _timed(fn, *args):
     t = time.perf_counter()
-    out = fn()
+    out = fn(*args)
     return time.perf_counter() - t, out
 
 
@@ -119,16 +119,16 @@ def phase_measure(job: dict) -> dict:
     res: dict = {}
     try:
         # watch(): the first tick (full listing), then incremental ticks from its cursor
-        first = _timed(lambda: watch(store, None))
+        first = _timed(watch, store, None)
         res["first"] = stats([first])
         cursor = first[1].cursor
         res["objects_seen"] = sum(first[1].cursor.counts.values())
-        quiet = [_timed(lambda: watch(store, cursor)) for _ in range(repeat)]
+        quiet = [_timed(watch, store, cursor) for _ in range(repeat)]
         res["incremental_quiet"] = stats(quiet)
         after = []
         for _ in range(repeat):
             land()
-            s = _timed(lambda: watch(store, cursor))
+            s = _timed(watch, store, cursor)
             after.append(s)
             if sum(len(v) for v in s[1].new.values()) != count:
                 raise RuntimeError(f"incremental tick found {sum(len(v) for v in s[1].new.values())} "
@@ -137,7 +137,7 @@ def phase_measure(job: dict) -> dict:
         res["incremental_new"] = stats(after)
 
         # baselines: a naive sensor re-lists the whole lake each tick
-        res["naive_watch"] = stats([_timed(lambda: watch(store, None)) for _ in range(repeat)])
+        res["naive_watch"] = stats([_timed(watch, store, None) for _ in range(repeat)])
         seen = {o.key for o in store.list("topics/")}
         naive = []
         for _ in range(repeat):
@@ -151,8 +151,7 @@ def phase_measure(job: dict) -> dict:
             seen = now
         res["naive_list"] = stats(naive, count)
         res["naive_list"]["listed"] = len(seen)
-        _, cursor = _timed(lambda: watch(store, cursor))  # catch the cursor up with the naive landings
-        cursor = cursor.cursor
+        cursor = watch(store, cursor).cursor  # catch the cursor up with the naive landings
 
         # the Dagster sensor function with its resources (watch + run requests + cursor JSON)
         resources = {"lake": LakeResource(uri=uri), "state": StateResource(uri=job["state"])}
@@ -162,15 +161,15 @@ def phase_measure(job: dict) -> dict:
                 return lake_sensor(ctx)
 
         evaluate(cursor.to_json())  # warm-up (the daemon's code server is warm too): not measured
-        samples = [_timed(lambda: evaluate(None)) for _ in range(repeat)]
+        samples = [_timed(evaluate, None) for _ in range(repeat)]
         res["sensor_first"] = stats(samples) | {"runs": len(samples[-1][1].run_requests or [])}
         cur = samples[-1][1].cursor
-        samples = [_timed(lambda: evaluate(cur)) for _ in range(repeat)]
+        samples = [_timed(evaluate, cur) for _ in range(repeat)]
         res["sensor_quiet"] = stats(samples) | {"runs": len(samples[-1][1].run_requests or [])}
         samples = []
         for _ in range(repeat):
             land()
-            s = _timed(lambda: evaluate(cur))
+            s = _timed(evaluate, cur)
             samples.append(s)
             cur = s[1].cursor
         res["sensor_new"] = stats(samples) | {"runs": len(samples[-1][1].run_requests or [])}
@@ -264,21 +263,44 @@ def build_s3(endpoint: str, bucket: str, keys: list[str]) -> float:
     return time.perf_counter() - t
 
 
-def measure(work: Path, label: str, job: dict) -> dict:
+def _busy_seconds() -> float:
+    import psutil
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + t.irq + t.softirq + t.steal
+
+
+def wait_quiet(max_seconds: float) -> float:
+    """Wait (at most ``max_seconds``) until the machine has been idle for 5 s (< 0.3 cores busy)."""
+    import psutil
+    started = time.perf_counter()
+    while time.perf_counter() - started < max_seconds:
+        if psutil.cpu_percent(interval=5.0) / 100 * (os.cpu_count() or 1) < 0.3:
+            break
+    return time.perf_counter() - started
+
+
+def measure(work: Path, label: str, job: dict, quiet_wait: float) -> dict:
     job_path = work / f"job-{label}.json"
     job_path.write_text(json.dumps(job))
+    waited = wait_quiet(quiet_wait) if quiet_wait else 0.0
     print(f"--- {label}: measuring ...", file=sys.stderr, flush=True)
     env = dict(os.environ)
     env.setdefault("LAKEHOUSE_PSEUDONYM_KEY", "bench")
     t = time.perf_counter()
+    busy0, ru0 = _busy_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--phase", "measure", "--job",
                            str(job_path)], capture_output=True, text=True, cwd=ROOT, env=env)
+    wall = time.perf_counter() - t
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     (work / f"{label}.err").write_text(proc.stderr)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
     result = json.loads(lines[-1]) if lines else {
         "error": f"exit code {proc.returncode}, no result; stderr: {' | '.join(proc.stderr.splitlines()[-5:])}"}
-    print(f"--- {label}: {result.get('error') or f'done in {time.perf_counter() - t:.0f} s'}",
-          file=sys.stderr, flush=True)
+    result |= {"wall_seconds": wall, "cpu_cores": own / wall, "waited_for_quiet_s": waited,
+               "other_cores": max(0.0, (_busy_seconds() - busy0 - own) / wall)}
+    print(f"--- {label}: {result.get('error') or f'done in {wall:.0f} s'}, other processes kept "
+          f"{result['other_cores']:.1f} cores busy meanwhile", file=sys.stderr, flush=True)
     return result
 
 
@@ -357,7 +379,10 @@ def render(args, results: dict[str, dict], builds: dict[str, float]) -> tuple[st
     md_lines += ["| " + " | ".join(rows_i) + " |" for rows_i in rows]
     for b, r in results.items():
         if "error" not in r:
-            md_lines += ["", f"{b}: the measuring process peaked at {r['peak_rss_mb']:,.0f} MB RSS."]
+            md_lines += ["", f"{b}: the measuring process ran {r['wall_seconds']:.0f} s, kept "
+                         f"{r['cpu_cores']:.1f} cores busy on average while other processes kept "
+                         f"{r['other_cores']:.1f} busy (of {os.cpu_count()}: above ~0.2 the machine was shared "
+                         f"and the times are inflated); peak RSS {r['peak_rss_mb']:,.0f} MB."]
     for b, r in errors.items():
         md_lines += ["", f"{b} failed: `{r['error']}`", "", "```", r.get("traceback", ""), "```"]
     return table, "\n".join(md_lines) + "\n"
@@ -370,6 +395,8 @@ def main() -> None:
     ap.add_argument("--new", type=int, default=50, help="objects landing before an incremental tick")
     ap.add_argument("--repeat", type=int, default=5, help="ticks measured per case")
     ap.add_argument("--s3", action="store_true", help="also on moto S3 (loopback server)")
+    ap.add_argument("--quiet-wait", type=float, default=120.0,
+                    help="wait at most this long for an idle machine before each measuring process")
     ap.add_argument("--workdir", default="/tmp/bench-sensor")
     ap.add_argument("--report", default=str(ROOT / "bench" / "results" / "sensor.md"))
     ap.add_argument("--phase", help=argparse.SUPPRESS)
@@ -388,12 +415,12 @@ def main() -> None:
     builds: dict[str, float] = {}
     print(f"--- local: writing {len(keys):,} objects ...", file=sys.stderr, flush=True)
     builds["local"] = build_local(work / "lake", keys)
-    results["local"] = measure(work, "local", job | {"uri": str(work / "lake")})
+    results["local"] = measure(work, "local", job | {"uri": str(work / "lake")}, args.quiet_wait)
     if args.s3:
         with moto_server() as endpoint:
             print(f"--- s3: uploading {len(keys):,} objects to moto ...", file=sys.stderr, flush=True)
             builds["moto S3"] = build_s3(endpoint, "lake", keys)
-            results["moto S3"] = measure(work, "s3", job | {"uri": "s3://lake"})
+            results["moto S3"] = measure(work, "s3", job | {"uri": "s3://lake"}, args.quiet_wait)
     shutil.rmtree(work / "lake", ignore_errors=True)
 
     table, markdown = render(args, results, builds)
