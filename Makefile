@@ -50,12 +50,19 @@ ui: env  ## the Dagster UI on http://127.0.0.1:3000 over the demo's data (Ctrl-C
 	  LAKEHOUSE_PSEUDONYM_KEY=$${LAKEHOUSE_PSEUDONYM_KEY:-demo-only-not-a-secret} \
 	  $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-test: env bqemu  ## lint, then run the whole suite (slow suites included)
+test: env bqemu chromium  ## lint, then run the whole suite (slow suites included)
 	@$(VENV)/bin/ruff check src assets orchestration tests bench
 	@$(PY) -m pytest
 
 test-fast: env bqemu  ## the suite without slow tests
 	@$(PY) -m pytest -m "not slow"
+
+# Headless Chromium for the report's browser test (tests/test_report.py): Debian's package, only when missing
+.PHONY: chromium
+chromium:  ## Debian's chromium (+ a font) for the report's browser test, installed only when missing
+	@command -v chromium >/dev/null || { echo "==> installing Debian's chromium (report browser test)" && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium fonts-dejavu-core >/dev/null; }
 
 # BigQuery emulator for the tests (tests/bq_emulator.py): its own pinned venv, and the DuckDB
 # extensions it needs offline installed under a repo-local HOME (DuckDB uses $HOME/.duckdb).

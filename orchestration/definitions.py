@@ -8,6 +8,7 @@ from assets.datasets import rlhf_golden_dataset
 from assets.lake import lake_inventory, raw_topics
 from assets.marts import dbt_resource, eco2_dbt
 from assets.quality import gx_checks
+from assets.report import marts_report
 from assets.state import state_assets, state_checks
 from assets.warehouse import warehouse_assets, warehouse_checks
 from orchestration import environment, jobs
@@ -18,7 +19,8 @@ from orchestration.sensors import lake_sensor
 def build_defs(resources: dict | None = None) -> dg.Definitions:
     """The code location; ``resources`` replaces the environment's (tests point them at temp dirs)."""
     return dg.Definitions(
-        assets=[raw_topics, lake_inventory, *state_assets, *warehouse_assets, eco2_dbt, rlhf_golden_dataset],
+        assets=[raw_topics, lake_inventory, *state_assets, *warehouse_assets, eco2_dbt, rlhf_golden_dataset,
+                marts_report],
         asset_checks=[*state_checks, *warehouse_checks, *gx_checks],
         jobs=jobs.ALL,
         sensors=[lake_sensor, warehouse_automation],

@@ -101,7 +101,7 @@ def main() -> int:
     if not result.success:
         print("the main job failed; see the Dagster run logs", file=sys.stderr)
         return 1
-    dataset = {}
+    dataset, report = {}, None
     for event in result.get_asset_materialization_events():
         mat = event.materialization
         if mat.asset_key.path[0] in ("staging", "intermediate", "marts", "seeds"):
@@ -112,6 +112,8 @@ def main() -> int:
         print(f"  materialized {mat.asset_key.to_user_string()}: {meta}")
         if mat.asset_key.path[0] == "datasets":
             dataset = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+        if mat.asset_key.path[0] == "reports":
+            report = mat.metadata["path"].value
     marts = [e for e in result.get_asset_materialization_events() if e.materialization.asset_key.path[0] == "marts"]
     checks = result.get_asset_check_evaluations()
     failed = [f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed]
@@ -141,6 +143,8 @@ def main() -> int:
           + " --table scan.scans --out scans.parquet")
     if dataset:
         print(f"  RLHF dataset:  {dataset['path']}  (data.parquet, data.jsonl, manifest.json)")
+    if report:
+        print(f"  report:        {report}  (charts of the marts; also on the asset reports/marts_report in the UI)")
     print("  dbt:           cd dbt_project && ../.venv/bin/dbt docs generate --profiles-dir .   (lineage, column docs)")
     print(f"  dagster home:  {os.environ['DAGSTER_HOME']}  (run history of this demo)")
     print("  web UI:        make ui   (dagster dev on http://127.0.0.1:3000: assets, checks, lake sensor, "

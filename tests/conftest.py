@@ -30,6 +30,16 @@ from lakehouse.lake.store import ObjectStore
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _report_in_tmp(tmp_path_factory):
+    """Jobs that build the marts report write it under the session's tmp dir, not ./.data
+    (session scope: hypothesis refuses function-scoped autouse fixtures)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LAKEHOUSE_REPORT", str(tmp_path_factory.mktemp("report")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def sample_events():
     return load_events()
