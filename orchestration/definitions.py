@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.dashboards import DASHBOARDS
 from assets.datasets import rlhf_golden_dataset
 from assets.lake import lake_inventory, raw_topics
 from assets.marts import dbt_resource, eco2_dbt
@@ -20,7 +21,7 @@ def build_defs(resources: dict | None = None) -> dg.Definitions:
     """The code location; ``resources`` replaces the environment's (tests point them at temp dirs)."""
     return dg.Definitions(
         assets=[raw_topics, lake_inventory, *state_assets, *warehouse_assets, eco2_dbt, rlhf_golden_dataset,
-                marts_report],
+                marts_report, *DASHBOARDS],
         asset_checks=[*state_checks, *warehouse_checks, *gx_checks],
         jobs=jobs.ALL,
         sensors=[lake_sensor, warehouse_automation],
