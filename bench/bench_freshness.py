@@ -9,7 +9,7 @@ lake sensor running (target: p95 <= 60 s), beside compaction alone in the same r
    of that lake and state and ``compact(tables=[table])`` applies it (third-party imports outside
    the timer); the process also times ``import orchestration.definitions``, the code a run worker
    loads before its step starts. Compaction alone is the floor of the latency.
-3. ``dagster dev -w workspace.yaml`` (cwd the repo; ``LAKEHOUSE_HOME=<workdir>/home``,
+3. ``dagster dev -w workspace.yaml`` (cwd the code; ``LAKEHOUSE_HOME=<workdir>/home``,
    ``DAGSTER_HOME=<workdir>/home/dagster`` holding a copy of ``orchestration/dagster.yaml``,
    ``LAKEHOUSE_PSEUDONYM_KEY=bench``) in its own process group; ``lake_sensor`` is started with
    the GraphQL ``startSensor`` mutation; its first tick (a full listing: one run per table, each
@@ -27,7 +27,11 @@ lake sensor running (target: p95 <= 60 s), beside compaction alone in the same r
     .venv/bin/python bench/bench_freshness.py --objects 60 --interval 4
 
 Everything lives in ``--workdir`` (the staging lake is kept and reused; the rest is rebuilt
-each run). ``dagster dev`` is stopped at the end (its process group, then leftover children).
+each run). The code location is measured from a snapshot copied there at the start (``src``,
+``assets``, ``orchestration``, ``config``, ``dbt_project``; first on ``PYTHONPATH``), so edits to
+the repo during the run change nothing measured (``--live-code`` runs the repo itself). ``dagster
+dev`` is stopped at the end (its process group, then any process left with this run's
+``DAGSTER_HOME``).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -88,8 +93,9 @@ def phase_compact(job: dict) -> dict:
     out: dict = {}
     if job.get("load_code"):  # what a run worker imports before its step can start
         t = time.perf_counter()
-        import orchestration.definitions  # noqa: F401
+        import orchestration.definitions
         out["import_seconds"] = time.perf_counter() - t
+        out["code_from"] = str(Path(orchestration.definitions.__file__).resolve().parents[1])
     if not job.get("lake"):
         return out
     import deltalake  # noqa: F401  (third-party imports outside the timer)
@@ -119,11 +125,11 @@ def run_phase_here(job_path: str) -> None:
     print(json.dumps(result), flush=True)
 
 
-def run_phase(work: Path, label: str, job: dict, env: dict) -> dict:
+def run_phase(work: Path, label: str, job: dict, env: dict, code: Path) -> dict:
     path = work / f"job-{label}.json"
     path.write_text(json.dumps(job))
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--phase", "compact", "--job", str(path)],
-                          capture_output=True, text=True, cwd=ROOT, env=env)
+                          capture_output=True, text=True, cwd=code, env=env)
     (work / f"{label}.err").write_text(proc.stderr)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
     res = json.loads(lines[-1]) if lines else {"error": f"exit code {proc.returncode}: "
@@ -131,6 +137,8 @@ def run_phase(work: Path, label: str, job: dict, env: dict) -> dict:
     bad = [t["error"] for t in res.get("tables", {}).values() if t.get("error")]
     if "error" in res or bad:
         sys.exit(f"{label}: {res.get('error') or bad}\n{res.get('traceback', '')}")
+    if res.get("code_from", str(code)) != str(code):
+        sys.exit(f"{label}: loaded the code location from {res['code_from']}, not {code}")
     return res
 
 
@@ -197,11 +205,12 @@ def _free_port() -> int:
 
 
 class Dagster:
-    def __init__(self, env: dict, log: Path, port: int):
+    def __init__(self, env: dict, log: Path, port: int, code: Path):
         self.url = f"http://127.0.0.1:{port}"
+        self.home = env["DAGSTER_HOME"]
         self.log = open(log, "w")  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen([str(VENV_BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1",
-                                      "-p", str(port)], cwd=ROOT, env=env, stdout=self.log,
+                                      "-p", str(port)], cwd=code, env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         self.cpu_seen: dict[int, float] = {}  # pid -> user+system seconds, last sample
 
@@ -276,6 +285,23 @@ class Dagster:
         for p in alive:
             with contextlib.suppress(psutil.Error):
                 p.kill()
+        # processes started meanwhile (a code server reloading, a run worker launching): ours by their
+        # DAGSTER_HOME, which is unique to this run
+        for _ in range(3):
+            ours = []
+            for p in psutil.process_iter():
+                with contextlib.suppress(psutil.Error):
+                    if p.pid != os.getpid() and p.environ().get("DAGSTER_HOME") == self.home:
+                        ours.append(p)
+            if not ours:
+                break
+            for p in ours:
+                with contextlib.suppress(psutil.Error):
+                    p.terminate()
+            _, alive = psutil.wait_procs(ours, timeout=10)
+            for p in alive:
+                with contextlib.suppress(psutil.Error):
+                    p.kill()
         self.log.close()
 
 
@@ -342,6 +368,16 @@ def _busy_seconds() -> float:
     return t.user + t.nice + t.system + t.irq + t.softirq + t.steal
 
 
+def wait_quiet(max_seconds: float) -> float:
+    """Wait (at most ``max_seconds``) until the machine has been idle for 5 s (< 0.3 cores busy)."""
+    import psutil
+    started = time.perf_counter()
+    while time.perf_counter() - started < max_seconds:
+        if psutil.cpu_percent(interval=5.0) / 100 * (os.cpu_count() or 1) < 0.3:
+            break
+    return time.perf_counter() - started
+
+
 def pct(values: list[float], q: float) -> float:
     """Percentile with linear interpolation between ranks (numpy's default)."""
     s = sorted(values)
@@ -404,7 +440,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--settle", type=float, default=300.0, help="max wait after the last landing")
     ap.add_argument("--startup-timeout", type=float, default=300.0)
+    ap.add_argument("--quiet-wait", type=float, default=120.0,
+                    help="wait at most this long for an idle machine before starting dagster dev")
     ap.add_argument("--workdir", default="/tmp/bench-freshness")
+    ap.add_argument("--live-code", action="store_true",
+                    help="run the repo's code itself, not a snapshot taken at the start (<workdir>/code)")
     ap.add_argument("--report", default=str(ROOT / "bench" / "results" / "freshness.md"))
     ap.add_argument("--phase", help=argparse.SUPPRESS)
     ap.add_argument("--job", help=argparse.SUPPRESS)
@@ -413,12 +453,8 @@ def main() -> None:
         run_phase_here(args.job)
         return
 
-    from lakehouse.config import load_config
-    from lakehouse.generate import GeneratorOptions, generate_lake
-    from lakehouse.lake.store import LocalStore
-
-    sys.path.insert(0, str(ROOT))
-    from orchestration.sensors import SENSOR_INTERVAL_SECONDS
+    def say(msg: str) -> None:
+        print(f"--- {msg}", file=sys.stderr, flush=True)
 
     work = Path(args.workdir)
     home = work / "home"
@@ -433,10 +469,21 @@ def main() -> None:
             "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     lake, state = home / "lake", home / "state"
 
-    def say(msg: str) -> None:
-        print(f"--- {msg}", file=sys.stderr, flush=True)
+    # the code measured: a snapshot taken now (the repo may change during the run), or the repo itself
+    code_start = _code_identity()
+    code = ROOT
+    if not args.live_code:
+        code = work / "code"
+        say(f"code snapshot ({code_start}) -> {code}")
+        snapshot_code(code)
+        env["PYTHONPATH"] = os.pathsep.join([str(code), str(code / "src"), *filter(None, [env.get("PYTHONPATH")])])
+        sys.path[:0] = [str(code), str(code / "src")]
+    from lakehouse.config import load_config
+    from lakehouse.generate import GeneratorOptions, generate_lake
+    from lakehouse.lake.store import LocalStore
 
-    code_start = _code_identity()  # baselines and runs must measure the same code: checked again at the end
+    interval = int(re.search(r"SENSOR_INTERVAL_SECONDS\s*=\s*(\d+)",
+                             (code / "orchestration" / "sensors.py").read_text())[1])
 
     # 1. staging lake, seed, seed compaction
     stage = work / f"stage-{args.events}-s{args.seed}-f{args.flush_size}"
@@ -445,11 +492,11 @@ def main() -> None:
         say(f"generating the staging lake ({args.events:,} events, flush size {args.flush_size})")
         generate_lake(stage, GeneratorOptions(events=args.events, seed=args.seed, flush_size=args.flush_size))
         (stage / ".bench-generated").write_text("")
-    tables = [(e.topic, e.table) for e in load_config().tables]
+    tables = [(e.topic, e.table) for e in load_config(code / "config" / "tables.yaml").tables]
     seed, order = plan_landing(stage, tables, args.objects)
     link_into(stage, lake, seed)
     say(f"seed lake: {len(seed):,} objects; compacting it")
-    seed_res = run_phase(work, "seed", {"lake": str(lake), "state": str(state)}, env)
+    seed_res = run_phase(work, "seed", {"lake": str(lake), "state": str(state)}, env, code)
 
     # 2. baseline: compaction of one held-back object per table, fresh process each
     baseline: dict[str, dict] = {}
@@ -462,22 +509,26 @@ def main() -> None:
         say(f"baseline: compact one object of {table}")
         baseline[table] = run_phase(work, f"baseline-{table}", {"lake": str(scratch / "lake"),
                                                                 "state": str(scratch / "state"),
-                                                                "tables": [table], "load_code": True}, env)
+                                                                "tables": [table], "load_code": True},
+                                   env, code)
     shutil.rmtree(scratch, ignore_errors=True)
     # dagster dev sets DAGSTER_IS_DEV_CLI=1 and its run workers inherit it: the code they load may
     # prepare more in that mode (DbtProject.prepare_if_dev re-parses the dbt project)
     say("baseline: code load with DAGSTER_IS_DEV_CLI=1, as dagster dev's run workers")
-    dev_imports = [run_phase(work, f"import-dev-{n}", {"load_code": True}, env | {"DAGSTER_IS_DEV_CLI": "1"}
-                             )["import_seconds"] for n in range(3)]
+    dev_imports = [run_phase(work, f"import-dev-{n}", {"load_code": True}, env | {"DAGSTER_IS_DEV_CLI": "1"},
+                             code)["import_seconds"] for n in range(3)]
 
-    # 3. dagster dev, the sensor, its first tick
+    # 3. dagster dev, the sensor, its first tick (in a lull, if the machine is shared)
+    if args.quiet_wait:
+        info_wait = wait_quiet(args.quiet_wait)
+        say(f"waited {info_wait:.0f} s for an idle machine")
     (home / "dagster").mkdir()
-    shutil.copy(ROOT / "orchestration" / "dagster.yaml", home / "dagster" / "dagster.yaml")
+    shutil.copy(code / "orchestration" / "dagster.yaml", home / "dagster" / "dagster.yaml")
     port = _free_port()
     say(f"starting dagster dev on port {port} (log: {work / 'dagster-dev.log'})")
     t0 = time.monotonic()
-    dagster = Dagster(env, work / "dagster-dev.log", port)
-    info: dict = {"port": port, "code": code_start}
+    dagster = Dagster(env, work / "dagster-dev.log", port, code)
+    info: dict = {"port": port, "code": code_start if args.live_code else f"snapshot of {code_start}"}
     watcher = StateWatcher(state, [t for _, t in tables])
     busy0 = own0 = 0.0
     try:
@@ -534,6 +585,7 @@ def main() -> None:
         ticks = [t for t in dagster.ticks() if land_start <= t["timestamp"] <= land_end]
         info["runs"] = {"count": len([r for r in runs if r["creationTime"] >= land_start]),
                         "committing": len({r["run"] for r in watcher.done if "run" in r}),
+                        "failed": sum(r["status"] == "FAILURE" for r in runs),
                         "statuses": sorted({r["status"] for r in runs})}
         info["ticks"] = {
             "count": len(ticks),
@@ -548,15 +600,31 @@ def main() -> None:
         dagster.stop()
 
     info["dev_imports"] = dev_imports
-    if _code_identity() != code_start:
+    if args.live_code and _code_identity() != code_start:
         info["code"] = f"{code_start}, then {_code_identity()} by the end (the code CHANGED during the run)"
-    text, markdown = render(args, info, watcher, order, seed, seed_res, baseline, SENSOR_INTERVAL_SECONDS)
+    text, markdown = render(args, info, watcher, order, seed, seed_res, baseline, interval)
     print(text)
     report = Path(args.report)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(markdown)
     (work / "records.json").write_text(json.dumps({"records": watcher.done, "info": info}, default=str))
     print(f"\nreport: {report}\nraw records: {work / 'records.json'}")
+
+
+SNAPSHOT = ("src", "assets", "orchestration", "config", "dbt_project", "workspace.yaml", "pyproject.toml")
+
+
+def snapshot_code(dest: Path) -> None:
+    """Copy the code location (packages, configs, dbt project) so edits to the repo during the run
+    change nothing measured; processes get it first on PYTHONPATH, ahead of the editable install."""
+    shutil.rmtree(dest, ignore_errors=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "logs")
+    for name in SNAPSHOT:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=ignore, symlinks=True)
+        elif src.exists():
+            shutil.copy2(src, dest / name)
 
 
 def _code_identity() -> str:
@@ -626,7 +694,8 @@ def render(args, info: dict, watcher: StateWatcher, order: list, seed: list, see
            f"{t.get('duration') or 0:.2f} s, {t.get('requested_runs', 0)} runs requested "
            f"({info.get('runs', {}).get('count', 0)} compact_tables runs created, "
            f"{info.get('runs', {}).get('committing', 0)} of them committed landed objects: the others started "
-           "after an earlier run had applied their objects; statuses at the end "
+           "after an earlier run had applied their objects; "
+           f"{info.get('runs', {}).get('failed', 0)} failed; statuses at the end "
            f"{', '.join(info.get('runs', {}).get('statuses', []))}).")
     c = info.get("cores", {})
     cores = (f"Average cores busy over the {info.get('window', 0):.0f} s window: dagster dev and its runs "
@@ -657,7 +726,7 @@ def render(args, info: dict, watcher: StateWatcher, order: list, seed: list, see
     seed_secs = seed_res["seconds"]
     md = [f"# Freshness benchmark: object landed -> state committed ({datetime.now(UTC):%Y-%m-%d})", "",
           f"Machine: {_machine()}. Versions: {versions}. Code: {info.get('code', '?')}.", "",
-          "Command: `.venv/bin/python bench/bench_freshness.py " + " ".join(sys.argv[1:]) + "`", "",
+          "Command: `" + " ".join([".venv/bin/python bench/bench_freshness.py", *sys.argv[1:]]) + "`", "",
           f"**{verdict}** ({len(done)} of {len(order)} objects applied; lake_sensor interval "
           f"{interval} s, `compact_tables` runs launched by `dagster dev`'s daemon, one process per run).", "",
           f"Lake: a staging lake of {args.events:,} generated events (seed {args.seed}, flush size "
