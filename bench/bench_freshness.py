@@ -687,16 +687,17 @@ def render(args, info: dict, watcher: StateWatcher, order: list, seed: list, see
     verdict = (f"p95 {pct(lat, 0.95):.1f} s against the 60 s target: {'MET' if ok else 'NOT MET'}" if lat
                else "no object was applied")
     t = info.get("ticks", {})
+    runs = info.get("runs", {})
+    idle = ("; the others found their objects applied by an earlier run"
+            if runs.get("committing", 0) < runs.get("count", 0) else "")
     dag = (f"dagster dev ready in {info.get('startup_seconds', 0):.0f} s; the sensor's first tick (full listing) "
            f"requested {info.get('first_tick', {}).get('runs', '?')} runs, done "
            f"{info.get('first_tick', {}).get('seconds', 0):.0f} s after the start. While landing: "
            f"{t.get('count', 0)} ticks, median spacing {t.get('gap') or 0:.1f} s, median evaluation "
            f"{t.get('duration') or 0:.2f} s, {t.get('requested_runs', 0)} runs requested "
-           f"({info.get('runs', {}).get('count', 0)} compact_tables runs created, "
-           f"{info.get('runs', {}).get('committing', 0)} of them committed landed objects: the others started "
-           "after an earlier run had applied their objects; "
-           f"{info.get('runs', {}).get('failed', 0)} failed; statuses at the end "
-           f"{', '.join(info.get('runs', {}).get('statuses', []))}).")
+           f"({runs.get('count', 0)} compact_tables runs created, {runs.get('committing', 0)} of them committed "
+           f"landed objects{idle}; {runs.get('failed', 0)} failed; statuses at the end "
+           f"{', '.join(runs.get('statuses', []))}).")
     c = info.get("cores", {})
     cores = (f"Average cores busy over the {info.get('window', 0):.0f} s window: dagster dev and its runs "
              f"{c.get('dagster', 0):.2f}, this script (landing, polling) {c.get('bench', 0):.2f}, anything else "
