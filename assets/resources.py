@@ -5,6 +5,7 @@ Which concrete places (local folders or S3, DuckDB or BigQuery) is decided in on
 
 from __future__ import annotations
 
+import abc
 import base64
 import json
 from pathlib import Path
@@ -48,25 +49,26 @@ class StateResource(dg.ConfigurableResource):
         return load_config(self.tables_config)
 
 
-class WarehouseResource(dg.ConfigurableResource):
+class WarehouseResource(dg.ConfigurableResource, abc.ABC):
     """Where the warehouse tables live; ``orchestration/environment.py`` picks the kind."""
 
     kind: ClassVar[str] = ""
 
+    @abc.abstractmethod
     def warehouse(self) -> Warehouse:
-        raise NotImplementedError
+        """The warehouse client (loads, reads, checks)."""
 
+    @abc.abstractmethod
     def table_name(self, table: str) -> str:
         """The table's fully qualified name, for ``dagster/table_name``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def dbt_env(self) -> dict[str, str]:
         """Environment for the dbt CLI: the target and where it writes (see dbt_project/profiles.yml)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def dbt_relation(self, schema: str, name: str) -> str:
         """A dbt model's relation, as ``read`` takes it (dbt schema = target schema + _ + custom)."""
-        raise NotImplementedError
 
 
 class DuckDBWarehouseResource(WarehouseResource):

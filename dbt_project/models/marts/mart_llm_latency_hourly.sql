@@ -1,25 +1,5 @@
--- LLM latency per hour, stage and model: call counts and rates over every call; latency
--- percentiles over successful calls only (errors and timeouts have no meaningful latency).
+-- LLM latency per hour, stage and model (see macros/llm_latency.sql).
 {{ config(materialized='incremental', unique_key=['hour', 'stage', 'model'],
           incremental_strategy=incremental_strategy(), on_schema_change='append_new_columns') }}
 
-with calls as (
-    select *, {{ dbt.date_trunc('hour', 'created_at') }} as hour
-    from {{ ref('stg_scan__llm_call_log') }}
-    {{ lookback_filter(utc_day('created_at'), 'hour') }}
-)
-
-select
-    hour,
-    stage,
-    model,
-    count(*) as calls,
-    sum(case when status = 'ok' then 1 else 0 end) as ok_calls,
-    avg(case when status = 'error' then 1.0 else 0.0 end) as error_rate,
-    avg(case when status = 'timeout' then 1.0 else 0.0 end) as timeout_rate,
-    {{ percentile("case when status = 'ok' then latency_ms end", 0.5) }} as p50_latency_ms,
-    {{ percentile("case when status = 'ok' then latency_ms end", 0.9) }} as p90_latency_ms,
-    {{ percentile("case when status = 'ok' then latency_ms end", 0.95) }} as p95_latency_ms,
-    {{ percentile("case when status = 'ok' then latency_ms end", 0.99) }} as p99_latency_ms
-from calls
-group by hour, stage, model
+{{ llm_latency('hour', dbt.date_trunc('hour', 'created_at')) }}
