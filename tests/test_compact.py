@@ -219,6 +219,8 @@ def test_incompatible_change_stops_that_table_only(lakes, tmp_path):
     results = {r.table: r for r in compact(str(lake), str(tmp_path / "state"), plain_config())}
     bad = results["scan.scans"]
     assert bad.failed and "user_id" in bad.error and victim in bad.error and "scan.scans" in bad.error
+    assert "from int64 to string" in bad.error  # old and new type
+    assert "new Debezium snapshot" in bad.error and "--full-refresh --table scan.scans" in bad.error  # recovery
     assert not StateTable(str(tmp_path / "state"), "scan.scans").exists()  # nothing committed
     assert all(r.status == "applied" for name, r in results.items() if name != "scan.scans")
 

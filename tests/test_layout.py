@@ -146,6 +146,13 @@ def test_json_extensions(ext, compression):
     )
 
 
+def test_avro_value_files():
+    """AvroFormat names every object ``.avro``: the codec (avro.codec) is only in the header."""
+    p = parse_object_key(f"topics/{C}/partition=3/{C}+3+0000000042.avro")
+    assert isinstance(p, ObjectKey) and (p.format, p.compression, p.kafka_partition, p.start_offset) == (
+        "avro", "", 3, 42)
+
+
 # --------------------------------------------------------------------------------------------
 # offsets, padding, topics dir
 # --------------------------------------------------------------------------------------------
@@ -236,7 +243,6 @@ def test_nested_topics_dir():
             f"topics/{C}/partition=0/other.topic+0+0000000000.snappy.parquet",
             "differs from its directory",
         ),
-        (f"topics/{C}/partition=0/{C}+0+0000000000.avro", "not supported"),
         (f"topics/{C}/partition=0/{C}+0+0000000000.bin", "not supported"),
         (f"topics/{C}/{C}+0+0000000000.snappy.parquet", "no encoded partition"),
         (f"topics/{C}/partition=0/.hidden", "hidden"),
@@ -272,7 +278,7 @@ encoded_partitions = st.one_of(
     enc=encoded_partitions,
     kpart=st.integers(0, 100_000),
     offset=st.integers(0, 10**18),
-    ext=st.sampled_from(sorted(set(SPEC_CODECS.values())) + [".json", ".json.gz"]),
+    ext=st.sampled_from(sorted(set(SPEC_CODECS.values())) + [".json", ".json.gz", ".avro"]),
     width=st.integers(1, 20),
     topics_dir=st.sampled_from(["topics", "", "a/b/c", "raw-lake"]),
 )
@@ -291,7 +297,7 @@ def test_build_parse_round_trip(topic, enc, kpart, offset, ext, width, topics_di
         enc,
         key,
     )
-    assert p.format == ("json" if ext.startswith(".json") else "parquet")
+    assert p.format == ("json" if ext.startswith(".json") else "avro" if ext == ".avro" else "parquet")
     # the companion built from the same stem is recognised as such
     companion = build_object_key(layout, topic, enc, kpart, offset, ".avro", view=".keys")
     assert isinstance(parse_object_key(companion, layout), IgnoredObject)

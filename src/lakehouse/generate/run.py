@@ -43,6 +43,7 @@ from lakehouse.generate.schemas import (
     LLM_VERSIONS,
     TABLES,
 )
+from lakehouse.lake.avrofile import AvroContainer
 from lakehouse.lake.layout import Partitioner
 from lakehouse.lake.sink import SinkConfig, SinkWriter, UnwrapConfig
 from lakehouse.lake.store import ObjectInfo, ObjectStore, open_store
@@ -111,7 +112,7 @@ def _sink_config(options: GeneratorOptions, table: str) -> SinkConfig:
         partitioner = Partitioner.named("field", fields=(FIELD_PARTITION_COLUMNS[table],))
     else:
         partitioner = Partitioner.named(options.partitioner)
-    return SinkConfig(format=options.format, json_embed_schema=options.json_schemas,
+    return SinkConfig(format=options.format, json_embed_schema=options.json_schemas, avro_codec=options.avro_codec,
                       flush_size=options.flush_size, partitioner=partitioner,
                       unwrap=UnwrapConfig() if options.shape == "unwrap" else None,
                       store_keys=options.store_keys)
@@ -365,6 +366,9 @@ def _sink_rewrites(run: _Run) -> int:
 def _rows_in(key: str, data: bytes) -> int:
     if key.endswith(".parquet"):
         return pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
+    if key.endswith(".avro"):
+        with AvroContainer(io.BytesIO(data)) as avro:
+            return avro.count_rows()
     if key.endswith(".gz"):
         data = gzip.decompress(data)
     return sum(1 for ln in data.split(b"\n") if ln.strip())

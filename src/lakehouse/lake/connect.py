@@ -9,6 +9,8 @@ are parsed into one model, :class:`ConnectSchema`, so semantic decoding happens 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -70,7 +72,8 @@ class ConnectSchema:
             out["values"] = self.values.to_connect_json()
         out["optional"] = self.optional
         if self.default is not None:
-            out["default"] = self.default
+            out["default"] = (base64.b64encode(self.default).decode("ascii") if isinstance(self.default, bytes)
+                              else self.default)
         if self.name:
             out["name"] = self.name
         if self.version is not None:
@@ -92,7 +95,7 @@ class ConnectSchema:
         if self.parameters and self.name != DECIMAL:
             props["connect.parameters"] = dict(self.parameters)
         if self.default is not None:
-            props["connect.default"] = self.default
+            props["connect.default"] = self._avro_default()
         if self.name:
             props["connect.name"] = self.name
         if self.type == "struct":
@@ -108,14 +111,14 @@ class ConnectSchema:
                 if f.schema.optional:
                     if f.schema.default is not None:
                         entry["type"] = [ftype, "null"]
-                        entry["default"] = f.schema.default
+                        entry["default"] = f.schema._avro_default()
                     else:
                         entry["type"] = ["null", ftype]
                         entry["default"] = None
                 else:
                     entry["type"] = ftype
                     if f.schema.default is not None:
-                        entry["default"] = f.schema.default
+                        entry["default"] = f.schema._avro_default()
                 fields.append(entry)
             rec: dict[str, Any] = {"type": "record", "name": short}
             if ns and ns != namespace_hint:
@@ -147,14 +150,14 @@ class ConnectSchema:
                 out = {"type": "bytes", "connect.version": self.version or 1,
                        "connect.parameters": dict(self.parameters), "connect.name": DECIMAL}
                 if self.default is not None:
-                    out["connect.default"] = self.default
+                    out["connect.default"] = self._avro_default()
                 return out
             out = {"type": "bytes", "scale": scale, "precision": precision,
                    "connect.version": self.version or 1,
                    "connect.parameters": dict(self.parameters), "connect.name": DECIMAL,
                    "logicalType": "decimal"}
             if self.default is not None:
-                out["connect.default"] = self.default
+                out["connect.default"] = self._avro_default()
             return out
         if self.name == CONNECT_DATE:
             return {"type": "int", **props, "logicalType": "date"}
@@ -163,6 +166,10 @@ class ConnectSchema:
         if self.name == CONNECT_TIMESTAMP:
             return {"type": "long", **props, "logicalType": "timestamp-millis"}
         return {"type": base, **props} if props else base
+
+    def _avro_default(self) -> Any:
+        # Avro JSON writes bytes as a string of code points 0-255
+        return self.default.decode("latin-1") if isinstance(self.default, bytes) else self.default
 
     def physical_arrow_type(self) -> pa.DataType:
         """The Arrow type pyarrow gives when reading what parquet-avro wrote for this schema."""
@@ -235,7 +242,8 @@ def _from_avro(node: Any, namespace: str | None, named: dict[str, Any], *, optio
         return _from_avro(branches[0], namespace, named, optional=True, field_default=field_default)
     if isinstance(node, str):
         if node in _AVRO_PRIMITIVE:
-            return ConnectSchema(_AVRO_PRIMITIVE[node], optional=optional, default=field_default)
+            default = _latin1_bytes(field_default) if node == "bytes" else field_default
+            return ConnectSchema(_AVRO_PRIMITIVE[node], optional=optional, default=default)
         full = node if "." in node or namespace is None else f"{namespace}.{node}"
         ref = named.get(full) or named.get(node)
         if ref is None:
@@ -274,7 +282,9 @@ def _from_avro(node: Any, namespace: str | None, named: dict[str, Any], *, optio
     if avro_type in ("enum",):
         return ConnectSchema("string", name=name, optional=optional, default=default)
     if avro_type == "fixed":
-        return ConnectSchema("bytes", name=name, optional=optional, default=default)
+        return ConnectSchema("bytes", name=name, optional=optional, default=_latin1_bytes(default))
+    if avro_type == "bytes":
+        default = _latin1_bytes(default)
     if avro_type in _AVRO_PRIMITIVE:
         ctype = node.get("connect.type") or _AVRO_PRIMITIVE[avro_type]
         logical = node.get("logicalType")
@@ -291,6 +301,16 @@ def _from_avro(node: Any, namespace: str | None, named: dict[str, Any], *, optio
         return ConnectSchema(ctype, name=name, version=version, parameters=params, optional=optional,
                              default=default)
     raise SchemaParseError(f"unsupported Avro type {avro_type!r}")
+
+
+def _latin1_bytes(default: Any) -> Any:
+    """Avro JSON defaults of bytes are strings of code points 0-255 (one per byte)."""
+    if isinstance(default, str):
+        try:
+            return default.encode("latin-1")
+        except UnicodeEncodeError:
+            return None  # not an Avro bytes default: unknown
+    return default
 
 
 def _replace(s: ConnectSchema, **changes: Any) -> ConnectSchema:
@@ -320,6 +340,11 @@ def parse_connect_json_schema(doc: dict[str, Any]) -> ConnectSchema:
         return ConnectSchema("map", keys=parse_connect_json_schema(doc["keys"]),
                              values=parse_connect_json_schema(doc["values"]), **common)
     if t in PRIMITIVES:
+        if t == "bytes" and isinstance(common["default"], str):  # JsonConverter writes bytes as base64
+            try:
+                common["default"] = base64.b64decode(common["default"], validate=True)
+            except (binascii.Error, ValueError):
+                common["default"] = None
         return ConnectSchema(t, **common)
     raise SchemaParseError(f"unsupported Connect schema type {t!r}")
 

@@ -73,8 +73,8 @@ class ObjectKey:
     start_offset: int
     key: str = field(compare=True)
     encoded_partition: str = field(default="", compare=False)
-    format: str = field(default="parquet", compare=False)  # parquet | json
-    compression: str = field(default="", compare=False)  # parquet codec ext or json .gz
+    format: str = field(default="parquet", compare=False)  # parquet | json | avro
+    compression: str = field(default="", compare=False)  # parquet codec ext or json .gz (Avro: in the header)
 
     @property
     def partition_values(self) -> dict[str, str]:
@@ -143,8 +143,11 @@ def parse_object_key(key: str, layout: SinkLayout = SinkLayout()) -> ObjectKey |
         fmt, compression = "parquet", ext[: -len(".parquet")] or ".none"
     elif ext.startswith(".json"):
         fmt, compression = "json", ext[len(".json"):]
+    elif ext == ".avro":  # AvroFormat: the codec (avro.codec) is in the container header, not the name
+        fmt, compression = "avro", ""
     else:
-        raise LakeObjectError(key, f"value files with extension {ext!r} are not supported (Parquet or JSON only)")
+        raise LakeObjectError(key, f"value files with extension {ext!r} are not supported "
+                                   "(Parquet, JSON or Avro only)")
     if not encoded:
         raise LakeObjectError(key, "no encoded partition directory between topic and file")
     return ObjectKey(topic=topic_dir, kafka_partition=int(m["kpart"]), start_offset=int(m["start"]),

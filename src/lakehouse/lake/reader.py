@@ -27,11 +27,16 @@ types are promoted, dropped columns stay (null later); an incompatible change ra
 :class:`SchemaConflictError` naming topic, column and object. Key columns, when known, are listed
 in the schema metadata ``lakehouse.key_columns``.
 
+Formats: Parquet (schema from the ``parquet.avro.schema`` footer), Avro object containers (schema
+from the ``avro.schema`` header; values brought to the same physical Arrow layout as Parquet's, so
+both decode alike) and JSON lines (embedded schemas, a schema hint, or typed from the values).
+
 Memory: one object is read at a time, in batches of ``batch_size`` rows.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -42,6 +47,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lakehouse.lake import jsonlines
+from lakehouse.lake.avrofile import AvroContainer, AvroFileError
 from lakehouse.lake.connect import ConnectSchema, SchemaParseError, parse_avro_schema
 from lakehouse.lake.layout import (
     IgnoredObject,
@@ -199,7 +205,7 @@ class LakeReader:
 
     def plan(self, topic: str, objects: list[LakeObject] | None = None,
              key_columns: Iterable[str] = ()) -> TopicPlan:
-        """Read every object's schema (Parquet footers; JSON first lines) and merge them."""
+        """Read every object's schema (Parquet footers, Avro headers, JSON lines) and merge them."""
         if objects is None:
             listing = self.scan(topic)
             errs = listing.errors_for(topic)
@@ -229,11 +235,13 @@ class LakeReader:
         return TopicPlan(topic, objects, schema, keys)
 
     def describe(self, obj: LakeObject) -> None:
-        """Fill in the object's shape, row fields and row count (footer or first lines; cached)."""
+        """Fill in the object's shape, row fields and row count (footer, header or lines; cached)."""
         cached = self._footer_cache.get(obj.key)
         if cached is None:
             if obj.ref.format == "parquet":
                 shape, fields, rows = self._describe_parquet(obj)
+            elif obj.ref.format == "avro":
+                shape, fields, rows = self._describe_avro(obj)
             else:
                 shape, fields, rows = self._describe_json(obj)
             cached = self._footer_cache[obj.key] = (shape, fields, rows)
@@ -260,6 +268,38 @@ class LakeReader:
         value = self._value_schema(obj, pf)
         shape, row_schema = _shape_of(obj, value)
         return shape, _row_fields(row_schema, shape), pf.metadata.num_rows
+
+    def _open_avro(self, obj: LakeObject) -> AvroContainer:
+        try:
+            # buffered: fastavro reads headers and block lengths in small pieces
+            fo = io.BufferedReader(self.store.open_input(obj.key), 1 << 20)
+        except OSError as exc:
+            raise LakeObjectError(obj.key, f"cannot open the Avro object: {exc}") from exc
+        try:
+            return AvroContainer(fo)
+        except AvroFileError as exc:
+            fo.close()
+            raise LakeObjectError(obj.key, str(exc)) from exc
+        except OSError as exc:
+            fo.close()
+            raise LakeObjectError(obj.key, f"not a readable Avro object container file ({exc})") from exc
+
+    def _avro_value_schema(self, obj: LakeObject, avro: AvroContainer) -> ConnectSchema:
+        try:
+            return parse_avro_schema(avro.header.schema_text)
+        except (SchemaParseError, ValueError, KeyError, TypeError) as exc:
+            raise LakeObjectError(obj.key, f"unreadable avro.schema in the Avro header: {exc}") from exc
+
+    def _describe_avro(self, obj: LakeObject) -> tuple[str, list[pa.Field], int]:
+        with self._open_avro(obj) as avro:
+            shape, row_schema = _shape_of(obj, self._avro_value_schema(obj, avro))
+            try:
+                rows = avro.count_rows()  # every block: a truncated object fails here, before any read
+            except (AvroFileError, OSError) as exc:
+                raise LakeObjectError(obj.key, f"Avro data unreadable: {exc}") from exc
+        if rows == 0:
+            raise LakeObjectError(obj.key, "Avro object holds no records (the sink never writes empty files)")
+        return shape, _row_fields(row_schema, shape), rows
 
     def _describe_json(self, obj: LakeObject) -> tuple[str, list[pa.Field], int]:
         fields: dict[str, pa.Field] = {}
@@ -330,6 +370,17 @@ class LakeReader:
                     row_index += batch.num_rows
             except (pa.ArrowInvalid, OSError) as exc:
                 raise LakeObjectError(obj.key, f"Parquet data unreadable at row {row_index}: {exc}") from exc
+        elif obj.ref.format == "avro":
+            with self._open_avro(obj) as avro:
+                value = self._avro_value_schema(obj, avro)
+                shape, row_schema = _shape_of(obj, value)
+                row_index = 0
+                try:
+                    for table in avro.iter_tables(value, batch_size):
+                        yield self._normalize(obj, shape, row_schema, table, row_index, schema)
+                        row_index += table.num_rows
+                except (AvroFileError, OSError) as exc:
+                    raise LakeObjectError(obj.key, f"Avro data unreadable (batch from row {row_index}): {exc}") from exc
         else:
             for value_schema, table, start in self._json_runs(obj):
                 if value_schema is None:
@@ -450,37 +501,10 @@ def read_key_columns(store: ObjectStore, key: str) -> tuple[str, ...]:
 
 
 def avro_container_schema(data: bytes) -> dict:
-    """The writer schema from an Avro object container header (``avro.schema`` metadata)."""
-    if data[:4] != b"Obj\x01":
-        raise ValueError("not an Avro object container file")
-    pos = 4
-
-    def read_long() -> int:
-        nonlocal pos
-        shift = result = 0
-        while True:
-            b = data[pos]
-            pos += 1
-            result |= (b & 0x7F) << shift
-            if not b & 0x80:
-                return (result >> 1) ^ -(result & 1)  # zigzag
-            shift += 7
-
-    def read_bytes() -> bytes:
-        nonlocal pos
-        n = read_long()
-        pos += n
-        return data[pos - n:pos]
-
-    meta: dict[str, bytes] = {}
-    while (count := read_long()) != 0:
-        if count < 0:
-            read_long()  # block size in bytes follows a negative count
-            count = -count
-        for _ in range(count):
-            k = read_bytes().decode()
-            meta[k] = read_bytes()
-    return json.loads(meta["avro.schema"])
+    """The writer schema from an Avro object container header (``avro.schema`` metadata).
+    Raises ValueError (:class:`AvroFileError`) when ``data`` is not an Avro container file."""
+    with AvroContainer(io.BytesIO(data)) as avro:
+        return json.loads(avro.header.schema_text)
 
 
 def _shape_of(obj: LakeObject, value: ConnectSchema) -> tuple[str, ConnectSchema]:

@@ -101,13 +101,71 @@ def logical_type(schema: ConnectSchema) -> pa.DataType:
     return schema.physical_arrow_type()
 
 
+DEFAULT_META = "lakehouse.default"  # the column's schema default, decoded (see column_default)
+_TEMPORAL_NAMES = {DATE, TIME, MICRO_TIME, NANO_TIME, TIMESTAMP, MICRO_TIMESTAMP, NANO_TIMESTAMP, ZONED_TIMESTAMP,
+                   "io.debezium.time.ZonedTime", "org.apache.kafka.connect.data.Date",
+                   "org.apache.kafka.connect.data.Time", "org.apache.kafka.connect.data.Timestamp"}
+
+
 def logical_field(name: str, schema: ConnectSchema) -> pa.Field:
     meta: dict[str, str] = {}
     if schema.name:
         meta["debezium.name"] = schema.name
     if schema.parameters:
         meta["debezium.parameters"] = json.dumps(dict(schema.parameters), sort_keys=True)
+    default = decode_default(schema)
+    if default is not None:
+        meta[DEFAULT_META] = encode_value(default)
     return pa.field(name, logical_type(schema), nullable=True, metadata=meta or None)
+
+
+def decode_default(schema: ConnectSchema) -> pa.Array | None:
+    """The column's schema default (Debezium copies the column's DEFAULT into the Connect schema)
+    as a one-element array of the decoded type; None when there is none or it cannot be known.
+
+    PostgreSQL's ``ADD COLUMN ... DEFAULT <constant>`` shows that value in every existing row without
+    a change event, so it is the only place the lake has it. Debezium writes function defaults
+    (``now()``, ``CURRENT_DATE``) as the epoch: those are volatile, their real values unknowable
+    downstream, so a temporal default at the epoch counts as unknown (null)."""
+    if schema.default is None or schema.type in ("struct", "array", "map"):
+        return None
+    physical = pa.binary() if schema.name == DECIMAL else schema.physical_arrow_type()
+    try:
+        value = decode_array(pa.array([schema.default], type=physical), schema)
+    except (pa.ArrowException, ValueError, TypeError, DecodeError):
+        return None
+    if schema.name in _TEMPORAL_NAMES and value[0].is_valid and _epoch_zero(value):
+        return None
+    return value
+
+
+def _epoch_zero(value: pa.Array) -> bool:
+    t = value.type
+    if pa.types.is_time(t) or pa.types.is_timestamp(t) or pa.types.is_date(t):
+        width = pa.int32() if pa.types.is_date32(t) or pa.types.is_time32(t) else pa.int64()
+        return value.cast(width)[0].as_py() == 0
+    if pa.types.is_string(t):  # ZonedTime text
+        return value[0].as_py().startswith("00:00:00")
+    return False
+
+
+def encode_value(value: pa.Array) -> str:
+    """A one-element array as text (Arrow IPC, base64): keeps any type exactly."""
+    sink = pa.BufferOutputStream()
+    batch = pa.record_batch([value], names=["v"])
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return base64.b64encode(sink.getvalue().to_pybytes()).decode("ascii")
+
+
+def decode_value(text: str) -> pa.Array:
+    return pa.ipc.open_stream(base64.b64decode(text)).read_all().column("v").combine_chunks()
+
+
+def field_default(f: pa.Field) -> pa.Array | None:
+    """The default recorded on a field by :func:`logical_field` (None: null)."""
+    raw = (f.metadata or {}).get(DEFAULT_META.encode())
+    return None if raw is None else decode_value(raw.decode("ascii"))
 
 
 def decode_array(arr: pa.Array, schema: ConnectSchema) -> pa.Array:

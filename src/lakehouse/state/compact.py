@@ -27,11 +27,19 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakehouse.config import ColumnPolicy, ConfigError, TableConfig, TablesConfig, resolve_primary_key
+from lakehouse.config import (
+    ColumnPolicy,
+    ConfigError,
+    DroppedColumns,
+    TableConfig,
+    TablesConfig,
+    resolve_primary_key,
+)
 from lakehouse.lake.layout import LakeObjectError
-from lakehouse.lake.reader import LakeListing, LakeObject, LakeReader, SchemaConflictError, widen
+from lakehouse.lake.reader import INTERNAL_FIELDS, LakeListing, LakeObject, LakeReader, SchemaConflictError
 from lakehouse.lake.semantic import is_toast_placeholder
-from lakehouse.state.fold import STATE_INTERNAL_NAMES, LateEventError, fold, placeholders
+from lakehouse.state.columns import DEFAULT, Life, ObjectColumns, Timeline, fill_column, lives_of, walk
+from lakehouse.state.fold import POSITION, STATE_INTERNAL_NAMES, LateEventError, fold, placeholders
 from lakehouse.state.table import (
     CLUSTER_COLUMN,
     CLUSTERING,
@@ -87,12 +95,6 @@ class CompactOptions:
     pseudonym_key: str | None = field(default=None, repr=False)  # HMAC key; default: $LAKEHOUSE_PSEUDONYM_KEY
 
 
-class _Rebuild(Exception):
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
 def compact(lake: str | LakeReader, state: str, config: TablesConfig, tables: list[str] | None = None,
             options: CompactOptions = CompactOptions(),
             on_progress: Callable[[TableResult], None] | None = None) -> list[TableResult]:
@@ -108,7 +110,10 @@ def compact(lake: str | LakeReader, state: str, config: TablesConfig, tables: li
         try:
             key = resolve_primary_key(config, entry.topic, reader)
             _compact_table(reader, listing, state, entry, key, options, result)
-        except (LakeObjectError, SchemaConflictError, ConfigError, StateError) as exc:
+        except SchemaConflictError as exc:
+            result.status, result.error = "failed", f"{entry.table}: {exc}. {_retype_help(entry, exc)}"
+            log.error("%s", result.error)
+        except (LakeObjectError, ConfigError, StateError) as exc:
             result.status, result.error = "failed", f"{entry.table}: {exc}"
             log.error("%s", result.error)
         except Exception as exc:  # an unexpected error stops this table only; nothing was committed
@@ -123,6 +128,14 @@ def compact(lake: str | LakeReader, state: str, config: TablesConfig, tables: li
     # another's fold (Arrow, Polars and deltalake release the GIL for their heavy parts)
     with ThreadPoolExecutor(max_workers=max(1, min(options.workers, len(entries) or 1))) as pool:
         return list(pool.map(one, entries))
+
+
+def _retype_help(entry: TableConfig, exc: SchemaConflictError) -> str:
+    return (f"Nothing of {entry.table} was committed; the other tables go on. PostgreSQL rewrote the column in "
+            f"place without change events (ALTER COLUMN ... TYPE), so the rows not changed since cannot be "
+            f"derived from the lake. To recover: take a new Debezium snapshot of the table (an execute-snapshot "
+            f"signal, or a blocking snapshot), move the objects of {exc.topic} older than it out of the lake, "
+            f"then run `lakehouse compact --full-refresh --table {entry.table}`")
 
 
 def _select(config: TablesConfig, tables: list[str] | None) -> list[TableConfig]:
@@ -155,12 +168,9 @@ def _compact_table(reader: LakeReader, listing: LakeListing, state_uri: str, ent
         meta = None
     applied = st.applied() if meta is not None else None
     pending: list[LakeObject] = objects
+    overlaps: dict[str, int] = {}
     if applied is not None and applied.num_rows:
-        try:
-            pending = _pending(objects, applied)
-        except _Rebuild as exc:
-            rebuild_reason, meta, applied = exc.reason, None, None
-            pending = objects
+        pending, overlaps = _pending(objects, applied)
     if rebuild_reason:
         result.notes.append(f"rebuilt: {rebuild_reason}")
         log.warning("%s: rebuilding from all %d objects: %s", entry.table, len(objects), rebuild_reason)
@@ -170,7 +180,8 @@ def _compact_table(reader: LakeReader, listing: LakeListing, state_uri: str, ent
             result.newest_commit_us = meta.newest_commit_us
         return
     try:
-        _apply(reader, st, entry, key, meta, applied, pending, options, result, fresh=meta is None)
+        _apply(reader, st, entry, key, meta, applied, pending, options, result, fresh=meta is None,
+               redelivery=_Redelivery(overlaps, applied, {o.key: o for o in objects}))
     except LateEventError as exc:
         # keys whose events moved partition (e.g. partition count changed): only a rebuild is exact
         result.notes.append(f"rebuilt: {exc}")
@@ -182,27 +193,39 @@ def _compact_table(reader: LakeReader, listing: LakeListing, state_uri: str, ent
     result.status = "rebuilt" if rebuild_reason else "applied"
 
 
-def _pending(objects: list[LakeObject], applied: pa.Table) -> list[LakeObject]:
+def _pending(objects: list[LakeObject], applied: pa.Table) -> tuple[list[LakeObject], dict[str, int]]:
+    """Objects not applied yet, and those of them that may repeat applied Kafka records: the sink
+    PUT an applied key again (a restart with another flush.size rewrites it as itself plus the
+    records that followed), or cut the same records anew (re-cuts inside or across applied
+    ranges). For each such object: how many of its leading rows are known copies (the rows of a
+    re-delivered key's applied version; the rest is matched by identity, see ``_drop_copies``)."""
     sizes = dict(zip(applied.column("key").to_pylist(), applied.column("size").to_pylist()))
-    parts = applied.column("kafka_partition").to_numpy()
-    starts = applied.column("start_offset").to_numpy()
+    rows = dict(zip(applied.column("key").to_pylist(), applied.column("rows").to_pylist()))
     high: dict[int, int] = {}
-    for p, s in zip(parts.tolist(), starts.tolist()):
+    for p, s in zip(applied.column("kafka_partition").to_pylist(), applied.column("start_offset").to_pylist()):
         high[p] = max(high.get(p, s), s)
-    pending = []
+    pending, overlaps = [], {}
     for obj in objects:
         size = sizes.get(obj.key)
         if size is not None:
-            if size != obj.size:
-                raise LakeObjectError(obj.key, f"changed after it was applied (size {size} -> {obj.size}); "
-                                               "sink objects are immutable: rebuild with --full-refresh")
-            continue
-        hw = high.get(obj.ref.kafka_partition)
-        if hw is not None and obj.ref.start_offset <= hw:
-            raise _Rebuild(f"late object {obj.key} (Kafka partition {obj.ref.kafka_partition}, start offset "
-                           f"{obj.ref.start_offset} <= applied {hw})")
+            if size == obj.size:
+                continue
+            overlaps[obj.key] = rows.get(obj.key) or 0  # re-delivered: read again, copies dropped
+        else:
+            hw = high.get(obj.ref.kafka_partition)
+            if hw is not None and obj.ref.start_offset <= hw:
+                overlaps[obj.key] = 0  # a re-cut (or a late object): its copies found by identity
         pending.append(obj)
-    return pending
+    return pending, overlaps
+
+
+@dataclass
+class _Redelivery:
+    """What reading a batch needs to recognise Kafka records it has applied already."""
+
+    overlaps: dict[str, int] = field(default_factory=dict)  # object -> leading rows known to be copies
+    applied: pa.Table | None = None  # the manifest
+    lake: dict[str, LakeObject] = field(default_factory=dict)  # every object of the topic by key
 
 
 def _batches(objects: list[LakeObject], limit: int, byte_limit: int) -> list[list[LakeObject]]:
@@ -226,15 +249,10 @@ def _batches(objects: list[LakeObject], limit: int, byte_limit: int) -> list[lis
 
 def _apply(reader: LakeReader, st: StateTable, entry: TableConfig, key: tuple[str, ...],
            meta: StateMeta | None, applied: pa.Table | None, objects: list[LakeObject],
-           options: CompactOptions, result: TableResult, fresh: bool) -> None:
-    # every pending footer first: a schema conflict or a missing key fails before any commit
-    whole = _row_fields(reader.plan(entry.topic, objects, key_columns=key), entry)
-    missing = [c for c in key if c not in {f.name for f in whole}
-               and (meta is None or c not in meta.row_schema.names)]
-    if missing:
-        raise ConfigError(f"primary key column(s) {missing} of {entry.topic} are not in its change events "
-                          f"(columns: {[f.name for f in whole]}); fix primary_key in the tables config")
-    _merge_schema(entry, None if fresh else meta, whole, objects)
+           options: CompactOptions, result: TableResult, fresh: bool,
+           redelivery: _Redelivery | None = None) -> None:
+    _precheck(reader, entry, key, None if fresh else meta, objects)
+    redelivery = redelivery if redelivery is not None and not fresh else _Redelivery()
     if fresh:
         st.detach()
         meta, applied = None, None
@@ -244,26 +262,47 @@ def _apply(reader: LakeReader, st: StateTable, entry: TableConfig, key: tuple[st
     if applied is not None and applied.num_rows:
         partitions |= set(applied.column("kafka_partition").to_pylist())
     keep_images = len(partitions) > 1
+    keep_dropped = entry.dropped_columns == DroppedColumns.keep
     for batch in _batches(objects, options.batch_events, options.batch_bytes):
-        # the state's columns are those of the objects applied so far
-        plan = reader.plan(entry.topic, batch, key_columns=key)
-        row_schema = _merge_schema(entry, meta, _row_fields(plan, entry), batch)
+        lives = lives_of(meta.row_schema, meta.dropped) if meta is not None else {}
+        events, timeline = _read(reader, batch, key, entry, options.pseudonym_key, lives, keep_dropped,
+                                 redelivery, result)
+        row_schema = pa.schema(timeline.row_fields(keep_dropped))
+        resets = {c: v for c, v in timeline.resets().items() if c in row_schema.names and c not in key}
         if meta is None:
             meta = StateMeta(entry.topic, entry.table, key, row_schema)
             overwrite_all = True
-        else:
-            overwrite_all = not row_schema.equals(meta.row_schema)  # a column added or widened: rewrite
-        meta.row_schema = row_schema
-        events = _read(reader, plan, batch, key, entry, options.pseudonym_key)
+        else:  # a column added, dropped, widened or begun anew: every row is rewritten
+            overwrite_all = bool(resets) or not row_schema.equals(meta.row_schema)
+        meta.row_schema, meta.dropped = row_schema, timeline.dropped(keep_dropped)
         _count_ops(events, meta, result)
-        write = _apply_batch(st, meta, events, key, row_schema, overwrite_all, options, result, keep_images)
-        applied_parts = [pa.concat_tables([*applied_parts, _manifest_rows(batch)]).combine_chunks()]
+        write = _apply_batch(st, meta, events, key, row_schema, overwrite_all, options, result, keep_images,
+                             resets)
+        applied_parts = [_latest_per_key(pa.concat_tables([*applied_parts, _manifest_rows(batch)],
+                                                          promote_options="permissive"))]
         st.write(write.content, write.replaced, meta, applied_parts[0], overwrite_all)
         result.objects += len(batch)
         result.commits += 1
     if meta is not None:
         result.rows, result.tombstones = meta.live_rows, meta.tombstones
         result.newest_commit_us = meta.newest_commit_us
+
+
+def _precheck(reader: LakeReader, entry: TableConfig, key: tuple[str, ...], meta: StateMeta | None,
+              objects: list[LakeObject]) -> None:
+    """Every pending footer first: a schema conflict or a missing key fails before any commit.
+    Objects are taken in Kafka order here (their commit times come with reading them)."""
+    lives = lives_of(meta.row_schema, meta.dropped) if meta is not None else {}
+    start = max((t for life in lives.values() for t in (life.since, life.until) if t is not None), default=0)
+    views = []
+    for i, obj in enumerate(sorted(objects, key=lambda o: (o.ref.kafka_partition, o.ref.start_offset, o.key))):
+        reader.describe(obj)
+        views.append(ObjectColumns(obj.key, start + 1 + i, _object_fields(obj, entry)))
+    whole = walk(entry.topic, lives, views, key)
+    missing = [c for c in key if c not in whole.lives]
+    if missing:
+        raise ConfigError(f"primary key column(s) {missing} of {entry.topic} are not in its change events "
+                          f"(columns: {list(whole.lives)}); fix primary_key in the tables config")
 
 
 def _count_ops(events: pa.Table, meta: StateMeta, result: TableResult) -> None:
@@ -275,37 +314,55 @@ def _count_ops(events: pa.Table, meta: StateMeta, result: TableResult) -> None:
         meta.newest_commit_us = max(meta.newest_commit_us or us, us)
 
 
-def _row_fields(plan, entry: TableConfig) -> list[pa.Field]:
+def _object_fields(obj: LakeObject, entry: TableConfig) -> list[pa.Field]:
+    """An object's source columns, less those that never leave the raw lake."""
     dropped = {c for c, p in entry.columns.items() if p == ColumnPolicy.drop}
-    return [f for f in plan.schema if f.name not in STATE_INTERNAL_NAMES
+    return [f for f in obj.row_fields if f.name not in STATE_INTERNAL_NAMES
             and f.name not in ("__table", "__topic") and f.name not in dropped]
 
 
-def _merge_schema(entry: TableConfig, meta: StateMeta | None, new_fields: list[pa.Field],
-                  objects: list[LakeObject]) -> pa.Schema:
-    merged: dict[str, pa.Field] = {f.name: f for f in meta.row_schema} if meta is not None else {}
-    for f in new_fields:
-        if f.name not in merged:
-            merged[f.name] = f
-            continue
-        w = widen(merged[f.name].type, f.type)
-        if w is None:
-            culprit = next((o.key for o in objects if any(x.name == f.name and x.type == f.type
-                                                          for x in o.row_fields)), objects[0].key)
-            raise SchemaConflictError(entry.topic, f.name, culprit, merged[f.name].type, f.type)
-        merged[f.name] = f.with_type(w)
-    return pa.schema(list(merged.values()))
-
-
-def _read(reader: LakeReader, plan, batch: list[LakeObject], key: tuple[str, ...],
-          entry: TableConfig, secret: str | None) -> pa.Table:
-    parts = []
+def _read(reader: LakeReader, batch: list[LakeObject], key: tuple[str, ...], entry: TableConfig,
+          secret: str | None, lives: dict[str, Life], keep_dropped: bool, redelivery: _Redelivery,
+          result: TableResult) -> tuple[pa.Table, Timeline]:
+    """The batch's events in the table's columns after the batch: each object is read in its own
+    schema, placed on the column timeline by its first commit, then conformed (columns it predates
+    take their default, columns dropped before it null)."""
+    tables: dict[str, pa.Table] = {}
+    views = []
     for obj in batch:
-        for rb in reader.iter_object(obj, plan.schema, batch_size=262_144):
-            parts.append(rb)
-    events = pa.Table.from_batches(parts, schema=plan.schema) if parts else plan.schema.empty_table()
+        schema = pa.schema([*INTERNAL_FIELDS, *_object_fields(obj, entry)])
+        parts = list(reader.iter_object(obj, schema, batch_size=262_144))
+        table = pa.Table.from_batches(parts, schema=schema) if parts else schema.empty_table()
+        views.append(ObjectColumns(obj.key, _first_commit_us(table), _object_fields(obj, entry)))
+        if obj.key in redelivery.overlaps:
+            table, copies = _drop_copies(reader, table, obj, key, redelivery)
+            result.duplicates += copies
+        tables[obj.key] = table
+    timeline = walk(entry.topic, lives, views, key)
+    out = pa.schema([*INTERNAL_FIELDS, *timeline.row_fields(keep_dropped)])
+    events = pa.concat_tables([_conform_events(tables.pop(obj.key), out, timeline.fills.get(obj.key, {}),
+                                               timeline) for obj in batch]) if batch else out.empty_table()
     _check_keys(events, key, batch)
-    return _apply_policy(events, entry, secret)
+    return _apply_policy(events, entry, secret), timeline
+
+
+def _first_commit_us(events: pa.Table) -> int | None:
+    first = pc.min(events.column("__commit_ts")).as_py() if events.num_rows else None
+    return None if first is None else int(first.timestamp() * 1_000_000)
+
+
+def _conform_events(table: pa.Table, schema: pa.Schema, fills: dict[str, str], timeline: Timeline) -> pa.Table:
+    arrays = []
+    for f in schema:
+        mode = fills.get(f.name)
+        if f.name in table.column_names and mode is None:
+            col = table.column(f.name)
+            arrays.append(col if col.type == f.type else col.cast(f.type))
+        else:
+            # absent and not on the timeline when the object was: the object predates the column
+            value = timeline.lives[f.name].default() if mode in (DEFAULT, None) else None
+            arrays.append(fill_column(table.num_rows, value, f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _check_keys(events: pa.Table, key: tuple[str, ...], batch: list[LakeObject]) -> None:
@@ -352,7 +409,89 @@ def _manifest_rows(batch: list[LakeObject]) -> pa.Table:
         "key": [o.key for o in batch], "size": [o.size for o in batch],
         "kafka_partition": pa.array([o.ref.kafka_partition for o in batch], pa.int32()),
         "start_offset": pa.array([o.ref.start_offset for o in batch], pa.int64()),
+        "rows": pa.array([o.rows for o in batch], pa.int64()),
     })
+
+
+def _latest_per_key(manifest: pa.Table) -> pa.Table:
+    """One entry per object key: the version applied last (a re-delivered key replaces its entry)."""
+    frame = pl.from_arrow(manifest.combine_chunks())
+    assert isinstance(frame, pl.DataFrame)
+    return frame.unique(subset=["key"], keep="last", maintain_order=True).to_arrow()
+
+
+def _drop_copies(reader: LakeReader, table: pa.Table, obj: LakeObject, key: tuple[str, ...],
+                 redelivery: _Redelivery) -> tuple[pa.Table, int]:
+    """The object's events less the Kafka records already applied, and how many those were.
+
+    Copies are the leading rows of a re-delivered key's applied version, and events whose identity
+    ``(key, op, lsn, txId, snapshot)`` an applied object of the same Kafka partition holds within
+    the offsets this object can reach. New records after the last copy continue right after that
+    copy's original position (they follow it in Kafka), so applied events never sort after them."""
+    n = table.num_rows
+    copy = np.zeros(n, bool)
+    copy[:min(redelivery.overlaps.get(obj.key, 0), n)] = True
+    last = None  # (original position, row here) of the copy that sits furthest in Kafka order
+    if copy.any():
+        i = int(np.flatnonzero(copy)[-1])
+        last = ((obj.ref.start_offset, i), i)
+    originals = _applied_identities(reader, obj, key, redelivery)
+    if originals is not None and originals.num_rows and n:
+        ident = [*key, "__op", "__lsn", "__tx_id", "__snapshot"]
+        mine = pl.from_arrow(table.select(ident)).with_row_index("__i")
+        theirs = pl.from_arrow(originals).unique(subset=ident, keep="last")
+        theirs = theirs.cast({c: mine.schema[c] for c in ident})
+        hit = mine.join(theirs, on=ident, how="inner", nulls_equal=True).sort("__i")
+        if hit.height:
+            copy[hit.get_column("__i").to_numpy()] = True
+            # the furthest original; a Debezium replay among the new records matches an original
+            # too, so of the rows matching the furthest one the first is the copy
+            tail = hit.sort(["__file_start_offset", "__row_index", "__i"], descending=[False, False, True]) \
+                .row(hit.height - 1, named=True)
+            pos = (tail["__file_start_offset"], tail["__row_index"])
+            if last is None or pos >= last[0]:
+                last = (pos, tail["__i"])
+    copies = int(copy.sum())
+    if not copies:
+        return table, 0
+    kept = np.flatnonzero(~copy)
+    out = table.take(pa.array(kept))
+    after = kept > last[1] if last is not None else np.zeros(len(kept), bool)
+    if after.any():  # records following the furthest copy: right after its original
+        start = np.where(after, last[0][0], out.column("__file_start_offset").to_numpy(zero_copy_only=False))
+        row = np.where(after, last[0][1] + np.cumsum(after), out.column("__row_index").to_numpy(
+            zero_copy_only=False))
+        out = out.set_column(out.schema.get_field_index("__file_start_offset"), "__file_start_offset",
+                             pa.array(start, pa.int64()))
+        out = out.set_column(out.schema.get_field_index("__row_index"), "__row_index", pa.array(row, pa.int32()))
+    return out, copies
+
+
+def _applied_identities(reader: LakeReader, obj: LakeObject, key: tuple[str, ...],
+                        redelivery: _Redelivery) -> pa.Table | None:
+    """Identity and position of the events of the applied objects this object may overlap: same
+    Kafka partition, from the one holding its first offset up to where its records can reach
+    (offset gaps are at most a few per record)."""
+    applied = redelivery.applied
+    if applied is None or not applied.num_rows:
+        return None
+    p, s = obj.ref.kafka_partition, obj.ref.start_offset
+    mine = applied.filter(pc.and_(pc.equal(applied.column("kafka_partition"), p),
+                                  pc.not_equal(applied.column("key"), obj.key)))
+    starts = sorted(zip(mine.column("start_offset").to_pylist(), mine.column("key").to_pylist()))
+    first = max((st for st, _ in starts if st <= s), default=s)
+    reach = s + 3 * (obj.rows or 0) + 100
+    parts = []
+    for st, k in starts:
+        if first <= st <= reach and k in redelivery.lake:
+            other = redelivery.lake[k]
+            reader.describe(other)
+            fields = [f for f in other.row_fields if f.name in key]
+            schema = pa.schema([*INTERNAL_FIELDS, *fields])
+            for rb in reader.iter_object(other, schema, batch_size=262_144):
+                parts.append(pa.Table.from_batches([rb]).select(
+                    [*key, "__op", "__lsn", "__tx_id", "__snapshot", "__file_start_offset", "__row_index"]))
+    return pa.concat_tables(parts, promote_options="permissive") if parts else None
 
 
 def _key_mask(table: pa.Table, keys: pl.DataFrame, key: tuple[str, ...]) -> np.ndarray:
@@ -376,8 +515,9 @@ class _BatchWrite:
 
 def _apply_batch(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[str, ...],
                  row_schema: pa.Schema, overwrite_all: bool, options: CompactOptions,
-                 result: TableResult, keep_images: bool) -> _BatchWrite:
-    """Fold one batch with the state rows of the clusters its keys fall into."""
+                 result: TableResult, keep_images: bool, resets: dict[str, pa.Array | None]) -> _BatchWrite:
+    """Fold one batch with the state rows of the clusters its keys fall into. ``resets``: columns
+    every state row takes anew (added, or begun again after a drop: see state.columns)."""
     has_truncate = bool(pc.any(pc.equal(events.column("__op"), "t")).as_py())
     keyed = events.select([*key, "__op"]).filter(pc.not_equal(events.column("__op"), "t"))
     keys_frame = pl.from_arrow(keyed.select(list(key))).unique()
@@ -385,9 +525,11 @@ def _apply_batch(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[s
     waiting = _waiting_for_halves(st, events, key)
     if waiting is not None:  # c halves of key changes whose d half is in this batch
         keys_frame = pl.concat([keys_frame, waiting.cast(dict(keys_frame.schema))]).unique()
+    snapshot = _completed_snapshot(events, meta)
+    everything = has_truncate or snapshot is not None  # both reach every row of the table
     by_range = ranged(key, row_schema)
     clusters = sorted(meta.clusters, key=lambda c: c.lo if by_range else c.id)
-    if has_truncate or overwrite_all:
+    if everything or overwrite_all:
         affected = clusters  # a truncate reaches every row; a full overwrite rewrites them all
     elif by_range:
         values = cluster_values(keys_frame.to_arrow(), key) if keys_frame.height else np.zeros(0, np.int64)
@@ -395,7 +537,66 @@ def _apply_batch(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[s
     else:
         affected = _arrival_clusters(st, keys_frame, key, clusters)
     return _rewrite(st, meta, events, key, row_schema, options, result, keep_images, keys_frame, clusters,
-                    affected, by_range, everything=has_truncate)
+                    affected, by_range, everything=everything, resets=resets, snapshot=snapshot)
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """A complete Debezium snapshot of the table: where its last read sits."""
+
+    tx: int
+    lsn: int | None
+    partition: int
+    start: int
+    row: int
+    began_us: int | None  # commit time of its first read in the batch (other Kafka partitions)
+
+
+def _completed_snapshot(events: pa.Table, meta: StateMeta) -> _Snapshot | None:
+    """The newest snapshot whose last read (``last`` / ``last_in_data_collection``) is in this
+    batch and was not applied before. Incremental snapshots (``incremental``) never end one."""
+    is_last = pc.and_(pc.equal(events.column("__op"), "r"),
+                      pc.is_in(events.column("__snapshot"), pa.array(["last", "last_in_data_collection"])))
+    if not pc.any(is_last).as_py():
+        return None
+    marks = [m for m in events.filter(is_last).select([*POSITION, "__tx_id", "__lsn"]).to_pylist()
+             if m["__tx_id"] is not None and m["__tx_id"] not in meta.snapshots]
+    if not marks:
+        return None
+    meta.snapshots = sorted({*meta.snapshots, *(m["__tx_id"] for m in marks)})
+    m = max(marks, key=lambda m: (m["__file_start_offset"], m["__row_index"]))
+    reads = events.filter(pc.and_(pc.equal(events.column("__op"), "r"), pc.equal(events.column("__tx_id"), m["__tx_id"])))
+    began = pc.min(reads.column("__commit_ts")).as_py()
+    return _Snapshot(m["__tx_id"], m["__lsn"], m["__kafka_partition"], m["__file_start_offset"], m["__row_index"],
+                     None if began is None else int(began.timestamp() * 1_000_000))
+
+
+def _retire_unread(rows: pa.Table, snap: _Snapshot) -> tuple[pa.Table, int]:
+    """After a complete snapshot, keys it did not read and that did not change after it began
+    were deleted while Debezium was not streaming (it emits no delete for them): tombstones now.
+    Same Kafka partition: by position; other partitions: change LSN and commit time before it."""
+    def col(name: str) -> np.ndarray:
+        return rows.column(name).to_numpy(zero_copy_only=False)
+
+    if rows.num_rows == 0:
+        return rows, 0
+    op = col("__op")
+    read = (op == "r") & (rows.column("__tx_id").fill_null(-1).to_numpy(zero_copy_only=False) == snap.tx)
+    part, start, row = col("__kafka_partition"), col("__file_start_offset"), col("__row_index")
+    same = part == snap.partition
+    before = same & ((start < snap.start) | ((start == snap.start) & (row < snap.row)))
+    if snap.lsn is not None and snap.began_us is not None:
+        lsn = rows.column("__lsn").fill_null(np.iinfo(np.int64).max).to_numpy(zero_copy_only=False)
+        ts = pc.cast(rows.column("__commit_ts"), pa.int64()).fill_null(np.iinfo(np.int64).max)
+        before |= ~same & (lsn < snap.lsn) & (ts.to_numpy(zero_copy_only=False) < snap.began_us)
+    live = ~col("__deleted") & ~rows.column("__image").fill_null(False).to_numpy(zero_copy_only=False)
+    ghost = live & ~read & before
+    n = int(ghost.sum())
+    if n:
+        rows = rows.set_column(rows.schema.get_field_index("__deleted"), "__deleted", pa.array(col("__deleted") | ghost))
+        rows = rows.set_column(rows.schema.get_field_index("__op"), "__op", pa.array(np.where(ghost, "d", op),
+                                                                                    pa.string()))
+    return rows, n
 
 
 def _fold(events: pa.Table, prior: pa.Table | None, key: tuple[str, ...], row_schema: pa.Schema, meta: StateMeta,
@@ -418,7 +619,8 @@ def _target_rows(options: CompactOptions, sample: pa.Table) -> int:
 
 def _rewrite(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[str, ...], row_schema: pa.Schema,
              options: CompactOptions, result: TableResult, keep_images: bool, keys_frame: pl.DataFrame,
-             clusters: list[Cluster], affected: list[Cluster], by_range: bool, everything: bool) -> _BatchWrite:
+             clusters: list[Cluster], affected: list[Cluster], by_range: bool, everything: bool,
+             resets: dict[str, pa.Array | None], snapshot: _Snapshot | None = None) -> _BatchWrite:
     """Memory bounded by one cluster: read only the batch keys' rows for the fold (every row when
     a truncate reaches them all), plan the new clusters from the touched clusters' keys (narrow),
     then let the Delta write pull the touched clusters one at a time, minus the batch keys, plus
@@ -437,10 +639,16 @@ def _rewrite(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[str, 
         if not everything and len(key) > 1:
             prior = prior.filter(pa.array(_key_mask(prior, keys_frame, key)))
         images = st.read(ids, filter_=image == True)  # noqa: E712
+        prior, images = _reset(prior, resets, row_schema), _reset(images, resets, row_schema)
     in_batch = _in_batch(narrow, keys_frame, key, everything)
-    pairing = _concat_optional([images, _pairing_candidates(st, events, prior, key)])
+    pairing = _concat_optional([images, _reset(_pairing_candidates(st, events, prior, key), resets, row_schema)])
     folded = _fold(events, prior, key, row_schema, meta, pairing, keep_images, result)
     rows = _conform(folded.rows, folded.rows.schema)
+    if snapshot is not None:
+        rows, retired = _retire_unread(rows, snapshot)
+        if retired:
+            result.deletes += retired
+            result.notes.append(f"re-snapshot (txId {snapshot.tx}): {retired} rows it no longer read deleted")
     plan_columns = rows.select([*key, "__deleted"]).schema
     plan = pa.concat_tables([rows.select(plan_columns.names),
                              narrow.filter(pa.array(~in_batch)).select(plan_columns.names).cast(plan_columns)])
@@ -464,7 +672,7 @@ def _rewrite(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[str, 
         for cid in ids:
             old = st.read_files(files[cid], cid, rows.schema)
             keep = ~_in_batch(old, keys_frame, key, everything)
-            kept = _conform(old.filter(pa.array(keep)), rows.schema)
+            kept = _conform(_reset(old.filter(pa.array(keep)), resets, row_schema), rows.schema)
             if kept.num_rows == 0:
                 continue
             if by_range:  # a split cluster's rows go to the piece whose range holds them
@@ -475,6 +683,18 @@ def _rewrite(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[str, 
 
     return _BatchWrite(pa.RecordBatchReader.from_batches(schema, _batches_of(pieces())),
                        sorted(gone | {c.id for c in new_clusters}))
+
+
+def _reset(rows: pa.Table | None, resets: dict[str, pa.Array | None], row_schema: pa.Schema) -> pa.Table | None:
+    """State rows with the ``resets`` columns set to their new lifetime's default."""
+    if rows is None or not resets:
+        return rows
+    for name, value in resets.items():
+        f = row_schema.field(name)
+        col = fill_column(rows.num_rows, value, f.type)
+        i = rows.schema.get_field_index(name)
+        rows = rows.set_column(i, f, col) if i >= 0 else rows.append_column(f, col)
+    return rows
 
 
 def _in_batch(rows: pa.Table, keys: pl.DataFrame, key: tuple[str, ...], everything: bool) -> np.ndarray:

@@ -166,7 +166,7 @@ def fold(events: pa.Table, prior: pa.Table | None, key: tuple[str, ...], row_fie
     if len(rows):
         new_key[0] = True
     kind = kind_all[rows]
-    _check_late(kind, new_key)
+    _check_late(kind, new_key, rows, table)
     carried = table.column("__stream_lsn").fill_null(-1).to_numpy(zero_copy_only=False)
     replays, stream_lsn = _replayed(lsn_all[rows], carried[rows], kind, op_all[rows], new_key)
     duplicates = int(dup.sum()) + int(replays.sum())
@@ -430,11 +430,14 @@ def _replayed(lsn: np.ndarray, carried: np.ndarray, kind: np.ndarray, op: np.nda
     return streamed & (lsn <= before), running
 
 
-def _check_late(kind: np.ndarray, new_key: np.ndarray) -> None:
+def _check_late(kind: np.ndarray, new_key: np.ndarray, rows: np.ndarray, table: pa.Table) -> None:
     """A prior row must be the first row of its key: otherwise an event is older than the state."""
     prior_idx = np.flatnonzero(kind == 1)
-    if len(prior_idx) and not new_key[prior_idx].all():
-        raise LateEventError(f"{int((~new_key[prior_idx]).sum())} keys have events older than their state")
+    late = prior_idx[~new_key[prior_idx]]
+    if len(late):
+        where = table.column("__source_object")[int(rows[late[0] - 1])].as_py()
+        raise LateEventError(f"{len(late)} keys have events older than their state (first in {where}: "
+                             "an object that arrived late)")
 
 
 def placeholders(col: pa.Array | pa.ChunkedArray, kind: np.ndarray) -> np.ndarray | None:

@@ -73,7 +73,9 @@ class StateMeta:
     clustering: str = CLUSTERING
     format_version: int = FORMAT_VERSION
     newest_commit_us: int | None = None  # newest source commit time applied (epoch µs): lag
-
+    # columns that left the table: name -> [lifetime start, drop] in commit µs (see state.columns)
+    dropped: dict[str, list[int | None]] = field(default_factory=dict)
+    snapshots: list[int] = field(default_factory=list)  # txIds of complete snapshots applied (re-snapshots)
 
     def to_json(self) -> str:
         return json.dumps({
@@ -82,7 +84,7 @@ class StateMeta:
             "clusters": [c.to_json() for c in self.clusters],
             "truncates": [t.to_json() for t in self.truncates],
             "manifest": self.manifest, "clustering": self.clustering,
-            "newest_commit_us": self.newest_commit_us,
+            "newest_commit_us": self.newest_commit_us, "dropped": self.dropped, "snapshots": self.snapshots,
         }, separators=(",", ":"))
 
     @classmethod
@@ -93,7 +95,8 @@ class StateMeta:
                    clusters=[Cluster(*c) for c in d["clusters"]],
                    truncates=[Truncate.from_json(t) for t in d["truncates"]],
                    manifest=d["manifest"], clustering=d.get("clustering", "v1"),
-                   format_version=d["format_version"], newest_commit_us=d.get("newest_commit_us"))
+                   format_version=d["format_version"], newest_commit_us=d.get("newest_commit_us"),
+                   dropped=d.get("dropped") or {}, snapshots=d.get("snapshots") or [])
 
     @property
     def live_rows(self) -> int:
@@ -107,6 +110,7 @@ class StateMeta:
 MANIFEST_SCHEMA = pa.schema([
     pa.field("key", pa.string()), pa.field("size", pa.int64()),
     pa.field("kafka_partition", pa.int32()), pa.field("start_offset", pa.int64()),
+    pa.field("rows", pa.int64()),  # rows of the version applied (a re-delivered object may grow)
 ])
 
 
@@ -195,7 +199,10 @@ class StateTable:
         if self.meta is None or self.meta.manifest is None:
             return MANIFEST_SCHEMA.empty_table()
         data = self.store.get_bytes(f"{self.table}/{self.meta.manifest}")
-        return pq.read_table(io.BytesIO(data))
+        table = pq.read_table(io.BytesIO(data))
+        if "rows" not in table.column_names:  # written before row counts were recorded
+            table = table.append_column("rows", pa.nulls(table.num_rows, pa.int64()))
+        return table
 
     def read(self, clusters: list[int] | None = None, filter_=None, columns: list[str] | None = None) -> pa.Table:
         """State rows (logical types, internal columns included) of some clusters, or all."""
@@ -298,7 +305,9 @@ class StateTable:
                             partition_by=[CLUSTER_COLUMN], storage_options=self.options,
                             commit_properties=props, target_file_size=256 << 20)
         else:
-            ids = ", ".join(str(i) for i in sorted(set(replaced)))
+            # no cluster replaced (every event of the batch was a copy): an empty write still
+            # commits the manifest and metadata; -1 names no cluster
+            ids = ", ".join(str(i) for i in sorted(set(replaced))) or "-1"
             write_deltalake(self._dt, _reader(data), mode="overwrite", predicate=f"{CLUSTER_COLUMN} IN ({ids})",
                             partition_by=[CLUSTER_COLUMN], storage_options=self.options,
                             commit_properties=props, target_file_size=256 << 20)
