@@ -43,7 +43,9 @@ def table_metadata(r: TableResult, table_uri: str) -> dict:
         "duplicates": r.duplicates, "inserts": r.inserts, "updates": r.updates, "deletes": r.deletes,
         "rows": r.rows, "dagster/row_count": r.rows, "tombstones": r.tombstones,
         "seconds": round(r.seconds, 2), "lag_seconds": None if lag is None else round(lag, 1),
-        "table_uri": dg.MetadataValue.path(table_uri),
+        "redelivered_objects": r.redelivered, "table_uri": dg.MetadataValue.path(table_uri),
+        # why a table was rebuilt, re-snapshot deletes, unresolved TOAST values
+        **({"notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in r.notes))} if r.notes else {}),
     }
 
 

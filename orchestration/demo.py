@@ -16,6 +16,8 @@ DEMO_EVENTS = int(os.environ.get("DEMO_EVENTS", "200000"))
 # with the Eco2 databases, a scripted workload, and `lakehouse capture` (embedded Debezium).
 DEMO_SOURCE = os.environ.get("DEMO_SOURCE", "generator")
 DEMO_SCANS = int(os.environ.get("DEMO_SCANS", "1500"))
+# the S3 sink's format.class: parquet (default), avro, or json (generator only)
+DEMO_FORMAT = os.environ.get("DEMO_FORMAT", "parquet")
 
 
 def step(msg: str) -> None:
@@ -44,6 +46,7 @@ def capture_from_postgres(lake: str, cli: list[str]) -> None:
         for dsn in (auth, scan):
             step(f"lakehouse capture {dsn.split('dbname=')[1]} -> {lake} (snapshot, then streaming)")
             procs.append(subprocess.Popen([*cli, "capture", "--dsn", dsn, "--lake", lake, "--state-dir", str(state),
+                                           "--format", "avro" if DEMO_FORMAT == "avro" else "parquet",
                                            "--rotate-interval", "2", "--stop-when-idle", "8", "--heap-mb", "512"]))
         store = open_store(lake)
         deadline = time.monotonic() + 180
@@ -78,8 +81,11 @@ def main() -> int:
     if DEMO_SOURCE == "postgres":
         capture_from_postgres(lake, cli)
     elif lake.startswith("s3://") or not Path(lake).exists():
-        step(f"generating a sample Eco2 lake ({DEMO_EVENTS:,} events) at {lake}")
+        step(f"generating a sample Eco2 lake ({DEMO_EVENTS:,} events, {DEMO_FORMAT} objects as the S3 sink writes "
+             f"them; DEMO_FORMAT=parquet|avro|json) at {lake}, with a schema change mid-stream (a column added, "
+             "a type widened: the state follows PostgreSQL, see docs/schema-changes.md)")
         subprocess.run([*cli, "generate", "--lake", lake, "--events", str(DEMO_EVENTS), "--seed", "7",
+                        "--format", DEMO_FORMAT,
                         "--flush-size", "5000", "--pk-changes", "--truncates", "--schema-change",
                         # about nine days of traffic: daily marts, and the price change of 2026-11-05
                         "--events-per-second", str(DEMO_EVENTS / (9 * 86_400))],

@@ -74,6 +74,7 @@ class TableResult:
     rows: int = 0
     tombstones: int = 0
     commits: int = 0
+    redelivered: int = 0  # objects read again that repeat applied Kafka records (re-delivered, re-cut)
     seconds: float = 0.0
     error: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -185,7 +186,7 @@ def _compact_table(reader: LakeReader, listing: LakeListing, state_uri: str, ent
     except LateEventError as exc:
         # keys whose events moved partition (e.g. partition count changed): only a rebuild is exact
         result.notes.append(f"rebuilt: {exc}")
-        for name in ("objects", "events", "duplicates", "inserts", "updates", "deletes", "commits"):
+        for name in ("objects", "events", "duplicates", "inserts", "updates", "deletes", "commits", "redelivered"):
             setattr(result, name, 0)
         result.ops = {}
         _apply(reader, st, entry, key, None, None, objects, options, result, fresh=True)
@@ -337,6 +338,7 @@ def _read(reader: LakeReader, batch: list[LakeObject], key: tuple[str, ...], ent
         if obj.key in redelivery.overlaps:
             table, copies = _drop_copies(reader, table, obj, key, redelivery)
             result.duplicates += copies
+            result.redelivered += 1 if copies else 0
         tables[obj.key] = table
     timeline = walk(entry.topic, lives, views, key)
     out = pa.schema([*INTERNAL_FIELDS, *timeline.row_fields(keep_dropped)])
