@@ -762,6 +762,9 @@ class Workload:
         self._exec(c, f"ALTER TABLE chaos.evolve DROP COLUMN {name}")
         self.dropped["chaos.evolve"].add(name)
         self.evolve_cols = [(n, k) for n, k in self.evolve_cols if n != name]
+        # the lake sees a drop only with the table's next change (its schema lacks the column);
+        # without one nothing downstream can know (docs/schema-changes.md)
+        self.op_evolve_update(c)
         self._count("ddl_drop")
 
     def ddl_drop_readd(self) -> None:
@@ -770,8 +773,7 @@ class Workload:
             self.ddl_add_column()
             self.op_evolve_update(self.a)
         name = self.rng.choice([n for n, _ in self.evolve_cols])
-        self.ddl_drop_column(name)
-        self.op_evolve_update(self.a)  # an event between the two schema versions
+        self.ddl_drop_column(name)  # an event between the two schema versions
         self.ddl_add_column(self.rng.choice(["default", "text_default"]), name=name)
 
     def ddl_widen_types(self) -> None:

@@ -102,6 +102,12 @@ def lives_of(row_schema: pa.Schema | None, dropped: dict[str, list[int | None]] 
     return lives
 
 
+def newest_time(lives: dict[str, Life]) -> int:
+    """The latest time the timeline has reached (0 for none)."""
+    return max((t for life in lives.values() for t in (life.since, life.until, life.after, life.last)
+                if t is not None), default=0)
+
+
 def walk(topic: str, lives: dict[str, Life], objects: Iterable[ObjectColumns], key: Iterable[str]) -> Timeline:
     """Continue the timeline over ``objects``; raises :class:`SchemaConflictError` when a living
     column changes type in a way PostgreSQL does not do in place (naming the object)."""
@@ -109,10 +115,12 @@ def walk(topic: str, lives: dict[str, Life], objects: Iterable[ObjectColumns], k
                     for name, life in lives.items()})
     key_set = set(key)
     ordered = sorted(objects, key=lambda o: (o.time is None, o.time or 0))
-    newest = max((t for life in lives.values() for t in (life.since, life.until) if t is not None), default=0)
+    newest = newest_time(lives)
+    times = []
     for obj in ordered:
         t = obj.time if obj.time is not None else newest
         newest = max(newest, t)
+        times.append(t)
         present = {f.name: f for f in obj.fields}
         for name, f in present.items():
             if name in key_set:
@@ -120,9 +128,25 @@ def walk(topic: str, lives: dict[str, Life], objects: Iterable[ObjectColumns], k
             else:
                 _carried(topic, out, obj, name, f, t)
         for name, life in out.lives.items():
-            if name not in present and name not in key_set:
-                _missing(out, obj, name, life, t)
+            if name not in present and name not in key_set and life.alive and life.last is not None \
+                    and t > life.last:
+                life.until = t  # dropped: the first object after the newest carrier without it
+    # with the lifetimes known, what each object's events hold for each column
+    for obj, t in zip(ordered, times):
+        names = {f.name for f in obj.fields}
+        for name, life in out.lives.items():
+            mode = _fill_mode(life, name in names, t) if name not in key_set else None
+            if mode is not None:
+                out.fills.setdefault(obj.key, {})[name] = mode
     return out
+
+
+def _fill_mode(life: Life, present: bool, t: int) -> str | None:
+    if life.after is not None and t < life.after:
+        return DEFAULT  # from before this lifetime: the column did not exist yet (or was another one)
+    if life.until is not None and t >= life.until:
+        return NULL  # after the drop (a kept column)
+    return None if present else DEFAULT  # own value, or an object older than the column
 
 
 def _carried(topic: str, out: Timeline, obj: ObjectColumns, name: str, f: pa.Field, t: int) -> None:
@@ -132,11 +156,8 @@ def _carried(topic: str, out: Timeline, obj: ObjectColumns, name: str, f: pa.Fie
         if name not in out.started:
             out.started.append(name)
         return
-    if life.after is not None and t < life.after:  # an object from an older lifetime of the name
-        out.fills.setdefault(obj.key, {})[name] = DEFAULT
-        return
-    if not life.alive:
-        return  # the dropped column's own values (kept or not, they are the column's)
+    if (life.after is not None and t < life.after) or not life.alive:
+        return  # an older lifetime of the name, or the dropped column's own values
     # objects of other Kafka partitions may come later and older: the lifetime reaches back to them
     life.since = t if life.since is None else min(life.since, t)
     life.last = t if life.last is None else max(life.last, t)
@@ -162,13 +183,6 @@ def _merge_type(topic: str, life: Life, obj: ObjectColumns, name: str, f: pa.Fie
         raise SchemaConflictError(topic, name, obj.key, life.field.type, f.type)
     # the newest metadata wins (enum values grow), the lifetime keeps its first default
     life.field = _keep_default(f.with_type(widened), life.field)
-
-
-def _missing(out: Timeline, obj: ObjectColumns, name: str, life: Life, t: int) -> None:
-    if life.alive and life.last is not None and t > life.last:
-        life.until = t  # dropped: the first object after the newest carrier without it
-    mode = NULL if not life.alive and t >= life.until else DEFAULT
-    out.fills.setdefault(obj.key, {})[name] = mode
 
 
 def _first_schema(f: pa.Field) -> pa.Field:

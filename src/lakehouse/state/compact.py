@@ -38,7 +38,16 @@ from lakehouse.config import (
 from lakehouse.lake.layout import LakeObjectError
 from lakehouse.lake.reader import INTERNAL_FIELDS, LakeListing, LakeObject, LakeReader, SchemaConflictError
 from lakehouse.lake.semantic import is_toast_placeholder
-from lakehouse.state.columns import DEFAULT, Life, ObjectColumns, Timeline, fill_column, lives_of, walk
+from lakehouse.state.columns import (
+    DEFAULT,
+    Life,
+    ObjectColumns,
+    Timeline,
+    fill_column,
+    lives_of,
+    newest_time,
+    walk,
+)
 from lakehouse.state.fold import POSITION, STATE_INTERNAL_NAMES, LateEventError, fold, placeholders
 from lakehouse.state.table import (
     CLUSTER_COLUMN,
@@ -277,11 +286,13 @@ def _apply(reader: LakeReader, st: StateTable, entry: TableConfig, key: tuple[st
             overwrite_all = bool(resets) or not row_schema.equals(meta.row_schema)
         meta.row_schema, meta.dropped = row_schema, timeline.dropped(keep_dropped)
         _count_ops(events, meta, result)
+        st.discard = set(resets)  # their stored values belong to an older column of the name
         write = _apply_batch(st, meta, events, key, row_schema, overwrite_all, options, result, keep_images,
                              resets)
         applied_parts = [_latest_per_key(pa.concat_tables([*applied_parts, _manifest_rows(batch)],
                                                           promote_options="permissive"))]
         st.write(write.content, write.replaced, meta, applied_parts[0], overwrite_all)
+        st.discard = set()
         result.objects += len(batch)
         result.commits += 1
     if meta is not None:
@@ -294,7 +305,7 @@ def _precheck(reader: LakeReader, entry: TableConfig, key: tuple[str, ...], meta
     """Every pending footer first: a schema conflict or a missing key fails before any commit.
     Objects are taken in Kafka order here (their commit times come with reading them)."""
     lives = lives_of(meta.row_schema, meta.dropped) if meta is not None else {}
-    start = max((t for life in lives.values() for t in (life.since, life.until) if t is not None), default=0)
+    start = newest_time(lives)
     views = []
     for i, obj in enumerate(sorted(objects, key=lambda o: (o.ref.kafka_partition, o.ref.start_offset, o.key))):
         reader.describe(obj)
@@ -349,8 +360,9 @@ def _read(reader: LakeReader, batch: list[LakeObject], key: tuple[str, ...], ent
 
 
 def _first_commit_us(events: pa.Table) -> int | None:
-    first = pc.min(events.column("__commit_ts")).as_py() if events.num_rows else None
-    return None if first is None else int(first.timestamp() * 1_000_000)
+    if not events.num_rows:
+        return None
+    return pc.min(pc.cast(events.column("__commit_ts"), pa.int64())).as_py()  # µs, exact
 
 
 def _conform_events(table: pa.Table, schema: pa.Schema, fills: dict[str, str], timeline: Timeline) -> pa.Table:

@@ -146,6 +146,9 @@ class StateTable:
         self._store: ObjectStore | None = None
         self._dt: DeltaTable | None = None
         self.meta: StateMeta | None = None
+        # stored columns reads leave out: a column begun anew (dropped and added again, maybe with
+        # another type) whose old values the writer replaces
+        self.discard: set[str] = set()
 
     @property
     def store(self) -> ObjectStore:
@@ -217,12 +220,16 @@ class StateTable:
         if filter_ is not None:
             expr = filter_ if expr is None else expr & filter_
         table = ds.to_table(filter=expr, columns=columns)
-        return to_logical(table, self.meta.row_schema)
+        return to_logical(self._without_discarded(table), self.meta.row_schema)
+
+    def _without_discarded(self, table: pa.Table) -> pa.Table:
+        gone = [c for c in self.discard if c in table.column_names]
+        return table.drop_columns(gone) if gone else table
 
     def _empty(self) -> pa.Table:
         assert self._dt is not None and self.meta is not None
         schema = pa.schema(self._dt.schema().to_arrow())
-        return to_logical(schema.empty_table(), self.meta.row_schema)
+        return to_logical(self._without_discarded(schema.empty_table()), self.meta.row_schema)
 
     def tombstones_for(self, pairs: list[tuple[int, int]]) -> pa.Table:
         """Tombstones whose delete had one of these ``(lsn, txId)``: halves of key changes."""
@@ -269,7 +276,7 @@ class StateTable:
         table = pa.concat_tables(parts, promote_options="permissive") if parts else schema.empty_table()
         table = table.append_column(CLUSTER_COLUMN, pa.array(np.full(table.num_rows, cluster, np.int64)))
         assert self.meta is not None
-        return to_logical(table, self.meta.row_schema)
+        return to_logical(self._without_discarded(table), self.meta.row_schema)
 
     def key_index(self, key: tuple[str, ...]) -> pa.Table:
         """Key columns and cluster of every row (two narrow columns, read by projection)."""
