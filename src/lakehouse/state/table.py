@@ -35,6 +35,7 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.transaction import CommitProperties
 
 from lakehouse.lake.store import ObjectStore, open_store
+from lakehouse.state.arrowfs import native_dataset
 from lakehouse.state.fold import Truncate
 from lakehouse.state.types import decode_schema, encode_schema, storage_schema, to_logical, to_storage
 
@@ -210,7 +211,7 @@ class StateTable:
     def read(self, clusters: list[int] | None = None, filter_=None, columns: list[str] | None = None) -> pa.Table:
         """State rows (logical types, internal columns included) of some clusters, or all."""
         assert self._dt is not None and self.meta is not None
-        ds = self._dt.to_pyarrow_dataset()
+        ds = self.dataset()
         expr = None
         if clusters is not None:
             if not clusters:
@@ -245,7 +246,10 @@ class StateTable:
     def dataset(self) -> ds.Dataset:
         """The loaded version as a pyarrow dataset (storage types; see ``to_logical``)."""
         assert self._dt is not None
-        return self._dt.to_pyarrow_dataset()
+        # through a native filesystem: deltalake's default (a Python one) leaves Python objects for
+        # Arrow's threads to release, which aborts the process when that races interpreter exit
+        # (lakehouse.state.arrowfs)
+        return native_dataset(self._dt, self.uri)
 
     def files_by_cluster(self) -> dict[int, set[str]]:
         """Data files (paths in the table) of every cluster in the loaded version."""
@@ -281,7 +285,7 @@ class StateTable:
     def key_index(self, key: tuple[str, ...]) -> pa.Table:
         """Key columns and cluster of every row (two narrow columns, read by projection)."""
         assert self._dt is not None and self.meta is not None
-        table = self._dt.to_pyarrow_dataset().to_table(columns=[*key, CLUSTER_COLUMN])
+        table = self.dataset().to_table(columns=[*key, CLUSTER_COLUMN])
         return to_logical(table, self.meta.row_schema)
 
     def visible(self) -> pa.Table:
