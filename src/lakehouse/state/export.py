@@ -24,9 +24,15 @@ def export_type(t: pa.DataType) -> pa.DataType:
     return t
 
 
+def _public(metadata: dict[bytes, bytes] | None) -> dict[bytes, bytes] | None:
+    kept = {k: v for k, v in (metadata or {}).items() if not k.startswith(b"lakehouse.")}
+    return kept or None
+
+
 def visible_rows(state_uri: str, table: str) -> pa.Table:
     rows = StateTable(state_uri, table).visible()
-    target = pa.schema([pa.field(f.name, export_type(f.type), metadata=f.metadata) for f in rows.schema])
+    # Debezium's type tags stay; the compaction's own bookkeeping (defaults, column lifetimes) does not
+    target = pa.schema([pa.field(f.name, export_type(f.type), metadata=_public(f.metadata)) for f in rows.schema])
     # ns -> µs truncation is safe for PostgreSQL values (µs resolution); safe=False allows it
     return pa.Table.from_arrays([c.cast(f.type, safe=False) for c, f in zip(rows.columns, target)], schema=target)
 
