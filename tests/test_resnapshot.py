@@ -10,8 +10,8 @@ import datetime as dt
 
 import pyarrow as pa
 
-from lakehouse.state.compact import _completed_snapshot, _retire_unread
 from lakehouse.state.fold import STATE_INTERNAL_FIELDS, state_schema
+from lakehouse.state.snapshots import completed_snapshot, retire_unread
 from lakehouse.state.table import StateMeta
 
 ROW_FIELDS = [pa.field("id", pa.int64()), pa.field("v", pa.string())]
@@ -42,7 +42,7 @@ def meta() -> StateMeta:
 
 
 def test_complete_snapshot_retires_rows_it_did_not_read():
-    snap = _completed_snapshot(events(["first", "true", "last_in_data_collection"]), m := meta())
+    snap = completed_snapshot(events(["first", "true", "last_in_data_collection"]), m := meta())
     assert snap is not None and snap.tx == 900 and (snap.start, snap.row) == (50, 2)
     assert m.snapshots == [900]
     state = rows(
@@ -54,7 +54,7 @@ def test_complete_snapshot_retires_rows_it_did_not_read():
         (6, "c", 13, 4_000, 0, 0, 3, 1),  # another Kafka partition, before the snapshot (LSN and time)
         (7, "c", 14, 4_900, 0, 0, 90, 1),  # another partition, committed after it began (straddling)
     )
-    out, n = _retire_unread(state, snap)
+    out, n = retire_unread(state, snap)
     gone = {r["id"] for r in out.to_pylist() if r["__deleted"]}
     assert gone == {1, 4, 5, 6} and n == 3
     assert {r["id"]: r["__op"] for r in out.to_pylist()}[1] == "d"
@@ -63,8 +63,8 @@ def test_complete_snapshot_retires_rows_it_did_not_read():
 
 
 def test_partial_incremental_and_applied_snapshots_retire_nothing():
-    assert _completed_snapshot(events(["first", "true", "true"]), meta()) is None  # interrupted: no last read
-    assert _completed_snapshot(events(["incremental", "incremental"]), meta()) is None
+    assert completed_snapshot(events(["first", "true", "true"]), meta()) is None  # interrupted: no last read
+    assert completed_snapshot(events(["incremental", "incremental"]), meta()) is None
     m = meta()
     m.snapshots = [900]  # the same snapshot again (a replay or a re-delivered object)
-    assert _completed_snapshot(events(["first", "last"]), m) is None
+    assert completed_snapshot(events(["first", "last"]), m) is None

@@ -48,7 +48,9 @@ from lakehouse.state.columns import (
     newest_time,
     walk,
 )
-from lakehouse.state.fold import POSITION, STATE_INTERNAL_NAMES, LateEventError, fold, placeholders
+from lakehouse.state.fold import STATE_INTERNAL_NAMES, LateEventError, fold, placeholders
+from lakehouse.state.redelivery import Redelivery, drop_copies, latest_per_key, manifest_rows, pending_objects
+from lakehouse.state.snapshots import Snapshot, completed_snapshot, retire_unread
 from lakehouse.state.table import (
     CLUSTER_COLUMN,
     CLUSTERING,
@@ -180,7 +182,7 @@ def _compact_table(reader: LakeReader, listing: LakeListing, state_uri: str, ent
     pending: list[LakeObject] = objects
     overlaps: dict[str, int] = {}
     if applied is not None and applied.num_rows:
-        pending, overlaps = _pending(objects, applied)
+        pending, overlaps = pending_objects(objects, applied)
     if rebuild_reason:
         result.notes.append(f"rebuilt: {rebuild_reason}")
         log.warning("%s: rebuilding from all %d objects: %s", entry.table, len(objects), rebuild_reason)
@@ -191,7 +193,7 @@ def _compact_table(reader: LakeReader, listing: LakeListing, state_uri: str, ent
         return
     try:
         _apply(reader, st, entry, key, meta, applied, pending, options, result, fresh=meta is None,
-               redelivery=_Redelivery(overlaps, applied, {o.key: o for o in objects}))
+               redelivery=Redelivery(overlaps, applied, {o.key: o for o in objects}))
     except LateEventError as exc:
         # keys whose events moved partition (e.g. partition count changed): only a rebuild is exact
         result.notes.append(f"rebuilt: {exc}")
@@ -201,41 +203,6 @@ def _compact_table(reader: LakeReader, listing: LakeListing, state_uri: str, ent
         _apply(reader, st, entry, key, None, None, objects, options, result, fresh=True)
         rebuild_reason = str(exc)
     result.status = "rebuilt" if rebuild_reason else "applied"
-
-
-def _pending(objects: list[LakeObject], applied: pa.Table) -> tuple[list[LakeObject], dict[str, int]]:
-    """Objects not applied yet, and those of them that may repeat applied Kafka records: the sink
-    PUT an applied key again (a restart with another flush.size rewrites it as itself plus the
-    records that followed), or cut the same records anew (re-cuts inside or across applied
-    ranges). For each such object: how many of its leading rows are known copies (the rows of a
-    re-delivered key's applied version; the rest is matched by identity, see ``_drop_copies``)."""
-    sizes = dict(zip(applied.column("key").to_pylist(), applied.column("size").to_pylist()))
-    rows = dict(zip(applied.column("key").to_pylist(), applied.column("rows").to_pylist()))
-    high: dict[int, int] = {}
-    for p, s in zip(applied.column("kafka_partition").to_pylist(), applied.column("start_offset").to_pylist()):
-        high[p] = max(high.get(p, s), s)
-    pending, overlaps = [], {}
-    for obj in objects:
-        size = sizes.get(obj.key)
-        if size is not None:
-            if size == obj.size:
-                continue
-            overlaps[obj.key] = rows.get(obj.key) or 0  # re-delivered: read again, copies dropped
-        else:
-            hw = high.get(obj.ref.kafka_partition)
-            if hw is not None and obj.ref.start_offset <= hw:
-                overlaps[obj.key] = 0  # a re-cut (or a late object): its copies found by identity
-        pending.append(obj)
-    return pending, overlaps
-
-
-@dataclass
-class _Redelivery:
-    """What reading a batch needs to recognise Kafka records it has applied already."""
-
-    overlaps: dict[str, int] = field(default_factory=dict)  # object -> leading rows known to be copies
-    applied: pa.Table | None = None  # the manifest
-    lake: dict[str, LakeObject] = field(default_factory=dict)  # every object of the topic by key
 
 
 def _batches(objects: list[LakeObject], limit: int, byte_limit: int) -> list[list[LakeObject]]:
@@ -260,9 +227,9 @@ def _batches(objects: list[LakeObject], limit: int, byte_limit: int) -> list[lis
 def _apply(reader: LakeReader, st: StateTable, entry: TableConfig, key: tuple[str, ...],
            meta: StateMeta | None, applied: pa.Table | None, objects: list[LakeObject],
            options: CompactOptions, result: TableResult, fresh: bool,
-           redelivery: _Redelivery | None = None) -> None:
+           redelivery: Redelivery | None = None) -> None:
     _precheck(reader, entry, key, None if fresh else meta, objects)
-    redelivery = redelivery if redelivery is not None and not fresh else _Redelivery()
+    redelivery = redelivery if redelivery is not None and not fresh else Redelivery()
     if fresh:
         st.detach()
         meta, applied = None, None
@@ -289,7 +256,7 @@ def _apply(reader: LakeReader, st: StateTable, entry: TableConfig, key: tuple[st
         st.discard = set(resets)  # their stored values belong to an older column of the name
         write = _apply_batch(st, meta, events, key, row_schema, overwrite_all, options, result, keep_images,
                              resets)
-        applied_parts = [_latest_per_key(pa.concat_tables([*applied_parts, _manifest_rows(batch)],
+        applied_parts = [latest_per_key(pa.concat_tables([*applied_parts, manifest_rows(batch)],
                                                           promote_options="permissive"))]
         st.write(write.content, write.replaced, meta, applied_parts[0], overwrite_all)
         st.discard = set()
@@ -334,7 +301,7 @@ def _object_fields(obj: LakeObject, entry: TableConfig) -> list[pa.Field]:
 
 
 def _read(reader: LakeReader, batch: list[LakeObject], key: tuple[str, ...], entry: TableConfig,
-          secret: str | None, lives: dict[str, Life], keep_dropped: bool, redelivery: _Redelivery,
+          secret: str | None, lives: dict[str, Life], keep_dropped: bool, redelivery: Redelivery,
           result: TableResult) -> tuple[pa.Table, Timeline]:
     """The batch's events in the table's columns after the batch: each object is read in its own
     schema, placed on the column timeline by its first commit, then conformed (columns it predates
@@ -347,7 +314,7 @@ def _read(reader: LakeReader, batch: list[LakeObject], key: tuple[str, ...], ent
         table = pa.Table.from_batches(parts, schema=schema) if parts else schema.empty_table()
         views.append(ObjectColumns(obj.key, _first_commit_us(table), _object_fields(obj, entry)))
         if obj.key in redelivery.overlaps:
-            table, copies = _drop_copies(reader, table, obj, key, redelivery)
+            table, copies = drop_copies(reader, table, obj, key, redelivery)
             result.duplicates += copies
             result.redelivered += 1 if copies else 0
         tables[obj.key] = table
@@ -418,96 +385,6 @@ def pseudonymise(arr: pa.Array, topic: str, column: str, secret: str | None = No
     return pa.array(out, pa.string())
 
 
-def _manifest_rows(batch: list[LakeObject]) -> pa.Table:
-    return pa.table({
-        "key": [o.key for o in batch], "size": [o.size for o in batch],
-        "kafka_partition": pa.array([o.ref.kafka_partition for o in batch], pa.int32()),
-        "start_offset": pa.array([o.ref.start_offset for o in batch], pa.int64()),
-        "rows": pa.array([o.rows for o in batch], pa.int64()),
-    })
-
-
-def _latest_per_key(manifest: pa.Table) -> pa.Table:
-    """One entry per object key: the version applied last (a re-delivered key replaces its entry)."""
-    frame = pl.from_arrow(manifest.combine_chunks())
-    assert isinstance(frame, pl.DataFrame)
-    return frame.unique(subset=["key"], keep="last", maintain_order=True).to_arrow()
-
-
-def _drop_copies(reader: LakeReader, table: pa.Table, obj: LakeObject, key: tuple[str, ...],
-                 redelivery: _Redelivery) -> tuple[pa.Table, int]:
-    """The object's events less the Kafka records already applied, and how many those were.
-
-    Copies are the leading rows of a re-delivered key's applied version, and events whose identity
-    ``(key, op, lsn, txId, snapshot)`` an applied object of the same Kafka partition holds within
-    the offsets this object can reach. New records after the last copy continue right after that
-    copy's original position (they follow it in Kafka), so applied events never sort after them."""
-    n = table.num_rows
-    copy = np.zeros(n, bool)
-    copy[:min(redelivery.overlaps.get(obj.key, 0), n)] = True
-    last = None  # (original position, row here) of the copy that sits furthest in Kafka order
-    if copy.any():
-        i = int(np.flatnonzero(copy)[-1])
-        last = ((obj.ref.start_offset, i), i)
-    originals = _applied_identities(reader, obj, key, redelivery)
-    if originals is not None and originals.num_rows and n:
-        ident = [*key, "__op", "__lsn", "__tx_id", "__snapshot"]
-        mine = pl.from_arrow(table.select(ident)).with_row_index("__i")
-        theirs = pl.from_arrow(originals).unique(subset=ident, keep="last")
-        theirs = theirs.cast({c: mine.schema[c] for c in ident})
-        hit = mine.join(theirs, on=ident, how="inner", nulls_equal=True).sort("__i")
-        if hit.height:
-            copy[hit.get_column("__i").to_numpy()] = True
-            # the furthest original; a Debezium replay among the new records matches an original
-            # too, so of the rows matching the furthest one the first is the copy
-            tail = hit.sort(["__file_start_offset", "__row_index", "__i"], descending=[False, False, True]) \
-                .row(hit.height - 1, named=True)
-            pos = (tail["__file_start_offset"], tail["__row_index"])
-            if last is None or pos >= last[0]:
-                last = (pos, tail["__i"])
-    copies = int(copy.sum())
-    if not copies:
-        return table, 0
-    kept = np.flatnonzero(~copy)
-    out = table.take(pa.array(kept))
-    after = kept > last[1] if last is not None else np.zeros(len(kept), bool)
-    if after.any():  # records following the furthest copy: right after its original
-        start = np.where(after, last[0][0], out.column("__file_start_offset").to_numpy(zero_copy_only=False))
-        row = np.where(after, last[0][1] + np.cumsum(after), out.column("__row_index").to_numpy(
-            zero_copy_only=False))
-        out = out.set_column(out.schema.get_field_index("__file_start_offset"), "__file_start_offset",
-                             pa.array(start, pa.int64()))
-        out = out.set_column(out.schema.get_field_index("__row_index"), "__row_index", pa.array(row, pa.int32()))
-    return out, copies
-
-
-def _applied_identities(reader: LakeReader, obj: LakeObject, key: tuple[str, ...],
-                        redelivery: _Redelivery) -> pa.Table | None:
-    """Identity and position of the events of the applied objects this object may overlap: same
-    Kafka partition, from the one holding its first offset up to where its records can reach
-    (offset gaps are at most a few per record)."""
-    applied = redelivery.applied
-    if applied is None or not applied.num_rows:
-        return None
-    p, s = obj.ref.kafka_partition, obj.ref.start_offset
-    mine = applied.filter(pc.and_(pc.equal(applied.column("kafka_partition"), p),
-                                  pc.not_equal(applied.column("key"), obj.key)))
-    starts = sorted(zip(mine.column("start_offset").to_pylist(), mine.column("key").to_pylist()))
-    first = max((st for st, _ in starts if st <= s), default=s)
-    reach = s + 3 * (obj.rows or 0) + 100
-    parts = []
-    for st, k in starts:
-        if first <= st <= reach and k in redelivery.lake:
-            other = redelivery.lake[k]
-            reader.describe(other)
-            fields = [f for f in other.row_fields if f.name in key]
-            schema = pa.schema([*INTERNAL_FIELDS, *fields])
-            for rb in reader.iter_object(other, schema, batch_size=262_144):
-                parts.append(pa.Table.from_batches([rb]).select(
-                    [*key, "__op", "__lsn", "__tx_id", "__snapshot", "__file_start_offset", "__row_index"]))
-    return pa.concat_tables(parts, promote_options="permissive") if parts else None
-
-
 def _key_mask(table: pa.Table, keys: pl.DataFrame, key: tuple[str, ...]) -> np.ndarray:
     """Which rows of ``table`` have a key in ``keys``."""
     if table.num_rows == 0:
@@ -539,7 +416,7 @@ def _apply_batch(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[s
     waiting = _waiting_for_halves(st, events, key)
     if waiting is not None:  # c halves of key changes whose d half is in this batch
         keys_frame = pl.concat([keys_frame, waiting.cast(dict(keys_frame.schema))]).unique()
-    snapshot = _completed_snapshot(events, meta)
+    snapshot = completed_snapshot(events, meta)
     everything = has_truncate or snapshot is not None  # both reach every row of the table
     by_range = ranged(key, row_schema)
     clusters = sorted(meta.clusters, key=lambda c: c.lo if by_range else c.id)
@@ -552,65 +429,6 @@ def _apply_batch(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[s
         affected = _arrival_clusters(st, keys_frame, key, clusters)
     return _rewrite(st, meta, events, key, row_schema, options, result, keep_images, keys_frame, clusters,
                     affected, by_range, everything=everything, resets=resets, snapshot=snapshot)
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    """A complete Debezium snapshot of the table: where its last read sits."""
-
-    tx: int
-    lsn: int | None
-    partition: int
-    start: int
-    row: int
-    began_us: int | None  # commit time of its first read in the batch (other Kafka partitions)
-
-
-def _completed_snapshot(events: pa.Table, meta: StateMeta) -> _Snapshot | None:
-    """The newest snapshot whose last read (``last`` / ``last_in_data_collection``) is in this
-    batch and was not applied before. Incremental snapshots (``incremental``) never end one."""
-    is_last = pc.and_(pc.equal(events.column("__op"), "r"),
-                      pc.is_in(events.column("__snapshot"), pa.array(["last", "last_in_data_collection"])))
-    if not pc.any(is_last).as_py():
-        return None
-    marks = [m for m in events.filter(is_last).select([*POSITION, "__tx_id", "__lsn"]).to_pylist()
-             if m["__tx_id"] is not None and m["__tx_id"] not in meta.snapshots]
-    if not marks:
-        return None
-    meta.snapshots = sorted({*meta.snapshots, *(m["__tx_id"] for m in marks)})
-    m = max(marks, key=lambda m: (m["__file_start_offset"], m["__row_index"]))
-    reads = events.filter(pc.and_(pc.equal(events.column("__op"), "r"), pc.equal(events.column("__tx_id"), m["__tx_id"])))
-    began = pc.min(reads.column("__commit_ts")).as_py()
-    return _Snapshot(m["__tx_id"], m["__lsn"], m["__kafka_partition"], m["__file_start_offset"], m["__row_index"],
-                     None if began is None else int(began.timestamp() * 1_000_000))
-
-
-def _retire_unread(rows: pa.Table, snap: _Snapshot) -> tuple[pa.Table, int]:
-    """After a complete snapshot, keys it did not read and that did not change after it began
-    were deleted while Debezium was not streaming (it emits no delete for them): tombstones now.
-    Same Kafka partition: by position; other partitions: change LSN and commit time before it."""
-    def col(name: str) -> np.ndarray:
-        return rows.column(name).to_numpy(zero_copy_only=False)
-
-    if rows.num_rows == 0:
-        return rows, 0
-    op = col("__op")
-    read = (op == "r") & (rows.column("__tx_id").fill_null(-1).to_numpy(zero_copy_only=False) == snap.tx)
-    part, start, row = col("__kafka_partition"), col("__file_start_offset"), col("__row_index")
-    same = part == snap.partition
-    before = same & ((start < snap.start) | ((start == snap.start) & (row < snap.row)))
-    if snap.lsn is not None and snap.began_us is not None:
-        lsn = rows.column("__lsn").fill_null(np.iinfo(np.int64).max).to_numpy(zero_copy_only=False)
-        ts = pc.cast(rows.column("__commit_ts"), pa.int64()).fill_null(np.iinfo(np.int64).max)
-        before |= ~same & (lsn < snap.lsn) & (ts.to_numpy(zero_copy_only=False) < snap.began_us)
-    live = ~col("__deleted") & ~rows.column("__image").fill_null(False).to_numpy(zero_copy_only=False)
-    ghost = live & ~read & before
-    n = int(ghost.sum())
-    if n:
-        rows = rows.set_column(rows.schema.get_field_index("__deleted"), "__deleted", pa.array(col("__deleted") | ghost))
-        rows = rows.set_column(rows.schema.get_field_index("__op"), "__op", pa.array(np.where(ghost, "d", op),
-                                                                                    pa.string()))
-    return rows, n
 
 
 def _fold(events: pa.Table, prior: pa.Table | None, key: tuple[str, ...], row_schema: pa.Schema, meta: StateMeta,
@@ -634,7 +452,7 @@ def _target_rows(options: CompactOptions, sample: pa.Table) -> int:
 def _rewrite(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[str, ...], row_schema: pa.Schema,
              options: CompactOptions, result: TableResult, keep_images: bool, keys_frame: pl.DataFrame,
              clusters: list[Cluster], affected: list[Cluster], by_range: bool, everything: bool,
-             resets: dict[str, pa.Array | None], snapshot: _Snapshot | None = None) -> _BatchWrite:
+             resets: dict[str, pa.Array | None], snapshot: Snapshot | None = None) -> _BatchWrite:
     """Memory bounded by one cluster: read only the batch keys' rows for the fold (every row when
     a truncate reaches them all), plan the new clusters from the touched clusters' keys (narrow),
     then let the Delta write pull the touched clusters one at a time, minus the batch keys, plus
@@ -659,7 +477,7 @@ def _rewrite(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[str, 
     folded = _fold(events, prior, key, row_schema, meta, pairing, keep_images, result)
     rows = _conform(folded.rows, folded.rows.schema)
     if snapshot is not None:
-        rows, retired = _retire_unread(rows, snapshot)
+        rows, retired = retire_unread(rows, snapshot)
         if retired:
             result.deletes += retired
             result.notes.append(f"re-snapshot (txId {snapshot.tx}): {retired} rows it no longer read deleted")
