@@ -127,6 +127,9 @@ def test_overwrites_and_recuts_apply_incrementally(streams, tmp_path):
     lake = tmp_path / "lake"
     statuses = _run_sessions(str(lake), str(tmp_path / "state"), streams, tmp_path)
     assert statuses.count("applied") >= len(SESSIONS)
+    # a one-shot build of the lake as the sessions left it (every overlap at once) agrees too
+    assert not [r.error for r in compact(str(lake), str(tmp_path / "fresh"), CONFIG) if r.failed]
+    assert_state_equals_clean(str(tmp_path / "fresh"), streams, 1.0, tmp_path)
     # the sessions really overwrote applied keys with other content and cut records anew
     reader = LakeReader(str(lake))
     starts = [o.ref.start_offset for o in reader.scan().objects["eco2.scan.scans"]]
