@@ -89,7 +89,7 @@ def drop_copies(reader: LakeReader, table: pa.Table, obj: LakeObject, key: tuple
         ident = [*key, "__op", "__lsn", "__tx_id", "__snapshot"]
         mine = pl.from_arrow(table.select(ident)).with_row_index("__i")
         theirs = pl.from_arrow(originals).unique(subset=ident, keep="last")
-        theirs = theirs.cast({c: mine.schema[c] for c in ident})
+        mine, theirs = _comparable(mine, theirs, ident)
         hit = mine.join(theirs, on=ident, how="inner", nulls_equal=True).sort("__i")
         if hit.height:
             copy[hit.get_column("__i").to_numpy()] = True
@@ -143,3 +143,12 @@ def applied_identities(reader: LakeReader, obj: LakeObject, key: tuple[str, ...]
     return pa.concat_tables(parts, promote_options="permissive") if parts else None
 
 
+def _comparable(a: pl.DataFrame, b: pl.DataFrame, columns: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Both frames with one type per column (a key widened since, e.g. int -> bigint, compares as
+    the wider type; anything else as text)."""
+    casts = {}
+    for c in columns:
+        ta, tb = a.schema[c], b.schema[c]
+        if ta != tb:
+            casts[c] = pl.Int64 if ta.is_integer() and tb.is_integer() else pl.Utf8
+    return (a.cast(casts), b.cast(casts)) if casts else (a, b)
