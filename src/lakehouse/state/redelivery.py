@@ -119,20 +119,25 @@ def drop_copies(reader: LakeReader, table: pa.Table, obj: LakeObject, key: tuple
 def applied_identities(reader: LakeReader, obj: LakeObject, key: tuple[str, ...],
                         redelivery: Redelivery) -> pa.Table | None:
     """Identity and position of the events of the applied objects this object may overlap: same
-    Kafka partition, from the one holding its first offset up to where its records can reach
-    (offset gaps are at most a few per record)."""
+    Kafka partition, those whose records can reach its first offset up to where its own records
+    can reach (offset gaps are at most a few per record)."""
     applied = redelivery.applied
     if applied is None or not applied.num_rows:
         return None
     p, s = obj.ref.kafka_partition, obj.ref.start_offset
     mine = applied.filter(pc.and_(pc.equal(applied.column("kafka_partition"), p),
                                   pc.not_equal(applied.column("key"), obj.key)))
-    starts = sorted(zip(mine.column("start_offset").to_pylist(), mine.column("key").to_pylist()))
-    first = max((st for st, _ in starts if st <= s), default=s)
+    starts = sorted(zip(mine.column("start_offset").to_pylist(), mine.column("key").to_pylist(),
+                        mine.column("rows").to_pylist()))
+    first = max((st for st, _, _ in starts if st <= s), default=s)
     reach = s + 3 * (obj.rows or 0) + 100
     parts = []
-    for st, k in starts:
-        if first <= st <= reach and k in redelivery.lake:
+    for st, k, rows in starts:
+        if k not in redelivery.lake or st > reach:
+            continue
+        # an earlier object may reach past later starts (a key PUT again with more records)
+        now = redelivery.lake[k].rows if redelivery.lake[k].rows is not None else rows
+        if st >= first or (now is not None and st + 3 * now + 100 >= s):
             other = redelivery.lake[k]
             reader.describe(other)
             fields = [f for f in other.row_fields if f.name in key]
