@@ -49,7 +49,14 @@ from lakehouse.state.columns import (
     walk,
 )
 from lakehouse.state.fold import STATE_INTERNAL_NAMES, LateEventError, fold, placeholders
-from lakehouse.state.redelivery import Redelivery, drop_copies, latest_per_key, manifest_rows, pending_objects
+from lakehouse.state.redelivery import (
+    Redelivery,
+    carry_shrunk,
+    drop_copies,
+    latest_per_key,
+    manifest_rows,
+    pending_objects,
+)
 from lakehouse.state.snapshots import Snapshot, completed_snapshot, retire_unread
 from lakehouse.state.table import (
     CLUSTER_COLUMN,
@@ -183,6 +190,7 @@ def _compact_table(reader: LakeReader, listing: LakeListing, state_uri: str, ent
     overlaps: dict[str, int] = {}
     if applied is not None and applied.num_rows:
         pending, overlaps = pending_objects(objects, applied)
+        carry_shrunk(reader, pending, overlaps, applied)
     if rebuild_reason:
         result.notes.append(f"rebuilt: {rebuild_reason}")
         log.warning("%s: rebuilding from all %d objects: %s", entry.table, len(objects), rebuild_reason)

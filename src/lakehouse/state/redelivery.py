@@ -44,6 +44,27 @@ def pending_objects(objects: list[LakeObject], applied: pa.Table) -> tuple[list[
     return pending, overlaps
 
 
+def carry_shrunk(reader: LakeReader, pending: list[LakeObject], overlaps: dict[str, int], applied: pa.Table) -> None:
+    """A key PUT again with fewer rows than its applied version (a smaller ``flush.size``): the
+    records it no longer holds are the first ones of the objects that follow it in its Kafka
+    partition, which were applied through the old version (gone now): mark them as copies."""
+    old_rows = dict(zip(applied.column("key").to_pylist(), applied.column("rows").to_pylist()))
+    for obj in pending:
+        if obj.key not in old_rows or not old_rows[obj.key]:
+            continue
+        reader.describe(obj)
+        debt = old_rows[obj.key] - (obj.rows or 0)
+        followers = sorted((o for o in pending if o.ref.kafka_partition == obj.ref.kafka_partition
+                            and o.ref.start_offset > obj.ref.start_offset), key=lambda o: o.ref.start_offset)
+        for nxt in followers:
+            if debt <= 0:
+                break
+            reader.describe(nxt)
+            take = min(debt, nxt.rows or 0)
+            overlaps[nxt.key] = max(overlaps.get(nxt.key, 0), take)
+            debt -= take
+
+
 @dataclass
 class Redelivery:
     """What reading a batch needs to recognise Kafka records it has applied already."""
