@@ -116,6 +116,21 @@ def _endpoint_url() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
 
 
+def s3_filesystem() -> pafs.S3FileSystem:
+    """pyarrow's native S3 filesystem, configured from the environment like every S3 client here
+    (``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``, ``AWS_REGION``, the standard credential chain)."""
+    kw: dict = {}
+    endpoint = _endpoint_url()
+    if endpoint:
+        parsed = urlparse(endpoint)
+        kw["endpoint_override"] = parsed.netloc or parsed.path
+        kw["scheme"] = parsed.scheme or "https"
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        kw["region"] = region
+    return pafs.S3FileSystem(**kw)
+
+
 class S3Store:
     """A lake under ``s3://bucket/prefix``."""
 
@@ -130,15 +145,7 @@ class S3Store:
         # botocore's own retries (standard mode) for throttling and transient errors
         self._client = boto3.client("s3", endpoint_url=endpoint,
                                     config=Config(retries={"max_attempts": 8, "mode": "standard"}))
-        kw: dict = {}
-        if endpoint:
-            parsed = urlparse(endpoint)
-            kw["endpoint_override"] = parsed.netloc or parsed.path
-            kw["scheme"] = parsed.scheme or "https"
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        if region:
-            kw["region"] = region
-        self._fs = pafs.S3FileSystem(**kw)
+        self._fs = s3_filesystem()
 
     def _full(self, key: str) -> str:
         return self.prefix + key

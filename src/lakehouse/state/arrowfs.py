@@ -23,6 +23,8 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
+from lakehouse.lake.store import s3_filesystem
+
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
     from deltalake import DeltaTable
@@ -34,17 +36,7 @@ def arrow_filesystem(table_uri: str) -> pafs.FileSystem:
     ``AWS_ENDPOINT_URL``, ``AWS_REGION`` or ``AWS_DEFAULT_REGION``, the standard credential chain."""
     if table_uri.startswith("s3://"):
         parsed = urlparse(table_uri)
-        kw: dict[str, str] = {}
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        if endpoint:
-            ep = urlparse(endpoint)
-            kw["endpoint_override"] = ep.netloc or ep.path
-            kw["scheme"] = ep.scheme or "https"
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        if region:
-            kw["region"] = region
-        return pafs.SubTreeFileSystem(f"{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/"),
-                                      pafs.S3FileSystem(**kw))
+        return pafs.SubTreeFileSystem(f"{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/"), s3_filesystem())
     path = urlparse(table_uri).path if table_uri.startswith("file://") else table_uri
     return pafs.SubTreeFileSystem(os.path.abspath(path), pafs.LocalFileSystem())
 
