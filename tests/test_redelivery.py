@@ -158,3 +158,33 @@ def test_pure_replays_never_rebuild_and_cost_only_their_size(streams, tmp_path):
 @pytest.mark.s3
 def test_overwrites_and_recuts_on_s3(streams, moto_s3, tmp_path):
     _run_sessions(moto_s3("lake-redelivery"), moto_s3("state-redelivery"), streams, tmp_path)
+
+
+def test_recut_from_before_a_column_was_dropped_and_added_again_with_another_type(dbz, tmp_path):
+    """A re-cut of records older than a drop and re-add of ``v`` (int, then text) carries the old
+    type; it must be placed by its own commit time, not after the state's timeline, or the
+    pre-commit check sees an incompatible type change and stops the table (truth seed 15)."""
+    topic = "p.public.things"
+    config = TablesConfig(tables=(TableConfig(topic=topic, primary_key=("id",)),))
+    ints = dbz.envelope(topic, [("id", dbz.req("int64")), ("v", dbz.opt("int32"))])
+    without = dbz.envelope(topic, [("id", dbz.req("int64"))])
+    texts = dbz.envelope(topic, [("id", dbz.req("int64")), ("v", dbz.opt("string", default="x"))])
+    t0 = 1_796_000_000_000_000
+    history = [(ints, dbz.record("c", after={"id": 1, "v": 1}, ts_us=t0 + 1, lsn=100, tx_id=10)),
+               (ints, dbz.record("c", after={"id": 2, "v": 2}, ts_us=t0 + 2, lsn=110, tx_id=11)),
+               (without, dbz.record("u", after={"id": 1}, ts_us=t0 + 3, lsn=120, tx_id=12)),
+               (texts, dbz.record("c", after={"id": 3, "v": "s"}, ts_us=t0 + 4, lsn=130, tx_id=13))]
+    store, lake, state = LocalStore(tmp_path / "lake"), str(tmp_path / "lake"), str(tmp_path / "state")
+    writer = SinkWriter(store, SinkConfig(flush_size=1000))
+    for offset, (schema, record) in enumerate(history):
+        dbz.write(store, topic, schema, [record], [offset], writer=writer, close=False)
+    writer.close()
+    assert not [r.error for r in compact(lake, state, config) if r.failed]
+    want = {1: "x", 2: "x", 3: "s"}  # rows older than the new column show its default
+    assert {r["id"]: r["v"] for r in visible_rows(state, "public.things").to_pylist()} == want
+
+    dbz.write(store, topic, ints, [history[1][1]], [1], config=SinkConfig(flush_size=1))  # the re-cut
+    [result] = compact(lake, state, config)
+    assert not result.failed, result.error
+    assert (result.status, result.redelivered, result.duplicates) == ("applied", 1, 1), result.notes
+    assert {r["id"]: r["v"] for r in visible_rows(state, "public.things").to_pylist()} == want

@@ -236,8 +236,8 @@ def _apply(reader: LakeReader, st: StateTable, entry: TableConfig, key: tuple[st
            meta: StateMeta | None, applied: pa.Table | None, objects: list[LakeObject],
            options: CompactOptions, result: TableResult, fresh: bool,
            redelivery: Redelivery | None = None) -> None:
-    _precheck(reader, entry, key, None if fresh else meta, objects)
     redelivery = redelivery if redelivery is not None and not fresh else Redelivery()
+    _precheck(reader, entry, key, None if fresh else meta, objects, redelivery)
     if fresh:
         st.detach()
         meta, applied = None, None
@@ -276,15 +276,18 @@ def _apply(reader: LakeReader, st: StateTable, entry: TableConfig, key: tuple[st
 
 
 def _precheck(reader: LakeReader, entry: TableConfig, key: tuple[str, ...], meta: StateMeta | None,
-              objects: list[LakeObject]) -> None:
+              objects: list[LakeObject], redelivery: Redelivery) -> None:
     """Every pending footer first: a schema conflict or a missing key fails before any commit.
-    Objects are taken in Kafka order here (their commit times come with reading them)."""
+    New objects are taken in Kafka order after the state's timeline (their commit times come with
+    reading them); objects the sink wrote again are placed by their real first commit, which may
+    lie before a column's drop and re-add."""
     lives = lives_of(meta.row_schema, meta.dropped) if meta is not None else {}
     start = newest_time(lives)
     views = []
     for i, obj in enumerate(sorted(objects, key=lambda o: (o.ref.kafka_partition, o.ref.start_offset, o.key))):
         reader.describe(obj)
-        views.append(ObjectColumns(obj.key, start + 1 + i, _object_fields(obj, entry)))
+        t = _object_first_commit(reader, obj) if obj.key in redelivery.overlaps else None
+        views.append(ObjectColumns(obj.key, start + 1 + i if t is None else t, _object_fields(obj, entry)))
     whole = walk(entry.topic, lives, views, key)
     missing = [c for c in key if c not in whole.lives]
     if missing:
@@ -332,6 +335,12 @@ def _read(reader: LakeReader, batch: list[LakeObject], key: tuple[str, ...], ent
                                                timeline) for obj in batch]) if batch else out.empty_table()
     _check_keys(events, key, batch)
     return _apply_policy(events, entry, secret), timeline
+
+
+def _object_first_commit(reader: LakeReader, obj: LakeObject) -> int | None:
+    schema = pa.schema(INTERNAL_FIELDS)
+    parts = list(reader.iter_object(obj, schema, batch_size=262_144))
+    return _first_commit_us(pa.Table.from_batches(parts, schema=schema)) if parts else None
 
 
 def _first_commit_us(events: pa.Table) -> int | None:
