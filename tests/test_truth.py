@@ -549,6 +549,9 @@ def test_export_equals_postgres(seed, truth_db, tmp_path):
         cli_table = run.rng.choice(list(TABLES))
         run.compare("final", workload, cli_table=cli_table)
         # the sink writes applied records again (superset overwrite, re-cuts): no rebuild, still equal
+        if os.environ.get("TRUTH_DEBUG"):  # keep lake and state as they were, to replay a failure
+            shutil.copytree(run.lake, tmp_path / "before-lake")
+            shutil.copytree(run.state, tmp_path / "before-state")
         recut = run.redeliver()
         results = compact(str(run.lake), str(run.state), CONFIG, options=CompactOptions(batch_events=150))
         assert not [r.error for r in results if r.failed]

@@ -188,9 +188,10 @@ def _compact_table(reader: LakeReader, listing: LakeListing, state_uri: str, ent
     applied = st.applied() if meta is not None else None
     pending: list[LakeObject] = objects
     overlaps: dict[str, int] = {}
+    carried: dict[str, tuple[int, int, int]] = {}
     if applied is not None and applied.num_rows:
         pending, overlaps = pending_objects(objects, applied)
-        carry_shrunk(reader, pending, overlaps, applied)
+        carried = carry_shrunk(reader, pending, overlaps, applied)
     if rebuild_reason:
         result.notes.append(f"rebuilt: {rebuild_reason}")
         log.warning("%s: rebuilding from all %d objects: %s", entry.table, len(objects), rebuild_reason)
@@ -201,7 +202,7 @@ def _compact_table(reader: LakeReader, listing: LakeListing, state_uri: str, ent
         return
     try:
         _apply(reader, st, entry, key, meta, applied, pending, options, result, fresh=meta is None,
-               redelivery=Redelivery(overlaps, applied, {o.key: o for o in objects}))
+               redelivery=Redelivery(overlaps, applied, {o.key: o for o in objects}, carried))
     except LateEventError as exc:
         # keys whose events moved partition (e.g. partition count changed): only a rebuild is exact
         result.notes.append(f"rebuilt: {exc}")

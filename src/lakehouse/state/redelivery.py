@@ -44,16 +44,21 @@ def pending_objects(objects: list[LakeObject], applied: pa.Table) -> tuple[list[
     return pending, overlaps
 
 
-def carry_shrunk(reader: LakeReader, pending: list[LakeObject], overlaps: dict[str, int], applied: pa.Table) -> None:
+def carry_shrunk(reader: LakeReader, pending: list[LakeObject], overlaps: dict[str, int], applied: pa.Table
+                 ) -> dict[str, tuple[int, int, int]]:
     """A key PUT again with fewer rows than its applied version (a smaller ``flush.size``): the
     records it no longer holds are the first ones of the objects that follow it in its Kafka
-    partition, which were applied through the old version (gone now): mark them as copies."""
+    partition, which were applied through the old version (gone now): mark them as copies.
+    Returns, per follower, where its carried rows sat when applied: (start offset of the old
+    version, row index there of the first, how many), so other objects can match them too."""
     old_rows = dict(zip(applied.column("key").to_pylist(), applied.column("rows").to_pylist()))
+    carried: dict[str, tuple[int, int, int]] = {}
     for obj in pending:
         if obj.key not in old_rows or not old_rows[obj.key]:
             continue
         reader.describe(obj)
-        debt = old_rows[obj.key] - (obj.rows or 0)
+        held = obj.rows or 0
+        debt = old_rows[obj.key] - held
         followers = sorted((o for o in pending if o.ref.kafka_partition == obj.ref.kafka_partition
                             and o.ref.start_offset > obj.ref.start_offset), key=lambda o: o.ref.start_offset)
         for nxt in followers:
@@ -62,7 +67,10 @@ def carry_shrunk(reader: LakeReader, pending: list[LakeObject], overlaps: dict[s
             reader.describe(nxt)
             take = min(debt, nxt.rows or 0)
             overlaps[nxt.key] = max(overlaps.get(nxt.key, 0), take)
+            carried[nxt.key] = (obj.ref.start_offset, held, take)
+            held += take
             debt -= take
+    return carried
 
 
 @dataclass
@@ -72,6 +80,8 @@ class Redelivery:
     overlaps: dict[str, int] = field(default_factory=dict)  # object -> leading rows known to be copies
     applied: pa.Table | None = None  # the manifest
     lake: dict[str, LakeObject] = field(default_factory=dict)  # every object of the topic by key
+    # objects whose leading rows were applied through another key's older version (carry_shrunk)
+    carried: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
 
 def manifest_rows(batch: list[LakeObject]) -> pa.Table:
@@ -152,7 +162,7 @@ def applied_identities(reader: LakeReader, obj: LakeObject, key: tuple[str, ...]
                         mine.column("rows").to_pylist()))
     first = max((st for st, _, _ in starts if st <= s), default=s)
     reach = s + 3 * (obj.rows or 0) + 100
-    parts = []
+    parts = _carried_identities(reader, obj, key, redelivery, reach)
     for st, k, rows in starts:
         if k not in redelivery.lake or st > reach:
             continue
@@ -167,6 +177,28 @@ def applied_identities(reader: LakeReader, obj: LakeObject, key: tuple[str, ...]
                 parts.append(pa.Table.from_batches([rb]).select(
                     [*key, "__op", "__lsn", "__tx_id", "__snapshot", "__file_start_offset", "__row_index"]))
     return pa.concat_tables(parts, promote_options="permissive") if parts else None
+
+
+def _carried_identities(reader: LakeReader, obj: LakeObject, key: tuple[str, ...], redelivery: Redelivery,
+                        reach: int) -> list[pa.Table]:
+    """Records applied through an older version of a key that now lead another object: their
+    identities, at the positions they were applied at."""
+    parts = []
+    for k, (start, row, count) in redelivery.carried.items():
+        other = redelivery.lake.get(k)
+        if k == obj.key or other is None or other.ref.kafka_partition != obj.ref.kafka_partition or start > reach:
+            continue
+        reader.describe(other)
+        schema = pa.schema([*INTERNAL_FIELDS, *(f for f in other.row_fields if f.name in key)])
+        rows = pa.Table.from_batches(list(reader.iter_object(other, schema, batch_size=262_144)), schema=schema)
+        rows = rows.slice(0, count)
+        rows = rows.set_column(rows.schema.get_field_index("__file_start_offset"), "__file_start_offset",
+                               pa.array(np.full(rows.num_rows, start), pa.int64()))
+        rows = rows.set_column(rows.schema.get_field_index("__row_index"), "__row_index",
+                               pa.array(np.arange(row, row + rows.num_rows), pa.int32()))
+        parts.append(rows.select([*key, "__op", "__lsn", "__tx_id", "__snapshot", "__file_start_offset",
+                                  "__row_index"]))
+    return parts
 
 
 def _comparable(a: pl.DataFrame, b: pl.DataFrame, columns: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
