@@ -248,7 +248,7 @@ def _killed(e, t) -> bool:
 
 
 @st.composite
-def histories(draw):
+def histories(draw, key_changes: bool = True):
     """Events of a few keys over 2 partitions with replays, TOAST, deletes, key changes, truncates."""
     rng = random.Random(draw(st.integers(0, 2**32)))
     n_keys = draw(st.integers(1, 6))
@@ -266,7 +266,7 @@ def histories(draw):
             emitted[rng.randrange(partitions)].append({"op": "t", "id": None, "lsn": lsn, "tx": lsn})
             live.clear()
             continue
-        if choice < 0.15 and live.get(k):
+        if choice < 0.15 and live.get(k) and key_changes:
             # primary-key change: d(k) + c(new) with one lsn/txId, in the new key's partition
             new = next_id
             next_id += 1

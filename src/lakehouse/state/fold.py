@@ -392,15 +392,31 @@ def _duplicates(table: pa.Table, row_fields: list[pa.Field], key: tuple[str, ...
     no_coords = ~lsn_valid[rows] & ~sub.column("__tx_id").is_valid().to_numpy(zero_copy_only=False)
     if no_coords.any():  # incremental-snapshot reads: the row image is part of the identity
         at = np.flatnonzero(no_coords)
-        images = table.select([f.name for f in row_fields]).take(pa.array(rows[at])).to_pylist()
-        image[at] = [int.from_bytes(hashlib.blake2b(repr(sorted(r.items())).encode(), digest_size=8).digest(),
-                                    "little") for r in images]
+        image[at] = _hash_images(table, row_fields, rows[at])
     frame = frame.with_columns(pl.Series("__image", image), pl.int_range(pl.len()).alias("__i"))
     firsts = frame.sort(list(POSITION)).unique(subset=[*ident, "__image"], keep="first",
                                                 maintain_order=True).get_column("__i").to_numpy()
     dup[rows] = True
     dup[rows[firsts]] = False
     return dup
+
+
+def image_hashes(table: pa.Table, row_fields: list[pa.Field]) -> np.ndarray:
+    """Per event, a hash of its row image where it has neither LSN nor txId (incremental-snapshot
+    reads, whose identity includes the image), else 0."""
+    out = np.zeros(table.num_rows, np.uint64)
+    no_coords = ~table.column("__lsn").is_valid().to_numpy(zero_copy_only=False) \
+        & ~table.column("__tx_id").is_valid().to_numpy(zero_copy_only=False)
+    if no_coords.any():
+        at = np.flatnonzero(no_coords)
+        out[at] = _hash_images(table, row_fields, at)
+    return out
+
+
+def _hash_images(table: pa.Table, row_fields: list[pa.Field], rows: np.ndarray) -> list[int]:
+    images = table.select([f.name for f in row_fields]).take(pa.array(rows)).to_pylist()
+    return [int.from_bytes(hashlib.blake2b(repr(sorted(r.items())).encode(), digest_size=8).digest(), "little")
+            for r in images]
 
 
 def _replayed(lsn: np.ndarray, carried: np.ndarray, kind: np.ndarray, op: np.ndarray, new_key: np.ndarray
