@@ -1,12 +1,12 @@
--- net effect per key: inserted (absent -> live), updated (live -> live, with events), deleted;
--- and the events dropped as copies (re-emitted reads and truncates, replayed streamed changes)
-SELECT count(*) FILTER (WHERE NOT had_live AND coalesce(live_after, false)) AS inserts,
+-- net effect per key: inserted (absent -> live), updated (live -> live, with events that are not
+-- copies), deleted; and the events dropped as copies (re-emitted reads and truncates, replays)
+SELECT count(*) FILTER (WHERE NOT coalesce(had_live, false) AND coalesce(live_after, false)) AS inserts,
        count(*) FILTER (WHERE coalesce(touched, false) AND had_live AND coalesce(live_after, false)) AS updates,
        count(*) FILTER (WHERE had_live AND NOT coalesce(live_after, false)) AS deletes,
        (SELECT count(*) FROM fold_identified
         WHERE __dup OR (__kind = 0 AND __op = 't' AND __lsn IN (SELECT lsn FROM fold_truncates)))
-       + (SELECT count(*) FROM fold_ordered
-          WHERE __kind = 0 AND __v IS NOT NULL AND __before IS NOT NULL AND __lsn <= __before) AS duplicates
-FROM (SELECT {key}, bool_or(__kind = 1 AND __op <> 'd') AS had_live FROM fold_unioned GROUP BY {key}) AS u
-LEFT JOIN (SELECT DISTINCT {key}, true AS touched FROM fold_segmented WHERE __kind = 0) AS e USING ({key})
-LEFT JOIN (SELECT {key}, NOT __deleted AS live_after FROM fold_result) AS r USING ({key});
+       + (SELECT count(*) FROM fold_alive WHERE __kind = 0)
+       - (SELECT count(*) FROM fold_rows WHERE __kind = 0) AS duplicates
+FROM (SELECT DISTINCT {key}, true AS touched FROM fold_rows WHERE __kind = 0) AS e
+FULL JOIN (SELECT {key}, bool_or(__op <> 'd') AS had_live FROM fold_prior GROUP BY {key}) AS u USING ({key})
+LEFT JOIN (SELECT {key}, NOT __deleted AS live_after FROM fold_result WHERE NOT __image) AS r USING ({key});

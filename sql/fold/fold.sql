@@ -5,20 +5,28 @@
 --
 -- Inputs: fold_events (normalized change events; __toast lists the columns holding Debezium's
 -- unchanged-TOAST placeholder, __image_hash identifies lsn-less snapshot reads), fold_prior (state
--- rows, __toast holding their still pending columns), fold_truncates (every truncate known).
+-- rows of the keys they touch, __toast holding their still pending columns), fold_pairing (state
+-- tombstones and images of other keys that may be the d half of a key change in the events),
+-- fold_truncates (every truncate known). Kinds: 0 event, 1 state row, 2 pairing candidate.
 -- Filled in by lakehouse.state.sqlfold: the key columns, every source column, and one resolved
 -- value per non-key column (sql/fold/resolve_column.sql).
 
 CREATE OR REPLACE TEMP VIEW fold_unioned AS
 SELECT {row_columns}, __op, __kafka_partition, __file_start_offset, __row_index, __lsn, __tx_id,
        __snapshot, __commit_ts, __source_object, CAST(NULL AS BIGINT) AS __stream_lsn, __toast,
-       __image_hash, 0 AS __kind
+       __image_hash, 0 AS __kind,
+       CASE WHEN __op = 'c' THEN __lsn END AS __link_lsn, CASE WHEN __op = 'c' THEN __tx_id END AS __link_tx
 FROM fold_events
 UNION ALL
 SELECT {row_columns}, __op, __kafka_partition, __file_start_offset, __row_index, __lsn, __tx_id,
        __snapshot, __commit_ts, __source_object, __stream_lsn, __toast,
-       CAST(NULL AS UBIGINT) AS __image_hash, 1 AS __kind
-FROM fold_prior;
+       CAST(NULL AS UBIGINT) AS __image_hash, 1 AS __kind, __pair_lsn AS __link_lsn, __pair_tx AS __link_tx
+FROM fold_prior
+UNION ALL
+SELECT {row_columns}, __op, __kafka_partition, __file_start_offset, __row_index, __lsn, __tx_id,
+       __snapshot, __commit_ts, __source_object, __stream_lsn, NULL AS __toast,
+       CAST(NULL AS UBIGINT) AS __image_hash, 2 AS __kind, NULL AS __link_lsn, NULL AS __link_tx
+FROM fold_pairing;
 
 -- snapshot reads, truncates and lsn-less events repeat with one identity: the first copy is the
 -- original (streamed changes are left to the LSN rule below, which also sees earlier batches)
@@ -66,7 +74,7 @@ FROM (SELECT *,
              CASE WHEN __kind = 0 AND __lsn IS NOT NULL AND __op IN ('c', 'u', 'd') THEN __lsn
                   WHEN __kind = 1 THEN __stream_lsn END AS __v
       FROM fold_alive)
-WINDOW by_key AS (PARTITION BY {key}
+WINDOW by_key AS (PARTITION BY __kind = 2, {key}
                   ORDER BY __kafka_partition, __file_start_offset, __row_index, __kind DESC);
 
 -- a delete closes its key's segment; a placeholder takes the newest real value of its segment
@@ -74,21 +82,22 @@ CREATE OR REPLACE TEMP VIEW fold_segmented AS
 SELECT *,
        coalesce(sum(CASE WHEN __op = 'd' THEN 1 ELSE 0 END) OVER (
            by_key ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS __seg,
-       row_number() OVER (PARTITION BY {key}
+       row_number() OVER (PARTITION BY __kind = 2, {key}
                           ORDER BY __kafka_partition DESC, __file_start_offset DESC, __row_index DESC,
                                    __kind ASC) = 1 AS __last
 FROM fold_ordered
 WHERE NOT (__kind = 0 AND __v IS NOT NULL AND __before IS NOT NULL AND __lsn <= __before)
-WINDOW by_key AS (PARTITION BY {key}
+WINDOW by_key AS (PARTITION BY __kind = 2, {key}
                   ORDER BY __kafka_partition, __file_start_offset, __row_index, __kind DESC);
 
-CREATE OR REPLACE TEMP VIEW fold_result AS
-SELECT __op, __op = 'd' AS __deleted, false AS __image, __kafka_partition, __file_start_offset,
-       __row_index, __lsn, __tx_id, __snapshot, __commit_ts, __source_object,
-       __running AS __stream_lsn, {resolved}
-FROM (SELECT *, {resolve}
-      FROM fold_segmented
-      WINDOW by_segment AS (PARTITION BY {key}, __seg
-                            ORDER BY __kafka_partition, __file_start_offset, __row_index, __kind DESC
-                            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW))
-WHERE __last;
+-- each column's newest real value in the segment up to the row (a delete's: before it); the
+-- link: the (lsn, txId) of the segment's first row when it can be a key change's c half
+CREATE OR REPLACE TEMP TABLE fold_rows AS
+SELECT *,
+       first_value(__link_lsn) OVER by_segment AS __seg_link_lsn,
+       first_value(__link_tx) OVER by_segment AS __seg_link_tx,
+       {resolve}
+FROM fold_segmented
+WINDOW by_segment AS (PARTITION BY __kind = 2, {key}, __seg
+                      ORDER BY __kafka_partition, __file_start_offset, __row_index, __kind DESC
+                      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);

@@ -23,3 +23,8 @@ def sql(name: str, **identifiers: str) -> str:
     """The statement(s) in ``sql/<name>`` with ``{placeholders}`` replaced by SQL fragments built
     from identifiers (callers pass already-quoted fragments)."""
     return _text(name).format(**identifiers)
+
+
+def template(name: str) -> str:
+    """The text of ``sql/<name>`` as written (for files of pieces the caller fills in itself)."""
+    return _text(name)
