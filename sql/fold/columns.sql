@@ -1,12 +1,10 @@
--- Per-column pieces of sql/fold/*.sql, one per non-key source column: {column} the quoted
--- column, {label} its name as a string literal, {r} the column holding its resolved value.
+-- Per-column pieces of sql/fold/*.sql, one per non-key source column: {label} its name as a
+-- string literal, {r} the column holding the __rid of the row whose value it takes.
 
 -- name: resolve
 last_value(CASE WHEN (__op <> 'd' OR __kind <> 0) AND NOT coalesce(list_contains(__toast, {label}), false)
-                THEN struct_pack(v := {column}) END IGNORE NULLS) OVER by_segment AS {r}
-
--- name: resolved
-{r}.v AS {column}
+                THEN __rid END IGNORE NULLS)
+    OVER (by_segment ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS {r}
 
 -- name: take
 {r} = coalesce(fold_rows.{r}, d.{r})
@@ -18,7 +16,8 @@ last_value(CASE WHEN (__op <> 'd' OR __kind <> 0) AND NOT coalesce(list_contains
 (fold_rows.{r} IS NULL AND d.{r} IS NOT NULL)
 
 -- name: pending
-CASE WHEN {r} IS NULL AND coalesce(list_contains(__toast, {label}), false) THEN {label} END
+__op <> 'd' AND __seg_link_lsn IS NOT NULL AND {r} IS NULL
+    AND coalesce(list_contains(__toast, {label}), false) AS {pending}
 
 -- name: unresolved
 CASE WHEN {r} IS NULL AND coalesce(list_contains(__toast, {label}), false) THEN 1 ELSE 0 END

@@ -8,5 +8,5 @@ SELECT count(*) FILTER (WHERE NOT coalesce(had_live, false) AND coalesce(live_af
        + (SELECT count(*) FROM fold_alive WHERE __kind = 0)
        - (SELECT count(*) FROM fold_rows WHERE __kind = 0) AS duplicates
 FROM (SELECT DISTINCT {key}, true AS touched FROM fold_rows WHERE __kind = 0) AS e
-FULL JOIN (SELECT {key}, bool_or(__op <> 'd') AS had_live FROM fold_prior GROUP BY {key}) AS u USING ({key})
+FULL JOIN (SELECT {key}, bool_or(__op <> 'd') AS had_live FROM fold_skeleton WHERE __kind = 1 GROUP BY {key}) AS u USING ({key})
 LEFT JOIN (SELECT {key}, NOT __deleted AS live_after FROM fold_result WHERE NOT __image) AS r USING ({key});

@@ -3,30 +3,17 @@
 -- reference model the property tests compare this with); written in DuckDB's dialect, carried
 -- to BigQuery by sqlglot (lakehouse.state.sqlfold).
 --
--- Inputs: fold_events (normalized change events; __toast lists the columns holding Debezium's
--- unchanged-TOAST placeholder, __image_hash identifies lsn-less snapshot reads), fold_prior (state
--- rows of the keys they touch, __toast holding their still pending columns), fold_pairing (state
--- tombstones and images of other keys that may be the d half of a key change in the events),
--- fold_truncates (every truncate known). Kinds: 0 event, 1 state row, 2 pairing candidate.
--- Filled in by lakehouse.state.sqlfold: the key columns, every source column, and one resolved
--- value per non-key column (sql/fold/resolve_column.sql).
+-- Input: fold_skeleton, the narrow columns of every row taking part (events, kind 0; the state
+-- rows of the keys they touch, kind 1; state tombstones and images of other keys that may be the
+-- d half of a key change in the events, kind 2): key, Kafka position, change coordinates, __rid
+-- (the row's place in the wide table lakehouse.state.sqlfold gathers values from), __toast (the
+-- columns holding Debezium's unchanged-TOAST placeholder; a state row's still pending ones),
+-- __image_hash (identity of lsn-less snapshot reads), __link_lsn/__link_tx (the d half a row can
+-- pair with: a c event's own coordinates, a pending state row's recorded ones). And
+-- fold_truncates: every truncate known. Values never enter the SQL: each column's result is the
+-- __rid of the row whose value it takes.
 
-CREATE OR REPLACE TEMP VIEW fold_unioned AS
-SELECT {row_columns}, __op, __kafka_partition, __file_start_offset, __row_index, __lsn, __tx_id,
-       __snapshot, __commit_ts, __source_object, CAST(NULL AS BIGINT) AS __stream_lsn, __toast,
-       __image_hash, 0 AS __kind,
-       CASE WHEN __op = 'c' THEN __lsn END AS __link_lsn, CASE WHEN __op = 'c' THEN __tx_id END AS __link_tx
-FROM fold_events
-UNION ALL
-SELECT {row_columns}, __op, __kafka_partition, __file_start_offset, __row_index, __lsn, __tx_id,
-       __snapshot, __commit_ts, __source_object, __stream_lsn, __toast,
-       CAST(NULL AS UBIGINT) AS __image_hash, 1 AS __kind, __pair_lsn AS __link_lsn, __pair_tx AS __link_tx
-FROM fold_prior
-UNION ALL
-SELECT {row_columns}, __op, __kafka_partition, __file_start_offset, __row_index, __lsn, __tx_id,
-       __snapshot, __commit_ts, __source_object, __stream_lsn, NULL AS __toast,
-       CAST(NULL AS UBIGINT) AS __image_hash, 2 AS __kind, NULL AS __link_lsn, NULL AS __link_tx
-FROM fold_pairing;
+CREATE OR REPLACE TEMP VIEW fold_unioned AS SELECT * FROM fold_skeleton;
 
 -- snapshot reads, truncates and lsn-less events repeat with one identity: the first copy is the
 -- original (streamed changes are left to the LSN rule below, which also sees earlier batches)
@@ -41,7 +28,7 @@ FROM fold_unioned;
 -- truncates first seen here (one re-emitted carries the LSN of one already known)
 CREATE OR REPLACE TEMP VIEW fold_new_truncates AS
 SELECT __kafka_partition AS kafka_partition, __file_start_offset AS file_start_offset,
-       __row_index AS row_index, __lsn AS lsn, epoch_us(__commit_ts) AS commit_us
+       __row_index AS row_index, __lsn AS lsn, __commit_us AS commit_us
 FROM fold_identified
 WHERE __op = 't' AND __kind = 0 AND NOT __dup
   AND (__lsn IS NULL OR __lsn NOT IN (SELECT lsn FROM fold_truncates WHERE lsn IS NOT NULL));
@@ -60,7 +47,7 @@ WHERE NOT __dup AND __op <> 't'
              AND ((e.__kafka_partition = t.kafka_partition
                    AND (e.__file_start_offset < t.file_start_offset
                         OR (e.__file_start_offset = t.file_start_offset AND e.__row_index < t.row_index)))
-                  OR (e.__kafka_partition <> t.kafka_partition AND epoch_us(e.__commit_ts) < t.commit_us))));
+                  OR (e.__kafka_partition <> t.kafka_partition AND e.__commit_us < t.commit_us))));
 
 -- per key in Kafka order (a state row first at an equal position: the same object applied
 -- again). PostgreSQL serializes one row's changes, so a streamed change whose LSN is not above
@@ -90,8 +77,9 @@ WHERE NOT (__kind = 0 AND __v IS NOT NULL AND __before IS NOT NULL AND __lsn <= 
 WINDOW by_key AS (PARTITION BY __kind = 2, {key}
                   ORDER BY __kafka_partition, __file_start_offset, __row_index, __kind DESC);
 
--- each column's newest real value in the segment up to the row (a delete's: before it); the
--- link: the (lsn, txId) of the segment's first row when it can be a key change's c half
+-- each column's source: the row with the newest real value in the segment up to the row (a
+-- delete's: before it); the link: the (lsn, txId) of the segment's first row when it can be a key
+-- change's c half
 CREATE OR REPLACE TEMP TABLE fold_rows AS
 SELECT *,
        first_value(__link_lsn) OVER by_segment AS __seg_link_lsn,
@@ -99,5 +87,4 @@ SELECT *,
        {resolve}
 FROM fold_segmented
 WINDOW by_segment AS (PARTITION BY __kind = 2, {key}, __seg
-                      ORDER BY __kafka_partition, __file_start_offset, __row_index, __kind DESC
-                      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
+                      ORDER BY __kafka_partition, __file_start_offset, __row_index, __kind DESC);

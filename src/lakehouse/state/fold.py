@@ -117,13 +117,13 @@ def fold(events: pa.Table, prior: pa.Table | None, key: tuple[str, ...], row_fie
     parts = []
     n_events = events.num_rows
     if n_events:
-        parts.append(_as_state_rows(events, schema))
+        parts.append(as_state_rows(events, schema))
     n_prior = prior.num_rows if prior is not None else 0
     if n_prior:
-        parts.append(_as_state_rows(prior, schema))
+        parts.append(as_state_rows(prior, schema))
     n_pair = pairing.num_rows if pairing is not None else 0
     if n_pair:
-        parts.append(_as_state_rows(pairing, schema))
+        parts.append(as_state_rows(pairing, schema))
     if not parts:
         return FoldResult(schema.empty_table(), sorted(set(truncates)))
     table = pa.concat_tables(parts)  # chunked: no copy of the (large) row images
@@ -311,7 +311,7 @@ def _effects(prior: pa.Table | None, rows: pa.Table, events: pa.Table, key: tupl
     return inserts, updates, deletes
 
 
-def _as_state_rows(t: pa.Table, schema: pa.Schema) -> pa.Table:
+def as_state_rows(t: pa.Table, schema: pa.Schema) -> pa.Table:
     n = t.num_rows
     arrays = []
     for f in schema:
