@@ -414,3 +414,26 @@ def test_an_unexpected_error_stops_only_its_table(lakes, tmp_path, monkeypatch):
     assert results["scan.scans"].failed and "ArrowInvalid" in results["scan.scans"].error
     assert not StateTable(str(tmp_path / "state"), "scan.scans").exists()
     assert all(r.status == "applied" for name, r in results.items() if name != "scan.scans")
+
+
+def test_key_change_without_txid_takes_toast_value_when_its_d_half_comes_later(dbz, tmp_path):
+    """A primary-key change (d of key 1 + c of key 2, one LSN, no txId) whose c half, in another
+    Kafka partition, is compacted first: its unchanged-TOAST column waits, and takes key 1's value
+    once the d half arrives in a later run (the wait is recorded with txId -1)."""
+    from lakehouse.lake.semantic import TOAST_PLACEHOLDER
+
+    topic = "p.public.docs"
+    config = TablesConfig(tables=(TableConfig(topic=topic, primary_key=("id",)),))
+    schema = dbz.envelope(topic, [("id", dbz.req("int64")), ("body", dbz.opt("string"))])
+    store, lake, state = LocalStore(tmp_path / "lake"), str(tmp_path / "lake"), str(tmp_path / "state")
+    t0 = 1_796_000_000_000_000
+    created = dbz.record("c", after={"id": 1, "body": "long text"}, ts_us=t0, lsn=40, tx_id=7)
+    moved_in = dbz.record("c", after={"id": 2, "body": TOAST_PLACEHOLDER}, ts_us=t0 + 5, lsn=50, tx_id=None)
+    moved_out = dbz.record("d", before={"id": 1, "body": None}, ts_us=t0 + 5, lsn=50, tx_id=None)
+    dbz.write(store, topic, schema, [created], [0], partition=0)
+    dbz.write(store, topic, schema, [moved_in], [0], partition=1)
+    assert not [r.error for r in compact(lake, state, config) if r.failed]
+    assert {r["id"]: r["body"] for r in visible_rows(state, "public.docs").to_pylist()} == {1: "long text", 2: None}
+    dbz.write(store, topic, schema, [moved_out], [1], partition=0)
+    assert not [r.error for r in compact(lake, state, config) if r.failed]
+    assert {r["id"]: r["body"] for r in visible_rows(state, "public.docs").to_pylist()} == {2: "long text"}

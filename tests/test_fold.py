@@ -35,11 +35,11 @@ T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 
 
 def ev(op: str, id_: int | None, pos: tuple[int, int, int], lsn: int | None = None, tx: int | None = None,
-       snapshot: str = "false", **cols) -> dict:
+       snapshot: str = "false", no_tx: bool = False, **cols) -> dict:
     p, o, r = pos
     row = {"__table": "s.t", "__topic": "x.s.t", "__op": op, "__kafka_partition": p, "__file_start_offset": o,
            "__row_index": r, "__source_object": f"o{p}-{o}", "__lsn": lsn if lsn is not None else o * 1000 + r,
-           "__tx_id": tx if tx is not None else o * 1000 + r, "__snapshot": snapshot,
+           "__tx_id": None if no_tx else tx if tx is not None else o * 1000 + r, "__snapshot": snapshot,
            "__commit_ts": T0 + dt.timedelta(microseconds=o * 1000 + r), "id": id_}
     row.update(cols)
     return row
@@ -248,7 +248,7 @@ def _killed(e, t) -> bool:
 
 
 @st.composite
-def histories(draw, key_changes: bool = True):
+def histories(draw):
     """Events of a few keys over 2 partitions with replays, TOAST, deletes, key changes, truncates."""
     rng = random.Random(draw(st.integers(0, 2**32)))
     n_keys = draw(st.integers(1, 6))
@@ -266,12 +266,13 @@ def histories(draw, key_changes: bool = True):
             emitted[rng.randrange(partitions)].append({"op": "t", "id": None, "lsn": lsn, "tx": lsn})
             live.clear()
             continue
-        if choice < 0.15 and live.get(k) and key_changes:
+        if choice < 0.15 and live.get(k):
             # primary-key change: d(k) + c(new) with one lsn/txId, in the new key's partition
             new = next_id
             next_id += 1
-            emitted[part].append({"op": "d", "id": k, "lsn": lsn, "tx": lsn})
-            emitted[new % partitions].append({"op": "c", "id": new, "lsn": lsn, "tx": lsn, "name": PH, "n": 0})
+            tx = None if rng.random() < 0.25 else lsn  # a change without txId pairs by LSN alone
+            emitted[part].append({"op": "d", "id": k, "lsn": lsn, "tx": tx})
+            emitted[new % partitions].append({"op": "c", "id": new, "lsn": lsn, "tx": tx, "name": PH, "n": 0})
             live[k], live[new] = False, True
             continue
         if live.get(k):
@@ -298,7 +299,7 @@ def histories(draw, key_changes: bool = True):
         while offset < len(evs):  # files of 1-4 events
             size = rng.randint(1, 4)
             for i, e in enumerate(evs[offset:offset + size]):
-                rows.append(ev(e["op"], e["id"], (p, offset, i), lsn=e["lsn"], tx=e["tx"],
+                rows.append(ev(e["op"], e["id"], (p, offset, i), lsn=e["lsn"], tx=e["tx"], no_tx=e["tx"] is None,
                                name=e.get("name"), n=e.get("n"), replay=e.get("replay", False)))
             offset += size
     return rows
@@ -322,7 +323,8 @@ def test_property_batches_equal_one_fold_equal_reference(rows, cuts):
         if state is not None:
             # what compaction loads: rows of the batch's keys, rows waiting for one of its d halves;
             # images of superseded deletes and tombstones of other keys are pairing candidates
-            halves = {(e["__lsn"], e["__tx_id"]) for e in batch if e["__op"] == "d"}
+            halves = {(e["__lsn"], e["__tx_id"] if e["__tx_id"] is not None else -1) for e in batch
+                      if e["__op"] == "d"}
             waiting = zip(state.column("__pair_lsn").to_pylist(), state.column("__pair_tx").to_pylist())
             ids, images = state.column("id").to_pylist(), state.column("__image").to_pylist()
             mask = pa.array([not im and (has_t or i in keys or w in halves)

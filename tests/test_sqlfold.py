@@ -30,7 +30,7 @@ def same(a, b) -> None:
     assert a.rows.sort_by(order).to_pylist() == b.rows.sort_by(order).to_pylist()
     assert a.unresolved_toast == b.unresolved_toast
     assert (a.inserts, a.updates, a.deletes, a.duplicates) == (b.inserts, b.updates, b.deletes, b.duplicates)
-    assert a.truncates == b.truncates
+    assert [t.to_json() for t in a.truncates] == [t.to_json() for t in b.truncates]
 
 
 def test_toast_delete_replay_and_truncate(con):
@@ -68,7 +68,8 @@ def test_property_sql_fold_equals_reference_fold(con, rows, cuts):
         if state is not None:
             keys = {e["id"] for e in batch if e["id"] is not None}
             has_t = any(e["__op"] == "t" for e in batch)
-            halves = {(e["__lsn"], e["__tx_id"]) for e in batch if e["__op"] == "d"}
+            halves = {(e["__lsn"], e["__tx_id"] if e["__tx_id"] is not None else -1) for e in batch
+                      if e["__op"] == "d"}
             waiting = zip(state.column("__pair_lsn").to_pylist(), state.column("__pair_tx").to_pylist())
             ids, images = state.column("id").to_pylist(), state.column("__image").to_pylist()
             mask = pa.array([not im and (has_t or i in keys or w in halves)
@@ -78,5 +79,5 @@ def test_property_sql_fold_equals_reference_fold(con, rows, cuts):
         want = fold(table(batch), prior, KEY, ROW_FIELDS, truncates, pairing, keep_images=True)
         got = fold_sql(con, table(batch), prior, KEY, ROW_FIELDS, truncates, pairing, keep_images=True)
         same(got, want)
-        truncates = want.truncates
+        truncates = got.truncates
         state = want.rows if rest is None else pa.concat_tables([rest, want.rows])

@@ -1,8 +1,9 @@
--- Per-column pieces of sql/fold/*.sql, one per non-key source column: {label} its name as a
--- string literal, {r} the column holding the __rid of the row whose value it takes.
+-- Per-column pieces of sql/fold/*.sql, one per non-key source column: {n} its number (its place
+-- in the row fields, as listed in __toast), {r} the column holding the __rid of the row whose
+-- value it takes, {pending} its pending flag.
 
 -- name: resolve
-last_value(CASE WHEN (__op <> 'd' OR __kind <> 0) AND NOT coalesce(list_contains(__toast, {label}), false)
+last_value(CASE WHEN (__op <> 'd' OR __kind <> 0) AND NOT coalesce(list_contains(__toast, {n}), false)
                 THEN __rid END IGNORE NULLS)
     OVER (by_segment ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS {r}
 
@@ -17,7 +18,7 @@ last_value(CASE WHEN (__op <> 'd' OR __kind <> 0) AND NOT coalesce(list_contains
 
 -- name: pending
 __op <> 'd' AND __seg_link_lsn IS NOT NULL AND {r} IS NULL
-    AND coalesce(list_contains(__toast, {label}), false) AS {pending}
+    AND coalesce(list_contains(__toast, {n}), false) AS {pending}
 
 -- name: unresolved
-CASE WHEN {r} IS NULL AND coalesce(list_contains(__toast, {label}), false) THEN 1 ELSE 0 END
+CASE WHEN {r} IS NULL AND coalesce(list_contains(__toast, {n}), false) THEN 1 ELSE 0 END

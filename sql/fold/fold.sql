@@ -11,9 +11,7 @@
 -- __image_hash (identity of lsn-less snapshot reads), __link_lsn/__link_tx (the d half a row can
 -- pair with: a c event's own coordinates, a pending state row's recorded ones). And
 -- fold_truncates: every truncate known. Values never enter the SQL: each column's result is the
--- __rid of the row whose value it takes.
-
-CREATE OR REPLACE TEMP VIEW fold_unioned AS SELECT * FROM fold_skeleton;
+-- __rid of the row whose value it takes. __toast holds column numbers (the n of __src_n).
 
 -- snapshot reads, truncates and lsn-less events repeat with one identity: the first copy is the
 -- original (streamed changes are left to the LSN rule below, which also sees earlier batches)
@@ -23,7 +21,7 @@ SELECT *,
        AND row_number() OVER (
            PARTITION BY __kind, {key}, __op, __lsn, __tx_id, __snapshot, __image_hash
            ORDER BY __kafka_partition, __file_start_offset, __row_index) > 1 AS __dup
-FROM fold_unioned;
+FROM fold_skeleton;
 
 -- truncates first seen here (one re-emitted carries the LSN of one already known)
 CREATE OR REPLACE TEMP VIEW fold_new_truncates AS

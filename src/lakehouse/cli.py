@@ -186,8 +186,8 @@ def compact(
                                                                           "topic); repeatable.")] = None,
     full_refresh: Annotated[bool, typer.Option(help="Rebuild from every raw object instead of the new ones.")] = False,
     batch_events: Annotated[int, typer.Option(help="Events per commit (bounds memory).")] = 250_000,
-    workers: Annotated[int | None, typer.Option(help="Tables compacted at once (default: one per core; "
-                                                     "fewer uses less memory).")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Tables compacted at once (default: one per "
+                                                            "core, at most 4; fewer uses less memory).")] = None,
 ) -> None:
     """Apply new raw objects to the current-state tables (incremental; one atomic Delta commit per
     batch). A failing table is reported and the others go on; exit code 1 if any failed."""
@@ -202,7 +202,7 @@ def compact(
         config = load_config(tables_config)
         results = run_compact(lake, state, config, table or None,
                               CompactOptions(full_refresh=full_refresh, batch_events=batch_events,
-                                             **({"workers": workers} if workers else {})))
+                                             **({"workers": workers} if workers is not None else {})))
     except ConfigError as exc:
         console.print(f"[bold red]error[/]: {escape(str(exc))}")
         raise typer.Exit(code=2) from None

@@ -400,6 +400,7 @@ class LakeReader:
                    row_index: int, out_schema: pa.Schema) -> pa.RecordBatch:
         n = len(table)
         cols: dict[str, pa.Array] = {}
+        wanted = set(out_schema.names)  # a narrow read (keys, commit times) decodes only its columns
         if shape == "envelope":
             op = table.column("op").combine_chunks()
             _check_ops(obj, op, row_index)
@@ -408,14 +409,16 @@ class LakeReader:
             after = table.column("after").combine_chunks()
             b_children, a_children = before.flatten(), after.flatten()
             for i, f in enumerate(row_schema.fields):
-                raw = pc.if_else(is_delete, b_children[i], a_children[i])
-                cols[f.name] = _decode(obj, f.name, raw, f.schema, row_index)
+                if f.name in wanted:
+                    raw = pc.if_else(is_delete, b_children[i], a_children[i])
+                    cols[f.name] = _decode(obj, f.name, raw, f.schema, row_index)
             cols.update(_source_internal_columns(table.column("source").combine_chunks()))
         else:
             meta = _unwrap_meta_columns(table)
             op = _unwrap_op(obj, meta, n, row_index)
             for f in row_schema.fields:
-                cols[f.name] = _decode(obj, f.name, table.column(f.name), f.schema, row_index)
+                if f.name in wanted:
+                    cols[f.name] = _decode(obj, f.name, table.column(f.name), f.schema, row_index)
             cols.update(_unwrap_internal_columns(meta))
         cols["__op"] = op
         return self._assemble(obj, cols, n, row_index, out_schema)

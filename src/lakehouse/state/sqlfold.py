@@ -1,14 +1,17 @@
-"""The fold run by a SQL engine (sql/fold/, docs/fold-sql.md): DuckDB in-process here.
+"""The fold run by a SQL engine (sql/fold/, docs/fold-sql.md): DuckDB here, BigQuery through
+:func:`fold_script` (lakehouse.warehouse.bigquery_fold).
 
-The statements implement the rules of :mod:`lakehouse.state.fold`, which stays as the reference
-model property tests compare against. What SQL cannot see cheaply is computed on the Arrow side
-before: which cells hold the unchanged-TOAST placeholder (``__toast``, a list of column names per
-event: the placeholder's encoding depends on the column type) and the identity of lsn-less snapshot
-reads (``__image_hash``).
+The statements implement the rules of :mod:`lakehouse.state.fold`, the reference model the
+property tests compare them with. Only narrow columns enter the SQL (:func:`fold_inputs`); for
+each source column it names the row whose value the result takes, and :func:`fold_output`
+gathers the values with Arrow takes. What SQL cannot see cheaply is computed on the Arrow side:
+which cells hold the unchanged-TOAST placeholder (``__toast``, column numbers per row: the
+placeholder's encoding depends on the column type) and the identity of lsn-less snapshot reads.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 
 import duckdb
@@ -18,7 +21,7 @@ import pyarrow.compute as pc
 import sqlglot
 from sqlglot import expressions as exp
 
-from lakehouse.sqlfiles import quote, sql, template
+from lakehouse.sqlfiles import quote, template
 from lakehouse.state.fold import (
     FoldResult,
     LateEventError,
@@ -31,89 +34,87 @@ from lakehouse.state.fold import (
 
 TRUNCATE_SCHEMA = pa.schema([("kafka_partition", pa.int32()), ("file_start_offset", pa.int64()),
                              ("row_index", pa.int32()), ("lsn", pa.int64()), ("commit_us", pa.int64())])
+MAX_LINK_ROUNDS = 64  # chains of key changes in one batch are short; bounded anyway
+
+
+@dataclass(frozen=True)
+class FoldInputs:
+    wide: pa.Table  # every row taking part, state schema: events, prior rows, pairing candidates
+    skeleton: pa.Table  # its narrow columns, the SQL's input (sql/fold/fold.sql)
+    truncates: pa.Table  # every truncate known before
+    n_events: int
 
 
 def fold_sql(con: duckdb.DuckDBPyConnection, events: pa.Table, prior: pa.Table | None, key: tuple[str, ...],
              row_fields: list[pa.Field], truncates: list[Truncate] = (), pairing: pa.Table | None = None,
              keep_images: bool = False) -> FoldResult:
-    """:func:`lakehouse.state.fold.fold` on DuckDB (same arguments, same result)."""
-    schema = state_schema(row_fields)
-    wide, skeleton = _inputs(events, prior, pairing, schema, key, row_fields)
-    con.register("fold_skeleton", skeleton)
-    con.register("fold_truncates", _truncates(truncates))
+    """:func:`lakehouse.state.fold.fold` on DuckDB (same arguments, same result). ``con``: one per
+    thread (its temp views are the fold's working tables)."""
+    inputs = fold_inputs(events, prior, pairing, truncates, key, row_fields)
+    con.register("fold_skeleton", inputs.skeleton)
+    con.register("fold_truncates", inputs.truncates)
     names = _fragments(key, row_fields, keep_images)
-    for statement in _statements(sql("fold/fold.sql", **names)):
+    for statement in steps("fold/fold.sql", names):
         con.execute(statement)
-    late = con.execute(sql("fold/late.sql", **names)).fetchone()
-    _raise_if_late(late, wide)
-    for _ in range(64):  # chains of key changes in one batch are short; bounded anyway
-        if not names["take"] or not con.execute(sql("fold/link_pending.sql", **names)).fetchone()[0]:
+    raise_if_late(con.execute(step("fold/late.sql", names)).fetchone(), inputs.wide)
+    for _ in range(MAX_LINK_ROUNDS if names["take"] else 0):
+        if not con.execute(step("fold/link_pending.sql", names)).fetchone()[0]:
             break
-        con.execute(sql("fold/link.sql", **names))
-    con.execute(sql("fold/result.sql", **names))
-    narrow = con.execute("SELECT * FROM fold_result").arrow().read_all()  # noqa: S608 (a view name, no input)
-    effects = con.execute(sql("fold/effects.sql", **names)).fetchone()
-    new_truncates = con.execute("SELECT * FROM fold_new_truncates").arrow().read_all()
-    con.execute("DROP TABLE fold_rows")
-    return _result(wide, narrow, effects, truncates, new_truncates, events.num_rows, schema, key, row_fields)
+        con.execute(step("fold/link.sql", names))
+    con.execute(step("fold/result.sql", names))
+    narrow = con.execute(step("fold/read_result.sql", names)).arrow().read_all()
+    effects = con.execute(step("fold/effects.sql", names)).fetchone()
+    new_truncates = con.execute(step("fold/read_new_truncates.sql", names)).arrow().read_all()
+    con.execute(step("fold/cleanup.sql", names))
+    return fold_output(inputs, narrow, effects, truncates, new_truncates, key, row_fields)
 
 
 def fold_script(key: tuple[str, ...], row_fields: list[pa.Field], keep_images: bool, dialect: str,
-                dataset: str) -> str:
-    """The whole fold as one script in ``dialect`` (sqlglot), for engines that run a script as one
-    job (BigQuery: temp tables live as long as the script). Reads tables ``<dataset>.fold_skeleton``
-    and ``fold_truncates``, writes tables ``<dataset>.out_late``, ``out_result``, ``out_effects`` and
-    ``out_new_truncates``."""
+                tables: dict[str, str]) -> str:
+    """The whole fold as one script in ``dialect`` (sql/fold/bigquery_script.sql), for engines that
+    run a script as one job. ``tables``: the qualified name of each input (``fold_skeleton``,
+    ``fold_truncates``) and output (``out_late``, ``out_result``, ``out_effects``,
+    ``out_new_truncates``)."""
     names = _fragments(key, row_fields, keep_images)
-    inputs = {"fold_skeleton": dataset, "fold_truncates": dataset}
 
     def one(name: str) -> str:
-        return _render(_statements(sql(name, **names))[0], dialect, inputs)
+        return render(step(name, names), dialect, tables)
 
-    def out(name: str) -> str:
-        return exp.to_table(f"{dataset}.{name}").sql(dialect=dialect)
-
-    body = [_render(s, dialect, inputs) for s in _statements(sql("fold/fold.sql", **names))]
-    body.append(f"CREATE OR REPLACE TABLE {out('out_late')} AS {one('fold/late.sql')}")
-    if names["take"]:
-        body.insert(0, "DECLARE rounds INT64 DEFAULT 0")  # declarations open a BigQuery script
-        body.append(f"LOOP IF rounds >= 64 OR ({one('fold/link_pending.sql')}) = 0 THEN LEAVE; END IF; "
-                    f"{one('fold/link.sql')}; SET rounds = rounds + 1; END LOOP")
-    body.append(one("fold/result.sql"))
-    body.append(f"CREATE OR REPLACE TABLE {out('out_result')} AS SELECT * FROM fold_result")
-    body.append(f"CREATE OR REPLACE TABLE {out('out_effects')} AS {one('fold/effects.sql')}")
-    body.append(f"CREATE OR REPLACE TABLE {out('out_new_truncates')} AS SELECT * FROM fold_new_truncates")
-    return ";\n".join(body) + ";"
+    pieces = {"steps": ";\n".join(render(s, dialect, tables) for s in steps("fold/fold.sql", names)),
+              "late": one("fold/late.sql"), "result": one("fold/result.sql"),
+              "effects": one("fold/effects.sql"), "read_result": one("fold/read_result.sql"),
+              "read_new_truncates": one("fold/read_new_truncates.sql"),
+              "link_pending": one("fold/link_pending.sql") if names["take"] else "SELECT 0",
+              "link": one("fold/link.sql") if names["take"] else "SET rounds = rounds",
+              **{k: exp.to_table(v).sql(dialect=dialect) for k, v in tables.items() if k.startswith("out_")}}
+    return "\n".join(line for line in template("fold/bigquery_script.sql").splitlines()
+                     if not line.startswith("--")).format(**pieces)
 
 
-def _render(statement: str, dialect: str, inputs: dict[str, str] | None = None) -> str:
-    """A DuckDB statement of sql/fold/ in another dialect. Temp views become temp tables (BigQuery
-    has none; it materializes each step anyway); input tables get their dataset."""
-    if dialect == "duckdb" and not inputs:
+def render(statement: str, dialect: str, tables: dict[str, str] | None = None) -> str:
+    """A DuckDB statement of sql/fold/ in another dialect (sqlglot). Temp views become temp tables
+    (BigQuery has none; it materializes each step anyway); input tables get their qualified names."""
+    if dialect == "duckdb" and not tables:
         return statement
     tree = sqlglot.parse_one(statement, read="duckdb")
     if isinstance(tree, exp.Create) and tree.kind == "VIEW":
         tree.set("kind", "TABLE")
     for table in tree.find_all(exp.Table):
-        if table.name in (inputs or {}) and not table.db:
-            qualified = exp.to_table(f"{inputs[table.name]}.{table.name}")
-            table.set("db", qualified.args.get("db"))
-            table.set("catalog", qualified.args.get("catalog"))
+        if table.name in (tables or {}) and not table.db:
+            table.replace(exp.to_table(tables[table.name]))
     return tree.sql(dialect=dialect)
 
 
-def _inputs(events: pa.Table, prior: pa.Table | None, pairing: pa.Table | None, schema: pa.Schema,
-            key: tuple[str, ...], row_fields: list[pa.Field]) -> tuple[pa.Table, pa.Table]:
+def fold_inputs(events: pa.Table, prior: pa.Table | None, pairing: pa.Table | None, truncates: list[Truncate],
+                key: tuple[str, ...], row_fields: list[pa.Field]) -> FoldInputs:
+    schema = state_schema(row_fields)
     wide = pa.concat_tables([as_state_rows(t, schema) for t in (events, prior, pairing) if t is not None])
     counts = [t.num_rows if t is not None else 0 for t in (events, prior, pairing)]
-    return wide, _skeleton(wide, events, counts, key, row_fields)
+    rows = pa.Table.from_pylist([t.__dict__ for t in truncates], TRUNCATE_SCHEMA)
+    return FoldInputs(wide, _skeleton(wide, counts, key, row_fields), rows, counts[0])
 
 
-def _truncates(truncates: list[Truncate]) -> pa.Table:
-    return pa.Table.from_pylist([_truncate_row(t) for t in truncates], TRUNCATE_SCHEMA)
-
-
-def _raise_if_late(late: tuple, wide: pa.Table) -> None:
+def raise_if_late(late: tuple, wide: pa.Table) -> None:
     count, first_rid = late
     if count:
         where = wide.column("__source_object")[first_rid].as_py() if first_rid is not None else None
@@ -121,61 +122,64 @@ def _raise_if_late(late: tuple, wide: pa.Table) -> None:
                              "an object that arrived late)")
 
 
-def _result(wide: pa.Table, narrow: pa.Table, effects: tuple, truncates: list[Truncate], new_truncates: pa.Table,
-            n_events: int, schema: pa.Schema, key: tuple[str, ...], row_fields: list[pa.Field]) -> FoldResult:
+def fold_output(inputs: FoldInputs, narrow: pa.Table, effects: tuple, truncates: list[Truncate],
+                new_truncates: pa.Table, key: tuple[str, ...], row_fields: list[pa.Field]) -> FoldResult:
+    """The fold's result from the SQL's outputs: state rows gathered from the wide rows it named."""
     inserts, updates, deletes, duplicates = (int(v or 0) for v in effects)
     known = sorted(set(truncates) | {Truncate(**t) for t in new_truncates.to_pylist()})
     unresolved = int(pc.sum(narrow.column("__unresolved")).as_py() or 0)
-    return FoldResult(rows=_gather(wide, narrow, schema, key, row_fields), truncates=known, events=n_events,
-                      duplicates=duplicates, inserts=inserts, updates=updates, deletes=deletes,
-                      unresolved_toast=unresolved)
+    rows = _gather(inputs.wide, narrow, state_schema(row_fields), key, row_fields)
+    return FoldResult(rows=rows, truncates=known, events=inputs.n_events, duplicates=duplicates, inserts=inserts,
+                      updates=updates, deletes=deletes, unresolved_toast=unresolved)
 
 
-def _skeleton(wide: pa.Table, events: pa.Table, counts: list[int], key: tuple[str, ...],
-              row_fields: list[pa.Field]) -> pa.Table:
-    """The narrow columns the SQL works on (sql/fold/fold.sql's input), one row per wide row:
-    events, then prior rows, then pairing candidates (``counts`` of each)."""
+def _skeleton(wide: pa.Table, counts: list[int], key: tuple[str, ...], row_fields: list[pa.Field]) -> pa.Table:
+    """The narrow columns the SQL works on, one row per wide row: events, then prior rows, then
+    pairing candidates (``counts`` of each)."""
     n, n_events = wide.num_rows, counts[0]
     kind = np.repeat(np.array([0, 1, 2], np.int8), counts)
-    op_c = np.zeros(n, bool)
-    op_c[:n_events] = pc.equal(events.column("__op"), "c").fill_null(False).to_numpy(zero_copy_only=False)
+    is_event_c = pa.array((kind == 0) & (pc.equal(wide.column("__op"), "c").fill_null(False)
+                                         .to_numpy(zero_copy_only=False)))
     is_prior = pa.array(kind == 1)
-    link_lsn = pc.if_else(pa.array(op_c), wide.column("__lsn"), pc.if_else(is_prior, wide.column("__pair_lsn"), None))
-    link_tx = pc.if_else(pa.array(op_c), wide.column("__tx_id"), pc.if_else(is_prior, wide.column("__pair_tx"), None))
+    # the d half a row can pair with: a c event's own (lsn, txId), a pending state row's recorded
+    # one; a missing txId pairs as -1 (as the reference fold does)
+    link_lsn = pc.if_else(is_event_c, wide.column("__lsn"), pc.if_else(is_prior, wide.column("__pair_lsn"), None))
+    link_tx = pc.if_else(is_event_c, wide.column("__tx_id").fill_null(-1),
+                         pc.if_else(is_prior, wide.column("__pair_tx"), None))
     image = np.zeros(n, np.uint64)
-    image[:n_events] = image_hashes(events, row_fields)
+    image[:n_events] = image_hashes(wide.slice(0, n_events), row_fields)
     narrow = wide.select([*key, "__op", "__kafka_partition", "__file_start_offset", "__row_index", "__lsn", "__tx_id",
                           "__snapshot", "__stream_lsn"])
-    commit_us = pc.cast(wide.column("__commit_ts"), pa.int64())
     return narrow.append_column("__rid", pa.array(np.arange(n, dtype=np.int64))) \
         .append_column("__kind", pa.array(kind)) \
         .append_column("__toast", _toast(wide, counts, row_fields, key)) \
-        .append_column("__commit_us", commit_us) \
+        .append_column("__commit_us", pc.cast(wide.column("__commit_ts"), pa.int64())) \
         .append_column("__image_hash", pa.array(image.view(np.int64), mask=image == 0)) \
         .append_column("__link_lsn", link_lsn).append_column("__link_tx", link_tx)
 
 
 def _toast(wide: pa.Table, counts: list[int], row_fields: list[pa.Field], key: tuple[str, ...]) -> pa.Array:
-    """Per row, the columns holding the placeholder (events) or still pending (state rows)."""
+    """Per row, the numbers of the columns holding the placeholder (events) or still pending (state
+    rows); null for none."""
     n_events, n_prior, n_pair = counts
+    number = {f.name: i for i, f in enumerate(row_fields) if f.name not in key}
     kind = np.repeat(np.array([0, 1], np.int8), [n_events, n_prior + n_pair])
-    cells: dict[int, list[str]] = {}
-    for f in row_fields:
-        if f.name in key:
-            continue
-        mask = placeholders(wide.column(f.name), kind)
-        for i in np.flatnonzero(mask) if mask is not None else ():
-            cells.setdefault(int(i), []).append(f.name)
-    typ = pa.list_(pa.string())
-    head = pa.array([cells.get(i) for i in range(n_events)], typ) if cells else pa.nulls(n_events, typ)
-    pending = wide.column("__toast_pending").slice(n_events, n_prior).cast(typ)
-    return pa.concat_arrays([head, *pending.chunks, pa.nulls(n_pair, typ)])
+    cells: dict[int, list[int]] = {}
+    for name, i in number.items():
+        mask = placeholders(wide.column(name), kind)
+        for row in np.flatnonzero(mask) if mask is not None else ():
+            cells.setdefault(int(row), []).append(i)
+    for row, names in enumerate(wide.column("__toast_pending").slice(n_events, n_prior).to_pylist()):
+        if names:
+            cells[n_events + row] = [number[c] for c in names if c in number]
+    typ = pa.list_(pa.int32())
+    return pa.array([cells.get(r) or None for r in range(wide.num_rows)], typ) if cells \
+        else pa.nulls(wide.num_rows, typ)
 
 
 def _gather(wide: pa.Table, narrow: pa.Table, schema: pa.Schema, key: tuple[str, ...],
             row_fields: list[pa.Field]) -> pa.Table:
-    """The state rows: each column taken from the row the SQL named (Arrow takes, no copies of
-    rows that are not output)."""
+    """The state rows: each column taken from the row the SQL named (Arrow takes)."""
     rid = narrow.column("__rid")
     narrow = _pending_lists(narrow, row_fields, key)
     computed = {"__deleted", "__image", "__stream_lsn", "__toast_pending", "__pair_lsn", "__pair_tx"}
@@ -184,10 +188,8 @@ def _gather(wide: pa.Table, narrow: pa.Table, schema: pa.Schema, key: tuple[str,
     for f in schema:
         if f.name in computed:
             col = narrow.column(f.name)
-        elif f.name in sources:
-            col = wide.column(f.name).take(sources[f.name])
         else:
-            col = wide.column(f.name).take(rid)
+            col = wide.column(f.name).take(sources.get(f.name, rid))
         arrays.append(col if col.type == f.type else col.cast(f.type))
     return pa.Table.from_arrays(arrays, schema=schema)
 
@@ -198,10 +200,9 @@ def _pending_lists(narrow: pa.Table, row_fields: list[pa.Field], key: tuple[str,
     n = narrow.num_rows
     cells: dict[int, list[str]] = {}
     for i, f in enumerate(row_fields):
-        name = f"__pending_{i}"
-        if f.name in key or name not in narrow.column_names:
+        if f.name in key:
             continue
-        for row in np.flatnonzero(narrow.column(name).fill_null(False).to_numpy(zero_copy_only=False)):
+        for row in np.flatnonzero(narrow.column(f"__pending_{i}").fill_null(False).to_numpy(zero_copy_only=False)):
             cells.setdefault(int(row), []).append(f.name)
     typ = pa.list_(pa.string())
     waiting = pa.array([cells.get(r) for r in range(n)], typ) if cells else pa.nulls(n, typ)
@@ -213,14 +214,14 @@ def _pending_lists(narrow: pa.Table, row_fields: list[pa.Field], key: tuple[str,
 
 
 def _fragments(key: tuple[str, ...], row_fields: list[pa.Field], keep_images: bool) -> dict[str, str]:
-    """Identifier lists and the per-column pieces of sql/fold/columns.sql, joined per placeholder."""
+    """What fills the templates: quoted key columns and the per-column pieces of
+    sql/fold/columns.sql (numbers and quoted identifiers only, never names as literals)."""
     pieces = _column_pieces()
     joined: dict[str, list[str]] = {name: [] for name in pieces}
     for i, f in enumerate(row_fields):
         if f.name in key:
             continue
-        values = {"label": "'" + f.name.replace("'", "''") + "'", "r": quote(f"__src_{i}"),
-                  "pending": quote(f"__pending_{i}")}
+        values = {"n": str(i), "r": quote(f"__src_{i}"), "pending": quote(f"__pending_{i}")}
         for name, text in pieces.items():
             joined[name].append(text.format(**values))
     separators = {"gains": " OR ", "unresolved": " + "}
@@ -246,13 +247,13 @@ def _column_pieces() -> dict[str, str]:
     return {k: v.strip() for k, v in pieces.items()}
 
 
-def _statements(text: str) -> list[str]:
-    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
-    return [s.strip() for s in body.split(";") if s.strip()]
+def steps(name: str, names: dict[str, str]) -> list[str]:
+    """The statements of ``sql/<name>``, split and stripped of comments before anything is filled
+    in (a column name can never change where a statement or a comment ends)."""
+    body = "\n".join(line for line in template(name).splitlines() if not line.lstrip().startswith("--"))
+    return [s.strip().format(**names) for s in body.split(";") if s.strip()]
 
 
-def _truncate_row(t: Truncate) -> dict:
-    return {"kafka_partition": t.kafka_partition, "file_start_offset": t.file_start_offset,
-            "row_index": t.row_index, "lsn": t.lsn, "commit_us": t.commit_us}
-
-
+def step(name: str, names: dict[str, str]) -> str:
+    (statement,) = steps(name, names)
+    return statement

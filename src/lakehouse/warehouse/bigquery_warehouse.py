@@ -116,7 +116,7 @@ def arrow_for_bigquery(t: pa.DataType) -> pa.DataType:
     return t
 
 
-def _to_bigquery(col: pa.ChunkedArray | pa.Array, target: pa.DataType) -> pa.ChunkedArray | pa.Array:
+def to_bigquery_column(col: pa.ChunkedArray | pa.Array, target: pa.DataType) -> pa.ChunkedArray | pa.Array:
     if col.type == target:
         return col
     if pa.types.is_map(col.type):  # map -> list<struct<key, value>>: same layout, other type
@@ -284,7 +284,7 @@ class BigQueryWarehouse:
             with pq.ParquetWriter(f, target, compression="zstd") as writer:
                 for batch in rows:
                     tb = pa.Table.from_batches([batch])
-                    cols = [_to_bigquery(tb.column(t.name), t.type) if t.name in tb.column_names
+                    cols = [to_bigquery_column(tb.column(t.name), t.type) if t.name in tb.column_names
                             else pa.nulls(tb.num_rows, t.type) for t in target]
                     tb = pa.Table.from_arrays(cols, schema=target)
                     writer.write_table(tb)
@@ -294,7 +294,7 @@ class BigQueryWarehouse:
                 source_format=bigquery.SourceFormat.PARQUET,
                 write_disposition=(bigquery.WriteDisposition.WRITE_TRUNCATE if truncate
                                    else bigquery.WriteDisposition.WRITE_APPEND),
-                parquet_options=_parquet_options())
+                parquet_options=parquet_load_options())
             job = self.client.load_table_from_file(f, table_id, job_config=config, location=self.location)
             job.result()
         return written, job
@@ -428,7 +428,7 @@ def _param(name: str, value):
     return bigquery.ScalarQueryParameter(name, kind, value)
 
 
-def _parquet_options():
+def parquet_load_options():
     from google.cloud.bigquery.format_options import ParquetOptions
 
     options = ParquetOptions()

@@ -1,0 +1,1 @@
+SELECT * FROM fold_new_truncates;
