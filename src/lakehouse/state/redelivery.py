@@ -59,8 +59,11 @@ def carry_shrunk(reader: LakeReader, pending: list[LakeObject], overlaps: dict[s
         reader.describe(obj)
         held = obj.rows or 0
         debt = old_rows[obj.key] - held
+        # the lost records follow the new version's own: an object starting inside that range
+        # (another session's cut) does not begin with them
         followers = sorted((o for o in pending if o.ref.kafka_partition == obj.ref.kafka_partition
-                            and o.ref.start_offset > obj.ref.start_offset), key=lambda o: o.ref.start_offset)
+                            and o.ref.start_offset >= obj.ref.start_offset + max(held, 1)),
+                           key=lambda o: o.ref.start_offset)
         for nxt in followers:
             if debt <= 0:
                 break
