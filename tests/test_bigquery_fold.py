@@ -11,11 +11,10 @@ from __future__ import annotations
 import os
 import uuid
 
-import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_fold import KEY, PH, ROW_FIELDS, ev, histories, table
+from test_fold import KEY, PH, ROW_FIELDS, ev, histories, loaded_for, table
 from test_sqlfold import same
 
 from lakehouse.state.fold import Truncate, fold
@@ -53,18 +52,7 @@ def test_property_bigquery_fold_equals_reference_fold(bq, rows, cut):
     first = fold(table(ordered[:cut]), None, KEY, ROW_FIELDS, keep_images=True)
     same(fold_bigquery(client, dataset, table(ordered[:cut]), None, KEY, ROW_FIELDS, keep_images=True), first)
     rest = ordered[cut:]
-    # what compaction loads: rows of the batch's keys and rows waiting for one of its d halves;
-    # tombstones and images of other keys are pairing candidates
-    keys = {e["id"] for e in rest if e["id"] is not None}
-    everything = any(e["__op"] == "t" for e in rest)
-    halves = {(e["__lsn"], e["__tx_id"] if e["__tx_id"] is not None else -1) for e in rest if e["__op"] == "d"}
-    state = first.rows
-    waiting = zip(state.column("__pair_lsn").to_pylist(), state.column("__pair_tx").to_pylist())
-    mask = pa.array([not im and (everything or i in keys or w in halves)
-                     for i, w, im in zip(state.column("id").to_pylist(), waiting, state.column("__image").to_pylist())],
-                    pa.bool_())
-    prior, others = state.filter(mask), state.filter(pa.compute.invert(mask))
-    pairing = others.filter(others.column("__deleted"))
+    prior, _, pairing = loaded_for(first.rows, rest)
     truncates: list[Truncate] = first.truncates
     want = fold(table(rest), prior, KEY, ROW_FIELDS, truncates, pairing, keep_images=True)
     same(fold_bigquery(client, dataset, table(rest), prior, KEY, ROW_FIELDS, truncates, pairing, keep_images=True),

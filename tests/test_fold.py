@@ -247,6 +247,23 @@ def _killed(e, t) -> bool:
     return e["__lsn"] < t["__lsn"]  # TRUNCATE's lock: every change is before its LSN or after its commit
 
 
+def loaded_for(state: pa.Table | None, batch: list[dict]) -> tuple[pa.Table | None, ...]:
+    """What compaction loads for a batch: (prior, the rest, pairing). Prior: the state rows of the
+    batch's keys (every row for a truncate) and rows waiting for one of its d halves (a missing
+    txId waits as -1); pairing: tombstones and images among the rest."""
+    if state is None:
+        return None, None, None
+    keys = {e["id"] for e in batch if e["id"] is not None}
+    everything = any(e["__op"] == "t" for e in batch)
+    halves = {(e["__lsn"], e["__tx_id"] if e["__tx_id"] is not None else -1) for e in batch if e["__op"] == "d"}
+    waiting = zip(state.column("__pair_lsn").to_pylist(), state.column("__pair_tx").to_pylist())
+    ids, images = state.column("id").to_pylist(), state.column("__image").to_pylist()
+    mask = pa.array([not im and (everything or i in keys or w in halves) for i, w, im in zip(ids, waiting, images)],
+                    pa.bool_())
+    prior, rest = state.filter(mask), state.filter(pa.compute.invert(mask))
+    return prior, rest, rest.filter(rest.column("__deleted"))
+
+
 @st.composite
 def histories(draw):
     """Events of a few keys over 2 partitions with replays, TOAST, deletes, key changes, truncates."""
@@ -317,21 +334,7 @@ def test_property_batches_equal_one_fold_equal_reference(rows, cuts):
     state, truncs = None, []
     for a, b in zip(bounds, bounds[1:]):
         batch = ordered[a:b]
-        keys = {e["id"] for e in batch if e["id"] is not None}
-        has_t = any(e["__op"] == "t" for e in batch)
-        prior = pairing = None
-        if state is not None:
-            # what compaction loads: rows of the batch's keys, rows waiting for one of its d halves;
-            # images of superseded deletes and tombstones of other keys are pairing candidates
-            halves = {(e["__lsn"], e["__tx_id"] if e["__tx_id"] is not None else -1) for e in batch
-                      if e["__op"] == "d"}
-            waiting = zip(state.column("__pair_lsn").to_pylist(), state.column("__pair_tx").to_pylist())
-            ids, images = state.column("id").to_pylist(), state.column("__image").to_pylist()
-            mask = pa.array([not im and (has_t or i in keys or w in halves)
-                             for i, w, im in zip(ids, waiting, images)], pa.bool_())
-            prior = state.filter(mask)
-            rest = state.filter(pa.compute.invert(mask))
-            pairing = rest.filter(rest.column("__deleted"))
+        prior, rest, pairing = loaded_for(state, batch)
         r = fold(table(batch), prior, KEY, ROW_FIELDS, truncs, pairing, keep_images=True)
         truncs = r.truncates
         state = r.rows if state is None else pa.concat_tables([rest, r.rows])

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_fold import KEY, PH, ROW_FIELDS, ev, histories, table
+from test_fold import KEY, PH, ROW_FIELDS, ev, histories, loaded_for, table
 
 from lakehouse.state.fold import LateEventError, Truncate, fold
 from lakehouse.state.sqlfold import fold_sql
@@ -55,8 +55,7 @@ def test_events_older_than_the_state_are_late(con):
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(rows=histories(), cuts=st.lists(st.integers(0, 200), max_size=4))
 def test_property_sql_fold_equals_reference_fold(con, rows, cuts):
-    """One fold, then batches as compaction loads them (rows of the batch's keys and rows waiting
-    for one of its d halves as prior; tombstones and images of other keys as pairing candidates)."""
+    """One fold, then batches as compaction loads them (test_fold.loaded_for)."""
     same(fold_sql(con, table(rows), None, KEY, ROW_FIELDS), fold(table(rows), None, KEY, ROW_FIELDS))
     ordered = sorted(rows, key=lambda e: (e["__kafka_partition"], e["__file_start_offset"], e["__row_index"]))
     bounds = sorted({min(c, len(ordered)) for c in cuts} | {0, len(ordered)})
@@ -64,18 +63,7 @@ def test_property_sql_fold_equals_reference_fold(con, rows, cuts):
     truncates: list[Truncate] = []
     for a, b in zip(bounds, bounds[1:]):
         batch = ordered[a:b]
-        prior = pairing = rest = None
-        if state is not None:
-            keys = {e["id"] for e in batch if e["id"] is not None}
-            has_t = any(e["__op"] == "t" for e in batch)
-            halves = {(e["__lsn"], e["__tx_id"] if e["__tx_id"] is not None else -1) for e in batch
-                      if e["__op"] == "d"}
-            waiting = zip(state.column("__pair_lsn").to_pylist(), state.column("__pair_tx").to_pylist())
-            ids, images = state.column("id").to_pylist(), state.column("__image").to_pylist()
-            mask = pa.array([not im and (has_t or i in keys or w in halves)
-                             for i, w, im in zip(ids, waiting, images)], pa.bool_())
-            prior, rest = state.filter(mask), state.filter(pa.compute.invert(mask))
-            pairing = rest.filter(rest.column("__deleted"))
+        prior, rest, pairing = loaded_for(state, batch)
         want = fold(table(batch), prior, KEY, ROW_FIELDS, truncates, pairing, keep_images=True)
         got = fold_sql(con, table(batch), prior, KEY, ROW_FIELDS, truncates, pairing, keep_images=True)
         same(got, want)
