@@ -13,22 +13,14 @@ inside a transaction with the applied-objects record.
 
 from __future__ import annotations
 
-import tempfile
 import uuid
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from lakehouse.sqlfiles import sql
 from lakehouse.state.fold import FoldResult, Truncate
 from lakehouse.state.sqlfold import fold_inputs, fold_output, fold_script, raise_if_late
-from lakehouse.warehouse.bigquery_warehouse import (
-    arrow_for_bigquery,
-    parquet_load_options,
-    quote,
-    schema_field,
-    to_bigquery_column,
-)
+from lakehouse.warehouse.bigquery_warehouse import quote, schema_field, upload
 
 WORK_TABLES = ("fold_skeleton", "fold_truncates", "out_late", "out_result", "out_effects", "out_new_truncates")
 
@@ -62,14 +54,8 @@ def fold_bigquery(client, dataset: str, events: pa.Table, prior: pa.Table | None
 
 
 def _load(client, table_id: str, table: pa.Table) -> None:
-    """Create ``table_id`` from the Arrow schema and load the rows (a Parquet load job)."""
+    """Create ``table_id`` from the Arrow schema and load the rows (the warehouse's upload)."""
     from google.cloud import bigquery
 
     client.create_table(bigquery.Table(table_id, schema=[schema_field(f.name, f.type) for f in table.schema]))
-    target = pa.schema([pa.field(f.name, arrow_for_bigquery(f.type)) for f in table.schema])
-    rows = pa.Table.from_arrays([to_bigquery_column(table.column(f.name), f.type) for f in target], schema=target)
-    with tempfile.TemporaryFile() as f:
-        pq.write_table(rows, f)
-        f.seek(0)
-        client.load_table_from_file(f, table_id, job_config=bigquery.LoadJobConfig(
-            source_format=bigquery.SourceFormat.PARQUET, parquet_options=parquet_load_options())).result()
+    upload(client, table, table.schema, table_id, truncate=True)

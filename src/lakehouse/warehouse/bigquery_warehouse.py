@@ -275,29 +275,7 @@ class BigQueryWarehouse:
 
     def _upload(self, rows: pa.RecordBatchReader, schema: pa.Schema, table_id: str,
                 truncate: bool) -> tuple[int, object]:
-        """Rows -> a Parquet file -> a load job into ``table_id`` (which exists)."""
-        from google.cloud import bigquery
-
-        target = pa.schema([pa.field(f.name, arrow_for_bigquery(f.type)) for f in schema])
-        written = 0
-        with tempfile.TemporaryFile() as f:
-            with pq.ParquetWriter(f, target, compression="zstd") as writer:
-                for batch in rows:
-                    tb = pa.Table.from_batches([batch])
-                    cols = [to_bigquery_column(tb.column(t.name), t.type) if t.name in tb.column_names
-                            else pa.nulls(tb.num_rows, t.type) for t in target]
-                    tb = pa.Table.from_arrays(cols, schema=target)
-                    writer.write_table(tb)
-                    written += tb.num_rows
-            f.seek(0)
-            config = bigquery.LoadJobConfig(
-                source_format=bigquery.SourceFormat.PARQUET,
-                write_disposition=(bigquery.WriteDisposition.WRITE_TRUNCATE if truncate
-                                   else bigquery.WriteDisposition.WRITE_APPEND),
-                parquet_options=parquet_load_options())
-            job = self.client.load_table_from_file(f, table_id, job_config=config, location=self.location)
-            job.result()
-        return written, job
+        return upload(self.client, rows, schema, table_id, truncate, self.location)
 
     def _full(self, entry: TableConfig, changes: StateChanges, schema: pa.Schema, result: BigQueryLoadResult,
               recreate: bool) -> None:
@@ -406,6 +384,34 @@ class BigQueryWarehouse:
         text = (sql(SQL + "select_columns.sql", target=self.target(table), columns=", ".join(quote(c) for c in columns))
                 if columns else sql(SQL + "select_all.sql", target=self.target(table)))
         return self._query(text).result().to_arrow(create_bqstorage_client=False)
+
+
+def upload(client, rows: pa.RecordBatchReader | pa.Table, schema: pa.Schema, table_id: str, truncate: bool,
+           location: str | None = None) -> tuple[int, object]:
+    """Rows -> a Parquet file in BigQuery's types -> a load job into ``table_id`` (which exists)."""
+    from google.cloud import bigquery
+
+    target = pa.schema([pa.field(f.name, arrow_for_bigquery(f.type)) for f in schema])
+    batches = rows.to_batches() if isinstance(rows, pa.Table) else rows
+    written = 0
+    with tempfile.TemporaryFile() as f:
+        with pq.ParquetWriter(f, target, compression="zstd") as writer:
+            for batch in batches:
+                tb = pa.Table.from_batches([batch])
+                cols = [to_bigquery_column(tb.column(t.name), t.type) if t.name in tb.column_names
+                        else pa.nulls(tb.num_rows, t.type) for t in target]
+                tb = pa.Table.from_arrays(cols, schema=target)
+                writer.write_table(tb)
+                written += tb.num_rows
+        f.seek(0)
+        config = bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.PARQUET,
+            write_disposition=(bigquery.WriteDisposition.WRITE_TRUNCATE if truncate
+                               else bigquery.WriteDisposition.WRITE_APPEND),
+            parquet_options=parquet_load_options())
+        job = client.load_table_from_file(f, table_id, job_config=config, location=location)
+        job.result()
+    return written, job
 
 
 def _bq_columns(schema: pa.Schema) -> dict[str, list[str]]:
