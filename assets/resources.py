@@ -6,8 +6,6 @@ Which concrete places (local folders or S3, DuckDB or BigQuery) is decided in on
 from __future__ import annotations
 
 import abc
-import base64
-import json
 from pathlib import Path
 from typing import ClassVar
 
@@ -18,8 +16,10 @@ from lakehouse import settings
 from lakehouse.config import TablesConfig, load_config
 from lakehouse.lake.reader import LakeReader
 from lakehouse.lake.store import ObjectStore, open_store
+from lakehouse.state.engine import FoldEngine, LocalEngine
 from lakehouse.warehouse import Warehouse
-from lakehouse.warehouse.bigquery_warehouse import BigQueryWarehouse
+from lakehouse.warehouse.bigquery_fold import BigQueryEngine
+from lakehouse.warehouse.bigquery_warehouse import BigQueryWarehouse, bigquery_client
 from lakehouse.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 
@@ -47,6 +47,24 @@ class StateResource(dg.ConfigurableResource):
 
     def config(self) -> TablesConfig:
         return load_config(self.tables_config)
+
+
+class EngineResource(dg.ConfigurableResource):
+    """What runs the fold of compaction: ``local`` (this process) or ``bigquery`` (the BigQuery
+    connection fields below; ``gcp_credentials`` as ``dg.EnvVar``, unset: default credentials)."""
+
+    kind: str = "local"
+    project: str | None = None
+    location: str | None = "US"
+    gcp_credentials: str | None = None
+    api_endpoint: str | None = None
+    dataset: str = "lakehouse_engine"  # raw change tables and working tables
+
+    def engine(self) -> FoldEngine:
+        if self.kind == "local":
+            return LocalEngine()
+        client = bigquery_client(self.project, self.location, self.gcp_credentials, self.api_endpoint)
+        return BigQueryEngine(client, f"{client.project}.{self.dataset}", self.location)
 
 
 class WarehouseResource(dg.ConfigurableResource, abc.ABC):
@@ -103,21 +121,7 @@ class BigQueryWarehouseResource(BigQueryResource, WarehouseResource):
     api_endpoint: str | None = None
 
     def _client(self):
-        from google.cloud import bigquery
-
-        if self.api_endpoint:
-            from google.auth.credentials import AnonymousCredentials
-
-            return bigquery.Client(project=self.project, location=self.location, credentials=AnonymousCredentials(),
-                                   client_options={"api_endpoint": self.api_endpoint})
-        if self.gcp_credentials:
-            from google.oauth2 import service_account
-
-            info = json.loads(base64.b64decode(self.gcp_credentials))
-            creds = service_account.Credentials.from_service_account_info(info)
-            return bigquery.Client(project=self.project or info.get("project_id"), location=self.location,
-                                   credentials=creds)
-        return bigquery.Client(project=self.project, location=self.location)
+        return bigquery_client(self.project, self.location, self.gcp_credentials, self.api_endpoint)
 
     def warehouse(self) -> BigQueryWarehouse:
         if not self.project and not self.gcp_credentials:

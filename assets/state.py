@@ -7,7 +7,7 @@ import time
 import dagster as dg
 
 from assets.keys import configured_tables, table_key
-from assets.resources import LakeResource, StateResource
+from assets.resources import EngineResource, LakeResource, StateResource
 from lakehouse.checks import placeholder_leaks, state_keys, unapplied_objects
 from lakehouse.config import TableConfig
 from lakehouse.state.compact import CompactOptions, TableResult, compact
@@ -35,7 +35,7 @@ def lag_history(context: dg.AssetExecutionContext, key: dg.AssetKey, lag: float 
     return f"`{line}`  lag over the last {len(values)} materializations (max {top:,.0f} s, now {values[-1]:,.0f} s)"
 
 
-def table_metadata(r: TableResult, table_uri: str) -> dict:
+def table_metadata(r: TableResult, table_uri: str, engine_kind: str = "local") -> dict:
     lag = None if r.newest_commit_us is None else max(0.0, time.time() - r.newest_commit_us / 1e6)
     return {
         "status": r.status, "objects": r.objects, "events": r.events,
@@ -44,6 +44,8 @@ def table_metadata(r: TableResult, table_uri: str) -> dict:
         "rows": r.rows, "dagster/row_count": r.rows, "tombstones": r.tombstones,
         "seconds": round(r.seconds, 2), "lag_seconds": None if lag is None else round(lag, 1),
         "redelivered_objects": r.redelivered, "table_uri": dg.MetadataValue.path(table_uri),
+        "engine": engine_kind, "engine_folds": r.engine.folds,
+        **({"engine_bytes_processed": r.engine.bytes_processed} if r.engine.bytes_processed is not None else {}),
         # why a table was rebuilt, re-snapshot deletes, unresolved TOAST values
         **({"notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in r.notes))} if r.notes else {}),
     }
@@ -58,14 +60,15 @@ def build_state_asset(entry: TableConfig) -> dg.AssetsDefinition:
                           f"{list(entry.primary_key or [])}: the raw change events applied in Kafka order "
                           "(deletes, replays, late files, TOAST, key changes, schema changes). "
                           "Readers see rows where __deleted is false.")
-    def _state(context: dg.AssetExecutionContext, lake: LakeResource, state: StateResource) -> dg.MaterializeResult:
-        options = CompactOptions(pseudonym_key=state.pseudonym_key)
+    def _state(context: dg.AssetExecutionContext, lake: LakeResource, state: StateResource,
+               engine: EngineResource) -> dg.MaterializeResult:
+        options = CompactOptions(pseudonym_key=state.pseudonym_key, engine=engine.engine())
         [r] = compact(lake.reader(), state.uri, state.config(), tables=[entry.table], options=options)
         if r.failed:
             raise dg.Failure(description=r.error, metadata={"table": entry.table, "topic": entry.topic})
         for note in r.notes:
             context.log.warning(f"{entry.table}: {note}")
-        meta = table_metadata(r, f"{state.uri.rstrip('/')}/{entry.table}")
+        meta = table_metadata(r, f"{state.uri.rstrip('/')}/{entry.table}", engine.kind)
         lag = meta["lag_seconds"]
         meta["lag_history"] = dg.MetadataValue.md(lag_history(context, key, lag))
         if lag is None:

@@ -188,3 +188,21 @@ def bigquery_emulator(tmp_path_factory):
         yield emulator
     finally:
         _stop(proc)
+
+
+def fold_engine(kind: str, request: pytest.FixtureRequest) -> tuple[Any, dict[str, str]]:
+    """The fold engine ``kind`` as the settings make it (lakehouse.warehouse.engines.open_engine),
+    and the environment that makes the same one in a child process (``lakehouse compact``).
+    bigquery: the session's emulator, a dataset of its own."""
+    import uuid
+    from unittest import mock
+
+    from lakehouse.warehouse.engines import open_engine
+
+    env = {"LAKEHOUSE_ENGINE": kind}
+    if kind == "bigquery":
+        emulator = request.getfixturevalue("bigquery_emulator")
+        env |= {"LAKEHOUSE_BIGQUERY_PROJECT": emulator.project, "LAKEHOUSE_BIGQUERY_ENDPOINT": emulator.endpoint,
+                "LAKEHOUSE_BIGQUERY_ENGINE_DATASET": f"engine_{uuid.uuid4().hex[:8]}"}
+    with mock.patch.dict(os.environ, env):
+        return open_engine(), env

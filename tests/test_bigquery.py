@@ -157,18 +157,21 @@ def test_personal_data_never_reaches_bigquery_and_pseudonyms_match_across_wareho
     assert (problems.duplicate_keys, problems.null_keys) == (0, 0)
 
 
-def test_the_dagster_graph_loads_bigquery_by_one_setting(bigquery_emulator, tmp_path):
-    """The same assets and checks with the warehouse resource switched to BigQuery (what
-    LAKEHOUSE_WAREHOUSE=bigquery selects in orchestration/environment.py)."""
+def test_the_dagster_graph_runs_on_bigquery_by_one_setting(bigquery_emulator, tmp_path):
+    """The same assets and checks with the fold engine and the warehouse switched to BigQuery (what
+    LAKEHOUSE_ENGINE=bigquery and LAKEHOUSE_WAREHOUSE=bigquery select in orchestration/environment.py);
+    the state equals what the local engine gives."""
     import dagster as dg
 
-    from assets.resources import BigQueryWarehouseResource, LakeResource, StateResource
+    from assets.resources import BigQueryWarehouseResource, EngineResource, LakeResource, StateResource
     from orchestration.definitions import build_defs
 
     generate_lake(tmp_path / "lake", GeneratorOptions(events=3_000, seed=22, flush_size=300))
     prefix = f"g{uuid.uuid4().hex[:8]}_"
     resources = {"lake": LakeResource(uri=str(tmp_path / "lake")),
                  "state": StateResource(uri=str(tmp_path / "state"), pseudonym_key="test-key"),
+                 "engine": EngineResource(kind="bigquery", project=bigquery_emulator.project,
+                                          api_endpoint=bigquery_emulator.endpoint, dataset=prefix + "engine"),
                  "warehouse": BigQueryWarehouseResource(project=bigquery_emulator.project, location="US",
                                                         api_endpoint=bigquery_emulator.endpoint,
                                                         dataset_prefix=prefix, meta_dataset=prefix + "meta")}
@@ -182,5 +185,12 @@ def test_the_dagster_graph_loads_bigquery_by_one_setting(bigquery_emulator, tmp_
     assert users["dagster/table_name"].value == f"{bigquery_emulator.project}.{prefix}auth.users"
     assert users["rows"].value == visible_rows(str(tmp_path / "state"), "auth.users").num_rows > 0
     assert "bytes_processed" in users and "rows_affected" in users
+    state = mats["current_state/scan/feedback"]
+    assert state["engine"].value == "bigquery" and state["engine_folds"].value >= 1
     wh = resources["warehouse"].warehouse()
     assert_equals_export(wh, tmp_path / "state", "scan.feedback")
+    compact(str(tmp_path / "lake"), str(tmp_path / "local"), load_config(),
+            options=CompactOptions(pseudonym_key="test-key"))
+    for table in ("auth.users", "scan.feedback", "scan.rag_retrievals"):
+        assert sorted(visible_rows(str(tmp_path / "state"), table).to_pylist(), key=repr) == \
+            sorted(visible_rows(str(tmp_path / "local"), table).to_pylist(), key=repr), table

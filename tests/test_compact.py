@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from bq_emulator import fold_engine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lake_copy import copy_companions, copy_objects, value_keys
@@ -24,6 +25,7 @@ from lakehouse.generate import GeneratorOptions, generate_lake
 from lakehouse.lake.reader import LakeReader
 from lakehouse.lake.store import LocalStore
 from lakehouse.state.compact import CompactOptions, compact
+from lakehouse.state.engine import LocalEngine
 from lakehouse.state.export import visible_rows
 from lakehouse.state.maintain import maintain
 from lakehouse.state.table import StateTable
@@ -145,6 +147,20 @@ def test_late_object_rebuilds_the_table(lakes, tmp_path):
 @given(data=st.data())
 def test_property_any_batches_any_order_any_repeats(lakes, tmp_path_factory, data):
     """Objects arrive in any order and groups, runs repeat: the end state equals one full build."""
+    _any_batches_any_order_any_repeats(LocalEngine(), lakes, tmp_path_factory, data)
+
+
+@pytest.mark.slow
+@settings(max_examples=int(os.environ.get("COMPACT_BIGQUERY_EXAMPLES", "2")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_property_any_batches_any_order_any_repeats_on_bigquery(lakes, tmp_path_factory, data, request):
+    """The same on the BigQuery engine (the emulator: a few jobs per batch, so fewer examples)."""
+    engine, _ = fold_engine("bigquery", request)
+    _any_batches_any_order_any_repeats(engine, lakes, tmp_path_factory, data)
+
+
+def _any_batches_any_order_any_repeats(engine, lakes, tmp_path_factory, data) -> None:
     src = lakes["three-partitions"]
     config = TablesConfig(tables=tuple(t for t in plain_config().tables
                                        if t.topic in ("eco2.scan.scans", "eco2.scan.classification_results",
@@ -160,8 +176,9 @@ def test_property_any_batches_any_order_any_repeats(lakes, tmp_path_factory, dat
         copy_objects(src, lake, order[start:cut])
         start = max(start, cut)
         for _ in range(data.draw(st.integers(1, 2))):
+            batch = data.draw(st.sampled_from([700, 5_000]))
             results = compact(str(lake), str(work / "state"), config,
-                              options=CompactOptions(batch_events=data.draw(st.sampled_from([700, 5_000]))))
+                              options=CompactOptions(batch_events=batch, engine=engine))
             assert not [r for r in results if r.failed], [r.error for r in results]
     assert_equals_oracle(src, work / "state", config)
 
@@ -349,10 +366,12 @@ def test_summary_counts_add_up(lakes, tmp_path):
 
 
 @pytest.mark.slow
-def test_kill9_at_any_point_leaves_a_committed_state_and_the_next_run_completes(tmp_path):
+@pytest.mark.parametrize("engine", ["local", "bigquery"])
+def test_kill9_at_any_point_leaves_a_committed_state_and_the_next_run_completes(engine, tmp_path, request):
     """`lakehouse compact` killed with SIGKILL at random moments: every table always reads as the
     state of exactly the objects its manifest lists; the run after the last kill ends equal to
-    the oracle."""
+    the oracle. On both engines (bigquery: the emulator; a kill may land inside a BigQuery job,
+    whose working tables expire on their own)."""
     import random
     import signal
     import time
@@ -364,13 +383,17 @@ def test_kill9_at_any_point_leaves_a_committed_state_and_the_next_run_completes(
     cfg.write_text("tables:\n" + "".join(f"  - topic: {t.topic}\n    primary_key: [id]\n"
                                          for t in load_config().tables))
     state = tmp_path / "state"
+    _, env = fold_engine(engine, request)
+    env = {**os.environ, **env}
+    # a BigQuery fold is a few jobs (about a second on the emulator): fewer, larger batches
+    batch, pause = ("400", (0.8, 3.0)) if engine == "local" else ("4000", (3.0, 12.0))
     cmd = [sys.executable, "-m", "lakehouse.cli", "compact", "--lake", str(lake), "--state", str(state),
-           "--tables-config", str(cfg), "--batch-events", "400"]
+           "--tables-config", str(cfg), "--batch-events", batch]
     rng = random.Random(11)
     kills = 0
     for _ in range(6):
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.8, 3.0))
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        time.sleep(rng.uniform(*pause))
         if proc.poll() is not None:
             break
         os.kill(proc.pid, signal.SIGKILL)
@@ -378,7 +401,7 @@ def test_kill9_at_any_point_leaves_a_committed_state_and_the_next_run_completes(
         kills += 1
         _assert_state_matches_its_manifest(lake, state, plain_config(), tmp_path / f"check{kills}")
     assert kills >= 2, "the run finished before it could be killed: make the lake bigger"
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert_equals_oracle(lake, state, plain_config())
 
@@ -399,16 +422,16 @@ def _assert_state_matches_its_manifest(lake: Path, state: Path, config: TablesCo
 
 
 def test_an_unexpected_error_stops_only_its_table(lakes, tmp_path, monkeypatch):
-    import lakehouse.state.compact as compact_module
+    import lakehouse.state.engine as engine_module
 
-    real_fold = compact_module.fold
+    real_fold = engine_module.fold
 
     def failing_fold(events, *args, **kwargs):  # e.g. Arrow's 2 GiB string offset overflow
         if events.num_rows and events.column("__topic")[0].as_py() == "eco2.scan.scans":
             raise pa.ArrowInvalid("offset overflow while concatenating arrays")
         return real_fold(events, *args, **kwargs)
 
-    monkeypatch.setattr(compact_module, "fold", failing_fold)
+    monkeypatch.setattr(engine_module, "fold", failing_fold)
     results = {r.table: r for r in compact(str(lakes["json-embedded-schemas"]), str(tmp_path / "state"),
                                            plain_config())}
     assert results["scan.scans"].failed and "ArrowInvalid" in results["scan.scans"].error

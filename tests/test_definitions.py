@@ -12,7 +12,7 @@ import pytest
 from sample_lake import write_sample_lake
 
 from assets.keys import table_key
-from assets.resources import DuckDBWarehouseResource, LakeResource, StateResource
+from assets.resources import DuckDBWarehouseResource, EngineResource, LakeResource, StateResource
 from lakehouse.config import load_config
 from lakehouse.generate import GeneratorOptions, generate_lake
 from lakehouse.lake.reader import LakeReader
@@ -33,7 +33,7 @@ def _pseudonym_key(monkeypatch):
 def resources_for(root: Path) -> dict:
     return {"lake": LakeResource(uri=str(root / "lake")),
             "state": StateResource(uri=str(root / "state"), pseudonym_key="test-key"),
-            "warehouse": DuckDBWarehouseResource(path=str(root / "warehouse.duckdb"))}
+            "engine": EngineResource(), "warehouse": DuckDBWarehouseResource(path=str(root / "warehouse.duckdb"))}
 
 
 def graph_snapshot(defs: dg.Definitions) -> dict:

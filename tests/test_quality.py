@@ -15,7 +15,7 @@ import dagster as dg
 import pyarrow as pa
 import pytest
 
-from assets.resources import DuckDBWarehouseResource, LakeResource, StateResource
+from assets.resources import DuckDBWarehouseResource, EngineResource, LakeResource, StateResource
 from lakehouse.datasets import canonical_jsonl, export_dataset, latest_version
 from lakehouse.generate import GeneratorOptions, generate_lake
 from lakehouse.lake.store import LocalStore
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.timeout(600)
 def resources_for(root: Path) -> dict:
     return {"lake": LakeResource(uri=str(root / "lake")),
             "state": StateResource(uri=str(root / "state"), pseudonym_key="test-key"),
-            "warehouse": DuckDBWarehouseResource(path=str(root / "warehouse.duckdb"))}
+            "engine": EngineResource(), "warehouse": DuckDBWarehouseResource(path=str(root / "warehouse.duckdb"))}
 
 
 def test_every_relation_has_its_suite():

@@ -54,6 +54,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from bq_emulator import fold_engine
 from capture_process import Capture, _no_capture_left_running  # noqa: F401 (autouse fixture)
 from oracle import lake_state
 from pgdb import drop_database
@@ -66,6 +67,7 @@ from lakehouse.lake.semantic import is_toast_placeholder
 from lakehouse.lake.sink import SinkConfig, SinkWriter
 from lakehouse.lake.store import LocalStore
 from lakehouse.state.compact import CompactOptions, compact
+from lakehouse.state.engine import FoldEngine
 from lakehouse.state.export import visible_rows
 
 pytestmark = pytest.mark.slow
@@ -80,6 +82,13 @@ def _seeds() -> list[int]:
     if "," not in raw and raw.isdigit():
         return list(range(1, int(raw) + 1))
     return [int(s) for s in raw.split(",") if s.strip()]
+
+
+def _cases() -> list:
+    """Every seed on the local engine; the BigQuery engine (the emulator) on TRUTH_BIGQUERY_SEEDS."""
+    bigquery = [int(s) for s in os.environ.get("TRUTH_BIGQUERY_SEEDS", "1").split(",") if s.strip()]
+    return [pytest.param(seed, "local", id=f"{seed}-local") for seed in _seeds()] + \
+        [pytest.param(seed, "bigquery", id=f"{seed}-bigquery") for seed in bigquery]
 
 
 def topic(table: str) -> str:
@@ -258,8 +267,11 @@ def truth_db(pg_cluster, request):
 class Run:
     """One seed's lake, state, capture and bookkeeping."""
 
-    def __init__(self, seed: int, dsn: str, tmp: Path):
+    def __init__(self, seed: int, dsn: str, tmp: Path, engine: FoldEngine, engine_env: dict[str, str]):
         self.seed, self.dsn, self.tmp = seed, dsn, tmp
+        self.engine, self.engine_env = engine, engine_env
+        # each BigQuery fold is a few jobs: batches of 10 events would take the emulator too long
+        self.batch_sizes = [10, 37, 150, 1000, 1_000_000] if engine.kind == "local" else [150, 1000, 1_000_000]
         self.rng = random.Random(f"truth-test-{seed}")  # the test's own choices, apart from the workload's
         self.lake, self.state, self.capture_state = tmp / "lake", tmp / "state", tmp / "capture"
         self.state_keep = tmp / "state_keep"
@@ -273,6 +285,7 @@ class Run:
         self.steps: list[tuple[str, dict[str, str]]] = []  # (label, table -> status)
         self.incremental = 0  # table steps that applied new objects onto an existing state
         self.product_duplicates = 0
+        self.engine_folds = 0  # batches the engine folded (BigQuery: each one a script)
         self.compared = 0
         self.config_file = tmp / "tables.yaml"
         self.config_file.write_text("tables:\n" + "".join(
@@ -331,10 +344,11 @@ class Run:
 
     def step(self, label: str) -> None:
         had_state = {t: (self.state / t / "_delta_log").exists() for t in TABLES}
-        options = CompactOptions(batch_events=self.rng.choice([10, 37, 150, 1000, 1_000_000]))
+        options = CompactOptions(batch_events=self.rng.choice(self.batch_sizes), engine=self.engine)
         results = compact(str(self.lake), str(self.state), CONFIG, options=options)
         failed = [f"{r.table}: {r.error}" for r in results if r.status == "failed"]
         assert not failed, f"seed {self.seed} step {label}: compaction failed: {failed}"
+        self.engine_folds += sum(r.engine.folds for r in results)
         for r in results:
             self.product_duplicates += r.duplicates
             if r.status == "applied" and had_state[r.table]:
@@ -349,7 +363,7 @@ class Run:
         return subprocess.Popen(
             [sys.executable, "-m", "lakehouse.cli", "compact", "--lake", str(self.lake), "--state", str(self.state),
              "--tables-config", str(self.config_file), "--batch-events", str(batch)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **self.engine_env})
 
     def finish_cli(self, proc: subprocess.Popen, label: str) -> None:
         out, _ = proc.communicate(timeout=300)
@@ -514,11 +528,11 @@ def _read_events(reader: LakeReader, name: str, columns: list[str]) -> pa.Table:
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("seed", _seeds())
-def test_export_equals_postgres(seed, truth_db, tmp_path):
+@pytest.mark.parametrize(("seed", "engine"), _cases())
+def test_export_equals_postgres(seed, engine, truth_db, tmp_path, request):
     started = time.monotonic()
     workload = Workload(truth_db, seed)
-    run = Run(seed, truth_db, tmp_path)
+    run = Run(seed, truth_db, tmp_path, *fold_engine(engine, request))
     workload.before_set_default = run.catch_up
     try:
         workload.setup()
@@ -553,7 +567,8 @@ def test_export_equals_postgres(seed, truth_db, tmp_path):
             shutil.copytree(run.lake, tmp_path / "before-lake")
             shutil.copytree(run.state, tmp_path / "before-state")
         recut = run.redeliver()
-        results = compact(str(run.lake), str(run.state), CONFIG, options=CompactOptions(batch_events=150))
+        results = compact(str(run.lake), str(run.state), CONFIG,
+                          options=CompactOptions(batch_events=150, engine=run.engine))
         assert not [r.error for r in results if r.failed]
         assert not [r.notes for r in results if r.status == "rebuilt"], "a re-delivery rebuilt a table"
         redelivered = sum(r.redelivered for r in results)
@@ -574,6 +589,7 @@ def test_export_equals_postgres(seed, truth_db, tmp_path):
         assert run.resnapshots == 1 and evidence["snapshots"] >= 2, evidence
         assert evidence["toast_u"] > 0 and evidence["toast_c"] > 0, evidence
         assert run.incremental > 0, run.steps
+        assert run.engine_folds >= run.incremental, (engine, run.engine_folds)
     finally:
         workload.close()
         run.marker_conn.close()

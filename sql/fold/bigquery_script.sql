@@ -1,7 +1,9 @@
--- The fold as one BigQuery script (lakehouse.state.sqlfold.fold_script): the steps of sql/fold/
--- rendered by sqlglot, key-change links looped inside the script (its temp tables live as long as
--- it does), the outputs kept in tables the caller reads back.
+-- The fold as one BigQuery script (lakehouse.state.sqlfold.fold_script): its input (sql/fold/
+-- bigquery_skeleton.sql), the steps of sql/fold/ rendered by sqlglot, key-change links looped
+-- inside the script (its temp tables live as long as it does), the outputs kept in tables the
+-- caller reads back.
 DECLARE rounds INT64 DEFAULT 0;
+{skeleton};
 {steps};
 CREATE OR REPLACE TABLE {out_late} AS {late};
 LOOP

@@ -188,6 +188,9 @@ def compact(
     batch_events: Annotated[int, typer.Option(help="Events per commit (bounds memory).")] = 250_000,
     workers: Annotated[int | None, typer.Option(min=1, help="Tables compacted at once (default: one per "
                                                             "core, at most 4; fewer uses less memory).")] = None,
+    engine: Annotated[str | None, typer.Option(help="What runs the fold: local or bigquery (default: "
+                                                    "$LAKEHOUSE_ENGINE or local; bigquery reads "
+                                                    "LAKEHOUSE_BIGQUERY_*).")] = None,
 ) -> None:
     """Apply new raw objects to the current-state tables (incremental; one atomic Delta commit per
     batch). A failing table is reported and the others go on; exit code 1 if any failed."""
@@ -196,14 +199,16 @@ def compact(
     from lakehouse.config import ConfigError, load_config
     from lakehouse.state.compact import CompactOptions
     from lakehouse.state.compact import compact as run_compact
+    from lakehouse.warehouse.engines import open_engine
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
     try:
         config = load_config(tables_config)
+        fold_engine = open_engine(engine)
         results = run_compact(lake, state, config, table or None,
-                              CompactOptions(full_refresh=full_refresh, batch_events=batch_events,
+                              CompactOptions(full_refresh=full_refresh, batch_events=batch_events, engine=fold_engine,
                                              **({"workers": workers} if workers is not None else {})))
-    except ConfigError as exc:
+    except (ConfigError, ValueError) as exc:
         console.print(f"[bold red]error[/]: {escape(str(exc))}")
         raise typer.Exit(code=2) from None
     summary = Table(title=f"compact {lake} -> {state}")
@@ -214,6 +219,11 @@ def compact(
         summary.add_row(r.table, r.status, f"{r.objects:,}", f"{r.events:,}", f"{r.duplicates:,}", f"{r.inserts:,}",
                         f"{r.updates:,}", f"{r.deletes:,}", f"{r.rows:,}", f"{r.seconds:.2f}")
     out.print(summary)
+    if fold_engine.kind != "local":
+        folds = sum(r.engine.folds for r in results)
+        scanned = [r.engine.bytes_processed for r in results if r.engine.bytes_processed is not None]
+        out.print(f"engine {fold_engine.kind}: {folds} folds, "
+                  + (f"{sum(scanned):,} bytes processed" if scanned else "bytes processed not reported"))
     for r in results:
         for note in r.notes:
             out.print(f"{r.table}: {escape(note)}")

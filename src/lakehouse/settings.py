@@ -42,3 +42,37 @@ def warehouse_kind() -> str:
     if kind not in WAREHOUSE_KINDS:
         raise ValueError(f"LAKEHOUSE_WAREHOUSE={kind!r}: expected one of {', '.join(WAREHOUSE_KINDS)}")
     return kind
+
+
+ENGINE_KINDS = ("local", "bigquery")
+
+
+def engine_kind() -> str:
+    """``LAKEHOUSE_ENGINE``: what runs the fold. local (default: in this process) or bigquery (past
+    one machine; BigQuery settings below)."""
+    kind = os.environ.get("LAKEHOUSE_ENGINE", "local").strip().lower()
+    if kind not in ENGINE_KINDS:
+        raise ValueError(f"LAKEHOUSE_ENGINE={kind!r}: expected one of {', '.join(ENGINE_KINDS)}")
+    return kind
+
+
+def bigquery_project() -> str | None:
+    return os.environ.get("LAKEHOUSE_BIGQUERY_PROJECT") or None
+
+
+def bigquery_location() -> str:
+    return os.environ.get("LAKEHOUSE_BIGQUERY_LOCATION", "US")
+
+
+def bigquery_dataset_prefix() -> str:
+    return os.environ.get("LAKEHOUSE_BIGQUERY_DATASET_PREFIX", "")
+
+
+def bigquery_endpoint() -> str | None:
+    """An emulator's endpoint (anonymous credentials); unset in production."""
+    return os.environ.get("LAKEHOUSE_BIGQUERY_ENDPOINT") or None
+
+
+def engine_dataset() -> str:
+    """Dataset of the BigQuery engine's raw change tables and working tables (after the prefix)."""
+    return os.environ.get("LAKEHOUSE_BIGQUERY_ENGINE_DATASET", "lakehouse_engine")

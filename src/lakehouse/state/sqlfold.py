@@ -70,17 +70,17 @@ def fold_sql(con: duckdb.DuckDBPyConnection, events: pa.Table, prior: pa.Table |
 
 
 def fold_script(key: tuple[str, ...], row_fields: list[pa.Field], keep_images: bool, dialect: str,
-                tables: dict[str, str]) -> str:
+                tables: dict[str, str], skeleton: str) -> str:
     """The whole fold as one script in ``dialect`` (sql/fold/bigquery_script.sql), for engines that
-    run a script as one job. ``tables``: the qualified name of each input (``fold_skeleton``,
-    ``fold_truncates``) and output (``out_late``, ``out_result``, ``out_effects``,
-    ``out_new_truncates``)."""
+    run a script as one job. ``skeleton``: the statement creating the temp table ``fold_skeleton``;
+    ``tables``: the qualified name of the other input (``fold_truncates``) and of each output
+    (``out_late``, ``out_result``, ``out_effects``, ``out_new_truncates``)."""
     names = _fragments(key, row_fields, keep_images)
 
     def one(name: str) -> str:
         return render(step(name, names), dialect, tables)
 
-    pieces = {"steps": ";\n".join(render(s, dialect, tables) for s in steps("fold/fold.sql", names)),
+    pieces = {"skeleton": skeleton, "steps": ";\n".join(render(s, dialect, tables) for s in steps("fold/fold.sql", names)),
               "late": one("fold/late.sql"), "result": one("fold/result.sql"),
               "effects": one("fold/effects.sql"), "read_result": one("fold/read_result.sql"),
               "read_new_truncates": one("fold/read_new_truncates.sql"),

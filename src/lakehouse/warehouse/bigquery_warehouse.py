@@ -386,6 +386,29 @@ class BigQueryWarehouse:
         return self._query(text).result().to_arrow(create_bqstorage_client=False)
 
 
+def bigquery_client(project: str | None, location: str | None, credentials: str | None = None,
+                    endpoint: str | None = None):
+    """A BigQuery client: on an emulator's ``endpoint`` with anonymous credentials; with
+    ``credentials`` (a base64 service-account key); else Google's default credentials (workload
+    identity, the metadata server, ``GOOGLE_APPLICATION_CREDENTIALS``)."""
+    from google.cloud import bigquery
+
+    if endpoint:
+        from google.auth.credentials import AnonymousCredentials
+
+        return bigquery.Client(project=project, location=location, credentials=AnonymousCredentials(),
+                               client_options={"api_endpoint": endpoint})
+    if credentials:
+        import base64
+
+        from google.oauth2 import service_account
+
+        info = json.loads(base64.b64decode(credentials))
+        creds = service_account.Credentials.from_service_account_info(info)
+        return bigquery.Client(project=project or info.get("project_id"), location=location, credentials=creds)
+    return bigquery.Client(project=project, location=location)
+
+
 def upload(client, rows: pa.RecordBatchReader | pa.Table, schema: pa.Schema, table_id: str, truncate: bool,
            location: str | None = None) -> tuple[int, object]:
     """Rows -> a Parquet file in BigQuery's types -> a load job into ``table_id`` (which exists)."""

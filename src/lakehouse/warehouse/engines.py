@@ -1,0 +1,28 @@
+"""The fold engine the settings choose (``LAKEHOUSE_ENGINE``, lakehouse.settings)."""
+
+from __future__ import annotations
+
+import os
+
+from lakehouse import settings
+from lakehouse.state.engine import FoldEngine, LocalEngine
+
+GCP_CREDENTIALS = "LAKEHOUSE_GCP_CREDENTIALS"  # base64 service-account key; unset: default credentials
+
+
+def open_engine(kind: str | None = None) -> FoldEngine:
+    """``kind`` (default: the setting): local, or bigquery on the LAKEHOUSE_BIGQUERY_* settings."""
+    kind = (kind or settings.engine_kind()).strip().lower()
+    if kind == "local":
+        return LocalEngine()
+    if kind != "bigquery":
+        raise ValueError(f"engine {kind!r}: expected one of {', '.join(settings.ENGINE_KINDS)}")
+    from lakehouse.warehouse.bigquery_fold import BigQueryEngine
+    from lakehouse.warehouse.bigquery_warehouse import bigquery_client
+
+    client = bigquery_client(settings.bigquery_project(), settings.bigquery_location(),
+                             os.environ.get(GCP_CREDENTIALS), settings.bigquery_endpoint())
+    if not client.project:
+        raise ValueError("the bigquery engine needs a project: set LAKEHOUSE_BIGQUERY_PROJECT")
+    dataset = settings.bigquery_dataset_prefix() + settings.engine_dataset()
+    return BigQueryEngine(client, f"{client.project}.{dataset}", settings.bigquery_location())
