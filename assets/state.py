@@ -44,7 +44,7 @@ def table_metadata(r: TableResult, table_uri: str, engine_kind: str = "local") -
         "rows": r.rows, "dagster/row_count": r.rows, "tombstones": r.tombstones,
         "seconds": round(r.seconds, 2), "lag_seconds": None if lag is None else round(lag, 1),
         "redelivered_objects": r.redelivered, "table_uri": dg.MetadataValue.path(table_uri),
-        "engine": engine_kind, "engine_folds": r.engine.folds,
+        "engine": engine_kind, "engine_folds": r.engine.folds, "engine_input_bytes": r.engine.input_bytes,
         **({"engine_bytes_processed": r.engine.bytes_processed} if r.engine.bytes_processed is not None else {}),
         # why a table was rebuilt, re-snapshot deletes, unresolved TOAST values
         **({"notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in r.notes))} if r.notes else {}),

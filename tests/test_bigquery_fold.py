@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -64,7 +65,7 @@ def test_property_bigquery_fold_equals_reference_fold(bq, rows, cut):
          want)
 
 
-def test_each_batch_lands_in_the_raw_change_table_partitioned_by_day_and_clustered_by_key(bq):
+def test_each_batch_lands_in_the_raw_change_table_partitioned_by_day_and_clustered_by_batch_and_key(bq):
     client, engine = bq
     events = table([ev("c", 1, (0, 0, 0), lsn=10, name="a", n=1), ev("u", 1, (0, 0, 1), lsn=11, name="b", n=2)])
     stats = EngineStats()
@@ -72,7 +73,7 @@ def test_each_batch_lands_in_the_raw_change_table_partitioned_by_day_and_cluster
         engine.fold("t.landing", events, None, KEY, ROW_FIELDS, [], None, False, stats)
     changes = client.get_table(engine.changes_table("t.landing"))
     assert changes.time_partitioning.field == "_ingested_day"
-    assert changes.clustering_fields == list(KEY)
+    assert changes.clustering_fields == ["_batch", *KEY]
     assert changes.num_rows == 2 * events.num_rows and stats.folds == 2
     batches = client.query(f"SELECT COUNT(DISTINCT _batch) AS n FROM `{changes.full_table_id.replace(':', '.')}`")
     assert next(iter(batches.result()))["n"] == 2
@@ -107,3 +108,12 @@ def test_the_script_reads_the_raw_change_table_only_through_one_partition_and_ba
     assert set(conditions) == {"_ingested_day", "_batch"}
     assert conditions["_ingested_day"].sql("bigquery") == "CAST('2026-12-05' AS DATE)"
     assert conditions["_batch"].is_string and conditions["_batch"].name == batch
+
+
+def test_logical_bytes_follow_bigquery_data_size_rules():
+    from lakehouse.warehouse.bigquery_fold import logical_bytes
+
+    rows = pa.table({"n": pa.array([1, None, 3], pa.int64()), "s": pa.array(["ab", None, ""]),
+                     "b": pa.array([True, False, None]), "l": pa.array([[1, 2], None, [3]], pa.list_(pa.int32()))})
+    assert logical_bytes(rows) == 8 * 2 + (2 * 2 + 2) + 1 * 2 + 8 * 3
+    assert logical_bytes(rows.slice(1)) == 8 + 2 + 1 + 8

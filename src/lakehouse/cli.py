@@ -222,7 +222,8 @@ def compact(
     if fold_engine.kind != "local":
         folds = sum(r.engine.folds for r in results)
         scanned = [r.engine.bytes_processed for r in results if r.engine.bytes_processed is not None]
-        out.print(f"engine {fold_engine.kind}: {folds} folds, "
+        inputs = sum(r.engine.input_bytes for r in results)
+        out.print(f"engine {fold_engine.kind}: {folds} folds, {inputs:,} bytes of fold input, "
                   + (f"{sum(scanned):,} bytes processed" if scanned else "bytes processed not reported"))
     for r in results:
         for note in r.notes:

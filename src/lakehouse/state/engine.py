@@ -23,7 +23,8 @@ class EngineStats:
     """What a table's folds cost on the engine (BigQuery: bytes its jobs processed)."""
 
     folds: int = 0
-    bytes_processed: int | None = None  # None: the engine does not report it (local, the emulator)
+    bytes_processed: int | None = None  # from the jobs' statistics; None: not reported (local, the emulator)
+    input_bytes: int = 0  # logical bytes of the folds' inputs (skeleton of events and prior rows)
 
 
 class FoldEngine(Protocol):
