@@ -444,13 +444,19 @@ def _apply_batch(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[s
     everything = has_truncate or snapshot is not None  # both reach every row of the table
     by_range = ranged(key, row_schema)
     clusters = sorted(meta.clusters, key=lambda c: c.lo if by_range else c.id)
+    # a newest cluster at least half full is closed: new keys open the next one instead of
+    # rewriting it, so appends cost their own rows, not the newest cluster's
+    closed = bool(clusters) and clusters[-1].rows >= _target_rows(options, events) // 2
     if everything or overwrite_all:
         affected = clusters  # a truncate reaches every row; a full overwrite rewrites them all
     elif by_range:
         values = cluster_values(keys_frame.to_arrow(), key) if keys_frame.height else np.zeros(0, np.int64)
+        if closed and len(values) and values.max() > clusters[-1].hi:
+            top = clusters[-1]
+            clusters = [*clusters, Cluster(max(c.id for c in clusters) + 1, top.hi + 1, top.hi + 1)]
         affected = [clusters[i] for i in np.unique(assign(values, clusters))] if clusters else []
     else:
-        affected = _arrival_clusters(st, keys_frame, key, clusters)
+        affected = _arrival_clusters(st, keys_frame, key, clusters, closed)
     return _rewrite(st, meta, events, key, row_schema, options, result, keep_images, keys_frame, clusters,
                     affected, by_range, everything=everything, resets=resets, snapshot=snapshot)
 
@@ -642,15 +648,15 @@ def _pairing_candidates(st: StateTable, events: pa.Table, prior: pa.Table | None
 
 
 def _arrival_clusters(st: StateTable, keys: pl.DataFrame, key: tuple[str, ...],
-                      clusters: list[Cluster]) -> list[Cluster]:
+                      clusters: list[Cluster], closed: bool) -> list[Cluster]:
     """Clusters holding the batch's keys (through the key index), plus the newest cluster, which
-    new keys fill."""
+    new keys fill unless it is ``closed`` (then they open a new one)."""
     if not clusters:
         return []
     index = pl.from_arrow(st.key_index(key))
     assert isinstance(index, pl.DataFrame)
     hit = index.join(keys.cast({c: index.schema[c] for c in key}), on=list(key), how="semi")
-    ids = set(hit.get_column(CLUSTER_COLUMN).unique().to_list()) | {clusters[-1].id}
+    ids = set(hit.get_column(CLUSTER_COLUMN).unique().to_list()) | (set() if closed else {clusters[-1].id})
     return [c for c in clusters if c.id in ids]
 
 
@@ -669,7 +675,7 @@ def _recluster_arrival(content: pa.Table, key: tuple[str, ...], clusters: list[C
         assigned[known.get_column("__i").to_numpy()] = known.get_column(CLUSTER_COLUMN).to_numpy()
     new_rows = np.flatnonzero(assigned < 0)
     next_id = max((c.id for c in clusters), default=-1) + 1
-    top = clusters[-1].id if clusters else None
+    top = clusters[-1].id if clusters and clusters[-1] in affected else None  # else closed: left as it is
     if len(new_rows):
         fill = 0 if top is None else max(0, target_rows - int((assigned == top).sum()))
         if top is not None and fill:
