@@ -41,8 +41,10 @@ def held_back(lake: Path, share: float) -> list[str]:
     """Keys of the newest objects of every topic holding about ``share`` of its events."""
     from lakehouse.lake.reader import LakeReader
 
-    keys = []
-    for objs in LakeReader(str(lake)).scan().objects.values():
+    reader, keys = LakeReader(str(lake)), []
+    for objs in reader.scan().objects.values():
+        for obj in objs:
+            reader.describe(obj)  # its row count
         ordered = sorted(objs, key=lambda o: (o.ref.kafka_partition, o.ref.start_offset))
         total, held = sum(o.rows or 0 for o in ordered), 0
         while ordered and (held < share * total or not held):

@@ -147,6 +147,7 @@ class StateTable:
         self._store: ObjectStore | None = None
         self._dt: DeltaTable | None = None
         self.meta: StateMeta | None = None
+        self._dataset: tuple[DeltaTable, ds.Dataset] | None = None
         # stored columns reads leave out: a column begun anew (dropped and added again, maybe with
         # another type) whose old values the writer replaces
         self.discard: set[str] = set()
@@ -249,7 +250,10 @@ class StateTable:
         # through a native filesystem: deltalake's default (a Python one) leaves Python objects for
         # Arrow's threads to release, which aborts the process when that races interpreter exit
         # (lakehouse.state.arrowfs)
-        return native_dataset(self._dt, self.uri)
+        # one per loaded version: building it lists every file (half the cost of a small read)
+        if self._dataset is None or self._dataset[0] is not self._dt:
+            self._dataset = (self._dt, native_dataset(self._dt, self.uri))
+        return self._dataset[1]
 
     def files_by_cluster(self) -> dict[int, set[str]]:
         """Data files (paths in the table) of every cluster in the loaded version."""
