@@ -18,7 +18,7 @@ about BigQuery's speed; the bytes are computed from the data by BigQuery's size 
 statements each fold runs are counted from its script. From those, the cost of 1 B events a day
 (README, docs/engines.md).
 
-    .venv/bin/python bench/bench_engine.py --events 200000 [--workdir /tmp/benche]
+    .venv/bin/python bench/bench_engine.py --events 1000000 [--flush-size 2000] [--workdir /tmp/benche]
 """
 
 from __future__ import annotations
@@ -83,6 +83,8 @@ def same_rows(state: Path, reference: Path) -> bool:
 def script_reads() -> int:
     """Table reads in one fold's script (every FROM and JOIN of every statement), for the paper
     estimate: each reads at most the fold's rows."""
+    import logging
+
     import pyarrow as pa
     import sqlglot
     from sqlglot import expressions as exp
@@ -92,12 +94,13 @@ def script_reads() -> int:
     fields = [pa.field("id", pa.int64()), *(pa.field(f"c{i}", pa.string()) for i in range(6))]
     work = {n: f"p.d.{n}" for n in ("fold_truncates", "out_late", "out_result", "out_effects", "out_new_truncates")}
     script = fold_script(("id",), fields, True, "bigquery", work, "SELECT 1")
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)  # LOOP / IF scaffolding parses as commands
     reads = 0
     for statement in script.split(";"):
         try:
             tree = sqlglot.parse_one(statement, read="bigquery")
         except sqlglot.errors.ParseError:
-            continue  # LOOP / IF scaffolding
+            continue
         if tree is not None:
             reads += sum(1 for _ in tree.find_all(exp.Table))
     return reads
@@ -105,8 +108,10 @@ def script_reads() -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--flush-size", type=int, default=2_000, help="events per object (a 1 %% increment is "
+                                                                        "whole objects)")
     parser.add_argument("--workdir", default="/tmp/benche")
     args = parser.parse_args()
     os.environ.setdefault("LAKEHOUSE_PSEUDONYM_KEY", "bench-key")
@@ -119,16 +124,17 @@ def main() -> None:
     from lakehouse.warehouse.bigquery_fold import BigQueryEngine
 
     work = Path(args.workdir)
-    lake = work / f"lake-{args.events}-s{args.seed}"
+    lake = work / f"lake-{args.events}-s{args.seed}-f{args.flush_size}"
     if not lake.exists():
         print(f"generating {args.events:,} events into {lake}")
-        generate_lake(lake, GeneratorOptions(events=args.events, seed=args.seed))
+        generate_lake(lake, GeneratorOptions(events=args.events, seed=args.seed, flush_size=args.flush_size))
     late = set(held_back(lake, 0.01))
     base = work / "lake-base"
     shutil.rmtree(base, ignore_errors=True)
     copy_companions(lake, base)
     copy_objects(lake, base, [k for k in value_keys(lake) if k not in late])
 
+    (work / "emulator").mkdir(parents=True, exist_ok=True)
     proc, emulator = _start(work / "emulator")
     try:
         client = emulator.client()
