@@ -236,6 +236,7 @@ def test_every_variable_set_is_one_the_code_reads():
     # production never falls back to the embedded defaults under .data
     assert {"LAKEHOUSE_LAKE", "LAKEHOUSE_STATE", "LAKEHOUSE_WAREHOUSE"} <= set(env)
     assert env["LAKEHOUSE_WAREHOUSE"] in settings.WAREHOUSE_KINDS
+    assert env.get("LAKEHOUSE_ENGINE", "local") in settings.ENGINE_KINDS
     if env["LAKEHOUSE_WAREHOUSE"] == "bigquery":
         assert "LAKEHOUSE_BIGQUERY_PROJECT" in env
     # the README documents only variables that exist
