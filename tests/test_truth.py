@@ -86,7 +86,7 @@ def _seeds() -> list[int]:
 
 def _cases() -> list:
     """Every seed on the local engine; the BigQuery engine (the emulator) on TRUTH_BIGQUERY_SEEDS."""
-    bigquery = [int(s) for s in os.environ.get("TRUTH_BIGQUERY_SEEDS", "1").split(",") if s.strip()]
+    bigquery = [int(s) for s in os.environ.get("TRUTH_BIGQUERY_SEEDS", "1,2").split(",") if s.strip()]
     return [pytest.param(seed, "local", id=f"{seed}-local") for seed in _seeds()] + \
         [pytest.param(seed, "bigquery", id=f"{seed}-bigquery") for seed in bigquery]
 
