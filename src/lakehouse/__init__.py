@@ -12,12 +12,12 @@ def _arrow_memory_pool() -> None:
     (bench/results/compact-10M-engines.md)."""
     if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
         return
+    import contextlib
+
     import pyarrow as pa
 
-    try:
+    with contextlib.suppress(NotImplementedError):  # a pyarrow build without jemalloc keeps its default
         pa.set_memory_pool(pa.jemalloc_memory_pool())
-    except NotImplementedError:  # a pyarrow build without jemalloc keeps its default
-        pass
 
 
 _arrow_memory_pool()
