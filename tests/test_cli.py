@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from sample_lake import write_sample_lake
 from typer.testing import CliRunner
 
 from lakehouse.cli import app
+from lakehouse.config import TableConfig, TablesConfig, load_config
+from lakehouse.lake.reader import LakeNotFoundError
+from lakehouse.state.compact import compact
 from lakehouse.lake.store import LocalStore
 
 runner = CliRunner()
@@ -43,3 +47,26 @@ def test_inspect_reports_bad_objects_and_exits_nonzero(tmp_path):
     assert bad in result.output and "zero-byte" in result.output
     # the other topics are still inspected
     assert "eco2.scan.scan_results" in result.stdout
+
+
+@pytest.mark.parametrize("where", ["missing", "file", "empty folder", "empty s3 prefix"])
+def test_compact_of_a_lake_that_holds_nothing_fails_in_one_line(where, tmp_path, request):
+    """A typo in the lake path must not look like a healthy, idle pipeline ("up-to-date")."""
+    lake = {"missing": lambda: str(tmp_path / "no-such-lake"),
+            "file": lambda: str((tmp_path / "a-file").write_text("x") and tmp_path / "a-file"),
+            "empty folder": lambda: str((tmp_path / "empty").mkdir() or tmp_path / "empty"),
+            "empty s3 prefix": lambda: request.getfixturevalue("moto_s3")("nothing-here")}[where]()
+    result = CliRunner().invoke(app, ["compact", "--lake", lake, "--state", str(tmp_path / "state")])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert f"lake {lake.rstrip('/')}" in message and "check the path" in message
+    assert "Traceback" not in result.output and not (tmp_path / "state").exists()
+
+
+def test_compact_of_one_unwritten_topic_in_a_lake_with_others_is_up_to_date(tmp_path):
+    write_sample_lake(LocalStore(tmp_path / "lake"))
+    results = compact(str(tmp_path / "lake"), str(tmp_path / "state"),
+                      TablesConfig(tables=(TableConfig(topic="eco2.not.written", primary_key=("id",)),)))
+    assert [r.status for r in results] == ["up-to-date"]
+    with pytest.raises(LakeNotFoundError, match="does not exist"):
+        compact(str(tmp_path / "nowhere"), str(tmp_path / "state"), load_config())

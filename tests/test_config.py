@@ -70,3 +70,9 @@ def test_unknown_key_says_how_to_configure_it(tmp_path):
     message = str(err.value)
     assert "eco2.scan.scans" in message and "primary_key: [<column>, ...]" in message
     assert str(tmp_path / "tables.yaml") in message and "store.kafka.keys" in message
+
+
+def test_unknown_top_level_keys_are_rejected(tmp_path):
+    path = write(tmp_path, "tables:\n  - topic: eco2.scan.feedback\n    primary_key: [id]\ntabels_extra: 1\n")
+    with pytest.raises(ConfigError, match=r"unknown top-level key\(s\) \['tabels_extra'\]"):
+        load_config(path)

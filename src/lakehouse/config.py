@@ -125,6 +125,9 @@ def load_config(path: str | Path | None = None) -> TablesConfig:
     if not isinstance(doc, dict) or "tables" not in doc:
         raise ConfigError(f"{path}: expected a mapping with a 'tables:' list, "
                           "e.g. tables: [{topic: eco2.scan.feedback, primary_key: [id]}]")
+    unknown = sorted(str(k) for k in doc if k != "tables")
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key(s) {unknown}: the file holds one 'tables:' list")
     try:
         return TablesConfig(tables=doc["tables"] or (), source=str(path))
     except ValidationError as exc:

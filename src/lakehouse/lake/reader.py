@@ -40,6 +40,7 @@ import io
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -146,6 +147,10 @@ class TopicPlan:
     key_columns: tuple[str, ...] = ()
 
 
+class LakeNotFoundError(ValueError):
+    """The lake path holds nothing the sink wrote (a wrong path, or a sink that never ran)."""
+
+
 class LakeReader:
     """Reads one lake (local folder or S3)."""
 
@@ -187,6 +192,25 @@ class LakeReader:
         for objs in objects.values():
             objs.sort(key=lambda o: o.ref)
         return LakeListing(objects, ignored, errors, excluded, self.layout)
+
+    def require_objects(self, listing: LakeListing) -> None:
+        """Raise :class:`LakeNotFoundError` when ``listing`` is empty because the lake holds
+        nothing at all under its topics folder: a wrong path must not look like an idle pipeline."""
+        if listing.objects or listing.ignored or listing.errors or listing.excluded_topics:
+            return
+        prefix = self.layout.topic_prefix(None)
+        if next(iter(self.store.list(prefix)), None) is not None:
+            return  # other topics have objects: this one is just not written yet
+        root = self.store.root_uri
+        local = Path(root) if "://" not in root else None
+        if local is not None and not local.exists():
+            why = "does not exist"
+        elif local is not None and not local.is_dir():
+            why = "is a file, not a folder"
+        else:
+            why = f"holds no objects under {prefix or 'its root'}"
+        raise LakeNotFoundError(f"lake {root} {why}: check the path (the S3 sink writes "
+                                f"<lake>/{prefix}<topic>/...), or wait until the sink has written")
 
     # -- primary keys from key companion files ---------------------------------------------
 

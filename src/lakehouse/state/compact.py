@@ -124,10 +124,12 @@ def compact(lake: str | LakeReader, state: str, config: TablesConfig, tables: li
             options: CompactOptions = CompactOptions(),
             on_progress: Callable[[TableResult], None] | None = None) -> list[TableResult]:
     """Compact every configured table (or those named in ``tables``: topic or schema.table).
-    A failing table is reported and skipped; the others go on."""
+    A failing table is reported and skipped; the others go on. Raises
+    :class:`~lakehouse.lake.reader.LakeNotFoundError` when the lake holds nothing at all."""
     reader = lake if isinstance(lake, LakeReader) else LakeReader(lake)
     entries = _select(config, tables)
     listing = reader.scan(entries[0].topic) if len(entries) == 1 else reader.scan()
+    reader.require_objects(listing)  # a wrong lake path fails here, it does not look up to date
 
     def one(entry: TableConfig) -> TableResult:
         result = TableResult(entry.table, entry.topic)
