@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from lakehouse.cli import app
 from lakehouse.config import TableConfig, TablesConfig, load_config
 from lakehouse.lake.reader import LakeNotFoundError
-from lakehouse.state.compact import compact
 from lakehouse.lake.store import LocalStore
+from lakehouse.state.compact import compact
 
 runner = CliRunner()
 
