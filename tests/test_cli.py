@@ -70,3 +70,21 @@ def test_compact_of_one_unwritten_topic_in_a_lake_with_others_is_up_to_date(tmp_
     assert [r.status for r in results] == ["up-to-date"]
     with pytest.raises(LakeNotFoundError, match="does not exist"):
         compact(str(tmp_path / "nowhere"), str(tmp_path / "state"), load_config())
+
+
+def test_load_and_maintain_turn_expected_failures_into_one_line(tmp_path):
+    bad_config = tmp_path / "tables.yaml"
+    bad_config.write_text("tables: [\n")
+    not_duckdb = tmp_path / "warehouse.duckdb"
+    not_duckdb.write_text("not a database")
+    state = str(tmp_path / "state")
+    cases = [
+        (["load", "--state", state, "-w", str(tmp_path / "w.duckdb"), "-t", "scan.scans",
+          "--tables-config", str(bad_config)], 2, "not valid YAML"),
+        (["load", "--state", state, "-w", str(not_duckdb), "-t", "scan.scans"], 2, "cannot open the warehouse"),
+        (["maintain", "--state", state, "--table", "nope.nope"], 1, "no current-state table here"),
+    ]
+    for args, code, message in cases:
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == code, (args, result.output)
+        assert message in " ".join(result.output.split()) and "Traceback" not in result.output, result.output

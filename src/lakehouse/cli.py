@@ -317,12 +317,18 @@ def load(
 ) -> None:
     """Load current-state tables into the DuckDB warehouse (changed clusters only, unless
     --full-refresh); prints mode, rows and time per table."""
-    from lakehouse.config import load_config
+    import duckdb
+
+    from lakehouse.config import ConfigError, load_config
     from lakehouse.state.table import StateError
     from lakehouse.warehouse.duckdb_warehouse import DuckDBWarehouse
 
+    try:
+        config = load_config(tables_config)
+    except ConfigError as exc:
+        console.print(f"[bold red]error[/]: {escape(str(exc))}")
+        raise typer.Exit(code=2) from None
     wh = DuckDBWarehouse(warehouse)
-    config = load_config(tables_config)
     summary = Table(title=f"load {state} -> {warehouse}")
     for col in ("table", "mode", "state version", "rows", "inserted", "keys removed", "seconds", "why"):
         summary.add_column(col, justify="left" if col in ("table", "mode", "why") else "right")
@@ -337,6 +343,10 @@ def load(
             console.print(f"[bold red]error[/] {escape(str(exc))}")
             failed = True
             continue
+        except duckdb.IOException as exc:  # not a DuckDB file, or another process holds it
+            console.print(f"[bold red]error[/] {escape(warehouse)}: cannot open the warehouse: "
+                          f"{escape(' '.join(str(exc).split()))}")
+            raise typer.Exit(code=2) from None
         summary.add_row(r.table, r.mode, str(r.state_version), f"{r.rows:,}", f"{r.inserted:,}",
                         f"{r.removed_keys:,}", f"{r.seconds:.2f}", r.reason)
     out.print(summary)
@@ -353,11 +363,20 @@ def maintain(
 ) -> None:
     """Merge small files and vacuum unreferenced data files and manifests."""
     from lakehouse.state.maintain import maintain as run_maintain
+    from lakehouse.state.table import StateError
 
+    failed = False
     for name in table:
-        r = run_maintain(state, name, retention_hours)
+        try:
+            r = run_maintain(state, name, retention_hours)
+        except StateError as exc:
+            console.print(f"[bold red]error[/] {escape(str(exc))}")
+            failed = True
+            continue
         out.print(f"{name}: merged {r.files_merged} files into {r.files_added}, vacuumed {r.files_vacuumed} "
                   f"files and {r.manifests_removed} manifests")
+    if failed:
+        raise typer.Exit(code=1)
 
 
 @app.command()
