@@ -18,9 +18,9 @@ from lakehouse.lake.reader import LakeReader
 from lakehouse.lake.store import ObjectStore, open_store
 from lakehouse.state.engine import FoldEngine, LocalEngine
 from lakehouse.warehouse import Warehouse
-from lakehouse.warehouse.bigquery_fold import BigQueryEngine
 from lakehouse.warehouse.bigquery_warehouse import BigQueryWarehouse, bigquery_client
 from lakehouse.warehouse.duckdb_warehouse import DuckDBWarehouse
+from lakehouse.warehouse.engines import bigquery_engine
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -63,8 +63,7 @@ class EngineResource(dg.ConfigurableResource):
     def engine(self) -> FoldEngine:
         if self.kind == "local":
             return LocalEngine()
-        client = bigquery_client(self.project, self.location, self.gcp_credentials, self.api_endpoint)
-        return BigQueryEngine(client, f"{client.project}.{self.dataset}", self.location)
+        return bigquery_engine(self.project, self.location, self.gcp_credentials, self.api_endpoint, self.dataset)
 
 
 class WarehouseResource(dg.ConfigurableResource, abc.ABC):

@@ -403,6 +403,8 @@ def test_kill9_at_any_point_leaves_a_committed_state_and_the_next_run_completes(
     assert kills >= 2, "the run finished before it could be killed: make the lake bigger"
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
+    # the last run really folded on the engine asked for (the CLI names it when not local)
+    assert ("engine bigquery:" in done.stdout) == (engine == "bigquery"), done.stdout
     assert_equals_oracle(lake, state, plain_config())
 
 

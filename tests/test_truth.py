@@ -368,6 +368,8 @@ class Run:
     def finish_cli(self, proc: subprocess.Popen, label: str) -> None:
         out, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, f"seed {self.seed} step {label}: lakehouse compact failed:\n{out[-3000:]}"
+        # the CLI folded on this run's engine (it names a non-local engine in its summary)
+        assert ("engine bigquery:" in out) == (self.engine.kind == "bigquery"), out[-3000:]
         self.steps.append((label, {"*": "cli"}))
 
     def compare(self, label: str, workload: Workload, cli_table: str | None = None) -> None:

@@ -12,11 +12,9 @@ def _arrow_memory_pool() -> None:
     (bench/results/compact-10M-engines.md)."""
     if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
         return
-    import contextlib
-
     import pyarrow as pa
 
-    with contextlib.suppress(NotImplementedError):  # a pyarrow build without jemalloc keeps its default
+    if "jemalloc" in pa.supported_memory_backends():  # builds without it keep their default
         pa.set_memory_pool(pa.jemalloc_memory_pool())
 
 

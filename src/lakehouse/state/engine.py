@@ -15,8 +15,6 @@ import pyarrow as pa
 
 from lakehouse.state.fold import FoldResult, Truncate, fold
 
-ENGINE_KINDS = ("local", "bigquery")
-
 
 @dataclass
 class EngineStats:

@@ -4,7 +4,8 @@ Per batch of change events of a table:
 
 1. the batch's fold skeleton (narrow columns: key, Kafka position, LSN, txId, what holds the TOAST
    placeholder; no values) is appended by a load job (free) to the table's raw change table
-   ``<dataset>.changes__<schema>__<table>``, partitioned by ingestion day and clustered by key;
+   ``<dataset>.changes__<schema>__<table>``, partitioned by ingestion day and clustered by batch
+   id, then key;
 2. one script (sql/fold/ carried over by sqlglot) reads that batch from today's partition only,
    adds the state rows the batch touches (a working table), folds, and keeps its outputs in
    working tables the engine reads back (a suffix per call: folds run side by side);
