@@ -17,7 +17,7 @@ from lakehouse.generate import GeneratorOptions, generate_lake
 from lakehouse.state.compact import CompactOptions, compact
 from lakehouse.state.export import visible_rows
 from lakehouse.state.table import StateTable
-from lakehouse.warehouse.bigquery_warehouse import BigQueryWarehouse, quote
+from lakehouse.warehouse.bigquery_warehouse import BigQueryWarehouse
 from lakehouse.warehouse.changes import LINEAGE, warehouse_schema
 from lakehouse.warehouse.duckdb_warehouse import DuckDBWarehouse
 
@@ -96,12 +96,16 @@ def test_incremental_merges_over_compaction_steps_equal_the_export(source_lake, 
     assert len(values) > 0
 
 
-def test_a_replayed_older_staging_batch_changes_nothing(source_lake, tmp_path, warehouse):
+def test_a_replayed_older_staging_batch_changes_nothing(source_lake, tmp_path, warehouse, monkeypatch):
     lake, state = tmp_path / "lake", tmp_path / "state"
     copy_companions(source_lake, lake)
     table = entry("scan.rag_retrievals")  # append-only: most steps load incrementally
     client = warehouse.client
-    saved = f"{warehouse.project}.{warehouse.meta_dataset}.replayed_stage"
+    real_delete, staged = client.delete_table, []
+    # keep every load's staging table (normally dropped after its MERGE), to replay one later
+    monkeypatch.setattr(client, "delete_table", lambda t, **kw: staged.append(str(t)) if "stage__" in str(t)
+                        else real_delete(t, **kw))
+    saved = None
     saved_version = None
     steps = 4
     for step in range(steps):
@@ -110,9 +114,7 @@ def test_a_replayed_older_staging_batch_changes_nothing(source_lake, tmp_path, w
                 options=CompactOptions(batch_events=400, cluster_bytes=12_000))
         load = warehouse.load(str(state), table)
         if saved_version is None and load.mode == "incremental" and step < steps - 1:
-            # keep this load's staging table, to replay it after the next load
-            client.query(f"CREATE TABLE {quote(saved)} AS SELECT * FROM {quote(warehouse.staging(table.table))}"
-                         ).result()
+            saved = staged[-1]  # this load's staging table, replayed after the next load
             saved_version = load.state_version
     assert saved_version is not None, "no incremental load before the last step"
     assert warehouse.loaded_version(table.table) > saved_version

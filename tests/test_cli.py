@@ -88,3 +88,27 @@ def test_load_and_maintain_turn_expected_failures_into_one_line(tmp_path):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == code, (args, result.output)
         assert message in " ".join(result.output.split()) and "Traceback" not in result.output, result.output
+
+
+def test_compact_with_a_state_path_that_is_a_file_fails_in_one_line_before_reading(tmp_path):
+    write_sample_lake(LocalStore(tmp_path / "lake"))
+    state = tmp_path / "state-file"
+    state.write_text("x")
+    result = CliRunner().invoke(app, ["compact", "--lake", str(tmp_path / "lake"), "--state", str(state)])
+    assert result.exit_code == 2, result.output
+    assert "a file, not a folder" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.s3
+def test_compact_with_storage_unreachable_or_a_missing_bucket_fails_in_one_line(moto_s3, tmp_path, monkeypatch):
+    state = str(tmp_path / "state")
+    missing = CliRunner().invoke(app, ["compact", "--lake", "s3://no-such-bucket-here/lake", "--state", state])
+    assert missing.exit_code == 2, missing.output
+    assert "NoSuchBucket" in missing.output and "Traceback" not in missing.output
+    # nothing listens on port 9 (discard): every request is refused, retried, then reported
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("LAKEHOUSE_STORAGE_RETRY_SECONDS", "2")
+    down = CliRunner().invoke(app, ["compact", "--lake", "s3://some-bucket/lake", "--state", state])
+    assert down.exit_code == 2, down.output
+    assert "storage unavailable" in down.output and "s3://some-bucket/lake/topics/" in down.output
+    assert "Traceback" not in down.output

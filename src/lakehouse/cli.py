@@ -13,8 +13,42 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
+
+
+class _OneLineErrors(TyperGroup):
+    """Expected failures of any command (storage unreachable or missing, no credentials, a state
+    path that is not a folder, ...) end as one line and exit code 2, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:  # only the kinds below are expected; the rest keep their traceback
+            message = expected_failure(exc)
+            if message is None:
+                raise
+            console.print(f"[bold red]error[/]: {escape(message)}")
+            raise typer.Exit(code=2) from None
+
+
+def expected_failure(exc: BaseException) -> str | None:
+    """One line for a failure the operator can fix (path, storage, credentials); None otherwise."""
+    from botocore.exceptions import ClientError, NoCredentialsError
+
+    from lakehouse.lake.retry import StorageUnavailableError
+    from lakehouse.state.table import StateError
+
+    if isinstance(exc, StorageUnavailableError | StateError | NoCredentialsError | NotADirectoryError):
+        return " ".join(str(exc).split())
+    if isinstance(exc, ClientError):  # a missing bucket, denied access: the request names the operation
+        error = exc.response.get("Error", {})
+        bucket = exc.response.get("Error", {}).get("BucketName")
+        return f"S3 {error.get('Code')}: {error.get('Message')}" + (f" (bucket {bucket})" if bucket else "")
+    return None
+
 
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="lakehouse",
     help="CDC lakehouse for Eco2: read the Debezium/S3-sink lake, build current-state tables, "
          "load the warehouse, build marts.\n\nA LAKE is a local folder or s3://bucket/prefix "

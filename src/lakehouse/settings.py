@@ -76,3 +76,15 @@ def bigquery_endpoint() -> str | None:
 def engine_dataset() -> str:
     """Dataset of the BigQuery engine's raw change tables and working tables (after the prefix)."""
     return os.environ.get("LAKEHOUSE_BIGQUERY_ENGINE_DATASET", "lakehouse_engine")
+
+
+def storage_attempts() -> int:
+    """``LAKEHOUSE_STORAGE_ATTEMPTS``: tries of one storage request (S3 and delta-rs) before its
+    error counts; transient errors (5xx, throttling, dropped connections) are retried with backoff."""
+    return max(1, int(os.environ.get("LAKEHOUSE_STORAGE_ATTEMPTS", "8")))
+
+
+def storage_retry_seconds() -> float:
+    """``LAKEHOUSE_STORAGE_RETRY_SECONDS``: how long one read or write keeps retrying through an
+    outage before the table fails with "storage unavailable" (nothing committed; a rerun resumes)."""
+    return float(os.environ.get("LAKEHOUSE_STORAGE_RETRY_SECONDS", "120"))

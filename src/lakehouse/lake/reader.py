@@ -58,6 +58,7 @@ from lakehouse.lake.layout import (
     is_non_table_topic,
     parse_object_key,
 )
+from lakehouse.lake.retry import reraise_transient
 from lakehouse.lake.semantic import DecodeError, decode_array, logical_field
 from lakehouse.lake.store import ObjectStore, open_store
 
@@ -275,6 +276,7 @@ class LakeReader:
         try:
             return pq.ParquetFile(self.store.open_input(obj.key))
         except (pa.ArrowInvalid, OSError) as exc:
+            reraise_transient(exc)  # storage trouble is retried, not blamed on the object
             raise LakeObjectError(obj.key, f"not a readable Parquet file ({exc})") from exc
 
     def _value_schema(self, obj: LakeObject, pf: pq.ParquetFile) -> ConnectSchema:
@@ -298,6 +300,7 @@ class LakeReader:
             # buffered: fastavro reads headers and block lengths in small pieces
             fo = io.BufferedReader(self.store.open_input(obj.key), 1 << 20)
         except OSError as exc:
+            reraise_transient(exc)  # storage trouble is retried, not blamed on the object
             raise LakeObjectError(obj.key, f"cannot open the Avro object: {exc}") from exc
         try:
             return AvroContainer(fo)
@@ -306,6 +309,7 @@ class LakeReader:
             raise LakeObjectError(obj.key, str(exc)) from exc
         except OSError as exc:
             fo.close()
+            reraise_transient(exc)
             raise LakeObjectError(obj.key, f"not a readable Avro object container file ({exc})") from exc
 
     def _avro_value_schema(self, obj: LakeObject, avro: AvroContainer) -> ConnectSchema:
@@ -320,6 +324,7 @@ class LakeReader:
             try:
                 rows = avro.count_rows()  # every block: a truncated object fails here, before any read
             except (AvroFileError, OSError) as exc:
+                reraise_transient(exc)  # storage trouble is retried, not blamed on the object
                 raise LakeObjectError(obj.key, f"Avro data unreadable: {exc}") from exc
         if rows == 0:
             raise LakeObjectError(obj.key, "Avro object holds no records (the sink never writes empty files)")
@@ -369,6 +374,7 @@ class LakeReader:
         except LakeObjectError:
             raise
         except (ValueError, OSError, pa.ArrowException, EOFError) as exc:
+            reraise_transient(exc)  # storage trouble is retried, not blamed on the object
             raise LakeObjectError(obj.key, f"not valid JSON Lines: {exc}") from exc
 
     # -- reading -------------------------------------------------------------------------------
@@ -393,6 +399,7 @@ class LakeReader:
                                           row_index, schema)
                     row_index += batch.num_rows
             except (pa.ArrowInvalid, OSError) as exc:
+                reraise_transient(exc)  # storage trouble is retried, not blamed on the object
                 raise LakeObjectError(obj.key, f"Parquet data unreadable at row {row_index}: {exc}") from exc
         elif obj.ref.format == "avro":
             with self._open_avro(obj) as avro:
@@ -404,6 +411,7 @@ class LakeReader:
                         yield self._normalize(obj, shape, row_schema, table, row_index, schema)
                         row_index += table.num_rows
                 except (AvroFileError, OSError) as exc:
+                    reraise_transient(exc)  # storage trouble is retried, not blamed on the object
                     raise LakeObjectError(obj.key, f"Avro data unreadable (batch from row {row_index}): {exc}") from exc
         else:
             for value_schema, table, start in self._json_runs(obj):
@@ -524,6 +532,7 @@ def read_key_columns(store: ObjectStore, key: str) -> tuple[str, ...]:
             raise LakeObjectError(key, "JSON keys file does not hold key objects")
         return tuple(doc)
     except (pa.ArrowInvalid, OSError, ValueError, IndexError, KeyError) as exc:
+        reraise_transient(exc)  # storage trouble is retried, not blamed on the object
         raise LakeObjectError(key, f"unreadable keys file: {exc}") from exc
 
 

@@ -18,6 +18,8 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from lakehouse.lake.retry import arrow_retry_strategy, botocore_config, retrying
+
 
 @dataclass(frozen=True)
 class ObjectInfo:
@@ -128,7 +130,7 @@ def s3_filesystem() -> pafs.S3FileSystem:
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if region:
         kw["region"] = region
-    return pafs.S3FileSystem(**kw)
+    return pafs.S3FileSystem(retry_strategy=arrow_retry_strategy(), **kw)
 
 
 class S3Store:
@@ -136,33 +138,41 @@ class S3Store:
 
     def __init__(self, bucket: str, prefix: str = ""):
         import boto3
-        from botocore.config import Config
 
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.root_uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
         endpoint = _endpoint_url()
-        # botocore's own retries (standard mode) for throttling and transient errors
-        self._client = boto3.client("s3", endpoint_url=endpoint,
-                                    config=Config(retries={"max_attempts": 8, "mode": "standard"}))
+        # botocore retries each request; ``retrying`` covers streamed bodies and outages
+        self._client = boto3.client("s3", endpoint_url=endpoint, config=botocore_config())
         self._fs = s3_filesystem()
 
     def _full(self, key: str) -> str:
         return self.prefix + key
 
+    def _pages(self, **kw) -> Iterator[dict]:
+        """``list_objects_v2`` pages, each retried on its own (a listing resumes where it failed)."""
+        kw = {"Bucket": self.bucket, **kw}
+        while True:
+            page = retrying(f"listing s3://{self.bucket}/{kw.get('Prefix', '')}",
+                            lambda kw=kw: self._client.list_objects_v2(**kw))
+            yield page
+            if not page.get("IsTruncated"):
+                return
+            kw = {**kw, "ContinuationToken": page["NextContinuationToken"]}
+            kw.pop("StartAfter", None)
+
     def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
-        paginator = self._client.get_paginator("list_objects_v2")
-        kw = {"Bucket": self.bucket, "Prefix": self._full(prefix)}
+        kw = {"Prefix": self._full(prefix)}
         if start_after is not None:
             kw["StartAfter"] = self._full(start_after)
-        for page in paginator.paginate(**kw):
+        for page in self._pages(**kw):
             for obj in page.get("Contents", []):
                 yield ObjectInfo(obj["Key"][len(self.prefix):], int(obj["Size"]), obj["LastModified"].timestamp())
 
     def list_dirs(self, prefix: str) -> list[str]:
-        paginator = self._client.get_paginator("list_objects_v2")
         out: list[str] = []
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._full(prefix), Delimiter="/"):
+        for page in self._pages(Prefix=self._full(prefix), Delimiter="/"):
             out += [p["Prefix"][len(self.prefix):] for p in page.get("CommonPrefixes", [])]
         return sorted(out)
 
@@ -170,13 +180,17 @@ class S3Store:
         return self._fs.open_input_file(f"{self.bucket}/{self._full(key)}")
 
     def get_bytes(self, key: str) -> bytes:
-        return self._client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"].read()
+        # the body streams after the response: a dropped connection there is retried as a whole
+        return retrying(f"reading {self.uri(key)}", lambda: self._client.get_object(
+            Bucket=self.bucket, Key=self._full(key))["Body"].read())
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        self._client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data)
+        retrying(f"writing {self.uri(key)}",
+                 lambda: self._client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data))
 
     def delete(self, key: str) -> None:
-        self._client.delete_object(Bucket=self.bucket, Key=self._full(key))
+        retrying(f"deleting {self.uri(key)}",
+                 lambda: self._client.delete_object(Bucket=self.bucket, Key=self._full(key)))
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._full(key)}"

@@ -13,13 +13,16 @@ which gives the same state as if the files had arrived in order.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
 import logging
 import os
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +30,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lakehouse import settings
 from lakehouse.config import (
     ColumnPolicy,
     ConfigError,
@@ -37,6 +41,7 @@ from lakehouse.config import (
 )
 from lakehouse.lake.layout import LakeObjectError
 from lakehouse.lake.reader import INTERNAL_FIELDS, LakeListing, LakeObject, LakeReader, SchemaConflictError
+from lakehouse.lake.retry import StorageUnavailableError, is_transient
 from lakehouse.lake.semantic import is_toast_placeholder
 from lakehouse.state.columns import (
     DEFAULT,
@@ -63,6 +68,7 @@ from lakehouse.state.table import (
     CLUSTER_COLUMN,
     CLUSTERING,
     Cluster,
+    ConcurrentWriteError,
     StateError,
     StateMeta,
     StateTable,
@@ -77,6 +83,7 @@ PSEUDONYM_KEY_ENV = "LAKEHOUSE_PSEUDONYM_KEY"
 DEFAULT_BATCH_EVENTS = 250_000
 DEFAULT_BATCH_BYTES = 16 << 20  # stored (compressed) object bytes per batch: bounds memory
 DEFAULT_CLUSTER_BYTES = 64 << 20  # in memory (Arrow); a rewrite of one cluster stays cheap
+COMMIT_RACE_ATTEMPTS = 8  # commits lost to concurrent writers before a table gives up
 
 
 @dataclass
@@ -126,6 +133,7 @@ def compact(lake: str | LakeReader, state: str, config: TablesConfig, tables: li
     """Compact every configured table (or those named in ``tables``: topic or schema.table).
     A failing table is reported and skipped; the others go on. Raises
     :class:`~lakehouse.lake.reader.LakeNotFoundError` when the lake holds nothing at all."""
+    _require_state_folder(state)
     reader = lake if isinstance(lake, LakeReader) else LakeReader(lake)
     entries = _select(config, tables)
     listing = reader.scan(entries[0].topic) if len(entries) == 1 else reader.scan()
@@ -136,11 +144,11 @@ def compact(lake: str | LakeReader, state: str, config: TablesConfig, tables: li
         started = time.perf_counter()
         try:
             key = resolve_primary_key(config, entry.topic, reader)
-            _compact_table(reader, listing, state, entry, key, options, result)
+            _compact_racing(reader, listing, state, entry, key, options, result)
         except SchemaConflictError as exc:
             result.status, result.error = "failed", f"{entry.table}: {exc}. {_retype_help(entry, exc)}"
             log.error("%s", result.error)
-        except (LakeObjectError, ConfigError, StateError) as exc:
+        except (LakeObjectError, ConfigError, StateError, StorageUnavailableError) as exc:
             result.status, result.error = "failed", f"{entry.table}: {exc}"
             log.error("%s", result.error)
         except Exception as exc:  # an unexpected error stops this table only; nothing was committed
@@ -155,6 +163,46 @@ def compact(lake: str | LakeReader, state: str, config: TablesConfig, tables: li
     # another's fold (Arrow, Polars and deltalake release the GIL for their heavy parts)
     with ThreadPoolExecutor(max_workers=max(1, min(options.workers, len(entries) or 1))) as pool:
         return list(pool.map(one, entries))
+
+
+def _require_state_folder(state: str) -> None:
+    """A local state root must be a folder (or not exist yet): caught before anything is read."""
+    if "://" not in state and os.path.exists(state) and not os.path.isdir(state):
+        raise StateError(f"state {state}: a file, not a folder; --state names the folder that holds the "
+                         "current-state tables")
+
+
+def _compact_racing(reader: LakeReader, listing: LakeListing, state_uri: str, entry: TableConfig,
+                    key: tuple[str, ...], options: CompactOptions, result: TableResult) -> None:
+    """Compact one table, starting again from the newest committed version when a commit lost a
+    race to another writer (a second run, a person with the CLI, another deployment: the objects
+    it applied are skipped, so the outcome equals one run after the other) or when storage failed
+    transiently beyond the clients' own retries (until the storage retry budget is spent)."""
+    races, outage_since = 0, None
+    while True:
+        try:
+            _compact_table(reader, listing, state_uri, entry, key, options, result)
+            return
+        except ConcurrentWriteError as exc:
+            races += 1
+            if races >= COMMIT_RACE_ATTEMPTS:
+                raise StateError(f"{exc}; gave up after {races} attempts (another writer keeps committing "
+                                 "to this table: nothing of this run's last batch landed; run again later)") from exc
+            result.notes.append(f"lost a commit race to another writer, retried on its version ({exc})")
+            log.warning("%s: %s; retrying on the new version", entry.table, exc)
+            time.sleep(random.uniform(0.05, 0.5) * races)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            outage_since = outage_since or time.monotonic()
+            waited = time.monotonic() - outage_since
+            if waited > settings.storage_retry_seconds():
+                raise StorageUnavailableError(
+                    f"storage unavailable for {waited:.0f} s ({type(exc).__name__}: {str(exc)[:200]}); "
+                    "nothing of the failed batch was committed; run again") from exc
+            log.warning("%s: transient storage error, resuming from the last commit: %s", entry.table,
+                        str(exc)[:200])
+            time.sleep(min(8.0, random.uniform(0.2, 1.0) * 2 ** min(5, int(waited // 5))))
 
 
 def _retype_help(entry: TableConfig, exc: SchemaConflictError) -> str:
@@ -258,30 +306,45 @@ def _apply(reader: LakeReader, st: StateTable, entry: TableConfig, key: tuple[st
     keep_images = len(partitions) > 1
     keep_dropped = entry.dropped_columns == DroppedColumns.keep
     for batch in _batches(objects, options.batch_events, options.batch_bytes):
-        lives = lives_of(meta.row_schema, meta.dropped) if meta is not None else {}
-        events, timeline = _read(reader, batch, key, entry, options.pseudonym_key, lives, keep_dropped,
-                                 redelivery, result)
-        row_schema = pa.schema(timeline.row_fields(keep_dropped))
-        resets = {c: v for c, v in timeline.resets().items() if c in row_schema.names and c not in key}
-        if meta is None:
-            meta = StateMeta(entry.topic, entry.table, key, row_schema)
-            overwrite_all = True
-        else:  # a column added, dropped, widened or begun anew: every row is rewritten
-            overwrite_all = bool(resets) or not row_schema.equals(meta.row_schema)
-        meta.row_schema, meta.dropped = row_schema, timeline.dropped(keep_dropped)
-        _count_ops(events, meta, result)
-        st.discard = set(resets)  # their stored values belong to an older column of the name
-        write = _apply_batch(st, meta, events, key, row_schema, overwrite_all, options, result, keep_images,
-                             resets)
-        applied_parts = [latest_per_key(pa.concat_tables([*applied_parts, manifest_rows(batch)],
-                                                          promote_options="permissive"))]
-        st.write(write.content, write.replaced, meta, applied_parts[0], overwrite_all)
-        st.discard = set()
-        result.objects += len(batch)
-        result.commits += 1
+        with _uncounted_unless_committed(result):
+            lives = lives_of(meta.row_schema, meta.dropped) if meta is not None else {}
+            events, timeline = _read(reader, batch, key, entry, options.pseudonym_key, lives, keep_dropped,
+                                     redelivery, result)
+            row_schema = pa.schema(timeline.row_fields(keep_dropped))
+            resets = {c: v for c, v in timeline.resets().items() if c in row_schema.names and c not in key}
+            if meta is None:
+                meta = StateMeta(entry.topic, entry.table, key, row_schema)
+                overwrite_all = True
+            else:  # a column added, dropped, widened or begun anew: every row is rewritten
+                overwrite_all = bool(resets) or not row_schema.equals(meta.row_schema)
+            meta.row_schema, meta.dropped = row_schema, timeline.dropped(keep_dropped)
+            _count_ops(events, meta, result)
+            st.discard = set(resets)  # their stored values belong to an older column of the name
+            write = _apply_batch(st, meta, events, key, row_schema, overwrite_all, options, result, keep_images,
+                                 resets)
+            applied_parts = [latest_per_key(pa.concat_tables([*applied_parts, manifest_rows(batch)],
+                                                              promote_options="permissive"))]
+            st.write(write.content, write.replaced, meta, applied_parts[0], overwrite_all)
+            st.discard = set()
+            result.objects += len(batch)
+            result.commits += 1
     if meta is not None:
         result.rows, result.tombstones = meta.live_rows, meta.tombstones
         result.newest_commit_us = meta.newest_commit_us
+
+
+@contextmanager
+def _uncounted_unless_committed(result: TableResult) -> Iterator[None]:
+    """A batch that fails to be redone (lost race, storage outage) takes its counts back."""
+    before = copy.deepcopy(result)
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(exc, ConcurrentWriteError) or is_transient(exc):
+            notes = result.notes  # notes stay: they say what happened
+            result.__dict__.update(before.__dict__)
+            result.notes = notes
+        raise
 
 
 def _precheck(reader: LakeReader, entry: TableConfig, key: tuple[str, ...], meta: StateMeta | None,

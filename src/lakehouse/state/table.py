@@ -32,8 +32,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import CommitProperties
 
+from lakehouse.lake.retry import delta_retry_options
 from lakehouse.lake.store import ObjectStore, open_store
 from lakehouse.state.arrowfs import native_dataset
 from lakehouse.state.fold import Truncate
@@ -48,6 +50,11 @@ META_KEY = "lakehouse.meta"
 
 class StateError(Exception):
     """The state table cannot be used as it is (names the table and what to do)."""
+
+
+class ConcurrentWriteError(StateError):
+    """Another writer committed to the table since this run read it; nothing of this commit
+    landed (or it landed and was followed at once by another). Redo the work on the new version."""
 
 
 @dataclass
@@ -126,8 +133,10 @@ def delta_storage_options(uri: str) -> dict[str, str] | None:
         if endpoint.startswith("http://"):
             opts["AWS_ALLOW_HTTP"] = "true"
     opts["AWS_REGION"] = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    # one writer per table (Dagster runs compaction with a per-table concurrency key)
-    opts.setdefault("AWS_S3_ALLOW_UNSAFE_RENAME", "true")
+    opts.update(delta_retry_options())
+    # commits are put-if-absent (S3 conditional writes): concurrent writers are safe without a lock
+    # or unsafe rename; a store without conditional writes needs AWS_S3_ALLOW_UNSAFE_RENAME=true set
+    # by the operator (then only one writer per table at a time: Dagster's per-table pool)
     return opts
 
 
@@ -314,20 +323,39 @@ class StateTable:
         self.store.put_bytes(f"{self.table}/_lakehouse/{name}", buf.getvalue())
         meta.manifest = f"_lakehouse/{name}"
         data = to_storage(content) if isinstance(content, pa.Table) else storage_reader(content)
-        props = CommitProperties(custom_metadata={META_KEY: meta.to_json()})
-        if overwrite_all or self._dt is None:
-            write_deltalake(self.uri, _reader(data), mode="overwrite", schema_mode="overwrite",
-                            partition_by=[CLUSTER_COLUMN], storage_options=self.options,
-                            commit_properties=props, target_file_size=256 << 20)
-        else:
-            # no cluster replaced (every event of the batch was a copy): an empty write still
-            # commits the manifest and metadata; -1 names no cluster
-            ids = ", ".join(str(i) for i in sorted(set(replaced))) or "-1"
-            write_deltalake(self._dt, _reader(data), mode="overwrite", predicate=f"{CLUSTER_COLUMN} IN ({ids})",
-                            partition_by=[CLUSTER_COLUMN], storage_options=self.options,
-                            commit_properties=props, target_file_size=256 << 20)
+        # no retries inside delta-rs: the content and metadata were derived from the version read, so
+        # a commit that lost a race must be redone on the new version (ConcurrentWriteError), never
+        # rebased onto it (that is how a second copy of the rows would be appended)
+        props = CommitProperties(custom_metadata={META_KEY: meta.to_json()}, max_commit_retries=0)
+        base = self._dt
+        if base is None and self.exists():  # a rebuild replaces the newest version as a whole
+            base = DeltaTable(self.uri, storage_options=self.options)
+        try:
+            if overwrite_all or self._dt is None:
+                write_deltalake(base if base is not None else self.uri, _reader(data), mode="overwrite",
+                                schema_mode="overwrite", partition_by=[CLUSTER_COLUMN],
+                                storage_options=self.options, commit_properties=props, target_file_size=256 << 20)
+            else:
+                # no cluster replaced (every event of the batch was a copy): an empty write still
+                # commits the manifest and metadata; -1 names no cluster
+                ids = ", ".join(str(i) for i in sorted(set(replaced))) or "-1"
+                write_deltalake(self._dt, _reader(data), mode="overwrite", predicate=f"{CLUSTER_COLUMN} IN ({ids})",
+                                partition_by=[CLUSTER_COLUMN], storage_options=self.options,
+                                commit_properties=props, target_file_size=256 << 20)
+        except CommitFailedError as exc:
+            raise ConcurrentWriteError(f"{self.uri}: another writer committed version "
+                                       f"{0 if base is None else base.version() + 1} first") from exc
+        self._dt = self._own_commit(meta)
         self.meta = meta
-        self._dt = DeltaTable(self.uri, storage_options=self.options)
+
+    def _own_commit(self, meta: StateMeta) -> DeltaTable:
+        """The version just committed (found by this run's manifest): the next batch builds on
+        exactly that version, never on a newer one another writer made without ``meta`` knowing."""
+        dt = DeltaTable(self.uri, storage_options=self.options)
+        for commit in dt.history(10):
+            if META_KEY in commit and json.loads(commit[META_KEY]).get("manifest") == meta.manifest:
+                return DeltaTable(self.uri, version=commit["version"], storage_options=self.options)
+        raise ConcurrentWriteError(f"{self.uri}: other writers committed many versions right after this run")
 
 
 def _reader(data: pa.Table | pa.RecordBatchReader) -> pa.RecordBatchReader:

@@ -19,9 +19,10 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -172,8 +173,9 @@ class BigQueryWarehouse:
     def loads(self) -> str:
         return quote(f"{self.project}.{self.meta_dataset}.loads")
 
-    def staging(self, table: str) -> str:
-        return f"{self.project}.{self.meta_dataset}.stage__{table.replace('.', '__')}"
+    def staging(self, table: str, load_id: str) -> str:
+        """One staging table per load: concurrent loads of a table never read each other's rows."""
+        return f"{self.project}.{self.meta_dataset}.stage__{table.replace('.', '__')}__{load_id}"
 
     # -- plumbing --------------------------------------------------------------------------------
 
@@ -299,8 +301,15 @@ class BigQueryWarehouse:
                      result: BigQueryLoadResult) -> None:
         result.mode = "incremental"
         staging_schema = schema.append(pa.field(DELETED, pa.bool_()))
-        staging_id = self.staging(entry.table)
+        staging_id = self.staging(entry.table, uuid.uuid4().hex[:12])
         self._stage_table(staging_id, staging_schema, entry)
+        try:
+            self._merge_staged(entry, changes, schema, staging_schema, staging_id, result)
+        finally:
+            self.client.delete_table(staging_id, not_found_ok=True)
+
+    def _merge_staged(self, entry: TableConfig, changes: StateChanges, schema: pa.Schema,
+                      staging_schema: pa.Schema, staging_id: str, result: BigQueryLoadResult) -> None:
         upserts = _with_flag(changes.rows(), staging_schema, False)
         deletes = _deletes(changes, staging_schema)
         written, _ = self._upload(_chain(upserts, deletes), staging_schema, staging_id, truncate=True)
@@ -342,9 +351,9 @@ class BigQueryWarehouse:
     def _stage_table(self, staging_id: str, schema: pa.Schema, entry: TableConfig) -> None:
         from google.cloud import bigquery
 
-        self.client.delete_table(staging_id, not_found_ok=True)  # its schema follows the target's
         table = bigquery.Table(staging_id, schema=[schema_field(f.name, f.type) for f in schema])
-        table.description = f"Staging of the next incremental load of {entry.table} (replaced every load)"
+        table.description = f"Staging of one incremental load of {entry.table} (dropped after it)"
+        table.expires = datetime.now(UTC) + timedelta(days=1)  # a killed load leaves nothing for long
         self.client.create_table(table)
 
     # -- reads for checks and tests ------------------------------------------------------------
