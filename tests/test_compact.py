@@ -18,7 +18,7 @@ from bq_emulator import fold_engine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lake_copy import copy_companions, copy_objects, value_keys
-from oracle import lake_state
+from oracle import assert_equals_oracle, lake_state, plain_config, state_of
 
 from lakehouse.config import ConfigError, TableConfig, TablesConfig, load_config
 from lakehouse.generate import GeneratorOptions, generate_lake
@@ -56,32 +56,6 @@ def lakes(tmp_path_factory) -> dict[str, Path]:
         generate_lake(root / name, opts)
         out[name] = root / name
     return out
-
-
-def plain_config() -> TablesConfig:
-    """The Eco2 tables without a personal-data policy (so every column can be compared)."""
-    return TablesConfig(tables=tuple(TableConfig(topic=t.topic, primary_key=t.primary_key)
-                                     for t in load_config().tables))
-
-
-def state_of(state: Path, table: str, key: tuple[str, ...]) -> dict[tuple, dict]:
-    rows = visible_rows(str(state), table).to_pylist()
-    return {tuple(r[c] for c in key): r for r in rows}
-
-
-def assert_equals_oracle(lake: Path, state: Path, config: TablesConfig) -> None:
-    reader = LakeReader(str(lake))
-    topics = reader.scan().topics
-    for entry in config.tables:
-        if entry.topic not in topics:
-            continue
-        want = lake_state(reader, entry.topic, entry.primary_key)
-        got = state_of(state, entry.table, entry.primary_key)
-        assert set(got) == set(want), f"{entry.table}: keys differ " \
-            f"(missing {list(set(want) - set(got))[:3]}, extra {list(set(got) - set(want))[:3]})"
-        for k, row in want.items():
-            for c, v in row.items():
-                assert got[k].get(c) == v, f"{entry.table} {k}.{c}: {got[k].get(c)!r} != {v!r}"
 
 
 @pytest.mark.parametrize("name", list(LAKES))

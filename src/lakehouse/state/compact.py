@@ -14,6 +14,7 @@ which gives the same state as if the files had arrived in order.
 from __future__ import annotations
 
 import copy
+import errno
 import hashlib
 import hmac
 import logging
@@ -152,8 +153,14 @@ def compact(lake: str | LakeReader, state: str, config: TablesConfig, tables: li
             result.status, result.error = "failed", f"{entry.table}: {exc}"
             log.error("%s", result.error)
         except Exception as exc:  # an unexpected error stops this table only; nothing was committed
-            result.status, result.error = "failed", f"{entry.table}: {type(exc).__name__}: {exc}"
-            log.exception("%s", result.error)
+            if _disk_full(exc):
+                result.status, result.error = "failed", (
+                    f"{entry.table}: no space left on device writing {state} ({' '.join(str(exc).split())[:200]}); "
+                    "nothing of the failed batch was committed: free space and run again")
+                log.error("%s", result.error)
+            else:
+                result.status, result.error = "failed", f"{entry.table}: {type(exc).__name__}: {exc}"
+                log.exception("%s", result.error)
         result.seconds = time.perf_counter() - started
         if on_progress:
             on_progress(result)
@@ -163,6 +170,12 @@ def compact(lake: str | LakeReader, state: str, config: TablesConfig, tables: li
     # another's fold (Arrow, Polars and deltalake release the GIL for their heavy parts)
     with ThreadPoolExecutor(max_workers=max(1, min(options.workers, len(entries) or 1))) as pool:
         return list(pool.map(one, entries))
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """ENOSPC from Python or from delta-rs (whose message carries the OS error)."""
+    return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or \
+        "No space left on device" in str(exc) or "os error 28" in str(exc)
 
 
 def _require_state_folder(state: str) -> None:

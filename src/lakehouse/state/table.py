@@ -180,8 +180,8 @@ class StateTable:
         self._dt = DeltaTable(self.uri, version=version, storage_options=self.options)
         at = self._dt.version()
         # maintenance commits (optimize, vacuum) carry no metadata of ours: take the newest that does
-        text = next((c[META_KEY] for c in self._dt.history(20)
-                     if META_KEY in c and c.get("version", at) <= at), None)
+        text = next((info[META_KEY] for v in range(at, max(-1, at - 20), -1)
+                     if META_KEY in (info := self.commit_info(v))), None)
         if text is None:
             raise StateError(f"{self.uri}: a Delta table without {META_KEY} in its recent commits: not written "
                              "by lakehouse compact (or written by another tool since); rebuild with --full-refresh")
@@ -190,6 +190,24 @@ class StateTable:
             raise StateError(f"{self.uri}: state format {self.meta.format_version}, this version writes "
                              f"{FORMAT_VERSION}; rebuild with --full-refresh")
         return self.meta
+
+    def commit_info(self, version: int) -> dict:
+        """The commitInfo of one version, read from its log file. (``DeltaTable.history`` numbers
+        the newest commits it lists relative to the loaded version, so a commit made meanwhile
+        by another writer, or a table loaded at an older version, gets a wrong number.)"""
+        try:
+            log = self.store.get_bytes(f"{self.table}/_delta_log/{version:020d}.json")
+        except (FileNotFoundError, KeyError):
+            return {}
+        except Exception as exc:  # noqa: BLE001 - a missing key on S3 (NoSuchKey)
+            if "NoSuchKey" in str(exc) or "Not Found" in str(exc):
+                return {}
+            raise
+        for line in log.splitlines():
+            action = json.loads(line)
+            if "commitInfo" in action:
+                return action["commitInfo"]
+        return {}
 
     def require(self, version: int | None = None) -> StateMeta:
         """Like :meth:`load`, but a missing table is a :class:`StateError` naming it."""
@@ -330,6 +348,8 @@ class StateTable:
         base = self._dt
         if base is None and self.exists():  # a rebuild replaces the newest version as a whole
             base = DeltaTable(self.uri, storage_options=self.options)
+        # taken now: a write moves the DeltaTable it was given to the version it committed
+        first = 0 if base is None else base.version() + 1
         try:
             if overwrite_all or self._dt is None:
                 write_deltalake(base if base is not None else self.uri, _reader(data), mode="overwrite",
@@ -343,19 +363,23 @@ class StateTable:
                                 partition_by=[CLUSTER_COLUMN], storage_options=self.options,
                                 commit_properties=props, target_file_size=256 << 20)
         except CommitFailedError as exc:
-            raise ConcurrentWriteError(f"{self.uri}: another writer committed version "
-                                       f"{0 if base is None else base.version() + 1} first") from exc
-        self._dt = self._own_commit(meta)
+            raise ConcurrentWriteError(f"{self.uri}: another writer committed version {first} first") from exc
+        self._dt = self._own_commit(meta, first)
         self.meta = meta
 
-    def _own_commit(self, meta: StateMeta) -> DeltaTable:
-        """The version just committed (found by this run's manifest): the next batch builds on
-        exactly that version, never on a newer one another writer made without ``meta`` knowing."""
-        dt = DeltaTable(self.uri, storage_options=self.options)
-        for commit in dt.history(10):
-            if META_KEY in commit and json.loads(commit[META_KEY]).get("manifest") == meta.manifest:
-                return DeltaTable(self.uri, version=commit["version"], storage_options=self.options)
-        raise ConcurrentWriteError(f"{self.uri}: other writers committed many versions right after this run")
+    def _own_commit(self, meta: StateMeta, first: int) -> DeltaTable:
+        """The version just committed, found by this run's manifest in the log: the next batch
+        builds on exactly that version, never on a newer one another writer made without ``meta``
+        knowing. (It is the base's next version; a table created by this run may have been
+        created first by another writer, then this run's overwrite is the version after.)"""
+        for version in range(first, first + 10):
+            info = self.commit_info(version)
+            if not info:
+                break
+            if META_KEY in info and json.loads(info[META_KEY]).get("manifest") == meta.manifest:
+                return DeltaTable(self.uri, version=version, storage_options=self.options)
+        raise ConcurrentWriteError(f"{self.uri}: the commit of this run is not where it was written "
+                                   f"(version {first}); other writers committed around it")
 
 
 def _reader(data: pa.Table | pa.RecordBatchReader) -> pa.RecordBatchReader:
