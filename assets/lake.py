@@ -7,6 +7,7 @@ import dagster as dg
 
 from assets.keys import configured_tables, table_key
 from assets.resources import LakeResource
+from assets.retries import STORAGE_RETRY, only_transient_failures_retried
 from lakehouse.inspect import inspect_lake
 
 RAW_SPECS = [
@@ -46,9 +47,10 @@ with warnings.catch_warnings():
 
 
 @dg.asset(group_name="raw", kinds={"s3", "parquet"}, deps=[s.key for s in RAW_SPECS],
-          description="Inventory of the raw Debezium lake: topics, objects, events per op, problems.")
+          retry_policy=STORAGE_RETRY, description="Inventory of the raw Debezium lake: topics, objects, events per op, problems.")
 def lake_inventory(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    summary = inspect_lake(lake.reader())
+    with only_transient_failures_retried("listing the lake"):
+        summary = inspect_lake(lake.reader())
     problems = [f"{t.topic}: {t.error}" for t in summary.topics if t.error] + [
         f"{key}: {why}" for key, why in summary.errors]
     for p in problems:

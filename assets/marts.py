@@ -23,7 +23,9 @@ from dagster_dbt import (
 
 from assets.keys import table_key
 from assets.resources import WarehouseResource
+from assets.retries import STORAGE_RETRY
 from assets.warehouse import WAREHOUSE_POOL
+from lakehouse import settings
 
 DBT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 DBT_PROJECT = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
@@ -74,7 +76,10 @@ def dbt_environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+# on BigQuery a dbt build touches a remote service: retried like the other layers (on DuckDB a
+# failed build is a failed model or test, which a retry would only repeat)
 @dbt_assets(manifest=DBT_PROJECT.manifest_path, project=DBT_PROJECT, pool=WAREHOUSE_POOL,
+            retry_policy=STORAGE_RETRY if settings.warehouse_kind() == "bigquery" else None,
             dagster_dbt_translator=Eco2DbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)))
 def eco2_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     """`dbt build` of the selected models, seeds and their tests, on the configured warehouse."""

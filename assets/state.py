@@ -8,6 +8,7 @@ import dagster as dg
 
 from assets.keys import configured_tables, table_key
 from assets.resources import EngineResource, LakeResource, StateResource
+from assets.retries import STORAGE_RETRY
 from lakehouse.checks import placeholder_leaks, state_keys, unapplied_objects
 from lakehouse.config import TableConfig
 from lakehouse.state.compact import CompactOptions, TableResult, compact
@@ -55,7 +56,7 @@ def build_state_asset(entry: TableConfig) -> dg.AssetsDefinition:
     key = table_key("current_state", entry.table)
 
     @dg.asset(key=key, group_name="current_state", kinds={"delta", "parquet"}, pool=pool_for(entry.table),
-              deps=[table_key("raw", entry.table)],
+              retry_policy=STORAGE_RETRY, deps=[table_key("raw", entry.table)],
               description=f"Current state of {entry.table} (topic {entry.topic}), key "
                           f"{list(entry.primary_key or [])}: the raw change events applied in Kafka order "
                           "(deletes, replays, late files, TOAST, key changes, schema changes). "
@@ -65,7 +66,9 @@ def build_state_asset(entry: TableConfig) -> dg.AssetsDefinition:
         options = CompactOptions(pseudonym_key=state.pseudonym_key, engine=engine.engine())
         [r] = compact(lake.reader(), state.uri, state.config(), tables=[entry.table], options=options)
         if r.failed:
-            raise dg.Failure(description=r.error, metadata={"table": entry.table, "topic": entry.topic})
+            # storage that stayed away is retried by the policy; a bad object or config is not
+            raise dg.Failure(description=r.error, metadata={"table": entry.table, "topic": entry.topic},
+                             allow_retries=r.retryable)
         for note in r.notes:
             context.log.warning(f"{entry.table}: {note}")
         meta = table_metadata(r, f"{state.uri.rstrip('/')}/{entry.table}", engine.kind)

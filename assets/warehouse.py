@@ -7,6 +7,7 @@ import dagster as dg
 
 from assets.keys import configured_tables, table_key
 from assets.resources import StateResource, WarehouseResource
+from assets.retries import STORAGE_RETRY, only_transient_failures_retried
 from lakehouse import settings
 from lakehouse.checks import pseudonymised_columns, secret_columns
 from lakehouse.config import TableConfig
@@ -28,12 +29,14 @@ class WarehouseLoadConfig(dg.Config):
 def build_warehouse_asset(entry: TableConfig) -> dg.AssetsDefinition:
     @dg.asset(key=table_key("warehouse", entry.table), group_name="warehouse", kinds={settings.warehouse_kind()},
               deps=[table_key("current_state", entry.table)], pool=WAREHOUSE_POOL, automation_condition=HOURLY,
+              retry_policy=STORAGE_RETRY,
               description=f"{entry.table} in the warehouse: the visible current-state rows plus lineage "
                           "columns _cdc_lsn and _cdc_committed_at.")
     def _load(context: dg.AssetExecutionContext, config: WarehouseLoadConfig, state: StateResource,
               warehouse: WarehouseResource) -> dg.MaterializeResult:
         wh = warehouse.warehouse()
-        r = wh.load(state.uri, entry, full_refresh=config.full_refresh)
+        with only_transient_failures_retried(f"loading {entry.table}"):
+            r = wh.load(state.uri, entry, full_refresh=config.full_refresh)
         context.log.info(f"{entry.table}: {r.mode} load ({r.reason}), {r.rows} rows")
         columns = dg.TableSchema(columns=[dg.TableColumn(n, t) for n, t in wh.column_types(entry.table)])
         metadata = {

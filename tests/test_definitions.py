@@ -153,6 +153,8 @@ def test_bad_object_fails_only_its_tables_run_and_names_the_object(tmp_path):
     assert not outcomes["scan.feedback"].success
     failure = next(e for e in outcomes["scan.feedback"].all_events if e.is_step_failure)
     assert broken in failure.step_failure_data.error.message
+    # a bad object fails the same way every time: not retried by the storage retry policy
+    assert not any(e.event_type_value == "STEP_UP_FOR_RETRY" for e in outcomes["scan.feedback"].all_events)
     assert all(r.success for t, r in outcomes.items() if t != "scan.feedback")
     # nothing of the failed table was committed; the others hold their rows
     assert not (tmp_path / "state" / "scan.feedback").exists()
@@ -179,3 +181,39 @@ def test_a_failing_blocking_check_keeps_the_warehouse_from_loading(tmp_path, mon
     loaded = {e.materialization.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "warehouse/scan/feedback" not in loaded
     assert "warehouse/scan/scans" in loaded  # other tables go on
+
+
+def test_steps_touching_storage_carry_the_retry_policy_and_retry_only_transient_failures(tmp_path, monkeypatch):
+    """Dagster retries a compaction that failed on storage (the step is idempotent: it resumes from
+    the last commit) and does not retry one that failed on its input."""
+    import assets.state as state_assets
+    from assets.lake import lake_inventory
+    from assets.retries import STORAGE_RETRY, only_transient_failures_retried
+    from assets.warehouse import build_warehouse_asset
+    from lakehouse.lake.retry import StorageUnavailableError
+
+    entry = next(t for t in load_config().tables if t.table == "scan.feedback")
+    for node in (state_assets.build_state_asset(entry), build_warehouse_asset(entry), lake_inventory):
+        assert node.op.retry_policy == STORAGE_RETRY, node.key
+    generate_lake(tmp_path / "lake", GeneratorOptions(events=1_000, seed=9, flush_size=300))
+    monkeypatch.setattr(state_assets, "STORAGE_RETRY", dg.RetryPolicy(max_retries=2, delay=0))
+    real_compact, calls = state_assets.compact, []
+
+    def flaky(*args, **kwargs):  # the storage stays away for the first attempt's whole budget
+        calls.append(1)
+        if len(calls) == 1:
+            [r] = real_compact(*args, **kwargs)
+            r.status, r.error, r.retryable = "failed", "scan.feedback: storage unavailable (injected)", True
+            return [r]
+        return real_compact(*args, **kwargs)
+
+    monkeypatch.setattr(state_assets, "compact", flaky)
+    result = dg.materialize([state_assets.build_state_asset(entry)], resources=resources_for(tmp_path),
+                            instance=dg.DagsterInstance.ephemeral())
+    assert result.success and len(calls) == 2
+    assert visible_rows(str(tmp_path / "state"), "scan.feedback").num_rows > 0
+    with pytest.raises(StorageUnavailableError), only_transient_failures_retried("x"):
+        raise StorageUnavailableError("gone")
+    with pytest.raises(dg.Failure) as failure, only_transient_failures_retried("loading t"):
+        raise ValueError("bad schema")
+    assert not failure.value.allow_retries and "loading t: ValueError: bad schema" in failure.value.description

@@ -29,7 +29,7 @@ _TRANSIENT = re.compile(
     r"NETWORK_CONNECTION|INTERNAL_FAILURE|SERVICE_UNAVAILABLE|SLOW_DOWN|curlCode|"
     r"[Cc]onnection (?:reset|refused|closed|aborted)|[Bb]roken pipe|timed? ?out|Timeout|"
     r"error sending request|IncompleteRead|Connection broken|RemoteDisconnected|"
-    r"Could not connect|EndpointConnection")
+    r"Could not connect|EndpointConnection|Max retries exceeded")
 
 
 class StorageUnavailableError(Exception):
@@ -45,6 +45,8 @@ def is_transient(exc: BaseException) -> bool:
 
     if isinstance(exc, StorageUnavailableError):
         return False
+    if _google_transient(exc):
+        return True
     if isinstance(exc, BotoConnectionError | ResponseStreamingError | Urllib3Error | ConnectionError | TimeoutError):
         return True
     if isinstance(exc, ClientError):
@@ -55,6 +57,15 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, OSError | RuntimeError | DeltaError) and not isinstance(exc, FileNotFoundError | PermissionError):
         return bool(_TRANSIENT.search(str(exc)))
     return False
+
+
+def _google_transient(exc: BaseException) -> bool:
+    """BigQuery (google-api-core): 5xx, 429 and retries that ran out of time."""
+    try:
+        from google.api_core import exceptions as google
+    except ImportError:  # the BigQuery client is optional at runtime
+        return False
+    return isinstance(exc, google.ServerError | google.TooManyRequests | google.RetryError)
 
 
 def retrying(what: str, call: Callable[[], T]) -> T:

@@ -108,6 +108,7 @@ class TableResult:
     ops: dict[str, int] = field(default_factory=dict)  # events read per Debezium op (r c u d t)
     newest_commit_us: int | None = None  # newest source commit applied so far (epoch µs)
     engine: EngineStats = field(default_factory=EngineStats)  # what the folds cost on the engine
+    retryable: bool = False  # failed on storage or other writers only: the same run later can succeed
 
     @property
     def failed(self) -> bool:
@@ -151,6 +152,7 @@ def compact(lake: str | LakeReader, state: str, config: TablesConfig, tables: li
             log.error("%s", result.error)
         except (LakeObjectError, ConfigError, StateError, StorageUnavailableError) as exc:
             result.status, result.error = "failed", f"{entry.table}: {exc}"
+            result.retryable = isinstance(exc, StorageUnavailableError | ConcurrentWriteError)
             log.error("%s", result.error)
         except Exception as exc:  # an unexpected error stops this table only; nothing was committed
             if _disk_full(exc):
@@ -199,7 +201,7 @@ def _compact_racing(reader: LakeReader, listing: LakeListing, state_uri: str, en
         except ConcurrentWriteError as exc:
             races += 1
             if races >= COMMIT_RACE_ATTEMPTS:
-                raise StateError(f"{exc}; gave up after {races} attempts (another writer keeps committing "
+                raise ConcurrentWriteError(f"{exc}; gave up after {races} attempts (another writer keeps committing "
                                  "to this table: nothing of this run's last batch landed; run again later)") from exc
             result.notes.append(f"lost a commit race to another writer, retried on its version ({exc})")
             log.warning("%s: %s; retrying on the new version", entry.table, exc)
