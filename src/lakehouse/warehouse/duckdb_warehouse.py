@@ -7,12 +7,13 @@ previous load in place and the next load redoes the work.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
-from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
+from tenacity import before_sleep_log, retry, retry_if_exception, stop_after_delay, wait_exponential
 
 from lakehouse.config import TableConfig
 from lakehouse.sqlfiles import quote, sql
@@ -41,6 +42,9 @@ class KeyProblems:
     samples: list[str]
 
 
+log = logging.getLogger(__name__)
+
+
 def _locked(exc: BaseException) -> bool:
     # another process (a concurrent run, a DuckDB shell) holds the file's write lock
     return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
@@ -55,8 +59,10 @@ class DuckDBWarehouse:
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
+    # one writing process per DuckDB file: wait for the other (saying so), then fail with DuckDB's
+    # message naming the process that holds it
     @retry(retry=retry_if_exception(_locked), wait=wait_exponential(0.2, max=5), stop=stop_after_delay(120),
-           reraise=True)
+           reraise=True, before_sleep=before_sleep_log(log, logging.WARNING))
     def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         if read_only and not self.path.exists():
             raise FileNotFoundError(f"{self.path}: no warehouse yet (load a table first)")
