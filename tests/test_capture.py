@@ -6,6 +6,9 @@ lake with the reader, applies it with the test oracle and compares with ``SELECT
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -331,3 +334,300 @@ def test_capture_into_s3(eco2_db, moto_s3, tmp_path):
     reader = LakeReader(uri)
     for topic, (table, key) in TABLES.items():
         assert compare(lake_state(reader, topic, key), pg_state(eco2_db, table, key)) == [], (topic, proc.stdout)
+
+
+# --------------------------------------------------------------------------------------------
+# issue 15: offsets belong to the lake they feed; names Avro and Kafka cannot hold
+# --------------------------------------------------------------------------------------------
+
+
+def _capture_once(dsn: str, lake: Path, state: Path, *extra: str) -> subprocess.CompletedProcess:
+    """One capture run to the end of the snapshot and a short idle stream."""
+    return _run_cli("--dsn", dsn, "--lake", str(lake), "--state-dir", str(state), "--stop-when-idle", "2",
+                    "--rotate-interval", "1", "--heap-mb", "512", *extra)
+
+
+def _engine(dsn: str, **opts) -> str:
+    """The engine name a capture of this database gets (the slot is ``lakehouse_<engine>``)."""
+    from lakehouse.capture.engine import CaptureOptions, engine_name
+    from lakehouse.capture.preflight import Source
+
+    dbname = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
+    return engine_name(CaptureOptions(dsn=dsn, **opts), Source("", 0, "", dbname, ()))
+
+
+def _slots(dsn: str) -> list[str]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return [r[0] for r in conn.execute("SELECT slot_name FROM pg_replication_slots "
+                                           "WHERE database = current_database() ORDER BY 1").fetchall()]
+
+
+def _drop_slot(dsn: str, slot: str) -> None:
+    """Drop a slot once its walsender (of a capture that just exited) has let go of it."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for _ in range(50):
+            try:
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                return
+            except psycopg.errors.ObjectInUse:
+                time.sleep(0.2)
+    raise AssertionError(f"slot {slot} stayed in use")
+
+
+def _recreate_database(pg_cluster, dsn: str) -> None:
+    """Drop the database (slots included) and create it again under the same name, as a restore
+    or a new throwaway cluster does: same name, another database."""
+    from pgdb import drop_database
+
+    dbname = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
+    drop_database(pg_cluster, dbname)
+    with psycopg.connect(pg_cluster.dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    sql_dir = Path(__file__).resolve().parents[1] / "sql" / "eco2"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute((sql_dir / "auth.sql").read_text())
+        conn.execute((sql_dir / "scan.sql").read_text())
+
+
+def _row_count(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        return sum(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table, _ in TABLES.values())
+
+
+def _one_line_error(proc: subprocess.CompletedProcess) -> str:
+    """The capture's own failure message (one line after 'capture failed:'), no Python traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("capture failed:")]
+    assert len(lines) == 1, proc.stderr[-3000:]
+    return lines[0]
+
+
+def test_offsets_belong_to_their_lake_and_database(eco2_db, pg_cluster, tmp_path):
+    """Offsets are keyed by lake, cluster and database: another lake cannot take over the slot
+    of the first one, and a database created again under the same name starts clean (before:
+    Debezium resumed the old offsets and died with 'no longer available on the server')."""
+    seed(eco2_db, users=3, scans=4, calls=6)
+    dbname = psycopg.conninfo.conninfo_to_dict(eco2_db)["dbname"]
+    name = _engine(eco2_db)
+    state, lake1, lake2 = tmp_path / "state", tmp_path / "lake1", tmp_path / "lake2"
+    proc = _capture_once(eco2_db, lake1, state)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert lake_matches_pg(lake1, eco2_db) is True
+    [offsets] = state.glob("*.offsets")
+    assert re.fullmatch(rf"{name}\.[0-9a-f]{{16}}\.offsets", offsets.name), offsets.name
+    meta = json.loads(offsets.with_suffix(".json").read_text())
+    assert meta["lake"] == str(lake1.resolve()) and meta["database"] == dbname
+    assert meta["slot"] == f"lakehouse_{name}" and meta["system_identifier"] and meta["database_oid"]
+
+    # the same database into another lake under the same engine name: the slot is lake1's position
+    message = _one_line_error(_capture_once(eco2_db, lake2, state))
+    assert f"lakehouse_{name}" in message and str(lake1.resolve()) in message and "--name" in message
+    assert _slots(eco2_db) == [f"lakehouse_{name}"]
+    # the first lake moved: the message says how to take the offsets along; then it resumes
+    moved = tmp_path / "moved"
+    shutil.move(lake1, moved)
+    message = _one_line_error(_capture_once(eco2_db, moved, state))
+    rename = re.search(r"if \S+ is that lake moved, rename (\S+) to (\S+) and (\S+) to (\S+)$", message)
+    assert rename, message
+    Path(rename[1]).rename(rename[2])
+    Path(rename[3]).rename(rename[4])
+    proc = _capture_once(eco2_db, moved, state)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["events"] == 0  # resumed, no new snapshot
+    assert json.loads(Path(rename[4]).read_text())["lake"] == str(moved.resolve())
+    lake1 = moved
+    # with a name of its own it takes its own snapshot from its own slot
+    proc = _capture_once(eco2_db, lake2, state, "--name", "second")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert lake_matches_pg(lake2, eco2_db) is True
+    assert _slots(eco2_db) == [f"lakehouse_{name}", "lakehouse_second"]
+
+    # the database created again under the same name (a restore, a new throwaway cluster)
+    _recreate_database(pg_cluster, eco2_db)
+    seed(eco2_db, users=5, scans=7, calls=9)
+    proc = _capture_once(eco2_db, lake1, state)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "no longer available" not in proc.stderr
+    assert json.loads(proc.stdout)["events"] == _row_count(eco2_db)  # a new snapshot, nothing resumed
+    assert len(list(state.glob(f"{name}.*.offsets"))) == 2
+
+
+def test_offsets_their_slot_cannot_serve_fail_in_one_line(eco2_db, tmp_path):
+    seed(eco2_db, users=3, scans=4, calls=6)
+    slot = f"lakehouse_{_engine(eco2_db)}"
+    lake, state = tmp_path / "lake", tmp_path / "state"
+    proc = _capture_once(eco2_db, lake, state)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [offsets] = state.glob("*.offsets")
+
+    # the slot is gone: found before the JVM starts
+    _drop_slot(eco2_db, slot)
+    started = time.monotonic()
+    message = _one_line_error(_capture_once(eco2_db, lake, state))
+    assert time.monotonic() - started < 30
+    assert str(offsets) in message and slot in message and "no such slot" in message and "delete" in message
+
+    # a new slot under the old name, created after more changes: Debezium 3.6.3 would stream on
+    # from it (it only checks a processed change's LSN, which an idle capture has none of) and
+    # skip the UPDATE; the offsets' position is behind what the slot confirmed
+    with psycopg.connect(eco2_db, autocommit=True) as conn:
+        conn.execute("UPDATE scan.scans SET status = 'moved on'")
+        conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+    message = _one_line_error(_capture_once(eco2_db, lake, state))
+    assert "the changes in between are not in" in message and str(offsets) in message
+    assert f"pg_drop_replication_slot('{slot}')" in message
+    assert _slots(eco2_db) == [slot]  # not ours to drop: it existed before the run
+
+    # following the advice takes a new snapshot into the same lake
+    offsets.unlink()
+    _drop_slot(eco2_db, slot)
+    proc = _capture_once(eco2_db, lake, state)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert lake_matches_pg(lake, eco2_db) is True
+
+
+def test_failed_first_run_leaves_no_slot(eco2_db, tmp_path):
+    """A first run that never commits an offset drops the slot and publication it created: nothing
+    could resume from them, and the slot would hold WAL. A later failing run keeps its slot."""
+    seed(eco2_db, users=3, scans=4, calls=6)
+    name = _engine(eco2_db)
+    lake, state = tmp_path / "lake", tmp_path / "state"
+    lake.mkdir()
+    (lake / "topics").write_text("a file where the sink's folder belongs")  # every write fails
+    proc = _capture_once(eco2_db, lake, state)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert f"dropped replication slot lakehouse_{name}" in proc.stderr
+    assert _slots(eco2_db) == []
+    with psycopg.connect(eco2_db, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_publication").fetchone()[0] == 0
+
+    (lake / "topics").unlink()
+    proc = _capture_once(eco2_db, lake, state)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with psycopg.connect(eco2_db, autocommit=True) as conn:
+        conn.execute("INSERT INTO auth.users (username, email, password_hash, provider, created_at) "
+                     "VALUES ('late', 'late@eco2.test', 'x', 'email', now())")
+    shutil.rmtree(lake / "topics" / "eco2.auth.users")
+    (lake / "topics" / "eco2.auth.users").write_text("in the way again")
+    proc = _capture_once(eco2_db, lake, state)
+    assert proc.returncode == 2
+    assert _slots(eco2_db) == [f"lakehouse_{name}"]  # it holds the committed position
+
+
+ODD_SQL = """
+CREATE SCHEMA "we ird";
+CREATE TABLE "we ird"."Key Words" ("select" int, "a""b" text, "ü 名前" text, "1st" int, "😀" text,
+                                   "order" text, PRIMARY KEY ("select", "a""b"));
+INSERT INTO "we ird"."Key Words" VALUES (1, 'x', '이름', 10, 'smile', 'o1'), (2, 'y', NULL, NULL, NULL, 'o2'),
+                                        (3, 'z"q', 'ß', 30, '😀', NULL);
+CREATE TABLE public."ü 名前" ("id x" bigint PRIMARY KEY, "from" text);
+INSERT INTO public."ü 名前" VALUES (1, 'a'), (2, 'b');
+CREATE TABLE "we ird"."KEY WORDS" (id int PRIMARY KEY);  -- not asked for (Debezium matches without case)
+INSERT INTO "we ird"."KEY WORDS" VALUES (1);
+"""
+ODD_STREAM = [
+    """UPDATE "we ird"."Key Words" SET "ü 名前" = 'streamed', "😀" = 'grin' WHERE "select" = 1""",
+    """DELETE FROM "we ird"."Key Words" WHERE "select" = 2""",
+    """ALTER TABLE "we ird"."Key Words" ADD COLUMN "new col" text""",  # a new odd name while streaming
+    """INSERT INTO "we ird"."Key Words" ("select", "a""b", "new col") VALUES (4, 'w', 'n')""",
+    """UPDATE public."ü 名前" SET "from" = 'c' WHERE "id x" = 2""",
+]
+ODD_TABLES = {  # topic (sanitized by Debezium) -> (schema.table, quoted, primary key as in PostgreSQL)
+    "eco2.we_ird.Key_Words": ("we ird.Key Words", '"we ird"."Key Words"', ("select", 'a"b')),
+    "eco2.public.____": ("public.ü 名前", 'public."ü 名前"', ("id x",)),
+}
+
+
+def _odd_lake_matches_pg(lake: Path, dsn: str):
+    reader = LakeReader(LocalStore(lake))
+    topics = set(reader.scan().topics)
+    problems = []
+    for topic, (_, table, key) in ODD_TABLES.items():
+        if topic not in topics:
+            problems.append(f"no topic {topic} yet")
+            continue
+        problems += [f"{table}: {d}" for d in compare(lake_state(reader, topic, key), pg_state(dsn, table, key))]
+    return True if not problems else problems[:8]
+
+
+def test_odd_names_are_captured_under_their_real_names(eco2_db, tmp_path):
+    """Tables and columns whose names Avro or Kafka cannot hold (quotes, spaces, non-ASCII, a
+    leading digit, SQL keywords) are captured; the lake records each adjusted column's real name,
+    so reader, discover and compaction give PostgreSQL's names: the state equals ``SELECT *``,
+    column names included. Before: ``SchemaParseException: Illegal character in: a"b`` with no
+    table named, and the slot left behind."""
+    from lakehouse.lake.names import avro_field_name, source_name
+
+    with psycopg.connect(eco2_db, autocommit=True) as conn:
+        conn.execute(ODD_SQL)
+    lake, state = tmp_path / "lake", tmp_path / "state"
+    cap = Capture(eco2_db, lake, state, "--tables", "we ird.Key Words,public.ü 名前", "--store-keys").start()
+    wait_for(lambda: _odd_lake_matches_pg(lake, eco2_db), cap, what="the snapshot")
+    with psycopg.connect(eco2_db, autocommit=True) as conn:
+        for step in ODD_STREAM:
+            conn.execute(step)
+    wait_for(lambda: _odd_lake_matches_pg(lake, eco2_db), cap, what="streamed changes")
+    cap.stop()
+
+    # every object: Avro-valid field names, each adjusted one with its real name beside it
+    store = LocalStore(lake)
+    reader = LakeReader(store)
+    assert sorted(reader.scan().topics) == sorted(ODD_TABLES)  # before: "KEY WORDS" was captured too
+    for topic, (name, table, key) in ODD_TABLES.items():
+        with psycopg.connect(eco2_db) as conn:
+            pg_columns = [d.name for d in conn.execute(f"SELECT * FROM {table} LIMIT 0").description]
+        for info in store.list(f"topics/{topic}/"):
+            if ".keys." in info.key or ".headers." in info.key:
+                continue
+            footer = pq.ParquetFile(store.open_input(info.key)).metadata.metadata[b"parquet.avro.schema"]
+            row = parse_avro_schema(footer.decode()).field("after").schema
+            assert all(f.name == avro_field_name(source_name(f)) for f in row.fields), info.key
+            assert [source_name(f) for f in row.fields] == pg_columns[:len(row.fields)], info.key
+        changes = reader.read_changes(topic)
+        assert [c for c in changes.column_names if not c.startswith("__")] == pg_columns
+        assert set(changes.column("__table").to_pylist()) == {name}
+        assert reader.key_columns(topic) == key  # key companions hold adjusted names: mapped back
+
+    # discover (keys from the key files) and compaction: the state is SELECT *, names included
+    config = tmp_path / "tables.yaml"
+    config.write_text("tables:\n")
+    cli = [sys.executable, "-m", "lakehouse.cli"]
+    proc = subprocess.run([*cli, "discover", "--lake", str(lake), "--tables-config", str(config)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    from lakehouse.config import load_config
+
+    assert {t.topic: t.primary_key for t in load_config(config).tables} == {
+        topic: key for topic, (_, _, key) in ODD_TABLES.items()}
+    proc = subprocess.run([*cli, "compact", "--lake", str(lake), "--state", str(tmp_path / "delta"),
+                           "--tables-config", str(config)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for topic, (_, table, key) in ODD_TABLES.items():
+        out = tmp_path / f"{topic}.parquet"
+        proc = subprocess.run([*cli, "export", "--state", str(tmp_path / "delta"), "--table",
+                               topic.split(".", 1)[1], "--out", str(out)], capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        exported = pq.read_table(out)
+        with psycopg.connect(eco2_db) as conn:
+            cur = conn.execute(f"SELECT * FROM {table}")
+            names = [d.name for d in cur.description]
+            rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        assert exported.column_names == names
+        order = [(c, "ascending") for c in key]
+        assert exported.sort_by(order).to_pylist() == sorted(rows, key=lambda r: tuple(r[c] for c in key))
+
+
+def test_names_debezium_would_merge_are_refused_before_capture(eco2_db, tmp_path):
+    """Two tables with one topic, or two columns with one Avro field name, cannot be captured:
+    one line naming them, exit 2, nothing created (before: the tables were mixed in one topic)."""
+    with psycopg.connect(eco2_db, autocommit=True) as conn:
+        conn.execute('CREATE TABLE public."ü x" (id int PRIMARY KEY); CREATE TABLE public."ä x" (id int PRIMARY KEY)')
+        conn.execute('CREATE TABLE public.cols (id int PRIMARY KEY, "a b" text, "a-b" text)')
+    lake, state = tmp_path / "lake", tmp_path / "state"
+    message = _one_line_error(_capture_once(eco2_db, lake, state, "--tables", "public.ü x,public.ä x"))
+    assert "'public.ü x', 'public.ä x'" in message and "eco2.public.__x" in message
+    message = _one_line_error(_capture_once(eco2_db, lake, state, "--tables", "public.cols"))
+    assert "'a b', 'a-b'" in message and "public.cols" in message and "'a_b'" in message
+    assert _slots(eco2_db) == [] and not lake.exists()

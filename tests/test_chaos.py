@@ -157,6 +157,27 @@ def test_compaction_through_20_percent_s3_faults_and_an_outage_equals_the_truth(
         assert_equals_oracle(lake, state, plain_config())
 
 
+@pytest.mark.s3
+def test_every_s3_client_keeps_retrying_through_a_long_error_storm(moto_s3, monkeypatch):
+    """pyarrow's S3 filesystem (state and lake reads), boto3 (our store) and delta-rs each make
+    hundreds of requests at 20 % errors without one failing: no client runs out of retries
+    (pyarrow's standard strategy shares a quota that ran dry after ~380 such requests)."""
+    from lakehouse.lake.store import s3_filesystem
+
+    bucket = moto_s3("storm")
+    store = open_store(bucket)
+    store.put_bytes("object", b"x" * 1000)
+    with FaultProxy(moto_s3.endpoint, error_rate=0.2, seed=9) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        fs, flaky = s3_filesystem(), open_store(bucket)
+        path = f"{bucket.removeprefix('s3://')}/object"
+        for _ in range(500):
+            assert fs.get_file_info(path).size == 1000
+        for _ in range(100):
+            assert flaky.get_bytes("object") == b"x" * 1000
+        assert proxy.injected_errors > 100, proxy.injected_errors
+
+
 def test_bigquery_engine_and_load_through_20_percent_faults_equal_the_truth(lake, tables_config, tmp_path,
                                                                             bigquery_emulator):
     """The BigQuery emulator behind the proxy (500/503 on 20 % of requests, 3 % dropped): the

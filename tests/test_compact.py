@@ -149,6 +149,8 @@ def _any_batches_any_order_any_repeats(engine, lakes, tmp_path_factory, data) ->
     for cut in [*cuts, len(keys)]:
         copy_objects(src, lake, order[start:cut])
         start = max(start, cut)
+        if start == 0:  # nothing landed yet: an empty lake is an error, not "up to date"
+            continue
         for _ in range(data.draw(st.integers(1, 2))):
             batch = data.draw(st.sampled_from([700, 5_000]))
             results = compact(str(lake), str(work / "state"), config,

@@ -223,3 +223,47 @@ def test_keys_from_the_postgres_catalog(tmp_path, dbz, eco2_db, config_copy):
     config = load_config(config_copy)
     assert config.get(VOTES).primary_key == ("voter", "scan_id")
     assert config.get(NOTES) is None and config.get("eco2.scan.missing") is None
+
+
+@pytest.mark.slow
+def test_sanitized_topics_map_back_to_their_tables(tmp_path, dbz, eco2_db, config_copy):
+    """Debezium writes ``"we ird"."Key Words"`` to topic ``eco2.we_ird.Key_Words``: the catalog
+    lookup uses the real names from the events' ``source`` block (also when a table with the
+    sanitized names exists too), else the catalog table whose topic name is the topic's."""
+    import psycopg
+
+    with psycopg.connect(eco2_db, autocommit=True) as conn:
+        conn.execute('CREATE SCHEMA "we ird"; CREATE SCHEMA we_ird')
+        conn.execute('CREATE TABLE "we ird"."Key Words" ("select" bigint, "a""b" text, PRIMARY KEY ("a""b", "select"))')
+        conn.execute('CREATE TABLE we_ird."Key_Words" (decoy bigint PRIMARY KEY)')  # same topic name
+        conn.execute('CREATE TABLE public."ü 名前" ("id x" bigint PRIMARY KEY)')
+        dbname = conn.info.dbname
+    store = LocalStore(tmp_path / "lake")
+    odd = "eco2.we_ird.Key_Words"
+    fields = [("select", ConnectSchema("int64")), ("a_b", ConnectSchema("string"))]
+    rec = dbz.record("r", after={"select": 1, "a_b": "x"}, table="Key Words", schema="we ird", lsn=10)
+    dbz.write(store, odd, dbz.envelope(odd, fields), [rec], [0])
+    # an unwrapped topic (no source block): found by its sanitized name alone
+    unwrapped = "eco2.public.____"
+    value = dbz.value_schema(unwrapped, [("id_x", ConnectSchema("int64")), ("__op", dbz.opt("string"))])
+    dbz.write(store, unwrapped, value, [{"id_x": 1, "__op": "r"}], [0])
+
+    found = discover(load_config(config_copy), LakeReader(store), eco2_db)
+    assert found == [Discovered(unwrapped, ("id x",), f"catalog {dbname}"),
+                     Discovered(odd, ('a"b', "select"), f"catalog {dbname}")]
+    assert [f.table for f in found] == ["public.ü 名前", "we ird.Key Words"]
+
+    result = runner.invoke(app, ["discover", "--lake", str(tmp_path / "lake"), "--tables-config", str(config_copy),
+                                 "--dsn", eco2_db])
+    assert result.exit_code == 0, result.output
+    config = load_config(config_copy)
+    assert config.get(odd).primary_key == ('a"b', "select")
+    assert config.get(unwrapped).primary_key == ("id x",)
+
+    # without the source block, two tables with that topic name: named, not guessed
+    with psycopg.connect(eco2_db, autocommit=True) as conn:
+        conn.execute('CREATE TABLE public."ü 名 " (id bigint PRIMARY KEY)')
+    found = discover(load_config(DEFAULT_PATH), LakeReader(store), eco2_db)
+    [ambiguous] = [f for f in found if f.topic == unwrapped]
+    assert ambiguous.primary_key is None
+    assert "could be any of public.ü 名 , public.ü 名前" in ambiguous.note

