@@ -13,10 +13,20 @@ main_job = dg.define_asset_job(
     "main", selection=dg.AssetSelection.all(),
     description="Everything, once: raw observations, current state, warehouse, checks (what `make demo` runs).")
 
+# a compaction run that outlives this is failed by the run monitoring daemon (dagster.yaml) and
+# retried (it resumes from its last commit). The backstop for a run whose worker died together with
+# the code server that launched it: nothing else ever ends such a run, and while it stays STARTED
+# it holds its table (one run per table, one step per pool). The whole 50M-event lake's first build
+# took 400 s on 2 cores (bench/results/compact-50M.md); one table's run is a fraction of that.
+COMPACT_MAX_RUNTIME_SECONDS = 3600
+
 # the lake sensor's target: it selects one table's state asset per run; one process per run
-# (no step subprocesses) keeps the landing-to-committed latency low
+# (no step subprocesses) keeps the landing-to-committed latency low. A crashed run is retried whole
+# (run_retries in dagster.yaml): compaction redoes nothing already committed, and a run killed after
+# its last step (before its end was recorded) is retried too instead of refused ("no steps to retry")
 compact_job = dg.define_asset_job(
     "compact_tables", selection=dg.AssetSelection.groups("current_state"), executor_def=dg.in_process_executor,
+    run_tags={dg.MAX_RUNTIME_SECONDS_TAG: str(COMPACT_MAX_RUNTIME_SECONDS), "dagster/retry_strategy": "ALL_STEPS"},
     description="Apply new lake objects to current-state tables (the lake sensor picks the tables).")
 
 warehouse_job = dg.define_asset_job(

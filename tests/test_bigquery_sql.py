@@ -5,6 +5,7 @@ no emulator equivalent and are checked here by the statement's shape only."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pyarrow as pa
@@ -60,3 +61,16 @@ def test_the_merge_is_pruned_to_the_changed_partitions_and_guarded():
 ])
 def test_type_mapping(arrow, expected):
     assert bq_type(arrow)[:2] == expected
+
+
+def test_column_names_bigquery_cannot_hold_get_plain_distinct_names():
+    from lakehouse.warehouse.bigquery_warehouse import column_name
+
+    for plain in ("id", "user_id", "select", "_x", "A1"):
+        assert column_name(plain) == plain
+    odd = ['a"b', "a b", "a-b", "ü 名前", "1st", "😀", "_TABLE_x", "x" * 400]
+    renamed = [column_name(n) for n in odd]
+    assert len(set(renamed)) == len(odd)  # a b and a-b both start a_b: the hash keeps them apart
+    for name in renamed:
+        assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,299}", name) and not name.lower().startswith("_table_")
+    assert column_name('a"b').startswith("a_b_") and column_name("1st").startswith("_1st_")

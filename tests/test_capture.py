@@ -7,6 +7,7 @@ lake with the reader, applies it with the test oracle and compares with ``SELECT
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -25,6 +26,7 @@ from lakehouse.lake.connect import avro_schema_json, parse_avro_schema
 from lakehouse.lake.reader import LakeReader
 from lakehouse.lake.semantic import TOAST_PLACEHOLDER
 from lakehouse.lake.store import LocalStore
+from lakehouse.warehouse.duckdb_warehouse import target_name
 
 pytestmark = pytest.mark.slow
 
@@ -551,7 +553,7 @@ def _odd_lake_matches_pg(lake: Path, dsn: str):
     return True if not problems else problems[:8]
 
 
-def test_odd_names_are_captured_under_their_real_names(eco2_db, tmp_path):
+def test_odd_names_are_captured_under_their_real_names(eco2_db, tmp_path, bigquery_emulator):
     """Tables and columns whose names Avro or Kafka cannot hold (quotes, spaces, non-ASCII, a
     leading digit, SQL keywords) are captured; the lake records each adjusted column's real name,
     so reader, discover and compaction give PostgreSQL's names: the state equals ``SELECT *``,
@@ -617,6 +619,77 @@ def test_odd_names_are_captured_under_their_real_names(eco2_db, tmp_path):
         assert exported.column_names == names
         order = [(c, "ascending") for c in key]
         assert exported.sort_by(order).to_pylist() == sorted(rows, key=lambda r: tuple(r[c] for c in key))
+    _odd_names_through_the_warehouses_and_dbt(eco2_db, tmp_path, config, bigquery_emulator)
+
+
+def _pg_rows(dsn: str, table: str, key: tuple[str, ...]) -> tuple[list[str], list[dict]]:
+    with psycopg.connect(dsn) as conn:
+        cur = conn.execute(f"SELECT * FROM {table}")
+        names = [d.name for d in cur.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    return names, sorted(rows, key=lambda r: tuple(r[c] for c in key))
+
+
+def _odd_names_through_the_warehouses_and_dbt(dsn: str, tmp_path: Path, config: Path, bigquery_emulator) -> None:
+    """The same tables loaded into DuckDB (CLI) and the BigQuery emulator, and read by a dbt model
+    (``select *`` from a source whose names need quoting): PostgreSQL's columns and rows everywhere."""
+    import uuid
+
+    import duckdb
+
+    from lakehouse.config import load_config
+    from lakehouse.warehouse.bigquery_warehouse import BigQueryWarehouse, column_name
+
+    entries = {t.topic: t for t in load_config(config).tables}
+    warehouse = tmp_path / "warehouse.duckdb"
+    tables = [a for t in entries.values() for a in ("--table", t.table)]
+    proc = subprocess.run([sys.executable, "-m", "lakehouse.cli", "load", "--state", str(tmp_path / "delta"),
+                           "--warehouse", str(warehouse), "--tables-config", str(config), *tables],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    bq = BigQueryWarehouse(bigquery_emulator.client, bigquery_emulator.project,
+                           dataset_prefix=f"o{uuid.uuid4().hex[:8]}_", meta_dataset=f"m{uuid.uuid4().hex[:8]}")
+    project = _odd_dbt_project(tmp_path / "dbt", entries.values())
+    run = subprocess.run([str(Path(sys.executable).with_name("dbt")), "run", "--project-dir", str(project),
+                          "--profiles-dir", str(project)], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+                              "ODD_DUCKDB": str(warehouse)})
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    models = {topic: f"odd_{i}" for i, topic in enumerate(entries)}  # as _odd_dbt_project names them
+    for topic, (_, table, key) in ODD_TABLES.items():
+        names, rows = _pg_rows(dsn, table, key)
+        entry = entries[topic]
+        bq.load(str(tmp_path / "delta"), entry)
+        # BigQuery cannot name a column a"b or 😀: such columns get plain names, the source name in
+        # their description (lakehouse.warehouse.bigquery_warehouse.column_name)
+        on_bigquery = bq.read(entry.table).select([column_name(n) for n in names]).rename_columns(names)
+        assert sorted(on_bigquery.to_pylist(), key=lambda r: tuple(r[c] for c in key)) == rows, f"BigQuery {table}"
+        described = {f.name: f.description for f in bq.client.get_table(bq.table_id(entry.table)).schema}
+        for n in names:
+            assert n == column_name(n) or described[column_name(n)] == f"source column: {n}", n
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            for relation in (target_name(entry.table), f"main.{models[topic]}"):  # loaded, and dbt's model
+                cur = con.execute(f"SELECT * EXCLUDE (_cdc_lsn, _cdc_committed_at) FROM {relation}")
+                got = [dict(zip([d[0] for d in cur.description], r, strict=True)) for r in cur.fetchall()]
+                assert [d[0] for d in cur.description] == names, relation
+                assert sorted(got, key=lambda r: tuple(r[c] for c in key)) == rows, relation
+
+
+def _odd_dbt_project(root: Path, entries) -> Path:
+    """A dbt project of one ``select *`` model per table, over sources quoted as the names need."""
+    (root / "models").mkdir(parents=True)
+    (root / "dbt_project.yml").write_text("name: odd\nversion: '1.0.0'\nprofile: odd\nmodel-paths: [models]\n")
+    (root / "profiles.yml").write_text("odd:\n  target: duckdb\n  outputs:\n    duckdb:\n      type: duckdb\n"
+                                       "      path: \"{{ env_var('ODD_DUCKDB') }}\"\n      schema: main\n")
+    sources = ["version: 2", "sources:"]
+    for i, entry in enumerate(entries):
+        schema, name = entry.table.split(".", 1)
+        sources += [f"  - name: src_{i}", f"    schema: {json.dumps(schema)}",
+                    "    quoting: {database: false, schema: true, identifier: true}",
+                    f"    tables: [{{name: t, identifier: {json.dumps(name)}}}]"]
+        (root / "models" / f"odd_{i}.sql").write_text(f"select * from {{{{ source('src_{i}', 't') }}}}\n")
+    (root / "models" / "sources.yml").write_text("\n".join(sources) + "\n")
+    return root
 
 
 def test_names_debezium_would_merge_are_refused_before_capture(eco2_db, tmp_path):

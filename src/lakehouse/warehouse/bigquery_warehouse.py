@@ -16,7 +16,9 @@ RECORD<key, value>; structs -> RECORD.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import tempfile
 import time
 import uuid
@@ -39,6 +41,30 @@ DELETED = "_cdc_deleted"
 
 class WarehouseSchemaError(StateError):
     """A source change the warehouse table cannot follow in place; the message says what to do."""
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,299}")
+_RESERVED_PREFIXES = ("_table_", "_file_", "_partition", "_row_timestamp", "__root__", "_colidentifier")
+
+
+def column_name(source: str) -> str:
+    """The BigQuery name of a source column: itself when BigQuery's plain rules hold it (letters,
+    digits, underscores, not a leading digit, no reserved prefix); otherwise those characters kept,
+    every other one ``_``, and 6 hex digits of the source name so that two names never meet
+    (``a"b`` -> ``a_b_<hash>``). The table's column description holds the source name."""
+    if _PLAIN_NAME.fullmatch(source) and not source.lower().startswith(_RESERVED_PREFIXES):
+        return source
+    plain = re.sub(r"[^A-Za-z0-9_]", "_", source)
+    plain = plain if re.match(r"[A-Za-z_]", plain) else "_" + plain
+    plain = "c" + plain if plain.lower().startswith(_RESERVED_PREFIXES) else plain
+    return f"{plain[:280]}_{hashlib.sha1(source.encode()).hexdigest()[:6]}"
+
+
+def bigquery_schema(meta) -> pa.Schema:
+    """The warehouse schema under BigQuery names; a renamed field keeps its source name in its
+    metadata (``source_name``), which becomes the column's description."""
+    return pa.schema([f.with_name(column_name(f.name)).with_metadata(
+        {"source_name": f.name} if column_name(f.name) != f.name else None) for f in warehouse_schema(meta)])
 
 
 def quote(identifier: str) -> str:
@@ -80,13 +106,19 @@ def bq_type(t: pa.DataType) -> tuple[str, str, list]:
     return "STRING", "NULLABLE", []
 
 
-def schema_field(name: str, t: pa.DataType, required: bool = False):
+def schema_field(name: str, t: pa.DataType, required: bool = False, description: str | None = None):
     from google.cloud import bigquery
 
     kind, mode, sub = bq_type(t)
     if required and mode == "NULLABLE":
         mode = "REQUIRED"
-    return bigquery.SchemaField(name, kind, mode=mode, fields=[schema_field(n, st) for n, st in sub])
+    return bigquery.SchemaField(name, kind, mode=mode, fields=[schema_field(n, st) for n, st in sub],
+                                description=description)
+
+
+def _source_name(f: pa.Field) -> str | None:
+    meta = f.metadata or {}
+    return f"source column: {meta[b'source_name'].decode()}" if b"source_name" in meta else None
 
 
 def arrow_for_bigquery(t: pa.DataType) -> pa.DataType:
@@ -225,15 +257,15 @@ class BigQueryWarehouse:
         if last and loaded_fingerprint != fingerprint:
             # the source schema moved: added columns (every loaded column keeping its BigQuery
             # type, same key) continue in place; anything else recreates the table, loaded in full
-            wanted = _bq_columns(warehouse_schema(meta))
-            if loaded["key"] == list(meta.key) and all(wanted.get(n) == t for n, t in loaded["columns"].items()):
+            wanted = _bq_columns(bigquery_schema(meta))
+            if loaded["key"] == [column_name(k) for k in meta.key] and all(wanted.get(n) == t for n, t in loaded["columns"].items()):
                 added = [n for n in wanted if n not in loaded["columns"]]
                 loaded_fingerprint = fingerprint
             else:
                 retype = True
         changes = changes_since(state_uri, table, last["state_version"] if last else None, loaded_fingerprint,
                                 full_refresh, partition_column=entry.warehouse.partition_by)
-        schema = warehouse_schema(changes.meta)
+        schema = bigquery_schema(changes.meta)
         if loaded is not None and not retype and set(loaded["columns"]) <= set(schema.names):
             # the table's column order: as loaded, added columns last (ALTER appends; the emulator
             # loads Parquet by position, BigQuery by name: this order suits both)
@@ -251,7 +283,7 @@ class BigQueryWarehouse:
             else:
                 self._incremental(entry, changes, schema, result)
             result.rows = self.row_count(table)
-            record = {"key": list(changes.meta.key), "columns": _bq_columns(schema)}
+            record = {"key": [column_name(k) for k in changes.meta.key], "columns": _bq_columns(schema)}
             self._query(sql(SQL + "record_load.sql", loads=self.loads), {
                 "table_name": table, "state_version": changes.version,
                 "fingerprint": schema_fingerprint(changes.meta), "bq_schema": json.dumps(record),
@@ -263,9 +295,9 @@ class BigQueryWarehouse:
         from google.cloud import bigquery
 
         self._ensure_dataset(self.dataset_id(entry.table))
-        key = set(entry.primary_key or ())
-        table = bigquery.Table(self.table_id(entry.table),
-                               schema=[schema_field(f.name, f.type, required=f.name in key) for f in schema])
+        key = {column_name(k) for k in entry.primary_key or ()}
+        table = bigquery.Table(self.table_id(entry.table), schema=[schema_field(
+            f.name, f.type, required=f.name in key, description=_source_name(f)) for f in schema])
         layout = entry.warehouse
         if layout.partition_by:
             table.time_partitioning = bigquery.TimePartitioning(type_=layout.partition_granularity.value,
@@ -285,7 +317,8 @@ class BigQueryWarehouse:
         if recreate:  # a column's BigQuery type or the key changed: the table is recreated
             self._query(sql(SQL + "drop_table.sql", target=self.target(entry.table)))
         self._create_target(entry, schema)
-        written, job = self._upload(changes.rows(), schema, self.table_id(entry.table), truncate=True)
+        written, job = self._upload(changes.rows(rename=column_name), schema, self.table_id(entry.table),
+                                    truncate=True)
         result.inserted = written
         result.bytes_processed += int(getattr(job, "output_bytes", 0) or 0)
 
@@ -310,14 +343,15 @@ class BigQueryWarehouse:
 
     def _merge_staged(self, entry: TableConfig, changes: StateChanges, schema: pa.Schema,
                       staging_schema: pa.Schema, staging_id: str, result: BigQueryLoadResult) -> None:
-        upserts = _with_flag(changes.rows(), staging_schema, False)
+        upserts = _with_flag(changes.rows(rename=column_name), staging_schema, False)
         deletes = _deletes(changes, staging_schema)
         written, _ = self._upload(_chain(upserts, deletes), staging_schema, staging_id, truncate=True)
         result.inserted = written - (deletes.num_rows if deletes is not None else 0)
         result.removed_keys = deletes.num_rows if deletes is not None else 0
         if written == 0:
             return
-        text, params = self.merge_statement(entry, staging_id, schema, changes.meta.key, changes.version,
+        key = tuple(column_name(k) for k in changes.meta.key)
+        text, params = self.merge_statement(entry, staging_id, schema, key, changes.version,
                                             changes.partition_bounds)
         if "partition_lo" in params:
             result.partition_range = f"{params['partition_lo']} .. {params['partition_hi']}"
@@ -377,6 +411,7 @@ class BigQueryWarehouse:
         return [name for name, _ in self.column_types(table)]
 
     def key_problems(self, table: str, key: tuple[str, ...]) -> KeyProblems:
+        key = tuple(column_name(k) for k in key)
         cols = ", ".join(quote(k) for k in key)
         any_null = " OR ".join(f"{quote(k)} IS NULL" for k in key)
         row = list(self._query(sql(SQL + "key_problems.sql", target=self.target(table), key_columns=cols,
@@ -385,12 +420,12 @@ class BigQueryWarehouse:
 
     def not_pseudonymised(self, table: str, column: str) -> int:
         rows = list(self._query(sql(SQL + "not_pseudonymised.sql", target=self.target(table),
-                                    column=quote(column))).result())
+                                    column=quote(column_name(column)))).result())
         return int(rows[0][0])
 
     def read(self, table: str, columns: list[str] | None = None) -> pa.Table:
         """A table or dbt relation (``dataset-without-prefix.name``) as Arrow, whole or some columns."""
-        text = (sql(SQL + "select_columns.sql", target=self.target(table), columns=", ".join(quote(c) for c in columns))
+        text = (sql(SQL + "select_columns.sql", target=self.target(table), columns=", ".join(quote(column_name(c)) for c in columns))
                 if columns else sql(SQL + "select_all.sql", target=self.target(table)))
         return self._query(text).result().to_arrow(create_bqstorage_client=False)
 
@@ -487,6 +522,7 @@ def _deletes(changes: StateChanges, schema: pa.Schema) -> pa.Table | None:
     gone = changes.deletes
     if gone is None or gone.num_rows == 0:
         return None
+    gone = gone.rename_columns([column_name(c) for c in gone.column_names])
     n = gone.num_rows
     arrays = []
     for f in schema:

@@ -11,7 +11,7 @@ version) replaces the table with all visible rows.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -58,9 +58,12 @@ class StateChanges:
     def fingerprint(self) -> str:
         return schema_fingerprint(self.meta)
 
-    def rows(self, batch_rows: int = 131_072) -> pa.RecordBatchReader:
-        """Visible rows of the read clusters, warehouse types, lineage columns last (streamed)."""
+    def rows(self, batch_rows: int = 131_072, rename: Callable[[str], str] | None = None) -> pa.RecordBatchReader:
+        """Visible rows of the read clusters, warehouse types, lineage columns last (streamed);
+        ``rename``: the warehouse's name of a source column (where it cannot hold the source's)."""
         schema = warehouse_schema(self.meta)
+        if rename is not None:
+            schema = pa.schema([f.with_name(rename(f.name)) for f in schema])
         return pa.RecordBatchReader.from_batches(schema, self._batches(schema, batch_rows))
 
     def _batches(self, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
@@ -75,7 +78,7 @@ class StateChanges:
             if batch.num_rows == 0:
                 continue
             logical = to_logical(pa.Table.from_batches([batch]), self.meta.row_schema)
-            arrays = [logical.column(name).cast(schema.field(name).type, safe=False) for name in source]
+            arrays = [logical.column(name).cast(schema.field(i).type, safe=False) for i, name in enumerate(source)]
             arrays += [logical.column(src).cast(t) for src, t in LINEAGE.values()]
             yield from pa.Table.from_arrays(arrays, schema=schema).to_batches()
 
