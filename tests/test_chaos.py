@@ -92,7 +92,7 @@ def test_two_compactions_started_together_equal_one_run(where, lake, tables_conf
         new_bucket = request.getfixturevalue("moto_s3")
         lake_uri = new_bucket("lake")
         upload(lake, lake_uri)
-    for trial in range(2 * TRIALS):
+    for trial in range(TRIALS):
         state = str(tmp_path / f"state{trial}") if where == "local" else request.getfixturevalue("moto_s3")("st")
         procs = [cli(*compact_args(lake_uri, state, tables_config)) for _ in range(2)]
         outcomes = [finish(p) for p in procs]

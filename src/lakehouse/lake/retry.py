@@ -113,9 +113,12 @@ def arrow_retry_strategy():
 
 
 def delta_retry_options() -> dict[str, str]:
-    """delta-rs (object_store) retry settings: the same attempts and time budget."""
+    """delta-rs (object_store) retry settings: the same attempts and time budget, and a deadline
+    per request (without one, a connection the store stops answering on waits forever; seen
+    under injected faults: bench/results/chaos.md)."""
     return {"max_retries": str(settings.storage_attempts()),
-            "retry_timeout": f"{int(settings.storage_retry_seconds())}s"}
+            "retry_timeout": f"{int(settings.storage_retry_seconds())}s",
+            "timeout": "120s", "connect_timeout": "10s"}
 
 
 def reraise_transient(exc: BaseException) -> None:

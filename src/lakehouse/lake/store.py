@@ -130,7 +130,8 @@ def s3_filesystem() -> pafs.S3FileSystem:
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if region:
         kw["region"] = region
-    return pafs.S3FileSystem(retry_strategy=arrow_retry_strategy(), **kw)
+    # a deadline per request: a connection the store stops answering on is retried, not waited on
+    return pafs.S3FileSystem(retry_strategy=arrow_retry_strategy(), connect_timeout=10, request_timeout=120, **kw)
 
 
 class S3Store:
