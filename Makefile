@@ -52,7 +52,7 @@ ui: env  ## the Dagster UI on http://127.0.0.1:3000 over the demo's data (Ctrl-C
 
 test: env bqemu chromium  ## lint, then run the whole suite (slow suites included)
 	@$(VENV)/bin/ruff check src assets orchestration tests bench
-	@$(PY) -m pytest
+	@$(PY) -m pytest --durations=15
 
 test-fast: env bqemu  ## the suite without slow tests
 	@$(PY) -m pytest -m "not slow"

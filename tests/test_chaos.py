@@ -23,8 +23,9 @@ from pathlib import Path
 import pytest
 from fault_proxy import FaultProxy
 from oracle import assert_equals_oracle, plain_config
+from secrets_scan import scan_for_secrets
 
-from lakehouse.config import load_config
+from lakehouse.config import TablesConfig, load_config
 from lakehouse.generate import GeneratorOptions, generate_lake
 from lakehouse.lake.store import LocalStore, open_store
 from lakehouse.state.export import visible_rows
@@ -61,6 +62,7 @@ def cli(*args: str, env: dict | None = None) -> subprocess.Popen:
 
 def finish(proc: subprocess.Popen) -> tuple[int, str]:
     out, err = proc.communicate(timeout=300)
+    assert KEY not in out + err, "the pseudonym key reached the output"  # secrets never in messages
     return proc.returncode, out + err
 
 
@@ -188,24 +190,27 @@ def test_bigquery_engine_and_load_through_20_percent_faults_equal_the_truth(lake
     from lakehouse.warehouse.bigquery_warehouse import BigQueryWarehouse, bigquery_client
 
     state = str(tmp_path / "state")
+    # two tables (updates, deletes, key changes; every BigQuery job is slow on the emulator)
+    tables = [a for t in ("scan.scans", "scan.feedback") for a in ("--table", t)]
     with FaultProxy(bigquery_emulator.endpoint, error_rate=0.2, drop_rate=0.03, seed=3) as proxy:
         env = {"LAKEHOUSE_ENGINE": "bigquery", "LAKEHOUSE_BIGQUERY_PROJECT": bigquery_emulator.project,
                "LAKEHOUSE_BIGQUERY_ENDPOINT": proxy.endpoint,
                "LAKEHOUSE_BIGQUERY_ENGINE_DATASET": f"engine_{uuid.uuid4().hex[:8]}"}
-        code, output = finish(cli(*compact_args(str(lake), state, tables_config, batch=8_000), env=env))
+        code, output = finish(cli(*compact_args(str(lake), state, tables_config, batch=8_000), *tables, env=env))
         assert code == 0, output
         assert "engine bigquery:" in output
         names = {"dataset_prefix": f"c{uuid.uuid4().hex[:8]}_", "meta_dataset": f"m{uuid.uuid4().hex[:8]}"}
         flaky = BigQueryWarehouse(lambda: bigquery_client(bigquery_emulator.project, None, endpoint=proxy.endpoint),
                                   bigquery_emulator.project, **names)
-        for entry in plain_config().tables:
+        config = TablesConfig(tables=tuple(t for t in plain_config().tables if t.table in tables))
+        for entry in config.tables:
             flaky.load(state, entry)
         injected = proxy.injected_errors + proxy.dropped
-    assert injected > 20, injected
-    assert_equals_oracle(lake, state, plain_config())
+    assert injected > 5, injected
+    assert_equals_oracle(lake, state, config)
     # read back without the proxy
     _assert_warehouse_equals_state(BigQueryWarehouse(bigquery_emulator.client, bigquery_emulator.project, **names),
-                                   state)
+                                   state, config)
 
 
 # -- a full disk -------------------------------------------------------------------------------
@@ -248,6 +253,8 @@ def test_a_disk_that_fills_up_mid_write_fails_cleanly_and_the_rerun_completes(la
     code, output = finish(cli(*compact_args(str(lake), state, tables_config, batch=800)))
     assert code == 0, output
     assert_equals_oracle(lake, state, plain_config())
+    # what a crash and a full disk leave behind holds no secret either (tests/secrets_scan.py)
+    assert scan_for_secrets([disk], {"pseudonym key": [KEY]}, exclude=[]) == []
 
 
 def test_an_injected_enospc_in_the_manifest_write_commits_nothing(lake, tables_config, tmp_path, monkeypatch):
@@ -307,9 +314,9 @@ def _copy_first_objects(src: Path, dst: Path, share: float) -> None:
         copy_objects(src, dst, keys[: max(1, int(len(keys) * share))])
 
 
-def _assert_warehouse_equals_state(warehouse, state: str) -> None:
+def _assert_warehouse_equals_state(warehouse, state: str, config: TablesConfig | None = None) -> None:
     wh = DuckDBWarehouse(warehouse) if isinstance(warehouse, Path) else warehouse
-    for entry in plain_config().tables:
+    for entry in (config or plain_config()).tables:
         want = visible_rows(state, entry.table)
         got = wh.read(entry.table)
         key = list(entry.primary_key)

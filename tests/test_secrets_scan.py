@@ -138,7 +138,7 @@ def test_the_demo_path_writes_no_secret_anywhere(tmp_path):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("LAKEHOUSE_", "DAGSTER_", "DEMO_", "AWS_", "GOOGLE_", "METABASE_", "PG"))}
     env.update(env_secrets, LAKEHOUSE_HOME=str(home), HOME=str(user_home), TMPDIR=str(tmp),
-               DEMO_EVENTS="20000", PYTHONUNBUFFERED="1")
+               DEMO_EVENTS="10000", PYTHONUNBUFFERED="1")
     started = time.time() - 1  # file times have coarse resolution on some file systems
     proc = subprocess.run([sys.executable, "-m", "orchestration.demo"], cwd=REPO, env=env,
                           capture_output=True, timeout=280)

@@ -28,7 +28,8 @@ visible, everything before ``m`` is written. (A clean stop does not wait for wha
 not sent yet, so the test catches up before stopping too.)
 
 Seeds: ``TRUTH_SEEDS`` = a count (``10`` -> seeds 1..10) or a comma list (``3,17``); default 1,2
-(about 45 s each on 2 cores). ``pytest -s`` prints a line per seed.
+(about 45 s each on 2 cores); on the BigQuery engine ``TRUTH_BIGQUERY_SEEDS``, default 1 (about 100 s
+each on the emulator: seed 2 is left out of CI for its time limit). ``pytest -s`` prints a line per seed.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def _seeds() -> list[int]:
 
 def _cases() -> list:
     """Every seed on the local engine; the BigQuery engine (the emulator) on TRUTH_BIGQUERY_SEEDS."""
-    bigquery = [int(s) for s in os.environ.get("TRUTH_BIGQUERY_SEEDS", "1,2").split(",") if s.strip()]
+    bigquery = [int(s) for s in os.environ.get("TRUTH_BIGQUERY_SEEDS", "1").split(",") if s.strip()]
     return [pytest.param(seed, "local", id=f"{seed}-local") for seed in _seeds()] + \
         [pytest.param(seed, "bigquery", id=f"{seed}-bigquery") for seed in bigquery]
 
