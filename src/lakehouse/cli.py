@@ -42,8 +42,8 @@ def expected_failure(exc: BaseException) -> str | None:
         return " ".join(str(exc).split())
     if isinstance(exc, ClientError):  # a missing bucket, denied access: the request names the operation
         error = exc.response.get("Error", {})
-        bucket = exc.response.get("Error", {}).get("BucketName")
-        return f"S3 {error.get('Code')}: {error.get('Message')}" + (f" (bucket {bucket})" if bucket else "")
+        bucket = f" (bucket {error['BucketName']})" if error.get("BucketName") else ""
+        return f"S3 {error.get('Code')}: {error.get('Message')}{bucket}"
     return None
 
 

@@ -51,7 +51,9 @@ def _merge_small_files(st: StateTable, target_file_size: int) -> tuple[StateMeta
     """Bin-pack on the newest version; a compaction that commits meanwhile wins and the merge is
     redone on its version (the merge carries the metadata of the version it read, so it must never
     be rebased onto a newer one)."""
-    for attempt in range(1, MERGE_ATTEMPTS + 1):
+    attempt = 0
+    while True:
+        attempt += 1
         meta = st.require()
         assert st._dt is not None
         props = CommitProperties(custom_metadata={META_KEY: meta.to_json()}, max_commit_retries=0)
@@ -62,7 +64,6 @@ def _merge_small_files(st: StateTable, target_file_size: int) -> tuple[StateMeta
                 raise ConcurrentWriteError(f"{st.uri}: other writers kept committing; merge of small files "
                                            f"gave up after {attempt} attempts (nothing changed), run again") from exc
             time.sleep(random.uniform(0.05, 0.5) * attempt)
-    raise AssertionError("unreachable")
 
 
 def _written_at(key: str) -> datetime | None:
