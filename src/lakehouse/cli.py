@@ -225,6 +225,9 @@ def compact(
     engine: Annotated[str | None, typer.Option(help="What runs the fold: local or bigquery (default: "
                                                     "$LAKEHOUSE_ENGINE or local; bigquery reads "
                                                     "LAKEHOUSE_BIGQUERY_*).")] = None,
+    consistent: Annotated[bool, typer.Option(help="Then move every database's consistent root to its "
+                                                  "watermark (all tables at one transaction boundary; "
+                                                  "needs the <prefix>.transaction topic).")] = False,
 ) -> None:
     """Apply new raw objects to the current-state tables (incremental; one atomic Delta commit per
     batch). A failing table is reported and the others go on; exit code 1 if any failed."""
@@ -239,9 +242,9 @@ def compact(
     try:
         config = load_config(tables_config)
         fold_engine = open_engine(engine)
-        results = run_compact(lake, state, config, table or None,
-                              CompactOptions(full_refresh=full_refresh, batch_events=batch_events, engine=fold_engine,
-                                             **({"workers": workers} if workers is not None else {})))
+        options = CompactOptions(full_refresh=full_refresh, batch_events=batch_events, engine=fold_engine,
+                                 **({"workers": workers} if workers is not None else {}))
+        results = run_compact(lake, state, config, table or None, options)
     except (ConfigError, ValueError) as exc:
         console.print(f"[bold red]error[/]: {escape(str(exc))}")
         raise typer.Exit(code=2) from None
@@ -264,8 +267,28 @@ def compact(
             out.print(f"{r.table}: {escape(note)}")
         if r.error:
             console.print(f"[bold red]error[/] {escape(r.error)}")
-    if any(r.failed for r in results):
+    failed = any(r.failed for r in results)
+    if consistent:
+        failed |= _compact_consistent(lake, state, config, options)
+    if failed:
         raise typer.Exit(code=1)
+
+
+def _compact_consistent(lake: str, state: str, config, options) -> bool:
+    """Advance and print each database's watermark; True if one could not be published."""
+    from lakehouse.state.consistent import compact_consistent
+
+    failed = False
+    for r in compact_consistent(lake, state, config, options):
+        if r.error:
+            console.print(f"[bold red]error[/] consistent {escape(r.error)}")
+            failed = True
+            continue
+        w = r.watermark
+        assert w is not None
+        lag = "" if w.lag_seconds is None else f", {w.lag_seconds:.1f} s behind the newest landed commit"
+        out.print(f"consistent {w.database}: every table at commit LSN {w.lsn} (txId {w.tx_id}){lag}")
+    return failed
 
 
 @app.command()
@@ -324,16 +347,27 @@ def export(
     state: StateOpt,
     table: Annotated[str, typer.Option("--table", "-t", help="schema.table")],
     out_file: Annotated[str, typer.Option("--out", "-o", help="Parquet file to write.")],
+    consistent: Annotated[bool, typer.Option(help="The table at its database's published watermark "
+                                                  "(lakehouse compact --consistent), not its newest state.")] = False,
 ) -> None:
     """Write a table's visible rows (no tombstones, source column names, decoded types) to Parquet."""
     import time
 
+    import pyarrow.parquet as pq
+
+    from lakehouse.state.consistent import consistent_rows
     from lakehouse.state.export import export_table
     from lakehouse.state.table import StateError
 
     started = time.perf_counter()
     try:
-        rows = export_table(state, table, out_file)
+        if consistent:
+            data, mark = consistent_rows(state, table)
+            pq.write_table(data, out_file, compression="zstd")
+            rows = data.num_rows
+            out.print(f"{table} at {mark.database}'s watermark: commit LSN {mark.lsn} (txId {mark.tx_id})")
+        else:
+            rows = export_table(state, table, out_file)
     except StateError as exc:
         console.print(f"[bold red]error[/]: {escape(str(exc))}")
         raise typer.Exit(code=1) from None

@@ -82,6 +82,7 @@ class CaptureOptions:
     heap_mb: int = 1024
     progress_interval_s: float = 10.0
     max_batch_size: int = 4096
+    transaction_metadata: bool = True  # <prefix>.transaction topic + a transaction block per event
 
 
 @dataclass
@@ -159,6 +160,9 @@ def debezium_properties(opts: CaptureOptions, source: Source, name: str, offsets
         "max.batch.size": str(opts.max_batch_size),
         "max.queue.size": str(opts.max_batch_size * 4),
         "poll.interval.ms": "100",
+        # BEGIN/END per transaction with its per-table event counts: what the consistent watermark
+        # (lakehouse.consistency) checks the landed events against
+        "provide.transaction.metadata": "true" if opts.transaction_metadata else "false",
     }
 
 
@@ -322,8 +326,9 @@ class CaptureSession:
             return
         schema, avro_json = self.staged_schema[topic]
         table = json_lines_to_arrow([r.values for r in runs], schema)
-        ts = table.column("source").combine_chunks().field("ts_ms")
-        self.stats.last_commit_ts_ms = ts[len(ts) - 1].as_py()
+        if "source" in table.column_names:  # the transaction topic's BEGIN/END events have none
+            ts = table.column("source").combine_chunks().field("ts_ms")
+            self.stats.last_commit_ts_ms = ts[len(ts) - 1].as_py()
         offsets = np.concatenate([np.arange(r.start, r.start + r.count, dtype=np.int64) for r in runs])
         keys = key_schema = None
         if self.opts.store_keys:

@@ -444,6 +444,28 @@ class LakeReader:
                     shape, row_schema = _shape_of(obj, value_schema)
                     yield self._normalize(obj, shape, row_schema, table, start, schema)
 
+    def read_values(self, obj: LakeObject) -> pa.Table:
+        """An object's value records as the sink wrote them (any topic, e.g. the transaction
+        topic's BEGIN/END events), in the physical layout of its Connect schema."""
+        if obj.ref.format == "parquet":
+            pf = self._open_parquet(obj)
+            try:
+                return pf.read()
+            except (pa.ArrowInvalid, OSError) as exc:
+                reraise_transient(exc)
+                raise LakeObjectError(obj.key, f"Parquet data unreadable: {exc}") from exc
+        if obj.ref.format == "avro":
+            with self._open_avro(obj) as avro:
+                value = self._avro_value_schema(obj, avro)
+                try:
+                    parts = list(avro.iter_tables(value))
+                except (AvroFileError, OSError) as exc:
+                    reraise_transient(exc)
+                    raise LakeObjectError(obj.key, f"Avro data unreadable: {exc}") from exc
+            return pa.concat_tables(parts) if parts else pa.table({})
+        parts = [table for _schema, table, _start in self._json_runs(obj)]
+        return pa.concat_tables(parts, promote_options="permissive") if parts else pa.table({})
+
     def read_changes(self, topic: str, key_columns: Iterable[str] = ()) -> pa.Table:
         plan = self.plan(topic, key_columns=key_columns)
         return pa.Table.from_batches(list(self.iter_changes(plan)), schema=plan.schema)

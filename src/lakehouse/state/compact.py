@@ -54,6 +54,7 @@ from lakehouse.state.columns import (
     newest_time,
     walk,
 )
+from lakehouse.state.bound import EventBound
 from lakehouse.state.engine import EngineStats, FoldEngine, LocalEngine
 from lakehouse.state.fold import STATE_INTERNAL_NAMES, LateEventError, placeholders
 from lakehouse.state.redelivery import (
@@ -127,6 +128,8 @@ class CompactOptions:
     workers: int = field(default_factory=lambda: min(4, len(os.sched_getaffinity(0))))
     pseudonym_key: str | None = field(default=None, repr=False)  # HMAC key; default: $LAKEHOUSE_PSEUDONYM_KEY
     engine: FoldEngine = field(default_factory=LocalEngine)  # what runs the fold (state.engine)
+    # only events of transactions committed at or before this bound (the consistent root)
+    until: EventBound | None = None
 
 
 def compact(lake: str | LakeReader, state: str, config: TablesConfig, tables: list[str] | None = None,
@@ -311,6 +314,9 @@ def _apply(reader: LakeReader, st: StateTable, entry: TableConfig, key: tuple[st
            options: CompactOptions, result: TableResult, fresh: bool,
            redelivery: Redelivery | None = None) -> None:
     redelivery = redelivery if redelivery is not None and not fresh else Redelivery()
+    cuts: dict[str, int] = {}
+    if options.until is not None:
+        objects, cuts = options.until.select(reader, objects)
     _precheck(reader, entry, key, None if fresh else meta, objects, redelivery)
     if fresh:
         st.detach()
@@ -326,7 +332,7 @@ def _apply(reader: LakeReader, st: StateTable, entry: TableConfig, key: tuple[st
         with _uncounted_unless_committed(result):
             lives = lives_of(meta.row_schema, meta.dropped) if meta is not None else {}
             events, timeline = _read(reader, batch, key, entry, options.pseudonym_key, lives, keep_dropped,
-                                     redelivery, result)
+                                     redelivery, result, cuts)
             row_schema = pa.schema(timeline.row_fields(keep_dropped))
             resets = {c: v for c, v in timeline.resets().items() if c in row_schema.names and c not in key}
             if meta is None:
@@ -339,7 +345,7 @@ def _apply(reader: LakeReader, st: StateTable, entry: TableConfig, key: tuple[st
             st.discard = set(resets)  # their stored values belong to an older column of the name
             write = _apply_batch(st, meta, events, key, row_schema, overwrite_all, options, result, keep_images,
                                  resets)
-            applied_parts = [latest_per_key(pa.concat_tables([*applied_parts, manifest_rows(batch)],
+            applied_parts = [latest_per_key(pa.concat_tables([*applied_parts, manifest_rows(batch, cuts)],
                                                               promote_options="permissive"))]
             st.write(write.content, write.replaced, meta, applied_parts[0], overwrite_all)
             st.discard = set()
@@ -402,7 +408,7 @@ def _object_fields(obj: LakeObject, entry: TableConfig) -> list[pa.Field]:
 
 def _read(reader: LakeReader, batch: list[LakeObject], key: tuple[str, ...], entry: TableConfig,
           secret: str | None, lives: dict[str, Life], keep_dropped: bool, redelivery: Redelivery,
-          result: TableResult) -> tuple[pa.Table, Timeline]:
+          result: TableResult, cuts: dict[str, int] | None = None) -> tuple[pa.Table, Timeline]:
     """The batch's events in the table's columns after the batch: each object is read in its own
     schema, placed on the column timeline by its first commit, then conformed (columns it predates
     take their default, columns dropped before it null)."""
@@ -412,6 +418,8 @@ def _read(reader: LakeReader, batch: list[LakeObject], key: tuple[str, ...], ent
         schema = pa.schema([*INTERNAL_FIELDS, *_object_fields(obj, entry)])
         parts = list(reader.iter_object(obj, schema, batch_size=262_144))
         table = pa.Table.from_batches(parts, schema=schema) if parts else schema.empty_table()
+        if cuts and obj.key in cuts:  # the rows after it belong to transactions after the bound
+            table = table.slice(0, cuts[obj.key])
         views.append(ObjectColumns(obj.key, _first_commit_us(table), _object_fields(obj, entry)))
         if obj.key in redelivery.overlaps:
             table, copies = drop_copies(reader, table, obj, key, redelivery)

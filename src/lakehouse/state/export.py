@@ -30,7 +30,10 @@ def _public(metadata: dict[bytes, bytes] | None) -> dict[bytes, bytes] | None:
 
 
 def visible_rows(state_uri: str, table: str) -> pa.Table:
-    rows = StateTable(state_uri, table).visible()
+    return as_exported(StateTable(state_uri, table).visible())
+
+
+def as_exported(rows: pa.Table) -> pa.Table:
     # Debezium's type tags stay; the compaction's own bookkeeping (defaults, column lifetimes) does not
     target = pa.schema([pa.field(f.name, export_type(f.type), metadata=_public(f.metadata)) for f in rows.schema])
     # ns -> µs truncation is safe for PostgreSQL values (µs resolution); safe=False allows it

@@ -87,12 +87,16 @@ class Redelivery:
     carried: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
 
-def manifest_rows(batch: list[LakeObject]) -> pa.Table:
+def manifest_rows(batch: list[LakeObject], cuts: dict[str, int] | None = None) -> pa.Table:
+    """Manifest entries of applied objects. An object applied only up to a row (``cuts``: the
+    consistent root's bound) is entered with those rows and size -1: the next run reads it again
+    as re-delivered, its applied rows being known copies."""
+    cuts = cuts or {}
     return pa.table({
-        "key": [o.key for o in batch], "size": [o.size for o in batch],
+        "key": [o.key for o in batch], "size": [-1 if o.key in cuts else o.size for o in batch],
         "kafka_partition": pa.array([o.ref.kafka_partition for o in batch], pa.int32()),
         "start_offset": pa.array([o.ref.start_offset for o in batch], pa.int64()),
-        "rows": pa.array([o.rows for o in batch], pa.int64()),
+        "rows": pa.array([cuts.get(o.key, o.rows) for o in batch], pa.int64()),
     })
 
 

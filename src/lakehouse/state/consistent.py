@@ -1,0 +1,275 @@
+"""Every table of a source database at one transaction boundary: the consistent watermark.
+
+Each table lands through its own topic, so the current-state tables (which compaction keeps as
+fresh as the lake) can hold ``scan.scans`` up to 10:05 and ``scan.classification_results`` up to
+10:01. Readers that join tables read the **consistent root** instead (``<state>/_consistent``):
+the same compaction (:mod:`lakehouse.state.compact`, one fold) applied only up to the watermark
+(:class:`~lakehouse.state.bound.EventBound`), and a published pointer per database
+(``_watermarks/<prefix>.json``: the watermark and the Delta version of every table at it),
+replaced in one write once every table has committed. Readers open each table at the version the
+pointer names, so a run that fails halfway leaves them on the previous watermark.
+
+The watermark of a database (one Debezium connector, one topic prefix) is the newest commit LSN
+such that every transaction at or before it is complete in every configured table: for each END
+event (:mod:`lakehouse.lake.transactions`), the distinct change events ``(lsn, op)`` landed per
+table reach the END's count. An initial or repeated snapshot is a point of its own at its LSN,
+complete in a table once its last read (``last_in_data_collection``/``last``) or a later event of
+that table has landed; a table without snapshot reads counts as complete once the snapshot's
+``last`` read has landed anywhere (an empty table; a topic that lags with no object at all cannot
+be told from it: the one case the lake cannot prove). Without a transaction topic there is no
+watermark: the lake cannot prove which transactions are whole (docs/consistency.md).
+
+Assumption, as for Kafka: the transaction topic lands in order (one partition, the sink's
+files in offset order), so no END is missing before one that has landed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field, replace
+
+import polars as pl
+import pyarrow as pa
+
+from lakehouse.config import TableConfig, TablesConfig
+from lakehouse.lake.reader import INTERNAL_FIELDS, LakeListing, LakeReader
+from lakehouse.lake.store import open_store
+from lakehouse.lake.transactions import TransactionLog, read_transaction_log, transaction_topic
+from lakehouse.state.bound import UNKNOWN, EventBound
+from lakehouse.state.compact import CompactOptions, TableResult, compact
+from lakehouse.state.redelivery import pending_objects
+from lakehouse.state.table import StateError, StateTable
+
+log = logging.getLogger("lakehouse.consistent")
+CONSISTENT_DIR = "_consistent"
+SNAPSHOT_ENDS = ("last", "last_in_data_collection")
+
+
+class ConsistencyError(StateError):
+    """No consistent read is possible (no transaction topic, nothing published yet)."""
+
+
+@dataclass(frozen=True)
+class Watermark:
+    database: str  # the Debezium topic prefix
+    lsn: int  # commit LSN of the newest transaction complete in every table
+    tx_id: int | None = None  # its PostgreSQL transaction id (None: a snapshot point)
+    commit_ts_ms: int | None = None
+    newest_lsn: int | None = None  # the newest commit whose END has landed
+    newest_ts_ms: int | None = None
+    tables: dict[str, int] = field(default_factory=dict)  # table -> Delta version at the watermark
+    published_at: float | None = None
+
+    @property
+    def lag_seconds(self) -> float | None:
+        """How far the watermark trails the newest landed commit (commit times)."""
+        if self.commit_ts_ms is None or self.newest_ts_ms is None:
+            return None
+        return max(0.0, (self.newest_ts_ms - self.commit_ts_ms) / 1000)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+@dataclass
+class ConsistentResult:
+    database: str
+    watermark: Watermark | None = None
+    previous: Watermark | None = None
+    tables: list[TableResult] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+def consistent_root(state: str) -> str:
+    return f"{state.rstrip('/')}/{CONSISTENT_DIR}"
+
+
+def _pointer(database: str) -> str:
+    return f"_watermarks/{database}.json"
+
+
+def published(state: str, database: str) -> Watermark | None:
+    store = open_store(consistent_root(state))
+    try:
+        text = store.get_bytes(_pointer(database))
+    except Exception as exc:  # noqa: BLE001 - FileNotFoundError locally, NoSuchKey on S3
+        if isinstance(exc, FileNotFoundError) or "NoSuchKey" in str(exc) or "Not Found" in str(exc):
+            return None
+        raise
+    return Watermark(**json.loads(text))
+
+
+def databases(config: TablesConfig) -> dict[str, list[TableConfig]]:
+    """Configured tables per source database (topic prefix)."""
+    out: dict[str, list[TableConfig]] = defaultdict(list)
+    for entry in config.tables:
+        out[entry.topic.split(".", 1)[0]].append(entry)
+    return dict(out)
+
+
+def compact_consistent(lake: str | LakeReader, state: str, config: TablesConfig,
+                       options: CompactOptions = CompactOptions(), only: list[str] | None = None
+                       ) -> list[ConsistentResult]:
+    """Move every database's consistent root to its current watermark and publish it."""
+    reader = lake if isinstance(lake, LakeReader) else LakeReader(lake)
+    listing = reader.scan()
+    reader.require_objects(listing)
+    out = []
+    for database, entries in sorted(databases(config).items()):
+        if only and database not in only:
+            continue
+        result = ConsistentResult(database, previous=published(state, database))
+        try:
+            _advance(reader, listing, state, config, entries, options, result)
+        except ConsistencyError as exc:
+            result.error = str(exc)
+            log.error("%s", exc)
+        out.append(result)
+    return out
+
+
+def _advance(reader: LakeReader, listing: LakeListing, state: str, config: TablesConfig,
+             entries: list[TableConfig], options: CompactOptions, result: ConsistentResult) -> None:
+    txlog = read_transaction_log(reader, result.database)
+    if txlog is None:
+        raise ConsistencyError(
+            f"{result.database}: no {transaction_topic(result.database)} topic in the lake, so no transaction "
+            "can be proven complete; capture with provide.transaction.metadata=true (lakehouse capture does)")
+    root = consistent_root(state)
+    previous = result.previous.lsn if result.previous else None
+    landed = {e.table: _pending_events(reader, listing, root, e) for e in entries}
+    lsn = find_watermark(txlog, landed, previous)
+    if lsn is None:
+        raise ConsistencyError(f"{result.database}: no transaction is complete in every table yet")
+    tables = compact(reader, root, config, [e.topic for e in entries], replace(options, until=EventBound(lsn, txlog)))
+    result.tables = tables
+    failed = [t for t in tables if t.failed]
+    if failed:
+        raise ConsistencyError(f"{result.database}: watermark not published, {len(failed)} table(s) failed: "
+                               + "; ".join(t.error or t.table for t in failed))
+    versions = {}
+    for e in entries:
+        st = StateTable(root, e.table)
+        if st.load() is not None:
+            versions[e.table] = st.version
+    result.watermark = _describe(result.database, lsn, txlog, versions)
+    open_store(root).put_bytes(_pointer(result.database), result.watermark.to_json().encode())
+    log.info("%s: consistent at LSN %d (%s behind the newest landed commit)", result.database, lsn,
+             result.watermark.lag_seconds)
+
+
+def _describe(database: str, lsn: int, txlog: TransactionLog, versions: dict[str, int]) -> Watermark:
+    at = txlog.ends.filter(pl.col("commit_lsn") == lsn)
+    newest = txlog.newest
+    return Watermark(database, lsn,
+                     tx_id=at.get_column("tx_id")[0] if at.height else None,
+                     commit_ts_ms=at.get_column("ts_ms")[0] if at.height else None,
+                     newest_lsn=newest["commit_lsn"] if newest else None,
+                     newest_ts_ms=newest["ts_ms"] if newest else None,
+                     tables=versions, published_at=time.time())
+
+
+_IDENT = ["__table", "__op", "__lsn", "__tx_id", "__snapshot"]
+
+
+def _pending_events(reader: LakeReader, listing: LakeListing, root: str, entry: TableConfig) -> pl.DataFrame:
+    """Identity columns of the table's events not yet wholly in the consistent root (everything
+    at or before the published watermark is; objects the bound cut are read again)."""
+    objects = listing.objects.get(entry.topic, [])
+    st = StateTable(root, entry.table)
+    if st.load() is not None:
+        objects, _ = pending_objects(objects, st.applied())
+    schema = pa.schema(INTERNAL_FIELDS)
+    parts = [pa.Table.from_batches(list(reader.iter_object(o, schema, batch_size=262_144)), schema=schema)
+             .select(_IDENT) for o in objects]
+    frame = pl.from_arrow(pa.concat_tables(parts) if parts else schema.empty_table().select(_IDENT))
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def find_watermark(txlog: TransactionLog, landed: dict[str, pl.DataFrame], previous: int | None) -> int | None:
+    """The newest commit LSN after ``previous`` up to which every transaction and snapshot is
+    complete in every table (``landed``: table -> events not yet in the consistent root), or
+    ``previous`` when none is."""
+    bound = EventBound(UNKNOWN - 1, txlog)
+    events = {t: f.with_columns(__commit=pl.Series(bound.commits(f.to_arrow()), dtype=pl.Int64))
+              for t, f in landed.items()}
+    # END names tables schema.table as the source does: configured names and those the events carry
+    names = set(landed) | {n for f in events.values() for n in f.get_column("__table").unique().drop_nulls()}
+    floor = -1 if previous is None else previous
+    points = [(c, "tx") for c in txlog.ends.get_column("commit_lsn").to_list() if c > floor]
+    snaps = sorted({p for f in events.values()
+                    for p in f.filter((pl.col("__op") == "r") & (pl.col("__lsn") > floor)).get_column("__lsn")})
+    points += [(p, "snapshot") for p in snaps]
+    have = _landed_counts(events)
+    need = txlog.counts.filter(pl.col("collection").is_in(list(names)) & (pl.col("commit_lsn") > floor))
+    need_by_commit: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    for commit, coll, count in need.iter_rows():
+        need_by_commit[commit].append((coll, count))
+    watermark = previous
+    for point, kind in sorted(points):
+        whole = (all(have.get((point, coll), 0) >= count for coll, count in need_by_commit.get(point, []))
+                 if kind == "tx" else _snapshot_landed(point, events))
+        if not whole:
+            break
+        watermark = point
+    return watermark
+
+
+def _landed_counts(events: dict[str, pl.DataFrame]) -> dict[tuple[int, str], int]:
+    frames = [f.filter((pl.col("__op") != "r") & (pl.col("__commit") < UNKNOWN) & (pl.col("__commit") >= 0))
+              for f in events.values() if f.height]
+    if not frames:
+        return {}
+    grouped = pl.concat(frames).group_by("__commit", "__table").agg(
+        pl.struct("__lsn", "__op").n_unique().alias("n"))
+    return {(c, t): n for c, t, n in grouped.iter_rows()}
+
+
+def _snapshot_landed(point: int, events: dict[str, pl.DataFrame]) -> bool:
+    reads = {t: f.filter((pl.col("__op") == "r") & (pl.col("__lsn") == point)) for t, f in events.items()}
+    ended = any(r.filter(pl.col("__snapshot") == "last").height for r in reads.values())
+    for table, f in events.items():
+        later = f.filter(pl.col("__commit") > point).height > 0
+        if reads[table].height:
+            if not (later or reads[table].filter(pl.col("__snapshot").is_in(SNAPSHOT_ENDS)).height):
+                return False
+        elif not (ended or later):
+            return False
+    return True
+
+
+def consistent_rows(state: str, table: str, database: str | None = None) -> tuple[pa.Table, Watermark]:
+    """A table's visible rows at its database's published watermark."""
+    from lakehouse.state.export import as_exported
+
+    database = database or _database_of(state, table)
+    mark = published(state, database)
+    if mark is None:
+        raise ConsistencyError(f"no consistent watermark published for {database} under {state}: "
+                               "run lakehouse compact --consistent first")
+    if table not in mark.tables:
+        raise ConsistencyError(f"{table}: no rows at {database}'s watermark (LSN {mark.lsn}): the table "
+                               "had no events then, or it is not in the tables config")
+    st = StateTable(consistent_root(state), table)
+    st.require(mark.tables[table])
+    return as_exported(st.visible()), mark
+
+
+def _database_of(state: str, table: str) -> str:
+    store = open_store(consistent_root(state))
+    marks = [i.key for i in store.list("_watermarks/") if i.key.endswith(".json")]
+    for key in marks:
+        name = key.rsplit("/", 1)[-1].removesuffix(".json")
+        mark = published(state, name)
+        if mark is not None and table in mark.tables:
+            return name
+    raise ConsistencyError(f"{table}: in no published consistent watermark under {state} "
+                           "(run lakehouse compact --consistent)")
