@@ -43,9 +43,11 @@ def capture_from_postgres(lake: str, cli: list[str]) -> None:
         work.scans(DEMO_SCANS)
         state = settings.home() / "capture"
         procs = []
-        for dsn in (auth, scan):
-            step(f"lakehouse capture {dsn.split('dbname=')[1]} -> {lake} (snapshot, then streaming)")
+        for db, dsn in (("auth", auth), ("scan", scan)):
+            step(f"lakehouse capture {db} -> {lake} (snapshot, then streaming)")
+            # two captures under one prefix: each its own transaction topic (config/tables.yaml)
             procs.append(subprocess.Popen([*cli, "capture", "--dsn", dsn, "--lake", lake, "--state-dir", str(state),
+                                           "--transaction-topic", f"eco2.transaction_{db}",
                                            "--format", "avro" if DEMO_FORMAT == "avro" else "parquet",
                                            "--rotate-interval", "2", "--stop-when-idle", "8", "--heap-mb", "512"]))
         store = open_store(lake)

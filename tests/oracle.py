@@ -26,13 +26,16 @@ from lakehouse.lake.semantic import TOAST_PLACEHOLDER
 from lakehouse.state.export import visible_rows
 
 
-def lake_state(reader: LakeReader, topic: str, key: tuple[str, ...]) -> dict[tuple, dict]:
+def lake_state(reader: LakeReader, topic: str, key: tuple[str, ...], keep=None) -> dict[tuple, dict]:
+    """``keep``: only the events it accepts count (a consistent read's watermark)."""
     table = reader.read_changes(topic)
     if table.num_rows == 0:
         return {}
     table = table.sort_by([(c, "ascending") for c in POSITION])
     columns = [c for c in table.column_names if c not in INTERNAL_NAMES]
     events = table.to_pylist()
+    if keep is not None:
+        events = [ev for ev in events if keep(ev)]
     # TRUNCATE holds an exclusive lock: every change is below its LSN or after its commit
     truncate_lsns = [ev["__lsn"] for ev in events if ev["__op"] == "t" and ev["__lsn"] is not None]
     # the c half of a key change takes the old key's values before its d, wherever that d sits
@@ -155,3 +158,20 @@ def assert_equals_oracle(lake: Path | str, state: Path | str, config: TablesConf
         for k, row in want.items():
             for c, v in row.items():
                 assert got[k].get(c) == v, f"{entry.table} {k}.{c}: {got[k].get(c)!r} != {v!r}"
+
+
+def committed_by(ends: list[dict], watermark: int):
+    """Whether an event's transaction committed at or before ``watermark``, from END events
+    (``{"id": "<txId>:<commit LSN>"}``): its txId's first END at or after its LSN; a snapshot
+    read at its own LSN; a transaction whose END has not landed, never."""
+    commits: dict[int, list[int]] = {}
+    for end in ends:
+        tx, lsn = (int(x) for x in end["id"].split(":"))
+        commits.setdefault(tx, []).append(lsn)
+
+    def keep(ev: dict) -> bool:
+        if ev["__op"] == "r" or ev["__lsn"] is None:
+            return (ev["__lsn"] or -1) <= watermark
+        mine = [c for c in commits.get(ev["__tx_id"], []) if c >= ev["__lsn"]]
+        return bool(mine) and min(mine) <= watermark
+    return keep

@@ -120,6 +120,8 @@ def generate(
     pk_changes: Annotated[bool, typer.Option(help="Primary-key updates (delete + create).")] = False,
     truncates: Annotated[bool, typer.Option(help="A TRUNCATE mid-stream.")] = False,
     deletes: Annotated[bool, typer.Option(help="Deletes (feedback, account closures).")] = True,
+    transactions: Annotated[bool, typer.Option(help="Transaction metadata: BEGIN/END events in "
+                                                    "<prefix>.transaction_<database>.")] = False,
     store_keys: Annotated[bool, typer.Option(help="Write .keys companion files (store.kafka.keys).")] = False,
     topic_prefix: Annotated[str, typer.Option(help="Debezium topic.prefix.")] = "eco2",
     start_time: Annotated[str, typer.Option(help="Simulated commit time of the first event (UTC).")] = (
@@ -137,7 +139,7 @@ def generate(
         flush_size=flush_size, partitioner=partitioner.value, shape=shape.value, format=format.value,
         json_schemas=json_schemas, avro_codec=avro_codec.value, schema_change=schema_change, replays=replays, toast=toast,
         pk_changes=pk_changes, truncates=truncates, deletes=deletes, store_keys=store_keys,
-        start_time=start_time, events_per_second=events_per_second,
+        start_time=start_time, events_per_second=events_per_second, transactions=transactions,
     )
     with Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
@@ -469,6 +471,10 @@ def capture(
                                                        "(default: $LAKEHOUSE_HOME/capture).")] = None,
     heap_mb: Annotated[int, typer.Option(help="JVM heap limit in MB.")] = 1024,
     progress_interval: Annotated[float, typer.Option(help="Seconds between progress log lines.")] = 10.0,
+    transaction_topic: Annotated[str | None, typer.Option(help="Where BEGIN/END events land (default: "
+                                                               "<prefix>.transaction); captures sharing a "
+                                                               "prefix need their own, e.g. eco2.transaction_auth.")
+                                 ] = None,
 ) -> None:
     """Capture PostgreSQL changes with embedded Debezium into the lake, exactly as the S3 sink would
     write them (snapshot, then streaming; stops cleanly on SIGTERM)."""
@@ -486,7 +492,7 @@ def capture(
         avro_codec=avro_codec.value, rotate_interval_s=rotate_interval,
         stop_when_idle_s=stop_when_idle, store_keys=store_keys, store_headers=store_headers,
         state_dir=Path(state_dir) if state_dir else None, heap_mb=heap_mb,
-        progress_interval_s=progress_interval,
+        progress_interval_s=progress_interval, transaction_topic=transaction_topic,
     )
     try:
         stats = run_capture(opts)

@@ -69,6 +69,10 @@ class TableConfig(BaseModel):
     # what a DROP COLUMN in the source does to the table here
     dropped_columns: DroppedColumns = DroppedColumns.drop
     warehouse: WarehouseLayout = Field(default_factory=WarehouseLayout)
+    # Debezium's transaction topic of the connector capturing this table (provide.transaction.metadata):
+    # tables sharing one are read at one consistent watermark. Default <prefix>.transaction; two
+    # connectors under one topic.prefix need their own (topic.transaction), e.g. eco2.transaction_auth
+    transaction_topic: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+\.transaction[A-Za-z0-9_-]*$")
 
     @field_validator("primary_key")
     @classmethod
@@ -82,6 +86,11 @@ class TableConfig(BaseModel):
         """``<schema>.<table>``: the topic without its prefix."""
         parts = self.topic.split(".")
         return ".".join(parts[-2:]) if len(parts) >= 2 else self.topic
+
+    @property
+    def transactions(self) -> str:
+        """The transaction topic this table's consistent watermark is read from."""
+        return self.transaction_topic or f"{self.topic.split('.', 1)[0]}.transaction"
 
     def policy(self, column: str) -> ColumnPolicy:
         return self.columns.get(column, ColumnPolicy.keep)

@@ -51,7 +51,7 @@ from lakehouse.lake.avrofile import CODECS as AVRO_CODECS
 from lakehouse.lake.avrofile import AvroContainer, AvroFileError
 from lakehouse.lake.connect import ConnectSchema, parse_avro_schema
 from lakehouse.lake.jsonlines import json_lines_to_arrow
-from lakehouse.lake.layout import LakeObjectError, ObjectKey, SinkLayout, parse_object_key
+from lakehouse.lake.layout import LakeObjectError, ObjectKey, SinkLayout, is_non_table_topic, parse_object_key
 from lakehouse.lake.names import java_regex_literal, odd_columns_regex
 from lakehouse.lake.sink import SinkConfig, SinkWriter
 from lakehouse.lake.store import open_store
@@ -82,12 +82,20 @@ class CaptureOptions:
     heap_mb: int = 1024
     progress_interval_s: float = 10.0
     max_batch_size: int = 4096
-    transaction_metadata: bool = True  # <prefix>.transaction topic + a transaction block per event
+    transaction_metadata: bool = True  # BEGIN/END events + a transaction block per change event
+    # where BEGIN/END land: <prefix>.transaction by default; two captures under one prefix need
+    # their own (e.g. eco2.transaction_auth), as two Debezium connectors would (topic.transaction)
+    transaction_topic: str | None = None
+
+    @property
+    def transactions(self) -> str:
+        return self.transaction_topic or f"{self.topic_prefix}.transaction"
 
 
 @dataclass
 class CaptureStats:
-    events: int = 0
+    events: int = 0  # change events (table topics)
+    transaction_events: int = 0  # BEGIN/END events of the transaction topic
     tombstones: int = 0
     heartbeats: int = 0
     objects: int = 0
@@ -163,6 +171,7 @@ def debezium_properties(opts: CaptureOptions, source: Source, name: str, offsets
         # BEGIN/END per transaction with its per-table event counts: what the consistent watermark
         # (lakehouse.consistency) checks the landed events against
         "provide.transaction.metadata": "true" if opts.transaction_metadata else "false",
+        "topic.transaction": opts.transactions.removeprefix(f"{opts.topic_prefix}."),
     }
 
 
@@ -208,6 +217,10 @@ class CaptureSession:
             raise CaptureSetupError(f"avro codec {opts.avro_codec!r}: one of {', '.join(AVRO_CODECS)}")
         self.opts = opts
         self.source = source
+        self.transaction_topic = opts.transactions
+        if not opts.transactions.startswith(f"{opts.topic_prefix}.") or not is_non_table_topic(opts.transactions):
+            raise CaptureSetupError(f"transaction topic {opts.transactions!r}: <prefix>.transaction[_name] "
+                                    f"with prefix {opts.topic_prefix!r}")
         self.store = open_store(opts.lake)
         self.writer = SinkWriter(self.store, SinkConfig(format=opts.format, avro_codec=opts.avro_codec,
                                                         flush_size=opts.flush_size, store_keys=opts.store_keys,
@@ -296,7 +309,10 @@ class CaptureSession:
                     start, n, bytes(batch.values(i)),
                     bytes(batch.keys(i)) if self.opts.store_keys else b"", key_schema,
                     bytes(batch.headers(i)) if self.opts.store_headers else b""))
-                self.stats.events += n
+                if topic == self.transaction_topic:
+                    self.stats.transaction_events += n
+                else:
+                    self.stats.events += n
                 self.stats.last_event = self.stats.last_row_event = now
                 if self.stats.first_row_event is None:
                     self.stats.first_row_event = now

@@ -19,7 +19,7 @@ import pyarrow as pa
 from lakehouse.generate import strings as S
 from lakehouse.generate.domain import MS, OP_C, OP_D, OP_R, OP_T, OP_U, US, Batch
 from lakehouse.generate.encode import RowEncoder, _null_struct
-from lakehouse.generate.schemas import DEBEZIUM_VERSION, TableDef
+from lakehouse.generate.schemas import DEBEZIUM_VERSION, TableDef, transaction_value_schema
 from lakehouse.lake.sink import SinkWriter
 
 SNAPSHOT_VALUES = ["false", "true", "first", "first_in_data_collection", "last_in_data_collection", "last"]
@@ -65,6 +65,8 @@ class Server:
     floor_us: int = 0                                   # WAL writes of later chunks start after this
     last_proc: int = 0
     replayed: int = 0
+    # the transactions of the last ``stream`` call, for the transaction topic
+    transactions: Transactions | None = None
 
     # -- snapshot -------------------------------------------------------------------------------
 
@@ -154,6 +156,7 @@ class Server:
         xid_by_rank = self.next_txid + np.cumsum(inc) - inc
         self.next_txid = int(xid_by_rank[-1] + inc[-1])
         txid_tx = xid_by_rank[rank]
+        self.transactions = Transactions(txid_tx, lsn[starts], commit_end, commit_t, tx_of)
         # Debezium processing time (envelope ts_*): after the commit, non-decreasing
         lag = (40 * MS + rng.exponential(180 * MS, n)).astype(np.int64)
         proc = t + lag
@@ -185,6 +188,56 @@ class Server:
         src = Source(ts_us=t[emit], snapshot=np.zeros(len(emit), np.int8), tx_id=txid_tx[tx_of][emit],
                      lsn=lsn[emit], seq0=seq0_tx[tx_of][emit], proc_us=proc)
         return src, emit
+
+
+@dataclass
+class Transactions:
+    """Per transaction of one ``Server.stream`` call (commit order), and each row's transaction."""
+
+    txid: np.ndarray
+    first_lsn: np.ndarray  # its first change: the LSN in the BEGIN event's id
+    commit_lsn: np.ndarray  # the end of its commit record: the LSN in the END event's id
+    commit_us: np.ndarray
+    row_tx: np.ndarray  # index into the arrays above, per input row
+
+
+class TransactionWriter:
+    """Debezium's transaction topic of one connector (provide.transaction.metadata): a BEGIN and
+    an END per transaction, the END counting the change events per table (``schema.table``)."""
+
+    def __init__(self, topic: str, sink: SinkWriter):
+        self.topic, self.sink = topic, sink
+        self.schema = transaction_value_schema()
+        self.arrow = pa.schema(list(self.schema.physical_arrow_type()))
+        self.offset = 0
+        self.events = 0
+
+    def write(self, tx: Transactions, row_collection: np.ndarray, collections: list[str]) -> None:
+        """``row_collection``: per input row, its table's index in ``collections``."""
+        ntx = len(tx.txid)
+        if not ntx:
+            return
+        k = len(collections)
+        pairs, counts = np.unique(tx.row_tx * k + row_collection, return_counts=True)
+        per_tx = np.bincount(pairs // k, minlength=ntx)
+        structs = pa.StructArray.from_arrays(
+            [pa.array([collections[c] for c in pairs % k]), pa.array(counts, pa.int64())],
+            fields=list(self.arrow.field("data_collections").type.value_type))
+        offsets = np.zeros(2 * ntx + 1, np.int32)  # BEGIN rows hold none (null), END rows their tables
+        offsets[2::2] = np.cumsum(per_tx)
+        offsets[1::2] = offsets[0:-1:2]
+        is_begin = np.tile([True, False], ntx)
+        lists = pa.ListArray.from_arrays(pa.array(offsets), structs, mask=pa.array(is_begin))
+        ids = [f"{t}:{lsn}" for t, b, e in zip(tx.txid.tolist(), tx.first_lsn.tolist(), tx.commit_lsn.tolist())
+               for lsn in (b, e)]
+        totals = np.repeat(np.bincount(tx.row_tx, minlength=ntx), 2)
+        ts = np.repeat(tx.commit_us // 1000, 2)
+        table = pa.Table.from_arrays([
+            pa.array(np.where(is_begin, "BEGIN", "END")), pa.array(ids),
+            pa.array(totals, pa.int64(), mask=is_begin), lists, pa.array(ts, pa.int64())], schema=self.arrow)
+        self.sink.write(self.topic, 0, table, self.schema, self.offset + np.arange(2 * ntx), timestamps_ms=ts)
+        self.offset += 2 * ntx
+        self.events += 2 * ntx
 
 
 @dataclass

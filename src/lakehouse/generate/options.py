@@ -33,6 +33,9 @@ class GeneratorOptions:
     store_keys: bool = False       # key companion files (.keys.snappy.parquet)
     start_time: str = "2026-11-01T00:00:00Z"
     events_per_second: float = 50.0  # simulated commit-time rate
+    # provide.transaction.metadata: BEGIN/END per transaction in <prefix>.transaction_<database>
+    # (one connector per database under one prefix, each its own topic.transaction)
+    transactions: bool = False
 
     def validate(self) -> None:
         if self.events < 1:

@@ -35,7 +35,7 @@ from lakehouse.generate.domain import (
     scan_lifecycles,
     user_events,
 )
-from lakehouse.generate.emit import WAL_SIZE, Capture, Server, Source, TopicWriter
+from lakehouse.generate.emit import WAL_SIZE, Capture, Server, Source, TopicWriter, TransactionWriter
 from lakehouse.generate.encode import RowEncoder, Texts
 from lakehouse.generate.options import GeneratorOptions
 from lakehouse.generate.schemas import (
@@ -68,6 +68,7 @@ class GenerationReport:
     rewritten_rows: int = 0     # rows the sink wrote a second time into overlapping objects
     rows: int = 0               # rows in value files (unwrap drops truncates; rewrites counted)
     snapshot_rows: int = 0
+    transaction_events: int = 0  # BEGIN/END events (options.transactions)
 
 
 class _CountingStore:
@@ -118,6 +119,13 @@ def _sink_config(options: GeneratorOptions, table: str) -> SinkConfig:
                       store_keys=options.store_keys)
 
 
+def _transaction_sink_config(options: GeneratorOptions) -> SinkConfig:
+    """The transaction topic's sink: BEGIN/END events have no envelope to unwrap and no business
+    column to partition by (a field partitioner falls back to Kafka partitions)."""
+    config = replace(_sink_config(options, "scans"), unwrap=None)
+    return replace(config, partitioner=Partitioner.named("default")) if options.partitioner == "field" else config
+
+
 @dataclass
 class _Run:
     options: GeneratorOptions
@@ -127,6 +135,7 @@ class _Run:
     writers: dict[str, TopicWriter] = field(default_factory=dict)
     sinks: dict[str, SinkWriter] = field(default_factory=dict)
     servers: dict[str, Server] = field(default_factory=dict)
+    transactions: dict[str, TransactionWriter] = field(default_factory=dict)  # per server
     emitted: int = 0            # original change events emitted (budget)
 
     # special moments of the stream (µs commit times)
@@ -180,6 +189,11 @@ def generate_lake(lake: str | Path | ObjectStore, options: GeneratorOptions,
         run.writers[td.table] = TopicWriter(td, options.topic_prefix, options.partitions, encoder, sink,
                                             options.flush_size, options.store_keys, capture)
 
+    if options.transactions:
+        for name in run.servers:
+            topic = f"{options.topic_prefix}.transaction_{name}"
+            run.transactions[name] = TransactionWriter(topic, SinkWriter(store, _transaction_sink_config(options)))
+
     # -- initial snapshot ------------------------------------------------------------------------
     # the database before capture: ~0.4 % users, ~0.33 % scans (~4 % of the events), capped so
     # memory stays bounded at any volume
@@ -226,7 +240,7 @@ def generate_lake(lake: str | Path | ObjectStore, options: GeneratorOptions,
         T += W
         report_progress(min(run.emitted, N), N)
 
-    for sink in run.sinks.values():
+    for sink in [*run.sinks.values(), *(w.sink for w in run.transactions.values())]:
         sink.close()
     rewritten = _sink_rewrites(run) if options.replays else 0
     per_topic = {}
@@ -241,7 +255,7 @@ def generate_lake(lake: str | Path | ObjectStore, options: GeneratorOptions,
         events=events, objects=sum(store.objects.values()), bytes=store.bytes,
         seconds=time.perf_counter() - t_start, per_topic=per_topic, tombstones=tombstones,
         replayed=sum(s.replayed for s in run.servers.values()), rewritten_rows=rewritten, rows=rows,
-        snapshot_rows=snapshot_rows)
+        snapshot_rows=snapshot_rows, transaction_events=sum(w.events for w in run.transactions.values()))
 
 
 def _chunk(run: _Run, vocab, flags: ScanFlags, T: int, W: int, n_scans: int) -> dict[str, Batch]:
@@ -316,7 +330,11 @@ def _emit_server(run: _Run, server_name: str, pending: dict[str, Batch], tab: np
         if name == "classification_results" and run.options.toast:
             size = size + np.where(b.cols["op"][r] != OP_D, 2_400, 0)
         wal[m] = size
-    src, emit = run.servers[server_name].stream(rng, cols["t"], cols["b"], cols["tx"], cols["pk"], wal)
+    server = run.servers[server_name]
+    src, emit = server.stream(rng, cols["t"], cols["b"], cols["tx"], cols["pk"], wal)
+    if server_name in run.transactions and server.transactions is not None:
+        names = [f"{t.schema}.{t.table}" for t in TABLES]
+        run.transactions[server_name].write(server.transactions, tab.astype(np.int64), names)
     tab_e, row_e = tab[emit], row[emit]
     for ti in np.unique(tab_e):
         name = _TABLE_NAMES[ti]

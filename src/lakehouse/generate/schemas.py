@@ -91,6 +91,16 @@ def transaction_schema() -> ConnectSchema:
                                   ("data_collection_order", int64())], optional=True, version=1)
 
 
+def transaction_value_schema() -> ConnectSchema:
+    """BEGIN/END events of the transaction topic, as Debezium 3.6.3 + AvroData write them."""
+    collection = struct("event.collection", [("data_collection", text()), ("event_count", int64())],
+                        optional=True, version=1)
+    return struct("io.debezium.connector.common.TransactionMetadataValue", [
+        ("status", text()), ("id", text()), ("event_count", int64(True)),
+        ("data_collections", ConnectSchema("array", optional=True, items=collection)), ("ts_ms", int64()),
+    ], version=1)
+
+
 def envelope_schema(topic: str, value: ConnectSchema) -> ConnectSchema:
     opt_value = replace(value, optional=True)
     return struct(f"{topic}.Envelope", [

@@ -33,10 +33,11 @@ PYARROW_CODECS = {"snappy": "snappy", "none": "none", "gzip": "gzip", "zstd": "z
 
 # Topics that carry no table rows (spec §5.1, §5.9, pitfall 19).
 # Table topics are <prefix>.<schema>.<table>; the transaction and message topics have no schema
-# segment, so a table that happens to be named "message" is not caught.
+# segment, so a table that happens to be named "message" is not caught. A connector sharing its
+# topic.prefix with another names its transaction topic apart (topic.transaction=transaction_auth).
 NON_TABLE_TOPIC_PATTERNS = (
     re.compile(r"^__debezium-heartbeat\..+$"),
-    re.compile(r"^[^.]+\.(transaction|message)$"),
+    re.compile(r"^[^.]+\.(transaction[A-Za-z0-9_-]*|message)$"),
 )
 
 

@@ -1,4 +1,5 @@
-"""Debezium's transaction topic: ``<prefix>.transaction`` (``provide.transaction.metadata=true``).
+"""Debezium's transaction topic: ``<prefix>.transaction`` (``provide.transaction.metadata=true``;
+``<prefix>.<topic.transaction>`` when a connector names it apart).
 
 One BEGIN and one END event per transaction, in commit order, on one Kafka partition. The END
 event lists, per table (``data_collection`` = ``schema.table``), how many change events the
@@ -26,10 +27,6 @@ END_SCHEMA = {"tx_id": pl.Int64, "commit_lsn": pl.Int64, "ts_ms": pl.Int64, "eve
 COUNT_SCHEMA = {"commit_lsn": pl.Int64, "collection": pl.Utf8, "event_count": pl.Int64}
 
 
-def transaction_topic(prefix: str) -> str:
-    return f"{prefix}.transaction"
-
-
 @dataclass(frozen=True)
 class TransactionLog:
     """The landed END events of one connector, one row per transaction (re-emitted copies merged)."""
@@ -43,9 +40,8 @@ class TransactionLog:
         return self.ends.row(self.ends.height - 1, named=True) if self.ends.height else None
 
 
-def read_transaction_log(reader: LakeReader, prefix: str) -> TransactionLog | None:
-    """The transaction topic of ``prefix`` as landed, or None when the lake has none."""
-    topic = transaction_topic(prefix)
+def read_transaction_log(reader: LakeReader, topic: str) -> TransactionLog | None:
+    """A transaction topic as landed, or None when the lake has none."""
     listing = reader.scan(topic)
     errors = listing.errors_for(topic)
     if errors:

@@ -5,11 +5,11 @@ fresh as the lake) can hold ``scan.scans`` up to 10:05 and ``scan.classification
 10:01. Readers that join tables read the **consistent root** instead (``<state>/_consistent``):
 the same compaction (:mod:`lakehouse.state.compact`, one fold) applied only up to the watermark
 (:class:`~lakehouse.state.bound.EventBound`), and a published pointer per database
-(``_watermarks/<prefix>.json``: the watermark and the Delta version of every table at it),
+(``_watermarks/<transaction topic>.json``: the watermark and the Delta version of every table at it),
 replaced in one write once every table has committed. Readers open each table at the version the
 pointer names, so a run that fails halfway leaves them on the previous watermark.
 
-The watermark of a database (one Debezium connector, one topic prefix) is the newest commit LSN
+The watermark of a database (one Debezium connector, one transaction topic) is the newest commit LSN
 such that every transaction at or before it is complete in every configured table: for each END
 event (:mod:`lakehouse.lake.transactions`), the distinct change events ``(lsn, op)`` landed per
 table reach the END's count. An initial or repeated snapshot is a point of its own at its LSN,
@@ -37,7 +37,7 @@ import pyarrow as pa
 from lakehouse.config import TableConfig, TablesConfig
 from lakehouse.lake.reader import INTERNAL_FIELDS, LakeListing, LakeReader
 from lakehouse.lake.store import open_store
-from lakehouse.lake.transactions import TransactionLog, read_transaction_log, transaction_topic
+from lakehouse.lake.transactions import TransactionLog, read_transaction_log
 from lakehouse.state.bound import UNKNOWN, EventBound
 from lakehouse.state.compact import CompactOptions, TableResult, compact
 from lakehouse.state.redelivery import pending_objects
@@ -54,7 +54,7 @@ class ConsistencyError(StateError):
 
 @dataclass(frozen=True)
 class Watermark:
-    database: str  # the Debezium topic prefix
+    database: str  # the source database: its connector's transaction topic
     lsn: int  # commit LSN of the newest transaction complete in every table
     tx_id: int | None = None  # its PostgreSQL transaction id (None: a snapshot point)
     commit_ts_ms: int | None = None
@@ -107,10 +107,10 @@ def published(state: str, database: str) -> Watermark | None:
 
 
 def databases(config: TablesConfig) -> dict[str, list[TableConfig]]:
-    """Configured tables per source database (topic prefix)."""
+    """Configured tables per source database, named by its connector's transaction topic."""
     out: dict[str, list[TableConfig]] = defaultdict(list)
     for entry in config.tables:
-        out[entry.topic.split(".", 1)[0]].append(entry)
+        out[entry.transactions].append(entry)
     return dict(out)
 
 
@@ -139,9 +139,10 @@ def _advance(reader: LakeReader, listing: LakeListing, state: str, config: Table
              entries: list[TableConfig], options: CompactOptions, result: ConsistentResult) -> None:
     txlog = read_transaction_log(reader, result.database)
     if txlog is None:
+        tables = ", ".join(e.table for e in entries)
         raise ConsistencyError(
-            f"{result.database}: no {transaction_topic(result.database)} topic in the lake, so no transaction "
-            "can be proven complete; capture with provide.transaction.metadata=true (lakehouse capture does)")
+            f"{result.database}: no such topic in the lake, so no transaction of {tables} can be proven "
+            "complete; capture with provide.transaction.metadata=true (lakehouse capture does)")
     root = consistent_root(state)
     previous = result.previous.lsn if result.previous else None
     landed = {e.table: _pending_events(reader, listing, root, e) for e in entries}
