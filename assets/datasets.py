@@ -4,19 +4,25 @@
 import dagster as dg
 
 from assets.keys import configured_tables
-from assets.resources import LakeResource, WarehouseResource
+from assets.resources import LakeResource, StateResource, WarehouseResource
+from lakehouse import settings
 from lakehouse.datasets import export_dataset
+from lakehouse.state.consistent import published
 
 
 @dg.asset(key=["datasets", "rlhf_golden"], group_name="marts", kinds={"parquet", "json"},
           deps=[dg.AssetKey(["marts", "mart_rlhf_golden"])],
           description="Versioned export of marts/mart_rlhf_golden under the lake (datasets/rlhf_golden/"
                       "version=<UTC time>/: data.parquet, data.jsonl, manifest.json). Unchanged rows: no new version.")
-def rlhf_golden_dataset(context: dg.AssetExecutionContext, lake: LakeResource,
+def rlhf_golden_dataset(context: dg.AssetExecutionContext, lake: LakeResource, state: StateResource,
                         warehouse: WarehouseResource) -> dg.MaterializeResult:
     wh = warehouse.warehouse()
     rows = wh.read(warehouse.dbt_relation("marts", "mart_rlhf_golden"))
-    built_from = {t.table: wh.loaded_version(t.table) for t in configured_tables()}
+    built_from: dict = {t.table: wh.loaded_version(t.table) for t in configured_tables()}
+    # the warehouse read each database at its consistent watermark: the dataset says which
+    marks = {db: published(state.uri, db) for db in {t.transactions for t in configured_tables()}}
+    if settings.consistent_reads() and any(marks.values()):
+        built_from["consistent_watermarks"] = {db: m.lsn for db, m in sorted(marks.items()) if m is not None}
     version = export_dataset(lake.store(), "rlhf_golden", rows, ["scan_id"], built_from)
     context.log.info(f"rlhf_golden: {'new version' if version.created else 'unchanged, kept'} {version.version}")
     return dg.MaterializeResult(metadata={

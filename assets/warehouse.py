@@ -5,12 +5,14 @@ checks that gate the marts. Thin wiring over ``lakehouse.warehouse``."""
 
 import dagster as dg
 
+from assets.consistent import database_key
 from assets.keys import configured_tables, table_key
 from assets.resources import StateResource, WarehouseResource
 from assets.retries import STORAGE_RETRY, only_transient_failures_retried
 from lakehouse import settings
 from lakehouse.checks import pseudonymised_columns, secret_columns
 from lakehouse.config import TableConfig
+from lakehouse.state.consistent import read_point
 from lakehouse.state.table import StateTable
 from lakehouse.warehouse.bigquery_warehouse import BigQueryLoadResult
 
@@ -28,22 +30,27 @@ class WarehouseLoadConfig(dg.Config):
 
 def build_warehouse_asset(entry: TableConfig) -> dg.AssetsDefinition:
     @dg.asset(key=table_key("warehouse", entry.table), group_name="warehouse", kinds={settings.warehouse_kind()},
-              deps=[table_key("current_state", entry.table)], pool=WAREHOUSE_POOL, automation_condition=HOURLY,
+              deps=[table_key("current_state", entry.table), database_key(entry.transactions)],
+              pool=WAREHOUSE_POOL, automation_condition=HOURLY,
               retry_policy=STORAGE_RETRY,
               description=f"{entry.table} in the warehouse: the visible current-state rows plus lineage "
                           "columns _cdc_lsn and _cdc_committed_at.")
     def _load(context: dg.AssetExecutionContext, config: WarehouseLoadConfig, state: StateResource,
               warehouse: WarehouseResource) -> dg.MaterializeResult:
         wh = warehouse.warehouse()
+        source, version, mark = read_point(state.uri, entry) if settings.consistent_reads() else (state.uri, None, None)
         with only_transient_failures_retried(f"loading {entry.table}"):
-            r = wh.load(state.uri, entry, full_refresh=config.full_refresh)
-        context.log.info(f"{entry.table}: {r.mode} load ({r.reason}), {r.rows} rows")
+            r = wh.load(source, entry, full_refresh=config.full_refresh, version=version)
+        read = f"at {entry.transactions}'s watermark {mark.lsn}" if mark else "at its newest state"
+        context.log.info(f"{entry.table}: {r.mode} load ({r.reason}) {read}, {r.rows} rows")
         columns = dg.TableSchema(columns=[dg.TableColumn(n, t) for n, t in wh.column_types(entry.table)])
         metadata = {
             "mode": r.mode, "reason": r.reason, "state_version": r.state_version, "rows": r.rows,
             "dagster/row_count": r.rows, "inserted_rows": r.inserted, "removed_keys": r.removed_keys,
             "clusters_read": r.clusters, "seconds": round(r.seconds, 2),
             "dagster/table_name": warehouse.table_name(entry.table), "dagster/column_schema": columns,
+            "read_from": "consistent watermark" if mark else "newest state",
+            **({"watermark_lsn": mark.lsn} if mark else {}),
         }
         if isinstance(r, BigQueryLoadResult):  # what the load cost
             metadata.update({
@@ -72,7 +79,8 @@ def build_warehouse_checks(entry: TableConfig) -> dg.AssetChecksDefinition:
         wh = warehouse.warehouse()
         if "row_count_matches_state" in wanted:
             version = wh.loaded_version(entry.table)
-            loaded = StateTable(state.uri, entry.table).load(version) if version is not None else None
+            root = read_point(state.uri, entry)[0] if settings.consistent_reads() else state.uri
+            loaded = StateTable(root, entry.table).load(version) if version is not None else None
             expected = loaded.live_rows if loaded is not None else None
             rows = wh.row_count(entry.table) if version is not None else None
             yield dg.AssetCheckResult(check_name="row_count_matches_state", asset_key=key,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.consistent import consistent_assets, consistent_checks
 from assets.dashboards import DASHBOARDS
 from assets.datasets import rlhf_golden_dataset
 from assets.lake import lake_inventory, raw_topics
@@ -20,9 +21,10 @@ from orchestration.sensors import lake_sensor
 def build_defs(resources: dict | None = None) -> dg.Definitions:
     """The code location; ``resources`` replaces the environment's (tests point them at temp dirs)."""
     return dg.Definitions(
-        assets=[raw_topics, lake_inventory, *state_assets, *warehouse_assets, eco2_dbt, rlhf_golden_dataset,
+        assets=[raw_topics, lake_inventory, *state_assets, *consistent_assets, *warehouse_assets, eco2_dbt,
+                rlhf_golden_dataset,
                 marts_report, *DASHBOARDS],
-        asset_checks=[*state_checks, *warehouse_checks, *gx_checks],
+        asset_checks=[*state_checks, *consistent_checks, *warehouse_checks, *gx_checks],
         jobs=jobs.ALL,
         sensors=[lake_sensor, warehouse_automation],
         schedules=[maintenance_schedule, marts_schedule],

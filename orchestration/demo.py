@@ -65,6 +65,26 @@ def capture_from_postgres(lake: str, cli: list[str]) -> None:
         cluster.remove()
 
 
+def print_watermarks() -> None:
+    """Each database's consistent watermark: where the warehouse, marts and dataset read it."""
+    import datetime as dt
+
+    from lakehouse.config import load_config
+    from lakehouse.state.consistent import databases, published
+
+    step("consistent watermarks (every table of a database at one transaction boundary; docs/consistency.md)")
+    for database, entries in databases(load_config()).items():
+        mark = published(settings.state_uri(), database)
+        if mark is None:
+            print(f"  {database}: none published (no transaction topic): the loads read the newest state")
+            continue
+        when = dt.datetime.fromtimestamp(mark.commit_ts_ms / 1000, dt.UTC) if mark.commit_ts_ms else None
+        lag = "" if mark.lag_seconds is None else f", {mark.lag_seconds:.0f} s behind the newest landed commit"
+        at = f"{when:%Y-%m-%d %H:%M:%S} UTC" if when else "at the snapshot"
+        print(f"  {database}: commit LSN {mark.lsn} (txId {mark.tx_id}, committed {at}){lag}; "
+              f"{len(mark.tables)} of {len(entries)} tables")
+
+
 def install_instance_config(dagster_home: Path) -> None:
     """The code location's instance settings (concurrency pools, no telemetry) in DAGSTER_HOME."""
     dagster_home.mkdir(parents=True, exist_ok=True)
@@ -88,7 +108,7 @@ def main() -> int:
              "a type widened: the state follows PostgreSQL, see docs/schema-changes.md)")
         subprocess.run([*cli, "generate", "--lake", lake, "--events", str(DEMO_EVENTS), "--seed", "7",
                         "--format", DEMO_FORMAT,
-                        "--flush-size", "5000", "--pk-changes", "--truncates", "--schema-change",
+                        "--flush-size", "5000", "--pk-changes", "--truncates", "--schema-change", "--transactions",
                         # about nine days of traffic: daily marts, and the price change of 2026-11-05
                         "--events-per-second", str(DEMO_EVENTS / (9 * 86_400))],
                        check=True)
@@ -115,7 +135,7 @@ def main() -> int:
         if mat.asset_key.path[0] in ("staging", "intermediate", "marts", "seeds"):
             continue  # dbt's own log above lists those
         keep = ("status", "events", "rows", "lag_seconds", "mode", "inserted_rows", "seconds", "version",
-                "new_version")
+                "new_version", "watermark_lsn", "watermark_tx_id", "read_from")
         meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items() if k in keep}
         print(f"  materialized {mat.asset_key.to_user_string()}: {meta}")
         if mat.asset_key.path[0] == "datasets":
@@ -140,15 +160,18 @@ def main() -> int:
         print(f"  {'RLHF dataset version':<48} {dataset['version']} ({dataset['rows']:,} rows, "
               f"{'new' if dataset['new_version'] else 'unchanged: no new version'})")
 
+    print_watermarks()
+
     step(f"done in {time.monotonic() - started:,.0f} s. Where to look:")
     print(f"  lake:          {lake}")
-    print(f"  state tables:  {settings.state_uri()}  (Delta; one per source table)")
+    print(f"  state tables:  {settings.state_uri()}  (Delta; one per source table; _consistent: every table "
+          "of a database at its watermark)")
     print(f"  warehouse:     {settings.warehouse_path()}  (DuckDB: auth.*, scan.*; dbt: main_staging, "
           "main_intermediate, main_marts)")
     print(f"                 .venv/bin/python -c \"import duckdb; print(duckdb.connect('{settings.warehouse_path()}', "
           "read_only=True).sql('select count(*) from scan.scans'))\"")
     print("  export:        .venv/bin/lakehouse export --state " + settings.state_uri()
-          + " --table scan.scans --out scans.parquet")
+          + " --table scan.scans --out scans.parquet [--consistent]")
     if dataset:
         print(f"  RLHF dataset:  {dataset['path']}  (data.parquet, data.jsonl, manifest.json)")
     if report:

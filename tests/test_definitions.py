@@ -103,7 +103,7 @@ def test_whole_graph_in_process_warehouse_equals_export(tmp_path):
     from orchestration.definitions import build_defs
 
     generate_lake(tmp_path / "lake", GeneratorOptions(events=4_000, seed=8, flush_size=400, pk_changes=True,
-                                                      truncates=True, replays=True))
+                                                      truncates=True, replays=True, transactions=True))
     defs = build_defs(resources_for(tmp_path))
     instance = dg.DagsterInstance.ephemeral()
     result = defs.resolve_job_def("main").execute_in_process(instance=instance)
@@ -126,6 +126,12 @@ def test_whole_graph_in_process_warehouse_equals_export(tmp_path):
         assert got.drop_columns(list(LINEAGE)).sort_by([(k, "ascending") for k in entry.primary_key]).to_pylist() \
             == want.sort_by([(k, "ascending") for k in entry.primary_key]).to_pylist(), entry.table
         assert mats[f"warehouse/{schema}/{name}"]["mode"].value == "full"
+        # everything landed: the consistent watermark is the newest commit, and the loads read it
+        assert mats[f"warehouse/{schema}/{name}"]["read_from"].value == "consistent watermark"
+    for database in ("eco2/transaction_auth", "eco2/transaction_scan"):
+        mark = mats[f"consistent_state/{database}"]
+        assert mark["consistent"].value is True and mark["lag_seconds"].value == 0
+        assert mark["watermark_lsn"].value == mark["newest_landed_lsn"].value
     # a second run: nothing new anywhere; the lag history grows
     again = defs.resolve_job_def("main").execute_in_process(instance=instance)
     metas = {e.materialization.asset_key.to_user_string(): e.materialization.metadata
@@ -164,7 +170,8 @@ def test_bad_object_fails_only_its_tables_run_and_names_the_object(tmp_path):
 def test_a_failing_blocking_check_keeps_the_warehouse_from_loading(tmp_path, monkeypatch):
     """The gate itself: a state check that fails (here the TOAST detector is told it found leaks in
     scan.feedback — leaks cannot be produced from a correct lake) stops that table's warehouse load
-    in the same run, and the check's metadata names the column and the count."""
+    in the same run, and its database's (the warehouse reads a database at one consistent point),
+    and the check's metadata names the column and the count."""
     import assets.state
     from orchestration.definitions import build_defs
 
@@ -180,7 +187,10 @@ def test_a_failing_blocking_check_keeps_the_warehouse_from_loading(tmp_path, mon
     assert failed[0].metadata["leaked_values"].value == 3 and "comment: 3" in failed[0].metadata["columns"].value
     loaded = {e.materialization.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "warehouse/scan/feedback" not in loaded
-    assert "warehouse/scan/scans" in loaded  # other tables go on
+    # the scan database's consistent point cannot pass a table that failed its gate: its tables stay
+    # where they were (their last consistent point); the other database goes on
+    assert "consistent_state/eco2/transaction_scan" not in loaded and "warehouse/scan/scans" not in loaded
+    assert "warehouse/auth/users" in loaded
 
 
 def test_steps_touching_storage_carry_the_retry_policy_and_retry_only_transient_failures(tmp_path, monkeypatch):

@@ -384,12 +384,15 @@ def load(
     full_refresh: Annotated[bool, typer.Option(help="Replace each table with every visible row.")] = False,
     tables_config: Annotated[str | None, typer.Option(help="Tables config YAML (default: $LAKEHOUSE_TABLES_CONFIG "
                                                            "or config/tables.yaml).")] = None,
+    consistent: Annotated[bool, typer.Option(help="Load each table at its database's published consistent "
+                                                  "watermark (lakehouse compact --consistent).")] = False,
 ) -> None:
     """Load current-state tables into the DuckDB warehouse (changed clusters only, unless
     --full-refresh); prints mode, rows and time per table."""
     import duckdb
 
     from lakehouse.config import ConfigError, load_config
+    from lakehouse.state.consistent import read_point
     from lakehouse.state.table import StateError
     from lakehouse.warehouse.duckdb_warehouse import DuckDBWarehouse
 
@@ -408,7 +411,11 @@ def load(
             entry = next((t for t in config.tables if name in (t.table, t.topic)), None)
             if entry is None:
                 raise StateError(f"{name!r} is not in {config.source}")
-            r = wh.load(state, entry, full_refresh=full_refresh)
+            source, version, mark = read_point(state, entry) if consistent else (state, None, None)
+            if consistent and mark is None:
+                console.print(f"[yellow]warning[/] {entry.table}: no consistent watermark published for "
+                              f"{entry.transactions}: loading its newest state")
+            r = wh.load(source, entry, full_refresh=full_refresh, version=version)
         except StateError as exc:
             console.print(f"[bold red]error[/] {escape(str(exc))}")
             failed = True

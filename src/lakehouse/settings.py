@@ -88,3 +88,9 @@ def storage_retry_seconds() -> float:
     """``LAKEHOUSE_STORAGE_RETRY_SECONDS``: how long one read or write keeps retrying through an
     outage before the table fails with "storage unavailable" (nothing committed; a rerun resumes)."""
     return float(os.environ.get("LAKEHOUSE_STORAGE_RETRY_SECONDS", "120"))
+
+
+def consistent_reads() -> bool:
+    """Warehouse loads (and so the marts and datasets) read each database at its published
+    consistent watermark when there is one (LAKEHOUSE_CONSISTENT_READS, default on)."""
+    return os.environ.get("LAKEHOUSE_CONSISTENT_READS", "true").strip().lower() not in ("0", "false", "no", "off")

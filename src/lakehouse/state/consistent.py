@@ -81,6 +81,7 @@ class ConsistentResult:
     previous: Watermark | None = None
     tables: list[TableResult] = field(default_factory=list)
     error: str | None = None
+    missing_topic: bool = False  # captured without transaction metadata: no watermark possible
 
     @property
     def failed(self) -> bool:
@@ -89,6 +90,19 @@ class ConsistentResult:
 
 def consistent_root(state: str) -> str:
     return f"{state.rstrip('/')}/{CONSISTENT_DIR}"
+
+
+def is_consistent_root(uri: str) -> bool:
+    return uri.rstrip("/").rsplit("/", 1)[-1] == CONSISTENT_DIR
+
+
+def read_point(state: str, entry: TableConfig) -> tuple[str, int | None, Watermark | None]:
+    """Where a consistent reader reads a table: the consistent root at the version its database's
+    published watermark names, or (nothing published for it) the newest current state."""
+    mark = published(state, entry.transactions)
+    if mark is None or entry.table not in mark.tables:
+        return state, None, None
+    return consistent_root(state), mark.tables[entry.table], mark
 
 
 def _pointer(database: str) -> str:
@@ -139,6 +153,7 @@ def _advance(reader: LakeReader, listing: LakeListing, state: str, config: Table
              entries: list[TableConfig], options: CompactOptions, result: ConsistentResult) -> None:
     txlog = read_transaction_log(reader, result.database)
     if txlog is None:
+        result.missing_topic = True
         tables = ", ".join(e.table for e in entries)
         raise ConsistencyError(
             f"{result.database}: no such topic in the lake, so no transaction of {tables} can be proven "
@@ -161,6 +176,10 @@ def _advance(reader: LakeReader, listing: LakeListing, state: str, config: Table
         if st.load() is not None:
             versions[e.table] = st.version
     result.watermark = _describe(result.database, lsn, txlog, versions)
+    newer = published(state, result.database)
+    if newer is not None and newer.lsn > lsn:  # another run got further meanwhile: never move back
+        result.watermark = newer
+        return
     open_store(root).put_bytes(_pointer(result.database), result.watermark.to_json().encode())
     log.info("%s: consistent at LSN %d (%s behind the newest landed commit)", result.database, lsn,
              result.watermark.lag_seconds)

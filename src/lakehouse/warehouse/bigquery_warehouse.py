@@ -243,12 +243,14 @@ class BigQueryWarehouse:
 
     # -- loading ---------------------------------------------------------------------------------
 
-    def load(self, state_uri: str, entry: TableConfig, full_refresh: bool = False) -> BigQueryLoadResult:
-        """Bring the BigQuery table up to the newest version of the current-state table."""
+    def load(self, state_uri: str, entry: TableConfig, full_refresh: bool = False,
+             version: int | None = None) -> BigQueryLoadResult:
+        """Bring the BigQuery table up to the newest version of the current-state table (or to
+        ``version``: a consistent root's published one)."""
         started = time.perf_counter()
         table = entry.table
-        meta = StateTable(state_uri, table).require()
-        fingerprint = schema_fingerprint(meta)
+        meta = StateTable(state_uri, table).require(version)
+        fingerprint = schema_fingerprint(meta, state_uri)
         last = self.last_load(table)
         loaded = json.loads(last["bq_schema"]) if last else None
         loaded_fingerprint = last["fingerprint"] if last else None
@@ -264,7 +266,7 @@ class BigQueryWarehouse:
             else:
                 retype = True
         changes = changes_since(state_uri, table, last["state_version"] if last else None, loaded_fingerprint,
-                                full_refresh, partition_column=entry.warehouse.partition_by)
+                                full_refresh, partition_column=entry.warehouse.partition_by, version=version)
         schema = bigquery_schema(changes.meta)
         if loaded is not None and not retype and set(loaded["columns"]) <= set(schema.names):
             # the table's column order: as loaded, added columns last (ALTER appends; the emulator
@@ -286,7 +288,7 @@ class BigQueryWarehouse:
             record = {"key": [column_name(k) for k in changes.meta.key], "columns": _bq_columns(schema)}
             self._query(sql(SQL + "record_load.sql", loads=self.loads), {
                 "table_name": table, "state_version": changes.version,
-                "fingerprint": schema_fingerprint(changes.meta), "bq_schema": json.dumps(record),
+                "fingerprint": changes.fingerprint, "bq_schema": json.dumps(record),
                 "mode": result.mode, "row_count": result.rows})
         result.seconds = time.perf_counter() - started
         return result

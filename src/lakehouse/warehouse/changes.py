@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from lakehouse.state.consistent import is_consistent_root
 from lakehouse.state.export import export_type
 from lakehouse.state.table import CLUSTER_COLUMN, StateMeta, StateTable
 from lakehouse.state.types import to_logical
@@ -28,8 +29,12 @@ LINEAGE = {"_cdc_lsn": ("__lsn", pa.int64()),
            "_cdc_committed_at": ("__commit_ts", pa.timestamp("us", tz="UTC"))}
 
 
-def schema_fingerprint(meta: StateMeta) -> str:
+def schema_fingerprint(meta: StateMeta, state_uri: str = "") -> str:
+    """Schema and key; and where the rows come from: a table loaded from the current state and
+    then from the consistent root (other version numbers) is loaded in full once."""
     text = "|".join(f"{f.name}:{f.type}" for f in meta.row_schema) + "|key:" + ",".join(meta.key)
+    if is_consistent_root(state_uri):
+        text += "|consistent"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -53,10 +58,11 @@ class StateChanges:
     # (the tombstone's, else the newest truncate's), and the partition column's range then and now
     deletes: pa.Table | None = None
     partition_bounds: tuple | None = None
+    state_uri: str = ""
 
     @property
     def fingerprint(self) -> str:
-        return schema_fingerprint(self.meta)
+        return schema_fingerprint(self.meta, self.state_uri)
 
     def rows(self, batch_rows: int = 131_072, rename: Callable[[str], str] | None = None) -> pa.RecordBatchReader:
         """Visible rows of the read clusters, warehouse types, lineage columns last (streamed);
@@ -84,23 +90,25 @@ class StateChanges:
 
 
 def changes_since(state_uri: str, table: str, loaded_version: int | None, loaded_fingerprint: str | None,
-                  full_refresh: bool = False, partition_column: str | None = None) -> StateChanges:
-    """Changes from ``loaded_version`` (None: nothing loaded yet) to the newest state version.
-    ``partition_column``: also report the range of its values over the changed clusters' rows,
-    then and now (a warehouse MERGE can then stay inside those partitions)."""
+                  full_refresh: bool = False, partition_column: str | None = None,
+                  version: int | None = None) -> StateChanges:
+    """Changes from ``loaded_version`` (None: nothing loaded yet) to ``version`` (default: the
+    newest; the consistent root's published one for consistent reads). ``partition_column``: also
+    report the range of its values over the changed clusters' rows, then and now (a warehouse
+    MERGE can then stay inside those partitions)."""
     st = StateTable(state_uri, table)
-    meta = st.require()
+    meta = st.require(version)
     version = st.version
     assert version is not None
     now_files = st.files_by_cluster()
-    out = StateChanges(table, version, meta, True, "", None, sorted(now_files), st.dataset())
+    out = StateChanges(table, version, meta, True, "", None, sorted(now_files), st.dataset(), state_uri=state_uri)
     if full_refresh:
         out.reason = "full refresh requested"
     elif loaded_version is None:
         out.reason = "first load"
     elif loaded_version > version:
         out.reason = f"the warehouse loaded version {loaded_version}, the state is at {version} (state rebuilt elsewhere)"
-    elif loaded_fingerprint != schema_fingerprint(meta):
+    elif loaded_fingerprint != out.fingerprint:
         out.reason = "schema or key changed"
     elif loaded_version == version:
         out.full, out.up_to_date, out.reason, out.clusters = False, True, "up to date", []

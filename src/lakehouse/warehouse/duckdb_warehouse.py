@@ -75,8 +75,10 @@ class DuckDBWarehouse:
     def last_load(self, con: duckdb.DuckDBPyConnection, table: str) -> tuple | None:
         return con.execute(sql(SQL + "last_load.sql"), {"table_name": table}).fetchone()
 
-    def load(self, state_uri: str, entry: TableConfig, full_refresh: bool = False) -> LoadResult:
-        """Bring the warehouse table up to the newest version of the current-state table."""
+    def load(self, state_uri: str, entry: TableConfig, full_refresh: bool = False,
+             version: int | None = None) -> LoadResult:
+        """Bring the warehouse table up to the newest version of the current-state table (or to
+        ``version``: a consistent root's published one)."""
         started = time.perf_counter()
         table = entry.table
         target = target_name(table)
@@ -84,7 +86,7 @@ class DuckDBWarehouse:
         try:
             last = self.last_load(con, table)
             changes = changes_since(state_uri, table, last[0] if last else None, last[1] if last else None,
-                                    full_refresh)
+                                    full_refresh, version=version)
             if changes.up_to_date:
                 rows = con.execute(sql(SQL + "row_count.sql", target=target)).fetchone()[0]
                 return LoadResult(table, "up-to-date", changes.reason, changes.version, rows, 0, 0, 0,
