@@ -73,6 +73,8 @@ class TableConfig(BaseModel):
     # tables sharing one are read at one consistent watermark. Default <prefix>.transaction; two
     # connectors under one topic.prefix need their own (topic.transaction), e.g. eco2.transaction_auth
     transaction_topic: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+\.transaction[A-Za-z0-9_-]*$")
+    # keep every version of every row (SCD type 2, lakehouse.state.history): export --as-of, <table>_history
+    history: bool = False
 
     @field_validator("primary_key")
     @classmethod

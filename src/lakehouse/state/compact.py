@@ -44,6 +44,7 @@ from lakehouse.lake.layout import LakeObjectError
 from lakehouse.lake.reader import INTERNAL_FIELDS, LakeListing, LakeObject, LakeReader, SchemaConflictError
 from lakehouse.lake.retry import StorageUnavailableError, is_transient
 from lakehouse.lake.semantic import is_toast_placeholder
+from lakehouse.state.bound import EventBound
 from lakehouse.state.columns import (
     DEFAULT,
     Life,
@@ -54,9 +55,9 @@ from lakehouse.state.columns import (
     newest_time,
     walk,
 )
-from lakehouse.state.bound import EventBound
 from lakehouse.state.engine import EngineStats, FoldEngine, LocalEngine
-from lakehouse.state.fold import STATE_INTERNAL_NAMES, LateEventError, placeholders
+from lakehouse.state.fold import STATE_INTERNAL_NAMES, LateEventError, fold, placeholders
+from lakehouse.state.history import HistoryTable
 from lakehouse.state.redelivery import (
     Redelivery,
     carry_shrunk,
@@ -328,6 +329,7 @@ def _apply(reader: LakeReader, st: StateTable, entry: TableConfig, key: tuple[st
         partitions |= set(applied.column("kafka_partition").to_pylist())
     keep_images = len(partitions) > 1
     keep_dropped = entry.dropped_columns == DroppedColumns.keep
+    first = True
     for batch in _batches(objects, options.batch_events, options.batch_bytes):
         with _uncounted_unless_committed(result):
             lives = lives_of(meta.row_schema, meta.dropped) if meta is not None else {}
@@ -344,7 +346,10 @@ def _apply(reader: LakeReader, st: StateTable, entry: TableConfig, key: tuple[st
             _count_ops(events, meta, result)
             st.discard = set(resets)  # their stored values belong to an older column of the name
             write = _apply_batch(st, meta, events, key, row_schema, overwrite_all, options, result, keep_images,
-                                 resets)
+                                 resets, versions=entry.history and options.until is None)
+            if write.versions is not None:  # before the state commit: a rerun appends the same positions
+                HistoryTable(st.state_uri, entry.table).append(write.versions, replace=fresh and first)
+                first = False
             applied_parts = [latest_per_key(pa.concat_tables([*applied_parts, manifest_rows(batch, cuts)],
                                                               promote_options="permissive"))]
             st.write(write.content, write.replaced, meta, applied_parts[0], overwrite_all)
@@ -516,11 +521,13 @@ def _key_mask(table: pa.Table, keys: pl.DataFrame, key: tuple[str, ...]) -> np.n
 class _BatchWrite:
     content: pa.Table | pa.RecordBatchReader  # new rows of the replaced clusters, with __cluster
     replaced: list[int]  # cluster ids whose rows ``content`` replaces (old and new ids)
+    versions: pa.Table | None = None  # the batch's row versions (tables keeping history)
 
 
 def _apply_batch(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[str, ...],
                  row_schema: pa.Schema, overwrite_all: bool, options: CompactOptions,
-                 result: TableResult, keep_images: bool, resets: dict[str, pa.Array | None]) -> _BatchWrite:
+                 result: TableResult, keep_images: bool, resets: dict[str, pa.Array | None],
+                 versions: bool = False) -> _BatchWrite:
     """Fold one batch with the state rows of the clusters its keys fall into. ``resets``: columns
     every state row takes anew (added, or begun again after a drop: see state.columns)."""
     has_truncate = bool(pc.any(pc.equal(events.column("__op"), "t")).as_py())
@@ -548,13 +555,20 @@ def _apply_batch(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[s
     else:
         affected = _arrival_clusters(st, keys_frame, key, clusters, closed)
     return _rewrite(st, meta, events, key, row_schema, options, result, keep_images, keys_frame, clusters,
-                    affected, by_range, everything=everything, resets=resets, snapshot=snapshot)
+                    affected, by_range, everything=everything, resets=resets, snapshot=snapshot, versions=versions)
 
 
 def _fold(engine: FoldEngine, events: pa.Table, prior: pa.Table | None, key: tuple[str, ...], row_schema: pa.Schema,
-          meta: StateMeta, pairing: pa.Table | None, keep_images: bool, result: TableResult):
-    folded = engine.fold(meta.table, events, prior, key, list(row_schema), meta.truncates, pairing, keep_images,
-                         result.engine)
+          meta: StateMeta, pairing: pa.Table | None, keep_images: bool, result: TableResult, versions: bool = False):
+    if versions and engine.kind == "local":  # the same fold, also returning every version
+        result.engine.folds += 1
+        folded = fold(events, prior, key, list(row_schema), meta.truncates, pairing, keep_images, versions=True)
+    else:
+        folded = engine.fold(meta.table, events, prior, key, list(row_schema), meta.truncates, pairing, keep_images,
+                             result.engine)
+        if versions:  # the versions of a batch another engine folds: the reference fold here
+            folded.versions = fold(events, prior, key, list(row_schema), meta.truncates, pairing, keep_images,
+                                   versions=True).versions
     meta.truncates = folded.truncates
     result.events += folded.events
     result.duplicates += folded.duplicates
@@ -573,7 +587,8 @@ def _target_rows(options: CompactOptions, sample: pa.Table) -> int:
 def _rewrite(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[str, ...], row_schema: pa.Schema,
              options: CompactOptions, result: TableResult, keep_images: bool, keys_frame: pl.DataFrame,
              clusters: list[Cluster], affected: list[Cluster], by_range: bool, everything: bool,
-             resets: dict[str, pa.Array | None], snapshot: Snapshot | None = None) -> _BatchWrite:
+             resets: dict[str, pa.Array | None], snapshot: Snapshot | None = None,
+             versions: bool = False) -> _BatchWrite:
     """Memory bounded by one cluster: read only the batch keys' rows for the fold (every row when
     a truncate reaches them all), plan the new clusters from the touched clusters' keys (narrow),
     then let the Delta write pull the touched clusters one at a time, minus the batch keys, plus
@@ -595,7 +610,7 @@ def _rewrite(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[str, 
         prior, images = _reset(prior, resets, row_schema), _reset(images, resets, row_schema)
     in_batch = _in_batch(narrow, keys_frame, key, everything)
     pairing = _concat_optional([images, _reset(_pairing_candidates(st, events, prior, key), resets, row_schema)])
-    folded = _fold(options.engine, events, prior, key, row_schema, meta, pairing, keep_images, result)
+    folded = _fold(options.engine, events, prior, key, row_schema, meta, pairing, keep_images, result, versions)
     rows = _conform(folded.rows, folded.rows.schema)
     if snapshot is not None:
         rows, retired = retire_unread(rows, snapshot)
@@ -635,7 +650,7 @@ def _rewrite(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[str, 
             yield kept.append_column(CLUSTER_COLUMN, pa.array(where, pa.int64()))
 
     return _BatchWrite(pa.RecordBatchReader.from_batches(schema, _batches_of(pieces())),
-                       sorted(gone | {c.id for c in new_clusters}))
+                       sorted(gone | {c.id for c in new_clusters}), folded.versions)
 
 
 def _reset(rows: pa.Table | None, resets: dict[str, pa.Array | None], row_schema: pa.Schema) -> pa.Table | None:

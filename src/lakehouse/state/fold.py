@@ -60,6 +60,9 @@ STATE_INTERNAL_FIELDS: tuple[pa.Field, ...] = (
     pa.field("__pair_tx", pa.int64()),
 )
 STATE_INTERNAL_NAMES = tuple(f.name for f in STATE_INTERNAL_FIELDS)
+# what a history version keeps of them: the change that made it and where it sits
+VERSION_FIELDS = ("__op", "__kafka_partition", "__file_start_offset", "__row_index", "__lsn", "__tx_id",
+                  "__snapshot", "__commit_ts")
 _EVENT_ONLY = ("__table", "__topic")
 
 
@@ -95,6 +98,9 @@ class FoldResult:
     updates: int = 0
     deletes: int = 0
     unresolved_toast: int = 0  # placeholder cells with no earlier value anywhere (written as null)
+    # with versions=True: every new event that survived (no copies, no replays) as the row it made
+    # (TOAST resolved; a delete holds the image it ended), in key and Kafka order: the history
+    versions: pa.Table | None = None
 
 
 def state_schema(row_fields: list[pa.Field]) -> pa.Schema:
@@ -102,8 +108,8 @@ def state_schema(row_fields: list[pa.Field]) -> pa.Schema:
 
 
 def fold(events: pa.Table, prior: pa.Table | None, key: tuple[str, ...], row_fields: list[pa.Field],
-         truncates: list[Truncate] = (), pairing: pa.Table | None = None, keep_images: bool = False
-         ) -> FoldResult:
+         truncates: list[Truncate] = (), pairing: pa.Table | None = None, keep_images: bool = False,
+         versions: bool = False) -> FoldResult:
     """Apply ``events`` on top of ``prior`` (state rows of the keys the events touch).
 
     ``row_fields``: the merged source columns (logical types). ``pairing``: state tombstones of
@@ -217,18 +223,25 @@ def fold(events: pa.Table, prior: pa.Table | None, key: tuple[str, ...], row_fie
             return col
         return col.take(pa.array(orig, mask=orig < 0))
 
-    plain_idx = np.where(w_del, pre_all[winners], winners)
+    plain_all = np.where(is_del, pre_all, ar)
+    plain_idx = plain_all[winners]
+    history = np.flatnonzero(kind == 0) if versions else None
+    history_columns: dict[str, pa.Array] = {}
     columns: dict[str, pa.Array] = {}
     for f in row_fields:
         col = table.column(f.name)
         if f.name in key_set:
             columns[f.name] = take(col, winners)
+            if history is not None:
+                history_columns[f.name] = take(col, history)
             continue
         ph_all = placeholders(col, kind_all)
         if f.name in pending_in:
             ph_all = pending_in[f.name] if ph_all is None else ph_all | pending_in[f.name]
         if ph_all is None:
             idx = plain_idx
+            if history is not None:
+                history_columns[f.name] = take(col, plain_all[history])
         else:
             ph = ph_all[rows]
             links = _pair_links(coord_s, own_s, is_del, linkable & ph)
@@ -236,6 +249,8 @@ def fold(events: pa.Table, prior: pa.Table | None, key: tuple[str, ...], row_fie
             pre = np.where(own_image, ar, src)
             # upserts keep their own value unless it is a placeholder; deletes keep the previous image
             idx = np.where(w_del, pre[winners], src[winners])
+            if history is not None:
+                history_columns[f.name] = take(col, np.where(is_del, pre, src)[history])
             for i in np.flatnonzero((idx < 0) & ph[winners] & ~w_del):
                 if linkable[grp_start[winners[i]]]:
                     pending_out.setdefault(int(i), []).append(f.name)  # its d half may still come
@@ -280,8 +295,13 @@ def fold(events: pa.Table, prior: pa.Table | None, key: tuple[str, ...], row_fie
         inserts = int((touched & ~had_live & live_after).sum())
         updates = int((touched & had_live & live_after).sum())
         deletes = int((touched & had_live & ~live_after).sum())
+    history_rows = None
+    if history is not None:
+        internal = {name: take(table.column(name), history) for name in VERSION_FIELDS}
+        history_rows = pa.Table.from_pydict({**internal, **history_columns},
+                                            schema=pa.schema([schema.field(n) for n in VERSION_FIELDS] + row_fields))
     return FoldResult(rows=result, truncates=sorted(known), events=n_events, duplicates=duplicates, inserts=inserts, updates=updates, deletes=deletes,
-                      unresolved_toast=unresolved)
+                      unresolved_toast=unresolved, versions=history_rows)
 
 
 def _effects(prior: pa.Table | None, rows: pa.Table, events: pa.Table, key: tuple[str, ...]) -> tuple[int, int, int]:
