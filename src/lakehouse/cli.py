@@ -351,6 +351,10 @@ def export(
     out_file: Annotated[str, typer.Option("--out", "-o", help="Parquet file to write.")],
     consistent: Annotated[bool, typer.Option(help="The table at its database's published watermark "
                                                   "(lakehouse compact --consistent), not its newest state.")] = False,
+    as_of: Annotated[str | None, typer.Option(help="The table as it was at a commit time (ISO 8601, UTC if "
+                                                   "no zone) or a change LSN (an integer); history: true.")] = None,
+    history: Annotated[bool, typer.Option(help="Every version of every row, with valid_from/valid_to "
+                                               "(history: true in the tables config).")] = False,
 ) -> None:
     """Write a table's visible rows (no tombstones, source column names, decoded types) to Parquet."""
     import time
@@ -358,12 +362,16 @@ def export(
     import pyarrow.parquet as pq
 
     from lakehouse.state.consistent import consistent_rows
-    from lakehouse.state.export import export_table
+    from lakehouse.state.export import export_table, table_history
     from lakehouse.state.table import StateError
 
     started = time.perf_counter()
     try:
-        if consistent:
+        if as_of is not None or history:
+            data = table_history(state, table, as_of)
+            pq.write_table(data, out_file, compression="zstd")
+            rows = data.num_rows
+        elif consistent:
             data, mark = consistent_rows(state, table)
             pq.write_table(data, out_file, compression="zstd")
             rows = data.num_rows

@@ -44,3 +44,23 @@ def export_table(state_uri: str, table: str, out: str) -> int:
     rows = visible_rows(state_uri, table)
     pq.write_table(rows, out, compression="zstd")
     return rows.num_rows
+
+
+def table_history(state_uri: str, table: str, as_of: str | None = None) -> pa.Table:
+    """Every version of a table's rows (history: true), or with ``as_of`` (an ISO time, UTC when it
+    has no zone, or an integer LSN) the table as it was then; exported types."""
+    from datetime import UTC, datetime
+
+    from lakehouse.state.history import as_of as rows_as_of
+    from lakehouse.state.history import history_rows
+
+    meta = StateTable(state_uri, table).require()
+    rows = history_rows(state_uri, table, meta.key, meta.row_schema)
+    if as_of is not None:
+        if as_of.strip().lstrip("-").isdigit():
+            at: datetime | int = int(as_of)
+        else:
+            at = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+            at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        rows = rows_as_of(rows, at)
+    return as_exported(rows)
