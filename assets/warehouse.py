@@ -62,6 +62,26 @@ def build_warehouse_asset(entry: TableConfig) -> dg.AssetsDefinition:
     return _load
 
 
+def build_history_asset(entry: TableConfig) -> dg.AssetsDefinition:
+    schema, name = entry.table.split(".", 1)
+
+    @dg.asset(key=["warehouse", schema, f"{name}_history"], group_name="warehouse", kinds={settings.warehouse_kind()},
+              deps=[table_key("current_state", entry.table)], pool=WAREHOUSE_POOL, automation_condition=HOURLY,
+              retry_policy=STORAGE_RETRY,
+              description=f"Every version of every row of {entry.table} (history: true): the source columns "
+                          "plus valid_from/valid_to (commit time), valid_from_lsn/valid_to_lsn, is_current and "
+                          "previous_key (the key before a primary-key change). Replaced whole on each load.")
+    def _history(context: dg.AssetExecutionContext, state: StateResource,
+                 warehouse: WarehouseResource) -> dg.MaterializeResult:
+        with only_transient_failures_retried(f"loading {entry.table}_history"):
+            rows = warehouse.warehouse().load_history(state.uri, entry)
+        context.log.info(f"{entry.table}_history: {rows} versions")
+        return dg.MaterializeResult(metadata={"rows": rows, "dagster/row_count": rows,
+                                              "dagster/table_name": warehouse.table_name(f"{entry.table}_history")})
+
+    return _history
+
+
 def build_warehouse_checks(entry: TableConfig) -> dg.AssetChecksDefinition:
     key = table_key("warehouse", entry.table)
     specs = [
@@ -110,5 +130,5 @@ def build_warehouse_checks(entry: TableConfig) -> dg.AssetChecksDefinition:
 
 
 TABLES = configured_tables()
-warehouse_assets = [build_warehouse_asset(t) for t in TABLES]
+warehouse_assets = [build_warehouse_asset(t) for t in TABLES] + [build_history_asset(t) for t in TABLES if t.history]
 warehouse_checks = [build_warehouse_checks(t) for t in TABLES]

@@ -293,6 +293,22 @@ class BigQueryWarehouse:
         result.seconds = time.perf_counter() - started
         return result
 
+    def load_history(self, state_uri: str, entry: TableConfig) -> int:
+        """``<dataset>.<table>_history``: every version of every row (history: true), replaced whole."""
+        from google.cloud import bigquery
+
+        from lakehouse.state.export import table_history
+
+        rows = table_history(state_uri, entry.table)
+        rows = rows.rename_columns([column_name(c) for c in rows.column_names])
+        name = f"{entry.table}_history"
+        self._ensure_dataset(self.dataset_id(name))
+        self.client.delete_table(self.table_id(name), not_found_ok=True)  # its columns follow the source's
+        self.client.create_table(bigquery.Table(self.table_id(name), schema=[
+            schema_field(f.name, f.type) for f in rows.schema]))
+        written, _ = self._upload(rows, rows.schema, self.table_id(name), truncate=True)
+        return written
+
     def _create_target(self, entry: TableConfig, schema: pa.Schema) -> None:
         from google.cloud import bigquery
 

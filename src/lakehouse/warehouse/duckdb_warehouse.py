@@ -124,6 +124,24 @@ class DuckDBWarehouse:
         finally:
             con.close()
 
+    def load_history(self, state_uri: str, entry: TableConfig) -> int:
+        """``<schema>.<table>_history``: every version of every row (history: true), replaced whole
+        in one transaction."""
+        from lakehouse.state.export import table_history
+
+        rows = table_history(state_uri, entry.table)
+        con = self.connect()
+        try:
+            con.begin()
+            con.register("incoming_rows", rows)
+            con.execute(sql(SQL + "replace_table.sql", schema=quote(entry.table.split(".", 1)[0]),
+                            target=target_name(f"{entry.table}_history")))
+            con.commit()
+            con.unregister("incoming_rows")
+        finally:
+            con.close()
+        return rows.num_rows
+
     # -- reads for checks and tests ------------------------------------------------------------
 
     def row_count(self, table: str) -> int:
