@@ -274,3 +274,49 @@ def rag_quality_daily(per_scan: pl.DataFrame) -> pl.DataFrame:
                  pl.col("thumbs_up").is_not_null().sum().alias("scans_with_feedback"),
                  pl.col("thumbs_up").fill_null(False).sum().alias("thumbs_up"),
                  pl.col("thumbs_up").cast(pl.Float64).mean().alias("thumbs_up_rate")))
+
+
+# --------------------------------------------------------------------------------------------
+# label changes (the feedback's row history)
+# --------------------------------------------------------------------------------------------
+
+
+def _verdict(row: dict) -> str:
+    if row["corrected_category"] is not None:
+        return row["corrected_category"]
+    return "confirmed" if row["thumbs_up"] else "rejected"
+
+
+def _versions_by_feedback(history: pl.DataFrame) -> dict[int, list[dict]]:
+    out: dict[int, list[dict]] = {}
+    for row in history.sort("valid_from", "valid_from_lsn").iter_rows(named=True):
+        out.setdefault(row["id"], []).append(row)
+    return out
+
+
+def label_changes(history: pl.DataFrame) -> pl.DataFrame:
+    """Per feedback, one at a time: the verdict given, each change of it, its withdrawal."""
+    rows = []
+    for feedback_id, versions in _versions_by_feedback(history).items():
+        previous = None
+        for v in versions:
+            verdict = _verdict(v)
+            if previous is None:
+                rows.append((feedback_id, v["valid_from"], "given", None, verdict))
+            elif verdict != previous:
+                rows.append((feedback_id, v["valid_from"], "changed", previous, verdict))
+            previous = verdict
+        if versions[-1]["valid_to"] is not None:
+            rows.append((feedback_id, versions[-1]["valid_to"], "withdrawn", previous, None))
+    return pl.DataFrame(rows, schema={"feedback_id": pl.Int64, "changed_at": history.schema["valid_from"],
+                                      "change_kind": pl.Utf8, "verdict_before": pl.Utf8, "verdict_after": pl.Utf8},
+                        orient="row")
+
+
+def verdicts(history: pl.DataFrame) -> pl.DataFrame:
+    """Per feedback: the verdict as first given, when, and when it last changed (null: never)."""
+    rows = [(fid, _verdict(vs[0]), vs[0]["valid_from"], vs[-1]["valid_from"] if len(vs) > 1 else None)
+            for fid, vs in _versions_by_feedback(history).items()]
+    t = history.schema["valid_from"]
+    return pl.DataFrame(rows, schema={"feedback_id": pl.Int64, "verdict_given": pl.Utf8, "verdict_given_at": t,
+                                      "verdict_changed_at": t}, orient="row")

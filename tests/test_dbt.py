@@ -45,6 +45,8 @@ def test_dbt_build_on_the_duckdb_warehouse(state, tmp_path):
     wh = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
     for entry in load_config().tables:
         wh.load(str(state), entry)
+        if entry.history:
+            wh.load_history(str(state), entry)
     run = dbt(["build", "--target", "duckdb"], tmp_path, LAKEHOUSE_DUCKDB=str(wh.path))
     assert "ERROR=0" in run.stdout and "SKIP=0" in run.stdout and "WARN=0" in run.stdout
     with wh.connect(read_only=True) as con:
@@ -58,6 +60,8 @@ def test_dbt_bigquery_builds_on_the_emulator(state, tmp_path, bigquery_emulator)
                            meta_dataset=prefix + "meta", location="US")
     for entry in load_config().tables:
         wh.load(str(state), entry)
+        if entry.history:
+            wh.load_history(str(state), entry)
     run = dbt(["build", "--target", "bigquery_emulator"], tmp_path, LAKEHOUSE_BIGQUERY_ENDPOINT=bigquery_emulator.endpoint,
               LAKEHOUSE_BIGQUERY_PROJECT=bigquery_emulator.project, LAKEHOUSE_BIGQUERY_DATASET_PREFIX=prefix)
     assert "ERROR=0" in run.stdout and "SKIP=0" in run.stdout and "WARN=0" in run.stdout
@@ -69,6 +73,8 @@ def test_dbt_bigquery_builds_on_the_emulator(state, tmp_path, bigquery_emulator)
     duck = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
     for entry in load_config().tables:
         duck.load(str(state), entry)
+        if entry.history:
+            duck.load_history(str(state), entry)
     dbt(["build", "--target", "duckdb"], tmp_path / "duck", LAKEHOUSE_DUCKDB=str(duck.path))
     for mart, key in (("mart_confusion_matrix", ["predicted_category", "actual_category"]),
                       ("mart_llm_cost_daily", ["day", "model", "stage"]),

@@ -52,6 +52,8 @@ def warehouse(tmp_path_factory) -> Path:
     wh = DuckDBWarehouse(root / "warehouse.duckdb")
     for entry in load_config().tables:
         wh.load(str(root / "state"), entry)
+        if entry.history:
+            wh.load_history(str(root / "state"), entry)
     run = subprocess.run([str(DBT), "build", "--target", "duckdb", "--project-dir", str(PROJECT),
                           "--profiles-dir", str(PROJECT), "--target-path", str(root / "target"),
                           "--log-path", str(root / "logs")],
@@ -286,3 +288,32 @@ def test_rag_quality_daily(src, answers, mart):
     assert expected["scans_with_feedback"].sum() > 100
     ref.assert_matches(mart("mart_rag_quality_daily"), expected, ["day", "relevance_bucket"],
                        name="mart_rag_quality_daily")
+
+
+# --------------------------------------------------------------------------------------------
+# label changes over time (scan.feedback_history, history: true)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def feedback_history(db) -> pl.DataFrame:
+    return ref.utc(db.sql("select * from scan.feedback_history").pl())
+
+
+def test_label_changes(feedback_history, mart):
+    expected = ref.label_changes(feedback_history)
+    kinds = set(expected["change_kind"])
+    assert kinds == {"given", "changed", "withdrawn"}, f"the lake should exercise every kind: {kinds}"
+    ref.assert_matches(mart("mart_label_changes"), expected, ["feedback_id", "changed_at", "change_kind"],
+                       name="mart_label_changes")
+    daily = expected.group_by(pl.col("changed_at").dt.date().alias("day"), "change_kind").len("changes")
+    ref.assert_matches(mart("mart_label_changes_daily").with_columns(pl.col("changes").cast(pl.UInt32)), daily,
+                       ["day", "change_kind"], name="mart_label_changes_daily")
+
+
+def test_rlhf_golden_verdict_as_given_and_when_it_changed(feedback_history, mart):
+    golden = mart("mart_rlhf_golden")
+    expected = ref.verdicts(feedback_history).join(golden.select("feedback_id", "scan_id"), on="feedback_id")
+    assert expected.filter(pl.col("verdict_changed_at").is_not_null()).height > 0
+    ref.assert_matches(golden, expected, ["scan_id"], columns=["verdict_given", "verdict_given_at",
+                                                              "verdict_changed_at"], name="mart_rlhf_golden")

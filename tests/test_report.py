@@ -43,6 +43,8 @@ def warehouse(tmp_path_factory) -> DuckDBWarehouse:
     wh = DuckDBWarehouse(root / "warehouse.duckdb")
     for entry in load_config().tables:
         wh.load(str(root / "state"), entry)
+        if entry.history:
+            wh.load_history(str(root / "state"), entry)
     run = subprocess.run([str(DBT), "build", "--target", "duckdb", "--project-dir", str(PROJECT),
                           "--profiles-dir", str(PROJECT), "--target-path", str(root / "target"),
                           "--log-path", str(root / "logs")],
