@@ -85,6 +85,31 @@ def print_watermarks() -> None:
               f"{len(mark.tables)} of {len(entries)} tables")
 
 
+def print_history_example() -> None:
+    """One feedback whose verdict changed, version by version (history: true on scan.feedback)."""
+    import polars as pl
+
+    from lakehouse.state.export import table_history
+
+    step("row history (SCD2) of scan.feedback: a verdict the user changed; docs/history.md")
+    try:
+        versions = pl.from_arrow(table_history(settings.state_uri(), "scan.feedback"))
+    except Exception as exc:  # noqa: BLE001 - history off in a custom tables config
+        print(f"  no history: {exc}")
+        return
+    changed = versions.group_by("id").len().filter(pl.col("len") > 1).get_column("id")
+    if changed.is_empty():
+        print("  no feedback changed yet")
+        return
+    one = versions.filter(pl.col("id") == changed.min()).sort("valid_from")
+    for v in one.iter_rows(named=True):
+        until = f"{v['valid_to']:%Y-%m-%d %H:%M:%S}" if v["valid_to"] else "now (current)"
+        print(f"  feedback {v['id']}: thumbs_up={v['thumbs_up']!s:<5} corrected={v['corrected_category']!s:<10} "
+              f"valid {v['valid_from']:%Y-%m-%d %H:%M:%S} .. {until}")
+    print(f"  as it was: lakehouse export --state {settings.state_uri()} --table scan.feedback "
+          f"--as-of {one['valid_from'][0].isoformat()} --out feedback.parquet")
+
+
 def install_instance_config(dagster_home: Path) -> None:
     """The code location's instance settings (concurrency pools, no telemetry) in DAGSTER_HOME."""
     dagster_home.mkdir(parents=True, exist_ok=True)
@@ -161,6 +186,7 @@ def main() -> int:
               f"{'new' if dataset['new_version'] else 'unchanged: no new version'})")
 
     print_watermarks()
+    print_history_example()
 
     step(f"done in {time.monotonic() - started:,.0f} s. Where to look:")
     print(f"  lake:          {lake}")
