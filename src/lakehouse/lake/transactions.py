@@ -25,6 +25,7 @@ from lakehouse.lake.reader import LakeReader
 
 END_SCHEMA = {"tx_id": pl.Int64, "commit_lsn": pl.Int64, "ts_ms": pl.Int64, "event_count": pl.Int64}
 COUNT_SCHEMA = {"commit_lsn": pl.Int64, "collection": pl.Utf8, "event_count": pl.Int64}
+FIELDS = ("status", "id", "event_count", "data_collections", "ts_ms")
 
 
 @dataclass(frozen=True)
@@ -49,31 +50,31 @@ def read_transaction_log(reader: LakeReader, topic: str) -> TransactionLog | Non
     objects = listing.objects.get(topic, [])
     if not objects:
         return None
-    ends, counts, begins = [], [], []
-    for obj in objects:
+    frames = []
+    for obj in objects:  # checked per object, so a bad one is named; parsed once, all together
         values = reader.read_values(obj)
         missing = {"status", "id"} - set(values.column_names)
         if missing:
             raise LakeObjectError(obj.key, f"not a Debezium transaction event: no {sorted(missing)} field")
-        frame = pl.from_arrow(values.select([c for c in ("status", "id", "event_count", "data_collections",
-                                                           "ts_ms") if c in values.column_names]))
+        frame = pl.from_arrow(values.select([c for c in FIELDS if c in values.column_names]))
         assert isinstance(frame, pl.DataFrame)
-        frame = _parse_ids(frame, obj.key)
-        begins.append(frame.filter(pl.col("status") == "BEGIN").get_column("lsn"))
-        end = frame.filter(pl.col("status") == "END")
-        ts = pl.col("ts_ms") if "ts_ms" in end.columns else pl.lit(None)
-        ends.append(end.select(pl.col("tx_id"), pl.col("lsn").alias("commit_lsn"), ts.cast(pl.Int64).alias("ts_ms"),
-                               pl.col("event_count").cast(pl.Int64)))
-        if "data_collections" in end.columns:
-            counts.append(end.select(pl.col("lsn").alias("commit_lsn"), "data_collections")
-                          .explode("data_collections").drop_nulls("data_collections").unnest("data_collections")
-                          .select("commit_lsn", pl.col("data_collection").alias("collection"),
-                                  pl.col("event_count").cast(pl.Int64)))
-    all_ends = pl.concat([e.cast(END_SCHEMA) for e in ends]).unique("commit_lsn", keep="first").sort("commit_lsn")
-    all_counts = (pl.concat([c.cast(COUNT_SCHEMA) for c in counts]) if counts else pl.DataFrame(schema=COUNT_SCHEMA)) \
-        .unique(["commit_lsn", "collection"], keep="first")
-    begin_lsns = pl.concat(begins)
-    return TransactionLog(all_ends, all_counts, begin_lsns.min() if len(begin_lsns) else None)
+        frames.append(_parse_ids(frame, obj.key))
+    events = pl.concat(frames, how="diagonal_relaxed")
+    begins = events.filter(pl.col("status") == "BEGIN").get_column("lsn")
+    end = events.filter(pl.col("status") == "END")
+    ts = pl.col("ts_ms") if "ts_ms" in end.columns else pl.lit(None)
+    ends = end.select(pl.col("tx_id"), pl.col("lsn").alias("commit_lsn"), ts.cast(pl.Int64).alias("ts_ms"),
+                      pl.col("event_count").cast(pl.Int64)).cast(END_SCHEMA)
+    counts = pl.DataFrame(schema=COUNT_SCHEMA)
+    if "data_collections" in end.columns:
+        counts = (end.select(pl.col("lsn").alias("commit_lsn"), "data_collections")
+                  .explode("data_collections").drop_nulls("data_collections").unnest("data_collections")
+                  .select("commit_lsn", pl.col("data_collection").alias("collection"),
+                          pl.col("event_count").cast(pl.Int64)).cast(COUNT_SCHEMA))
+    # re-emitted copies (Debezium replays) carry the same commit
+    return TransactionLog(ends.unique("commit_lsn", keep="first").sort("commit_lsn"),
+                          counts.unique(["commit_lsn", "collection"], keep="first"),
+                          begins.min() if len(begins) else None)
 
 
 def _parse_ids(frame: pl.DataFrame, key: str) -> pl.DataFrame:

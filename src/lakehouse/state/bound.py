@@ -20,7 +20,7 @@ Commit of an event (its transaction's position):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -30,13 +30,22 @@ from lakehouse.lake.reader import INTERNAL_FIELDS, LakeObject, LakeReader
 from lakehouse.lake.transactions import TransactionLog
 
 UNKNOWN = np.iinfo(np.int64).max  # a transaction whose END has not landed
-_IDENTITY = pa.schema(INTERNAL_FIELDS)
+IDENTITY = ["__table", "__op", "__lsn", "__tx_id", "__snapshot"]
+_INTERNAL = pa.schema(INTERNAL_FIELDS)
+
+
+def identities(reader: LakeReader, obj: LakeObject) -> pa.Table:
+    """An object's events, identity columns only (what bounds and watermarks need)."""
+    parts = list(reader.iter_object(obj, _INTERNAL, batch_size=262_144))
+    return pa.Table.from_batches(parts, schema=_INTERNAL).select(IDENTITY)
 
 
 @dataclass(frozen=True)
 class EventBound:
     lsn: int  # the newest commit LSN applied
     log: TransactionLog
+    # identity columns of objects already read (the watermark read them): object key -> events
+    read: dict[str, pa.Table] = field(default_factory=dict, compare=False, repr=False)
 
     def commits(self, events: pa.Table) -> np.ndarray:
         """The commit LSN of each event's transaction (UNKNOWN when not landed yet)."""
@@ -70,8 +79,9 @@ class EventBound:
         for obj in sorted(objects, key=lambda o: (o.ref.kafka_partition, o.ref.start_offset, o.key)):
             if obj.ref.kafka_partition in stopped:
                 continue
-            parts = list(reader.iter_object(obj, _IDENTITY, batch_size=262_144))
-            events = pa.Table.from_batches(parts, schema=_IDENTITY)
+            events = self.read.get(obj.key)
+            if events is None:
+                events = identities(reader, obj)
             rows = self.leading(events)
             if rows < events.num_rows:
                 stopped.add(obj.ref.kafka_partition)

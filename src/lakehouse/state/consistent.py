@@ -38,7 +38,7 @@ from lakehouse.config import TableConfig, TablesConfig
 from lakehouse.lake.reader import INTERNAL_FIELDS, LakeListing, LakeReader
 from lakehouse.lake.store import open_store
 from lakehouse.lake.transactions import TransactionLog, read_transaction_log
-from lakehouse.state.bound import UNKNOWN, EventBound
+from lakehouse.state.bound import IDENTITY, UNKNOWN, EventBound, identities
 from lakehouse.state.compact import CompactOptions, TableResult, compact
 from lakehouse.state.redelivery import pending_objects
 from lakehouse.state.table import StateError, StateTable
@@ -160,11 +160,13 @@ def _advance(reader: LakeReader, listing: LakeListing, state: str, config: Table
             "complete; capture with provide.transaction.metadata=true (lakehouse capture does)")
     root = consistent_root(state)
     previous = result.previous.lsn if result.previous else None
-    landed = {e.table: _pending_events(reader, listing, root, e) for e in entries}
+    read: dict[str, pa.Table] = {}
+    landed = {e.table: _pending_events(reader, listing, root, e, read) for e in entries}
     lsn = find_watermark(txlog, landed, previous)
     if lsn is None:
         raise ConsistencyError(f"{result.database}: no transaction is complete in every table yet")
-    tables = compact(reader, root, config, [e.topic for e in entries], replace(options, until=EventBound(lsn, txlog)))
+    bound = EventBound(lsn, txlog, read)
+    tables = compact(reader, root, config, [e.topic for e in entries], replace(options, until=bound))
     result.tables = tables
     failed = [t for t in tables if t.failed]
     if failed:
@@ -196,20 +198,20 @@ def _describe(database: str, lsn: int, txlog: TransactionLog, versions: dict[str
                      tables=versions, published_at=time.time())
 
 
-_IDENT = ["__table", "__op", "__lsn", "__tx_id", "__snapshot"]
-
-
-def _pending_events(reader: LakeReader, listing: LakeListing, root: str, entry: TableConfig) -> pl.DataFrame:
+def _pending_events(reader: LakeReader, listing: LakeListing, root: str, entry: TableConfig,
+                    read: dict[str, pa.Table]) -> pl.DataFrame:
     """Identity columns of the table's events not yet wholly in the consistent root (everything
-    at or before the published watermark is; objects the bound cut are read again)."""
+    at or before the published watermark is; objects the bound cut are read again). ``read``
+    keeps each object's, for the bound to reuse."""
     objects = listing.objects.get(entry.topic, [])
     st = StateTable(root, entry.table)
     if st.load() is not None:
         objects, _ = pending_objects(objects, st.applied())
-    schema = pa.schema(INTERNAL_FIELDS)
-    parts = [pa.Table.from_batches(list(reader.iter_object(o, schema, batch_size=262_144)), schema=schema)
-             .select(_IDENT) for o in objects]
-    frame = pl.from_arrow(pa.concat_tables(parts) if parts else schema.empty_table().select(_IDENT))
+    for o in objects:
+        read[o.key] = identities(reader, o)
+    parts = [read[o.key] for o in objects]
+    empty = pa.schema(INTERNAL_FIELDS).empty_table().select(IDENTITY)
+    frame = pl.from_arrow(pa.concat_tables(parts) if parts else empty)
     assert isinstance(frame, pl.DataFrame)
     return frame
 
@@ -224,33 +226,31 @@ def find_watermark(txlog: TransactionLog, landed: dict[str, pl.DataFrame], previ
     # END names tables schema.table as the source does: configured names and those the events carry
     names = set(landed) | {n for f in events.values() for n in f.get_column("__table").unique().drop_nulls()}
     floor = -1 if previous is None else previous
-    points = [(c, "tx") for c in txlog.ends.get_column("commit_lsn").to_list() if c > floor]
+    need = txlog.counts.filter(pl.col("collection").is_in(list(names)) & (pl.col("commit_lsn") > floor))
+    short = (need.join(_landed_counts(events), left_on=["commit_lsn", "collection"], right_on=["__commit", "__table"],
+                       how="left")
+             .filter(pl.col("n").fill_null(0) < pl.col("event_count")).get_column("commit_lsn"))
+    stop = short.min() if len(short) else None  # the first transaction not whole in some table
+    commits = txlog.ends.get_column("commit_lsn")
+    points = [(c, "tx") for c in commits.filter((commits > floor) & (commits <= (stop or UNKNOWN))).to_list()]
     snaps = sorted({p for f in events.values()
                     for p in f.filter((pl.col("__op") == "r") & (pl.col("__lsn") > floor)).get_column("__lsn")})
     points += [(p, "snapshot") for p in snaps]
-    have = _landed_counts(events)
-    need = txlog.counts.filter(pl.col("collection").is_in(list(names)) & (pl.col("commit_lsn") > floor))
-    need_by_commit: dict[int, list[tuple[str, int]]] = defaultdict(list)
-    for commit, coll, count in need.iter_rows():
-        need_by_commit[commit].append((coll, count))
     watermark = previous
     for point, kind in sorted(points):
-        whole = (all(have.get((point, coll), 0) >= count for coll, count in need_by_commit.get(point, []))
-                 if kind == "tx" else _snapshot_landed(point, events))
-        if not whole:
+        if point == stop or (kind == "snapshot" and not _snapshot_landed(point, events)):
             break
         watermark = point
     return watermark
 
 
-def _landed_counts(events: dict[str, pl.DataFrame]) -> dict[tuple[int, str], int]:
+def _landed_counts(events: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """Distinct change events (lsn, op) landed per transaction (commit LSN) and table."""
     frames = [f.filter((pl.col("__op") != "r") & (pl.col("__commit") < UNKNOWN) & (pl.col("__commit") >= 0))
               for f in events.values() if f.height]
     if not frames:
-        return {}
-    grouped = pl.concat(frames).group_by("__commit", "__table").agg(
-        pl.struct("__lsn", "__op").n_unique().alias("n"))
-    return {(c, t): n for c, t, n in grouped.iter_rows()}
+        return pl.DataFrame(schema={"__commit": pl.Int64, "__table": pl.Utf8, "n": pl.UInt32})
+    return pl.concat(frames).group_by("__commit", "__table").agg(pl.struct("__lsn", "__op").n_unique().alias("n"))
 
 
 def _snapshot_landed(point: int, events: dict[str, pl.DataFrame]) -> bool:
