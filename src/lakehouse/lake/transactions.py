@@ -34,20 +34,30 @@ class TransactionLog:
 
     ends: pl.DataFrame  # tx_id, commit_lsn, ts_ms, event_count; sorted by commit_lsn
     counts: pl.DataFrame  # commit_lsn, collection, event_count: events per table per transaction
-    first_begin_lsn: int | None  # the first change of the first transaction the topic knows
+    first_begin_lsn: int | None  # the first change of the first transaction read
+    objects: pl.DataFrame | None = None  # start_offset, newest_commit: per object read
+
+    def offset_holding(self, commit_lsn: int) -> int | None:
+        """Start offset of the first object read whose ENDs reach ``commit_lsn``: a later read
+        can start there and still know every transaction after it."""
+        if self.objects is None:
+            return None
+        reach = self.objects.filter(pl.col("newest_commit") >= commit_lsn)
+        return reach.get_column("start_offset").min() if reach.height else None
 
     @property
     def newest(self) -> dict | None:
         return self.ends.row(self.ends.height - 1, named=True) if self.ends.height else None
 
 
-def read_transaction_log(reader: LakeReader, topic: str) -> TransactionLog | None:
-    """A transaction topic as landed, or None when the lake has none."""
+def read_transaction_log(reader: LakeReader, topic: str, from_offset: int | None = None) -> TransactionLog | None:
+    """A transaction topic as landed (its objects from ``from_offset`` on: the topic has one
+    partition), or None when the lake has none."""
     listing = reader.scan(topic)
     errors = listing.errors_for(topic)
     if errors:
         raise errors[0]
-    objects = listing.objects.get(topic, [])
+    objects = [o for o in listing.objects.get(topic, []) if from_offset is None or o.ref.start_offset >= from_offset]
     if not objects:
         return None
     frames = []
@@ -58,8 +68,10 @@ def read_transaction_log(reader: LakeReader, topic: str) -> TransactionLog | Non
             raise LakeObjectError(obj.key, f"not a Debezium transaction event: no {sorted(missing)} field")
         frame = pl.from_arrow(values.select([c for c in FIELDS if c in values.column_names]))
         assert isinstance(frame, pl.DataFrame)
-        frames.append(_parse_ids(frame, obj.key))
+        frames.append(_parse_ids(frame, obj.key).with_columns(start_offset=pl.lit(obj.ref.start_offset, pl.Int64)))
     events = pl.concat(frames, how="diagonal_relaxed")
+    reach = (events.filter(pl.col("status") == "END").group_by("start_offset")
+             .agg(pl.col("lsn").max().alias("newest_commit")))
     begins = events.filter(pl.col("status") == "BEGIN").get_column("lsn")
     end = events.filter(pl.col("status") == "END")
     ts = pl.col("ts_ms") if "ts_ms" in end.columns else pl.lit(None)
@@ -74,7 +86,7 @@ def read_transaction_log(reader: LakeReader, topic: str) -> TransactionLog | Non
     # re-emitted copies (Debezium replays) carry the same commit
     return TransactionLog(ends.unique("commit_lsn", keep="first").sort("commit_lsn"),
                           counts.unique(["commit_lsn", "collection"], keep="first"),
-                          begins.min() if len(begins) else None)
+                          begins.min() if len(begins) else None, reach)
 
 
 def _parse_ids(frame: pl.DataFrame, key: str) -> pl.DataFrame:

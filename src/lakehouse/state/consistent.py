@@ -25,6 +25,7 @@ files in offset order), so no END is missing before one that has landed.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import time
@@ -33,11 +34,12 @@ from dataclasses import asdict, dataclass, field, replace
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from lakehouse.config import TableConfig, TablesConfig
 from lakehouse.lake.reader import INTERNAL_FIELDS, LakeListing, LakeReader
 from lakehouse.lake.store import open_store
-from lakehouse.lake.transactions import TransactionLog, read_transaction_log
+from lakehouse.lake.transactions import END_SCHEMA, TransactionLog, read_transaction_log
 from lakehouse.state.bound import IDENTITY, UNKNOWN, EventBound, identities
 from lakehouse.state.compact import CompactOptions, TableResult, compact
 from lakehouse.state.redelivery import pending_objects
@@ -62,6 +64,10 @@ class Watermark:
     newest_ts_ms: int | None = None
     tables: dict[str, int] = field(default_factory=dict)  # table -> Delta version at the watermark
     published_at: float | None = None
+    # the next run reads the transaction topic from here (the object holding this watermark's END)
+    # on, beside the ENDs kept in _watermarks/<topic>.ends.parquet
+    transaction_offset: int | None = None
+    first_begin_lsn: int | None = None  # the first transaction the topic showed (bound.py)
 
     @property
     def lag_seconds(self) -> float | None:
@@ -151,14 +157,14 @@ def compact_consistent(lake: str | LakeReader, state: str, config: TablesConfig,
 
 def _advance(reader: LakeReader, listing: LakeListing, state: str, config: TablesConfig,
              entries: list[TableConfig], options: CompactOptions, result: ConsistentResult) -> None:
-    txlog = read_transaction_log(reader, result.database)
+    root = consistent_root(state)
+    txlog = _transaction_log(reader, root, result.database, result.previous)
     if txlog is None:
         result.missing_topic = True
         tables = ", ".join(e.table for e in entries)
         raise ConsistencyError(
             f"{result.database}: no such topic in the lake, so no transaction of {tables} can be proven "
             "complete; capture with provide.transaction.metadata=true (lakehouse capture does)")
-    root = consistent_root(state)
     previous = result.previous.lsn if result.previous else None
     read: dict[str, pa.Table] = {}
     landed = {e.table: _pending_events(reader, listing, root, e, read) for e in entries}
@@ -182,9 +188,34 @@ def _advance(reader: LakeReader, listing: LakeListing, state: str, config: Table
     if newer is not None and newer.lsn > lsn:  # another run got further meanwhile: never move back
         result.watermark = newer
         return
-    open_store(root).put_bytes(_pointer(result.database), result.watermark.to_json().encode())
+    store = open_store(root)
+    buffer = io.BytesIO()  # the ENDs read so far, before the pointer that says where reading resumes
+    pq.write_table(txlog.ends.to_arrow(), buffer, compression="zstd")
+    store.put_bytes(_ends_cache(result.database), buffer.getvalue())
+    store.put_bytes(_pointer(result.database), result.watermark.to_json().encode())
     log.info("%s: consistent at LSN %d (%s behind the newest landed commit)", result.database, lsn,
              result.watermark.lag_seconds)
+
+
+def _ends_cache(database: str) -> str:
+    return f"_watermarks/{database}.ends.parquet"
+
+
+def _transaction_log(reader: LakeReader, root: str, database: str, previous: Watermark | None
+                     ) -> TransactionLog | None:
+    """The transaction topic: the ENDs kept at the last publication, plus the topic read from the
+    object that held that watermark's END (every later transaction's END is there or after)."""
+    since = previous.transaction_offset if previous and previous.first_begin_lsn is not None else None
+    fresh = read_transaction_log(reader, database, since) if since is not None else None
+    if fresh is None:
+        return read_transaction_log(reader, database)
+    try:
+        kept = pl.read_parquet(io.BytesIO(open_store(root).get_bytes(_ends_cache(database))))
+    except Exception:  # noqa: BLE001 - no cache (an older pointer): read the whole topic
+        return read_transaction_log(reader, database)
+    ends = pl.concat([kept.cast(END_SCHEMA), fresh.ends]).unique("commit_lsn", keep="first").sort("commit_lsn")
+    assert previous is not None
+    return TransactionLog(ends, fresh.counts, previous.first_begin_lsn, fresh.objects)
 
 
 def _describe(database: str, lsn: int, txlog: TransactionLog, versions: dict[str, int]) -> Watermark:
@@ -195,7 +226,8 @@ def _describe(database: str, lsn: int, txlog: TransactionLog, versions: dict[str
                      commit_ts_ms=at.get_column("ts_ms")[0] if at.height else None,
                      newest_lsn=newest["commit_lsn"] if newest else None,
                      newest_ts_ms=newest["ts_ms"] if newest else None,
-                     tables=versions, published_at=time.time())
+                     tables=versions, published_at=time.time(), transaction_offset=txlog.offset_holding(lsn),
+                     first_begin_lsn=txlog.first_begin_lsn)
 
 
 def _pending_events(reader: LakeReader, listing: LakeListing, root: str, entry: TableConfig,
