@@ -17,6 +17,16 @@ from lakehouse.state.compact import CompactOptions
 from lakehouse.state.consistent import ConsistentResult, Watermark, compact_consistent, databases, published
 
 LAG_WARN_SECONDS = 15 * 60  # a watermark trailing the newest landed commit by more is worth a look
+HOURLY_CRON = "0 * * * *"
+# hourly, like the warehouse loads that read it, once any table of the database changed (on_cron
+# waits for every dependency, and an hour without a feedback change is no reason to stand still)
+HOURLY_ANY_TABLE = (
+    dg.AutomationCondition.in_latest_time_window()
+    & dg.AutomationCondition.cron_tick_passed(HOURLY_CRON).since_last_handled()
+    & dg.AutomationCondition.any_deps_match(
+        dg.AutomationCondition.newly_updated().since(dg.AutomationCondition.cron_tick_passed(HOURLY_CRON))
+        | dg.AutomationCondition.will_be_requested())
+).with_label(f"on_cron({HOURLY_CRON}), any table updated")
 
 
 def database_key(database: str) -> dg.AssetKey:
@@ -40,7 +50,8 @@ def build_consistent_asset(database: str, entries: list[TableConfig]) -> dg.Asse
 
     # one run at a time per database (pool limit 1): watermarks are published in order
     @dg.asset(key=database_key(database), group_name="consistent_state", kinds={"delta"},
-              pool=f"lakehouse_consistent_{database.replace('.', '_')}", retry_policy=STORAGE_RETRY, deps=[table_key("current_state", e.table) for e in entries],
+              pool=f"lakehouse_consistent_{database.replace('.', '_')}", retry_policy=STORAGE_RETRY,
+              automation_condition=HOURLY_ANY_TABLE, deps=[table_key("current_state", e.table) for e in entries],
               description=f"{tables} at one transaction boundary: the newest commit whose transactions have "
                           f"landed whole in every table (END event counts of {database}). The warehouse "
                           "loads read these versions, so joins never see part of a transaction.")

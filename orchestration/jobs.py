@@ -30,8 +30,9 @@ compact_job = dg.define_asset_job(
     description="Apply new lake objects to current-state tables (the lake sensor picks the tables).")
 
 warehouse_job = dg.define_asset_job(
-    "load_warehouse", selection=dg.AssetSelection.groups("warehouse"),
-    description="Load every warehouse table from its current state (incremental; full_refresh in the config).")
+    "load_warehouse", selection=dg.AssetSelection.groups("consistent_state", "warehouse"),
+    description="Move each database's consistent watermark, then load every warehouse table at it (incremental; "
+                "full_refresh in the config).")
 
 
 class MaintainConfig(dg.Config):
@@ -60,8 +61,8 @@ def maintain_state():
 
 
 daily_marts_job = dg.define_asset_job(
-    "daily_marts", selection=dg.AssetSelection.groups("warehouse", "marts"),
-    description="Warehouse tables up to date, then dbt (staging, intermediate, marts, tests), the GX checks, "
-                "and the RLHF dataset export (a new version only when its rows changed).")
+    "daily_marts", selection=dg.AssetSelection.groups("consistent_state", "warehouse", "marts"),
+    description="Consistent watermarks and warehouse tables up to date, then dbt (staging, intermediate, marts, "
+                "tests), the GX checks, and the RLHF dataset export (a new version only when its rows changed).")
 
 ALL = [main_job, compact_job, warehouse_job, maintain_state, daily_marts_job]

@@ -16,5 +16,5 @@ marts_schedule = dg.ScheduleDefinition(
 
 # evaluates the warehouse assets' AutomationCondition (hourly, only tables whose state changed)
 warehouse_automation = dg.AutomationConditionSensorDefinition(
-    "warehouse_hourly", target=dg.AssetSelection.groups("warehouse"), minimum_interval_seconds=60,
-    description="Hourly warehouse loads of the tables whose current state changed since the last hour.")
+    "warehouse_hourly", target=dg.AssetSelection.groups("consistent_state", "warehouse"), minimum_interval_seconds=60,
+    description="Hourly: each database's consistent watermark, then warehouse loads of the tables whose state changed.")

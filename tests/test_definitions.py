@@ -233,3 +233,29 @@ def test_steps_touching_storage_carry_the_retry_policy_and_retry_only_transient_
     with pytest.raises(dg.Failure) as failure, only_transient_failures_retried("loading t"):
         raise ValueError("bad schema")
     assert not failure.value.allow_retries and "loading t: ValueError: bad schema" in failure.value.description
+
+
+def test_hourly_automation_moves_the_watermark_then_loads_only_the_changed_table():
+    """Declarative automation after the hour: one table's state changed, so its database's
+    consistent watermark moves and that table (and its history) loads; nothing else does."""
+    import datetime as dt
+
+    from assets.keys import table_key
+    from orchestration.definitions import defs
+
+    instance = dg.DagsterInstance.ephemeral()
+    selection = dg.AssetSelection.groups("consistent_state", "warehouse")
+
+    def evaluate(hour: int, minute: int, cursor=None):
+        return dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
+                                                 cursor=cursor,
+                                                 evaluation_time=dt.datetime(2026, 12, 5, hour, minute, tzinfo=dt.UTC))
+
+    first = evaluate(10, 30)
+    tick = evaluate(11, 1, first.cursor)
+    assert first.total_requested == tick.total_requested == 0  # the hour passed, nothing changed
+    instance.report_runless_asset_event(dg.AssetMaterialization(table_key("current_state", "scan.feedback")))
+    after = evaluate(11, 5, tick.cursor)
+    requested = {r.key.to_user_string() for r in after.results if r.true_subset.size}
+    assert requested == {"consistent_state/eco2/transaction_scan", "warehouse/scan/feedback",
+                         "warehouse/scan/feedback_history"}
