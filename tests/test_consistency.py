@@ -217,3 +217,22 @@ def test_generated_lake_is_consistent_at_every_step(engine, tmp_path, request):
                 assert not compare(got, want), f"step {i}, {entry.table} at {mark.lsn}: {compare(got, want)}"
     newest = {db: max(int(e["id"].split(":")[1]) for e in _ends(lake, db)) for db in marks}
     assert marks == newest, "everything landed, yet the watermark is not the newest commit"
+    if engine == "local":  # the CLI: compact --consistent prints each watermark, load --consistent reads it
+        from typer.testing import CliRunner
+
+        from lakehouse.cli import app
+        from lakehouse.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+        config_file = tmp_path / "tables.yaml"
+        config_file.write_text(__import__("yaml").safe_dump(
+            {"tables": [e.model_dump(mode="json", exclude_defaults=True) for e in config.tables]}))
+        ran = CliRunner().invoke(app, ["compact", "--lake", str(lake), "--state", str(state), "--tables-config",
+                                       str(config_file), "--consistent"])
+        assert ran.exit_code == 0, ran.output
+        assert all(f"consistent {db}: every table at commit LSN {lsn}" in ran.output for db, lsn in marks.items())
+        warehouse = tmp_path / "warehouse.duckdb"
+        ran = CliRunner().invoke(app, ["load", "--state", str(state), "--warehouse", str(warehouse), "-t", "scan.scans",
+                                       "--tables-config", str(config_file), "--consistent"])
+        assert ran.exit_code == 0, ran.output
+        got = DuckDBWarehouse(warehouse).read("scan.scans").num_rows
+        assert got == consistent_rows(str(state), "scan.scans")[0].num_rows > 0
