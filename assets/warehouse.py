@@ -6,6 +6,7 @@ checks that gate the marts. Thin wiring over ``lakehouse.warehouse``."""
 import dagster as dg
 
 from assets.consistent import database_key
+from assets.erasure import ERASURE_KEY
 from assets.keys import configured_tables, table_key
 from assets.resources import StateResource, WarehouseResource
 from assets.retries import STORAGE_RETRY, only_transient_failures_retried
@@ -65,9 +66,12 @@ def build_warehouse_asset(entry: TableConfig) -> dg.AssetsDefinition:
 def build_history_asset(entry: TableConfig) -> dg.AssetsDefinition:
     schema, name = entry.table.split(".", 1)
 
+    # after the day's erasure: the copy replaces the warehouse table whole
     @dg.asset(key=["warehouse", schema, f"{name}_history"], group_name="warehouse", kinds={settings.warehouse_kind()},
-              deps=[table_key("current_state", entry.table)], pool=WAREHOUSE_POOL, automation_condition=HOURLY,
-              retry_policy=STORAGE_RETRY,
+              deps=[table_key("current_state", entry.table), *([ERASURE_KEY] if entry.erasure else [])],
+              pool=WAREHOUSE_POOL, retry_policy=STORAGE_RETRY,
+              # hourly like the table; the daily erasure orders it in the daily job, it does not gate it
+              automation_condition=HOURLY.ignore(dg.AssetSelection.assets(ERASURE_KEY)),
               description=f"Every version of every row of {entry.table} (history: true): the source columns "
                           "plus valid_from/valid_to (commit time), valid_from_lsn/valid_to_lsn, is_current and "
                           "previous_key (the key before a primary-key change). Replaced whole on each load.")

@@ -61,8 +61,9 @@ def maintain_state():
 
 
 daily_marts_job = dg.define_asset_job(
-    "daily_marts", selection=dg.AssetSelection.groups("consistent_state", "warehouse", "marts"),
-    description="Consistent watermarks and warehouse tables up to date, then dbt (staging, intermediate, marts, "
-                "tests), the GX checks, and the RLHF dataset export (a new version only when its rows changed).")
+    "daily_marts", selection=dg.AssetSelection.groups("consistent_state", "privacy", "warehouse", "marts"),
+    description="Consistent watermarks, account closures erased, warehouse tables up to date, then dbt (staging, "
+                "intermediate, marts, tests), the GX checks, and the RLHF dataset export (a new version only when "
+                "its rows changed; earlier versions holding closed accounts listed as superseded).")
 
 ALL = [main_job, compact_job, warehouse_job, maintain_state, daily_marts_job]

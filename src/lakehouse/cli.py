@@ -345,6 +345,32 @@ def discover(
 
 
 @app.command()
+def erase(
+    lake: LakeOpt,
+    state: StateOpt,
+    tables_config: Annotated[str | None, typer.Option(help="Tables config YAML (default: $LAKEHOUSE_TABLES_CONFIG "
+                                                           "or config/tables.yaml).")] = None,
+) -> None:
+    """Erase closed accounts' personal columns (tables config `erasure`) from tombstones, history
+    and the consistent root, then search every state file for them; exit 1 if any is left."""
+    from lakehouse.config import load_config
+    from lakehouse.state.erasure import closed_accounts, leftovers, personal_values
+    from lakehouse.state.erasure import erase as run_erase
+
+    config = load_config(tables_config)
+    report = run_erase(state, config)
+    out.print(f"{report.closed_accounts} closed accounts: {sum(report.tombstones.values())} tombstones and "
+              f"{sum(report.history_versions.values())} history versions erased")
+    closed = closed_accounts(state, config)
+    found = leftovers(state, config, personal_values(lake, state, config, closed)) if closed else []
+    for line in found:
+        console.print(f"[bold red]left[/] {escape(line)}")
+    if found:
+        raise typer.Exit(code=1)
+    out.print("nothing of a closed account is left under the state root (raw lake aside)")
+
+
+@app.command()
 def export(
     state: StateOpt,
     table: Annotated[str, typer.Option("--table", "-t", help="schema.table")],

@@ -60,6 +60,17 @@ class WarehouseLayout(BaseModel):
         return v
 
 
+class Erasure(BaseModel):
+    """What an account closure erases from this table's derived copies (lakehouse.state.erasure)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # the column naming the account a row belongs to; the table whose primary key it is holds the
+    # accounts, and a delete there closes one
+    account_column: str
+    columns: tuple[str, ...] = Field(min_length=1)  # personal data of that account
+
+
 class TableConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -75,6 +86,7 @@ class TableConfig(BaseModel):
     transaction_topic: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+\.transaction[A-Za-z0-9_-]*$")
     # keep every version of every row (SCD type 2, lakehouse.state.history): export --as-of, <table>_history
     history: bool = False
+    erasure: Erasure | None = None
 
     @field_validator("primary_key")
     @classmethod

@@ -348,7 +348,7 @@ def _apply(reader: LakeReader, st: StateTable, entry: TableConfig, key: tuple[st
             write = _apply_batch(st, meta, events, key, row_schema, overwrite_all, options, result, keep_images,
                                  resets, versions=entry.history and options.until is None)
             if write.versions is not None:  # before the state commit: a rerun appends the same positions
-                HistoryTable(st.state_uri, entry.table).append(write.versions, replace=fresh and first)
+                HistoryTable(st.state_uri, entry.table).append(write.versions, key, replace=fresh and first)
                 first = False
             applied_parts = [latest_per_key(pa.concat_tables([*applied_parts, manifest_rows(batch, cuts)],
                                                               promote_options="permissive"))]

@@ -111,14 +111,14 @@ def read_point(state: str, entry: TableConfig) -> tuple[str, int | None, Waterma
     return consistent_root(state), mark.tables[entry.table], mark
 
 
-def _pointer(database: str) -> str:
+def pointer_key(database: str) -> str:
     return f"_watermarks/{database}.json"
 
 
 def published(state: str, database: str) -> Watermark | None:
     store = open_store(consistent_root(state))
     try:
-        text = store.get_bytes(_pointer(database))
+        text = store.get_bytes(pointer_key(database))
     except Exception as exc:  # noqa: BLE001 - FileNotFoundError locally, NoSuchKey on S3
         if isinstance(exc, FileNotFoundError) or "NoSuchKey" in str(exc) or "Not Found" in str(exc):
             return None
@@ -192,7 +192,7 @@ def _advance(reader: LakeReader, listing: LakeListing, state: str, config: Table
     buffer = io.BytesIO()  # the ENDs read so far, before the pointer that says where reading resumes
     pq.write_table(txlog.ends.to_arrow(), buffer, compression="zstd")
     store.put_bytes(_ends_cache(result.database), buffer.getvalue())
-    store.put_bytes(_pointer(result.database), result.watermark.to_json().encode())
+    store.put_bytes(pointer_key(result.database), result.watermark.to_json().encode())
     log.info("%s: consistent at LSN %d (%s behind the newest landed commit)", result.database, lsn,
              result.watermark.lag_seconds)
 

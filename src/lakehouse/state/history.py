@@ -31,7 +31,7 @@ import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
 from lakehouse.state.fold import POSITION, VERSION_FIELDS
-from lakehouse.state.table import StateError, delta_storage_options, storage_reader, table_uri
+from lakehouse.state.table import StateError, delta_storage_options, stats_only_on, storage_reader, table_uri
 from lakehouse.state.types import to_logical
 
 log = logging.getLogger("lakehouse.history")
@@ -53,14 +53,16 @@ class HistoryTable:
     def exists(self) -> bool:
         return DeltaTable.is_deltatable(self.uri, storage_options=self.options)
 
-    def append(self, versions: pa.Table, replace: bool = False) -> None:
+    def append(self, versions: pa.Table, key: tuple[str, ...], replace: bool = False) -> None:
         """Add a batch's versions (``replace``: the table was rebuilt, its history starts anew)."""
         if versions.num_rows == 0 and not replace:
             return
+        create = replace or not self.exists()
         write_deltalake(self.uri, storage_reader(pa.RecordBatchReader.from_batches(versions.schema,
                                                                                   versions.to_batches())),
-                        mode="overwrite" if replace or not self.exists() else "append",
-                        schema_mode="overwrite" if replace else "merge", storage_options=self.options)
+                        mode="overwrite" if create else "append",
+                        schema_mode="overwrite" if replace else "merge", storage_options=self.options,
+                        configuration=stats_only_on([*key, *VERSION_FIELDS]) if create else None)
 
     def versions(self, row_schema: pa.Schema) -> pa.Table:
         if not self.exists():

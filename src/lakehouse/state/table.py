@@ -38,7 +38,7 @@ from deltalake.transaction import CommitProperties
 from lakehouse.lake.retry import delta_retry_options
 from lakehouse.lake.store import ObjectStore, open_store
 from lakehouse.state.arrowfs import native_dataset
-from lakehouse.state.fold import Truncate
+from lakehouse.state.fold import STATE_INTERNAL_NAMES, Truncate
 from lakehouse.state.types import decode_schema, encode_schema, storage_schema, to_logical, to_storage
 
 FORMAT_VERSION = 1
@@ -354,7 +354,8 @@ class StateTable:
             if overwrite_all or self._dt is None:
                 write_deltalake(base if base is not None else self.uri, _reader(data), mode="overwrite",
                                 schema_mode="overwrite", partition_by=[CLUSTER_COLUMN],
-                                storage_options=self.options, commit_properties=props, target_file_size=256 << 20)
+                                storage_options=self.options, commit_properties=props, target_file_size=256 << 20,
+                                configuration=stats_only_on([*meta.key, *STATE_INTERNAL_NAMES]))
             else:
                 # no cluster replaced (every event of the batch was a copy): an empty write still
                 # commits the manifest and metadata; -1 names no cluster
@@ -380,6 +381,13 @@ class StateTable:
                 return DeltaTable(self.uri, version=version, storage_options=self.options)
         raise ConcurrentWriteError(f"{self.uri}: the commit of this run is not where it was written "
                                    f"(version {first}); other writers committed around it")
+
+
+def stats_only_on(columns: list[str]) -> dict[str, str]:
+    """Delta keeps min/max statistics of these columns only: the key and the bookkeeping reads
+    filter on; source values (personal data among them) never reach the transaction log, which
+    no vacuum removes (docs/erasure.md)."""
+    return {"delta.dataSkippingStatsColumns": ",".join(dict.fromkeys(columns))}
 
 
 def _reader(data: pa.Table | pa.RecordBatchReader) -> pa.RecordBatchReader:
