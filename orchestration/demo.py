@@ -160,7 +160,8 @@ def main() -> int:
         if mat.asset_key.path[0] in ("staging", "intermediate", "marts", "seeds"):
             continue  # dbt's own log above lists those
         keep = ("status", "events", "rows", "lag_seconds", "mode", "inserted_rows", "seconds", "version",
-                "new_version", "watermark_lsn", "watermark_tx_id", "read_from")
+                "new_version", "watermark_lsn", "watermark_tx_id", "read_from", "closed_accounts",
+                "tombstones_erased", "history_versions_erased")
         meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items() if k in keep}
         print(f"  materialized {mat.asset_key.to_user_string()}: {meta}")
         if mat.asset_key.path[0] == "datasets":
