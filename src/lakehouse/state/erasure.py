@@ -83,9 +83,10 @@ def erase(state_uri: str, config: TablesConfig) -> ErasureReport:
         return report
     for entry in (e for e in config.tables if e.erasure):
         report.tombstones[entry.table] = _erase_tombstones(state_uri, entry, closed)
-        report.tombstones[entry.table] += _erase_tombstones(consistent_root(state_uri), entry, closed)
         report.history_versions[entry.table] = _erase_history(state_uri, entry, closed)
-    _repoint(state_uri, config)
+    for database, entries in databases(config).items():
+        for table, rows in _erase_consistent(state_uri, database, entries, closed).items():
+            report.tombstones[table] = report.tombstones.get(table, 0) + rows
     log.info("erased %d closed accounts: %s", len(closed), report)
     return report
 
@@ -109,8 +110,10 @@ def _erase_tombstones(root: str, entry: TableConfig, closed: list) -> int:
     predicate = f"{kept} AND {_in(entry.erasure.account_column, closed)} AND (" + \
         " OR ".join(f'"{c}" IS NOT NULL' for c in present) + ")"
     metrics = dt.update(updates={c: "NULL" for c in present}, predicate=predicate)
-    dt.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False)
-    return int(metrics.get("num_updated_rows", 0))
+    updated = int(metrics.get("num_updated_rows", 0))
+    if updated:  # no earlier version may keep the values
+        dt.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False)
+    return updated
 
 
 def _erase_history(state_uri: str, entry: TableConfig, closed: list) -> int:
@@ -148,20 +151,33 @@ def _erase_history(state_uri: str, entry: TableConfig, closed: list) -> int:
     return hits
 
 
-def _repoint(state_uri: str, config: TablesConfig) -> None:
-    """The consistent root's tables have new versions (same visible rows): publish them."""
+def _erase_consistent(state_uri: str, database: str, entries: list[TableConfig], closed: list) -> dict[str, int]:
+    """The consistent copy's tombstones, then the pointer to the new versions (same visible rows).
+    Only on tables whose newest version is the published one: a consistent run in progress
+    would otherwise see its commits published early; then the next day's run erases them."""
+    mark = published(state_uri, database)
+    if mark is None:
+        return {}
     root = consistent_root(state_uri)
-    for database in databases(config):
-        mark = published(state_uri, database)
-        if mark is None:
-            continue
-        versions = {}
-        for table in mark.tables:
-            st = StateTable(root, table)
-            st.load()
-            versions[table] = st.version
-        moved = Watermark(**{**mark.__dict__, "tables": versions, "published_at": time.time()})
-        open_store(root).put_bytes(pointer_key(database), moved.to_json().encode())
+    heads = {}
+    for table in mark.tables:
+        st = StateTable(root, table)
+        st.load()
+        heads[table] = st.version
+    if heads != mark.tables:
+        log.warning("%s: a consistent run is under way; its copy is erased on the next run", database)
+        return {}
+    erased = {e.table: _erase_tombstones(root, e, closed) for e in entries if e.erasure and e.table in mark.tables}
+    if not any(erased.values()):
+        return erased
+    versions = {}
+    for table in mark.tables:
+        st = StateTable(root, table)
+        st.load()
+        versions[table] = st.version
+    moved = Watermark(**{**mark.__dict__, "tables": versions, "published_at": time.time()})
+    open_store(root).put_bytes(pointer_key(database), moved.to_json().encode())
+    return erased
 
 
 def supersede(store: ObjectStore, name: str, closed: list, account_column: str = "user_id") -> list[str]:
