@@ -4,16 +4,18 @@ checks that gate the marts. Thin wiring over ``lakehouse.warehouse``."""
 # no "from __future__ import annotations": Dagster inspects the real annotations
 
 import dagster as dg
+import pyarrow as pa
 
 from assets.consistent import database_key
 from assets.erasure import ERASURE_KEY
 from assets.keys import configured_tables, table_key
-from assets.resources import StateResource, WarehouseResource
+from assets.resources import LakeResource, StateResource, WarehouseResource
 from assets.retries import STORAGE_RETRY, only_transient_failures_retried
 from lakehouse import settings
 from lakehouse.checks import pseudonymised_columns, secret_columns
 from lakehouse.config import TableConfig
 from lakehouse.state.consistent import read_point
+from lakehouse.state.erasure import closed_accounts, personal_values
 from lakehouse.state.table import StateTable
 from lakehouse.warehouse.bigquery_warehouse import BigQueryLoadResult
 
@@ -86,6 +88,30 @@ def build_history_asset(entry: TableConfig) -> dg.AssetsDefinition:
     return _history
 
 
+def build_history_erasure_check(entry: TableConfig) -> dg.AssetChecksDefinition:
+    """The warehouse copy of a history holds nothing the erasure removed (searched by value)."""
+    schema, name = entry.table.split(".", 1)
+    assert entry.erasure is not None
+
+    @dg.asset_check(asset=dg.AssetKey(["warehouse", schema, f"{name}_history"]), name="nothing_of_closed_accounts",
+                    description=f"No personal value ({', '.join(entry.erasure.columns)}) of a closed account that the "
+                                "sources no longer hold is in this table (docs/erasure.md).")
+    def _erased(lake: LakeResource, state: StateResource, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        config = state.config()
+        closed = closed_accounts(state.uri, config)
+        wanted = personal_values(lake.uri, state.uri, config, closed, state.pseudonym_key).get(entry.table, set()) \
+            if closed else set()
+        rows = warehouse.warehouse().read(f"{entry.table}_history", columns=list(entry.erasure.columns)) \
+            if wanted else None
+        found = {c: len(wanted & set(rows.column(c).cast(pa.string()).to_pylist()))
+                 for c in entry.erasure.columns} if rows is not None else {}
+        return dg.AssetCheckResult(passed=not any(found.values()), metadata={
+            "closed_accounts": len(closed), "values_searched": len(wanted),
+            "found": ", ".join(f"{c}: {n}" for c, n in found.items() if n) or "none"})
+
+    return _erased
+
+
 def build_warehouse_checks(entry: TableConfig) -> dg.AssetChecksDefinition:
     key = table_key("warehouse", entry.table)
     specs = [
@@ -135,4 +161,5 @@ def build_warehouse_checks(entry: TableConfig) -> dg.AssetChecksDefinition:
 
 TABLES = configured_tables()
 warehouse_assets = [build_warehouse_asset(t) for t in TABLES] + [build_history_asset(t) for t in TABLES if t.history]
-warehouse_checks = [build_warehouse_checks(t) for t in TABLES]
+warehouse_checks = [build_warehouse_checks(t) for t in TABLES] + [
+    build_history_erasure_check(t) for t in TABLES if t.history and t.erasure]
