@@ -111,9 +111,14 @@ def print_history_example() -> None:
 
 
 def install_instance_config(dagster_home: Path) -> None:
-    """The code location's instance settings (concurrency pools, no telemetry) in DAGSTER_HOME."""
+    """The code location's instance settings (concurrency pools, no telemetry) in DAGSTER_HOME,
+    unless it has a dagster.yaml already: an operator's own settings are never overwritten."""
     dagster_home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(Path(__file__).with_name("dagster.yaml"), dagster_home / "dagster.yaml")
+    ours, theirs = Path(__file__).with_name("dagster.yaml"), dagster_home / "dagster.yaml"
+    if not theirs.exists():
+        shutil.copyfile(ours, theirs)
+    elif theirs.read_text() != ours.read_text():
+        print(f"  keeping {theirs} as it is (orchestration/dagster.yaml has the project's settings)")
 
 
 def main() -> int:
