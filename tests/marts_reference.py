@@ -314,9 +314,12 @@ def label_changes(history: pl.DataFrame) -> pl.DataFrame:
 
 
 def verdicts(history: pl.DataFrame) -> pl.DataFrame:
-    """Per feedback: the verdict as first given, when, and when it last changed (null: never)."""
-    rows = [(fid, _verdict(vs[0]), vs[0]["valid_from"], vs[-1]["valid_from"] if len(vs) > 1 else None)
-            for fid, vs in _versions_by_feedback(history).items()]
+    """Per feedback: the verdict as first given, when, and when it last changed (null: never; an
+    edit that keeps the verdict is no change)."""
+    rows = []
+    for fid, vs in _versions_by_feedback(history).items():
+        changed = [b["valid_from"] for a, b in zip(vs, vs[1:]) if _verdict(a) != _verdict(b)]
+        rows.append((fid, _verdict(vs[0]), vs[0]["valid_from"], changed[-1] if changed else None))
     t = history.schema["valid_from"]
     return pl.DataFrame(rows, schema={"feedback_id": pl.Int64, "verdict_given": pl.Utf8, "verdict_given_at": t,
                                       "verdict_changed_at": t}, orient="row")

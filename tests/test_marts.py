@@ -37,6 +37,19 @@ PRICE_CHANGE = dt.date(2026, 11, 5)
 SOURCES = ["auth.users", "scan.scans", "scan.classification_results", "scan.rag_retrievals",
            "scan.llm_call_log", "scan.feedback"]
 pytestmark = pytest.mark.timeout(300)
+# Users also fix a comment without changing their verdict: a new version that is no label change.
+# Thirty feedback rows that have one (current) version get such an edit one second later.
+COMMENT_ONLY_EDITS = """
+CREATE TEMP TABLE edited AS
+    SELECT id FROM scan.feedback_history GROUP BY id HAVING count(*) = 1 AND bool_and(is_current) ORDER BY id LIMIT 30;
+INSERT INTO scan.feedback_history
+    SELECT * REPLACE (coalesce(comment, '') || ' (edited)' AS comment, valid_from + INTERVAL 1 SECOND AS valid_from,
+                      valid_from_lsn + 1 AS valid_from_lsn)
+    FROM scan.feedback_history WHERE id IN (SELECT id FROM edited);
+UPDATE scan.feedback_history AS h SET valid_to = h.valid_from + INTERVAL 1 SECOND,
+                                      valid_to_lsn = h.valid_from_lsn + 1, is_current = false
+    WHERE id IN (SELECT id FROM edited) AND comment NOT LIKE '% (edited)';
+"""
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +67,8 @@ def warehouse(tmp_path_factory) -> Path:
         wh.load(str(root / "state"), entry)
         if entry.history:
             wh.load_history(str(root / "state"), entry)
+    with duckdb.connect(str(wh.path)) as con:  # the generator never edits feedback without changing it
+        con.execute(COMMENT_ONLY_EDITS)
     run = subprocess.run([str(DBT), "build", "--target", "duckdb", "--project-dir", str(PROJECT),
                           "--profiles-dir", str(PROJECT), "--target-path", str(root / "target"),
                           "--log-path", str(root / "logs")],
@@ -302,6 +317,9 @@ def feedback_history(db) -> pl.DataFrame:
 
 def test_label_changes(feedback_history, mart):
     expected = ref.label_changes(feedback_history)
+    edited = feedback_history.filter(pl.col("comment").str.ends_with(" (edited)"))["id"]
+    assert edited.len() == 30 and not expected.filter(pl.col("feedback_id").is_in(edited.implode())
+                                                       & (pl.col("change_kind") != "given")).height
     kinds = set(expected["change_kind"])
     assert kinds == {"given", "changed", "withdrawn"}, f"the lake should exercise every kind: {kinds}"
     ref.assert_matches(mart("mart_label_changes"), expected, ["feedback_id", "changed_at", "change_kind"],
@@ -315,5 +333,7 @@ def test_rlhf_golden_verdict_as_given_and_when_it_changed(feedback_history, mart
     golden = mart("mart_rlhf_golden")
     expected = ref.verdicts(feedback_history).join(golden.select("feedback_id", "scan_id"), on="feedback_id")
     assert expected.filter(pl.col("verdict_changed_at").is_not_null()).height > 0
+    edited = feedback_history.filter(pl.col("comment").str.ends_with(" (edited)"))["id"]
+    assert expected.filter(pl.col("feedback_id").is_in(edited.implode())).height > 0, "no edit reaches the dataset"
     ref.assert_matches(golden, expected, ["scan_id"], columns=["verdict_given", "verdict_given_at",
                                                               "verdict_changed_at"], name="mart_rlhf_golden")
