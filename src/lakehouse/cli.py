@@ -212,12 +212,15 @@ StateOpt = Annotated[str, typer.Option("--state", "-s", help="State root (curren
                                                            "folder or s3://bucket/prefix.")]
 
 
+TablesConfigOpt = Annotated[str | None, typer.Option(help="Tables config YAML (default: $LAKEHOUSE_TABLES_CONFIG "
+                                                                "or config/tables.yaml).")]
+
+
 @app.command()
 def compact(
     lake: LakeOpt,
     state: StateOpt,
-    tables_config: Annotated[str | None, typer.Option(help="Tables config YAML (default: $LAKEHOUSE_TABLES_CONFIG "
-                                                           "or config/tables.yaml).")] = None,
+    tables_config: TablesConfigOpt = None,
     table: Annotated[list[str] | None, typer.Option("--table", "-t", help="Only this table (schema.table or "
                                                                           "topic); repeatable.")] = None,
     full_refresh: Annotated[bool, typer.Option(help="Rebuild from every raw object instead of the new ones.")] = False,
@@ -348,8 +351,7 @@ def discover(
 def erase(
     lake: LakeOpt,
     state: StateOpt,
-    tables_config: Annotated[str | None, typer.Option(help="Tables config YAML (default: $LAKEHOUSE_TABLES_CONFIG "
-                                                           "or config/tables.yaml).")] = None,
+    tables_config: TablesConfigOpt = None,
 ) -> None:
     """Erase closed accounts' personal columns (tables config `erasure`) from tombstones, history
     and the consistent root, then search every state file for them; exit 1 if any is left."""
@@ -416,8 +418,7 @@ def load(
     warehouse: Annotated[str, typer.Option("--warehouse", "-w", help="DuckDB warehouse file.")],
     table: Annotated[list[str], typer.Option("--table", "-t", help="schema.table; repeatable.")],
     full_refresh: Annotated[bool, typer.Option(help="Replace each table with every visible row.")] = False,
-    tables_config: Annotated[str | None, typer.Option(help="Tables config YAML (default: $LAKEHOUSE_TABLES_CONFIG "
-                                                           "or config/tables.yaml).")] = None,
+    tables_config: TablesConfigOpt = None,
     consistent: Annotated[bool, typer.Option(help="Load each table at its database's published consistent "
                                                   "watermark (lakehouse compact --consistent).")] = False,
 ) -> None:

@@ -98,8 +98,3 @@ def _parse_ids(frame: pl.DataFrame, key: str) -> pl.DataFrame:
     if bad.height:
         raise LakeObjectError(key, f"transaction id {bad.get_column('id')[0]!r} is not <txId>:<LSN>")
     return parsed
-
-
-def empty_log() -> TransactionLog:
-    return TransactionLog(pl.DataFrame(schema=END_SCHEMA), pl.DataFrame(schema=COUNT_SCHEMA), None)
-

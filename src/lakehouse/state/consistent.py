@@ -42,6 +42,7 @@ from lakehouse.lake.store import open_store
 from lakehouse.lake.transactions import END_SCHEMA, TransactionLog, read_transaction_log
 from lakehouse.state.bound import IDENTITY, UNKNOWN, EventBound, identities
 from lakehouse.state.compact import CompactOptions, TableResult, compact
+from lakehouse.state.export import as_exported
 from lakehouse.state.redelivery import pending_objects
 from lakehouse.state.table import StateError, StateTable
 
@@ -300,8 +301,6 @@ def _snapshot_landed(point: int, events: dict[str, pl.DataFrame]) -> bool:
 
 def consistent_rows(state: str, table: str, database: str | None = None) -> tuple[pa.Table, Watermark]:
     """A table's visible rows at its database's published watermark."""
-    from lakehouse.state.export import as_exported
-
     database = database or _database_of(state, table)
     mark = published(state, database)
     if mark is None:

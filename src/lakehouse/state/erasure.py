@@ -32,8 +32,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from deltalake import DeltaTable, write_deltalake
 
-from lakehouse.config import TableConfig, TablesConfig
+from lakehouse.config import ColumnPolicy, TableConfig, TablesConfig
+from lakehouse.lake.reader import LakeReader
 from lakehouse.lake.store import ObjectStore, open_store
+from lakehouse.state.compact import pseudonymise
 from lakehouse.state.consistent import (
     CONSISTENT_DIR,
     Watermark,
@@ -42,8 +44,9 @@ from lakehouse.state.consistent import (
     pointer_key,
     published,
 )
+from lakehouse.state.export import visible_rows
 from lakehouse.state.fold import POSITION, VERSION_FIELDS
-from lakehouse.state.history import HistoryTable
+from lakehouse.state.history import HISTORY_DIR, HistoryTable
 from lakehouse.state.table import StateTable, stats_only_on
 
 log = logging.getLogger("lakehouse.erasure")
@@ -214,11 +217,6 @@ def personal_values(lake: str, state_uri: str, config: TablesConfig, closed: lis
                     secret: str | None = None) -> dict[str, set[str]]:
     """Per table, the closed accounts' personal values the raw lake holds (pseudonymised where the
     policy says so, as derived copies hold them) that its current rows no longer hold."""
-    from lakehouse.config import ColumnPolicy
-    from lakehouse.lake.reader import LakeReader
-    from lakehouse.state.compact import pseudonymise
-    from lakehouse.state.export import visible_rows
-
     reader = LakeReader(lake)
     out: dict[str, set[str]] = {}
     for entry in (e for e in config.tables if e.erasure):
@@ -242,8 +240,6 @@ def personal_values(lake: str, state_uri: str, config: TablesConfig, closed: lis
 def leftovers(state_uri: str, config: TablesConfig, values: dict[str, set[str]]) -> list[str]:
     """Where any of ``values`` (personal_values) still is below the state root: every Parquet file
     of the table, its history and its consistent copy, old versions' files included."""
-    from lakehouse.state.history import HISTORY_DIR
-
     store = open_store(state_uri)
     found = []
     for entry in config.tables:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import datetime
 
 import polars as pl
@@ -45,8 +46,6 @@ class HistoryTable:
         root = f"{state_uri.rstrip('/')}/{HISTORY_DIR}"
         self.uri = table_uri(root, table)
         if "://" not in self.uri:
-            import os
-
             self.uri = os.path.abspath(self.uri)
         self.options = delta_storage_options(self.uri)
 
