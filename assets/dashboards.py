@@ -18,13 +18,24 @@ def dashboard_specs() -> list[dg.AssetSpec]:
     for exposure in sorted(manifest["exposures"].values(), key=lambda e: e["name"]):
         if exposure["type"] != "dashboard":
             continue
-        deps = [translator.get_asset_key(manifest["nodes"].get(uid) or manifest["sources"][uid])
-                for uid in exposure["depends_on"]["nodes"]]
-        specs.append(dg.AssetSpec(
-            ["dashboards", exposure["name"]], deps=deps, group_name="marts", kinds={"metabase"},
-            description=f"{exposure['label']} (Metabase): {exposure['description']}",
-            metadata={"title": exposure["label"], "definition": f"dashboards/{exposure['name']}.yml",
-                      "cards": exposure.get("config", {}).get("meta", {}).get("cards")}))
+        deps = [
+            translator.get_asset_key(manifest["nodes"].get(uid) or manifest["sources"][uid])
+            for uid in exposure["depends_on"]["nodes"]
+        ]
+        specs.append(
+            dg.AssetSpec(
+                ["dashboards", exposure["name"]],
+                deps=deps,
+                group_name="marts",
+                kinds={"metabase"},
+                description=f"{exposure['label']} (Metabase): {exposure['description']}",
+                metadata={
+                    "title": exposure["label"],
+                    "definition": f"dashboards/{exposure['name']}.yml",
+                    "cards": exposure.get("config", {}).get("meta", {}).get("cards"),
+                },
+            )
+        )
     return specs
 
 

@@ -11,12 +11,17 @@ from lakehouse.state.consistent import published
 from lakehouse.state.erasure import closed_accounts, supersede
 
 
-@dg.asset(key=["datasets", "rlhf_golden"], group_name="marts", kinds={"parquet", "json"},
-          deps=[dg.AssetKey(["marts", "mart_rlhf_golden"])],
-          description="Versioned export of marts/mart_rlhf_golden under the lake (datasets/rlhf_golden/"
-                      "version=<UTC time>/: data.parquet, data.jsonl, manifest.json). Unchanged rows: no new version.")
-def rlhf_golden_dataset(context: dg.AssetExecutionContext, lake: LakeResource, state: StateResource,
-                        warehouse: WarehouseResource) -> dg.MaterializeResult:
+@dg.asset(
+    key=["datasets", "rlhf_golden"],
+    group_name="marts",
+    kinds={"parquet", "json"},
+    deps=[dg.AssetKey(["marts", "mart_rlhf_golden"])],
+    description="Versioned export of marts/mart_rlhf_golden under the lake (datasets/rlhf_golden/"
+    "version=<UTC time>/: data.parquet, data.jsonl, manifest.json). Unchanged rows: no new version.",
+)
+def rlhf_golden_dataset(
+    context: dg.AssetExecutionContext, lake: LakeResource, state: StateResource, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
     wh = warehouse.warehouse()
     rows = wh.read(warehouse.dbt_relation("marts", "mart_rlhf_golden"))
     built_from: dict = {t.table: wh.loaded_version(t.table) for t in configured_tables()}
@@ -25,13 +30,20 @@ def rlhf_golden_dataset(context: dg.AssetExecutionContext, lake: LakeResource, s
     if settings.consistent_reads() and any(marks.values()):
         built_from["consistent_watermarks"] = {db: m.lsn for db, m in sorted(marks.items()) if m is not None}
     version = export_dataset(lake.store(), "rlhf_golden", rows, ["scan_id"], built_from)
-    context.log.info(f"rlhf_golden: {'new version' if version.created else 'unchanged, kept'} {version.version}")
+    context.log.info(
+        f"rlhf_golden: {'new version' if version.created else 'unchanged, kept'} {version.version}"
+    )
     # earlier versions holding a closed account's rows: listed in superseded.json (new ones never hold them)
     superseded = supersede(lake.store(), "rlhf_golden", closed_accounts(state.uri, state.config()))
-    return dg.MaterializeResult(metadata={
-        "version": version.version, "new_version": version.created, "rows": version.rows,
-        "dagster/row_count": version.rows, "content_hash": version.content_hash,
-        "path": dg.MetadataValue.path(lake.store().uri(version.prefix)),
-        "built_from_state_versions": dg.MetadataValue.json(version.built_from),
-        "superseded_versions": ", ".join(superseded) or "-",
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "version": version.version,
+            "new_version": version.created,
+            "rows": version.rows,
+            "dagster/row_count": version.rows,
+            "content_hash": version.content_hash,
+            "path": dg.MetadataValue.path(lake.store().uri(version.prefix)),
+            "built_from_state_versions": dg.MetadataValue.json(version.built_from),
+            "superseded_versions": ", ".join(superseded) or "-",
+        }
+    )

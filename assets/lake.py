@@ -11,9 +11,13 @@ from assets.retries import STORAGE_RETRY, only_transient_failures_retried
 from lakehouse.inspect import inspect_lake
 
 RAW_SPECS = [
-    dg.AssetSpec(table_key("raw", t.table), group_name="raw", kinds={"s3", "parquet"},
-                 description=f"Debezium change events of topic {t.topic}, as the Kafka Connect S3 sink wrote them.",
-                 metadata={"topic": t.topic})
+    dg.AssetSpec(
+        table_key("raw", t.table),
+        group_name="raw",
+        kinds={"s3", "parquet"},
+        description=f"Debezium change events of topic {t.topic}, as the Kafka Connect S3 sink wrote them.",
+        metadata={"topic": t.topic},
+    )
     for t in configured_tables()
 ]
 
@@ -22,8 +26,10 @@ def topic_observation(topic: str, objects: list) -> tuple[dg.DataVersion, dict]:
     """Data version (changes whenever an object lands or changes) and metadata of one topic."""
     newest = max((o.key for o in objects), default="")
     size = sum(o.size for o in objects)
-    return (dg.DataVersion(f"{len(objects)}:{size}:{newest}"),
-            {"objects": len(objects), "bytes": size, "newest_object": newest or "(none)"})
+    return (
+        dg.DataVersion(f"{len(objects)}:{size}:{newest}"),
+        {"objects": len(objects), "bytes": size, "newest_object": newest or "(none)"},
+    )
 
 
 def _observe_topics(context: dg.AssetExecutionContext, lake: LakeResource):
@@ -41,30 +47,41 @@ def _observe_topics(context: dg.AssetExecutionContext, lake: LakeResource):
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", dg.BetaWarning)
     raw_topics = dg.multi_observable_source_asset(
-        specs=RAW_SPECS, can_subset=True,
+        specs=RAW_SPECS,
+        can_subset=True,
         description="Lists each topic's objects (the lake sensor also reports new ones as observations).",
     )(_observe_topics)
 
 
-@dg.asset(group_name="raw", kinds={"s3", "parquet"}, deps=[s.key for s in RAW_SPECS],
-          retry_policy=STORAGE_RETRY, description="Inventory of the raw Debezium lake: topics, objects, events per op, problems.")
+@dg.asset(
+    group_name="raw",
+    kinds={"s3", "parquet"},
+    deps=[s.key for s in RAW_SPECS],
+    retry_policy=STORAGE_RETRY,
+    description="Inventory of the raw Debezium lake: topics, objects, events per op, problems.",
+)
 def lake_inventory(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     with only_transient_failures_retried("listing the lake"):
         summary = inspect_lake(lake.reader())
     problems = [f"{t.topic}: {t.error}" for t in summary.topics if t.error] + [
-        f"{key}: {why}" for key, why in summary.errors]
+        f"{key}: {why}" for key, why in summary.errors
+    ]
     for p in problems:
         context.log.error(p)
     rows = "\n".join(
         f"| {t.topic} | {t.objects} | {t.events} | "
-        + " | ".join(str(t.ops.get(op, 0)) for op in "rcudt") + " |"
-        for t in summary.topics)
+        + " | ".join(str(t.ops.get(op, 0)) for op in "rcudt")
+        + " |"
+        for t in summary.topics
+    )
     table = "| topic | objects | events | r | c | u | d | t |\n|---|---|---|---|---|---|---|---|\n" + rows
-    return dg.MaterializeResult(metadata={
-        "lake": summary.root,
-        "topics": len(summary.topics),
-        "objects": sum(t.objects for t in summary.topics),
-        "events": sum(t.events for t in summary.topics),
-        "problems": len(problems),
-        "inventory": dg.MetadataValue.md(table),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "lake": summary.root,
+            "topics": len(summary.topics),
+            "objects": sum(t.objects for t in summary.topics),
+            "events": sum(t.events for t in summary.topics),
+            "problems": len(problems),
+            "inventory": dg.MetadataValue.md(table),
+        }
+    )

@@ -36,8 +36,11 @@ def _manifest_is_stale() -> bool:
     if not manifest.exists():
         return True
     built = manifest.stat().st_mtime
-    return any(p.stat().st_mtime > built for p in DBT_DIR.rglob("*")
-               if p.suffix in (".sql", ".yml", ".csv") and "target" not in p.relative_to(DBT_DIR).parts)
+    return any(
+        p.stat().st_mtime > built
+        for p in DBT_DIR.rglob("*")
+        if p.suffix in (".sql", ".yml", ".csv") and "target" not in p.relative_to(DBT_DIR).parts
+    )
 
 
 # `dagster dev` (and every run worker it starts) would re-parse on each code load (8 s); only when
@@ -78,9 +81,13 @@ def dbt_environment(values: dict[str, str]) -> Iterator[None]:
 
 # on BigQuery a dbt build touches a remote service: retried like the other layers (on DuckDB a
 # failed build is a failed model or test, which a retry would only repeat)
-@dbt_assets(manifest=DBT_PROJECT.manifest_path, project=DBT_PROJECT, pool=WAREHOUSE_POOL,
-            retry_policy=STORAGE_RETRY if settings.warehouse_kind() == "bigquery" else None,
-            dagster_dbt_translator=Eco2DbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)))
+@dbt_assets(
+    manifest=DBT_PROJECT.manifest_path,
+    project=DBT_PROJECT,
+    pool=WAREHOUSE_POOL,
+    retry_policy=STORAGE_RETRY if settings.warehouse_kind() == "bigquery" else None,
+    dagster_dbt_translator=Eco2DbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)),
+)
 def eco2_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     """`dbt build` of the selected models, seeds and their tests, on the configured warehouse."""
     with dbt_environment(warehouse.dbt_env()):

@@ -17,8 +17,12 @@ def build_gx_check(relation: str) -> dg.AssetChecksDefinition:
     else:
         mart, key = None, table_key("warehouse", relation)
 
-    @dg.asset_check(asset=key, name="great_expectations", blocking=True,
-                    description=f"Great Expectations suite for {relation} (lakehouse.quality.suites).")
+    @dg.asset_check(
+        asset=key,
+        name="great_expectations",
+        blocking=True,
+        description=f"Great Expectations suite for {relation} (lakehouse.quality.suites).",
+    )
     def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         source = warehouse.dbt_relation("marts", mart) if mart else relation
         wh = warehouse.warehouse()
@@ -30,13 +34,22 @@ def build_gx_check(relation: str) -> dg.AssetChecksDefinition:
         result = validate(relation, rows, expectations)
         return dg.AssetCheckResult(
             passed=result.success,
-            metadata={"rows": result.rows, "expectations": result.evaluated, "failed": len(result.failures),
-                      "failed_rows": sum(f.unexpected_count or 0 for f in result.failures),
-                      "failures": dg.MetadataValue.md("\n".join(f"- {f.describe()}" for f in result.failures) or "none"),
-                      **{f"failed_rows.{f.column}": f.unexpected_count for f in result.failures if f.column}})
+            metadata={
+                "rows": result.rows,
+                "expectations": result.evaluated,
+                "failed": len(result.failures),
+                "failed_rows": sum(f.unexpected_count or 0 for f in result.failures),
+                "failures": dg.MetadataValue.md(
+                    "\n".join(f"- {f.describe()}" for f in result.failures) or "none"
+                ),
+                **{f"failed_rows.{f.column}": f.unexpected_count for f in result.failures if f.column},
+            },
+        )
 
     return _check
 
 
-GX_RELATIONS = [t.table for t in configured_tables() if t.table in RELATIONS] + [r for r in RELATIONS if r.startswith("mart:")]
+GX_RELATIONS = [t.table for t in configured_tables() if t.table in RELATIONS] + [
+    r for r in RELATIONS if r.startswith("mart:")
+]
 gx_checks = [build_gx_check(r) for r in GX_RELATIONS]

@@ -12,23 +12,30 @@ class ReportConfig(dg.Config):
     out_dir: str = ""  # default: $LAKEHOUSE_REPORT, else <LAKEHOUSE_HOME>/report
 
 
-@dg.asset(key=["reports", "marts_report"], group_name="marts", kinds={"matplotlib", "html"},
-          deps=[dg.AssetKey(["marts", mart]) for mart in MARTS],
-          description="Charts of the marts (LLM latency percentiles by stage, daily cost by model, feedback and "
-                      "label mix, confusion matrix, RAG relevance vs thumbs-up) as PNG files and a static "
-                      "index.html under <LAKEHOUSE_HOME>/report/; the charts are in the metadata too.")
-def marts_report(context: dg.AssetExecutionContext, config: ReportConfig,
-                 warehouse: WarehouseResource) -> dg.MaterializeResult:
+@dg.asset(
+    key=["reports", "marts_report"],
+    group_name="marts",
+    kinds={"matplotlib", "html"},
+    deps=[dg.AssetKey(["marts", mart]) for mart in MARTS],
+    description="Charts of the marts (LLM latency percentiles by stage, daily cost by model, feedback and "
+    "label mix, confusion matrix, RAG relevance vs thumbs-up) as PNG files and a static "
+    "index.html under <LAKEHOUSE_HOME>/report/; the charts are in the metadata too.",
+)
+def marts_report(
+    context: dg.AssetExecutionContext, config: ReportConfig, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
     read = warehouse_reader(warehouse.warehouse(), lambda mart: warehouse.dbt_relation("marts", mart))
     report = render_report(read, config.out_dir or report_dir())
     empty = [name for name, points in report.points.items() if points == 0]
     if empty:
         context.log.warning(f"charts without data: {', '.join(empty)}")
     context.log.info(f"report: {report.index} ({report.points})")
-    return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(str(report.index)),
-        "charts": dg.MetadataValue.md(report.markdown()),
-        "data_points": dg.MetadataValue.json(report.points),
-        **{f"points_{name}": points for name, points in report.points.items()},
-        "empty_charts": len(empty),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(report.index)),
+            "charts": dg.MetadataValue.md(report.markdown()),
+            "data_points": dg.MetadataValue.json(report.points),
+            **{f"points_{name}": points for name, points in report.points.items()},
+            "empty_charts": len(empty),
+        }
+    )

@@ -63,7 +63,9 @@ class EngineResource(dg.ConfigurableResource):
     def engine(self) -> FoldEngine:
         if self.kind == "local":
             return LocalEngine()
-        return bigquery_engine(self.project, self.location, self.gcp_credentials, self.api_endpoint, self.dataset)
+        return bigquery_engine(
+            self.project, self.location, self.gcp_credentials, self.api_endpoint, self.dataset
+        )
 
 
 class WarehouseResource(dg.ConfigurableResource, abc.ABC):
@@ -125,18 +127,25 @@ class BigQueryWarehouseResource(BigQueryResource, WarehouseResource):
     def warehouse(self) -> BigQueryWarehouse:
         if not self.project and not self.gcp_credentials:
             raise ValueError("BigQuery needs a project: set LAKEHOUSE_BIGQUERY_PROJECT")
-        return BigQueryWarehouse(self._client, self.project or "", dataset_prefix=self.dataset_prefix,
-                                 meta_dataset=self.meta_dataset, location=self.location)
+        return BigQueryWarehouse(
+            self._client,
+            self.project or "",
+            dataset_prefix=self.dataset_prefix,
+            meta_dataset=self.meta_dataset,
+            location=self.location,
+        )
 
     def table_name(self, table: str) -> str:
         schema, name = table.split(".", 1)
         return f"{self.project}.{self.dataset_prefix}{schema}.{name}"
 
     def dbt_env(self) -> dict[str, str]:
-        env = {"LAKEHOUSE_DBT_TARGET": "bigquery_emulator" if self.api_endpoint else "bigquery",
-               "LAKEHOUSE_BIGQUERY_PROJECT": self.project or "",
-               "LAKEHOUSE_BIGQUERY_DATASET_PREFIX": self.dataset_prefix,
-               "LAKEHOUSE_BIGQUERY_LOCATION": self.location or "US"}
+        env = {
+            "LAKEHOUSE_DBT_TARGET": "bigquery_emulator" if self.api_endpoint else "bigquery",
+            "LAKEHOUSE_BIGQUERY_PROJECT": self.project or "",
+            "LAKEHOUSE_BIGQUERY_DATASET_PREFIX": self.dataset_prefix,
+            "LAKEHOUSE_BIGQUERY_LOCATION": self.location or "US",
+        }
         if self.api_endpoint:
             env["LAKEHOUSE_BIGQUERY_ENDPOINT"] = self.api_endpoint
         return env

@@ -13,7 +13,9 @@ import dagster as dg
 
 from lakehouse.lake.retry import StorageUnavailableError, is_transient
 
-STORAGE_RETRY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+STORAGE_RETRY = dg.RetryPolicy(
+    max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
 
 
 def retryable(exc: BaseException) -> bool:

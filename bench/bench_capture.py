@@ -95,26 +95,65 @@ def run_measured(cmd: list[str]) -> tuple[dict, float]:
 
 
 def baseline(cluster: PgCluster, db: str, table: str, name: str, work: Path) -> tuple[dict, float]:
-    return run_measured([sys.executable, "-c", BASELINE, str(cluster.port), db, table, name,
-                         str(work / f"{name}.offsets"), str(ROOT / "src/lakehouse/capture/log4j2.properties")])
+    return run_measured(
+        [
+            sys.executable,
+            "-c",
+            BASELINE,
+            str(cluster.port),
+            db,
+            table,
+            name,
+            str(work / f"{name}.offsets"),
+            str(ROOT / "src/lakehouse/capture/log4j2.properties"),
+        ]
+    )
 
 
 def capture(cluster: PgCluster, db: str, table: str, name: str, work: Path) -> tuple[dict, float]:
-    return run_measured([sys.executable, "-m", "lakehouse.cli", "capture", "--dsn", cluster.dsn(db),
-                         "--lake", str(work / f"lake-{name}"), "--tables", table, "--name", name,
-                         "--state-dir", str(work / "state"), "--stop-when-idle", "15", "--heap-mb", "512",
-                         "--rotate-interval", "30", "--flush-size", "10000"])
+    return run_measured(
+        [
+            sys.executable,
+            "-m",
+            "lakehouse.cli",
+            "capture",
+            "--dsn",
+            cluster.dsn(db),
+            "--lake",
+            str(work / f"lake-{name}"),
+            "--tables",
+            table,
+            "--name",
+            name,
+            "--state-dir",
+            str(work / "state"),
+            "--stop-when-idle",
+            "15",
+            "--heap-mb",
+            "512",
+            "--rotate-interval",
+            "30",
+            "--flush-size",
+            "10000",
+        ]
+    )
 
 
 LOADS = {
-    "narrow": ("scan.llm_call_log", """INSERT INTO scan.llm_call_log (scan_id, stage, model, latency_ms,
+    "narrow": (
+        "scan.llm_call_log",
+        """INSERT INTO scan.llm_call_log (scan_id, stage, model, latency_ms,
               prompt_tokens, completion_tokens, status, created_at)
               SELECT gen_random_uuid(), 'vision', 'gpt-4o-mini', g % 2000, 1000, 100, 'ok', now()
-              FROM generate_series(1, {n}) g"""),
-    "wide": ("scan.classification_results", """INSERT INTO scan.classification_results (scan_id, category,
+              FROM generate_series(1, {n}) g""",
+    ),
+    "wide": (
+        "scan.classification_results",
+        """INSERT INTO scan.classification_results (scan_id, category,
              item, confidence, rationale, model, prompt_version, created_at)
              SELECT gen_random_uuid(), 'plastic', 'pet_bottle', 0.9123, repeat(md5(g::text), 18), 'gpt-4o',
-             'v3', now() FROM generate_series(1, {n}) g"""),
+             'v3', now() FROM generate_series(1, {n}) g""",
+    ),
 }
 
 
@@ -136,21 +175,29 @@ def main() -> None:
             # snapshot path: fresh slots see the rows as a snapshot
             for consumer, fn in (("baseline", baseline), ("capture", capture)):
                 stats, rss = fn(cluster, "bench", table, f"{consumer}_{shape}", work)
-                results.append((shape, "snapshot", consumer, stats["events"], stats["events_per_second"], rss))
+                results.append(
+                    (shape, "snapshot", consumer, stats["events"], stats["events_per_second"], rss)
+                )
             # streaming path: same slots (offsets kept), rows committed while the consumers are stopped
             with psycopg.connect(cluster.dsn("bench"), autocommit=True) as conn:
                 for _ in range(10):
                     conn.execute(load.format(n=args.rows // 10))
             for consumer, fn in (("baseline", baseline), ("capture", capture)):
                 stats, rss = fn(cluster, "bench", table, f"{consumer}_{shape}", work)
-                results.append((shape, "streaming", consumer, stats["events"], stats["events_per_second"], rss))
-    print(f"\n{'rows':<8}{'path':<11}{'consumer':<10}{'events':>10}{'events/s':>11}{'peak RSS MB':>13}{'vs baseline':>13}")
+                results.append(
+                    (shape, "streaming", consumer, stats["events"], stats["events_per_second"], rss)
+                )
+    print(
+        f"\n{'rows':<8}{'path':<11}{'consumer':<10}{'events':>10}{'events/s':>11}{'peak RSS MB':>13}{'vs baseline':>13}"
+    )
     print("-" * 76)
     base = {}
     for shape, path, consumer, events, eps, rss in results:
         if consumer == "baseline":
             base[(shape, path)] = eps
-        ratio = f"{eps / base[(shape, path)]:.2f}x" if consumer != "baseline" and base.get((shape, path)) else ""
+        ratio = (
+            f"{eps / base[(shape, path)]:.2f}x" if consumer != "baseline" and base.get((shape, path)) else ""
+        )
         print(f"{shape:<8}{path:<11}{consumer:<10}{events:>10,}{eps:>11,.0f}{rss:>13,.0f}{ratio:>13}")
     print(f"\nJVM heap {HEAP}; 2 cores shared by PostgreSQL, the JVM and Python. Lakes in {work}")
 

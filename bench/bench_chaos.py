@@ -61,8 +61,12 @@ def phase_generate(job: dict) -> dict:
 
     t = time.perf_counter()
     report = generate_lake(job["lake"], GeneratorOptions(events=job["events"], seed=job["seed"]))
-    return {"events": report.events, "objects": report.objects, "bytes": report.bytes,
-            "seconds": time.perf_counter() - t}
+    return {
+        "events": report.events,
+        "objects": report.objects,
+        "bytes": report.bytes,
+        "seconds": time.perf_counter() - t,
+    }
 
 
 def _large(t):
@@ -136,8 +140,10 @@ def run_phase_here(name: str, job_path: str) -> None:
     try:
         result = PHASES[name](job)
     except BaseException as exc:  # noqa: BLE001 (reported, not raised)
-        result = {"error": f"{type(exc).__name__}: {exc}",
-                  "traceback": "".join(traceback.format_exc().splitlines(True)[-30:])}
+        result = {
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": "".join(traceback.format_exc().splitlines(True)[-30:]),
+        }
     print(json.dumps(result), flush=True)
 
 
@@ -148,12 +154,14 @@ def run_phase_here(name: str, job_path: str) -> None:
 
 def _busy_seconds() -> float:
     import psutil
+
     t = psutil.cpu_times()
     return t.user + t.nice + t.system + t.irq + t.softirq + t.steal
 
 
 def _tree_cpu(proc) -> float:
     import psutil
+
     total = 0.0
     with contextlib.suppress(psutil.Error):
         for p in [proc, *proc.children(recursive=True)]:
@@ -175,6 +183,7 @@ class Bench:
         """Wait (at most ``--quiet-wait`` s) until the machine has been idle for 5 s (< 0.3 cores
         busy): on a shared machine, start each timed run in a lull. Returns the seconds waited."""
         import psutil
+
         started = time.perf_counter()
         while time.perf_counter() - started < self.args.quiet_wait:
             if psutil.cpu_percent(interval=5.0) / 100 * (os.cpu_count() or 1) < 0.3:
@@ -188,13 +197,22 @@ class Bench:
         job_path.write_text(json.dumps(job))
         print(f"--- {label} ...", file=sys.stderr, flush=True)
         t = time.perf_counter()
-        done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--phase", phase, "--job",
-                               str(job_path)], capture_output=True, text=True, cwd=ROOT,
-                              env={**os.environ, **(env or {})})
+        done = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--phase", phase, "--job", str(job_path)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+        )
         (self.logs / f"{label}.err").write_text(done.stderr)
         lines = [x for x in done.stdout.splitlines() if x.startswith("{")]
-        result = json.loads(lines[-1]) if lines else {
-            "error": f"exit code {done.returncode}, no result: {' | '.join(done.stderr.strip().splitlines()[-5:])}"}
+        result = (
+            json.loads(lines[-1])
+            if lines
+            else {
+                "error": f"exit code {done.returncode}, no result: {' | '.join(done.stderr.strip().splitlines()[-5:])}"
+            }
+        )
         result["wall_seconds"] = time.perf_counter() - t
         msg = result.get("error") or f"{result['wall_seconds']:.1f} s"
         print(f"--- {label}: {msg}", file=sys.stderr, flush=True)
@@ -215,8 +233,9 @@ class Bench:
         infra0 = sum(_tree_cpu(p) for p in self.infra)
         with open(log, "w") as fh:
             started = time.perf_counter()
-            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
+            )
             ps = psutil.Process(proc.pid)
             own, peak, killed = 0.0, 0.0, None
             while proc.poll() is None:
@@ -233,20 +252,31 @@ class Bench:
             wall = time.perf_counter() - started
         infra = sum(_tree_cpu(p) for p in self.infra) - infra0
         output = log.read_text(errors="replace")
-        result = {"label": label, "args": args, "seconds": wall, "code": proc.returncode, "waited_for_quiet": waited,
-                  "killed_at": killed, "timed_out": killed is not None and kill_after is None,
-                  "cpu_cores": own / wall, "infra_cores": infra / wall,
-                  "other_cores": max(0.0, (_busy_seconds() - busy0 - own - infra) / wall),
-                  "peak_rss_mb": peak / 2**20, "tables": parse_summary(output),
-                  "cpu_seconds": own,
-                  # the CLI's own error lines (the log's ERROR lines say the same), tracebacks
-                  "errors": [x.strip() for x in output.splitlines()
-                             if x.startswith(("error", "Traceback"))][:20],
-                  # the product's retry layer: a request retried, or a batch resumed from the last commit
-                  "retry_warnings": sum("transient storage error" in x for x in output.splitlines())}
+        result = {
+            "label": label,
+            "args": args,
+            "seconds": wall,
+            "code": proc.returncode,
+            "waited_for_quiet": waited,
+            "killed_at": killed,
+            "timed_out": killed is not None and kill_after is None,
+            "cpu_cores": own / wall,
+            "infra_cores": infra / wall,
+            "other_cores": max(0.0, (_busy_seconds() - busy0 - own - infra) / wall),
+            "peak_rss_mb": peak / 2**20,
+            "tables": parse_summary(output),
+            "cpu_seconds": own,
+            # the CLI's own error lines (the log's ERROR lines say the same), tracebacks
+            "errors": [x.strip() for x in output.splitlines() if x.startswith(("error", "Traceback"))][:20],
+            # the product's retry layer: a request retried, or a batch resumed from the last commit
+            "retry_warnings": sum("transient storage error" in x for x in output.splitlines()),
+        }
         result["events"] = sum(t["events"] for t in result["tables"].values())
-        msg = (f"killed at {killed:.1f} s" if killed else f"exit {proc.returncode} in {wall:.1f} s, "
-               f"{result['events']:,} events")
+        msg = (
+            f"killed at {killed:.1f} s"
+            if killed
+            else f"exit {proc.returncode} in {wall:.1f} s, {result['events']:,} events"
+        )
         print(f"--- {label}: {msg}", file=sys.stderr, flush=True)
         return result
 
@@ -261,8 +291,13 @@ def parse_summary(output: str) -> dict[str, dict]:
                 nums = [int(c.replace(",", "")) for c in cells[3:10]]
             except ValueError:
                 continue
-            tables[cells[1]] = {"status": cells[2], "objects": nums[0], "events": nums[1], "rows": nums[6],
-                                "seconds": float(cells[10])}
+            tables[cells[1]] = {
+                "status": cells[2],
+                "objects": nums[0],
+                "events": nums[1],
+                "rows": nums[6],
+                "seconds": float(cells[10]),
+            }
     return tables
 
 
@@ -294,8 +329,11 @@ def moto_server(log: Path):
     """moto's S3 server in its own process on loopback (as tests/conftest.py's ``moto_s3``)."""
     port = _free_port()
     with open(log, "w") as fh:
-        server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                  stdout=fh, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
     endpoint = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -318,10 +356,17 @@ def moto_server(log: Path):
 
 
 def aws_env(endpoint: str) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION")}
-    env.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-               AWS_DEFAULT_REGION=REGION)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION")
+    }
+    env.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION=REGION,
+    )
     return env
 
 
@@ -332,7 +377,11 @@ def upload(lake: Path, client, bucket: str) -> dict:
     t = time.perf_counter()
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda p: client.upload_file(str(p), bucket, p.relative_to(lake).as_posix()), files))
-    return {"objects": len(files), "bytes": sum(p.stat().st_size for p in files), "seconds": time.perf_counter() - t}
+    return {
+        "objects": len(files),
+        "bytes": sum(p.stat().st_size for p in files),
+        "seconds": time.perf_counter() - t,
+    }
 
 
 def compact_args(lake: str, state: str, args) -> list[str]:
@@ -353,18 +402,31 @@ def part_faults(bench: Bench, args) -> dict:
     settings = [("0 % (baseline)", 0.0, 0.0)]
     for spec in filter(None, (s.strip() for s in args.fault_rates.split(","))):
         err, _, drop = spec.partition(":")
-        settings.append((f"{float(err):.0%} errors + {float(drop or 0):.1%} drops", float(err), float(drop or 0)))
+        settings.append(
+            (f"{float(err):.0%} errors + {float(drop or 0):.1%} drops", float(err), float(drop or 0))
+        )
     out: dict = {"lake": str(lake), "generate": gen, "runs": []}
     with moto_server(bench.logs / "moto.log") as (server, endpoint):
         bench.infra = [psutil.Process(server.pid), psutil.Process()]
-        client = boto3.client("s3", endpoint_url=endpoint, region_name=REGION,
-                              aws_access_key_id="testing", aws_secret_access_key="testing")
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
         client.create_bucket(Bucket="lake")
         out["upload"] = upload(lake, client, "lake")
-        print(f"--- uploaded {out['upload']['objects']} objects in {out['upload']['seconds']:.1f} s",
-              file=sys.stderr, flush=True)
+        print(
+            f"--- uploaded {out['upload']['objects']} objects in {out['upload']['seconds']:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
         direct_env = aws_env(endpoint)
-        for k, v in (("LAKEHOUSE_STORAGE_ATTEMPTS", args.attempts), ("LAKEHOUSE_STORAGE_RETRY_SECONDS", args.retry_seconds)):
+        for k, v in (
+            ("LAKEHOUSE_STORAGE_ATTEMPTS", args.attempts),
+            ("LAKEHOUSE_STORAGE_RETRY_SECONDS", args.retry_seconds),
+        ):
             if v is not None:
                 direct_env[k] = str(v)
         plan = ([("direct", None, None)] if args.direct else []) + settings
@@ -386,10 +448,15 @@ def part_faults(bench: Bench, args) -> dict:
                     seen = (proxy.requests, proxy.injected_errors, proxy.dropped)
                     name = f"s3-{i}-e{err:g}-d{drop:g}" + (f"-rerun{attempt}" if attempt else "")
                     r = bench.cli(name, argv, env)
-                    r.update(setting=label + (f", rerun {attempt} (same faults)" if attempt else ""),
-                             error_rate=err, drop_rate=drop, rerun=attempt,
-                             requests=proxy.requests - seen[0], injected_errors=proxy.injected_errors - seen[1],
-                             dropped=proxy.dropped - seen[2])
+                    r.update(
+                        setting=label + (f", rerun {attempt} (same faults)" if attempt else ""),
+                        error_rate=err,
+                        drop_rate=drop,
+                        rerun=attempt,
+                        requests=proxy.requests - seen[0],
+                        injected_errors=proxy.injected_errors - seen[1],
+                        dropped=proxy.dropped - seen[2],
+                    )
                     out["runs"].append(r)
                     if r["code"] == 0 or attempt == args.reruns:
                         break
@@ -398,8 +465,9 @@ def part_faults(bench: Bench, args) -> dict:
         base_label = settings[0][0]
         others = {k: v for k, v in states.items() if k != base_label}
         if not args.no_verify and others:
-            ver = bench.phase("verify-faults", "verify", {"reference": states[base_label], "others": others},
-                              env=direct_env)  # straight to moto, not through the proxy
+            ver = bench.phase(
+                "verify-faults", "verify", {"reference": states[base_label], "others": others}, env=direct_env
+            )  # straight to moto, not through the proxy
             out["verify"] = ver
         bench.infra = []
     return out
@@ -416,23 +484,31 @@ def part_recovery(bench: Bench, args) -> dict:
     out["baseline"] = bench.cli("recovery-baseline", compact_args(str(lake), base_state, args), env)
     kill_at = args.kill_after if args.kill_after is not None else args.kill_share * out["baseline"]["seconds"]
     out["kill_at"] = kill_at
-    out["killed"] = bench.cli("recovery-killed", compact_args(str(lake), state, args), env, kill_after=kill_at)
+    out["killed"] = bench.cli(
+        "recovery-killed", compact_args(str(lake), state, args), env, kill_after=kill_at
+    )
     out["committed_before_kill"] = _committed(state)
     out["rerun"] = bench.cli("recovery-rerun", compact_args(str(lake), state, args), env)
     out["noop"] = bench.cli("recovery-noop", compact_args(str(lake), state, args), env)
     if not args.no_verify:
-        out["verify"] = bench.phase("verify-recovery", "verify", {"reference": base_state, "others": {"rerun": state}})
+        out["verify"] = bench.phase(
+            "verify-recovery", "verify", {"reference": base_state, "others": {"rerun": state}}
+        )
     return out
 
 
 def _committed(state: str) -> dict[str, int | None]:
     """Per table, the Delta version the killed run left committed (None: no table yet)."""
     from lakehouse.config import load_config
+
     res = {}
     for entry in load_config().tables:
         log = Path(state) / entry.table / "_delta_log"
-        versions = [int(p.name.split(".")[0]) for p in log.glob("*.json") if p.name.split(".")[0].isdigit()] \
-            if log.is_dir() else []
+        versions = (
+            [int(p.name.split(".")[0]) for p in log.glob("*.json") if p.name.split(".")[0].isdigit()]
+            if log.is_dir()
+            else []
+        )
         res[entry.table] = max(versions) if versions else None
     return res
 
@@ -444,9 +520,14 @@ def _committed(state: str) -> dict[str, int | None]:
 
 def _code_identity() -> str:
     import hashlib
+
     git = ["git", "-C", str(ROOT)]
-    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    changed = subprocess.run([*git, "status", "--porcelain", "--", "src"], capture_output=True, text=True).stdout
+    head = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    changed = subprocess.run(
+        [*git, "status", "--porcelain", "--", "src"], capture_output=True, text=True
+    ).stdout
     if not changed.strip():
         return f"{head} (clean src/)"
     diff = subprocess.run([*git, "diff", "HEAD", "--", "src"], capture_output=True).stdout
@@ -456,19 +537,24 @@ def _code_identity() -> str:
 
 def _machine() -> str:
     import psutil
+
     cpu = "?"
     with contextlib.suppress(OSError, StopIteration):
-        cpu = next(x.split(":", 1)[1].strip() for x in Path("/proc/cpuinfo").read_text().splitlines()
-                   if x.startswith("model name"))
+        cpu = next(
+            x.split(":", 1)[1].strip()
+            for x in Path("/proc/cpuinfo").read_text().splitlines()
+            if x.startswith("model name")
+        )
     nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip() or str(os.cpu_count())
-    return (f"nproc {nproc} ({cpu}), {psutil.virtual_memory().total / 2**30:.1f} GiB RAM, "
-            f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
+    return (
+        f"nproc {nproc} ({cpu}), {psutil.virtual_memory().total / 2**30:.1f} GiB RAM, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
+    )
 
 
 def _table(heads: list[str], rows: list[list[str]]) -> tuple[str, list[str]]:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(heads)]
-    text = [" | ".join(h.ljust(w) for h, w in zip(heads, widths)),
-            "-+-".join("-" * w for w in widths)]
+    text = [" | ".join(h.ljust(w) for h, w in zip(heads, widths)), "-+-".join("-" * w for w in widths)]
     text += [" | ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     md = ["| " + " | ".join(heads) + " |", "|" + "|".join("---" for _ in heads) + "|"]
     md += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
@@ -488,7 +574,9 @@ def _same(ver: dict | None, name: str) -> str:
     if not tables:
         return "-"
     bad = {t: v for t, v in tables.items() if v != "equal"}
-    return f"yes ({len(tables)} tables)" if not bad else "NO: " + "; ".join(f"{t}: {v}" for t, v in bad.items())
+    return (
+        f"yes ({len(tables)} tables)" if not bad else "NO: " + "; ".join(f"{t}: {v}" for t, v in bad.items())
+    )
 
 
 def _status(r: dict) -> str:
@@ -498,64 +586,109 @@ def _status(r: dict) -> str:
     return f"exit {r['code']}" + (f" ({', '.join(statuses)})" if statuses else "")
 
 
-def render(args, code: str, faults: dict | None, rec: dict | None, started: datetime, wall: float) -> tuple[str, str]:
+def render(
+    args, code: str, faults: dict | None, rec: dict | None, started: datetime, wall: float
+) -> tuple[str, str]:
     text: list[str] = []
-    md = [f"# Chaos benchmark: `lakehouse compact` under S3 faults and kill -9 ({started:%Y-%m-%d})", "",
-          f"Machine: {_machine()}. Date: {started:%Y-%m-%d %H:%M} UTC; the run took {wall / 60:.1f} min.", "",
-          "Command: `.venv/bin/python bench/bench_chaos.py" + "".join(f" {a}" for a in sys.argv[1:]) + "`", "",
-          f"Product code: {code}.", "",
-          "Compaction options: " + (f"`--batch-events {args.batch_events}`" if args.batch_events else
-                                    "the CLI's default batch (`--batch-events 250000`)") + ", "
-          + (f"`--workers {args.workers}`" if args.workers else "default workers (one per core, at most 4)") + ". "
-          f"Storage retries: LAKEHOUSE_STORAGE_ATTEMPTS="
-          f"{args.attempts if args.attempts is not None else os.environ.get('LAKEHOUSE_STORAGE_ATTEMPTS', '8 (default)')}, "
-          f"LAKEHOUSE_STORAGE_RETRY_SECONDS="
-          f"{args.retry_seconds if args.retry_seconds is not None else os.environ.get('LAKEHOUSE_STORAGE_RETRY_SECONDS', '120 (default)')}.", ""]
+    md = [
+        f"# Chaos benchmark: `lakehouse compact` under S3 faults and kill -9 ({started:%Y-%m-%d})",
+        "",
+        f"Machine: {_machine()}. Date: {started:%Y-%m-%d %H:%M} UTC; the run took {wall / 60:.1f} min.",
+        "",
+        "Command: `.venv/bin/python bench/bench_chaos.py" + "".join(f" {a}" for a in sys.argv[1:]) + "`",
+        "",
+        f"Product code: {code}.",
+        "",
+        "Compaction options: "
+        + (
+            f"`--batch-events {args.batch_events}`"
+            if args.batch_events
+            else "the CLI's default batch (`--batch-events 250000`)"
+        )
+        + ", "
+        + (f"`--workers {args.workers}`" if args.workers else "default workers (one per core, at most 4)")
+        + ". "
+        f"Storage retries: LAKEHOUSE_STORAGE_ATTEMPTS="
+        f"{args.attempts if args.attempts is not None else os.environ.get('LAKEHOUSE_STORAGE_ATTEMPTS', '8 (default)')}, "
+        f"LAKEHOUSE_STORAGE_RETRY_SECONDS="
+        f"{args.retry_seconds if args.retry_seconds is not None else os.environ.get('LAKEHOUSE_STORAGE_RETRY_SECONDS', '120 (default)')}.",
+        "",
+    ]
     if faults:
         gen, up = faults["generate"], faults.get("upload", {})
         runs = faults["runs"]
         base = next((r for r in runs if r.get("error_rate") == 0.0), None)
         N = gen["events"]
-        heads = ["setting", "seconds", "× baseline", "events applied", "events/s", "CPU s", "requests",
-                 "injected errors", "drops", "product retries logged", "exit", "state = baseline's",
-                 "cores cli/moto+proxy/other"]
+        heads = [
+            "setting",
+            "seconds",
+            "× baseline",
+            "events applied",
+            "events/s",
+            "CPU s",
+            "requests",
+            "injected errors",
+            "drops",
+            "product retries logged",
+            "exit",
+            "state = baseline's",
+            "cores cli/moto+proxy/other",
+        ]
         rows = []
         for r in runs:
             s = r["seconds"]
-            rows.append([r["setting"], f"{s:.1f}", f"{s / base['seconds']:.2f}×" if base else "-",
-                         f"{r['events']:,}", f"{N / s:,.0f}" if r["code"] == 0 else f"({r['events'] / s:,.0f})",
-                         f"{r['cpu_seconds']:.1f}",
-                         f"{r['requests']:,}" if "requests" in r else "-",
-                         f"{r['injected_errors']:,}" if "injected_errors" in r else "-",
-                         f"{r['dropped']:,}" if "dropped" in r else "-",
-                         str(r["retry_warnings"]), _status(r),
-                         "(reference)" if r is base else r.get("state_note") or _same(faults.get("verify"), r["setting"]),
-                         f"{r['cpu_cores']:.1f} / {r['infra_cores']:.1f} / {r['other_cores']:.1f}"])
+            rows.append(
+                [
+                    r["setting"],
+                    f"{s:.1f}",
+                    f"{s / base['seconds']:.2f}×" if base else "-",
+                    f"{r['events']:,}",
+                    f"{N / s:,.0f}" if r["code"] == 0 else f"({r['events'] / s:,.0f})",
+                    f"{r['cpu_seconds']:.1f}",
+                    f"{r['requests']:,}" if "requests" in r else "-",
+                    f"{r['injected_errors']:,}" if "injected_errors" in r else "-",
+                    f"{r['dropped']:,}" if "dropped" in r else "-",
+                    str(r["retry_warnings"]),
+                    _status(r),
+                    "(reference)"
+                    if r is base
+                    else r.get("state_note") or _same(faults.get("verify"), r["setting"]),
+                    f"{r['cpu_cores']:.1f} / {r['infra_cores']:.1f} / {r['other_cores']:.1f}",
+                ]
+            )
         t, m = _table(heads, rows)
-        lake_line = (f"lake: {N:,} events, {gen['objects']:,} objects, {gen['bytes'] / 1e6:,.0f} MB "
-                     f"({_origin(gen)}, seed {args.seed}), "
-                     f"uploaded to moto in {up.get('seconds', 0):.0f} s")
+        lake_line = (
+            f"lake: {N:,} events, {gen['objects']:,} objects, {gen['bytes'] / 1e6:,.0f} MB "
+            f"({_origin(gen)}, seed {args.seed}), "
+            f"uploaded to moto in {up.get('seconds', 0):.0f} s"
+        )
         text += ["== S3 faults: lake and state on moto S3, through the fault proxy", lake_line, "", t, ""]
-        md += [f"## Throughput under injected S3 faults ({N:,} events)", "",
-               lake_line + ". Lake and state both on a moto S3 server on loopback (started by the script); "
-               "each setting compacts the whole lake into a fresh state bucket, through "
-               "`tests/fault_proxy.py` (requests the proxy answers with 500 InternalError / 503 SlowDown, "
-               "or closes without an answer, never reach moto). The baseline goes through the proxy too "
-               "(at 0 %); the no-proxy row shows the proxy's own cost.", "", *m, "",
-               "seconds: wall time of the CLI process, interpreter start and imports included; × baseline "
-               "divides it by the 0 % run's. events applied: the sum of the CLI's summary (less than the lake "
-               "when a table failed; it also under-counts when a batch's commit landed but a later request "
-               "of the same attempt failed: the table resumes from that commit and reports itself "
-               "up-to-date with 0 events). events/s: the lake's events ÷ seconds for a run that exited 0, "
-               "(events applied ÷ seconds) for one that failed. CPU s: CPU time of the CLI process. "
-               "requests: HTTP requests the proxy saw (retries included). product retries logged: the "
-               "product's own retry layer logging a transient error (a request retried, or a batch resumed "
-               "from its last commit); the SDKs' internal retries (boto3, pyarrow's AWS SDK, delta-rs) are "
-               "silent. A failed setting is run again under the same faults (`--reruns`), into the same "
-               "state bucket, as its message asks. state = baseline's: every table's `visible_rows()` sorted by its "
-               "key, read straight from moto, equal to the baseline's. cores: average cores busy in the "
-               "CLI process / in moto's server and this script (the proxy) / anything else on the machine "
-               "(2 cores in all)."]
+        md += [
+            f"## Throughput under injected S3 faults ({N:,} events)",
+            "",
+            lake_line + ". Lake and state both on a moto S3 server on loopback (started by the script); "
+            "each setting compacts the whole lake into a fresh state bucket, through "
+            "`tests/fault_proxy.py` (requests the proxy answers with 500 InternalError / 503 SlowDown, "
+            "or closes without an answer, never reach moto). The baseline goes through the proxy too "
+            "(at 0 %); the no-proxy row shows the proxy's own cost.",
+            "",
+            *m,
+            "",
+            "seconds: wall time of the CLI process, interpreter start and imports included; × baseline "
+            "divides it by the 0 % run's. events applied: the sum of the CLI's summary (less than the lake "
+            "when a table failed; it also under-counts when a batch's commit landed but a later request "
+            "of the same attempt failed: the table resumes from that commit and reports itself "
+            "up-to-date with 0 events). events/s: the lake's events ÷ seconds for a run that exited 0, "
+            "(events applied ÷ seconds) for one that failed. CPU s: CPU time of the CLI process. "
+            "requests: HTTP requests the proxy saw (retries included). product retries logged: the "
+            "product's own retry layer logging a transient error (a request retried, or a batch resumed "
+            "from its last commit); the SDKs' internal retries (boto3, pyarrow's AWS SDK, delta-rs) are "
+            "silent. A failed setting is run again under the same faults (`--reruns`), into the same "
+            "state bucket, as its message asks. state = baseline's: every table's `visible_rows()` sorted by its "
+            "key, read straight from moto, equal to the baseline's. cores: average cores busy in the "
+            "CLI process / in moto's server and this script (the proxy) / anything else on the machine "
+            "(2 cores in all).",
+        ]
         errs = [(r["setting"], r["errors"]) for r in runs if r["errors"] or r["code"] not in (0, None)]
         if errs:
             md += ["", "Errors printed by the CLI:", ""]
@@ -567,52 +700,109 @@ def render(args, code: str, faults: dict | None, rec: dict | None, started: date
         N = gen["events"]
         b, k, r1, r2 = rec["baseline"], rec["killed"], rec["rerun"], rec["noop"]
         B = b["seconds"]
-        heads = ["run", "seconds", "× baseline", "CPU s", "events applied", "outcome", "peak RSS MB",
-                 "cores own/other"]
+        heads = [
+            "run",
+            "seconds",
+            "× baseline",
+            "CPU s",
+            "events applied",
+            "outcome",
+            "peak RSS MB",
+            "cores own/other",
+        ]
 
         def row(name: str, r: dict, outcome: str) -> list[str]:
-            return [name, f"{r['seconds']:.1f}", f"{r['seconds'] / B:.2f}×", f"{r['cpu_seconds']:.1f}",
-                    f"{r['events']:,}" if r["tables"] else "-", outcome,
-                    f"{r['peak_rss_mb']:,.0f}", f"{r['cpu_cores']:.1f} / {r['other_cores']:.1f}"]
+            return [
+                name,
+                f"{r['seconds']:.1f}",
+                f"{r['seconds'] / B:.2f}×",
+                f"{r['cpu_seconds']:.1f}",
+                f"{r['events']:,}" if r["tables"] else "-",
+                outcome,
+                f"{r['peak_rss_mb']:,.0f}",
+                f"{r['cpu_cores']:.1f} / {r['other_cores']:.1f}",
+            ]
 
-        killed_outcome = (f"SIGKILL at {k['killed_at']:.1f} s" if k["killed_at"] is not None
-                          else f"finished before the kill ({_status(k)})")
-        rows = [row("uninterrupted (baseline)", b, _status(b)),
-                row(f"killed ({args.kill_share:.0%} of baseline)" if args.kill_after is None else
-                    f"killed (after {args.kill_after:g} s)", k, killed_outcome),
-                row("rerun after the kill", r1, _status(r1) + "; state = baseline's: " + _same(rec.get("verify"), "rerun")),
-                row("second rerun (nothing to do)", r2, _status(r2))]
+        killed_outcome = (
+            f"SIGKILL at {k['killed_at']:.1f} s"
+            if k["killed_at"] is not None
+            else f"finished before the kill ({_status(k)})"
+        )
+        rows = [
+            row("uninterrupted (baseline)", b, _status(b)),
+            row(
+                f"killed ({args.kill_share:.0%} of baseline)"
+                if args.kill_after is None
+                else f"killed (after {args.kill_after:g} s)",
+                k,
+                killed_outcome,
+            ),
+            row(
+                "rerun after the kill",
+                r1,
+                _status(r1) + "; state = baseline's: " + _same(rec.get("verify"), "rerun"),
+            ),
+            row("second rerun (nothing to do)", r2, _status(r2)),
+        ]
         t, m = _table(heads, rows)
         lost = k["seconds"] + r1["seconds"] - B
         left = r1["events"]
         committed = rec["committed_before_kill"]
         tables_done = [n for n, v in r1["tables"].items() if v["status"] == "up-to-date"]
         cpu_lost = k["cpu_seconds"] + r1["cpu_seconds"] - b["cpu_seconds"]
-        summary = (f"rerun / baseline = {r1['seconds'] / B:.2f}; killed run + rerun = "
-                   f"{(k['seconds'] + r1['seconds']) / B:.2f}× baseline in wall time ({lost:+.1f} s), "
-                   f"{(k['cpu_seconds'] + r1['cpu_seconds']) / b['cpu_seconds']:.2f}× in CPU time "
-                   f"({cpu_lost:+.1f} CPU s: the work lost to the kill, less sensitive to other load than "
-                   f"wall time); the rerun applied {left:,} of {N:,} events "
-                   f"({left / N:.0%}), so {N - left:,} ({(N - left) / N:.0%}) were committed before the kill; "
-                   f"tables already complete then: {', '.join(tables_done) or 'none'}; "
-                   f"second rerun (the floor) {r2['seconds'] / B:.2f}× baseline")
-        lake_line = (f"lake: {N:,} events, {gen['objects']:,} objects, {gen['bytes'] / 1e6:,.0f} MB, local folders "
-                     f"({_origin(gen)}, seed {args.seed})")
-        text += ["== recovery after kill -9 (local folders)", lake_line, "", t, "", summary,
-                 f"Delta versions committed per table at the kill: {committed}"]
-        md += ["", f"## Recovery after kill -9 ({N:,} events)", "", lake_line + ".", "",
-               "The baseline compacts the lake into a fresh state, uninterrupted. A second compaction into "
-               "another fresh state is sent SIGKILL (to its process group) at the time shown; then the same "
-               "command is run again until it ends, and once more (nothing left to do: the floor).", "", *m, "",
-               summary + ".", "",
-               "Delta versions the killed run left committed per table (the rerun starts from these; a batch "
-               "in flight at the kill is lost and redone): "
-               + ", ".join(f"{t} {'-' if v is None else f'v{v}'}" for t, v in committed.items()) + ".", "",
-               "Rerun per table: " + ", ".join(f"{t} {v['status']} ({v['events']:,} events, {v['seconds']:.1f} s)"
-                                               for t, v in r1["tables"].items()) + ".", "",
-               "seconds: wall time of the CLI process (start-up included). cores own/other: average cores "
-               "busy in the CLI process / in anything else on the machine (2 cores in all: other > 0.2 means "
-               "a shared machine inflated the row)."]
+        summary = (
+            f"rerun / baseline = {r1['seconds'] / B:.2f}; killed run + rerun = "
+            f"{(k['seconds'] + r1['seconds']) / B:.2f}× baseline in wall time ({lost:+.1f} s), "
+            f"{(k['cpu_seconds'] + r1['cpu_seconds']) / b['cpu_seconds']:.2f}× in CPU time "
+            f"({cpu_lost:+.1f} CPU s: the work lost to the kill, less sensitive to other load than "
+            f"wall time); the rerun applied {left:,} of {N:,} events "
+            f"({left / N:.0%}), so {N - left:,} ({(N - left) / N:.0%}) were committed before the kill; "
+            f"tables already complete then: {', '.join(tables_done) or 'none'}; "
+            f"second rerun (the floor) {r2['seconds'] / B:.2f}× baseline"
+        )
+        lake_line = (
+            f"lake: {N:,} events, {gen['objects']:,} objects, {gen['bytes'] / 1e6:,.0f} MB, local folders "
+            f"({_origin(gen)}, seed {args.seed})"
+        )
+        text += [
+            "== recovery after kill -9 (local folders)",
+            lake_line,
+            "",
+            t,
+            "",
+            summary,
+            f"Delta versions committed per table at the kill: {committed}",
+        ]
+        md += [
+            "",
+            f"## Recovery after kill -9 ({N:,} events)",
+            "",
+            lake_line + ".",
+            "",
+            "The baseline compacts the lake into a fresh state, uninterrupted. A second compaction into "
+            "another fresh state is sent SIGKILL (to its process group) at the time shown; then the same "
+            "command is run again until it ends, and once more (nothing left to do: the floor).",
+            "",
+            *m,
+            "",
+            summary + ".",
+            "",
+            "Delta versions the killed run left committed per table (the rerun starts from these; a batch "
+            "in flight at the kill is lost and redone): "
+            + ", ".join(f"{t} {'-' if v is None else f'v{v}'}" for t, v in committed.items())
+            + ".",
+            "",
+            "Rerun per table: "
+            + ", ".join(
+                f"{t} {v['status']} ({v['events']:,} events, {v['seconds']:.1f} s)"
+                for t, v in r1["tables"].items()
+            )
+            + ".",
+            "",
+            "seconds: wall time of the CLI process (start-up included). cores own/other: average cores "
+            "busy in the CLI process / in anything else on the machine (2 cores in all: other > 0.2 means "
+            "a shared machine inflated the row).",
+        ]
         for name, r in (("baseline", b), ("rerun", r1), ("second rerun", r2)):
             if r["errors"] or r["code"] != 0:
                 md += ["", f"Errors ({name}):", "", "```", *(r["errors"] or ["(none printed)"]), "```"]
@@ -623,24 +813,47 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=1_000_000, help="lake size of the S3 fault runs")
     ap.add_argument("--recovery-events", type=int, default=10_000_000, help="lake size of the kill -9 runs")
-    ap.add_argument("--seed", type=int, default=1, help="generator seed (and the proxy's, plus the setting's index)")
+    ap.add_argument(
+        "--seed", type=int, default=1, help="generator seed (and the proxy's, plus the setting's index)"
+    )
     ap.add_argument("--only", default="", help=f"comma-separated parts to run, from: {','.join(PARTS)}")
-    ap.add_argument("--fault-rates", default="0.05:0.005,0.2:0.02",
-                    help="comma-separated ERROR_RATE:DROP_RATE settings after the 0 %% baseline")
-    ap.add_argument("--reruns", type=int, default=1,
-                    help="after a fault setting's run fails, run the same compaction again under the same "
-                         "faults, at most this many times (its message says: run again)")
-    ap.add_argument("--no-direct", dest="direct", action="store_false",
-                    help="skip the run straight to moto (no proxy), which shows the proxy's cost")
-    ap.add_argument("--kill-share", type=float, default=0.5, help="SIGKILL after this share of the baseline time")
+    ap.add_argument(
+        "--fault-rates",
+        default="0.05:0.005,0.2:0.02",
+        help="comma-separated ERROR_RATE:DROP_RATE settings after the 0 %% baseline",
+    )
+    ap.add_argument(
+        "--reruns",
+        type=int,
+        default=1,
+        help="after a fault setting's run fails, run the same compaction again under the same "
+        "faults, at most this many times (its message says: run again)",
+    )
+    ap.add_argument(
+        "--no-direct",
+        dest="direct",
+        action="store_false",
+        help="skip the run straight to moto (no proxy), which shows the proxy's cost",
+    )
+    ap.add_argument(
+        "--kill-share", type=float, default=0.5, help="SIGKILL after this share of the baseline time"
+    )
     ap.add_argument("--kill-after", type=float, default=None, help="SIGKILL after this many seconds instead")
-    ap.add_argument("--batch-events", type=int, default=None, help="compact --batch-events (default: the CLI's)")
+    ap.add_argument(
+        "--batch-events", type=int, default=None, help="compact --batch-events (default: the CLI's)"
+    )
     ap.add_argument("--workers", type=int, default=None, help="compact --workers (default: the CLI's)")
     ap.add_argument("--attempts", type=int, default=None, help="LAKEHOUSE_STORAGE_ATTEMPTS for the S3 runs")
-    ap.add_argument("--retry-seconds", type=float, default=None, help="LAKEHOUSE_STORAGE_RETRY_SECONDS for the S3 runs")
+    ap.add_argument(
+        "--retry-seconds", type=float, default=None, help="LAKEHOUSE_STORAGE_RETRY_SECONDS for the S3 runs"
+    )
     ap.add_argument("--timeout", type=float, default=1800.0, help="kill a compaction after this many s")
-    ap.add_argument("--quiet-wait", type=float, default=0.0,
-                    help="before each timed run, wait up to this many s for an idle machine (shared machines)")
+    ap.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=0.0,
+        help="before each timed run, wait up to this many s for an idle machine (shared machines)",
+    )
     ap.add_argument("--workdir", default="/tmp/bench-chaos", help="lakes (kept, reused), states and logs")
     ap.add_argument("--report", default=str(ROOT / "bench" / "results" / "chaos.md"))
     ap.add_argument("--no-verify", action="store_true", help="skip the state comparisons")
@@ -669,9 +882,13 @@ def main() -> None:
     report = Path(args.report)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(md)
-    (run_dir / "results.json").write_text(json.dumps({"faults": faults, "recovery": rec}, default=str, indent=1))
-    print(f"\nreport: {report}\nraw results: {run_dir / 'results.json'} (logs: {run_dir / 'logs'}); "
-          f"{wall / 60:.1f} min")
+    (run_dir / "results.json").write_text(
+        json.dumps({"faults": faults, "recovery": rec}, default=str, indent=1)
+    )
+    print(
+        f"\nreport: {report}\nraw results: {run_dir / 'results.json'} (logs: {run_dir / 'logs'}); "
+        f"{wall / 60:.1f} min"
+    )
     if not args.keep:
         shutil.rmtree(run_dir / "recovery", ignore_errors=True)
 

@@ -85,8 +85,12 @@ def phase_generate(job: dict) -> dict:
 
     t = time.perf_counter()
     report = generate_lake(job["lake"], GeneratorOptions(events=job["events"], seed=job["seed"]))
-    return {"events": report.events, "objects": report.objects, "bytes": report.bytes,
-            "seconds": time.perf_counter() - t}
+    return {
+        "events": report.events,
+        "objects": report.objects,
+        "bytes": report.bytes,
+        "seconds": time.perf_counter() - t,
+    }
 
 
 def phase_plan(job: dict) -> dict:
@@ -102,8 +106,9 @@ def phase_plan(job: dict) -> dict:
     config = load_config()
     topics = {}
     for entry in config.tables:
-        objs = sorted(listing.objects.get(entry.topic, []),
-                      key=lambda o: (o.ref.kafka_partition, o.ref.start_offset))
+        objs = sorted(
+            listing.objects.get(entry.topic, []), key=lambda o: (o.ref.kafka_partition, o.ref.start_offset)
+        )
         files = []
         for o in objs:
             md = pq.read_metadata(str(lake / o.key))
@@ -112,17 +117,33 @@ def phase_plan(job: dict) -> dict:
                 rg = md.row_group(g)
                 for c in range(rg.num_columns):
                     col = rg.column(c)
-                    if col.path_in_schema == "source.ts_us" and col.statistics is not None \
-                            and col.statistics.has_min_max:
+                    if (
+                        col.path_in_schema == "source.ts_us"
+                        and col.statistics is not None
+                        and col.statistics.has_min_max
+                    ):
                         ts = max(ts or col.statistics.max, col.statistics.max)
-            files.append({"key": o.key, "path": str(lake / o.key), "partition": o.ref.kafka_partition,
-                          "start": o.ref.start_offset, "rows": md.num_rows, "size": o.size, "max_ts": ts})
+            files.append(
+                {
+                    "key": o.key,
+                    "path": str(lake / o.key),
+                    "partition": o.ref.kafka_partition,
+                    "start": o.ref.start_offset,
+                    "rows": md.num_rows,
+                    "size": o.size,
+                    "max_ts": ts,
+                }
+            )
         topics[entry.topic] = {"table": entry.table, "key": list(entry.primary_key or []), "files": files}
     other = [i.key for i in listing.ignored]
-    return {"lake": str(lake), "topics": topics, "other_keys": other,
-            "events": sum(f["rows"] for t in topics.values() for f in t["files"]),
-            "objects": sum(len(t["files"]) for t in topics.values()),
-            "bytes": sum(f["size"] for t in topics.values() for f in t["files"])}
+    return {
+        "lake": str(lake),
+        "topics": topics,
+        "other_keys": other,
+        "events": sum(f["rows"] for t in topics.values() for f in t["files"]),
+        "objects": sum(len(t["files"]) for t in topics.values()),
+        "bytes": sum(f["size"] for t in topics.values() for f in t["files"]),
+    }
 
 
 def phase_floor(job: dict) -> dict:
@@ -138,8 +159,9 @@ def phase_floor(job: dict) -> dict:
         files = [f["path"] for f in topic["files"]]
         if not files:
             continue
-        reader = con.execute(f"SELECT * FROM read_parquet({_sql_list(files)}, union_by_name = true)"
-                             ).to_arrow_reader(122_880)
+        reader = con.execute(
+            f"SELECT * FROM read_parquet({_sql_list(files)}, union_by_name = true)"
+        ).to_arrow_reader(122_880)
         for batch in reader:
             rows += batch.num_rows
     return {"seconds": time.perf_counter() - t, "rows": rows}
@@ -159,8 +181,9 @@ def phase_scan(job: dict) -> dict:
             continue
         cols = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_list(files[:1])})").fetchall()
         cond = " AND ".join(f'"{c[0]}" IS NULL' for c in cols)
-        rows += con.execute(f"SELECT count(*) FROM read_parquet({_sql_list(files)}, union_by_name = true) "
-                            f"WHERE NOT ({cond})").fetchone()[0]
+        rows += con.execute(
+            f"SELECT count(*) FROM read_parquet({_sql_list(files)}, union_by_name = true) WHERE NOT ({cond})"
+        ).fetchone()[0]
     return {"seconds": time.perf_counter() - t, "rows": rows}
 
 
@@ -179,13 +202,16 @@ def phase_product(job: dict) -> dict:
     from lakehouse.state.compact import CompactOptions, compact
 
     config = load_config()
-    options = CompactOptions(batch_events=job["batch_events"]) if job.get("batch_events") else CompactOptions()
+    options = (
+        CompactOptions(batch_events=job["batch_events"]) if job.get("batch_events") else CompactOptions()
+    )
     profiler = None
     thread_profilers: list = []
     if job.get("profile"):
         import cProfile
         import dataclasses
         import threading
+
         profiler = cProfile.Profile()
         if "workers" in {f.name for f in dataclasses.fields(options)}:
             options = dataclasses.replace(options, workers=1)
@@ -204,20 +230,40 @@ def phase_product(job: dict) -> dict:
 
     def on_progress(r) -> None:  # peak so far and RSS now, after each table: which one sets the peak
         import psutil
-        marks[r.table] = {"peak_so_far_mb": _peak_rss_mb(), "rss_after_mb": psutil.Process().memory_info().rss / 2**20,
-                          "done_at": time.perf_counter() - t}
+
+        marks[r.table] = {
+            "peak_so_far_mb": _peak_rss_mb(),
+            "rss_after_mb": psutil.Process().memory_info().rss / 2**20,
+            "done_at": time.perf_counter() - t,
+        }
 
     results = compact(job["lake"], job["state"], config, options=options, on_progress=on_progress)
     if profiler:
         profiler.disable()
         import threading
+
         threading.setprofile(None)
     seconds = time.perf_counter() - t
     out = {"seconds": seconds, "tables": {}, "options": repr(options)}
     for r in sorted(results, key=lambda r: marks.get(r.table, {}).get("done_at", 0.0)):  # completion order
-        out["tables"][r.table] = {k: getattr(r, k, None) for k in (
-            "status", "objects", "events", "duplicates", "inserts", "updates", "deletes", "rows",
-            "tombstones", "commits", "seconds", "error", "notes")} | marks.get(r.table, {})
+        out["tables"][r.table] = {
+            k: getattr(r, k, None)
+            for k in (
+                "status",
+                "objects",
+                "events",
+                "duplicates",
+                "inserts",
+                "updates",
+                "deletes",
+                "rows",
+                "tombstones",
+                "commits",
+                "seconds",
+                "error",
+                "notes",
+            )
+        } | marks.get(r.table, {})
     errors = [r.error for r in results if getattr(r, "failed", False) or r.error]
     if errors:
         out["error"] = "; ".join(str(e) for e in errors)
@@ -225,6 +271,7 @@ def phase_product(job: dict) -> dict:
     if profiler:
         import io
         import pstats
+
         stats = pstats.Stats(profiler)
         for p in thread_profilers:
             stats.add(p)
@@ -284,20 +331,27 @@ def phase_polars(job: dict) -> dict:
     for topic in job["plan"]["topics"].values():
         if not topic["files"]:
             continue
-        parts = [pl.scan_parquet(f["path"], row_index_name="__r").with_columns(
-                     pl.lit(f["partition"], pl.Int32).alias("__p"),
-                     (pl.col("__r").cast(pl.Int64) + f["start"]).alias("__o"))
-                 for f in topic["files"]]
+        parts = [
+            pl.scan_parquet(f["path"], row_index_name="__r").with_columns(
+                pl.lit(f["partition"], pl.Int32).alias("__p"),
+                (pl.col("__r").cast(pl.Int64) + f["start"]).alias("__o"),
+            )
+            for f in topic["files"]
+        ]
         lf = pl.concat(parts, how="diagonal_relaxed")
-        keys = [pl.coalesce(pl.col("after").struct.field(k), pl.col("before").struct.field(k)).alias(f"__k{i}")
-                for i, k in enumerate(topic["key"])]
-        (lf.filter(pl.col("op") != "t")
-           .with_columns(keys)
-           .sort(["__p", "__o"])
-           .unique(subset=[f"__k{i}" for i in range(len(keys))], keep="last")
-           .filter(pl.col("op") != "d")
-           .select(pl.col("after").struct.unnest(), "__p", "__o")
-           .sink_parquet(out_dir / (topic["table"] + ".parquet")))
+        keys = [
+            pl.coalesce(pl.col("after").struct.field(k), pl.col("before").struct.field(k)).alias(f"__k{i}")
+            for i, k in enumerate(topic["key"])
+        ]
+        (
+            lf.filter(pl.col("op") != "t")
+            .with_columns(keys)
+            .sort(["__p", "__o"])
+            .unique(subset=[f"__k{i}" for i in range(len(keys))], keep="last")
+            .filter(pl.col("op") != "d")
+            .select(pl.col("after").struct.unnest(), "__p", "__o")
+            .sink_parquet(out_dir / (topic["table"] + ".parquet"))
+        )
     return {"seconds": time.perf_counter() - t}
 
 
@@ -405,16 +459,23 @@ def phase_delta(job: dict) -> dict:
                 exists = True
                 continue
             on = " AND ".join(f't."{k}" = s."{k}"' for k in topic["key"])
-            (DeltaTable(path).merge(src, predicate=on, source_alias="s", target_alias="t")
-             .when_matched_delete(predicate="s.__op = 'd'")
-             .when_matched_update_all(predicate="s.__op <> 'd'", except_cols=["__op"])
-             .when_not_matched_insert_all(predicate="s.__op <> 'd'", except_cols=["__op"])
-             .execute())
+            (
+                DeltaTable(path)
+                .merge(src, predicate=on, source_alias="s", target_alias="t")
+                .when_matched_delete(predicate="s.__op = 'd'")
+                .when_matched_update_all(predicate="s.__op <> 'd'", except_cols=["__op"])
+                .when_not_matched_insert_all(predicate="s.__op <> 'd'", except_cols=["__op"])
+                .execute()
+            )
             merges += 1
     seconds = time.perf_counter() - t
-    return {"seconds": seconds, "subset_events": events, "merges": merges,
-            "projected_seconds": seconds * plan["events"] / max(1, events),
-            "subset_files": {n: [f["path"] for f in fs] for n, fs in subset.items()}}
+    return {
+        "seconds": seconds,
+        "subset_events": events,
+        "merges": merges,
+        "projected_seconds": seconds * plan["events"] / max(1, events),
+        "subset_files": {n: [f["path"] for f in fs] for n, fs in subset.items()},
+    }
 
 
 def phase_spark(job: dict) -> dict:
@@ -423,14 +484,18 @@ def phase_spark(job: dict) -> dict:
     from pyspark.sql.window import Window
 
     t0 = time.perf_counter()
-    spark = (SparkSession.builder.master("local[2]").appName("bench_compact")
-             .config("spark.ui.enabled", "false")
-             .config("spark.driver.memory", job["spark_memory"])
-             .config("spark.sql.shuffle.partitions", "8")
-             .config("spark.local.dir", job["tmp"])
-             .getOrCreate())
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .appName("bench_compact")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.memory", job["spark_memory"])
+        .config("spark.sql.shuffle.partitions", "8")
+        .config("spark.local.dir", job["tmp"])
+        .getOrCreate()
+    )
     spark.sparkContext.setLogLevel("ERROR")
     import pyspark
+
     startup = time.perf_counter() - t0
     out_dir = Path(job["out"])
     t = time.perf_counter()
@@ -439,18 +504,28 @@ def phase_spark(job: dict) -> dict:
         if not files:
             continue
         df = spark.read.option("mergeSchema", "true").parquet(*files)
-        keys = [F.coalesce(F.col(f"after.{k}"), F.col(f"before.{k}")).alias(f"__k{i}")
-                for i, k in enumerate(topic["key"])]
+        keys = [
+            F.coalesce(F.col(f"after.{k}"), F.col(f"before.{k}")).alias(f"__k{i}")
+            for i, k in enumerate(topic["key"])
+        ]
         fp = F.col("_metadata.file_path")
         df = df.where(F.col("op") != "t").select(
-            "after", F.col("op").alias("__op"), *keys,
+            "after",
+            F.col("op").alias("__op"),
+            *keys,
             F.regexp_extract(fp, OFFSET_RE, 1).cast("int").alias("__p"),
-            (F.regexp_extract(fp, OFFSET_RE, 2).cast("long") + F.col("_metadata.row_index")).alias("__o"))
-        w = Window.partitionBy(*[f"__k{i}" for i in range(len(keys))]).orderBy(F.col("__p").desc(),
-                                                                           F.col("__o").desc())
-        (df.withColumn("__rn", F.row_number().over(w)).where("__rn = 1 AND __op <> 'd'")
-           .select("after.*", "__p", "__o")
-           .write.mode("overwrite").parquet(str(out_dir / topic["table"])))
+            (F.regexp_extract(fp, OFFSET_RE, 2).cast("long") + F.col("_metadata.row_index")).alias("__o"),
+        )
+        w = Window.partitionBy(*[f"__k{i}" for i in range(len(keys))]).orderBy(
+            F.col("__p").desc(), F.col("__o").desc()
+        )
+        (
+            df.withColumn("__rn", F.row_number().over(w))
+            .where("__rn = 1 AND __op <> 'd'")
+            .select("after.*", "__p", "__o")
+            .write.mode("overwrite")
+            .parquet(str(out_dir / topic["table"]))
+        )
     seconds = time.perf_counter() - t
     spark.stop()
     return {"seconds": seconds, "startup_seconds": startup, "version": pyspark.__version__}
@@ -481,14 +556,17 @@ def phase_verify(job: dict) -> dict:
     def sums(relation: str, key: list[str], positions: bool) -> dict:
         kh = "hash(" + ", ".join(f'CAST("{k}" AS VARCHAR)' for k in key) + ")"
         pos = ", CAST(sum(hash(__p, __o)) AS VARCHAR)" if positions else ", NULL"
-        n, ks, ps = con.execute(f"SELECT count(*), CAST(sum({kh}) AS VARCHAR){pos} FROM ({relation})").fetchone()
+        n, ks, ps = con.execute(
+            f"SELECT count(*), CAST(sum({kh}) AS VARCHAR){pos} FROM ({relation})"
+        ).fetchone()
         return {"rows": n, "keys": ks, "positions": ps}
 
     ref = out.setdefault("reference", {})
     for topic in plan["topics"].values():
         if topic["files"]:
-            ref[topic["table"]] = sums(winners([f["path"] for f in topic["files"]], topic["key"]),
-                                       topic["key"], True)
+            ref[topic["table"]] = sums(
+                winners([f["path"] for f in topic["files"]], topic["key"]), topic["key"], True
+            )
     if job.get("subset_files"):
         sub = out.setdefault("reference-subset", {})
         for name, files in job["subset_files"].items():
@@ -502,15 +580,21 @@ def phase_verify(job: dict) -> dict:
             try:
                 if spec["kind"] == "product":
                     from lakehouse.state.export import visible_rows
+
                     con.register("v", visible_rows(spec["path"], table).select(key))
                     res[table] = sums("SELECT * FROM v", key, False)
                     con.unregister("v")
                 elif spec["kind"] == "delta":
                     from deltalake import DeltaTable
+
                     if not (Path(spec["path"]) / table).exists():
                         continue
-                    con.register("v", DeltaTable(str(Path(spec["path"]) / table)).to_pyarrow_table(
-                        columns=[*key, "__p", "__o"]))
+                    con.register(
+                        "v",
+                        DeltaTable(str(Path(spec["path"]) / table)).to_pyarrow_table(
+                            columns=[*key, "__p", "__o"]
+                        ),
+                    )
                     res[table] = sums("SELECT * FROM v", key, True)
                     con.unregister("v")
                 else:
@@ -522,9 +606,19 @@ def phase_verify(job: dict) -> dict:
     return out
 
 
-PHASES = {"generate": phase_generate, "plan": phase_plan, "floor": phase_floor, "scan": phase_scan, "product": phase_product,
-          "duckdb": phase_duckdb, "polars": phase_polars, "pandas": phase_pandas, "delta": phase_delta,
-          "spark": phase_spark, "verify": phase_verify}
+PHASES = {
+    "generate": phase_generate,
+    "plan": phase_plan,
+    "floor": phase_floor,
+    "scan": phase_scan,
+    "product": phase_product,
+    "duckdb": phase_duckdb,
+    "polars": phase_polars,
+    "pandas": phase_pandas,
+    "delta": phase_delta,
+    "spark": phase_spark,
+    "verify": phase_verify,
+}
 
 
 def run_phase_here(name: str, job_path: str) -> None:
@@ -532,8 +626,10 @@ def run_phase_here(name: str, job_path: str) -> None:
     try:
         result = PHASES[name](job)
     except BaseException as exc:  # noqa: BLE001 (MemoryError included: reported, not raised)
-        result = {"error": f"{type(exc).__name__}: {exc}",
-                  "traceback": "".join(traceback.format_exc().splitlines(True)[-40:])}
+        result = {
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": "".join(traceback.format_exc().splitlines(True)[-40:]),
+        }
     _emit(result)
 
 
@@ -555,6 +651,7 @@ class Runner:
         """Wait (at most ``max_seconds``) until the machine has been idle for 5 s (< 0.3 cores busy):
         on a shared machine, start each contender in a lull. Returns the seconds waited."""
         import psutil
+
         started = time.perf_counter()
         while time.perf_counter() - started < max_seconds:
             busy = psutil.cpu_percent(interval=5.0) / 100 * (os.cpu_count() or 1)
@@ -565,11 +662,20 @@ class Runner:
     def run(self, label: str, phase: str, job: dict, python: str | None = None) -> dict:
         import psutil
 
-        quiet_waited = self.wait_quiet(self.quiet_wait) if self.quiet_wait and phase not in ("plan", "verify") else 0.0
+        quiet_waited = (
+            self.wait_quiet(self.quiet_wait) if self.quiet_wait and phase not in ("plan", "verify") else 0.0
+        )
 
         job_path = self.work / f"job-{label}.json"
         job_path.write_text(json.dumps(job))
-        cmd = [python or sys.executable, str(Path(__file__).resolve()), "--phase", phase, "--job", str(job_path)]
+        cmd = [
+            python or sys.executable,
+            str(Path(__file__).resolve()),
+            "--phase",
+            phase,
+            "--job",
+            str(job_path),
+        ]
         env = dict(os.environ)
         env.setdefault("LAKEHOUSE_PSEUDONYM_KEY", "bench")
         env["PYTHONPATH"] = ""  # the side venv must not see the project's packages
@@ -595,7 +701,9 @@ class Runner:
                 except psutil.Error:
                     pass
                 if killed is None and peak > self.mem_limit_mb:
-                    killed = f"killed by the memory guard: process tree RSS > {self.mem_limit_mb / 1024:.0f} GB"
+                    killed = (
+                        f"killed by the memory guard: process tree RSS > {self.mem_limit_mb / 1024:.0f} GB"
+                    )
                 elif killed is None and time.perf_counter() - started > self.timeout:
                     killed = f"killed after the {self.timeout:.0f} s timeout"
                 if killed:
@@ -622,13 +730,17 @@ class Runner:
             result["code"] = code
         result["cpu_cores"] = own / wall  # cores the contender kept busy on average
         result["other_cores"] = max(0.0, (_busy_seconds() - cpu0 - own) / wall)  # everything else
-        msg = result.get("error") or f"{result.get('seconds', wall):.1f} s, peak RSS {result['peak_mb']:,.0f} MB"
+        msg = (
+            result.get("error")
+            or f"{result.get('seconds', wall):.1f} s, peak RSS {result['peak_mb']:,.0f} MB"
+        )
         print(f"--- {label}: {msg}", file=sys.stderr, flush=True)
         return result
 
 
 def _busy_seconds() -> float:
     import psutil
+
     t = psutil.cpu_times()  # guest time is already inside user on Linux
     return t.user + t.nice + t.system + t.irq + t.softirq + t.steal
 
@@ -672,6 +784,7 @@ def _tail(plan: dict, share: float) -> tuple[list[dict], list[dict], int]:
 
 def _versions(spark_python: str | None) -> dict[str, str]:
     import importlib.metadata as md
+
     v = {"python": platform.python_version()}
     for p in ("duckdb", "polars", "pandas", "pyarrow", "deltalake", "numpy"):
         try:
@@ -679,8 +792,9 @@ def _versions(spark_python: str | None) -> dict[str, str]:
         except md.PackageNotFoundError:
             v[p] = "-"
     if spark_python and Path(spark_python).exists():
-        r = subprocess.run([spark_python, "-c", "import pyspark; print(pyspark.__version__)"],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            [spark_python, "-c", "import pyspark; print(pyspark.__version__)"], capture_output=True, text=True
+        )
         v["pyspark"] = r.stdout.strip() or "-"
     java = subprocess.run(["java", "-version"], capture_output=True, text=True)
     v["java"] = (java.stderr.splitlines() or ["-"])[0]
@@ -689,12 +803,18 @@ def _versions(spark_python: str | None) -> dict[str, str]:
 
 def _machine() -> str:
     import psutil
+
     cpu = "?"
     with contextlib.suppress(OSError, StopIteration):
-        cpu = next(x.split(":", 1)[1].strip() for x in Path("/proc/cpuinfo").read_text().splitlines()
-                   if x.startswith("model name"))
-    return (f"{os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
-            f"{platform.system()} {platform.release()}")
+        cpu = next(
+            x.split(":", 1)[1].strip()
+            for x in Path("/proc/cpuinfo").read_text().splitlines()
+            if x.startswith("model name")
+        )
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
+        f"{platform.system()} {platform.release()}"
+    )
 
 
 def _check(a: dict | None, ref: dict | None, positions: bool) -> str:
@@ -706,8 +826,10 @@ def _check(a: dict | None, ref: dict | None, positions: bool) -> str:
         if x is None or "error" in x:
             bad.append(f"{table}: {x.get('error') if x else 'missing'}")
         elif x["rows"] != r["rows"] or x["keys"] != r["keys"]:
-            bad.append(f"{table}: {x['rows']:,} rows vs {r['rows']:,}"
-                       + ("" if x["rows"] != r["rows"] else " (same count, other keys)"))
+            bad.append(
+                f"{table}: {x['rows']:,} rows vs {r['rows']:,}"
+                + ("" if x["rows"] != r["rows"] else " (same count, other keys)")
+            )
         elif positions and x.get("positions") != r["positions"]:
             bad.append(f"{table}: other winning events")
     return "OK" if not bad else "MISMATCH: " + "; ".join(bad)
@@ -720,8 +842,12 @@ def main() -> None:
     ap.add_argument("--workdir", default="/tmp/bench-compact", help="lakes (kept, reused) and outputs")
     ap.add_argument("--skip", default="", help=f"comma-separated, from: {','.join(CONTENDERS)}")
     ap.add_argument("--only", default="", help="comma-separated: run just these (floor is cheap: keep it)")
-    ap.add_argument("--batch-events", type=int, default=None,
-                    help="CompactOptions.batch_events (default: the product's own default)")
+    ap.add_argument(
+        "--batch-events",
+        type=int,
+        default=None,
+        help="CompactOptions.batch_events (default: the product's own default)",
+    )
     ap.add_argument("--merge-subset", type=int, default=1_000_000, help="events given to the delta-rs MERGE")
     ap.add_argument("--merge-batch-events", type=int, default=100_000, help="events per MERGE batch")
     ap.add_argument("--incremental-share", type=float, default=0.01)
@@ -729,8 +855,12 @@ def main() -> None:
     ap.add_argument("--spark-memory", default="8g", help="spark.driver.memory (local mode: the whole job)")
     ap.add_argument("--mem-limit-gb", type=float, default=16.0, help="kill a contender past this RSS")
     ap.add_argument("--timeout", type=float, default=3600.0, help="kill a contender after this many s")
-    ap.add_argument("--quiet-wait", type=float, default=0.0,
-                    help="before each contender, wait up to this many s for an idle machine (shared machines)")
+    ap.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=0.0,
+        help="before each contender, wait up to this many s for an idle machine (shared machines)",
+    )
     ap.add_argument("--profile", action="store_true", help="also run compact() under cProfile (extra run)")
     ap.add_argument("--no-verify", action="store_true")
     ap.add_argument("--report", default=None, help="markdown report (default bench/results/compact-<N>.md)")
@@ -762,7 +892,9 @@ def main() -> None:
         print(f"--- reusing {lake} ({gen['events']:,} events)", file=sys.stderr)
     else:
         shutil.rmtree(lake, ignore_errors=True)
-        gen = runner.run("generate", "generate", {"lake": str(lake), "events": args.events, "seed": args.seed})
+        gen = runner.run(
+            "generate", "generate", {"lake": str(lake), "events": args.events, "seed": args.seed}
+        )
         if "error" in gen:
             sys.exit(f"generation failed: {gen['error']}")
         marker.write_text(json.dumps(gen))
@@ -779,8 +911,11 @@ def main() -> None:
         if name in chosen:
             res[name] = runner.run(name, name, base)
     if "product" in chosen:
-        res["product"] = runner.run("product", "product", {"lake": str(lake), "state": str(run_dir / "state"),
-                                                           "batch_events": args.batch_events})
+        res["product"] = runner.run(
+            "product",
+            "product",
+            {"lake": str(lake), "state": str(run_dir / "state"), "batch_events": args.batch_events},
+        )
         outputs["product"] = {"kind": "product", "path": str(run_dir / "state")}
     for name in ("duckdb", "polars", "pandas"):
         if name in chosen:
@@ -788,18 +923,28 @@ def main() -> None:
             outputs[name] = {"kind": "parquet", "path": str(run_dir / "out" / name)}
     subset_files = None
     if "delta" in chosen:
-        res["delta"] = runner.run("delta", "delta", {**base, "out": str(run_dir / "out" / "delta"),
-                                                     "subset_events": args.merge_subset,
-                                                     "batch_events": args.merge_batch_events})
+        res["delta"] = runner.run(
+            "delta",
+            "delta",
+            {
+                **base,
+                "out": str(run_dir / "out" / "delta"),
+                "subset_events": args.merge_subset,
+                "batch_events": args.merge_batch_events,
+            },
+        )
         outputs["delta"] = {"kind": "delta", "path": str(run_dir / "out" / "delta")}
         subset_files = res["delta"].get("subset_files")
     if "spark" in chosen:
         if not Path(args.spark_python).exists():
             res["spark"] = {"error": f"no Python with pyspark at {args.spark_python} (see bench/README.md)"}
         else:
-            res["spark"] = runner.run("spark", "spark", {**base, "out": str(run_dir / "out" / "spark"),
-                                                         "spark_memory": args.spark_memory},
-                                      python=args.spark_python)
+            res["spark"] = runner.run(
+                "spark",
+                "spark",
+                {**base, "out": str(run_dir / "out" / "spark"), "spark_memory": args.spark_memory},
+                python=args.spark_python,
+            )
             outputs["spark"] = {"kind": "dir", "path": str(run_dir / "out" / "spark")}
     inc_info = inc_profile = None
     if "incremental" in chosen:
@@ -813,19 +958,37 @@ def main() -> None:
         _link_objects(plan, tail_files, inc_lake)
         res["incremental"] = runner.run("incremental", "product", job)
         if args.profile and (run_dir / "inc-state-profile").exists():
-            inc_profile = runner.run("profile-incremental", "product", {
-                **job, "state": str(run_dir / "inc-state-profile"), "profile": str(run_dir / "incremental.prof")})
+            inc_profile = runner.run(
+                "profile-incremental",
+                "product",
+                {
+                    **job,
+                    "state": str(run_dir / "inc-state-profile"),
+                    "profile": str(run_dir / "incremental.prof"),
+                },
+            )
             shutil.rmtree(run_dir / "inc-state-profile", ignore_errors=True)
         outputs["incremental"] = {"kind": "product", "path": str(run_dir / "inc-state")}
-        inc_info = {"cut": datetime.fromtimestamp(cut / 1e6, UTC).isoformat(), "objects": len(tail_files),
-                    "events": sum(f["rows"] for f in tail_files),
-                    "per_topic": {t["table"]: sum(1 for f in tail_files if f["topic"] == n)
-                                  for n, t in plan["topics"].items()}}
+        inc_info = {
+            "cut": datetime.fromtimestamp(cut / 1e6, UTC).isoformat(),
+            "objects": len(tail_files),
+            "events": sum(f["rows"] for f in tail_files),
+            "per_topic": {
+                t["table"]: sum(1 for f in tail_files if f["topic"] == n) for n, t in plan["topics"].items()
+            },
+        }
     profile = None
     if args.profile:
-        profile = runner.run("profile", "product", {"lake": str(lake), "state": str(run_dir / "state-profile"),
-                                                    "batch_events": args.batch_events,
-                                                    "profile": str(run_dir / "compact.prof")})
+        profile = runner.run(
+            "profile",
+            "product",
+            {
+                "lake": str(lake),
+                "state": str(run_dir / "state-profile"),
+                "batch_events": args.batch_events,
+                "profile": str(run_dir / "compact.prof"),
+            },
+        )
         shutil.rmtree(run_dir / "state-profile", ignore_errors=True)
 
     checks: dict[str, str] = {}
@@ -839,7 +1002,10 @@ def main() -> None:
                 if "error" in res.get(name, {}):
                     checks[name] = "-"
                 elif name == "delta":
-                    checks[name] = _check(ver.get(name), ver.get("reference-subset"), True) + " (vs QUALIFY of the subset)"
+                    checks[name] = (
+                        _check(ver.get(name), ver.get("reference-subset"), True)
+                        + " (vs QUALIFY of the subset)"
+                    )
                 else:
                     checks[name] = _check(ver.get(name), ref, outputs[name]["kind"] != "product")
             if "product" in ver and "incremental" in ver:
@@ -849,14 +1015,25 @@ def main() -> None:
 
     versions = _versions(args.spark_python if "spark" in chosen else None)
     codes = sorted({r["code"] for r in res.values() if isinstance(r, dict) and r.get("code")})
-    report = render(args, plan, gen, res, checks, inc_info, {"full": profile, "incremental": inc_profile},
-                    versions, chosen, " / then ".join(codes) or _code_identity())
+    report = render(
+        args,
+        plan,
+        gen,
+        res,
+        checks,
+        inc_info,
+        {"full": profile, "incremental": inc_profile},
+        versions,
+        chosen,
+        " / then ".join(codes) or _code_identity(),
+    )
     print(report["table"])
     path = Path(args.report) if args.report else ROOT / "bench" / "results" / f"compact-{N // 1_000_000}M.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(report["markdown"])
-    (run_dir / "results.json").write_text(json.dumps({"results": res, "checks": checks, "inc": inc_info,
-                                                      "versions": versions}, default=str))
+    (run_dir / "results.json").write_text(
+        json.dumps({"results": res, "checks": checks, "inc": inc_info, "versions": versions}, default=str)
+    )
     print(f"\nreport: {path}\nraw results: {run_dir / 'results.json'} (logs: {run_dir / 'logs'})")
     if not args.keep:
         for p in ("state", "out", "inc-lake", "inc-state", "tmp"):
@@ -880,9 +1057,14 @@ LABELS = {
 def _code_identity() -> str:
     """Which product code was measured: HEAD plus a digest of uncommitted changes under src/."""
     import hashlib
+
     git = ["git", "-C", str(ROOT)]
-    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    changed = subprocess.run([*git, "status", "--porcelain", "--", "src"], capture_output=True, text=True).stdout
+    head = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    changed = subprocess.run(
+        [*git, "status", "--porcelain", "--", "src"], capture_output=True, text=True
+    ).stdout
     if not changed.strip():
         return f"{head} (clean src/)"
     diff = subprocess.run([*git, "diff", "HEAD", "--", "src"], capture_output=True).stdout
@@ -890,13 +1072,34 @@ def _code_identity() -> str:
     return f"{head} + uncommitted changes in {names} (diff sha1 {hashlib.sha1(diff).hexdigest()[:10]})"
 
 
-def render(args, plan: dict, gen: dict, res: dict, checks: dict, inc: dict | None, profiles: dict,
-           versions: dict, chosen: list[str], code: str) -> dict:
+def render(
+    args,
+    plan: dict,
+    gen: dict,
+    res: dict,
+    checks: dict,
+    inc: dict | None,
+    profiles: dict,
+    versions: dict,
+    chosen: list[str],
+    code: str,
+) -> dict:
     N = plan["events"]
     floor = res.get("floor", {}).get("seconds") if "error" not in res.get("floor", {}) else None
     full = res.get("product", {}).get("seconds") if "error" not in res.get("product", {}) else None
     rows = []
-    for name in ("floor", "scan", "product", "duckdb", "polars", "pandas", "delta", "spark", "inc-base", "incremental"):
+    for name in (
+        "floor",
+        "scan",
+        "product",
+        "duckdb",
+        "polars",
+        "pandas",
+        "delta",
+        "spark",
+        "inc-base",
+        "incremental",
+    ):
         r = res.get(name)
         if r is None:
             continue
@@ -911,7 +1114,8 @@ def render(args, plan: dict, gen: dict, res: dict, checks: dict, inc: dict | Non
         s = r.get("seconds")
         shown = r.get("projected_seconds", s)
         cells = {
-            "contender": LABELS[name], "events": f"{events:,}",
+            "contender": LABELS[name],
+            "events": f"{events:,}",
             "seconds": "-" if err else (f"{s:.1f}" if name != "delta" else f"{s:.1f} (→ {shown:.0f} at N)"),
             "events/s": "-" if err or not s else f"{events / s:,.0f}",
             "× floor": "-" if err or not floor or not shown else f"{shown / floor:.1f}×",
@@ -928,62 +1132,106 @@ def render(args, plan: dict, gen: dict, res: dict, checks: dict, inc: dict | Non
     widths = {h: max(len(h), *(len(r[h]) for r in rows)) for h in heads}
     text = [" | ".join(h.ljust(widths[h]) for h in heads), "-+-".join("-" * widths[h] for h in heads)]
     text += [" | ".join(r[h].ljust(widths[h]) for h in heads) for r in rows]
-    lake_line = (f"lake: {N:,} events in {plan['objects']:,} value files, {plan['bytes'] / 1e6:,.0f} MB "
-                 f"(generated in {gen.get('seconds', 0):.0f} s, seed {args.seed})")
-    table_txt = (lake_line + f"\nproduct code: {code}\nproduct options: "
-                 f"{res.get('product', res.get('incremental', {})).get('options', '?')}\n\n" + "\n".join(text))
+    lake_line = (
+        f"lake: {N:,} events in {plan['objects']:,} value files, {plan['bytes'] / 1e6:,.0f} MB "
+        f"(generated in {gen.get('seconds', 0):.0f} s, seed {args.seed})"
+    )
+    table_txt = (
+        lake_line + f"\nproduct code: {code}\nproduct options: "
+        f"{res.get('product', res.get('incremental', {})).get('options', '?')}\n\n" + "\n".join(text)
+    )
     if inc:
-        table_txt += (f"\n\nincremental: {inc['objects']} new objects, {inc['events']:,} events "
-                      f"(commit-time cut {inc['cut']}); per table {inc['per_topic']}")
+        table_txt += (
+            f"\n\nincremental: {inc['objects']} new objects, {inc['events']:,} events "
+            f"(commit-time cut {inc['cut']}); per table {inc['per_topic']}"
+        )
     for which in ("product", "incremental"):
         tables = res.get(which, {}).get("tables")
         if tables:
             table_txt += f"\n\n{which} per table, in completion order:\n" + "\n".join(
                 f"  {t}: {v['events']:,} events -> {v['rows']:,} rows ({v['tombstones']:,} tombstones), "
                 f"{v['commits']} commits, {v['seconds']:.1f} s, {v['status']}, "
-                f"peak so far {v.get('peak_so_far_mb', 0):,.0f} MB" for t, v in tables.items())
+                f"peak so far {v.get('peak_so_far_mb', 0):,.0f} MB"
+                for t, v in tables.items()
+            )
 
-    md = [f"# Compaction benchmark, {N:,} events ({datetime.now(UTC):%Y-%m-%d})", "",
-          f"Machine: {_machine()}.", "",
-          "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".", "",
-          f"Product code: {code}.", "",
-          "Command: `.venv/bin/python bench/bench_compact.py " + " ".join(sys.argv[1:]) + "`", "",
-          f"Product options: `{res.get('product', res.get('incremental', {})).get('options', '?')}` "
-          "(tables run concurrently when `workers` > 1, so per-table seconds overlap).", "",
-          lake_line + ".", "",
-          "| " + " | ".join(heads) + " |", "|" + "|".join("---" for _ in heads) + "|"]
+    md = [
+        f"# Compaction benchmark, {N:,} events ({datetime.now(UTC):%Y-%m-%d})",
+        "",
+        f"Machine: {_machine()}.",
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
+        "",
+        f"Product code: {code}.",
+        "",
+        "Command: `.venv/bin/python bench/bench_compact.py " + " ".join(sys.argv[1:]) + "`",
+        "",
+        f"Product options: `{res.get('product', res.get('incremental', {})).get('options', '?')}` "
+        "(tables run concurrently when `workers` > 1, so per-table seconds overlap).",
+        "",
+        lake_line + ".",
+        "",
+        "| " + " | ".join(heads) + " |",
+        "|" + "|".join("---" for _ in heads) + "|",
+    ]
     md += ["| " + " | ".join(r[h].replace("|", "\\|") for h in heads) + " |" for r in rows]
-    md += ["", "Each row is one fresh process; seconds exclude interpreter start and third-party imports. "
-           "× floor = seconds ÷ the floor's seconds. Peak RSS = max(psutil samples of the process tree every "
-           "0.1 s, the process's own ru_maxrss). cores own/other = average cores the contender kept busy / "
-           "average cores busy with anything else on the machine meanwhile (2 cores in all: other > 0.2 "
-           "means the row was measured on a shared machine). delta: MERGE time of the subset, projected "
-           "linearly to the lake (optimistic: later merges hit a larger table). Checks: row count and key "
-           "checksum against a DuckDB QUALIFY over the raw files (and, for the Parquet/Delta outputs, a "
-           "checksum of the winning events' (partition, offset))."]
+    md += [
+        "",
+        "Each row is one fresh process; seconds exclude interpreter start and third-party imports. "
+        "× floor = seconds ÷ the floor's seconds. Peak RSS = max(psutil samples of the process tree every "
+        "0.1 s, the process's own ru_maxrss). cores own/other = average cores the contender kept busy / "
+        "average cores busy with anything else on the machine meanwhile (2 cores in all: other > 0.2 "
+        "means the row was measured on a shared machine). delta: MERGE time of the subset, projected "
+        "linearly to the lake (optimistic: later merges hit a larger table). Checks: row count and key "
+        "checksum against a DuckDB QUALIFY over the raw files (and, for the Parquet/Delta outputs, a "
+        "checksum of the winning events' (partition, offset)).",
+    ]
     if inc:
-        md += ["", f"Incremental: the lake minus its objects whose newest commit is at or after {inc['cut']} "
-               f"({inc['objects']} objects, {inc['events']:,} events: {inc['per_topic']}) was compacted "
-               "into a fresh state (base row), then those objects were added and `compact()` applied them."]
+        md += [
+            "",
+            f"Incremental: the lake minus its objects whose newest commit is at or after {inc['cut']} "
+            f"({inc['objects']} objects, {inc['events']:,} events: {inc['per_topic']}) was compacted "
+            "into a fresh state (base row), then those objects were added and `compact()` applied them.",
+        ]
     for which in ("product", "incremental"):
         tables = res.get(which, {}).get("tables")
         if tables:
-            md += ["", f"{which} per table (in completion order; the process's peak RSS when the table was done):", "",
-                   "| table | events | rows | tombstones | commits | s | status | peak RSS so far MB |",
-                   "|---|---|---|---|---|---|---|---|"]
-            md += [f"| {t} | {v['events']:,} | {v['rows']:,} | {v['tombstones']:,} | {v['commits']} | "
-                   f"{v['seconds']:.1f} | {v['status']} | {v.get('peak_so_far_mb', 0):,.0f} |"
-                   for t, v in tables.items()]
+            md += [
+                "",
+                f"{which} per table (in completion order; the process's peak RSS when the table was done):",
+                "",
+                "| table | events | rows | tombstones | commits | s | status | peak RSS so far MB |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            md += [
+                f"| {t} | {v['events']:,} | {v['rows']:,} | {v['tombstones']:,} | {v['commits']} | "
+                f"{v['seconds']:.1f} | {v['status']} | {v.get('peak_so_far_mb', 0):,.0f} |"
+                for t, v in tables.items()
+            ]
     errors = {k: v for k, v in res.items() if isinstance(v, dict) and v.get("error")}
     if errors:
-        md += ["", "Errors:", ""] + [f"- {k}: `{v['error']}`" + (f"\n\n```\n{v['traceback']}```" if v.get("traceback")
-                                                                 else "") for k, v in errors.items()]
+        md += ["", "Errors:", ""] + [
+            f"- {k}: `{v['error']}`" + (f"\n\n```\n{v['traceback']}```" if v.get("traceback") else "")
+            for k, v in errors.items()
+        ]
     for what, profile in profiles.items():
         if profile and profile.get("profile_cumulative"):
-            md += ["", f"cProfile of `compact()`, {what}, `{profile.get('options', '')}` "
-                   f"({profile['seconds']:.1f} s under the profiler), "
-                   "top by cumulative time:", "", "```", profile["profile_cumulative"].strip(), "```", "",
-                   "top by own time:", "", "```", profile["profile_tottime"].strip(), "```"]
+            md += [
+                "",
+                f"cProfile of `compact()`, {what}, `{profile.get('options', '')}` "
+                f"({profile['seconds']:.1f} s under the profiler), "
+                "top by cumulative time:",
+                "",
+                "```",
+                profile["profile_cumulative"].strip(),
+                "```",
+                "",
+                "top by own time:",
+                "",
+                "```",
+                profile["profile_tottime"].strip(),
+                "```",
+            ]
             table_txt += f"\n\nprofile ({what}):\n" + profile["profile_cumulative"]
     return {"table": table_txt, "markdown": "\n".join(md) + "\n"}
 

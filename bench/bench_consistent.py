@@ -41,10 +41,12 @@ from lakehouse.state.consistent import compact_consistent  # noqa: E402
 def split_lake(full: Path, head: Path, tail_share: float) -> None:
     """``head``: every topic's objects but the last ``tail_share`` of them (Kafka order)."""
     for topic_dir in (full / "topics").iterdir():
-        files = sorted(topic_dir.rglob("*"), key=lambda p: (p.parent.name, int(p.name.split("+")[-1].split(".")[0])
-                                                             if "+" in p.name else 0))
+        files = sorted(
+            topic_dir.rglob("*"),
+            key=lambda p: (p.parent.name, int(p.name.split("+")[-1].split(".")[0]) if "+" in p.name else 0),
+        )
         values = [f for f in files if f.is_file() and ".headers." not in f.name and ".keys." not in f.name]
-        keep = values[:len(values) - max(1, round(len(values) * tail_share))]
+        keep = values[: len(values) - max(1, round(len(values) * tail_share))]
         stems = {_stem(f.name) for f in keep}
         for f in files:
             if f.is_file() and _stem(f.name) in stems:
@@ -75,8 +77,12 @@ def main() -> int:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-consistent-"))
     full, lake = work / "full", work / "lake"
     if not full.exists():
-        generate_lake(str(full), GeneratorOptions(events=args.events, seed=16, transactions=True,
-                                                  flush_size=max(500, args.events // 400)))
+        generate_lake(
+            str(full),
+            GeneratorOptions(
+                events=args.events, seed=16, transactions=True, flush_size=max(500, args.events // 400)
+            ),
+        )
     shutil.rmtree(lake, ignore_errors=True)
     split_lake(full, lake, args.increment)
     shipped = load_config()
@@ -89,8 +95,11 @@ def main() -> int:
         hist_s, _ = timed(lambda: compact(str(lake), str(work / "hist"), shipped))
         cons_s, cons = timed(lambda: compact_consistent(str(lake), str(work / "base"), plain))
         events = sum(r.events for r in base)
-        for name, secs in (("baseline compact", base_s), ("compact, history on 2 tables", hist_s),
-                           ("consistent root (after baseline)", cons_s)):
+        for name, secs in (
+            ("baseline compact", base_s),
+            ("compact, history on 2 tables", hist_s),
+            ("consistent root (after baseline)", cons_s),
+        ):
             rows.append((step, name, secs, events / secs if secs else 0.0, secs / base_s if base_s else 0.0))
         assert all(r.error is None for r in cons), [r.error for r in cons]
     print(f"\n{args.events:,} events, {os.cpu_count()} cores, workdir {work}")

@@ -63,9 +63,12 @@ def run(lake: Path, state: Path, engine) -> dict:
     failed = [r.error for r in results if r.failed]
     if failed:
         raise SystemExit(f"compaction failed: {failed}")
-    return {"seconds": time.perf_counter() - started, "events": sum(r.events for r in results),
-            "folds": sum(r.engine.folds for r in results),
-            "input_bytes": sum(r.engine.input_bytes for r in results)}
+    return {
+        "seconds": time.perf_counter() - started,
+        "events": sum(r.events for r in results),
+        "folds": sum(r.engine.folds for r in results),
+        "input_bytes": sum(r.engine.input_bytes for r in results),
+    }
 
 
 def same_rows(state: Path, reference: Path) -> bool:
@@ -73,7 +76,9 @@ def same_rows(state: Path, reference: Path) -> bool:
     from lakehouse.state.export import visible_rows
 
     for entry in load_config().tables:
-        got, want = (sorted(visible_rows(str(s), entry.table).to_pylist(), key=repr) for s in (state, reference))
+        got, want = (
+            sorted(visible_rows(str(s), entry.table).to_pylist(), key=repr) for s in (state, reference)
+        )
         if got != want:
             print(f"  DIFFERENT: {entry.table}")
             return False
@@ -92,7 +97,10 @@ def script_reads() -> int:
     from lakehouse.state.sqlfold import fold_script
 
     fields = [pa.field("id", pa.int64()), *(pa.field(f"c{i}", pa.string()) for i in range(6))]
-    work = {n: f"p.d.{n}" for n in ("fold_truncates", "out_late", "out_result", "out_effects", "out_new_truncates")}
+    work = {
+        n: f"p.d.{n}"
+        for n in ("fold_truncates", "out_late", "out_result", "out_effects", "out_new_truncates")
+    }
     script = fold_script(("id",), fields, True, "bigquery", work, "SELECT 1")
     logging.getLogger("sqlglot").setLevel(logging.ERROR)  # LOOP / IF scaffolding parses as commands
     reads = 0
@@ -107,11 +115,14 @@ def script_reads() -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--flush-size", type=int, default=2_000, help="events per object (a 1 %% increment is "
-                                                                        "whole objects)")
+    parser.add_argument(
+        "--flush-size", type=int, default=2_000, help="events per object (a 1 %% increment is whole objects)"
+    )
     parser.add_argument("--workdir", default="/tmp/benche")
     args = parser.parse_args()
     os.environ.setdefault("LAKEHOUSE_PSEUDONYM_KEY", "bench-key")
@@ -138,8 +149,10 @@ def main() -> None:
     proc, emulator = _start(work / "emulator")
     try:
         client = emulator.client()
-        engines = {"local": LocalEngine(),
-                   "bigquery": BigQueryEngine(client, f"{emulator.project}.bench_engine")}
+        engines = {
+            "local": LocalEngine(),
+            "bigquery": BigQueryEngine(client, f"{emulator.project}.bench_engine"),
+        }
         rows = []
         for name, engine in engines.items():
             for label in ("full", "inc"):
@@ -150,29 +163,40 @@ def main() -> None:
             inc = run(base, work / f"state-{name}-inc", engine)
             for k in late:  # the next engine starts from the base lake again
                 (base / k).unlink()
-            ok = same_rows(work / f"state-{name}-full", work / "state-local-full") and \
-                same_rows(work / f"state-{name}-inc", work / "state-local-full")
+            ok = same_rows(work / f"state-{name}-full", work / "state-local-full") and same_rows(
+                work / f"state-{name}-inc", work / "state-local-full"
+            )
             rows.append((name, full, inc, ok))
     finally:
         _stop(proc)
 
     reads = script_reads()
     print(f"\n{args.events:,} events, 1 % increment = {len(late)} objects\n")
-    print("| engine | run | events | seconds | folds | fold input bytes | bytes / event | increment / full | same rows |")
+    print(
+        "| engine | run | events | seconds | folds | fold input bytes | bytes / event | increment / full | same rows |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name, full, inc, ok in rows:
         for label, r in (("full", full), ("1 % increment", inc)):
-            share = f"{inc['input_bytes'] / full['input_bytes']:.1%}" if label != "full" and full["input_bytes"] else "-"
+            share = (
+                f"{inc['input_bytes'] / full['input_bytes']:.1%}"
+                if label != "full" and full["input_bytes"]
+                else "-"
+            )
             per_event = f"{r['input_bytes'] / r['events']:.0f}" if r["events"] and r["input_bytes"] else "-"
-            print(f"| {name} | {label} | {r['events']:,} | {r['seconds']:.1f} | {r['folds']} | {r['input_bytes']:,} | "
-                  f"{per_event} | {share} | {'OK' if ok else 'DIFFERENT'} |")
+            print(
+                f"| {name} | {label} | {r['events']:,} | {r['seconds']:.1f} | {r['folds']} | {r['input_bytes']:,} | "
+                f"{per_event} | {share} | {'OK' if ok else 'DIFFERENT'} |"
+            )
     bq_full = rows[-1][1]
     per_event = bq_full["input_bytes"] / bq_full["events"]
     day = 1e9 * per_event * reads
     print(f"\none fold's script reads {reads} tables (every FROM/JOIN; each at most the fold's rows)")
-    print(f"1 B events/day, on paper: {1e9 * per_event / TIB:.2f} TiB of fold input; at most {day / TIB:.1f} TiB "
-          f"read by the scripts = ${day / TIB * ON_DEMAND_USD_PER_TIB:,.0f}/day on demand "
-          f"(${ON_DEMAND_USD_PER_TIB}/TiB); load jobs are free")
+    print(
+        f"1 B events/day, on paper: {1e9 * per_event / TIB:.2f} TiB of fold input; at most {day / TIB:.1f} TiB "
+        f"read by the scripts = ${day / TIB * ON_DEMAND_USD_PER_TIB:,.0f}/day on demand "
+        f"(${ON_DEMAND_USD_PER_TIB}/TiB); load jobs are free"
+    )
 
 
 if __name__ == "__main__":

@@ -58,20 +58,31 @@ def run_engine(engine: str, lake: str, batch_events: int, threads: int) -> dict:
                 result = fold(batch, state, key, row_fields)
             state = result.rows if state is None else _merge(state, result.rows, key)
             events_total += batch.num_rows
-        visible = pl.from_arrow(state.filter(pc.invert(state.column("__deleted"))).drop_columns(
-            ["__toast_pending", "__stream_lsn"]))
+        visible = pl.from_arrow(
+            state.filter(pc.invert(state.column("__deleted"))).drop_columns(
+                ["__toast_pending", "__stream_lsn"]
+            )
+        )
         visible_rows += visible.height
         checksum = (checksum + int(visible.hash_rows().sum())) % 2**64  # every cell of every visible row
     seconds = time.perf_counter() - started
-    return {"engine": engine, "seconds": seconds, "events": events_total, "visible_rows": visible_rows,
-            "checksum": checksum, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "engine": engine,
+        "seconds": seconds,
+        "events": events_total,
+        "visible_rows": visible_rows,
+        "checksum": checksum,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def _merge(state, rows, key):
     import polars as pl
     import pyarrow as pa
 
-    kept = pl.from_arrow(state).join(pl.from_arrow(rows.select(list(key))), on=list(key), how="anti").to_arrow()
+    kept = (
+        pl.from_arrow(state).join(pl.from_arrow(rows.select(list(key))), on=list(key), how="anti").to_arrow()
+    )
     return pa.concat_tables([kept.cast(rows.schema), rows])
 
 
@@ -87,15 +98,34 @@ def main() -> None:
         return
     results = []
     for engine in ENGINES:
-        out = subprocess.run([sys.executable, __file__, "--lake", args.lake, "--batch-events", str(args.batch_events),
-                              "--threads", str(args.threads), "--engine", engine],
-                             capture_output=True, text=True, check=True, cwd=ROOT)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--lake",
+                args.lake,
+                "--batch-events",
+                str(args.batch_events),
+                "--threads",
+                str(args.threads),
+                "--engine",
+                engine,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     base = results[0]["seconds"]
-    print(f"{'engine':<10} {'seconds':>8} {'× ref':>6} {'events/s':>10} {'peak RSS MB':>12} {'visible rows':>13}")
+    print(
+        f"{'engine':<10} {'seconds':>8} {'× ref':>6} {'events/s':>10} {'peak RSS MB':>12} {'visible rows':>13}"
+    )
     for r in results:
-        print(f"{r['engine']:<10} {r['seconds']:>8.2f} {r['seconds'] / base:>6.2f} {r['events'] / r['seconds']:>10,.0f} "
-              f"{r['peak_rss_mb']:>12,.0f} {r['visible_rows']:>13,}")
+        print(
+            f"{r['engine']:<10} {r['seconds']:>8.2f} {r['seconds'] / base:>6.2f} {r['events'] / r['seconds']:>10,.0f} "
+            f"{r['peak_rss_mb']:>12,.0f} {r['visible_rows']:>13,}"
+        )
     if len({(r["visible_rows"], r["checksum"]) for r in results}) != 1:
         sys.exit("the engines disagree on the visible rows")
     print("same visible rows, cell for cell (row hash checksum)")

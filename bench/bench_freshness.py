@@ -73,8 +73,13 @@ Q_RUNS = """query { runsOrError(filter: {pipelineName: "compact_tables"}, limit:
   ... on Runs { results { runId status creationTime startTime endTime tags { key value } } } } }"""
 Q_EVENTS = """query($id: ID!) { logsForRun(runId: $id, limit: 5000) { __typename
   ... on EventConnection { events { __typename ... on MessageEvent { timestamp } } } } }"""
-RUN_EVENTS = {"RunStartingEvent": "starting", "RunStartEvent": "started",
-              "ExecutionStepStartEvent": "step", "RunSuccessEvent": "ended", "RunFailureEvent": "ended"}
+RUN_EVENTS = {
+    "RunStartingEvent": "starting",
+    "RunStartEvent": "started",
+    "ExecutionStepStartEvent": "step",
+    "RunSuccessEvent": "ended",
+    "RunFailureEvent": "ended",
+}
 SEGMENTS = [  # (name, from point, to point) of an object's timeline: landed -> ... -> committed
     ("sensor wait + tick", "landed", "created"),
     ("run queue", "created", "starting"),
@@ -94,6 +99,7 @@ def phase_compact(job: dict) -> dict:
     if job.get("load_code"):  # what a run worker imports before its step can start
         t = time.perf_counter()
         import orchestration.definitions
+
         out["import_seconds"] = time.perf_counter() - t
         out["code_from"] = str(Path(orchestration.definitions.__file__).resolve().parents[1])
     if not job.get("lake"):
@@ -110,8 +116,16 @@ def phase_compact(job: dict) -> dict:
     t = time.perf_counter()
     results = compact(job["lake"], job["state"], load_config(), tables=job.get("tables"))
     out["seconds"] = time.perf_counter() - t
-    out["tables"] = {r.table: {"status": r.status, "objects": r.objects, "events": r.events,
-                               "seconds": r.seconds, "error": r.error} for r in results}
+    out["tables"] = {
+        r.table: {
+            "status": r.status,
+            "objects": r.objects,
+            "events": r.events,
+            "seconds": r.seconds,
+            "error": r.error,
+        }
+        for r in results
+    }
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
@@ -128,12 +142,20 @@ def run_phase_here(job_path: str) -> None:
 def run_phase(work: Path, label: str, job: dict, env: dict, code: Path) -> dict:
     path = work / f"job-{label}.json"
     path.write_text(json.dumps(job))
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--phase", "compact", "--job", str(path)],
-                          capture_output=True, text=True, cwd=code, env=env)
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--phase", "compact", "--job", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=code,
+        env=env,
+    )
     (work / f"{label}.err").write_text(proc.stderr)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
-    res = json.loads(lines[-1]) if lines else {"error": f"exit code {proc.returncode}: "
-                                                        + " | ".join(proc.stderr.splitlines()[-5:])}
+    res = (
+        json.loads(lines[-1])
+        if lines
+        else {"error": f"exit code {proc.returncode}: " + " | ".join(proc.stderr.splitlines()[-5:])}
+    )
     bad = [t["error"] for t in res.get("tables", {}).values() if t.get("error")]
     if "error" in res or bad:
         sys.exit(f"{label}: {res.get('error') or bad}\n{res.get('traceback', '')}")
@@ -147,7 +169,9 @@ def run_phase(work: Path, label: str, job: dict, env: dict, code: Path) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-def plan_landing(stage: Path, tables: list[tuple[str, str]], objects: int) -> tuple[list[str], list[tuple[str, str]]]:
+def plan_landing(
+    stage: Path, tables: list[tuple[str, str]], objects: int
+) -> tuple[list[str], list[tuple[str, str]]]:
     """(seed keys, [(table, key)] to land in order): the newest objects of each table, round-robin."""
     from lakehouse.lake.layout import IgnoredObject, parse_object_key
     from lakehouse.lake.store import open_store
@@ -172,9 +196,9 @@ def plan_landing(stage: Path, tables: list[tuple[str, str]], objects: int) -> tu
         for t, keys in per_table.items():
             if take[t] < len(keys) - 1 and sum(take.values()) < objects:
                 take[t] += 1
-    queues = {t: keys[len(keys) - take[t]:] for t, keys in per_table.items()}
+    queues = {t: keys[len(keys) - take[t] :] for t, keys in per_table.items()}
     for t, keys in per_table.items():
-        seed += keys[:len(keys) - take[t]]
+        seed += keys[: len(keys) - take[t]]
     order = []
     while any(queues.values()):
         for t, q in queues.items():
@@ -209,9 +233,14 @@ class Dagster:
         self.url = f"http://127.0.0.1:{port}"
         self.home = env["DAGSTER_HOME"]
         self.log = open(log, "w")  # noqa: SIM115 (closed in stop())
-        self.proc = subprocess.Popen([str(VENV_BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1",
-                                      "-p", str(port)], cwd=code, env=env, stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [str(VENV_BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+            cwd=code,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.cpu_seen: dict[int, float] = {}  # pid -> user+system seconds, last sample
 
     def wait_ready(self, timeout: float) -> None:
@@ -259,6 +288,7 @@ class Dagster:
 
     def sample_cpu(self) -> None:
         import psutil
+
         with contextlib.suppress(psutil.Error):
             root = psutil.Process(self.proc.pid)
             for p in [root, *root.children(recursive=True)]:
@@ -269,6 +299,7 @@ class Dagster:
     def stop(self) -> None:
         """SIGTERM to the process group, SIGKILL after 30 s; then any child that left the group."""
         import psutil
+
         children = []
         with contextlib.suppress(psutil.Error):
             children = psutil.Process(self.proc.pid).children(recursive=True)
@@ -364,6 +395,7 @@ class StateWatcher:
 
 def _busy_seconds() -> float:
     import psutil
+
     t = psutil.cpu_times()
     return t.user + t.nice + t.system + t.irq + t.softirq + t.steal
 
@@ -371,6 +403,7 @@ def _busy_seconds() -> float:
 def wait_quiet(max_seconds: float) -> float:
     """Wait (at most ``max_seconds``) until the machine has been idle for 5 s (< 0.3 cores busy)."""
     import psutil
+
     started = time.perf_counter()
     while time.perf_counter() - started < max_seconds:
         if psutil.cpu_percent(interval=5.0) / 100 * (os.cpu_count() or 1) < 0.3:
@@ -408,9 +441,14 @@ def attribute_runs(records: list[dict], runs: list[dict], dagster: Dagster) -> N
         if r.get("startTime"):
             points = dagster.run_events(r["runId"])
             by_table.setdefault(table, []).append(
-                {"run": r["runId"], "created": r["creationTime"], "started": r["startTime"],
-                 **{k: v for k, v in points.items() if k in ("starting", "started", "step")},
-                 "ended": points.get("ended") or r.get("endTime") or time.time()})
+                {
+                    "run": r["runId"],
+                    "created": r["creationTime"],
+                    "started": r["startTime"],
+                    **{k: v for k, v in points.items() if k in ("starting", "started", "step")},
+                    "ended": points.get("ended") or r.get("endTime") or time.time(),
+                }
+            )
     for rec in records:
         for r in by_table.get(rec["table"], []):
             if r.get("step", r["started"]) <= rec["committed"] <= r["ended"]:
@@ -440,11 +478,18 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--settle", type=float, default=300.0, help="max wait after the last landing")
     ap.add_argument("--startup-timeout", type=float, default=300.0)
-    ap.add_argument("--quiet-wait", type=float, default=120.0,
-                    help="wait at most this long for an idle machine before starting dagster dev")
+    ap.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=120.0,
+        help="wait at most this long for an idle machine before starting dagster dev",
+    )
     ap.add_argument("--workdir", default="/tmp/bench-freshness")
-    ap.add_argument("--live-code", action="store_true",
-                    help="run the repo's code itself, not a snapshot taken at the start (<workdir>/code)")
+    ap.add_argument(
+        "--live-code",
+        action="store_true",
+        help="run the repo's code itself, not a snapshot taken at the start (<workdir>/code)",
+    )
     ap.add_argument("--report", default=str(ROOT / "bench" / "results" / "freshness.md"))
     ap.add_argument("--phase", help=argparse.SUPPRESS)
     ap.add_argument("--job", help=argparse.SUPPRESS)
@@ -462,11 +507,18 @@ def main() -> None:
     for p in work.glob("job-*.json"):
         p.unlink()
     home.mkdir(parents=True)
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("LAKEHOUSE_LAKE", "LAKEHOUSE_STATE", "LAKEHOUSE_DUCKDB", "LAKEHOUSE_TABLES_CONFIG")}
-    env |= {"LAKEHOUSE_HOME": str(home), "LAKEHOUSE_PSEUDONYM_KEY": "bench", "DAGSTER_HOME": str(home / "dagster"),
-            # the venv's tools first, as in an activated venv: the code location runs `dbt` from PATH
-            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("LAKEHOUSE_LAKE", "LAKEHOUSE_STATE", "LAKEHOUSE_DUCKDB", "LAKEHOUSE_TABLES_CONFIG")
+    }
+    env |= {
+        "LAKEHOUSE_HOME": str(home),
+        "LAKEHOUSE_PSEUDONYM_KEY": "bench",
+        "DAGSTER_HOME": str(home / "dagster"),
+        # the venv's tools first, as in an activated venv: the code location runs `dbt` from PATH
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     lake, state = home / "lake", home / "state"
 
     # the code measured: a snapshot taken now (the repo may change during the run), or the repo itself
@@ -476,14 +528,19 @@ def main() -> None:
         code = work / "code"
         say(f"code snapshot ({code_start}) -> {code}")
         snapshot_code(code)
-        env["PYTHONPATH"] = os.pathsep.join([str(code), str(code / "src"), *filter(None, [env.get("PYTHONPATH")])])
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(code), str(code / "src"), *filter(None, [env.get("PYTHONPATH")])]
+        )
         sys.path[:0] = [str(code), str(code / "src")]
     from lakehouse.config import load_config
     from lakehouse.generate import GeneratorOptions, generate_lake
     from lakehouse.lake.store import LocalStore
 
-    interval = int(re.search(r"SENSOR_INTERVAL_SECONDS\s*=\s*(\d+)",
-                             (code / "orchestration" / "sensors.py").read_text())[1])
+    interval = int(
+        re.search(
+            r"SENSOR_INTERVAL_SECONDS\s*=\s*(\d+)", (code / "orchestration" / "sensors.py").read_text()
+        )[1]
+    )
 
     # 1. staging lake, seed, seed compaction
     stage = work / f"stage-{args.events}-s{args.seed}-f{args.flush_size}"
@@ -507,16 +564,28 @@ def main() -> None:
         link_into(stage, scratch / "lake", [*seed, first])
         shutil.copytree(state, scratch / "state")
         say(f"baseline: compact one object of {table}")
-        baseline[table] = run_phase(work, f"baseline-{table}", {"lake": str(scratch / "lake"),
-                                                                "state": str(scratch / "state"),
-                                                                "tables": [table], "load_code": True},
-                                   env, code)
+        baseline[table] = run_phase(
+            work,
+            f"baseline-{table}",
+            {
+                "lake": str(scratch / "lake"),
+                "state": str(scratch / "state"),
+                "tables": [table],
+                "load_code": True,
+            },
+            env,
+            code,
+        )
     shutil.rmtree(scratch, ignore_errors=True)
     # dagster dev sets DAGSTER_IS_DEV_CLI=1 and its run workers inherit it: the code they load may
     # prepare more in that mode (DbtProject.prepare_if_dev re-parses the dbt project)
     say("baseline: code load with DAGSTER_IS_DEV_CLI=1, as dagster dev's run workers")
-    dev_imports = [run_phase(work, f"import-dev-{n}", {"load_code": True}, env | {"DAGSTER_IS_DEV_CLI": "1"},
-                             code)["import_seconds"] for n in range(3)]
+    dev_imports = [
+        run_phase(work, f"import-dev-{n}", {"load_code": True}, env | {"DAGSTER_IS_DEV_CLI": "1"}, code)[
+            "import_seconds"
+        ]
+        for n in range(3)
+    ]
 
     # 3. dagster dev, the sensor, its first tick (in a lull, if the machine is shared)
     if args.quiet_wait:
@@ -539,13 +608,22 @@ def main() -> None:
         if started["__typename"] != "Sensor":
             raise RuntimeError(f"startSensor: {started}")
         t0 = time.monotonic()
-        first_tick = wait_for("the sensor's first tick", lambda: [t for t in dagster.ticks() if t["endTimestamp"]],
-                              args.startup_timeout)[0]
-        wait_for("the first tick's runs", lambda: not any(r["status"] in ACTIVE for r in dagster.runs()),
-                 args.startup_timeout, every=2.0)
+        first_tick = wait_for(
+            "the sensor's first tick",
+            lambda: [t for t in dagster.ticks() if t["endTimestamp"]],
+            args.startup_timeout,
+        )[0]
+        wait_for(
+            "the first tick's runs",
+            lambda: not any(r["status"] in ACTIVE for r in dagster.runs()),
+            args.startup_timeout,
+            every=2.0,
+        )
         info["first_tick"] = {"runs": len(first_tick["runIds"]), "seconds": time.monotonic() - t0}
-        say(f"first tick: {len(first_tick['runIds'])} runs, all done {info['first_tick']['seconds']:.0f} s "
-            "after the sensor started")
+        say(
+            f"first tick: {len(first_tick['runIds'])} runs, all done {info['first_tick']['seconds']:.0f} s "
+            "after the sensor started"
+        )
 
         # 4. land objects, watch the state tables
         store = LocalStore(lake)
@@ -565,7 +643,9 @@ def main() -> None:
                 i += 1
             watcher.poll()
             dagster.sample_cpu()
-            if i == len(order) and (not watcher.waiting() or now > land_start + i * args.interval + args.settle):
+            if i == len(order) and (
+                not watcher.waiting() or now > land_start + i * args.interval + args.settle
+            ):
                 break
             nxt = land_start + i * args.interval if i < len(order) else now + 0.5
             time.sleep(max(0.0, min(0.5, nxt - time.time())))
@@ -573,8 +653,10 @@ def main() -> None:
         dagster.sample_cpu()
         wall = land_end - land_start
         own1 = resource.getrusage(resource.RUSAGE_SELF)
-        info["cores"] = {"dagster": (sum(dagster.cpu_seen.values()) - cpu_base) / wall,
-                         "bench": (own1.ru_utime + own1.ru_stime - own0) / wall}
+        info["cores"] = {
+            "dagster": (sum(dagster.cpu_seen.values()) - cpu_base) / wall,
+            "bench": (own1.ru_utime + own1.ru_stime - own0) / wall,
+        }
         info["cores"]["other"] = max(0.0, (_busy_seconds() - busy0) / wall - sum(info["cores"].values()))
         info["window"] = wall
         say(f"{len(watcher.done)}/{len(order)} objects applied; collecting Dagster runs and ticks")
@@ -583,17 +665,23 @@ def main() -> None:
         runs = [r for r in dagster.runs() if r["creationTime"] >= land_start - 60]
         attribute_runs(watcher.done, runs, dagster)
         ticks = [t for t in dagster.ticks() if land_start <= t["timestamp"] <= land_end]
-        info["runs"] = {"count": len([r for r in runs if r["creationTime"] >= land_start]),
-                        "committing": len({r["run"] for r in watcher.done if "run" in r}),
-                        "failed": sum(r["status"] == "FAILURE" for r in runs),
-                        "statuses": sorted({r["status"] for r in runs})}
+        info["runs"] = {
+            "count": len([r for r in runs if r["creationTime"] >= land_start]),
+            "committing": len({r["run"] for r in watcher.done if "run" in r}),
+            "failed": sum(r["status"] == "FAILURE" for r in runs),
+            "statuses": sorted({r["status"] for r in runs}),
+        }
         info["ticks"] = {
             "count": len(ticks),
             "requested_runs": sum(len(t["runIds"]) for t in ticks),
             "gap": statistics.median([b["timestamp"] - a["timestamp"] for a, b in zip(ticks, ticks[1:])])
-            if len(ticks) > 1 else None,
-            "duration": statistics.median([t["endTimestamp"] - t["timestamp"] for t in ticks if t["endTimestamp"]])
-            if ticks else None,
+            if len(ticks) > 1
+            else None,
+            "duration": statistics.median(
+                [t["endTimestamp"] - t["timestamp"] for t in ticks if t["endTimestamp"]]
+            )
+            if ticks
+            else None,
         }
     finally:
         say("stopping dagster dev")
@@ -630,34 +718,59 @@ def snapshot_code(dest: Path) -> None:
 def _code_identity() -> str:
     """Which code was measured: HEAD plus uncommitted changes in the code location's folders."""
     git = ["git", "-C", str(ROOT)]
-    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    changed = subprocess.run([*git, "status", "--porcelain", "--", "src", "assets", "orchestration", "config"],
-                             capture_output=True, text=True).stdout.splitlines()
-    return f"{head} (clean)" if not changed else f"{head} + uncommitted changes in {', '.join(x[3:] for x in changed)}"
+    head = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    changed = subprocess.run(
+        [*git, "status", "--porcelain", "--", "src", "assets", "orchestration", "config"],
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    return (
+        f"{head} (clean)"
+        if not changed
+        else f"{head} + uncommitted changes in {', '.join(x[3:] for x in changed)}"
+    )
 
 
 def _machine() -> str:
     import psutil
+
     cpu = "?"
     with contextlib.suppress(OSError, StopIteration):
-        cpu = next(x.split(":", 1)[1].strip() for x in Path("/proc/cpuinfo").read_text().splitlines()
-                   if x.startswith("model name"))
-    return (f"{os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
-            f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
+        cpu = next(
+            x.split(":", 1)[1].strip()
+            for x in Path("/proc/cpuinfo").read_text().splitlines()
+            if x.startswith("model name")
+        )
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
+    )
 
 
 def _table(heads: list[str], rows: list[list[str]]) -> tuple[str, list[str]]:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
-    text = [" | ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True)),
-            "-+-".join("-" * w for w in widths)]
+    text = [
+        " | ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True)),
+        "-+-".join("-" * w for w in widths),
+    ]
     text += [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     md = ["| " + " | ".join(heads) + " |", "|" + "|".join("---" for _ in heads) + "|"]
     md += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(text), md
 
 
-def render(args, info: dict, watcher: StateWatcher, order: list, seed: list, seed_res: dict,
-           baseline: dict, interval: int) -> tuple[str, str]:
+def render(
+    args,
+    info: dict,
+    watcher: StateWatcher,
+    order: list,
+    seed: list,
+    seed_res: dict,
+    baseline: dict,
+    interval: int,
+) -> tuple[str, str]:
     import importlib.metadata as md_
 
     done = sorted(watcher.done, key=lambda r: r["i"])
@@ -668,12 +781,22 @@ def render(args, info: dict, watcher: StateWatcher, order: list, seed: list, see
     def q(values: list[float]) -> list[str]:
         if not values:
             return ["-"] * 4
-        return [f"{pct(values, 0.5):.1f}", f"{pct(values, 0.95):.1f}", f"{max(values):.1f}", f"{min(values):.1f}"]
+        return [
+            f"{pct(values, 0.5):.1f}",
+            f"{pct(values, 0.95):.1f}",
+            f"{max(values):.1f}",
+            f"{min(values):.1f}",
+        ]
 
     head = ["", "count", "p50 s", "p95 s", "max s", "min s"]
-    rows = [[f"landed -> committed (Delta commit time), lake_sensor every {interval} s",
-             f"{len(done)}/{len(order)}", *q(lat)],
-            ["landed -> seen committed (0.5 s polling)", f"{len(done)}/{len(order)}", *q(det)]]
+    rows = [
+        [
+            f"landed -> committed (Delta commit time), lake_sensor every {interval} s",
+            f"{len(done)}/{len(order)}",
+            *q(lat),
+        ],
+        ["landed -> seen committed (0.5 s polling)", f"{len(done)}/{len(order)}", *q(det)],
+    ]
     segs = [s for s in (segments(r) for r in done) if s]
     for name, *_ in SEGMENTS:
         rows.append([f"  part: {name}", f"{len(segs)}", *q([s[name] for s in segs])])
@@ -682,72 +805,124 @@ def render(args, info: dict, watcher: StateWatcher, order: list, seed: list, see
     rows.append(["baseline: compact() of 1 object (fresh process, per table)", f"{len(comp)}", *q(comp)])
     rows.append(["baseline: import orchestration.definitions (fresh process)", f"{len(imp)}", *q(imp)])
     dev = info.get("dev_imports", [])
-    rows.append(["baseline: the same with DAGSTER_IS_DEV_CLI=1 (dagster dev's run workers)", f"{len(dev)}", *q(dev)])
+    rows.append(
+        ["baseline: the same with DAGSTER_IS_DEV_CLI=1 (dagster dev's run workers)", f"{len(dev)}", *q(dev)]
+    )
     summary, md_summary = _table(head, rows)
-    verdict = (f"p95 {pct(lat, 0.95):.1f} s against the 60 s target: {'MET' if ok else 'NOT MET'}" if lat
-               else "no object was applied")
+    verdict = (
+        f"p95 {pct(lat, 0.95):.1f} s against the 60 s target: {'MET' if ok else 'NOT MET'}"
+        if lat
+        else "no object was applied"
+    )
     t = info.get("ticks", {})
     runs = info.get("runs", {})
-    idle = ("; the others found their objects applied by an earlier run"
-            if runs.get("committing", 0) < runs.get("count", 0) else "")
-    dag = (f"dagster dev ready in {info.get('startup_seconds', 0):.0f} s; the sensor's first tick (full listing) "
-           f"requested {info.get('first_tick', {}).get('runs', '?')} runs, done "
-           f"{info.get('first_tick', {}).get('seconds', 0):.0f} s after the start. While landing: "
-           f"{t.get('count', 0)} ticks, median spacing {t.get('gap') or 0:.1f} s, median evaluation "
-           f"{t.get('duration') or 0:.2f} s, {t.get('requested_runs', 0)} runs requested "
-           f"({runs.get('count', 0)} compact_tables runs created, {runs.get('committing', 0)} of them committed "
-           f"landed objects{idle}; {runs.get('failed', 0)} failed; statuses at the end "
-           f"{', '.join(runs.get('statuses', []))}).")
+    idle = (
+        "; the others found their objects applied by an earlier run"
+        if runs.get("committing", 0) < runs.get("count", 0)
+        else ""
+    )
+    dag = (
+        f"dagster dev ready in {info.get('startup_seconds', 0):.0f} s; the sensor's first tick (full listing) "
+        f"requested {info.get('first_tick', {}).get('runs', '?')} runs, done "
+        f"{info.get('first_tick', {}).get('seconds', 0):.0f} s after the start. While landing: "
+        f"{t.get('count', 0)} ticks, median spacing {t.get('gap') or 0:.1f} s, median evaluation "
+        f"{t.get('duration') or 0:.2f} s, {t.get('requested_runs', 0)} runs requested "
+        f"({runs.get('count', 0)} compact_tables runs created, {runs.get('committing', 0)} of them committed "
+        f"landed objects{idle}; {runs.get('failed', 0)} failed; statuses at the end "
+        f"{', '.join(runs.get('statuses', []))})."
+    )
     c = info.get("cores", {})
-    cores = (f"Average cores busy over the {info.get('window', 0):.0f} s window: dagster dev and its runs "
-             f"{c.get('dagster', 0):.2f}, this script (landing, polling) {c.get('bench', 0):.2f}, anything else "
-             f"{c.get('other', 0):.2f} (of {os.cpu_count()}: 'anything else' above ~0.2 means a shared machine).")
+    cores = (
+        f"Average cores busy over the {info.get('window', 0):.0f} s window: dagster dev and its runs "
+        f"{c.get('dagster', 0):.2f}, this script (landing, polling) {c.get('bench', 0):.2f}, anything else "
+        f"{c.get('other', 0):.2f} (of {os.cpu_count()}: 'anything else' above ~0.2 means a shared machine)."
+    )
     per_table = {}
     for r in done:
         per_table.setdefault(r["table"], []).append(r["committed"] - r["landed"])
-    base_rows = [[tbl, f"{b['tables'][tbl]['objects']}", f"{b['tables'][tbl]['events']:,}", f"{b['seconds']:.2f}",
-                  f"{b['import_seconds']:.1f}", f"{len(per_table.get(tbl, []))}",
-                  f"{pct(per_table[tbl], 0.5):.1f}" if per_table.get(tbl) else "-"]
-                 for tbl, b in baseline.items()]
-    base_txt, base_md = _table(["table", "objects", "events", "compact() s", "code load s", "landed",
-                                "p50 landed -> committed s"], base_rows)
+    base_rows = [
+        [
+            tbl,
+            f"{b['tables'][tbl]['objects']}",
+            f"{b['tables'][tbl]['events']:,}",
+            f"{b['seconds']:.2f}",
+            f"{b['import_seconds']:.1f}",
+            f"{len(per_table.get(tbl, []))}",
+            f"{pct(per_table[tbl], 0.5):.1f}" if per_table.get(tbl) else "-",
+        ]
+        for tbl, b in baseline.items()
+    ]
+    base_txt, base_md = _table(
+        ["table", "objects", "events", "compact() s", "code load s", "landed", "p50 landed -> committed s"],
+        base_rows,
+    )
     obj_rows = []
     for r in done:
         s = segments(r)
-        obj_rows.append([str(r["i"]), r["table"], r["key"].rsplit("/", 1)[-1],
-                         datetime.fromtimestamp(r["landed"], UTC).strftime("%H:%M:%S.%f")[:-3],
-                         f"{r['committed'] - r['landed']:.1f}", str(r["version"]), r.get("run", "-")[:8],
-                         *([f"{s[n]:.1f}" for n, *_ in SEGMENTS] if s else ["-"] * len(SEGMENTS))])
-    obj_txt, obj_md = _table(["#", "table", "object", "landed (UTC)", "latency s", "version", "run",
-                              *[n for n, *_ in SEGMENTS]], obj_rows)
+        obj_rows.append(
+            [
+                str(r["i"]),
+                r["table"],
+                r["key"].rsplit("/", 1)[-1],
+                datetime.fromtimestamp(r["landed"], UTC).strftime("%H:%M:%S.%f")[:-3],
+                f"{r['committed'] - r['landed']:.1f}",
+                str(r["version"]),
+                r.get("run", "-")[:8],
+                *([f"{s[n]:.1f}" for n, *_ in SEGMENTS] if s else ["-"] * len(SEGMENTS)),
+            ]
+        )
+    obj_txt, obj_md = _table(
+        ["#", "table", "object", "landed (UTC)", "latency s", "version", "run", *[n for n, *_ in SEGMENTS]],
+        obj_rows,
+    )
     missing = [f"{k} ({t})" for t, w in watcher.pending.items() for k in w]
     text = "\n\n".join([verdict, summary, dag, cores, base_txt]) + (
-        f"\n\nnot applied: {', '.join(missing)}" if missing else "")
+        f"\n\nnot applied: {', '.join(missing)}" if missing else ""
+    )
     versions = ", ".join(f"{p} {md_.version(p)}" for p in ("dagster", "deltalake"))
     seed_secs = seed_res["seconds"]
-    md = [f"# Freshness benchmark: object landed -> state committed ({datetime.now(UTC):%Y-%m-%d})", "",
-          f"Machine: {_machine()}. Versions: {versions}. Code: {info.get('code', '?')}.", "",
-          "Command: `" + " ".join([".venv/bin/python bench/bench_freshness.py", *sys.argv[1:]]) + "`", "",
-          f"**{verdict}** ({len(done)} of {len(order)} objects applied; lake_sensor interval "
-          f"{interval} s, `compact_tables` runs launched by `dagster dev`'s daemon, one process per run).", "",
-          f"Lake: a staging lake of {args.events:,} generated events (seed {args.seed}, flush size "
-          f"{args.flush_size}); {len(seed):,} of its objects were the watched lake from the start (compacted "
-          f"in {seed_secs:.1f} s before Dagster started); the {len(order)} newest objects (round-robin over "
-          f"the tables, Kafka order within each) landed one every {args.interval:g} s while `lake_sensor` ran.", "",
-          *md_summary, "",
-          "Latency = the Delta commit timestamp of the first table version whose manifest lists the object minus "
-          "the moment the object became visible in the lake. The parts split it at the committing run's "
-          "points: created (by the sensor's tick), RunStarting (the daemon's run queue launched it; the queue "
-          "also holds a run while its table's pool is taken), RunStart (the worker process is up and has loaded "
-          "the code location), step start; each clipped at the landing time, so an object that lands while a run of "
-          "its table is already past a point waits 0 there (the run's compaction lists the topic and applies it). "
-          "The baseline rows are measured before Dagster starts, one fresh process per table on a copy of the "
-          "lake and state: `compact()` applying just that object, and the import of the code location that "
-          "every run worker pays before its step starts; then three processes import it with "
-          "`DAGSTER_IS_DEV_CLI=1`, the variable `dagster dev` sets and its run workers inherit.", "",
-          dag, "", cores, "",
-          "Baseline per table, with the landed objects' median latency:", "", *base_md, "",
-          "<details><summary>Every landed object</summary>", "", *obj_md, "", "</details>"]
+    md = [
+        f"# Freshness benchmark: object landed -> state committed ({datetime.now(UTC):%Y-%m-%d})",
+        "",
+        f"Machine: {_machine()}. Versions: {versions}. Code: {info.get('code', '?')}.",
+        "",
+        "Command: `" + " ".join([".venv/bin/python bench/bench_freshness.py", *sys.argv[1:]]) + "`",
+        "",
+        f"**{verdict}** ({len(done)} of {len(order)} objects applied; lake_sensor interval "
+        f"{interval} s, `compact_tables` runs launched by `dagster dev`'s daemon, one process per run).",
+        "",
+        f"Lake: a staging lake of {args.events:,} generated events (seed {args.seed}, flush size "
+        f"{args.flush_size}); {len(seed):,} of its objects were the watched lake from the start (compacted "
+        f"in {seed_secs:.1f} s before Dagster started); the {len(order)} newest objects (round-robin over "
+        f"the tables, Kafka order within each) landed one every {args.interval:g} s while `lake_sensor` ran.",
+        "",
+        *md_summary,
+        "",
+        "Latency = the Delta commit timestamp of the first table version whose manifest lists the object minus "
+        "the moment the object became visible in the lake. The parts split it at the committing run's "
+        "points: created (by the sensor's tick), RunStarting (the daemon's run queue launched it; the queue "
+        "also holds a run while its table's pool is taken), RunStart (the worker process is up and has loaded "
+        "the code location), step start; each clipped at the landing time, so an object that lands while a run of "
+        "its table is already past a point waits 0 there (the run's compaction lists the topic and applies it). "
+        "The baseline rows are measured before Dagster starts, one fresh process per table on a copy of the "
+        "lake and state: `compact()` applying just that object, and the import of the code location that "
+        "every run worker pays before its step starts; then three processes import it with "
+        "`DAGSTER_IS_DEV_CLI=1`, the variable `dagster dev` sets and its run workers inherit.",
+        "",
+        dag,
+        "",
+        cores,
+        "",
+        "Baseline per table, with the landed objects' median latency:",
+        "",
+        *base_md,
+        "",
+        "<details><summary>Every landed object</summary>",
+        "",
+        *obj_md,
+        "",
+        "</details>",
+    ]
     if missing:
         md += ["", f"Not applied within {args.settle:.0f} s of the last landing: {', '.join(missing)}."]
     return text + "\n\n" + obj_txt, "\n".join(md) + "\n"

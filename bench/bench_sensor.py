@@ -46,8 +46,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TOPICS = ("eco2.auth.users", "eco2.scan.scans", "eco2.scan.classification_results",
-          "eco2.scan.rag_retrievals", "eco2.scan.llm_call_log", "eco2.scan.feedback")
+TOPICS = (
+    "eco2.auth.users",
+    "eco2.scan.scans",
+    "eco2.scan.classification_results",
+    "eco2.scan.rag_retrievals",
+    "eco2.scan.llm_call_log",
+    "eco2.scan.feedback",
+)
 OFFSET_STEP = 1000  # records per object (flush.size): offsets grow by this
 BODY = b"PAR1"  # contents never matter to a sensor tick
 
@@ -111,7 +117,11 @@ def phase_measure(job: dict) -> dict:
         last = samples[-1][1]
         out = {"median": statistics.median(secs), "min": min(secs), "max": max(secs), "n": len(secs)}
         if hasattr(last, "listed"):
-            out |= {"listed": last.listed, "calls": last.calls, "found": sum(len(v) for v in last.new.values())}
+            out |= {
+                "listed": last.listed,
+                "calls": last.calls,
+                "found": sum(len(v) for v in last.new.values()),
+            }
         if new is not None:
             out["found"] = new
         return out
@@ -132,8 +142,10 @@ def phase_measure(job: dict) -> dict:
             s = _timed(watch, store, cursor)
             after.append(s)
             if sum(len(v) for v in s[1].new.values()) != count:
-                raise RuntimeError(f"incremental tick found {sum(len(v) for v in s[1].new.values())} "
-                                   f"new objects, {count} landed")
+                raise RuntimeError(
+                    f"incremental tick found {sum(len(v) for v in s[1].new.values())} "
+                    f"new objects, {count} landed"
+                )
             cursor = s[1].cursor
         res["incremental_new"] = stats(after)
 
@@ -158,8 +170,10 @@ def phase_measure(job: dict) -> dict:
         res["traceback"] = traceback.format_exc()[-4000:]
     try:
         # the Dagster sensor function with its resources (watch + run requests + cursor JSON)
-        resources = {"lake": LakeResource(uri=uri),
-                     "state": StateResource(uri=job["state"], tables_config=job["tables_config"])}
+        resources = {
+            "lake": LakeResource(uri=uri),
+            "state": StateResource(uri=job["state"], tables_config=job["tables_config"]),
+        }
 
         # a SQLite instance as under `dagster dev` (the sensor may query runs, e.g. queued ones per table)
         Path(job["dagster_home"]).mkdir(parents=True, exist_ok=True)
@@ -227,12 +241,26 @@ def _free_port() -> int:
 def moto_server():
     """moto's S3 server in its own process on a free loopback port, the AWS environment pointed at it."""
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     endpoint = f"http://127.0.0.1:{port}"
-    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID",
-                                            "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_PROFILE",
-                                            "AWS_SESSION_TOKEN", "AWS_REGION")}
+    saved = {
+        k: os.environ.get(k)
+        for k in (
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_DEFAULT_REGION",
+            "AWS_PROFILE",
+            "AWS_SESSION_TOKEN",
+            "AWS_REGION",
+        )
+    }
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -245,8 +273,12 @@ def moto_server():
                 time.sleep(0.1)
         for k in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
             os.environ.pop(k, None)
-        os.environ |= {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+        os.environ |= {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
         yield endpoint, proc.pid
     finally:
         proc.terminate()
@@ -265,8 +297,9 @@ def build_s3(endpoint: str, bucket: str, keys: list[str]) -> float:
     import boto3
     from botocore.config import Config
 
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          config=Config(max_pool_connections=16))
+    client = boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", config=Config(max_pool_connections=16)
+    )
     client.create_bucket(Bucket=bucket)
     t = time.perf_counter()
     with ThreadPoolExecutor(16) as pool:
@@ -277,6 +310,7 @@ def build_s3(endpoint: str, bucket: str, keys: list[str]) -> float:
 
 def _busy_seconds() -> float:
     import psutil
+
     t = psutil.cpu_times()
     return t.user + t.nice + t.system + t.irq + t.softirq + t.steal
 
@@ -284,6 +318,7 @@ def _busy_seconds() -> float:
 def wait_quiet(max_seconds: float) -> float:
     """Wait (at most ``max_seconds``) until the machine has been idle for 5 s (< 0.3 cores busy)."""
     import psutil
+
     started = time.perf_counter()
     while time.perf_counter() - started < max_seconds:
         if psutil.cpu_percent(interval=5.0) / 100 * (os.cpu_count() or 1) < 0.3:
@@ -293,6 +328,7 @@ def wait_quiet(max_seconds: float) -> float:
 
 def _cpu_of(pid: int | None) -> float:
     import psutil
+
     if pid is None:
         return 0.0
     t = psutil.Process(pid).cpu_times()
@@ -309,20 +345,39 @@ def measure(work: Path, label: str, job: dict, quiet_wait: float, server_pid: in
     env["LAKEHOUSE_TABLES_CONFIG"] = job["tables_config"]  # also read when the code location is imported
     t = time.perf_counter()
     busy0, ru0, server0 = _busy_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN), _cpu_of(server_pid)
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--phase", "measure", "--job",
-                           str(job_path)], capture_output=True, text=True, cwd=ROOT, env=env)
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--phase", "measure", "--job", str(job_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
     wall = time.perf_counter() - t
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     own = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     server = _cpu_of(server_pid) - server0  # the moto server answering this process
     (work / f"{label}.err").write_text(proc.stderr)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
-    result = json.loads(lines[-1]) if lines else {
-        "error": f"exit code {proc.returncode}, no result; stderr: {' | '.join(proc.stderr.splitlines()[-5:])}"}
-    result |= {"wall_seconds": wall, "cpu_cores": own / wall, "waited_for_quiet_s": waited,
-               "server_cores": server / wall, "other_cores": max(0.0, (_busy_seconds() - busy0 - own - server) / wall)}
-    print(f"--- {label}: {result.get('error') or f'done in {wall:.0f} s'}, other processes kept "
-          f"{result['other_cores']:.1f} cores busy meanwhile", file=sys.stderr, flush=True)
+    result = (
+        json.loads(lines[-1])
+        if lines
+        else {
+            "error": f"exit code {proc.returncode}, no result; stderr: {' | '.join(proc.stderr.splitlines()[-5:])}"
+        }
+    )
+    result |= {
+        "wall_seconds": wall,
+        "cpu_cores": own / wall,
+        "waited_for_quiet_s": waited,
+        "server_cores": server / wall,
+        "other_cores": max(0.0, (_busy_seconds() - busy0 - own - server) / wall),
+    }
+    print(
+        f"--- {label}: {result.get('error') or f'done in {wall:.0f} s'}, other processes kept "
+        f"{result['other_cores']:.1f} cores busy meanwhile",
+        file=sys.stderr,
+        flush=True,
+    )
     return result
 
 
@@ -343,8 +398,14 @@ def _ms(x: float) -> str:
 
 
 def render(args, results: dict[str, dict], builds: dict[str, float]) -> tuple[str, str]:
-    heads = ["tick", *[f"{b} ms (min-max)" for b in results], *[f"{b} × baseline" for b in results],
-             "listed / calls", "new found", "runs"]
+    heads = [
+        "tick",
+        *[f"{b} ms (min-max)" for b in results],
+        *[f"{b} × baseline" for b in results],
+        "listed / calls",
+        "new found",
+        "runs",
+    ]
     rows = []
     for key, label, base in ROWS:
         row = [label.format(new=args.new)]
@@ -364,8 +425,10 @@ def render(args, results: dict[str, dict], builds: dict[str, float]) -> tuple[st
             runs = str(m["runs"]) if "runs" in m else runs
         rows.append(row + cells + ratios + [listed, found, runs])
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
-    text = [" | ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True)),
-            "-+-".join("-" * w for w in widths)]
+    text = [
+        " | ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True)),
+        "-+-".join("-" * w for w in widths),
+    ]
     text += [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     errors = {b: r for b, r in results.items() if "error" in r}
     table = "\n".join(text)
@@ -373,22 +436,34 @@ def render(args, results: dict[str, dict], builds: dict[str, float]) -> tuple[st
         table += f"\n\n{b}: {r['error']}\n{r.get('traceback', '')}"
 
     import psutil
+
     cpu = "?"
     with contextlib.suppress(OSError, StopIteration):
-        cpu = next(x.split(":", 1)[1].strip() for x in Path("/proc/cpuinfo").read_text().splitlines()
-                   if x.startswith("model name"))
-    machine = (f"{os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
-               f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
+        cpu = next(
+            x.split(":", 1)[1].strip()
+            for x in Path("/proc/cpuinfo").read_text().splitlines()
+            if x.startswith("model name")
+        )
+    machine = (
+        f"{os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
+    )
     import importlib.metadata as md
+
     versions = ", ".join(f"{p} {md.version(p)}" for p in ("dagster", "boto3", "moto"))
     folders = len(TOPICS) * args.partitions
     md_lines = [
-        f"# Sensor tick benchmark, {args.objects:,} objects ({datetime.now(UTC):%Y-%m-%d})", "",
-        f"Machine: {machine}. Versions: {versions}.", "",
-        "Command: `" + " ".join([".venv/bin/python bench/bench_sensor.py", *sys.argv[1:]]) + "`", "",
+        f"# Sensor tick benchmark, {args.objects:,} objects ({datetime.now(UTC):%Y-%m-%d})",
+        "",
+        f"Machine: {machine}. Versions: {versions}.",
+        "",
+        "Command: `" + " ".join([".venv/bin/python bench/bench_sensor.py", *sys.argv[1:]]) + "`",
+        "",
         f"Lake: {args.objects:,} objects of {len(BODY)} bytes in {folders} folders ({len(TOPICS)} topics × "
         f"{args.partitions} Kafka partitions, default partitioner), keys as the S3 sink writes them. "
-        + "; ".join(f"{b}: built in {s:.0f} s" for b, s in builds.items()) + ".", "",
+        + "; ".join(f"{b}: built in {s:.0f} s" for b, s in builds.items())
+        + ".",
+        "",
         f"Each tick {args.repeat}× (moto S3: {args.s3_repeat}×) in one fresh process per backend (median, "
         "min-max; the first tick of `watch()` once, the first call in the process). `× baseline` = the "
         "tick's median ÷ a naive full re-list (`watch(store, None)`) measured in the same process. "
@@ -402,16 +477,22 @@ def render(args, results: dict[str, dict], builds: dict[str, float]) -> tuple[st
         "calls, whatever the lake's size. moto's milliseconds are not S3's: moto filters every key of the "
         "bucket on each LIST request (about 0.1 s per call at 100k keys, where S3 answers a StartAfter "
         "listing in tens of milliseconds), so its incremental ticks look slower than S3's would; the "
-        "listed / calls columns carry over to S3.", "",
-        "| " + " | ".join(heads) + " |", "|" + "|".join("---" for _ in heads) + "|"]
+        "listed / calls columns carry over to S3.",
+        "",
+        "| " + " | ".join(heads) + " |",
+        "|" + "|".join("---" for _ in heads) + "|",
+    ]
     md_lines += ["| " + " | ".join(rows_i) + " |" for rows_i in rows]
     for b, r in results.items():
         if "wall_seconds" in r and "peak_rss_mb" in r:
             server = f", the moto server {r['server_cores']:.1f}" if r.get("server_cores") else ""
-            md_lines += ["", f"{b}: the measuring process ran {r['wall_seconds']:.0f} s, kept "
-                         f"{r['cpu_cores']:.1f} cores busy on average{server}, while other processes kept "
-                         f"{r['other_cores']:.1f} busy (of {os.cpu_count()}: above ~0.2 the machine was shared "
-                         f"and the times are inflated); peak RSS {r['peak_rss_mb']:,.0f} MB."]
+            md_lines += [
+                "",
+                f"{b}: the measuring process ran {r['wall_seconds']:.0f} s, kept "
+                f"{r['cpu_cores']:.1f} cores busy on average{server}, while other processes kept "
+                f"{r['other_cores']:.1f} busy (of {os.cpu_count()}: above ~0.2 the machine was shared "
+                f"and the times are inflated); peak RSS {r['peak_rss_mb']:,.0f} MB.",
+            ]
     for b, r in errors.items():
         md_lines += ["", f"{b} failed: `{r['error']}`", "", "```", r.get("traceback", ""), "```"]
     return table, "\n".join(md_lines) + "\n"
@@ -424,10 +505,18 @@ def main() -> None:
     ap.add_argument("--new", type=int, default=50, help="objects landing before an incremental tick")
     ap.add_argument("--repeat", type=int, default=5, help="ticks measured per case")
     ap.add_argument("--s3", action="store_true", help="also on moto S3 (loopback server)")
-    ap.add_argument("--s3-repeat", type=int, default=3,
-                    help="ticks per case on moto S3 (moto answers a 100k-object listing slowly)")
-    ap.add_argument("--quiet-wait", type=float, default=120.0,
-                    help="wait at most this long for an idle machine before each measuring process")
+    ap.add_argument(
+        "--s3-repeat",
+        type=int,
+        default=3,
+        help="ticks per case on moto S3 (moto answers a 100k-object listing slowly)",
+    )
+    ap.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=120.0,
+        help="wait at most this long for an idle machine before each measuring process",
+    )
     ap.add_argument("--workdir", default="/tmp/bench-sensor")
     ap.add_argument("--report", default=str(ROOT / "bench" / "results" / "sensor.md"))
     ap.add_argument("--phase", help=argparse.SUPPRESS)
@@ -443,23 +532,44 @@ def main() -> None:
     # the sensor maps topics to tables with a tables config: the six topics, written here (the repo's
     # config/tables.yaml may be mid-edit while this runs; the sensor only reads topics and tables)
     tables_config = work / "tables.yaml"
-    tables_config.write_text("tables:\n" + "".join(f"  - topic: {t}\n    primary_key: [id]\n" for t in TOPICS))
-    job = {"objects": args.objects, "partitions": args.partitions, "new": args.new, "repeat": args.repeat,
-           "state": str(work / "state"), "tables_config": str(tables_config)}
+    tables_config.write_text(
+        "tables:\n" + "".join(f"  - topic: {t}\n    primary_key: [id]\n" for t in TOPICS)
+    )
+    job = {
+        "objects": args.objects,
+        "partitions": args.partitions,
+        "new": args.new,
+        "repeat": args.repeat,
+        "state": str(work / "state"),
+        "tables_config": str(tables_config),
+    }
     shutil.rmtree(work / "dagster", ignore_errors=True)
     results: dict[str, dict] = {}
     builds: dict[str, float] = {}
     print(f"--- local: writing {len(keys):,} objects ...", file=sys.stderr, flush=True)
     builds["local"] = build_local(work / "lake", keys)
-    results["local"] = measure(work, "local", job | {"uri": str(work / "lake"), "dagster_home": str(work / "dagster" / "local")},
-                               args.quiet_wait)
+    results["local"] = measure(
+        work,
+        "local",
+        job | {"uri": str(work / "lake"), "dagster_home": str(work / "dagster" / "local")},
+        args.quiet_wait,
+    )
     if args.s3:
         with moto_server() as (endpoint, server_pid):
             print(f"--- s3: uploading {len(keys):,} objects to moto ...", file=sys.stderr, flush=True)
             builds["moto S3"] = build_s3(endpoint, "lake", keys)
-            results["moto S3"] = measure(work, "s3", job | {"uri": "s3://lake", "repeat": args.s3_repeat,
-                                                            "dagster_home": str(work / "dagster" / "s3")},
-                                         args.quiet_wait, server_pid)
+            results["moto S3"] = measure(
+                work,
+                "s3",
+                job
+                | {
+                    "uri": "s3://lake",
+                    "repeat": args.s3_repeat,
+                    "dagster_home": str(work / "dagster" / "s3"),
+                },
+                args.quiet_wait,
+                server_pid,
+            )
     shutil.rmtree(work / "lake", ignore_errors=True)
 
     table, markdown = render(args, results, builds)

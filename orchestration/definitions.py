@@ -22,15 +22,32 @@ from orchestration.sensors import lake_sensor
 def build_defs(resources: dict | None = None) -> dg.Definitions:
     """The code location; ``resources`` replaces the environment's (tests point them at temp dirs)."""
     return dg.Definitions(
-        assets=[raw_topics, lake_inventory, *state_assets, *consistent_assets, account_erasure, *warehouse_assets,
-                eco2_dbt, rlhf_golden_dataset,
-                marts_report, *DASHBOARDS],
-        asset_checks=[*state_checks, *consistent_checks, nothing_of_closed_accounts_left, *warehouse_checks,
-                      *gx_checks],
+        assets=[
+            raw_topics,
+            lake_inventory,
+            *state_assets,
+            *consistent_assets,
+            account_erasure,
+            *warehouse_assets,
+            eco2_dbt,
+            rlhf_golden_dataset,
+            marts_report,
+            *DASHBOARDS,
+        ],
+        asset_checks=[
+            *state_checks,
+            *consistent_checks,
+            nothing_of_closed_accounts_left,
+            *warehouse_checks,
+            *gx_checks,
+        ],
         jobs=jobs.ALL,
         sensors=[lake_sensor, warehouse_automation],
         schedules=[maintenance_schedule, marts_schedule],
-        resources={"dbt": dbt_resource(), **(resources if resources is not None else environment.resources())},
+        resources={
+            "dbt": dbt_resource(),
+            **(resources if resources is not None else environment.resources()),
+        },
     )
 
 

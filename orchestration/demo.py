@@ -46,16 +46,38 @@ def capture_from_postgres(lake: str, cli: list[str]) -> None:
         for db, dsn in (("auth", auth), ("scan", scan)):
             step(f"lakehouse capture {db} -> {lake} (snapshot, then streaming)")
             # two captures under one prefix: each its own transaction topic (config/tables.yaml)
-            procs.append(subprocess.Popen([*cli, "capture", "--dsn", dsn, "--lake", lake, "--state-dir", str(state),
-                                           "--transaction-topic", f"eco2.transaction_{db}",
-                                           "--format", "avro" if DEMO_FORMAT == "avro" else "parquet",
-                                           "--rotate-interval", "2", "--stop-when-idle", "8", "--heap-mb", "512"]))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        *cli,
+                        "capture",
+                        "--dsn",
+                        dsn,
+                        "--lake",
+                        lake,
+                        "--state-dir",
+                        str(state),
+                        "--transaction-topic",
+                        f"eco2.transaction_{db}",
+                        "--format",
+                        "avro" if DEMO_FORMAT == "avro" else "parquet",
+                        "--rotate-interval",
+                        "2",
+                        "--stop-when-idle",
+                        "8",
+                        "--heap-mb",
+                        "512",
+                    ]
+                )
+            )
         store = open_store(lake)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and not any(store.list("topics/eco2.scan.feedback/")):
             time.sleep(0.5)
-        step(f"Eco2 workload, while capturing: {DEMO_SCANS // 3:,} more scans, re-scored classifications, "
-             "changed and withdrawn feedback, an account closure")
+        step(
+            f"Eco2 workload, while capturing: {DEMO_SCANS // 3:,} more scans, re-scored classifications, "
+            "changed and withdrawn feedback, an account closure"
+        )
         work.scans(DEMO_SCANS // 3)
         work.changes()
         for p in procs:
@@ -79,10 +101,14 @@ def print_watermarks() -> None:
             print(f"  {database}: none published (no transaction topic): the loads read the newest state")
             continue
         when = dt.datetime.fromtimestamp(mark.commit_ts_ms / 1000, dt.UTC) if mark.commit_ts_ms else None
-        lag = "" if mark.lag_seconds is None else f", {mark.lag_seconds:.0f} s behind the newest landed commit"
+        lag = (
+            "" if mark.lag_seconds is None else f", {mark.lag_seconds:.0f} s behind the newest landed commit"
+        )
         at = f"{when:%Y-%m-%d %H:%M:%S} UTC" if when else "at the snapshot"
-        print(f"  {database}: commit LSN {mark.lsn} (txId {mark.tx_id}, committed {at}){lag}; "
-              f"{len(mark.tables)} of {len(entries)} tables")
+        print(
+            f"  {database}: commit LSN {mark.lsn} (txId {mark.tx_id}, committed {at}){lag}; "
+            f"{len(mark.tables)} of {len(entries)} tables"
+        )
 
 
 def print_history_example() -> None:
@@ -104,10 +130,14 @@ def print_history_example() -> None:
     one = versions.filter(pl.col("id") == changed.min()).sort("valid_from")
     for v in one.iter_rows(named=True):
         until = f"{v['valid_to']:%Y-%m-%d %H:%M:%S}" if v["valid_to"] else "now (current)"
-        print(f"  feedback {v['id']}: thumbs_up={v['thumbs_up']!s:<5} corrected={v['corrected_category']!s:<10} "
-              f"valid {v['valid_from']:%Y-%m-%d %H:%M:%S} .. {until}")
-    print(f"  as it was: lakehouse export --state {settings.state_uri()} --table scan.feedback "
-          f"--as-of {one['valid_from'][0].isoformat()} --out feedback.parquet")
+        print(
+            f"  feedback {v['id']}: thumbs_up={v['thumbs_up']!s:<5} corrected={v['corrected_category']!s:<10} "
+            f"valid {v['valid_from']:%Y-%m-%d %H:%M:%S} .. {until}"
+        )
+    print(
+        f"  as it was: lakehouse export --state {settings.state_uri()} --table scan.feedback "
+        f"--as-of {one['valid_from'][0].isoformat()} --out feedback.parquet"
+    )
 
 
 def install_instance_config(dagster_home: Path) -> None:
@@ -133,29 +163,52 @@ def main() -> int:
     if DEMO_SOURCE == "postgres":
         capture_from_postgres(lake, cli)
     elif lake.startswith("s3://") or not Path(lake).exists():
-        step(f"generating a sample Eco2 lake ({DEMO_EVENTS:,} events, {DEMO_FORMAT} objects as the S3 sink writes "
-             f"them; DEMO_FORMAT=parquet|avro|json) at {lake}, with a schema change mid-stream (a column added, "
-             "a type widened: the state follows PostgreSQL, see docs/schema-changes.md)")
-        subprocess.run([*cli, "generate", "--lake", lake, "--events", str(DEMO_EVENTS), "--seed", "7",
-                        "--format", DEMO_FORMAT,
-                        "--flush-size", "5000", "--pk-changes", "--truncates", "--schema-change", "--transactions",
-                        # about nine days of traffic: daily marts, and the price change of 2026-11-05
-                        "--events-per-second", str(DEMO_EVENTS / (9 * 86_400))],
-                       check=True)
+        step(
+            f"generating a sample Eco2 lake ({DEMO_EVENTS:,} events, {DEMO_FORMAT} objects as the S3 sink writes "
+            f"them; DEMO_FORMAT=parquet|avro|json) at {lake}, with a schema change mid-stream (a column added, "
+            "a type widened: the state follows PostgreSQL, see docs/schema-changes.md)"
+        )
+        subprocess.run(
+            [
+                *cli,
+                "generate",
+                "--lake",
+                lake,
+                "--events",
+                str(DEMO_EVENTS),
+                "--seed",
+                "7",
+                "--format",
+                DEMO_FORMAT,
+                "--flush-size",
+                "5000",
+                "--pk-changes",
+                "--truncates",
+                "--schema-change",
+                "--transactions",
+                # about nine days of traffic: daily marts, and the price change of 2026-11-05
+                "--events-per-second",
+                str(DEMO_EVENTS / (9 * 86_400)),
+            ],
+            check=True,
+        )
     else:
         step(f"using the existing lake at {lake} (delete it to regenerate)")
 
     step("inspecting the lake (topics, objects, schemas, events per op)")
     subprocess.run([*cli, "inspect", "--lake", lake, "--no-schemas"], check=True)
 
-    step("running the Dagster job 'main' in-process: current state, warehouse, dbt marts, checks, dataset export")
+    step(
+        "running the Dagster job 'main' in-process: current state, warehouse, dbt marts, checks, dataset export"
+    )
     import dagster as dg
 
     from orchestration.definitions import defs
 
     quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-    result = defs.resolve_job_def("main").execute_in_process(instance=dg.DagsterInstance.get(),
-                                                             run_config=quiet)
+    result = defs.resolve_job_def("main").execute_in_process(
+        instance=dg.DagsterInstance.get(), run_config=quiet
+    )
     if not result.success:
         print("the main job failed; see the Dagster run logs", file=sys.stderr)
         return 1
@@ -164,20 +217,39 @@ def main() -> int:
         mat = event.materialization
         if mat.asset_key.path[0] in ("staging", "intermediate", "marts", "seeds"):
             continue  # dbt's own log above lists those
-        keep = ("status", "events", "rows", "lag_seconds", "mode", "inserted_rows", "seconds", "version",
-                "new_version", "watermark_lsn", "watermark_tx_id", "read_from", "closed_accounts",
-                "tombstones_erased", "history_versions_erased")
+        keep = (
+            "status",
+            "events",
+            "rows",
+            "lag_seconds",
+            "mode",
+            "inserted_rows",
+            "seconds",
+            "version",
+            "new_version",
+            "watermark_lsn",
+            "watermark_tx_id",
+            "read_from",
+            "closed_accounts",
+            "tombstones_erased",
+            "history_versions_erased",
+        )
         meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items() if k in keep}
         print(f"  materialized {mat.asset_key.to_user_string()}: {meta}")
         if mat.asset_key.path[0] == "datasets":
             dataset = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
         if mat.asset_key.path[0] == "reports":
             report = mat.metadata["path"].value
-    marts = [e for e in result.get_asset_materialization_events() if e.materialization.asset_key.path[0] == "marts"]
+    marts = [
+        e for e in result.get_asset_materialization_events() if e.materialization.asset_key.path[0] == "marts"
+    ]
     checks = result.get_asset_check_evaluations()
     failed = [f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed]
-    print(f"  marts built: {len(marts)}; asset checks (state, warehouse, Great Expectations, dbt tests): "
-          f"{len(checks) - len(failed)} of {len(checks)} passed" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    print(
+        f"  marts built: {len(marts)}; asset checks (state, warehouse, Great Expectations, dbt tests): "
+        f"{len(checks) - len(failed)} of {len(checks)} passed"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
 
     step("headline numbers from the marts")
     import duckdb
@@ -188,30 +260,47 @@ def main() -> int:
         for headline, value in con.execute(sql("marts/headlines.sql")).fetchall():
             print(f"  {headline:<48} {value}")
     if dataset:
-        print(f"  {'RLHF dataset version':<48} {dataset['version']} ({dataset['rows']:,} rows, "
-              f"{'new' if dataset['new_version'] else 'unchanged: no new version'})")
+        print(
+            f"  {'RLHF dataset version':<48} {dataset['version']} ({dataset['rows']:,} rows, "
+            f"{'new' if dataset['new_version'] else 'unchanged: no new version'})"
+        )
 
     print_watermarks()
     print_history_example()
 
     step(f"done in {time.monotonic() - started:,.0f} s. Where to look:")
     print(f"  lake:          {lake}")
-    print(f"  state tables:  {settings.state_uri()}  (Delta; one per source table; _consistent: every table "
-          "of a database at its watermark)")
-    print(f"  warehouse:     {settings.warehouse_path()}  (DuckDB: auth.*, scan.*; dbt: main_staging, "
-          "main_intermediate, main_marts)")
-    print(f"                 .venv/bin/python -c \"import duckdb; print(duckdb.connect('{settings.warehouse_path()}', "
-          "read_only=True).sql('select count(*) from scan.scans'))\"")
-    print("  export:        .venv/bin/lakehouse export --state " + settings.state_uri()
-          + " --table scan.scans --out scans.parquet [--consistent]")
+    print(
+        f"  state tables:  {settings.state_uri()}  (Delta; one per source table; _consistent: every table "
+        "of a database at its watermark)"
+    )
+    print(
+        f"  warehouse:     {settings.warehouse_path()}  (DuckDB: auth.*, scan.*; dbt: main_staging, "
+        "main_intermediate, main_marts)"
+    )
+    print(
+        f"                 .venv/bin/python -c \"import duckdb; print(duckdb.connect('{settings.warehouse_path()}', "
+        "read_only=True).sql('select count(*) from scan.scans'))\""
+    )
+    print(
+        "  export:        .venv/bin/lakehouse export --state "
+        + settings.state_uri()
+        + " --table scan.scans --out scans.parquet [--consistent]"
+    )
     if dataset:
         print(f"  RLHF dataset:  {dataset['path']}  (data.parquet, data.jsonl, manifest.json)")
     if report:
-        print(f"  report:        {report}  (charts of the marts; also on the asset reports/marts_report in the UI)")
-    print("  dbt:           cd dbt_project && ../.venv/bin/dbt docs generate --profiles-dir .   (lineage, column docs)")
+        print(
+            f"  report:        {report}  (charts of the marts; also on the asset reports/marts_report in the UI)"
+        )
+    print(
+        "  dbt:           cd dbt_project && ../.venv/bin/dbt docs generate --profiles-dir .   (lineage, column docs)"
+    )
     print(f"  dagster home:  {os.environ['DAGSTER_HOME']}  (run history of this demo)")
-    print("  web UI:        make ui   (dagster dev on http://127.0.0.1:3000: assets, checks, lake sensor, "
-          "schedules; materialize from the UI)")
+    print(
+        "  web UI:        make ui   (dagster dev on http://127.0.0.1:3000: assets, checks, lake sensor, "
+        "schedules; materialize from the UI)"
+    )
     return 0
 
 

@@ -44,26 +44,36 @@ def _gcp_credentials():
 def warehouse_resource() -> WarehouseResource:
     if settings.warehouse_kind() == "bigquery":
         return BigQueryWarehouseResource(
-            project=settings.bigquery_project(), location=settings.bigquery_location(),
-            gcp_credentials=_gcp_credentials(), dataset_prefix=settings.bigquery_dataset_prefix(),
-            api_endpoint=settings.bigquery_endpoint())
+            project=settings.bigquery_project(),
+            location=settings.bigquery_location(),
+            gcp_credentials=_gcp_credentials(),
+            dataset_prefix=settings.bigquery_dataset_prefix(),
+            api_endpoint=settings.bigquery_endpoint(),
+        )
     return DuckDBWarehouseResource(path=str(settings.warehouse_path()))
 
 
 def engine_resource() -> EngineResource:
     if settings.engine_kind() == "bigquery":
         return EngineResource(
-            kind="bigquery", project=settings.bigquery_project(), location=settings.bigquery_location(),
-            gcp_credentials=_gcp_credentials(), api_endpoint=settings.bigquery_endpoint(),
-            dataset=settings.bigquery_dataset_prefix() + settings.engine_dataset())
+            kind="bigquery",
+            project=settings.bigquery_project(),
+            location=settings.bigquery_location(),
+            gcp_credentials=_gcp_credentials(),
+            api_endpoint=settings.bigquery_endpoint(),
+            dataset=settings.bigquery_dataset_prefix() + settings.engine_dataset(),
+        )
     return EngineResource(kind="local")
 
 
 def resources() -> dict[str, dg.ConfigurableResource]:
     return {
         "lake": LakeResource(uri=settings.lake_uri()),
-        "state": StateResource(uri=settings.state_uri(), tables_config=os.environ.get("LAKEHOUSE_TABLES_CONFIG"),
-                               pseudonym_key=dg.EnvVar(PSEUDONYM_KEY)),
+        "state": StateResource(
+            uri=settings.state_uri(),
+            tables_config=os.environ.get("LAKEHOUSE_TABLES_CONFIG"),
+            pseudonym_key=dg.EnvVar(PSEUDONYM_KEY),
+        ),
         "engine": engine_resource(),
         "warehouse": warehouse_resource(),
     }

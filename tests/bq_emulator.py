@@ -202,7 +202,10 @@ def fold_engine(kind: str, request: pytest.FixtureRequest) -> tuple[Any, dict[st
     env = {"LAKEHOUSE_ENGINE": kind}
     if kind == "bigquery":
         emulator = request.getfixturevalue("bigquery_emulator")
-        env |= {"LAKEHOUSE_BIGQUERY_PROJECT": emulator.project, "LAKEHOUSE_BIGQUERY_ENDPOINT": emulator.endpoint,
-                "LAKEHOUSE_BIGQUERY_ENGINE_DATASET": f"engine_{uuid.uuid4().hex[:8]}"}
+        env |= {
+            "LAKEHOUSE_BIGQUERY_PROJECT": emulator.project,
+            "LAKEHOUSE_BIGQUERY_ENDPOINT": emulator.endpoint,
+            "LAKEHOUSE_BIGQUERY_ENGINE_DATASET": f"engine_{uuid.uuid4().hex[:8]}",
+        }
     with mock.patch.dict(os.environ, env):
         return open_engine(), env

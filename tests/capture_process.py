@@ -30,8 +30,23 @@ class Capture:
 
     def start(self) -> Capture:
         self.state.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "lakehouse.cli", "capture", "--dsn", self.dsn, "--lake", str(self.lake),
-               "--state-dir", str(self.state), "--rotate-interval", "1", "--heap-mb", "512", *self.extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "lakehouse.cli",
+            "capture",
+            "--dsn",
+            self.dsn,
+            "--lake",
+            str(self.lake),
+            "--state-dir",
+            str(self.state),
+            "--rotate-interval",
+            "1",
+            "--heap-mb",
+            "512",
+            *self.extra,
+        ]
         self._log_handle = self.log.open("a")  # closed in stop()/kill9(); the child writes to it
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log_handle, text=True)
         return self

@@ -69,8 +69,11 @@ def moto_s3():
     import boto3
 
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -262,9 +265,7 @@ class Dbz:
 
 @pytest.fixture(scope="session")
 def dbz(sample_events) -> Dbz:
-    source = (
-        next(e for e in sample_events if e.value is not None).value_schema.field("source").schema
-    )
+    source = next(e for e in sample_events if e.value is not None).value_schema.field("source").schema
     return Dbz(source)
 
 

@@ -31,8 +31,18 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 # hop-by-hop headers (RFC 9110 §7.6.1) plus Expect: the proxy answers 100-continue itself
-_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
-        "upgrade", "expect", "proxy-authorization", "proxy-authenticate"}
+_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "expect",
+    "proxy-authorization",
+    "proxy-authenticate",
+}
 _ERRORS = ("500 InternalError", "503 SlowDown")
 _RATES = ("error_rate", "slow_rate", "slow_seconds", "drop_rate")
 
@@ -47,15 +57,26 @@ class FaultProxy:
     Counters (``requests``, ``injected_errors``, ``dropped``, ``slowed``) are updated under a lock.
     """
 
-    def __init__(self, upstream: str, error_rate: float = 0.0, slow_rate: float = 0.0,
-                 slow_seconds: float = 0.5, drop_rate: float = 0.0, seed: int | None = None,
-                 methods: set[str] | None = None):
+    def __init__(
+        self,
+        upstream: str,
+        error_rate: float = 0.0,
+        slow_rate: float = 0.0,
+        slow_seconds: float = 0.5,
+        drop_rate: float = 0.0,
+        seed: int | None = None,
+        methods: set[str] | None = None,
+    ):
         url = urllib.parse.urlsplit(upstream)
         if url.scheme != "http" or not url.hostname:
             raise ValueError(f"upstream must be http://host[:port], got {upstream!r}")
         self.upstream = (url.hostname, url.port or 80)
         self.error_rate, self.slow_rate, self.slow_seconds, self.drop_rate = (
-            error_rate, slow_rate, slow_seconds, drop_rate)
+            error_rate,
+            slow_rate,
+            slow_seconds,
+            drop_rate,
+        )
         self.methods = {m.upper() for m in methods} if methods else None
         self.requests = self.injected_errors = self.dropped = self.slowed = 0
         self._rng = random.Random(seed)
@@ -95,8 +116,13 @@ class FaultProxy:
                 fault = "drop" if self._outage_drop else "error"
             else:
                 draw = self._rng.random()
-                fault = ("error" if draw < self.error_rate
-                         else "drop" if draw < self.error_rate + self.drop_rate else None)
+                fault = (
+                    "error"
+                    if draw < self.error_rate
+                    else "drop"
+                    if draw < self.error_rate + self.drop_rate
+                    else None
+                )
             if fault == "error":
                 self.injected_errors += 1
                 fault = self._rng.choice(_ERRORS)
@@ -113,8 +139,9 @@ class FaultProxy:
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.proxy = self
         self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        name="fault-proxy", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="fault-proxy", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -140,8 +167,7 @@ class _Server(ThreadingHTTPServer):
         super().__init__(*args, **kwargs)
 
     def process_request(self, request, client_address):
-        t = threading.Thread(target=self.process_request_thread, args=(request, client_address),
-                             daemon=True)
+        t = threading.Thread(target=self.process_request_thread, args=(request, client_address), daemon=True)
         with self._open_lock:
             self._open[request] = t
         t.start()
@@ -194,8 +220,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
         elif fault:
             status, code = fault.split()
-            payload = (f"<?xml version='1.0' encoding='UTF-8'?>\n<Error><Code>{code}</Code>"
-                       "<Message>injected</Message></Error>").encode()
+            payload = (
+                f"<?xml version='1.0' encoding='UTF-8'?>\n<Error><Code>{code}</Code>"
+                "<Message>injected</Message></Error>"
+            ).encode()
             self.close_connection = True
             self.send_response(int(status))
             self.send_header("Content-Type", "application/xml")
@@ -214,8 +242,9 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 # as received (repeated headers too), Host included; a decoded chunked body gets a
                 # Content-Length
-                upstream.putrequest(self.command, self.path, skip_host="Host" in self.headers,
-                                    skip_accept_encoding=True)
+                upstream.putrequest(
+                    self.command, self.path, skip_host="Host" in self.headers, skip_accept_encoding=True
+                )
                 for k, v in self.headers.items():
                     if k.lower() not in _HOP and k.lower() != "content-length":
                         upstream.putheader(k, v)

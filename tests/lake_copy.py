@@ -42,7 +42,7 @@ def land_step(src: Path, dst: Path, step: int, steps: int) -> int:
     n_copied = 0
     for keys in keys_by_partition(src).values():
         n = len(keys)
-        part = keys[step * n // steps:(step + 1) * n // steps]
+        part = keys[step * n // steps : (step + 1) * n // steps]
         copy_objects(src, dst, part)
         n_copied += len(part)
     return n_copied

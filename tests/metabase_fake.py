@@ -63,8 +63,13 @@ def _map(body: dict, key: str, required: bool = True) -> None:
 
 
 class FakeMetabase:
-    def __init__(self, api_key: str = "mb_test_key", username: str = "admin@example.com",
-                 password: str = "secret", databases: list[dict] | None = None):
+    def __init__(
+        self,
+        api_key: str = "mb_test_key",
+        username: str = "admin@example.com",
+        password: str = "secret",
+        databases: list[dict] | None = None,
+    ):
         self.api_key, self.username, self.password = api_key, username, password
         self.sessions: set[str] = set()
         self.lock = threading.Lock()
@@ -75,8 +80,16 @@ class FakeMetabase:
             {"id": 3, "name": "Eco2 BigQuery", "engine": "bigquery-cloud-sdk"},
         ]
         self.collections: dict[int, dict] = {
-            1: {"id": 1, "name": "Admin's Personal Collection", "personal_owner_id": 1, "location": "/",
-                "archived": False, "description": None, "namespace": None, "authority_level": None},
+            1: {
+                "id": 1,
+                "name": "Admin's Personal Collection",
+                "personal_owner_id": 1,
+                "location": "/",
+                "archived": False,
+                "description": None,
+                "namespace": None,
+                "authority_level": None,
+            },
         }
         self.cards: dict[int, dict] = {}
         self.dashboards: dict[int, dict] = {}
@@ -147,7 +160,9 @@ class FakeMetabase:
                     status, payload = 400, "Malformed JSON"
                 data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "text/plain" if isinstance(payload, str) else "application/json")
+                self.send_header(
+                    "Content-Type", "text/plain" if isinstance(payload, str) else "application/json"
+                )
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -209,8 +224,16 @@ class FakeMetabase:
 
     def get_collection(self, query: dict) -> tuple[int, Any]:
         archived = query.get("archived", ["false"])[0] == "true"
-        root = {"id": "root", "name": "Our analytics", "can_write": True, "effective_location": None,
-                "parent_id": None, "effective_ancestors": [], "authority_level": None, "is_personal": False}
+        root = {
+            "id": "root",
+            "name": "Our analytics",
+            "can_write": True,
+            "effective_location": None,
+            "parent_id": None,
+            "effective_ancestors": [],
+            "authority_level": None,
+            "is_personal": False,
+        }
         rows = [copy.deepcopy(c) for c in self.collections.values() if c["archived"] == archived]
         return 200, ([] if archived else [root]) + rows
 
@@ -221,10 +244,18 @@ class FakeMetabase:
         if parent is not None and parent not in self.collections:
             raise ApiError(404, "Not found.")
         location = "/" if parent is None else f"{self.collections[parent]['location']}{parent}/"
-        coll = {"id": next(self.ids), "name": body["name"], "description": body.get("description"),
-                "location": location, "personal_owner_id": None, "archived": False, "namespace": None,
-                "authority_level": None, "slug": body["name"].lower().replace(" ", "_"),
-                "entity_id": uuid.uuid4().hex[:21]}
+        coll = {
+            "id": next(self.ids),
+            "name": body["name"],
+            "description": body.get("description"),
+            "location": location,
+            "personal_owner_id": None,
+            "archived": False,
+            "namespace": None,
+            "authority_level": None,
+            "slug": body["name"].lower().replace(" ", "_"),
+            "entity_id": uuid.uuid4().hex[:21],
+        }
         self.collections[coll["id"]] = coll
         return 200, copy.deepcopy(coll)
 
@@ -243,8 +274,17 @@ class FakeMetabase:
 
     def get_card(self, query: dict) -> tuple[int, Any]:
         f = query.get("f", ["all"])[0]
-        if f not in ("all", "mine", "archived", "bookmarked", "database", "table", "using_model",
-                     "using_metric", "using_segment"):
+        if f not in (
+            "all",
+            "mine",
+            "archived",
+            "bookmarked",
+            "database",
+            "table",
+            "using_model",
+            "using_metric",
+            "using_segment",
+        ):
             raise ApiError(400, {"errors": {"f": "nullable enum"}})
         archived = f == "archived"
         return 200, [copy.deepcopy(c) for c in self.cards.values() if c["archived"] == archived]
@@ -262,14 +302,25 @@ class FakeMetabase:
         _map(body, "visualization_settings")
         self._check_collection(body.get("collection_id"))
         now = _now()
-        card = {"id": next(self.ids), "name": body["name"], "description": body.get("description"),
-                "collection_id": body.get("collection_id"), "display": body["display"],
-                "visualization_settings": copy.deepcopy(body["visualization_settings"]),
-                "dataset_query": self._stored_query(body["dataset_query"]),
-                "database_id": body["dataset_query"].get("database"), "type": body.get("type") or "question",
-                "query_type": body["dataset_query"].get("type"), "archived": False, "creator_id": 1,
-                "result_metadata": [], "parameters": [], "created_at": now, "updated_at": now,
-                "entity_id": uuid.uuid4().hex[:21]}
+        card = {
+            "id": next(self.ids),
+            "name": body["name"],
+            "description": body.get("description"),
+            "collection_id": body.get("collection_id"),
+            "display": body["display"],
+            "visualization_settings": copy.deepcopy(body["visualization_settings"]),
+            "dataset_query": self._stored_query(body["dataset_query"]),
+            "database_id": body["dataset_query"].get("database"),
+            "type": body.get("type") or "question",
+            "query_type": body["dataset_query"].get("type"),
+            "archived": False,
+            "creator_id": 1,
+            "result_metadata": [],
+            "parameters": [],
+            "created_at": now,
+            "updated_at": now,
+            "entity_id": uuid.uuid4().hex[:21],
+        }
         self.cards[card["id"]] = card
         return 200, copy.deepcopy(card)
 
@@ -285,8 +336,15 @@ class FakeMetabase:
         if "collection_id" in body:
             self._check_collection(body["collection_id"])
         card = self.cards[card_id]
-        for key in ("name", "description", "collection_id", "display", "visualization_settings", "archived",
-                    "type"):
+        for key in (
+            "name",
+            "description",
+            "collection_id",
+            "display",
+            "visualization_settings",
+            "archived",
+            "type",
+        ):
             if key in body:
                 card[key] = copy.deepcopy(body[key])
         if body.get("dataset_query") is not None:
@@ -302,7 +360,8 @@ class FakeMetabase:
         dash = copy.deepcopy(self.dashboards[dashboard_id])
         dash["dashcards"] = [
             {**copy.deepcopy(dc), "card": copy.deepcopy(self.cards.get(dc["card_id"]))}
-            for dc in sorted(self.dashcards.values(), key=lambda d: d["id"]) if dc["dashboard_id"] == dashboard_id
+            for dc in sorted(self.dashcards.values(), key=lambda d: d["id"])
+            if dc["dashboard_id"] == dashboard_id
         ]
         return dash
 
@@ -322,10 +381,20 @@ class FakeMetabase:
         _non_blank(body, "name")
         self._check_collection(body.get("collection_id"))
         now = _now()
-        dash = {"id": next(self.ids), "name": body["name"], "description": body.get("description"),
-                "collection_id": body.get("collection_id"), "archived": False, "parameters": [], "tabs": [],
-                "creator_id": 1, "created_at": now, "updated_at": now, "width": "fixed",
-                "entity_id": uuid.uuid4().hex[:21]}
+        dash = {
+            "id": next(self.ids),
+            "name": body["name"],
+            "description": body.get("description"),
+            "collection_id": body.get("collection_id"),
+            "archived": False,
+            "parameters": [],
+            "tabs": [],
+            "creator_id": 1,
+            "created_at": now,
+            "updated_at": now,
+            "width": "fixed",
+            "entity_id": uuid.uuid4().hex[:21],
+        }
         self.dashboards[dash["id"]] = dash
         return 200, self._dashboard(dash["id"])
 
@@ -347,31 +416,47 @@ class FakeMetabase:
 
     def _put_dashcards(self, dashboard_id: int, dashcards: Any) -> None:
         if not isinstance(dashcards, list) or not all(isinstance(d, dict) and "id" in d for d in dashcards):
-            raise ApiError(400, {"errors": {"dashcards": "value must be seq of maps in which ids are unique"}})
+            raise ApiError(
+                400, {"errors": {"dashcards": "value must be seq of maps in which ids are unique"}}
+            )
         ids = [d["id"] for d in dashcards]
         if len(set(ids)) != len(ids):
-            raise ApiError(400, {"errors": {"dashcards": "value must be seq of maps in which ids are unique"}})
+            raise ApiError(
+                400, {"errors": {"dashcards": "value must be seq of maps in which ids are unique"}}
+            )
         for d in dashcards:
             for key in ("row", "col", "size_x", "size_y"):
                 if not isinstance(d.get(key), int) or d[key] < 0:
-                    raise ApiError(400, {"errors": {key: "value must be an integer greater or equal to zero."}})
+                    raise ApiError(
+                        400, {"errors": {key: "value must be an integer greater or equal to zero."}}
+                    )
             if d.get("card_id") is not None and d["card_id"] not in self.cards:
                 raise ApiError(404, "Not found.")
-            if d["id"] >= 0 and (d["id"] not in self.dashcards
-                                 or self.dashcards[d["id"]]["dashboard_id"] != dashboard_id):
+            if d["id"] >= 0 and (
+                d["id"] not in self.dashcards or self.dashcards[d["id"]]["dashboard_id"] != dashboard_id
+            ):
                 raise ApiError(404, "Not found.")
         keep = {d["id"] for d in dashcards if d["id"] >= 0}
-        for dc_id in [i for i, dc in self.dashcards.items() if dc["dashboard_id"] == dashboard_id and i not in keep]:
+        for dc_id in [
+            i for i, dc in self.dashcards.items() if dc["dashboard_id"] == dashboard_id and i not in keep
+        ]:
             del self.dashcards[dc_id]
         now = _now()
         for d in dashcards:
             dc_id = d["id"] if d["id"] >= 0 else next(self.ids)
             previous = self.dashcards.get(dc_id, {"created_at": now})
             self.dashcards[dc_id] = {
-                "id": dc_id, "dashboard_id": dashboard_id, "card_id": d.get("card_id"),
-                "row": d["row"], "col": d["col"], "size_x": d["size_x"], "size_y": d["size_y"],
+                "id": dc_id,
+                "dashboard_id": dashboard_id,
+                "card_id": d.get("card_id"),
+                "row": d["row"],
+                "col": d["col"],
+                "size_x": d["size_x"],
+                "size_y": d["size_y"],
                 "visualization_settings": copy.deepcopy(d.get("visualization_settings") or {}),
                 "parameter_mappings": copy.deepcopy(d.get("parameter_mappings") or []),
-                "series": copy.deepcopy(d.get("series") or []), "dashboard_tab_id": d.get("dashboard_tab_id"),
-                "created_at": previous["created_at"], "updated_at": now,
+                "series": copy.deepcopy(d.get("series") or []),
+                "dashboard_tab_id": d.get("dashboard_tab_id"),
+                "created_at": previous["created_at"],
+                "updated_at": now,
             }

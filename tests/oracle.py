@@ -50,8 +50,13 @@ def lake_state(reader: LakeReader, topic: str, key: tuple[str, ...], keep=None) 
     return state
 
 
-def _apply(events: list[dict], key: tuple[str, ...], columns: list[str], truncate_lsns: list[int],
-           halves: dict[tuple, dict]) -> tuple[dict[tuple, dict], dict[tuple, dict]]:
+def _apply(
+    events: list[dict],
+    key: tuple[str, ...],
+    columns: list[str],
+    truncate_lsns: list[int],
+    halves: dict[tuple, dict],
+) -> tuple[dict[tuple, dict], dict[tuple, dict]]:
     state: dict[tuple, dict] = {}
     deleted_by_change: dict[tuple, dict] = {}
     streamed: dict[tuple, int] = {}  # per key: highest streamed change LSN applied
@@ -77,7 +82,9 @@ def _apply(events: list[dict], key: tuple[str, ...], columns: list[str], truncat
             continue
         row = {c: ev[c] for c in columns}
         pair = (ev["__lsn"], ev["__tx_id"])
-        previous = state.get(k) or (deleted_by_change.get(pair) or halves.get(pair) if op == "c" else None) or {}
+        previous = (
+            state.get(k) or (deleted_by_change.get(pair) or halves.get(pair) if op == "c" else None) or {}
+        )
         for c, v in row.items():
             if _is_placeholder(v):
                 row[c] = previous.get(c)
@@ -136,8 +143,9 @@ def op_counts(table: pa.Table) -> dict[str, int]:
 
 def plain_config() -> TablesConfig:
     """The Eco2 tables without a personal-data policy (so every column can be compared)."""
-    return TablesConfig(tables=tuple(TableConfig(topic=t.topic, primary_key=t.primary_key)
-                                     for t in load_config().tables))
+    return TablesConfig(
+        tables=tuple(TableConfig(topic=t.topic, primary_key=t.primary_key) for t in load_config().tables)
+    )
 
 
 def state_of(state: Path | str, table: str, key: tuple[str, ...]) -> dict[tuple, dict]:
@@ -153,8 +161,10 @@ def assert_equals_oracle(lake: Path | str, state: Path | str, config: TablesConf
             continue
         want = lake_state(reader, entry.topic, entry.primary_key)
         got = state_of(state, entry.table, entry.primary_key)
-        assert set(got) == set(want), f"{entry.table}: keys differ " \
+        assert set(got) == set(want), (
+            f"{entry.table}: keys differ "
             f"(missing {list(set(want) - set(got))[:3]}, extra {list(set(got) - set(want))[:3]})"
+        )
         for k, row in want.items():
             for c, v in row.items():
                 assert got[k].get(c) == v, f"{entry.table} {k}.{c}: {got[k].get(c)!r} != {v!r}"
@@ -174,4 +184,5 @@ def committed_by(ends: list[dict], watermark: int):
             return (ev["__lsn"] or -1) <= watermark
         mine = [c for c in commits.get(ev["__tx_id"], []) if c >= ev["__lsn"]]
         return bool(mine) and min(mine) <= watermark
+
     return keep

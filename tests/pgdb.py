@@ -11,11 +11,15 @@ def drop_database(pg_cluster, name: str) -> None:
 
     with psycopg.connect(pg_cluster.dsn(), autocommit=True) as conn:
         for _ in range(20):  # a walsender may still be attached for a moment after a capture exits
-            conn.execute("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
-                         "WHERE database = %s AND active_pid IS NOT NULL", (name,))
+            conn.execute(
+                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+                "WHERE database = %s AND active_pid IS NOT NULL",
+                (name,),
+            )
             try:
-                for (slot,) in conn.execute("SELECT slot_name FROM pg_replication_slots WHERE database = %s",
-                                            (name,)).fetchall():
+                for (slot,) in conn.execute(
+                    "SELECT slot_name FROM pg_replication_slots WHERE database = %s", (name,)
+                ).fetchall():
                     conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
                 break
             except psycopg.errors.ObjectInUse:

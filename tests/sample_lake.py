@@ -45,14 +45,16 @@ def load_events(connect_dir: Path = CONNECT_DIR) -> list[SampleEvent]:
                 key_schemas[rec["avro_key_schema_id"]] = parse_avro_schema(rec["avro_key_schema"])
             vs = value_schemas.get(rec.get("avro_value_schema_id")) if rec["value"] is not None else None
             ks = key_schemas.get(rec.get("avro_key_schema_id"))
-            events.append(SampleEvent(rec["topic"], offset, rec["key"], rec["value"], vs, ks,
-                                      rec.get("headers") or {}))
+            events.append(
+                SampleEvent(rec["topic"], offset, rec["key"], rec["value"], vs, ks, rec.get("headers") or {})
+            )
             offset += 1
     return events
 
 
-def write_sample_lake(store: ObjectStore, config: SinkConfig = SinkConfig(flush_size=3),
-                      events: list[SampleEvent] | None = None) -> SinkWriter:
+def write_sample_lake(
+    store: ObjectStore, config: SinkConfig = SinkConfig(flush_size=3), events: list[SampleEvent] | None = None
+) -> SinkWriter:
     """Write every sample event through the sink emulation, one record at a time (so schema
     changes rotate exactly where they happened)."""
     writer = SinkWriter(store, config)
@@ -66,7 +68,15 @@ def write_sample_lake(store: ObjectStore, config: SinkConfig = SinkConfig(flush_
             if ev.key is None:
                 raise ValueError(f"{ev.topic}@{ev.offset}: null key (truncate) with store.kafka.keys=true")
             keys = payloads_to_arrow([ev.key], ev.key_schema)
-        writer.write(ev.topic, 0, table, ev.value_schema, np.array([ev.offset], dtype=np.int64),
-                     keys=keys, key_schema=ev.key_schema, timestamps_ms=ts)
+        writer.write(
+            ev.topic,
+            0,
+            table,
+            ev.value_schema,
+            np.array([ev.offset], dtype=np.int64),
+            keys=keys,
+            key_schema=ev.key_schema,
+            timestamps_ms=ts,
+        )
     writer.close()
     return writer

@@ -36,8 +36,9 @@ _AVRO = b"Obj\x01"
 _PARQUET = b"PAR1"
 
 
-def scan_for_secrets(paths: list[Path], secrets: dict[str, list[str]], exclude: list[Path], *,
-                     seen: list[str] | None = None) -> list[str]:
+def scan_for_secrets(
+    paths: list[Path], secrets: dict[str, list[str]], exclude: list[Path], *, seen: list[str] | None = None
+) -> list[str]:
     """Every place under ``paths`` (files or folders) holding a value of ``secrets`` (kind -> values).
 
     ``exclude``: files or folders not searched (where a secret is allowed, e.g. the raw lake).
@@ -71,8 +72,9 @@ def _files(paths: Iterable[Path], skipped: list[Path]) -> Iterator[Path]:
         root = Path(root).resolve()
         if excluded(root) or not root.exists():
             continue
-        candidates = [root] if root.is_file() else sorted(
-            Path(d) / f for d, _, names in os.walk(root) for f in names)
+        candidates = (
+            [root] if root.is_file() else sorted(Path(d) / f for d, _, names in os.walk(root) for f in names)
+        )
         for f in candidates:
             f = f.resolve()
             if f in done or excluded(f) or not f.is_file():
@@ -130,8 +132,9 @@ def _cells(arr: pa.ChunkedArray | pa.Array) -> bytes:
     if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
         return b"\x00".join(v for v in arr.to_pylist() if v is not None)
     if pa.types.is_nested(t):
-        return "\x00".join(json.dumps(v, default=str, ensure_ascii=False)
-                           for v in arr.to_pylist() if v is not None).encode()
+        return "\x00".join(
+            json.dumps(v, default=str, ensure_ascii=False) for v in arr.to_pylist() if v is not None
+        ).encode()
     return b""  # numbers, dates, booleans: no secret is one
 
 
@@ -161,8 +164,9 @@ def _sqlite(file: Path) -> Iterator[tuple[str, bytes]]:
         for table in tables:
             columns = [r[1] for r in con.execute(f"PRAGMA table_info({_quote(table)})")]
             for column in columns:
-                values = con.execute(f"SELECT {_quote(column)} FROM {_quote(table)} "
-                                     f"WHERE {_quote(column)} IS NOT NULL").fetchall()
+                values = con.execute(
+                    f"SELECT {_quote(column)} FROM {_quote(table)} WHERE {_quote(column)} IS NOT NULL"
+                ).fetchall()
                 cells = [v if isinstance(v, bytes) else str(v).encode() for (v,) in values]
                 yield f"{file}:{table}.{column}", b"\x00".join(cells)
                 inflated = [d for d in map(_inflate, (v for (v,) in values if isinstance(v, bytes))) if d]
@@ -176,16 +180,25 @@ def _duckdb(file: Path) -> Iterator[tuple[str, bytes]]:
     import duckdb
 
     with duckdb.connect(str(file), read_only=True) as con:
-        tables = con.execute("SELECT table_catalog, table_schema, table_name FROM information_schema.tables "
-                             "WHERE table_type = 'BASE TABLE' ORDER BY ALL").fetchall()
+        tables = con.execute(
+            "SELECT table_catalog, table_schema, table_name FROM information_schema.tables "
+            "WHERE table_type = 'BASE TABLE' ORDER BY ALL"
+        ).fetchall()
         for catalog, schema, table in tables:
-            columns = [r[0] for r in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_catalog = ? AND table_schema = ? "
-                "AND table_name = ? ORDER BY ordinal_position", [catalog, schema, table]).fetchall()]
+            columns = [
+                r[0]
+                for r in con.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_catalog = ? AND table_schema = ? "
+                    "AND table_name = ? ORDER BY ordinal_position",
+                    [catalog, schema, table],
+                ).fetchall()
+            ]
             if not columns:
                 continue
             select = ", ".join(f"CAST({_quote(c)} AS VARCHAR) AS {_quote(c)}" for c in columns)
-            rows = con.execute(f"SELECT {select} FROM {_quote(catalog)}.{_quote(schema)}.{_quote(table)}").arrow()
+            rows = con.execute(
+                f"SELECT {select} FROM {_quote(catalog)}.{_quote(schema)}.{_quote(table)}"
+            ).arrow()
             if isinstance(rows, pa.RecordBatchReader):
                 rows = rows.read_all()
             for c in columns:
@@ -226,7 +239,7 @@ def _trie_pattern(node: dict) -> bytes:
     for byte, child in sorted((k, v) for k, v in node.items() if k is not None):
         run = bytearray([byte])
         while None not in child and len(child) == 1:
-            (b, child), = child.items()
+            ((b, child),) = child.items()
             run.append(b)
         parts.append(re.escape(bytes(run)) + (_trie_pattern(child) if child else b""))
     if None in node:  # a whole value ends here: the shortest match is enough

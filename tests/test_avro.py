@@ -73,7 +73,9 @@ def assert_reads_like_parquet(parquet: LocalStore, avro: LocalStore) -> dict[str
         assert got.schema.equals(want.schema, check_metadata=True), topic
         assert comparable(got).equals(comparable(want)), topic
         rp.plan(topic, pobjs), ra.plan(topic, aobjs)
-        assert [o.rows for o in aobjs] == [o.rows for o in pobjs] and sum(o.rows for o in aobjs) == got.num_rows
+        assert [o.rows for o in aobjs] == [o.rows for o in pobjs] and sum(
+            o.rows for o in aobjs
+        ) == got.num_rows
         out[topic] = got
     return out
 
@@ -92,9 +94,14 @@ def every_type_fields(dbz) -> list[tuple[str, ConnectSchema]]:
     o = dbz.opt
     return [
         ("id", I64),
-        ("i8", o("int8")), ("i16", o("int16")), ("i32", o("int32")),
-        ("f32", o("float32")), ("f64", o("float64")), ("flag", o("boolean")),
-        ("txt", o("string")), ("blob", o("bytes")),
+        ("i8", o("int8")),
+        ("i16", o("int16")),
+        ("i32", o("int32")),
+        ("f32", o("float32")),
+        ("f64", o("float64")),
+        ("flag", o("boolean")),
+        ("txt", o("string")),
+        ("blob", o("bytes")),
         ("doc", o("string", "io.debezium.data.Json", version=1)),
         ("uid", o("string", "io.debezium.data.Uuid", version=1)),
         ("kind", o("string", "io.debezium.data.Enum", {"allowed": "a,b,c"}, version=1)),
@@ -118,16 +125,36 @@ def every_type_fields(dbz) -> list[tuple[str, ConnectSchema]]:
         ("big", o("bytes", DEC, {"scale": "2", "connect.decimal.precision": "38"}, version=1)),
         ("anyprec", o("bytes", DEC, {"scale": "2"}, version=1)),  # no precision: AvroData says 64
         ("odd", o("bytes", DEC, {"scale": "5", "connect.decimal.precision": "2"}, version=1)),  # numeric(2,5)
-        ("vsd", struct("io.debezium.data.VariableScaleDecimal",
-                       [("scale", ConnectSchema("int32")), ("value", ConnectSchema("bytes"))], optional=True)),
+        (
+            "vsd",
+            struct(
+                "io.debezium.data.VariableScaleDecimal",
+                [("scale", ConnectSchema("int32")), ("value", ConnectSchema("bytes"))],
+                optional=True,
+            ),
+        ),
         ("tags", o("array", items=o("string"))),
         ("nums", o("array", items=o("int32"))),
         ("days", o("array", items=o("int32", "io.debezium.time.Date", version=1))),
-        ("amounts", o("array", items=o("bytes", DEC, {"scale": "2", "connect.decimal.precision": "10"}, version=1))),
+        (
+            "amounts",
+            o("array", items=o("bytes", DEC, {"scale": "2", "connect.decimal.precision": "10"}, version=1)),
+        ),
         ("attrs", o("map", keys=ConnectSchema("string"), values=o("string"))),
-        ("point", struct("io.debezium.data.geometry.Point",
-                         [("x", ConnectSchema("float64")), ("y", ConnectSchema("float64")),
-                          ("wkb", o("bytes")), ("srid", o("int32"))], optional=True, version=1)),
+        (
+            "point",
+            struct(
+                "io.debezium.data.geometry.Point",
+                [
+                    ("x", ConnectSchema("float64")),
+                    ("y", ConnectSchema("float64")),
+                    ("wkb", o("bytes")),
+                    ("srid", o("int32")),
+                ],
+                optional=True,
+                version=1,
+            ),
+        ),
     ]
 
 
@@ -136,29 +163,69 @@ def _unscaled(n: int) -> bytes:
 
 
 FULL = {
-    "id": 1, "i8": -128, "i16": 32767, "i32": -(2**31), "f32": 1.5, "f64": -1e300, "flag": True,
-    "txt": "분리수거 근거 ✓", "blob": b"\x00\xff\x10", "doc": '{"a": [1, 2]}',
-    "uid": "9b2f1c1e-4f0a-4c3e-9d7e-1f2a3b4c5d6e", "kind": "b", "xml": "<a>1</a>", "bits": b"\x05",
-    "d": 19850, "t": 45_296_789, "mt": 45_296_789_012, "nt": 45_296_789_012_345,
-    "ts": 1_715_088_896_123, "mts": 1_715_088_896_123_456, "nts": 1_715_088_896_123_456_789,
-    "zts": "2024-05-07T13:34:56.123456789Z", "zt": "13:34:56.123Z", "dur": 90_061_000_001,
+    "id": 1,
+    "i8": -128,
+    "i16": 32767,
+    "i32": -(2**31),
+    "f32": 1.5,
+    "f64": -1e300,
+    "flag": True,
+    "txt": "분리수거 근거 ✓",
+    "blob": b"\x00\xff\x10",
+    "doc": '{"a": [1, 2]}',
+    "uid": "9b2f1c1e-4f0a-4c3e-9d7e-1f2a3b4c5d6e",
+    "kind": "b",
+    "xml": "<a>1</a>",
+    "bits": b"\x05",
+    "d": 19850,
+    "t": 45_296_789,
+    "mt": 45_296_789_012,
+    "nt": 45_296_789_012_345,
+    "ts": 1_715_088_896_123,
+    "mts": 1_715_088_896_123_456,
+    "nts": 1_715_088_896_123_456_789,
+    "zts": "2024-05-07T13:34:56.123456789Z",
+    "zt": "13:34:56.123Z",
+    "dur": 90_061_000_001,
     "ival": "P1Y2M3DT4H5M6.78S",
-    "cd": dt.date(2024, 5, 7), "ct": dt.time(12, 34, 56, 789000),
+    "cd": dt.date(2024, 5, 7),
+    "ct": dt.time(12, 34, 56, 789000),
     "cts": dt.datetime(2024, 5, 7, 13, 34, 56, 123000, tzinfo=UTC),
-    "price": Decimal("9.9999"), "big": BIG, "anyprec": HUGE, "odd": (12).to_bytes(2, "big"),
+    "price": Decimal("9.9999"),
+    "big": BIG,
+    "anyprec": HUGE,
+    "odd": (12).to_bytes(2, "big"),
     "vsd": {"scale": 3, "value": _unscaled(12345)},
-    "tags": ["a", None, "c"], "nums": [1, None, -3], "days": [0, -1, None],
+    "tags": ["a", None, "c"],
+    "nums": [1, None, -3],
+    "days": [0, -1, None],
     "amounts": [Decimal("1.50"), None, Decimal("-99999999.99")],
     "attrs": [("k", "v"), ("n", None)],
     "point": {"x": 1.5, "y": -2.25, "wkb": b"\x01\x01", "srid": None},
 }
 EDGES = {  # extreme but valid stored values
-    "id": 3, "d": -719162, "mts": INFINITY_US, "cts": FAR_MS, "cd": dt.date(1, 1, 1),
-    "ts": -62_135_596_800_000, "price": Decimal("-9.9999"), "big": -BIG, "anyprec": Decimal("0.01"),
-    "vsd": {"scale": 0, "value": _unscaled(-(10**40) - 1)}, "tags": [], "attrs": [], "amounts": [],
+    "id": 3,
+    "d": -719162,
+    "mts": INFINITY_US,
+    "cts": FAR_MS,
+    "cd": dt.date(1, 1, 1),
+    "ts": -62_135_596_800_000,
+    "price": Decimal("-9.9999"),
+    "big": -BIG,
+    "anyprec": Decimal("0.01"),
+    "vsd": {"scale": 0, "value": _unscaled(-(10**40) - 1)},
+    "tags": [],
+    "attrs": [],
+    "amounts": [],
 }
-TOASTED = {"id": 1, "txt": TOAST_PLACEHOLDER, "blob": TOAST_PLACEHOLDER.encode(), "tags": [TOAST_PLACEHOLDER],
-           "doc": TOAST_PLACEHOLDER, "price": Decimal("0.1234")}
+TOASTED = {
+    "id": 1,
+    "txt": TOAST_PLACEHOLDER,
+    "blob": TOAST_PLACEHOLDER.encode(),
+    "tags": [TOAST_PLACEHOLDER],
+    "doc": TOAST_PLACEHOLDER,
+    "price": Decimal("0.1234"),
+}
 
 
 def every_type_rows(dbz) -> list[dict]:
@@ -183,18 +250,37 @@ def test_every_type_reads_like_parquet(tmp_path, dbz, shape, codec):
     pq_store, av_store = LocalStore(tmp_path / "parquet"), LocalStore(tmp_path / "avro")
     dbz.write(pq_store, T, schema, rows, offsets, config=SinkConfig(flush_size=4, unwrap=unwrap))
     w = dbz.write(av_store, T, schema, rows, offsets, config=avro_config(codec, flush_size=4, unwrap=unwrap))
-    assert [k.rsplit("/", 1)[1] for k in w.objects_written] == [f"{T}+0+0000000000.avro", f"{T}+0+0000000008.avro"]
+    assert [k.rsplit("/", 1)[1] for k in w.objects_written] == [
+        f"{T}+0+0000000000.avro",
+        f"{T}+0+0000000008.avro",
+    ]
 
     got = assert_reads_like_parquet(pq_store, av_store)[T]
     # and what both read is right (not merely the same)
     s = got.schema
     expected_types = {
-        "i8": pa.int8(), "i16": pa.int16(), "f32": pa.float32(), "blob": pa.binary(), "d": pa.date32(),
-        "t": pa.time32("ms"), "mt": pa.time64("us"), "nt": pa.time64("ns"), "ts": pa.timestamp("ms"),
-        "mts": pa.timestamp("us"), "nts": pa.timestamp("ns"), "zts": pa.timestamp("us", tz="UTC"),
-        "dur": pa.duration("us"), "cd": pa.date32(), "ct": pa.time32("ms"), "cts": pa.timestamp("ms", tz="UTC"),
-        "price": pa.decimal128(5, 4), "big": pa.decimal128(38, 2), "anyprec": pa.decimal256(64, 2),
-        "odd": pa.string(), "vsd": pa.string(), "days": pa.list_(pa.field("element", pa.date32())),
+        "i8": pa.int8(),
+        "i16": pa.int16(),
+        "f32": pa.float32(),
+        "blob": pa.binary(),
+        "d": pa.date32(),
+        "t": pa.time32("ms"),
+        "mt": pa.time64("us"),
+        "nt": pa.time64("ns"),
+        "ts": pa.timestamp("ms"),
+        "mts": pa.timestamp("us"),
+        "nts": pa.timestamp("ns"),
+        "zts": pa.timestamp("us", tz="UTC"),
+        "dur": pa.duration("us"),
+        "cd": pa.date32(),
+        "ct": pa.time32("ms"),
+        "cts": pa.timestamp("ms", tz="UTC"),
+        "price": pa.decimal128(5, 4),
+        "big": pa.decimal128(38, 2),
+        "anyprec": pa.decimal256(64, 2),
+        "odd": pa.string(),
+        "vsd": pa.string(),
+        "days": pa.list_(pa.field("element", pa.date32())),
     }
     assert {c: s.field(c).type for c in expected_types} == expected_types
     assert s.field("kind").metadata[b"debezium.name"] == b"io.debezium.data.Enum"
@@ -204,13 +290,28 @@ def test_every_type_reads_like_parquet(tmp_path, dbz, shape, codec):
     first = got.slice(rows_by_id[1][0], 1)
     one = first.drop_columns(["mts", "cts", "d", "ts", "nts", "nt"]).to_pylist()[0]
     assert one["__op"] == "r" and one["__snapshot"] == "first"
-    assert (one["i8"], one["i16"], one["i32"], one["f64"], one["flag"]) == (-128, 32767, -(2**31), -1e300, True)
+    assert (one["i8"], one["i16"], one["i32"], one["f64"], one["flag"]) == (
+        -128,
+        32767,
+        -(2**31),
+        -1e300,
+        True,
+    )
     assert one["txt"] == "분리수거 근거 ✓" and one["blob"] == b"\x00\xff\x10"
     assert (one["price"], one["big"], one["anyprec"], one["odd"], one["vsd"]) == (
-        Decimal("9.9999"), BIG, HUGE, "0.00012", "12.345")
+        Decimal("9.9999"),
+        BIG,
+        HUGE,
+        "0.00012",
+        "12.345",
+    )
     assert one["zts"] == dt.datetime(2024, 5, 7, 13, 34, 56, 123456, tzinfo=UTC)
     assert one["cd"] == dt.date(2024, 5, 7) and one["ct"] == dt.time(12, 34, 56, 789000)
-    assert one["tags"] == ["a", None, "c"] and one["days"] == [dt.date(1970, 1, 1), dt.date(1969, 12, 31), None]
+    assert one["tags"] == ["a", None, "c"] and one["days"] == [
+        dt.date(1970, 1, 1),
+        dt.date(1969, 12, 31),
+        None,
+    ]
     assert one["amounts"] == [Decimal("1.50"), None, Decimal("-99999999.99")]
     assert one["attrs"] == [("k", "v"), ("n", None)]
     assert one["point"] == {"x": 1.5, "y": -2.25, "wkb": b"\x01\x01", "srid": None}
@@ -227,7 +328,9 @@ def test_every_type_reads_like_parquet(tmp_path, dbz, shape, codec):
     assert (toasted["__op"], toasted["txt"], toasted["tags"]) == ("u", TOAST_PLACEHOLDER, [TOAST_PLACEHOLDER])
     ops = got.column("__op").to_pylist()
     # unwrap: the SMT drops the truncate and adds op (add.fields), so deletes stay d
-    assert ops == (["r", "c", "c", "u", "d", "t", "c"] if shape == "envelope" else ["r", "c", "c", "u", "d", "c"])
+    assert ops == (
+        ["r", "c", "c", "u", "d", "t", "c"] if shape == "envelope" else ["r", "c", "c", "u", "d", "c"]
+    )
 
 
 def test_header_is_what_avroformat_writes(tmp_path, dbz):
@@ -262,7 +365,8 @@ def test_batches_cross_blocks_and_objects_hold_many_blocks(tmp_path, dbz):
     n = 3000
     rows = pa.Table.from_pylist(
         [dbz.record("c", after={"id": i, "txt": f"{i:05d}" * 20}, lsn=i) for i in range(n)],
-        schema=pa.schema(list(schema.physical_arrow_type())))
+        schema=pa.schema(list(schema.physical_arrow_type())),
+    )
     w = SinkWriter(store, avro_config("snappy", flush_size=n))
     w.write(T, 0, rows, schema, np.arange(n, dtype=np.int64))
     w.close()
@@ -276,7 +380,9 @@ def test_batches_cross_blocks_and_objects_hold_many_blocks(tmp_path, dbz):
     batches = list(reader.iter_changes(plan, batch_size=700))
     assert [b.num_rows for b in batches] == [700, 700, 700, 700, 200]
     t = pa.Table.from_batches(batches)
-    assert t.column("id").to_pylist() == list(range(n)) and t.column("__row_index").to_pylist() == list(range(n))
+    assert t.column("id").to_pylist() == list(range(n)) and t.column("__row_index").to_pylist() == list(
+        range(n)
+    )
     assert t.equals(reader.read_changes(T))
 
 
@@ -284,18 +390,36 @@ def test_schema_evolution_across_objects(tmp_path, dbz):
     """Each value-schema change rotates the object; columns merge across objects as for Parquet:
     a column added (null in older events), an int and a decimal widened."""
     o = dbz.opt
-    v1 = [("id", I64), ("name", o("string")), ("latency", o("int32")),
-          ("amount", o("bytes", DEC, {"scale": "2", "connect.decimal.precision": "5"}, version=1))]
+    v1 = [
+        ("id", I64),
+        ("name", o("string")),
+        ("latency", o("int32")),
+        ("amount", o("bytes", DEC, {"scale": "2", "connect.decimal.precision": "5"}, version=1)),
+    ]
     v2 = v1 + [("cached", o("int32"))]
-    v3 = [("id", I64), ("name", o("string")), ("latency", o("int64")),
-          ("amount", o("bytes", DEC, {"scale": "3", "connect.decimal.precision": "10"}, version=1)),
-          ("cached", o("int32"))]
+    v3 = [
+        ("id", I64),
+        ("name", o("string")),
+        ("latency", o("int64")),
+        ("amount", o("bytes", DEC, {"scale": "3", "connect.decimal.precision": "10"}, version=1)),
+        ("cached", o("int32")),
+    ]
     batches = [
-        (v1, [{"id": 1, "name": "a", "latency": 5, "amount": Decimal("123.45")},
-              {"id": 2, "name": "b", "latency": 6, "amount": None}]),
+        (
+            v1,
+            [
+                {"id": 1, "name": "a", "latency": 5, "amount": Decimal("123.45")},
+                {"id": 2, "name": "b", "latency": 6, "amount": None},
+            ],
+        ),
         (v2, [{"id": 1, "name": "a", "latency": 7, "amount": Decimal("1.00"), "cached": 3}]),
-        (v3, [{"id": 3, "name": "c", "latency": 2**40, "amount": Decimal("1234567.891"), "cached": None},
-              {"id": 2, "name": "b2", "latency": 8, "amount": Decimal("-0.001"), "cached": 9}]),
+        (
+            v3,
+            [
+                {"id": 3, "name": "c", "latency": 2**40, "amount": Decimal("1234567.891"), "cached": None},
+                {"id": 2, "name": "b2", "latency": 8, "amount": Decimal("-0.001"), "cached": 9},
+            ],
+        ),
     ]
     stores = {}
     for fmt, cfg in (("parquet", SinkConfig()), ("avro", avro_config("zstandard"))):
@@ -315,9 +439,17 @@ def test_schema_evolution_across_objects(tmp_path, dbz):
     assert got.schema.field("cached").type == pa.int32()
     assert got.column("cached").to_pylist() == [None, None, 3, None, 9]
     assert got.column("latency").to_pylist() == [5, 6, 7, 2**40, 8]
-    assert got.column("amount").to_pylist() == [Decimal("123.450"), None, Decimal("1.000"),
-                                                Decimal("1234567.891"), Decimal("-0.001")]
-    headers = [json.loads(header(stores["avro"], o.key).schema_text) for o in LakeReader(stores["avro"]).scan().objects[T]]
+    assert got.column("amount").to_pylist() == [
+        Decimal("123.450"),
+        None,
+        Decimal("1.000"),
+        Decimal("1234567.891"),
+        Decimal("-0.001"),
+    ]
+    headers = [
+        json.loads(header(stores["avro"], o.key).schema_text)
+        for o in LakeReader(stores["avro"]).scan().objects[T]
+    ]
     assert ["cached" in json.dumps(h) for h in headers] == [False, True, True]
 
 
@@ -328,7 +460,9 @@ def test_real_debezium_samples(tmp_path, sample_events):
     w = write_sample_lake(av_store, avro_config("snappy", flush_size=3), sample_events)
     assert_reads_like_parquet(pq_store, av_store)
     real = set()
-    for path in sorted((Path(__file__).resolve().parents[2] / "shared/samples/debezium/connect").glob("*.jsonl")):
+    for path in sorted(
+        (Path(__file__).resolve().parents[2] / "shared/samples/debezium/connect").glob("*.jsonl")
+    ):
         for line in path.read_text().splitlines():
             rec = json.loads(line)
             if rec.get("avro_value_schema"):
@@ -346,9 +480,15 @@ def test_key_companions_in_an_avro_lake(tmp_path):
     reader = LakeReader(store)
     assert reader.key_columns("eco2.scan.llm_call_log") == ("id",)
     assert reader.read_changes("eco2.scan.llm_call_log").num_rows == 7
-    key_schema = {"type": "record", "name": "Key", "namespace": "eco2.auth.users",
-                  "fields": [{"name": "id", "type": "long"}, {"name": "tenant", "type": "string"}]}
-    data = write_container([{"id": 1, "tenant": "x"}], json.dumps(key_schema), "deflate", sync_marker=b"k" * 16)
+    key_schema = {
+        "type": "record",
+        "name": "Key",
+        "namespace": "eco2.auth.users",
+        "fields": [{"name": "id", "type": "long"}, {"name": "tenant", "type": "string"}],
+    }
+    data = write_container(
+        [{"id": 1, "tenant": "x"}], json.dumps(key_schema), "deflate", sync_marker=b"k" * 16
+    )
     for o in list(store.list("topics/eco2.auth.users/")):
         if ".keys." in o.key:
             store.delete(o.key)
@@ -361,10 +501,25 @@ def test_key_companions_in_an_avro_lake(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 WORKLOADS = {
-    "envelope-everything": dict(events=6_000, seed=11, flush_size=400, partitions=2, replays=True,
-                                pk_changes=True, truncates=True, schema_change=True),
-    "unwrap-hourly": dict(events=4_000, seed=12, flush_size=300, shape="unwrap", partitioner="hourly",
-                          replays=True, schema_change=True),
+    "envelope-everything": dict(
+        events=6_000,
+        seed=11,
+        flush_size=400,
+        partitions=2,
+        replays=True,
+        pk_changes=True,
+        truncates=True,
+        schema_change=True,
+    ),
+    "unwrap-hourly": dict(
+        events=4_000,
+        seed=12,
+        flush_size=300,
+        shape="unwrap",
+        partitioner="hourly",
+        replays=True,
+        schema_change=True,
+    ),
 }
 FORMATS = {
     "parquet": dict(format="parquet"),
@@ -374,8 +529,9 @@ FORMATS = {
 
 
 def plain_config() -> TablesConfig:
-    return TablesConfig(tables=tuple(TableConfig(topic=t.topic, primary_key=t.primary_key)
-                                     for t in load_config().tables))
+    return TablesConfig(
+        tables=tuple(TableConfig(topic=t.topic, primary_key=t.primary_key) for t in load_config().tables)
+    )
 
 
 @pytest.mark.parametrize("workload", list(WORKLOADS))
@@ -388,12 +544,15 @@ def test_same_workload_in_three_formats_compacts_to_the_same_state(tmp_path, mon
         lake, state = tmp_path / fmt / "lake", tmp_path / fmt / "state"
         generate_lake(str(lake), GeneratorOptions(**WORKLOADS[workload], **opts))
         values = [p for p in lake.rglob("*") if p.is_file() and ".keys." not in p.name]
-        assert values and all(p.name.endswith({"parquet": ".parquet", "json": ".json", "avro": ".avro"}[fmt])
-                              for p in values)
+        assert values and all(
+            p.name.endswith({"parquet": ".parquet", "json": ".json", "avro": ".avro"}[fmt]) for p in values
+        )
         res = compact(str(lake), str(state), config, options=CompactOptions(batch_events=1_500))
         assert all(r.status == "applied" for r in res), [(r.table, r.error) for r in res]
-        results[fmt] = {r.table: (r.events, r.duplicates, r.inserts, r.updates, r.deletes, r.rows, r.tombstones)
-                        for r in res}
+        results[fmt] = {
+            r.table: (r.events, r.duplicates, r.inserts, r.updates, r.deletes, r.rows, r.tombstones)
+            for r in res
+        }
         states[fmt] = {}
         for entry in config.tables:
             rows = visible_rows(str(state), entry.table)
@@ -409,8 +568,23 @@ def test_same_workload_in_three_formats_compacts_to_the_same_state(tmp_path, mon
 
 def test_generate_cli_writes_an_avro_lake(tmp_path):
     lake = tmp_path / "lake"
-    result = CliRunner().invoke(app, ["generate", "--lake", str(lake), "--events", "1500", "--flush-size", "200",
-                                      "--format", "avro", "--avro-codec", "snappy", "--schema-change"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "generate",
+            "--lake",
+            str(lake),
+            "--events",
+            "1500",
+            "--flush-size",
+            "200",
+            "--format",
+            "avro",
+            "--avro-codec",
+            "snappy",
+            "--schema-change",
+        ],
+    )
     assert result.exit_code == 0, result.output
     store = LocalStore(lake)
     keys = [o.key for o in store.list("topics/")]
@@ -444,7 +618,9 @@ def _avro_object(dbz, topic: str, n: int, codec: str = "null") -> bytes:
 
 
 def _header_len(dbz, topic: str, codec: str = "null") -> int:
-    return len(write_container([], avro_schema_json(dbz.envelope(topic, FIELDS)), codec, sync_marker=b"s" * 16))
+    return len(
+        write_container([], avro_schema_json(dbz.envelope(topic, FIELDS)), codec, sync_marker=b"s" * 16)
+    )
 
 
 def _varint(n: int) -> bytes:
@@ -463,11 +639,11 @@ def _with_block_count(dbz, data: bytes, delta: int) -> bytes:
     while data[end] & 0x80:
         end += 1
     shift, raw = 0, 0
-    for b in data[start:end + 1]:
+    for b in data[start : end + 1]:
         raw |= (b & 0x7F) << shift
         shift += 7
     count = (raw >> 1) ^ -(raw & 1)
-    return data[:start] + _varint(count + delta) + data[end + 1:]
+    return data[:start] + _varint(count + delta) + data[end + 1 :]
 
 
 def broken_objects(dbz) -> dict[str, tuple[bytes, tuple[str, ...]]]:
@@ -475,28 +651,57 @@ def broken_objects(dbz) -> dict[str, tuple[bytes, tuple[str, ...]]]:
     deflated = _avro_object(dbz, BAD, 3000, "deflate")
     hl = _header_len(dbz, BAD, "deflate")
     corrupt = bytearray(deflated)
-    corrupt[hl + 40: hl + 60] = b"\xff" * 20
-    foreign = json.dumps({"type": "record", "name": "Order", "namespace": "shop",
-                          "fields": [{"name": "order_id", "type": "long"}, {"name": "amount", "type": "double"}]})
-    union = json.dumps({"type": "record", "name": "Envelope", "namespace": BAD, "fields": [
-        {"name": "before", "type": ["null", "long", "string"]}, {"name": "after", "type": ["null", "long"]},
-        {"name": "source", "type": "string"}, {"name": "op", "type": "string"}]})
+    corrupt[hl + 40 : hl + 60] = b"\xff" * 20
+    foreign = json.dumps(
+        {
+            "type": "record",
+            "name": "Order",
+            "namespace": "shop",
+            "fields": [{"name": "order_id", "type": "long"}, {"name": "amount", "type": "double"}],
+        }
+    )
+    union = json.dumps(
+        {
+            "type": "record",
+            "name": "Envelope",
+            "namespace": BAD,
+            "fields": [
+                {"name": "before", "type": ["null", "long", "string"]},
+                {"name": "after", "type": ["null", "long"]},
+                {"name": "source", "type": "string"},
+                {"name": "op", "type": "string"},
+            ],
+        }
+    )
     parquet = encode_parquet(dbz.table(dbz.envelope(BAD, FIELDS), _rows(dbz, [1])), dbz.envelope(BAD, FIELDS))
     return {
         "truncated": (many[: len(many) // 2], ("block", "truncated")),
         "truncated-sync-marker": (many[:-5], ("block",)),
         "garbage": (bytes(range(256)) * 8, ("not an Avro object container file",)),
         "parquet-named-avro": (parquet, ("not an Avro object container file",)),
-        "zero-rows": (write_container([], avro_schema_json(dbz.envelope(BAD, FIELDS)), sync_marker=b"z" * 16),
-                      ("no records",)),
-        "non-debezium-schema": (write_container([{"order_id": 1, "amount": 2.5}], foreign, sync_marker=b"f" * 16),
-                                ("not a Debezium topic file",)),
-        "unsupported-union": (write_container([{"before": 1, "after": None, "source": "s", "op": "c"}], union,
-                                              sync_marker=b"u" * 16), ("avro.schema", "union")),
+        "zero-rows": (
+            write_container([], avro_schema_json(dbz.envelope(BAD, FIELDS)), sync_marker=b"z" * 16),
+            ("no records",),
+        ),
+        "non-debezium-schema": (
+            write_container([{"order_id": 1, "amount": 2.5}], foreign, sync_marker=b"f" * 16),
+            ("not a Debezium topic file",),
+        ),
+        "unsupported-union": (
+            write_container(
+                [{"before": 1, "after": None, "source": "s", "op": "c"}], union, sync_marker=b"u" * 16
+            ),
+            ("avro.schema", "union"),
+        ),
         "corrupt-deflate-block": (bytes(corrupt), ("block", "unreadable")),
-        "huge-block-length": (many[:_header_len(dbz, BAD)] + _varint(5) + _varint(2**62) + b"xx",
-                              ("block",)),
-        "record-count-too-high": (_with_block_count(dbz, _avro_object(dbz, BAD, 50), +1), ("does not decode",)),
+        "huge-block-length": (
+            many[: _header_len(dbz, BAD)] + _varint(5) + _varint(2**62) + b"xx",
+            ("block",),
+        ),
+        "record-count-too-high": (
+            _with_block_count(dbz, _avro_object(dbz, BAD, 50), +1),
+            ("does not decode",),
+        ),
         "record-count-too-low": (_with_block_count(dbz, _avro_object(dbz, BAD, 50), -1), ("bytes more",)),
     }
 
@@ -511,14 +716,27 @@ def bad_lake(tmp_path, dbz):
 
 
 def bad_config() -> TablesConfig:
-    return TablesConfig(tables=(TableConfig(topic=GOOD, primary_key=("id",)),
-                                TableConfig(topic=BAD, primary_key=("id",))))
+    return TablesConfig(
+        tables=(TableConfig(topic=GOOD, primary_key=("id",)), TableConfig(topic=BAD, primary_key=("id",)))
+    )
 
 
-@pytest.mark.parametrize("case", [
-    "truncated", "truncated-sync-marker", "garbage", "parquet-named-avro", "zero-rows", "non-debezium-schema",
-    "unsupported-union", "corrupt-deflate-block", "huge-block-length", "record-count-too-high",
-    "record-count-too-low"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "truncated",
+        "truncated-sync-marker",
+        "garbage",
+        "parquet-named-avro",
+        "zero-rows",
+        "non-debezium-schema",
+        "unsupported-union",
+        "corrupt-deflate-block",
+        "huge-block-length",
+        "record-count-too-high",
+        "record-count-too-low",
+    ],
+)
 def test_broken_avro_object_fails_its_table_only(bad_lake, dbz, tmp_path, case):
     data, words = broken_objects(dbz)[case]
     key = build_object_key(SinkConfig().layout, BAD, "partition=0", 0, 50, ".avro")
@@ -548,8 +766,10 @@ def test_broken_object_after_a_good_one_commits_nothing_of_its_table(bad_lake, d
     data, _ = broken_objects(dbz)["truncated"]
     key = build_object_key(SinkConfig().layout, BAD, "partition=0", 0, 50, ".avro")
     bad_lake.put_bytes(key, data)
-    results = {r.table: r for r in compact(str(bad_lake.root), str(state), bad_config(),
-                                           options=CompactOptions(batch_events=1))}
+    results = {
+        r.table: r
+        for r in compact(str(bad_lake.root), str(state), bad_config(), options=CompactOptions(batch_events=1))
+    }
     assert results["scan.feedback"].failed and key in results["scan.feedback"].error
     assert not StateTable(str(state), "scan.feedback").exists()
 
@@ -567,18 +787,37 @@ def test_capture_into_an_avro_lake_matches_parquet_and_postgres(eco2_db, tmp_pat
 
     seed(eco2_db)
     lakes = {"parquet": tmp_path / "parquet", "avro": tmp_path / "avro"}
-    caps = {fmt: Capture(eco2_db, lake, tmp_path / f"state-{fmt}", "--flush-size", "25", "--format", fmt,
-                         "--avro-codec", "deflate", "--name", f"t_{fmt}").start()
-            for fmt, lake in lakes.items()}
+    caps = {
+        fmt: Capture(
+            eco2_db,
+            lake,
+            tmp_path / f"state-{fmt}",
+            "--flush-size",
+            "25",
+            "--format",
+            fmt,
+            "--avro-codec",
+            "deflate",
+            "--name",
+            f"t_{fmt}",
+        ).start()
+        for fmt, lake in lakes.items()
+    }
     try:
         for fmt, lake in lakes.items():
-            wait_for(lambda lake=lake: lake_matches_pg(lake, eco2_db), caps[fmt], timeout=180,
-                     what=f"the {fmt} snapshot")
+            wait_for(
+                lambda lake=lake: lake_matches_pg(lake, eco2_db),
+                caps[fmt],
+                timeout=180,
+                what=f"the {fmt} snapshot",
+            )
         with psycopg.connect(eco2_db, autocommit=True) as conn:
             for step in STREAM_STEPS:
                 conn.execute(step)
         for fmt, lake in lakes.items():
-            wait_for(lambda lake=lake: lake_matches_pg(lake, eco2_db), caps[fmt], what=f"{fmt} streamed changes")
+            wait_for(
+                lambda lake=lake: lake_matches_pg(lake, eco2_db), caps[fmt], what=f"{fmt} streamed changes"
+            )
         stats = {fmt: cap.stop() for fmt, cap in caps.items()}
     finally:
         for cap in caps.values():

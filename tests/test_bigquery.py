@@ -37,15 +37,30 @@ def _pseudonym_key(monkeypatch):
 @pytest.fixture
 def warehouse(bigquery_emulator) -> BigQueryWarehouse:
     # a dataset prefix per test: the emulator lives for the whole session
-    return BigQueryWarehouse(bigquery_emulator.client, bigquery_emulator.project,
-                             dataset_prefix=f"t{uuid.uuid4().hex[:8]}_", meta_dataset=f"m{uuid.uuid4().hex[:8]}")
+    return BigQueryWarehouse(
+        bigquery_emulator.client,
+        bigquery_emulator.project,
+        dataset_prefix=f"t{uuid.uuid4().hex[:8]}_",
+        meta_dataset=f"m{uuid.uuid4().hex[:8]}",
+    )
 
 
 @pytest.fixture(scope="module")
 def source_lake(tmp_path_factory) -> Path:
     lake = tmp_path_factory.mktemp("bq") / "lake"
-    generate_lake(lake, GeneratorOptions(events=20_000, seed=21, flush_size=400, partitions=2, replays=True,
-                                         pk_changes=True, truncates=True, schema_change=True))
+    generate_lake(
+        lake,
+        GeneratorOptions(
+            events=20_000,
+            seed=21,
+            flush_size=400,
+            partitions=2,
+            replays=True,
+            pk_changes=True,
+            truncates=True,
+            schema_change=True,
+        ),
+    )
     return lake
 
 
@@ -56,8 +71,10 @@ def normalized(value):
 
 def rows_by_key(table, key) -> dict:
     drop = [c for c in LINEAGE if c in table.column_names]
-    return {tuple(r[c] for c in key): {k: normalized(v) for k, v in r.items()}
-            for r in table.drop_columns(drop).to_pylist()}
+    return {
+        tuple(r[c] for c in key): {k: normalized(v) for k, v in r.items()}
+        for r in table.drop_columns(drop).to_pylist()
+    }
 
 
 def assert_equals_export(wh: BigQueryWarehouse, state: Path, table: str) -> None:
@@ -77,8 +94,13 @@ def test_incremental_merges_over_compaction_steps_equal_the_export(source_lake, 
     steps = 4
     for step in range(steps):
         land_step(source_lake, lake, step, steps)
-        results = compact(str(lake), str(state), CONFIG, tables=tables,
-                          options=CompactOptions(batch_events=400, cluster_bytes=12_000))
+        results = compact(
+            str(lake),
+            str(state),
+            CONFIG,
+            tables=tables,
+            options=CompactOptions(batch_events=400, cluster_bytes=12_000),
+        )
         assert not [r.error for r in results if r.failed]
         for r in results:
             if r.status == "up-to-date" and not r.rows:
@@ -103,15 +125,23 @@ def test_a_replayed_older_staging_batch_changes_nothing(source_lake, tmp_path, w
     client = warehouse.client
     real_delete, staged = client.delete_table, []
     # keep every load's staging table (normally dropped after its MERGE), to replay one later
-    monkeypatch.setattr(client, "delete_table", lambda t, **kw: staged.append(str(t)) if "stage__" in str(t)
-                        else real_delete(t, **kw))
+    monkeypatch.setattr(
+        client,
+        "delete_table",
+        lambda t, **kw: staged.append(str(t)) if "stage__" in str(t) else real_delete(t, **kw),
+    )
     saved = None
     saved_version = None
     steps = 4
     for step in range(steps):
         land_step(source_lake, lake, step, steps)
-        compact(str(lake), str(state), CONFIG, tables=[table.table],
-                options=CompactOptions(batch_events=400, cluster_bytes=12_000))
+        compact(
+            str(lake),
+            str(state),
+            CONFIG,
+            tables=[table.table],
+            options=CompactOptions(batch_events=400, cluster_bytes=12_000),
+        )
         load = warehouse.load(str(state), table)
         if saved_version is None and load.mode == "incremental" and step < steps - 1:
             saved = staged[-1]  # this load's staging table, replayed after the next load
@@ -137,7 +167,8 @@ def _config(params: dict):
 
 
 def test_personal_data_never_reaches_bigquery_and_pseudonyms_match_across_warehouses(
-        source_lake, tmp_path, warehouse):
+    source_lake, tmp_path, warehouse
+):
     state = tmp_path / "state"
     compact(str(source_lake), str(state), CONFIG, tables=["auth.users"])
     users = entry("auth.users")
@@ -147,9 +178,18 @@ def test_personal_data_never_reaches_bigquery_and_pseudonyms_match_across_wareho
     assert warehouse.not_pseudonymised("auth.users", "email") == 0
     duck = DuckDBWarehouse(tmp_path / "w.duckdb")
     duck.load(str(state), users)
-    bq = dict(zip(warehouse.read("auth.users").column("id").to_pylist(),
-                  warehouse.read("auth.users").column("email").to_pylist()))
-    dd = dict(zip(duck.read("auth.users").column("id").to_pylist(), duck.read("auth.users").column("email").to_pylist()))
+    bq = dict(
+        zip(
+            warehouse.read("auth.users").column("id").to_pylist(),
+            warehouse.read("auth.users").column("email").to_pylist(),
+        )
+    )
+    dd = dict(
+        zip(
+            duck.read("auth.users").column("id").to_pylist(),
+            duck.read("auth.users").column("email").to_pylist(),
+        )
+    )
     assert bq == dd and len(bq) > 0
     # a second compaction from scratch (another run, same key) gives the same pseudonyms
     compact(str(source_lake), str(tmp_path / "again"), CONFIG, tables=["auth.users"])
@@ -170,19 +210,39 @@ def test_the_dagster_graph_runs_on_bigquery_by_one_setting(bigquery_emulator, tm
 
     generate_lake(tmp_path / "lake", GeneratorOptions(events=3_000, seed=22, flush_size=300))
     prefix = f"g{uuid.uuid4().hex[:8]}_"
-    resources = {"lake": LakeResource(uri=str(tmp_path / "lake")),
-                 "state": StateResource(uri=str(tmp_path / "state"), pseudonym_key="test-key"),
-                 "engine": EngineResource(kind="bigquery", project=bigquery_emulator.project,
-                                          api_endpoint=bigquery_emulator.endpoint, dataset=prefix + "engine"),
-                 "warehouse": BigQueryWarehouseResource(project=bigquery_emulator.project, location="US",
-                                                        api_endpoint=bigquery_emulator.endpoint,
-                                                        dataset_prefix=prefix, meta_dataset=prefix + "meta")}
-    result = build_defs(resources).resolve_job_def("main").execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    resources = {
+        "lake": LakeResource(uri=str(tmp_path / "lake")),
+        "state": StateResource(uri=str(tmp_path / "state"), pseudonym_key="test-key"),
+        "engine": EngineResource(
+            kind="bigquery",
+            project=bigquery_emulator.project,
+            api_endpoint=bigquery_emulator.endpoint,
+            dataset=prefix + "engine",
+        ),
+        "warehouse": BigQueryWarehouseResource(
+            project=bigquery_emulator.project,
+            location="US",
+            api_endpoint=bigquery_emulator.endpoint,
+            dataset_prefix=prefix,
+            meta_dataset=prefix + "meta",
+        ),
+    }
+    result = (
+        build_defs(resources)
+        .resolve_job_def("main")
+        .execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    )
     assert result.success
-    failed = [(c.asset_key.to_user_string(), c.check_name) for c in result.get_asset_check_evaluations() if not c.passed]
+    failed = [
+        (c.asset_key.to_user_string(), c.check_name)
+        for c in result.get_asset_check_evaluations()
+        if not c.passed
+    ]
     assert not failed
-    mats = {e.materialization.asset_key.to_user_string(): e.materialization.metadata
-            for e in result.get_asset_materialization_events()}
+    mats = {
+        e.materialization.asset_key.to_user_string(): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
     users = mats["warehouse/auth/users"]
     assert users["dagster/table_name"].value == f"{bigquery_emulator.project}.{prefix}auth.users"
     assert users["rows"].value == visible_rows(str(tmp_path / "state"), "auth.users").num_rows > 0
@@ -191,8 +251,13 @@ def test_the_dagster_graph_runs_on_bigquery_by_one_setting(bigquery_emulator, tm
     assert state["engine"].value == "bigquery" and state["engine_folds"].value >= 1
     wh = resources["warehouse"].warehouse()
     assert_equals_export(wh, tmp_path / "state", "scan.feedback")
-    compact(str(tmp_path / "lake"), str(tmp_path / "local"), load_config(),
-            options=CompactOptions(pseudonym_key="test-key"))
+    compact(
+        str(tmp_path / "lake"),
+        str(tmp_path / "local"),
+        load_config(),
+        options=CompactOptions(pseudonym_key="test-key"),
+    )
     for table in ("auth.users", "scan.feedback", "scan.rag_retrievals"):
-        assert sorted(visible_rows(str(tmp_path / "state"), table).to_pylist(), key=repr) == \
-            sorted(visible_rows(str(tmp_path / "local"), table).to_pylist(), key=repr), table
+        assert sorted(visible_rows(str(tmp_path / "state"), table).to_pylist(), key=repr) == sorted(
+            visible_rows(str(tmp_path / "local"), table).to_pylist(), key=repr
+        ), table

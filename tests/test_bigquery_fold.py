@@ -29,28 +29,39 @@ def bq(bigquery_emulator):
     return client, BigQueryEngine(client, f"{bigquery_emulator.project}.fold_{uuid.uuid4().hex[:8]}")
 
 
-def fold_bigquery(engine: BigQueryEngine, events, prior, key, row_fields, truncates=(), pairing=None,
-                  keep_images=False):
-    return engine.fold("t.events", events, prior, key, row_fields, list(truncates), pairing, keep_images,
-                       EngineStats())
+def fold_bigquery(
+    engine: BigQueryEngine, events, prior, key, row_fields, truncates=(), pairing=None, keep_images=False
+):
+    return engine.fold(
+        "t.events", events, prior, key, row_fields, list(truncates), pairing, keep_images, EngineStats()
+    )
 
 
 def test_toast_delete_replay_key_change_and_truncate(bq):
     client, engine = bq
-    events = table([
-        ev("c", 1, (0, 0, 0), lsn=10, name="a", n=1), ev("u", 1, (0, 0, 1), lsn=11, name=PH, n=2),
-        ev("d", 1, (0, 0, 2), lsn=12, tx=12), ev("c", 5, (0, 0, 3), lsn=12, tx=12, name=PH, n=5),  # key change 1 -> 5
-        ev("u", 1, (0, 0, 1), lsn=11, name=PH, n=2),  # a replay
-        ev("c", 3, (1, 0, 0), name="c", lsn=5), ev("t", None, (1, 0, 1), lsn=6), ev("c", 4, (1, 0, 2), lsn=20),
-    ])
+    events = table(
+        [
+            ev("c", 1, (0, 0, 0), lsn=10, name="a", n=1),
+            ev("u", 1, (0, 0, 1), lsn=11, name=PH, n=2),
+            ev("d", 1, (0, 0, 2), lsn=12, tx=12),
+            ev("c", 5, (0, 0, 3), lsn=12, tx=12, name=PH, n=5),  # key change 1 -> 5
+            ev("u", 1, (0, 0, 1), lsn=11, name=PH, n=2),  # a replay
+            ev("c", 3, (1, 0, 0), name="c", lsn=5),
+            ev("t", None, (1, 0, 1), lsn=6),
+            ev("c", 4, (1, 0, 2), lsn=20),
+        ]
+    )
     got = fold_bigquery(engine, events, None, KEY, ROW_FIELDS)
     visible = {r["id"]: (r["name"], r["n"]) for r in got.rows.to_pylist() if not r["__deleted"]}
     assert visible == {5: ("a", 5), 4: (None, None)}
     same(got, fold(events, None, KEY, ROW_FIELDS))
 
 
-@settings(max_examples=int(os.environ.get("BQFOLD_EXAMPLES", "12")), deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=int(os.environ.get("BQFOLD_EXAMPLES", "12")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(rows=histories(), cut=st.integers(0, 60))
 def test_property_bigquery_fold_equals_reference_fold(bq, rows, cut):
     client, engine = bq
@@ -61,13 +72,16 @@ def test_property_bigquery_fold_equals_reference_fold(bq, rows, cut):
     prior, _, pairing = loaded_for(first.rows, rest)
     truncates: list[Truncate] = first.truncates
     want = fold(table(rest), prior, KEY, ROW_FIELDS, truncates, pairing, keep_images=True)
-    same(fold_bigquery(engine, table(rest), prior, KEY, ROW_FIELDS, truncates, pairing, keep_images=True),
-         want)
+    same(
+        fold_bigquery(engine, table(rest), prior, KEY, ROW_FIELDS, truncates, pairing, keep_images=True), want
+    )
 
 
 def test_each_batch_lands_in_the_raw_change_table_partitioned_by_day_and_clustered_by_batch_and_key(bq):
     client, engine = bq
-    events = table([ev("c", 1, (0, 0, 0), lsn=10, name="a", n=1), ev("u", 1, (0, 0, 1), lsn=11, name="b", n=2)])
+    events = table(
+        [ev("c", 1, (0, 0, 0), lsn=10, name="a", n=1), ev("u", 1, (0, 0, 1), lsn=11, name="b", n=2)]
+    )
     stats = EngineStats()
     for _ in range(2):
         engine.fold("t.landing", events, None, KEY, ROW_FIELDS, [], None, False, stats)
@@ -75,9 +89,13 @@ def test_each_batch_lands_in_the_raw_change_table_partitioned_by_day_and_cluster
     assert changes.time_partitioning.field == "_ingested_day"
     assert changes.clustering_fields == ["_batch", *KEY]
     assert changes.num_rows == 2 * events.num_rows and stats.folds == 2
-    batches = client.query(f"SELECT COUNT(DISTINCT _batch) AS n FROM `{changes.full_table_id.replace(':', '.')}`")
+    batches = client.query(
+        f"SELECT COUNT(DISTINCT _batch) AS n FROM `{changes.full_table_id.replace(':', '.')}`"
+    )
     assert next(iter(batches.result()))["n"] == 2
-    leftovers = [t.table_id for t in client.list_tables(engine.dataset) if not t.table_id.startswith("changes__")]
+    leftovers = [
+        t.table_id for t in client.list_tables(engine.dataset) if not t.table_id.startswith("changes__")
+    ]
     assert not [t for t in leftovers if t.startswith(("fold_rest", "fold_truncates", "out_"))], leftovers
 
 
@@ -96,8 +114,10 @@ def test_the_script_reads_the_raw_change_table_only_through_one_partition_and_ba
     inputs = fold_inputs(table([ev("c", 1, (0, 0, 0), lsn=10, name="a", n=1)]), None, None, [], KEY, FIELDS)
     changes, batch, day = "p.engine.changes__t__x", uuid.uuid4().hex, dt.date(2026, 12, 5)
     statement = skeleton_statement(inputs.skeleton.schema, changes, "p.engine.fold_rest_1", batch, day)
-    work = {n: f"p.engine.{n}_1" for n in ("fold_truncates", "out_late", "out_result", "out_effects",
-                                            "out_new_truncates")}
+    work = {
+        n: f"p.engine.{n}_1"
+        for n in ("fold_truncates", "out_late", "out_result", "out_effects", "out_new_truncates")
+    }
     script = fold_script(KEY, FIELDS, True, "bigquery", work, statement)
     assert script.count("changes__t__x") == 1  # read once, by the skeleton statement
     tree = sqlglot.parse_one(statement, read="bigquery")
@@ -113,7 +133,13 @@ def test_the_script_reads_the_raw_change_table_only_through_one_partition_and_ba
 def test_logical_bytes_follow_bigquery_data_size_rules():
     from lakehouse.warehouse.bigquery_fold import logical_bytes
 
-    rows = pa.table({"n": pa.array([1, None, 3], pa.int64()), "s": pa.array(["ab", None, ""]),
-                     "b": pa.array([True, False, None]), "l": pa.array([[1, 2], None, [3]], pa.list_(pa.int32()))})
+    rows = pa.table(
+        {
+            "n": pa.array([1, None, 3], pa.int64()),
+            "s": pa.array(["ab", None, ""]),
+            "b": pa.array([True, False, None]),
+            "l": pa.array([[1, 2], None, [3]], pa.list_(pa.int32())),
+        }
+    )
     assert logical_bytes(rows) == 8 * 2 + (2 * 2 + 2) + 1 * 2 + 8 * 3
     assert logical_bytes(rows.slice(1)) == 8 + 2 + 1 + 8

@@ -17,14 +17,25 @@ from lakehouse.config import load_config
 from lakehouse.sqlfiles import SQL_ROOT, sql
 from lakehouse.warehouse.bigquery_warehouse import BigQueryWarehouse, bq_type, quote
 
-IDENTIFIERS = {"loads": quote("p.meta.loads"), "target": quote("p.scan.scans"), "column": quote("email"),
-               "column_type": "STRING", "key_columns": quote("id"), "any_key_null": f"{quote('id')} IS NULL",
-               "staging": quote("p.meta.stage__scan__scans"), "key_match": "t.`id` = s.`id`",
-               "partition_filter": "", "update_set": "`a` = s.`a`", "columns": "`id`, `a`",
-               "source_columns": "s.`id`, s.`a`"}
+IDENTIFIERS = {
+    "loads": quote("p.meta.loads"),
+    "target": quote("p.scan.scans"),
+    "column": quote("email"),
+    "column_type": "STRING",
+    "key_columns": quote("id"),
+    "any_key_null": f"{quote('id')} IS NULL",
+    "staging": quote("p.meta.stage__scan__scans"),
+    "key_match": "t.`id` = s.`id`",
+    "partition_filter": "",
+    "update_set": "`a` = s.`a`",
+    "columns": "`id`, `a`",
+    "source_columns": "s.`id`, s.`a`",
+}
 
 
-@pytest.mark.parametrize("path", sorted((SQL_ROOT / "warehouse" / "bigquery").glob("*.sql")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((SQL_ROOT / "warehouse" / "bigquery").glob("*.sql")), ids=lambda p: p.name
+)
 def test_every_statement_parses_as_bigquery(path):
     text = sql(f"warehouse/bigquery/{path.name}", **IDENTIFIERS)
     statements = [s for s in sqlglot.parse(text, read="bigquery") if s is not None]
@@ -34,8 +45,14 @@ def test_every_statement_parses_as_bigquery(path):
 def test_the_merge_is_pruned_to_the_changed_partitions_and_guarded():
     wh = BigQueryWarehouse(lambda: None, "p", meta_dataset="meta")
     entry = next(t for t in load_config().tables if t.table == "scan.scans")
-    schema = pa.schema([("id", pa.string()), ("status", pa.string()), ("created_at", pa.timestamp("us", "UTC")),
-                        ("_cdc_lsn", pa.int64())])
+    schema = pa.schema(
+        [
+            ("id", pa.string()),
+            ("status", pa.string()),
+            ("created_at", pa.timestamp("us", "UTC")),
+            ("_cdc_lsn", pa.int64()),
+        ]
+    )
     lo, hi = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC)
     text, params = wh.merge_statement(entry, "p.meta.stage__scan__scans", schema, ("id",), 7, (lo, hi))
     merge = sqlglot.parse_one(text, read="bigquery")
@@ -50,15 +67,24 @@ def test_the_merge_is_pruned_to_the_changed_partitions_and_guarded():
     assert "partition_lo" not in params and "BETWEEN" not in text
 
 
-@pytest.mark.parametrize(("arrow", "expected"), [
-    (pa.int16(), ("INTEGER", "NULLABLE")), (pa.float64(), ("FLOAT", "NULLABLE")),
-    (pa.decimal128(5, 4), ("NUMERIC", "NULLABLE")), (pa.decimal128(38, 10), ("BIGNUMERIC", "NULLABLE")),
-    (pa.decimal256(60, 5), ("STRING", "NULLABLE")), (pa.timestamp("us", "UTC"), ("TIMESTAMP", "NULLABLE")),
-    (pa.timestamp("us"), ("DATETIME", "NULLABLE")), (pa.date32(), ("DATE", "NULLABLE")),
-    (pa.time64("us"), ("TIME", "NULLABLE")), (pa.list_(pa.string()), ("STRING", "REPEATED")),
-    (pa.map_(pa.string(), pa.string()), ("RECORD", "REPEATED")), (pa.binary(), ("BYTES", "NULLABLE")),
-    (pa.duration("us"), ("INTEGER", "NULLABLE")),
-])
+@pytest.mark.parametrize(
+    ("arrow", "expected"),
+    [
+        (pa.int16(), ("INTEGER", "NULLABLE")),
+        (pa.float64(), ("FLOAT", "NULLABLE")),
+        (pa.decimal128(5, 4), ("NUMERIC", "NULLABLE")),
+        (pa.decimal128(38, 10), ("BIGNUMERIC", "NULLABLE")),
+        (pa.decimal256(60, 5), ("STRING", "NULLABLE")),
+        (pa.timestamp("us", "UTC"), ("TIMESTAMP", "NULLABLE")),
+        (pa.timestamp("us"), ("DATETIME", "NULLABLE")),
+        (pa.date32(), ("DATE", "NULLABLE")),
+        (pa.time64("us"), ("TIME", "NULLABLE")),
+        (pa.list_(pa.string()), ("STRING", "REPEATED")),
+        (pa.map_(pa.string(), pa.string()), ("RECORD", "REPEATED")),
+        (pa.binary(), ("BYTES", "NULLABLE")),
+        (pa.duration("us"), ("INTEGER", "NULLABLE")),
+    ],
+)
 def test_type_mapping(arrow, expected):
     assert bq_type(arrow)[:2] == expected
 

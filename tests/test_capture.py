@@ -143,7 +143,10 @@ def test_snapshot_and_streaming_match_postgres(eco2_db, tmp_path):
     pk_delete = [e for e in cls if e["__op"] == "d" and e["id"] == 9]
     pk_create = [e for e in cls if e["__op"] == "c" and e["id"] == 100000]
     assert pk_delete and pk_create
-    assert (pk_delete[0]["__lsn"], pk_delete[0]["__tx_id"]) == (pk_create[0]["__lsn"], pk_create[0]["__tx_id"])
+    assert (pk_delete[0]["__lsn"], pk_delete[0]["__tx_id"]) == (
+        pk_create[0]["__lsn"],
+        pk_create[0]["__tx_id"],
+    )
     assert pk_create[0]["rationale"] == TOAST_PLACEHOLDER  # observed Debezium 3.6.3 behaviour (spec §5.5)
     calls = reader.read_changes("eco2.scan.llm_call_log")
     assert "cached_tokens" in calls.column_names
@@ -160,7 +163,9 @@ def test_snapshot_and_streaming_match_postgres(eco2_db, tmp_path):
         footer = pq.ParquetFile(store.open_input(key)).metadata.metadata[b"parquet.avro.schema"].decode()
         assert avro_schema_json(parse_avro_schema(footer)) == footer, key
     headers = [o.key for o in store.list("topics/eco2.scan.classification_results/") if ".headers." in o.key]
-    header_rows = [h for k in headers for row in pq.read_table(store.path(k)).column("headers").to_pylist() for h in row]
+    header_rows = [
+        h for k in headers for row in pq.read_table(store.path(k)).column("headers").to_pylist() for h in row
+    ]
     assert any(h["key"] == "__debezium.newkey" and "100000" in h["value"] for h in header_rows)
     assert not list(lake.rglob("*.lakehouse-tmp"))
 
@@ -168,7 +173,9 @@ def test_snapshot_and_streaming_match_postgres(eco2_db, tmp_path):
     # scheduled rotation (1 s); a new file whenever the value schema changed
     rows = {k: pq.ParquetFile(store.open_input(k)).metadata.num_rows for k in values}
     assert max(rows.values()) == 25 and min(rows.values()) < 25
-    calls = sorted((k for k in values if "llm_call_log" in k), key=lambda k: int(k.rsplit("+", 1)[1].split(".")[0]))
+    calls = sorted(
+        (k for k in values if "llm_call_log" in k), key=lambda k: int(k.rsplit("+", 1)[1].split(".")[0])
+    )
     footers = [pq.ParquetFile(store.open_input(k)).metadata.metadata[b"parquet.avro.schema"] for k in calls]
     with_cached = ["cached_tokens" in f.decode() for f in footers]
     assert with_cached[-1] and not with_cached[0] and with_cached == sorted(with_cached)
@@ -183,12 +190,17 @@ def _workload(dsn: str, start: int, n: int, stop: threading.Event) -> None:
             if stop.is_set():
                 return
             with conn.transaction():
-                conn.execute("""INSERT INTO scan.llm_call_log (scan_id, stage, model, latency_ms, prompt_tokens,
+                conn.execute(
+                    """INSERT INTO scan.llm_call_log (scan_id, stage, model, latency_ms, prompt_tokens,
                                 completion_tokens, status, created_at)
-                                VALUES (NULL, 'vision', 'gpt-4o', %s, 10, 5, 'ok', now())""", (i,))
+                                VALUES (NULL, 'vision', 'gpt-4o', %s, 10, 5, 'ok', now())""",
+                    (i,),
+                )
                 conn.execute("UPDATE scan.scans SET status = %s WHERE user_id = %s", (f"s{i}", 1 + i % 20))
                 if i % 7 == 0:
-                    conn.execute("DELETE FROM scan.llm_call_log WHERE id = (SELECT min(id) FROM scan.llm_call_log)")
+                    conn.execute(
+                        "DELETE FROM scan.llm_call_log WHERE id = (SELECT min(id) FROM scan.llm_call_log)"
+                    )
             time.sleep(0.01)
 
 
@@ -242,16 +254,23 @@ def test_kill9_during_snapshot_loses_nothing(eco2_db, tmp_path):
 
 
 def _run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lakehouse.cli", "capture", *args], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "lakehouse.cli", "capture", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_unreachable_database_is_a_clear_error(tmp_path):
     from lakehouse.pg.cluster import free_port
 
     port = free_port()
-    proc = _run_cli("--dsn", f"host=127.0.0.1 port={port} user=postgres password=s3cret dbname=eco2",
-                    "--lake", str(tmp_path / "lake"), "--state-dir", str(tmp_path / "state"))
+    proc = _run_cli(
+        "--dsn",
+        f"host=127.0.0.1 port={port} user=postgres password=s3cret dbname=eco2",
+        "--lake",
+        str(tmp_path / "lake"),
+        "--state-dir",
+        str(tmp_path / "state"),
+    )
     assert proc.returncode == 2
     assert f"cannot connect to PostgreSQL at postgres@127.0.0.1:{port}/eco2" in proc.stderr
     assert "s3cret" not in proc.stderr + proc.stdout
@@ -262,8 +281,9 @@ def test_wal_level_not_logical_is_a_clear_error(tmp_path):
     from lakehouse.pg.cluster import DEFAULT_SETTINGS, PgCluster
 
     with PgCluster.temporary(settings={**DEFAULT_SETTINGS, "wal_level": "replica"}) as cluster:
-        proc = _run_cli("--dsn", cluster.dsn(), "--lake", str(tmp_path / "lake"),
-                        "--state-dir", str(tmp_path / "state"))
+        proc = _run_cli(
+            "--dsn", cluster.dsn(), "--lake", str(tmp_path / "lake"), "--state-dir", str(tmp_path / "state")
+        )
     assert proc.returncode == 2
     assert "wal_level=replica" in proc.stderr and "wal_level=logical" in proc.stderr
     assert not (tmp_path / "lake").exists()
@@ -272,13 +292,23 @@ def test_wal_level_not_logical_is_a_clear_error(tmp_path):
 def test_table_without_primary_key_is_a_clear_error(eco2_db, tmp_path):
     with psycopg.connect(eco2_db, autocommit=True) as conn:
         conn.execute("CREATE TABLE scan.events_raw (payload text)")
-    proc = _run_cli("--dsn", eco2_db, "--lake", str(tmp_path / "lake"), "--state-dir", str(tmp_path / "state"))
+    proc = _run_cli(
+        "--dsn", eco2_db, "--lake", str(tmp_path / "lake"), "--state-dir", str(tmp_path / "state")
+    )
     assert proc.returncode == 2
     assert "scan.events_raw" in proc.stderr and "primary key" in proc.stderr
     assert not (tmp_path / "lake").exists()
     # naming the other tables works
-    proc = _run_cli("--dsn", eco2_db, "--lake", str(tmp_path / "lake"), "--state-dir", str(tmp_path / "state"),
-                    "--tables", "scan.events_raw")
+    proc = _run_cli(
+        "--dsn",
+        eco2_db,
+        "--lake",
+        str(tmp_path / "lake"),
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--tables",
+        "scan.events_raw",
+    )
     assert proc.returncode == 2 and "scan.events_raw" in proc.stderr
 
 
@@ -297,9 +327,21 @@ def test_pg_cli_start_workload_stop(tmp_path):
     assert started.exit_code == 0, started.output
     dsn = started.stdout.strip().splitlines()[-1]
     try:
-        ran = runner.invoke(app, ["pg", "workload", "--auth-dsn", dsn.replace("dbname=postgres", "dbname=auth"),
-                                  "--scan-dsn", dsn.replace("dbname=postgres", "dbname=scan"), "--scans", "20",
-                                  "--users", "5"])
+        ran = runner.invoke(
+            app,
+            [
+                "pg",
+                "workload",
+                "--auth-dsn",
+                dsn.replace("dbname=postgres", "dbname=auth"),
+                "--scan-dsn",
+                dsn.replace("dbname=postgres", "dbname=scan"),
+                "--scans",
+                "20",
+                "--users",
+                "5",
+            ],
+        )
         assert ran.exit_code == 0, ran.output
         with psycopg.connect(dsn.replace("dbname=postgres", "dbname=scan")) as conn:
             assert conn.execute("SELECT count(*) FROM scan.scans").fetchone()[0] == 20
@@ -311,8 +353,19 @@ def test_pg_cli_start_workload_stop(tmp_path):
 def test_store_keys_companions_and_truncate_refusal(eco2_db, tmp_path):
     seed(eco2_db, users=5, scans=6, calls=12)
     lake, state = tmp_path / "lake", tmp_path / "state"
-    proc = _run_cli("--dsn", eco2_db, "--lake", str(lake), "--state-dir", str(state), "--store-keys",
-                    "--stop-when-idle", "2", "--rotate-interval", "1")
+    proc = _run_cli(
+        "--dsn",
+        eco2_db,
+        "--lake",
+        str(lake),
+        "--state-dir",
+        str(state),
+        "--store-keys",
+        "--stop-when-idle",
+        "2",
+        "--rotate-interval",
+        "1",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     reader = LakeReader(LocalStore(lake))
     assert reader.key_columns("eco2.scan.llm_call_log") == ("id",)
@@ -320,8 +373,19 @@ def test_store_keys_companions_and_truncate_refusal(eco2_db, tmp_path):
     # a truncate has a null key: the S3 sink fails on it with store.kafka.keys=true, and so do we
     with psycopg.connect(eco2_db, autocommit=True) as conn:
         conn.execute("TRUNCATE scan.rag_retrievals")
-    proc = _run_cli("--dsn", eco2_db, "--lake", str(lake), "--state-dir", str(state), "--store-keys",
-                    "--stop-when-idle", "2", "--rotate-interval", "1")
+    proc = _run_cli(
+        "--dsn",
+        eco2_db,
+        "--lake",
+        str(lake),
+        "--state-dir",
+        str(state),
+        "--store-keys",
+        "--stop-when-idle",
+        "2",
+        "--rotate-interval",
+        "1",
+    )
     assert proc.returncode == 2
     assert "null key" in proc.stderr and "eco2.scan.rag_retrievals" in proc.stderr
 
@@ -330,12 +394,25 @@ def test_store_keys_companions_and_truncate_refusal(eco2_db, tmp_path):
 def test_capture_into_s3(eco2_db, moto_s3, tmp_path):
     seed(eco2_db, users=5, scans=10, calls=20)
     uri = moto_s3("captured")
-    proc = _run_cli("--dsn", eco2_db, "--lake", uri, "--state-dir", str(tmp_path / "state"),
-                    "--stop-when-idle", "2", "--rotate-interval", "1")
+    proc = _run_cli(
+        "--dsn",
+        eco2_db,
+        "--lake",
+        uri,
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--stop-when-idle",
+        "2",
+        "--rotate-interval",
+        "1",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     reader = LakeReader(uri)
     for topic, (table, key) in TABLES.items():
-        assert compare(lake_state(reader, topic, key), pg_state(eco2_db, table, key)) == [], (topic, proc.stdout)
+        assert compare(lake_state(reader, topic, key), pg_state(eco2_db, table, key)) == [], (
+            topic,
+            proc.stdout,
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -345,8 +422,21 @@ def test_capture_into_s3(eco2_db, moto_s3, tmp_path):
 
 def _capture_once(dsn: str, lake: Path, state: Path, *extra: str) -> subprocess.CompletedProcess:
     """One capture run to the end of the snapshot and a short idle stream."""
-    return _run_cli("--dsn", dsn, "--lake", str(lake), "--state-dir", str(state), "--stop-when-idle", "2",
-                    "--rotate-interval", "1", "--heap-mb", "512", *extra)
+    return _run_cli(
+        "--dsn",
+        dsn,
+        "--lake",
+        str(lake),
+        "--state-dir",
+        str(state),
+        "--stop-when-idle",
+        "2",
+        "--rotate-interval",
+        "1",
+        "--heap-mb",
+        "512",
+        *extra,
+    )
 
 
 def _engine(dsn: str, **opts) -> str:
@@ -360,8 +450,12 @@ def _engine(dsn: str, **opts) -> str:
 
 def _slots(dsn: str) -> list[str]:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        return [r[0] for r in conn.execute("SELECT slot_name FROM pg_replication_slots "
-                                           "WHERE database = current_database() ORDER BY 1").fetchall()]
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT slot_name FROM pg_replication_slots WHERE database = current_database() ORDER BY 1"
+            ).fetchall()
+        ]
 
 
 def _drop_slot(dsn: str, slot: str) -> None:
@@ -393,7 +487,9 @@ def _recreate_database(pg_cluster, dsn: str) -> None:
 
 def _row_count(dsn: str) -> int:
     with psycopg.connect(dsn) as conn:
-        return sum(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table, _ in TABLES.values())
+        return sum(
+            conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table, _ in TABLES.values()
+        )
 
 
 def _one_line_error(proc: subprocess.CompletedProcess) -> str:
@@ -508,8 +604,10 @@ def test_failed_first_run_leaves_no_slot(eco2_db, tmp_path):
     proc = _capture_once(eco2_db, lake, state)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with psycopg.connect(eco2_db, autocommit=True) as conn:
-        conn.execute("INSERT INTO auth.users (username, email, password_hash, provider, created_at) "
-                     "VALUES ('late', 'late@eco2.test', 'x', 'email', now())")
+        conn.execute(
+            "INSERT INTO auth.users (username, email, password_hash, provider, created_at) "
+            "VALUES ('late', 'late@eco2.test', 'x', 'email', now())"
+        )
     shutil.rmtree(lake / "topics" / "eco2.auth.users")
     (lake / "topics" / "eco2.auth.users").write_text("in the way again")
     proc = _capture_once(eco2_db, lake, state)
@@ -549,7 +647,9 @@ def _odd_lake_matches_pg(lake: Path, dsn: str):
         if topic not in topics:
             problems.append(f"no topic {topic} yet")
             continue
-        problems += [f"{table}: {d}" for d in compare(lake_state(reader, topic, key), pg_state(dsn, table, key))]
+        problems += [
+            f"{table}: {d}" for d in compare(lake_state(reader, topic, key), pg_state(dsn, table, key))
+        ]
     return True if not problems else problems[:8]
 
 
@@ -585,7 +685,7 @@ def test_odd_names_are_captured_under_their_real_names(eco2_db, tmp_path, bigque
             footer = pq.ParquetFile(store.open_input(info.key)).metadata.metadata[b"parquet.avro.schema"]
             row = parse_avro_schema(footer.decode()).field("after").schema
             assert all(f.name == avro_field_name(source_name(f)) for f in row.fields), info.key
-            assert [source_name(f) for f in row.fields] == pg_columns[:len(row.fields)], info.key
+            assert [source_name(f) for f in row.fields] == pg_columns[: len(row.fields)], info.key
         changes = reader.read_changes(topic)
         assert [c for c in changes.column_names if not c.startswith("__")] == pg_columns
         assert set(changes.column("__table").to_pylist()) == {name}
@@ -595,21 +695,51 @@ def test_odd_names_are_captured_under_their_real_names(eco2_db, tmp_path, bigque
     config = tmp_path / "tables.yaml"
     config.write_text("tables:\n")
     cli = [sys.executable, "-m", "lakehouse.cli"]
-    proc = subprocess.run([*cli, "discover", "--lake", str(lake), "--tables-config", str(config)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*cli, "discover", "--lake", str(lake), "--tables-config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     from lakehouse.config import load_config
 
     assert {t.topic: t.primary_key for t in load_config(config).tables} == {
-        topic: key for topic, (_, _, key) in ODD_TABLES.items()}
-    proc = subprocess.run([*cli, "compact", "--lake", str(lake), "--state", str(tmp_path / "delta"),
-                           "--tables-config", str(config)], capture_output=True, text=True, timeout=300)
+        topic: key for topic, (_, _, key) in ODD_TABLES.items()
+    }
+    proc = subprocess.run(
+        [
+            *cli,
+            "compact",
+            "--lake",
+            str(lake),
+            "--state",
+            str(tmp_path / "delta"),
+            "--tables-config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for topic, (_, table, key) in ODD_TABLES.items():
         out = tmp_path / f"{topic}.parquet"
-        proc = subprocess.run([*cli, "export", "--state", str(tmp_path / "delta"), "--table",
-                               topic.split(".", 1)[1], "--out", str(out)], capture_output=True, text=True,
-                              timeout=120)
+        proc = subprocess.run(
+            [
+                *cli,
+                "export",
+                "--state",
+                str(tmp_path / "delta"),
+                "--table",
+                topic.split(".", 1)[1],
+                "--out",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         exported = pq.read_table(out)
         with psycopg.connect(eco2_db) as conn:
@@ -630,7 +760,9 @@ def _pg_rows(dsn: str, table: str, key: tuple[str, ...]) -> tuple[list[str], lis
     return names, sorted(rows, key=lambda r: tuple(r[c] for c in key))
 
 
-def _odd_names_through_the_warehouses_and_dbt(dsn: str, tmp_path: Path, config: Path, bigquery_emulator) -> None:
+def _odd_names_through_the_warehouses_and_dbt(
+    dsn: str, tmp_path: Path, config: Path, bigquery_emulator
+) -> None:
     """The same tables loaded into DuckDB (CLI) and the BigQuery emulator, and read by a dbt model
     (``select *`` from a source whose names need quoting): PostgreSQL's columns and rows everywhere."""
     import uuid
@@ -643,17 +775,46 @@ def _odd_names_through_the_warehouses_and_dbt(dsn: str, tmp_path: Path, config: 
     entries = {t.topic: t for t in load_config(config).tables}
     warehouse = tmp_path / "warehouse.duckdb"
     tables = [a for t in entries.values() for a in ("--table", t.table)]
-    proc = subprocess.run([sys.executable, "-m", "lakehouse.cli", "load", "--state", str(tmp_path / "delta"),
-                           "--warehouse", str(warehouse), "--tables-config", str(config), *tables],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lakehouse.cli",
+            "load",
+            "--state",
+            str(tmp_path / "delta"),
+            "--warehouse",
+            str(warehouse),
+            "--tables-config",
+            str(config),
+            *tables,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    bq = BigQueryWarehouse(bigquery_emulator.client, bigquery_emulator.project,
-                           dataset_prefix=f"o{uuid.uuid4().hex[:8]}_", meta_dataset=f"m{uuid.uuid4().hex[:8]}")
+    bq = BigQueryWarehouse(
+        bigquery_emulator.client,
+        bigquery_emulator.project,
+        dataset_prefix=f"o{uuid.uuid4().hex[:8]}_",
+        meta_dataset=f"m{uuid.uuid4().hex[:8]}",
+    )
     project = _odd_dbt_project(tmp_path / "dbt", entries.values())
-    run = subprocess.run([str(Path(sys.executable).with_name("dbt")), "run", "--project-dir", str(project),
-                          "--profiles-dir", str(project)], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-                              "ODD_DUCKDB": str(warehouse)})
+    run = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("dbt")),
+            "run",
+            "--project-dir",
+            str(project),
+            "--profiles-dir",
+            str(project),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "ODD_DUCKDB": str(warehouse)},
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     models = {topic: f"odd_{i}" for i, topic in enumerate(entries)}  # as _odd_dbt_project names them
     for topic, (_, table, key) in ODD_TABLES.items():
@@ -663,7 +824,9 @@ def _odd_names_through_the_warehouses_and_dbt(dsn: str, tmp_path: Path, config: 
         # BigQuery cannot name a column a"b or 😀: such columns get plain names, the source name in
         # their description (lakehouse.warehouse.bigquery_warehouse.column_name)
         on_bigquery = bq.read(entry.table).select([column_name(n) for n in names]).rename_columns(names)
-        assert sorted(on_bigquery.to_pylist(), key=lambda r: tuple(r[c] for c in key)) == rows, f"BigQuery {table}"
+        assert sorted(on_bigquery.to_pylist(), key=lambda r: tuple(r[c] for c in key)) == rows, (
+            f"BigQuery {table}"
+        )
         described = {f.name: f.description for f in bq.client.get_table(bq.table_id(entry.table)).schema}
         for n in names:
             assert n == column_name(n) or described[column_name(n)] == f"source column: {n}", n
@@ -678,15 +841,22 @@ def _odd_names_through_the_warehouses_and_dbt(dsn: str, tmp_path: Path, config: 
 def _odd_dbt_project(root: Path, entries) -> Path:
     """A dbt project of one ``select *`` model per table, over sources quoted as the names need."""
     (root / "models").mkdir(parents=True)
-    (root / "dbt_project.yml").write_text("name: odd\nversion: '1.0.0'\nprofile: odd\nmodel-paths: [models]\n")
-    (root / "profiles.yml").write_text("odd:\n  target: duckdb\n  outputs:\n    duckdb:\n      type: duckdb\n"
-                                       "      path: \"{{ env_var('ODD_DUCKDB') }}\"\n      schema: main\n")
+    (root / "dbt_project.yml").write_text(
+        "name: odd\nversion: '1.0.0'\nprofile: odd\nmodel-paths: [models]\n"
+    )
+    (root / "profiles.yml").write_text(
+        "odd:\n  target: duckdb\n  outputs:\n    duckdb:\n      type: duckdb\n"
+        "      path: \"{{ env_var('ODD_DUCKDB') }}\"\n      schema: main\n"
+    )
     sources = ["version: 2", "sources:"]
     for i, entry in enumerate(entries):
         schema, name = entry.table.split(".", 1)
-        sources += [f"  - name: src_{i}", f"    schema: {json.dumps(schema)}",
-                    "    quoting: {database: false, schema: true, identifier: true}",
-                    f"    tables: [{{name: t, identifier: {json.dumps(name)}}}]"]
+        sources += [
+            f"  - name: src_{i}",
+            f"    schema: {json.dumps(schema)}",
+            "    quoting: {database: false, schema: true, identifier: true}",
+            f"    tables: [{{name: t, identifier: {json.dumps(name)}}}]",
+        ]
         (root / "models" / f"odd_{i}.sql").write_text(f"select * from {{{{ source('src_{i}', 't') }}}}\n")
     (root / "models" / "sources.yml").write_text("\n".join(sources) + "\n")
     return root
@@ -696,7 +866,9 @@ def test_names_debezium_would_merge_are_refused_before_capture(eco2_db, tmp_path
     """Two tables with one topic, or two columns with one Avro field name, cannot be captured:
     one line naming them, exit 2, nothing created (before: the tables were mixed in one topic)."""
     with psycopg.connect(eco2_db, autocommit=True) as conn:
-        conn.execute('CREATE TABLE public."ü x" (id int PRIMARY KEY); CREATE TABLE public."ä x" (id int PRIMARY KEY)')
+        conn.execute(
+            'CREATE TABLE public."ü x" (id int PRIMARY KEY); CREATE TABLE public."ä x" (id int PRIMARY KEY)'
+        )
         conn.execute('CREATE TABLE public.cols (id int PRIMARY KEY, "a b" text, "a-b" text)')
     lake, state = tmp_path / "lake", tmp_path / "state"
     message = _one_line_error(_capture_once(eco2_db, lake, state, "--tables", "public.ü x,public.ä x"))

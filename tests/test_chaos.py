@@ -40,8 +40,19 @@ AWS_SENTINEL = "chaos-aws-secret-0f3a9c"
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("chaos") / "lake"
-    generate_lake(root, GeneratorOptions(events=16_000, seed=21, flush_size=400, partitions=2, replays=True,
-                                         pk_changes=True, truncates=True, schema_change=True))
+    generate_lake(
+        root,
+        GeneratorOptions(
+            events=16_000,
+            seed=21,
+            flush_size=400,
+            partitions=2,
+            replays=True,
+            pk_changes=True,
+            truncates=True,
+            schema_change=True,
+        ),
+    )
     return root
 
 
@@ -49,15 +60,20 @@ def lake(tmp_path_factory) -> Path:
 def tables_config(tmp_path_factory) -> Path:
     """The Eco2 tables without a personal-data policy: every column is compared."""
     path = tmp_path_factory.mktemp("chaos-config") / "tables.yaml"
-    path.write_text("tables:\n" + "".join(f"  - topic: {t.topic}\n    primary_key: [id]\n"
-                                         for t in load_config().tables))
+    path.write_text(
+        "tables:\n" + "".join(f"  - topic: {t.topic}\n    primary_key: [id]\n" for t in load_config().tables)
+    )
     return path
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "lakehouse.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "LAKEHOUSE_PSEUDONYM_KEY": KEY, **(env or {})})
+    return subprocess.Popen(
+        [sys.executable, "-m", "lakehouse.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "LAKEHOUSE_PSEUDONYM_KEY": KEY, **(env or {})},
+    )
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str]:
@@ -68,11 +84,23 @@ def finish(proc: subprocess.Popen) -> tuple[int, str]:
 
 def load_cli(state: str, warehouse: Path, config: Path) -> subprocess.Popen:
     tables = sum((["--table", t.table] for t in load_config().tables), [])
-    return cli("load", "--state", state, "--warehouse", str(warehouse), "--tables-config", str(config), *tables)
+    return cli(
+        "load", "--state", state, "--warehouse", str(warehouse), "--tables-config", str(config), *tables
+    )
 
 
 def compact_args(lake: str, state: str, config: Path, batch: int = 1_500) -> list[str]:
-    return ["compact", "--lake", lake, "--state", state, "--tables-config", str(config), "--batch-events", str(batch)]
+    return [
+        "compact",
+        "--lake",
+        lake,
+        "--state",
+        state,
+        "--tables-config",
+        str(config),
+        "--batch-events",
+        str(batch),
+    ]
 
 
 def upload(src: Path, uri: str) -> None:
@@ -95,7 +123,9 @@ def test_two_compactions_started_together_equal_one_run(where, lake, tables_conf
         lake_uri = new_bucket("lake")
         upload(lake, lake_uri)
     for trial in range(TRIALS):
-        state = str(tmp_path / f"state{trial}") if where == "local" else request.getfixturevalue("moto_s3")("st")
+        state = (
+            str(tmp_path / f"state{trial}") if where == "local" else request.getfixturevalue("moto_s3")("st")
+        )
         procs = [cli(*compact_args(lake_uri, state, tables_config)) for _ in range(2)]
         outcomes = [finish(p) for p in procs]
         for code, output in outcomes:
@@ -115,9 +145,17 @@ def test_compaction_and_maintenance_at_once_equal_one_after_the_other(lake, tabl
         _copy_first_objects(lake, half, 0.5)
         code, output = finish(cli(*compact_args(str(half), state, tables_config, batch=400)))
         assert code == 0, output
-        procs = [cli(*compact_args(str(lake), state, tables_config, batch=400)),
-                 cli("maintain", "--state", state, *sum((["--table", t] for t in tables), []),
-                     "--retention-hours", "0")]
+        procs = [
+            cli(*compact_args(str(lake), state, tables_config, batch=400)),
+            cli(
+                "maintain",
+                "--state",
+                state,
+                *sum((["--table", t] for t in tables), []),
+                "--retention-hours",
+                "0",
+            ),
+        ]
         for code, output in (finish(p) for p in procs):
             assert code == 0, output
         assert_equals_oracle(lake, state, plain_config())
@@ -148,9 +186,14 @@ def test_compaction_through_20_percent_s3_faults_and_an_outage_equals_the_truth(
         upload(lake, lake_uri)
         with FaultProxy(moto_s3.endpoint, error_rate=0.2, drop_rate=0.05, seed=trial) as proxy:
             # moto takes any key: a sentinel secret shows that no retry warning or error prints it
-            proc = cli(*compact_args(lake_uri, state, tables_config),
-                       env={"AWS_ENDPOINT_URL": proxy.endpoint, "LAKEHOUSE_STORAGE_RETRY_SECONDS": "60",
-                            "AWS_SECRET_ACCESS_KEY": AWS_SENTINEL})
+            proc = cli(
+                *compact_args(lake_uri, state, tables_config),
+                env={
+                    "AWS_ENDPOINT_URL": proxy.endpoint,
+                    "LAKEHOUSE_STORAGE_RETRY_SECONDS": "60",
+                    "AWS_SECRET_ACCESS_KEY": AWS_SENTINEL,
+                },
+            )
             time.sleep(random.Random(trial).uniform(2.0, 5.0))
             proxy.outage(6.0)
             code, output = finish(proc)
@@ -183,8 +226,9 @@ def test_every_s3_client_keeps_retrying_through_a_long_error_storm(moto_s3, monk
         assert proxy.injected_errors > 100, proxy.injected_errors
 
 
-def test_bigquery_engine_and_load_through_20_percent_faults_equal_the_truth(lake, tables_config, tmp_path,
-                                                                            bigquery_emulator):
+def test_bigquery_engine_and_load_through_20_percent_faults_equal_the_truth(
+    lake, tables_config, tmp_path, bigquery_emulator
+):
     """The BigQuery emulator behind the proxy (500/503 on 20 % of requests, 3 % dropped): the
     client's retries and ours carry compaction on the BigQuery engine and the warehouse load; the
     state equals the oracle and the warehouse equals the state."""
@@ -196,15 +240,23 @@ def test_bigquery_engine_and_load_through_20_percent_faults_equal_the_truth(lake
     # two tables (updates, deletes, key changes; every BigQuery job is slow on the emulator)
     tables = [a for t in ("scan.scans", "scan.feedback") for a in ("--table", t)]
     with FaultProxy(bigquery_emulator.endpoint, error_rate=0.2, drop_rate=0.03, seed=3) as proxy:
-        env = {"LAKEHOUSE_ENGINE": "bigquery", "LAKEHOUSE_BIGQUERY_PROJECT": bigquery_emulator.project,
-               "LAKEHOUSE_BIGQUERY_ENDPOINT": proxy.endpoint,
-               "LAKEHOUSE_BIGQUERY_ENGINE_DATASET": f"engine_{uuid.uuid4().hex[:8]}"}
-        code, output = finish(cli(*compact_args(str(lake), state, tables_config, batch=8_000), *tables, env=env))
+        env = {
+            "LAKEHOUSE_ENGINE": "bigquery",
+            "LAKEHOUSE_BIGQUERY_PROJECT": bigquery_emulator.project,
+            "LAKEHOUSE_BIGQUERY_ENDPOINT": proxy.endpoint,
+            "LAKEHOUSE_BIGQUERY_ENGINE_DATASET": f"engine_{uuid.uuid4().hex[:8]}",
+        }
+        code, output = finish(
+            cli(*compact_args(str(lake), state, tables_config, batch=8_000), *tables, env=env)
+        )
         assert code == 0, output
         assert "engine bigquery:" in output
         names = {"dataset_prefix": f"c{uuid.uuid4().hex[:8]}_", "meta_dataset": f"m{uuid.uuid4().hex[:8]}"}
-        flaky = BigQueryWarehouse(lambda: bigquery_client(bigquery_emulator.project, None, endpoint=proxy.endpoint),
-                                  bigquery_emulator.project, **names)
+        flaky = BigQueryWarehouse(
+            lambda: bigquery_client(bigquery_emulator.project, None, endpoint=proxy.endpoint),
+            bigquery_emulator.project,
+            **names,
+        )
         config = TablesConfig(tables=tuple(t for t in plain_config().tables if t.table in tables))
         for entry in config.tables:
             flaky.load(state, entry)
@@ -212,8 +264,9 @@ def test_bigquery_engine_and_load_through_20_percent_faults_equal_the_truth(lake
     assert injected > 5, injected
     assert_equals_oracle(lake, state, config)
     # read back without the proxy
-    _assert_warehouse_equals_state(BigQueryWarehouse(bigquery_emulator.client, bigquery_emulator.project, **names),
-                                   state, config)
+    _assert_warehouse_equals_state(
+        BigQueryWarehouse(bigquery_emulator.client, bigquery_emulator.project, **names), state, config
+    )
 
 
 # -- a full disk -------------------------------------------------------------------------------
@@ -239,7 +292,9 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def test_a_disk_that_fills_up_mid_write_fails_cleanly_and_the_rerun_completes(lake, tables_config, small_disk):
+def test_a_disk_that_fills_up_mid_write_fails_cleanly_and_the_rerun_completes(
+    lake, tables_config, small_disk
+):
     """State on a 2 MB disk: tables fail with "no space left" naming the table (no traceback),
     every table still reads as exactly the objects its manifest lists, and after the disk grows
     the next run ends equal to the oracle."""

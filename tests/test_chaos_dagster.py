@@ -62,8 +62,11 @@ PHASES = {
     "end": (0.3, lambda e: (e.get("message") or "").startswith("Finished steps in process")),
 }
 RECOVERY_TIMEOUT = 300  # kills and recovery; 45-120 s on 2 cores, more when other suites share them
-SENSOR = {"repositoryLocationName": "cdc_lakehouse", "repositoryName": "__repository__",
-          "sensorName": "lake_sensor"}
+SENSOR = {
+    "repositoryLocationName": "cdc_lakehouse",
+    "repositoryName": "__repository__",
+    "sensorName": "lake_sensor",
+}
 
 SENSOR_STATE = """
 query SensorState($selector: SensorSelector!) {
@@ -114,7 +117,9 @@ query Pool($key: String!) {
 
 
 def _step_start(event: dict, prefix: str) -> bool:
-    return event["__typename"] == "ExecutionStepStartEvent" and (event.get("stepKey") or "").startswith(prefix)
+    return event["__typename"] == "ExecutionStepStartEvent" and (event.get("stepKey") or "").startswith(
+        prefix
+    )
 
 
 def pool_of(table: str) -> str:
@@ -152,8 +157,11 @@ class Chaos:
     def describe(self, runs: list[dict] | None = None) -> str:
         """Runs and pool slots, for failure messages (with the UI's logs)."""
         runs = self.runs() if runs is None else runs
-        lines = [f"{r['tags'].get('lakehouse/table')}: {r['runId']} {r['status']}"
-                 f" (retry of {r['tags'].get('dagster/parent_run_id', '-')})" for r in reversed(runs)]
+        lines = [
+            f"{r['tags'].get('lakehouse/table')}: {r['runId']} {r['status']}"
+            f" (retry of {r['tags'].get('dagster/parent_run_id', '-')})"
+            for r in reversed(runs)
+        ]
         tables = sorted({r["tags"].get("lakehouse/table") for r in runs} - {None})
         lines += [f"pool {pool_of(t)}: {self.pool(t)}" for t in tables]
         return "\n".join(lines) + "\n" + self.ui.report()
@@ -194,8 +202,10 @@ def kill_runs_at_random_points(chaos: Chaos, rng: random.Random, deadline: float
     """Kill the run workers of ``KILLS`` tables, each at a random delay into a random phase. A run seen
     ended before its point still has its worker tearing down for a while: that is killed instead;
     a table whose worker is already gone is replaced by one whose run has not ended yet."""
-    plan = {t: (phase, rng.uniform(0, PHASES[phase][0]))
-            for t, phase in zip(rng.sample(BIG, KILLS), rng.sample(list(PHASES), KILLS), strict=True)}
+    plan = {
+        t: (phase, rng.uniform(0, PHASES[phase][0]))
+        for t, phase in zip(rng.sample(BIG, KILLS), rng.sample(list(PHASES), KILLS), strict=True)
+    }
     order = list(dict.fromkeys(BIG + [e.table for e in load_config().tables]))
     killed: dict[str, dict] = {}
     while len(killed) < KILLS:
@@ -204,7 +214,11 @@ def kill_runs_at_random_points(chaos: Chaos, rng: random.Random, deadline: float
         runs = chaos.runs()
         for run in runs:
             table = run["tags"].get("lakehouse/table")
-            if table not in plan or table in killed or run["status"] not in ("STARTING", "STARTED", *FINISHED):
+            if (
+                table not in plan
+                or table in killed
+                or run["status"] not in ("STARTING", "STARTED", *FINISHED)
+            ):
                 continue
             phase, delay = plan[table]
             events = chaos.events(run["runId"])
@@ -220,8 +234,10 @@ def kill_runs_at_random_points(chaos: Chaos, rng: random.Random, deadline: float
                 before = chaos.events(run["runId"])
                 last = next((e for e in reversed(before) if e["__typename"] != "LogsCapturedEvent"), {})
                 killed[table] = {"run": run, "pid": pids[0], "phase": phase}
-                print(f"kill -9 {table} run {run['runId']} (pid {pids[0]}) {late:.2f} s into {phase}; "
-                      f"last event logged: {last.get('__typename')} {last.get('stepKey') or ''}")
+                print(
+                    f"kill -9 {table} run {run['runId']} (pid {pids[0]}) {late:.2f} s into {phase}; "
+                    f"last event logged: {last.get('__typename')} {last.get('stepKey') or ''}"
+                )
             elif run["status"] in FINISHED:  # its worker is gone too: a table whose run is still to come
                 del plan[table]
                 ended = {r["tags"].get("lakehouse/table") for r in runs if r["status"] in FINISHED}
@@ -240,8 +256,11 @@ def wait_for_recovery(chaos: Chaos, tables: list[str], deadline: float) -> list[
         newest = {}
         for r in runs:  # newest first
             newest.setdefault(r["tags"].get("lakehouse/table"), r)
-        if (all(r["status"] in FINISHED for r in runs) and set(tables) <= set(newest)
-                and all(newest[t]["status"] == "SUCCESS" for t in tables)):
+        if (
+            all(r["status"] in FINISHED for r in runs)
+            and set(tables) <= set(newest)
+            and all(newest[t]["status"] == "SUCCESS" for t in tables)
+        ):
             return runs
         if time.monotonic() > deadline:
             raise AssertionError(f"no recovery after {RECOVERY_TIMEOUT} s\n{chaos.describe(runs)}")
@@ -252,8 +271,9 @@ def wait_for_recovery(chaos: Chaos, tables: list[str], deadline: float) -> list[
 def plain_tables(tmp_path) -> Path:
     """The Eco2 tables without a personal-data policy (as tests/test_chaos.py): every column is compared."""
     path = tmp_path / "tables.yaml"
-    path.write_text("tables:\n" + "".join(f"  - topic: {t.topic}\n    primary_key: [id]\n"
-                                         for t in load_config().tables))
+    path.write_text(
+        "tables:\n" + "".join(f"  - topic: {t.topic}\n    primary_key: [id]\n" for t in load_config().tables)
+    )
     return path
 
 
@@ -289,8 +309,12 @@ def test_sensor_runs_killed_at_random_points_recover_to_the_truth(trial, tmp_pat
     home.mkdir()
     instance_config(home)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKEHOUSE_", "DAGSTER_"))}
-    env.update(LAKEHOUSE_HOME=str(tmp_path), LAKEHOUSE_PSEUDONYM_KEY="test-key", DAGSTER_HOME=str(home),
-               LAKEHOUSE_TABLES_CONFIG=str(plain_tables))
+    env.update(
+        LAKEHOUSE_HOME=str(tmp_path),
+        LAKEHOUSE_PSEUDONYM_KEY="test-key",
+        DAGSTER_HOME=str(home),
+        LAKEHOUSE_TABLES_CONFIG=str(plain_tables),
+    )
 
     port = _free_port()
     ui = DagsterUi(tmp_path, port)
@@ -317,8 +341,10 @@ def test_sensor_runs_killed_at_random_points_recover_to_the_truth(trial, tmp_pat
                 assert any(m.startswith("Finished execution of run") for m in messages), messages[-5:]
             else:
                 assert status == "FAILURE", chaos.describe(runs)
-                assert any(f"Run execution process for {run_id} was terminated by signal 9 (SIGKILL)" in m
-                           for m in messages), messages[-5:]
+                assert any(
+                    f"Run execution process for {run_id} was terminated by signal 9 (SIGKILL)" in m
+                    for m in messages
+                ), messages[-5:]
             # every run carries the max runtime that ends it if its code server died with it
             assert by_id[run_id]["tags"].get("dagster/max_runtime") == str(COMPACT_MAX_RUNTIME_SECONDS)
         for table in tables:
@@ -332,12 +358,17 @@ def test_sensor_runs_killed_at_random_points_recover_to_the_truth(trial, tmp_pat
             retries = [r for r in runs if r["tags"].get("dagster/root_run_id") == kill["run"]["runId"]]
             assert bool(retries) == (kill["run"]["runId"] in failed), chaos.describe(runs)
             assert all(r["tags"].get("lakehouse/table") == table for r in retries), retries
-            assert all(r["assetSelection"] == [{"path": ["current_state", *table.split(".")]}] for r in retries), retries
+            assert all(
+                r["assetSelection"] == [{"path": ["current_state", *table.split(".")]}] for r in retries
+            ), retries
         assert failed <= {k["run"]["runId"] for k in killed.values()}, chaos.describe(runs)
         # one run per table at a time: a table's runs never overlap
         for table in tables:
-            spans = sorted((r["startTime"], r["endTime"]) for r in runs
-                           if r["tags"].get("lakehouse/table") == table and r["startTime"] is not None)
+            spans = sorted(
+                (r["startTime"], r["endTime"])
+                for r in runs
+                if r["tags"].get("lakehouse/table") == table and r["startTime"] is not None
+            )
             assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), (table, spans, chaos.describe(runs))
         print(f"recovered in {time.monotonic() - started:.0f} s after the sensor started ({len(runs)} runs)")
     finally:

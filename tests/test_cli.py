@@ -52,10 +52,12 @@ def test_inspect_reports_bad_objects_and_exits_nonzero(tmp_path):
 @pytest.mark.parametrize("where", ["missing", "file", "empty folder", "empty s3 prefix"])
 def test_compact_of_a_lake_that_holds_nothing_fails_in_one_line(where, tmp_path, request):
     """A typo in the lake path must not look like a healthy, idle pipeline ("up-to-date")."""
-    lake = {"missing": lambda: str(tmp_path / "no-such-lake"),
-            "file": lambda: str((tmp_path / "a-file").write_text("x") and tmp_path / "a-file"),
-            "empty folder": lambda: str((tmp_path / "empty").mkdir() or tmp_path / "empty"),
-            "empty s3 prefix": lambda: request.getfixturevalue("moto_s3")("nothing-here")}[where]()
+    lake = {
+        "missing": lambda: str(tmp_path / "no-such-lake"),
+        "file": lambda: str((tmp_path / "a-file").write_text("x") and tmp_path / "a-file"),
+        "empty folder": lambda: str((tmp_path / "empty").mkdir() or tmp_path / "empty"),
+        "empty s3 prefix": lambda: request.getfixturevalue("moto_s3")("nothing-here"),
+    }[where]()
     result = CliRunner().invoke(app, ["compact", "--lake", lake, "--state", str(tmp_path / "state")])
     assert result.exit_code == 2, result.output
     message = " ".join(result.output.split())
@@ -65,8 +67,11 @@ def test_compact_of_a_lake_that_holds_nothing_fails_in_one_line(where, tmp_path,
 
 def test_compact_of_one_unwritten_topic_in_a_lake_with_others_is_up_to_date(tmp_path):
     write_sample_lake(LocalStore(tmp_path / "lake"))
-    results = compact(str(tmp_path / "lake"), str(tmp_path / "state"),
-                      TablesConfig(tables=(TableConfig(topic="eco2.not.written", primary_key=("id",)),)))
+    results = compact(
+        str(tmp_path / "lake"),
+        str(tmp_path / "state"),
+        TablesConfig(tables=(TableConfig(topic="eco2.not.written", primary_key=("id",)),)),
+    )
     assert [r.status for r in results] == ["up-to-date"]
     with pytest.raises(LakeNotFoundError, match="does not exist"):
         compact(str(tmp_path / "nowhere"), str(tmp_path / "state"), load_config())
@@ -79,9 +84,26 @@ def test_load_and_maintain_turn_expected_failures_into_one_line(tmp_path):
     not_duckdb.write_text("not a database")
     state = str(tmp_path / "state")
     cases = [
-        (["load", "--state", state, "-w", str(tmp_path / "w.duckdb"), "-t", "scan.scans",
-          "--tables-config", str(bad_config)], 2, "not valid YAML"),
-        (["load", "--state", state, "-w", str(not_duckdb), "-t", "scan.scans"], 2, "cannot open the warehouse"),
+        (
+            [
+                "load",
+                "--state",
+                state,
+                "-w",
+                str(tmp_path / "w.duckdb"),
+                "-t",
+                "scan.scans",
+                "--tables-config",
+                str(bad_config),
+            ],
+            2,
+            "not valid YAML",
+        ),
+        (
+            ["load", "--state", state, "-w", str(not_duckdb), "-t", "scan.scans"],
+            2,
+            "cannot open the warehouse",
+        ),
         (["maintain", "--state", state, "--table", "nope.nope"], 1, "no current-state table here"),
     ]
     for args, code, message in cases:
@@ -100,9 +122,13 @@ def test_compact_with_a_state_path_that_is_a_file_fails_in_one_line_before_readi
 
 
 @pytest.mark.s3
-def test_compact_with_storage_unreachable_or_a_missing_bucket_fails_in_one_line(moto_s3, tmp_path, monkeypatch):
+def test_compact_with_storage_unreachable_or_a_missing_bucket_fails_in_one_line(
+    moto_s3, tmp_path, monkeypatch
+):
     state = str(tmp_path / "state")
-    missing = CliRunner().invoke(app, ["compact", "--lake", "s3://no-such-bucket-here/lake", "--state", state])
+    missing = CliRunner().invoke(
+        app, ["compact", "--lake", "s3://no-such-bucket-here/lake", "--state", state]
+    )
     assert missing.exit_code == 2, missing.output
     assert "NoSuchBucket" in missing.output and "Traceback" not in missing.output
     # nothing listens on port 9 (discard): every request is refused, retried, then reported

@@ -28,7 +28,9 @@ def resume(timeline, keep: bool = False):
 
 
 def test_added_column_defaults_older_objects_and_keeps_its_first_default():
-    t = walk("t", {}, [obj("a", 10), obj("b", 20, col("c", default=42)), obj("c", 30, col("c", default=7))], KEY)
+    t = walk(
+        "t", {}, [obj("a", 10), obj("b", 20, col("c", default=42)), obj("c", 30, col("c", default=7))], KEY
+    )
     assert t.fills == {"a": {"c": DEFAULT}}
     assert t.started == ["c"]
     assert field_default(t.lives["c"].field).to_pylist() == [42]  # SET DEFAULT later changes nothing
@@ -42,8 +44,9 @@ def test_drop_then_add_again_is_a_new_column_even_with_another_type():
     assert not first.lives["c"].alive and [f.name for f in first.row_fields(False)] == ["id"]
     kept = [f.name for f in first.row_fields(True)]
     assert kept == ["id", "c"] and first.fills["b"] == {"c": NULL}
-    second = walk("t", resume(first), [obj("c", 30, col("c", pa.string(), default="x")), obj("a2", 12, col("c"))],
-                  KEY)
+    second = walk(
+        "t", resume(first), [obj("c", 30, col("c", pa.string(), default="x")), obj("a2", 12, col("c"))], KEY
+    )
     assert second.started == ["c"] and second.lives["c"].field.type == pa.string()
     assert second.fills == {"a2": {"c": DEFAULT}}  # the old column's object: its values never come back
     assert second.resets()["c"].to_pylist() == ["x"]
@@ -61,4 +64,9 @@ def test_widening_is_promoted_and_an_incompatible_change_names_the_object():
     assert t.lives["c"].field.type == pa.int64()
     with pytest.raises(SchemaConflictError) as err:
         walk("t", resume(t), [obj("bad", 30, col("c", pa.string()))], KEY)
-    assert (err.value.key, err.value.column, err.value.old, err.value.new) == ("bad", "c", pa.int64(), pa.string())
+    assert (err.value.key, err.value.column, err.value.old, err.value.new) == (
+        "bad",
+        "c",
+        pa.int64(),
+        pa.string(),
+    )

@@ -32,14 +32,24 @@ from lakehouse.state.table import StateTable
 
 KEY = "test-pseudonym-key"
 LAKES = {
-    "envelope-replays-pk-truncate-schema": GeneratorOptions(events=12_000, seed=3, flush_size=400, replays=True,
-                                                            pk_changes=True, truncates=True, schema_change=True),
-    "three-partitions": GeneratorOptions(events=12_000, seed=4, flush_size=300, partitions=3, replays=True,
-                                         pk_changes=True, truncates=True),
-    "unwrap-hourly": GeneratorOptions(events=8_000, seed=5, flush_size=500, shape="unwrap", partitioner="hourly",
-                                      replays=True),
-    "json-embedded-schemas": GeneratorOptions(events=6_000, seed=6, flush_size=500, format="json",
-                                              json_schemas=True, pk_changes=True),
+    "envelope-replays-pk-truncate-schema": GeneratorOptions(
+        events=12_000,
+        seed=3,
+        flush_size=400,
+        replays=True,
+        pk_changes=True,
+        truncates=True,
+        schema_change=True,
+    ),
+    "three-partitions": GeneratorOptions(
+        events=12_000, seed=4, flush_size=300, partitions=3, replays=True, pk_changes=True, truncates=True
+    ),
+    "unwrap-hourly": GeneratorOptions(
+        events=8_000, seed=5, flush_size=500, shape="unwrap", partitioner="hourly", replays=True
+    ),
+    "json-embedded-schemas": GeneratorOptions(
+        events=6_000, seed=6, flush_size=500, format="json", json_schemas=True, pk_changes=True
+    ),
 }
 
 
@@ -61,7 +71,9 @@ def lakes(tmp_path_factory) -> dict[str, Path]:
 @pytest.mark.parametrize("name", list(LAKES))
 def test_full_build_equals_oracle(lakes, tmp_path, name):
     config = plain_config()
-    results = compact(str(lakes[name]), str(tmp_path / "state"), config, options=CompactOptions(batch_events=900))
+    results = compact(
+        str(lakes[name]), str(tmp_path / "state"), config, options=CompactOptions(batch_events=900)
+    )
     assert all(r.status == "applied" for r in results if r.objects), [(r.table, r.error) for r in results]
     assert sum(r.commits for r in results) > len(results)  # several batches per table
     assert_equals_oracle(lakes[name], tmp_path / "state", config)
@@ -85,16 +97,19 @@ def test_incremental_steps_equal_one_build(lakes, tmp_path):
         # every partition's next quarter of objects, in Kafka order
         for keys in by_partition.values():
             n = len(keys)
-            copy_objects(src, lake, keys[step * n // 4:(step + 1) * n // 4])
-        results = compact(str(lake), str(tmp_path / "state"), config, options=CompactOptions(batch_events=1_500))
+            copy_objects(src, lake, keys[step * n // 4 : (step + 1) * n // 4])
+        results = compact(
+            str(lake), str(tmp_path / "state"), config, options=CompactOptions(batch_events=1_500)
+        )
         assert not [r for r in results if r.failed]
         assert {r.status for r in results} <= {"applied", "up-to-date"}  # in order: never a rebuild
         applied += sum(r.objects for r in results)
     assert applied == sum(len(v) for v in by_partition.values())  # every object applied exactly once
     compact(str(src), str(tmp_path / "full"), config)
     for entry in config.tables:
-        assert state_of(tmp_path / "state", entry.table, entry.primary_key) == \
-            state_of(tmp_path / "full", entry.table, entry.primary_key), entry.table
+        assert state_of(tmp_path / "state", entry.table, entry.primary_key) == state_of(
+            tmp_path / "full", entry.table, entry.primary_key
+        ), entry.table
 
 
 def test_late_object_rebuilds_the_table(lakes, tmp_path):
@@ -116,8 +131,11 @@ def test_late_object_rebuilds_the_table(lakes, tmp_path):
     assert_equals_oracle(src, tmp_path / "state", config)
 
 
-@settings(max_examples=int(os.environ.get("COMPACT_EXAMPLES", "6")), deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=int(os.environ.get("COMPACT_EXAMPLES", "6")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(data=st.data())
 def test_property_any_batches_any_order_any_repeats(lakes, tmp_path_factory, data):
     """Objects arrive in any order and groups, runs repeat: the end state equals one full build."""
@@ -125,8 +143,11 @@ def test_property_any_batches_any_order_any_repeats(lakes, tmp_path_factory, dat
 
 
 @pytest.mark.slow
-@settings(max_examples=int(os.environ.get("COMPACT_BIGQUERY_EXAMPLES", "2")), deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=int(os.environ.get("COMPACT_BIGQUERY_EXAMPLES", "2")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(data=st.data())
 def test_property_any_batches_any_order_any_repeats_on_bigquery(lakes, tmp_path_factory, data, request):
     """The same on the BigQuery engine (the emulator: a few jobs per batch, so fewer examples)."""
@@ -136,9 +157,13 @@ def test_property_any_batches_any_order_any_repeats_on_bigquery(lakes, tmp_path_
 
 def _any_batches_any_order_any_repeats(engine, lakes, tmp_path_factory, data) -> None:
     src = lakes["three-partitions"]
-    config = TablesConfig(tables=tuple(t for t in plain_config().tables
-                                       if t.topic in ("eco2.scan.scans", "eco2.scan.classification_results",
-                                                      "eco2.scan.llm_call_log")))
+    config = TablesConfig(
+        tables=tuple(
+            t
+            for t in plain_config().tables
+            if t.topic in ("eco2.scan.scans", "eco2.scan.classification_results", "eco2.scan.llm_call_log")
+        )
+    )
     work = tmp_path_factory.mktemp("prop")
     keys = [k for k in value_keys(src) if any(f"/{t.topic}/" in f"/{k}" for t in config.tables)]
     order = data.draw(st.permutations(keys))
@@ -153,8 +178,12 @@ def _any_batches_any_order_any_repeats(engine, lakes, tmp_path_factory, data) ->
             continue
         for _ in range(data.draw(st.integers(1, 2))):
             batch = data.draw(st.sampled_from([700, 5_000]))
-            results = compact(str(lake), str(work / "state"), config,
-                              options=CompactOptions(batch_events=batch, engine=engine))
+            results = compact(
+                str(lake),
+                str(work / "state"),
+                config,
+                options=CompactOptions(batch_events=batch, engine=engine),
+            )
             assert not [r for r in results if r.failed], [r.error for r in results]
     assert_equals_oracle(src, work / "state", config)
 
@@ -199,11 +228,15 @@ def test_incompatible_change_stops_that_table_only(lakes, tmp_path):
     def retype(col: pa.ChunkedArray, field: pa.Field):
         if pa.types.is_struct(field.type) and field.name in ("before", "after"):
             arr = col.combine_chunks()
-            children = [arr.field(i) if f.name != "user_id" else arr.field(i).cast(pa.string())
-                        for i, f in enumerate(field.type)]
-            return pa.StructArray.from_arrays(children, fields=[
-                f if f.name != "user_id" else pa.field("user_id", pa.string()) for f in field.type],
-                mask=arr.is_null())
+            children = [
+                arr.field(i) if f.name != "user_id" else arr.field(i).cast(pa.string())
+                for i, f in enumerate(field.type)
+            ]
+            return pa.StructArray.from_arrays(
+                children,
+                fields=[f if f.name != "user_id" else pa.field("user_id", pa.string()) for f in field.type],
+                mask=arr.is_null(),
+            )
         return col
 
     t2 = pa.table({f.name: retype(t.column(f.name), f) for f in t.schema})
@@ -213,7 +246,9 @@ def test_incompatible_change_stops_that_table_only(lakes, tmp_path):
     bad = results["scan.scans"]
     assert bad.failed and "user_id" in bad.error and victim in bad.error and "scan.scans" in bad.error
     assert "from int64 to string" in bad.error  # old and new type
-    assert "new Debezium snapshot" in bad.error and "--full-refresh --table scan.scans" in bad.error  # recovery
+    assert (
+        "new Debezium snapshot" in bad.error and "--full-refresh --table scan.scans" in bad.error
+    )  # recovery
     assert not StateTable(str(tmp_path / "state"), "scan.scans").exists()  # nothing committed
     assert all(r.status == "applied" for name, r in results.items() if name != "scan.scans")
 
@@ -279,16 +314,45 @@ def test_personal_data_policy(lakes, tmp_path, monkeypatch):
 def test_export_cli_types_and_summary(lakes, tmp_path):
     src = lakes["envelope-replays-pk-truncate-schema"]
     cfg = tmp_path / "tables.yaml"
-    cfg.write_text("tables:\n" + "".join(f"  - topic: {t.topic}\n    primary_key: [id]\n"
-                                         for t in load_config().tables))
-    run = subprocess.run([sys.executable, "-m", "lakehouse.cli", "compact", "--lake", str(src), "--state",
-                          str(tmp_path / "state"), "--tables-config", str(cfg)], capture_output=True, text=True)
+    cfg.write_text(
+        "tables:\n" + "".join(f"  - topic: {t.topic}\n    primary_key: [id]\n" for t in load_config().tables)
+    )
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lakehouse.cli",
+            "compact",
+            "--lake",
+            str(src),
+            "--state",
+            str(tmp_path / "state"),
+            "--tables-config",
+            str(cfg),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     for word in ("objects", "events", "inserts", "updates", "deletes", "rows", "seconds", "scan.scans"):
         assert word in run.stdout
     out = tmp_path / "scans.parquet"
-    run = subprocess.run([sys.executable, "-m", "lakehouse.cli", "export", "--state", str(tmp_path / "state"),
-                          "--table", "scan.scans", "--out", str(out)], capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lakehouse.cli",
+            "export",
+            "--state",
+            str(tmp_path / "state"),
+            "--table",
+            "scan.scans",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     exported = pq.read_table(out)
     assert not [c for c in exported.column_names if c.startswith("__")]
@@ -353,18 +417,42 @@ def test_kill9_at_any_point_leaves_a_committed_state_and_the_next_run_completes(
     import time
 
     lake = tmp_path / "lake"
-    generate_lake(lake, GeneratorOptions(events=40_000, seed=11, flush_size=500, partitions=2, replays=True,
-                                         pk_changes=True, truncates=True, schema_change=True))
+    generate_lake(
+        lake,
+        GeneratorOptions(
+            events=40_000,
+            seed=11,
+            flush_size=500,
+            partitions=2,
+            replays=True,
+            pk_changes=True,
+            truncates=True,
+            schema_change=True,
+        ),
+    )
     cfg = tmp_path / "tables.yaml"
-    cfg.write_text("tables:\n" + "".join(f"  - topic: {t.topic}\n    primary_key: [id]\n"
-                                         for t in load_config().tables))
+    cfg.write_text(
+        "tables:\n" + "".join(f"  - topic: {t.topic}\n    primary_key: [id]\n" for t in load_config().tables)
+    )
     state = tmp_path / "state"
     _, env = fold_engine(engine, request)
     env = {**os.environ, **env}
     # a BigQuery fold is a few jobs (about a second on the emulator): fewer, larger batches
     batch, pause = ("400", (0.8, 3.0)) if engine == "local" else ("4000", (3.0, 12.0))
-    cmd = [sys.executable, "-m", "lakehouse.cli", "compact", "--lake", str(lake), "--state", str(state),
-           "--tables-config", str(cfg), "--batch-events", batch]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lakehouse.cli",
+        "compact",
+        "--lake",
+        str(lake),
+        "--state",
+        str(state),
+        "--tables-config",
+        str(cfg),
+        "--batch-events",
+        batch,
+    ]
     rng = random.Random(11)
     kills = 0
     for _ in range(6):
@@ -395,8 +483,9 @@ def _assert_state_matches_its_manifest(lake: Path, state: Path, config: TablesCo
         copy_objects(lake, partial, applied)
         sub = TablesConfig(tables=(entry,))
         compact(str(partial), str(work / "state"), sub)
-        assert state_of(state, entry.table, entry.primary_key) == \
-            state_of(work / "state", entry.table, entry.primary_key), entry.table
+        assert state_of(state, entry.table, entry.primary_key) == state_of(
+            work / "state", entry.table, entry.primary_key
+        ), entry.table
 
 
 def test_an_unexpected_error_stops_only_its_table(lakes, tmp_path, monkeypatch):
@@ -410,8 +499,10 @@ def test_an_unexpected_error_stops_only_its_table(lakes, tmp_path, monkeypatch):
         return real_fold(events, *args, **kwargs)
 
     monkeypatch.setattr(engine_module, "fold", failing_fold)
-    results = {r.table: r for r in compact(str(lakes["json-embedded-schemas"]), str(tmp_path / "state"),
-                                           plain_config())}
+    results = {
+        r.table: r
+        for r in compact(str(lakes["json-embedded-schemas"]), str(tmp_path / "state"), plain_config())
+    }
     assert results["scan.scans"].failed and "ArrowInvalid" in results["scan.scans"].error
     assert not StateTable(str(tmp_path / "state"), "scan.scans").exists()
     assert all(r.status == "applied" for name, r in results.items() if name != "scan.scans")
@@ -434,7 +525,10 @@ def test_key_change_without_txid_takes_toast_value_when_its_d_half_comes_later(d
     dbz.write(store, topic, schema, [created], [0], partition=0)
     dbz.write(store, topic, schema, [moved_in], [0], partition=1)
     assert not [r.error for r in compact(lake, state, config) if r.failed]
-    assert {r["id"]: r["body"] for r in visible_rows(state, "public.docs").to_pylist()} == {1: "long text", 2: None}
+    assert {r["id"]: r["body"] for r in visible_rows(state, "public.docs").to_pylist()} == {
+        1: "long text",
+        2: None,
+    }
     dbz.write(store, topic, schema, [moved_out], [1], partition=0)
     assert not [r.error for r in compact(lake, state, config) if r.failed]
     assert {r["id"]: r["body"] for r in visible_rows(state, "public.docs").to_pylist()} == {2: "long text"}

@@ -31,15 +31,21 @@ def test_minimal_form(tmp_path):
     assert resolve_primary_key(config, "eco2.scan.feedback") == ("id",)
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("tables: [{topic: a.b.c, primary_key: []}]", "tables[0] (a.b.c).primary_key"),
-    ("tables: [{topic: a.b.c, primary_key: [id], colums: {}}]", "tables[0] (a.b.c).colums"),
-    ("tables: [{topic: a.b.c, primary_key: [id], columns: {email: hide}}]", "tables[0] (a.b.c).columns.email"),
-    ("tables: [{topic: a.b.c, primary_key: [id]}, {topic: a.b.c, primary_key: [id]}]", "listed twice"),
-    ("tables: [{topic: 'a b', primary_key: [id]}]", "tables[0] (a b).topic"),
-    ("tabels: []", "expected a mapping with a 'tables:' list"),
-    ("tables: [", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("tables: [{topic: a.b.c, primary_key: []}]", "tables[0] (a.b.c).primary_key"),
+        ("tables: [{topic: a.b.c, primary_key: [id], colums: {}}]", "tables[0] (a.b.c).colums"),
+        (
+            "tables: [{topic: a.b.c, primary_key: [id], columns: {email: hide}}]",
+            "tables[0] (a.b.c).columns.email",
+        ),
+        ("tables: [{topic: a.b.c, primary_key: [id]}, {topic: a.b.c, primary_key: [id]}]", "listed twice"),
+        ("tables: [{topic: 'a b', primary_key: [id]}]", "tables[0] (a b).topic"),
+        ("tabels: []", "expected a mapping with a 'tables:' list"),
+        ("tables: [", "not valid YAML"),
+    ],
+)
 def test_errors_name_the_file_and_the_entry(tmp_path, text, expected):
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as err:

@@ -28,11 +28,27 @@ def test_avro_text_round_trips_byte_for_byte(name, avro):
 
 
 def test_connect_json_schema_round_trip():
-    doc = {"type": "struct", "fields": [
-        {"type": "bytes", "optional": True, "name": "org.apache.kafka.connect.data.Decimal", "version": 1,
-         "parameters": {"scale": "4", "connect.decimal.precision": "5"}, "field": "confidence"},
-        {"type": "array", "items": {"type": "string", "optional": True}, "optional": True, "field": "tags"}],
-        "optional": False, "name": "x.y.z.Value"}
+    doc = {
+        "type": "struct",
+        "fields": [
+            {
+                "type": "bytes",
+                "optional": True,
+                "name": "org.apache.kafka.connect.data.Decimal",
+                "version": 1,
+                "parameters": {"scale": "4", "connect.decimal.precision": "5"},
+                "field": "confidence",
+            },
+            {
+                "type": "array",
+                "items": {"type": "string", "optional": True},
+                "optional": True,
+                "field": "tags",
+            },
+        ],
+        "optional": False,
+        "name": "x.y.z.Value",
+    }
     schema = parse_connect_json_schema(doc)
     assert list(schema.field("confidence").schema.params) == ["scale", "connect.decimal.precision"]
     assert schema.to_connect_json()["fields"][0]["parameters"] == doc["fields"][0]["parameters"]

@@ -35,8 +35,14 @@ from lakehouse.state.export import visible_rows
 
 pytestmark = pytest.mark.slow
 
-TABLES = ["auth.users", "scan.scans", "scan.classification_results", "scan.rag_retrievals", "scan.llm_call_log",
-          "scan.feedback"]
+TABLES = [
+    "auth.users",
+    "scan.scans",
+    "scan.classification_results",
+    "scan.rag_retrievals",
+    "scan.llm_call_log",
+    "scan.feedback",
+]
 LAGGING = "eco2.scan.classification_results"
 CONFIG = TablesConfig(tables=tuple(TableConfig(topic=f"eco2.{t}", primary_key=["id"]) for t in TABLES))
 
@@ -55,10 +61,12 @@ def run_workload(dsn: str, history: dict) -> list[int]:
     wl.user_ids = [r[0] for r in psycopg.connect(dsn).execute("SELECT id FROM auth.users").fetchall()]
     order = []
     with psycopg.connect(dsn) as a, psycopg.connect(dsn) as b:
+
         def one_scan(conn):
             with conn.transaction(), conn.cursor() as cur:
                 wl._one_scan(cur, wl.rng)
                 return cur.execute("SELECT txid_current()").fetchone()[0]
+
         for i in range(10):
             if i == 4:  # a begins first (its scan row and LLM call written), b commits a whole scan before it
                 with a.transaction(), a.cursor() as cur:
@@ -76,7 +84,9 @@ def run_workload(dsn: str, history: dict) -> list[int]:
         with a.transaction():
             a.execute("UPDATE scan.classification_results SET confidence = 0.5 WHERE id % 2 = 0")
             a.execute("DELETE FROM scan.feedback WHERE id % 3 = 0")
-            a.execute("UPDATE scan.scans SET status = 'reviewed' WHERE id IN (SELECT scan_id FROM scan.feedback)")
+            a.execute(
+                "UPDATE scan.scans SET status = 'reviewed' WHERE id IN (SELECT scan_id FROM scan.feedback)"
+            )
             txid = a.execute("SELECT txid_current()").fetchone()[0]
         committed(history, dsn, txid)
         order.append(txid)
@@ -114,21 +124,33 @@ def test_consistent_reads_are_one_past_commit_with_a_lagging_topic(eco2_db, tmp_
     history: dict[int | None, dict] = {None: everything(eco2_db)}  # None: the snapshot point
     captured, lake, state = tmp_path / "captured", tmp_path / "lake", tmp_path / "state"
     cap = Capture(eco2_db, captured, tmp_path / "capture", "--flush-size", "3").start()
-    wait_for(lambda: (captured / "topics" / "eco2.auth.users").exists() or "no snapshot yet", cap, what="snapshot")
+    wait_for(
+        lambda: (captured / "topics" / "eco2.auth.users").exists() or "no snapshot yet", cap, what="snapshot"
+    )
     order = run_workload(eco2_db, history)
     reader = LakeReader(str(captured))
 
     def caught_up():
         txlog = read_transaction_log(reader, "eco2.transaction")
         return txlog is not None and order[-1] in txlog.ends.get_column("tx_id").to_list() or "capture behind"
+
     wait_for(caught_up, cap, what="the last transaction's END")
     cap.stop()
 
     steps = [0.2, 0.4, 0.6, 0.8, 1.0, 1.0]  # the last: the lagging topic catches up
     previous, ahead_violations, seen = -1, 0, set()
     for i, share in enumerate(steps):
-        shares = {t: share for t in ("eco2.auth.users", "eco2.scan.scans", "eco2.scan.rag_retrievals",
-                                     "eco2.scan.llm_call_log", "eco2.scan.feedback", "eco2.transaction")}
+        shares = {
+            t: share
+            for t in (
+                "eco2.auth.users",
+                "eco2.scan.scans",
+                "eco2.scan.rag_retrievals",
+                "eco2.scan.llm_call_log",
+                "eco2.scan.feedback",
+                "eco2.transaction",
+            )
+        }
         shares[LAGGING] = steps[i - 1] if i else 0.0
         if i:  # the snapshot (users only) lands whole from step 1 on; in step 0 it is cut short
             shares["eco2.auth.users"] = 1.0
@@ -154,15 +176,33 @@ def test_consistent_reads_are_one_past_commit_with_a_lagging_topic(eco2_db, tmp_
             assert not diff, f"step {i}, watermark txId {mark.tx_id}: {table}: {diff}"
         assert scans_without_result(consistent) == 0
         compact(str(lake), str(state), CONFIG)  # the current state runs ahead
-        ahead = {t: visible_rows(str(state), t).to_pylist() for t in ("scan.scans", "scan.classification_results")}
+        ahead = {
+            t: visible_rows(str(state), t).to_pylist() for t in ("scan.scans", "scan.classification_results")
+        }
         ahead_violations += scans_without_result(ahead)
 
     assert ahead_violations > 0, "the lagging topic never showed: the test would not catch a partial read"
     assert len(seen) >= 4, f"the watermark stood still: {seen}"
     assert mark.tx_id == order[-1] and mark.lag_seconds == 0
     out = tmp_path / "scans.parquet"
-    cli = subprocess.run([sys.executable, "-m", "lakehouse.cli", "export", "--state", str(state), "-t", "scan.scans",
-                          "-o", str(out), "--consistent"], capture_output=True, text=True, check=True)
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lakehouse.cli",
+            "export",
+            "--state",
+            str(state),
+            "-t",
+            "scan.scans",
+            "-o",
+            str(out),
+            "--consistent",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert f"txId {order[-1]}" in cli.stdout
 
 
@@ -175,8 +215,13 @@ def _ends(lake: Path, topic: str) -> list[dict]:
     import pyarrow.parquet as pq
 
     files = sorted((lake / "topics" / topic).rglob("*.parquet"))
-    return [r for f in files if ".headers." not in f.name for r in pq.read_table(f).to_pylist()
-            if r["status"] == "END"]
+    return [
+        r
+        for f in files
+        if ".headers." not in f.name
+        for r in pq.read_table(f).to_pylist()
+        if r["status"] == "END"
+    ]
 
 
 @pytest.mark.parametrize("engine", ["local", "bigquery"])
@@ -193,16 +238,30 @@ def test_generated_lake_is_consistent_at_every_step(engine, tmp_path, request):
     from lakehouse.state.compact import CompactOptions
 
     source, lake, state = tmp_path / "source", tmp_path / "lake", tmp_path / "state"
-    generate_lake(str(source), GeneratorOptions(events=6_000, seed=16, flush_size=250, transactions=True,
-                                                replays=True, pk_changes=True, truncates=True))
+    generate_lake(
+        str(source),
+        GeneratorOptions(
+            events=6_000,
+            seed=16,
+            flush_size=250,
+            transactions=True,
+            replays=True,
+            pk_changes=True,
+            truncates=True,
+        ),
+    )
     config = TablesConfig(tables=tuple(e.model_copy(update={"columns": {}}) for e in load_config().tables))
     options = CompactOptions(engine=fold_engine(engine, request)[0])
     steps = [0.3, 0.6, 0.8, 1.0] if engine == "local" else [0.5, 1.0]
     marks = {}
     for i, share in enumerate(steps):
         lagging = 1.0 if i == len(steps) - 1 else steps[i - 1] if i else 0.1  # caught up in the last step
-        deliver(source, lake, {LAGGING: lagging, "eco2.transaction_scan": share} |
-                {f"eco2.{t}": share for t in TABLES if f"eco2.{t}" != LAGGING})
+        deliver(
+            source,
+            lake,
+            {LAGGING: lagging, "eco2.transaction_scan": share}
+            | {f"eco2.{t}": share for t in TABLES if f"eco2.{t}" != LAGGING},
+        )
         results = compact_consistent(str(lake), str(state), config, options)
         reader = LakeReader(str(lake))
         for result in results:
@@ -224,15 +283,44 @@ def test_generated_lake_is_consistent_at_every_step(engine, tmp_path, request):
         from lakehouse.warehouse.duckdb_warehouse import DuckDBWarehouse
 
         config_file = tmp_path / "tables.yaml"
-        config_file.write_text(__import__("yaml").safe_dump(
-            {"tables": [e.model_dump(mode="json", exclude_defaults=True) for e in config.tables]}))
-        ran = CliRunner().invoke(app, ["compact", "--lake", str(lake), "--state", str(state), "--tables-config",
-                                       str(config_file), "--consistent"])
+        config_file.write_text(
+            __import__("yaml").safe_dump(
+                {"tables": [e.model_dump(mode="json", exclude_defaults=True) for e in config.tables]}
+            )
+        )
+        ran = CliRunner().invoke(
+            app,
+            [
+                "compact",
+                "--lake",
+                str(lake),
+                "--state",
+                str(state),
+                "--tables-config",
+                str(config_file),
+                "--consistent",
+            ],
+        )
         assert ran.exit_code == 0, ran.output
-        assert all(f"consistent {db}: every table at commit LSN {lsn}" in ran.output for db, lsn in marks.items())
+        assert all(
+            f"consistent {db}: every table at commit LSN {lsn}" in ran.output for db, lsn in marks.items()
+        )
         warehouse = tmp_path / "warehouse.duckdb"
-        ran = CliRunner().invoke(app, ["load", "--state", str(state), "--warehouse", str(warehouse), "-t", "scan.scans",
-                                       "--tables-config", str(config_file), "--consistent"])
+        ran = CliRunner().invoke(
+            app,
+            [
+                "load",
+                "--state",
+                str(state),
+                "--warehouse",
+                str(warehouse),
+                "-t",
+                "scan.scans",
+                "--tables-config",
+                str(config_file),
+                "--consistent",
+            ],
+        )
         assert ran.exit_code == 0, ran.output
         got = DuckDBWarehouse(warehouse).read("scan.scans").num_rows
         assert got == consistent_rows(str(state), "scan.scans")[0].num_rows > 0

@@ -31,9 +31,12 @@ def _pseudonym_key(monkeypatch):
 
 
 def resources_for(root: Path) -> dict:
-    return {"lake": LakeResource(uri=str(root / "lake")),
-            "state": StateResource(uri=str(root / "state"), pseudonym_key="test-key"),
-            "engine": EngineResource(), "warehouse": DuckDBWarehouseResource(path=str(root / "warehouse.duckdb"))}
+    return {
+        "lake": LakeResource(uri=str(root / "lake")),
+        "state": StateResource(uri=str(root / "state"), pseudonym_key="test-key"),
+        "engine": EngineResource(),
+        "warehouse": DuckDBWarehouseResource(path=str(root / "warehouse.duckdb")),
+    }
 
 
 def graph_snapshot(defs: dg.Definitions) -> dict:
@@ -72,7 +75,11 @@ def test_definitions_load_with_every_layer():
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     for table in TABLES:
         schema, name = table.split(".")
-        assert {f"raw/{schema}/{name}", f"current_state/{schema}/{name}", f"warehouse/{schema}/{name}"} <= keys
+        assert {
+            f"raw/{schema}/{name}",
+            f"current_state/{schema}/{name}",
+            f"warehouse/{schema}/{name}",
+        } <= keys
 
 
 def test_asset_graph_matches_the_reviewed_snapshot():
@@ -83,15 +90,20 @@ def test_asset_graph_matches_the_reviewed_snapshot():
     if os.environ.get("UPDATE_SNAPSHOTS") == "1":
         SNAPSHOT.parent.mkdir(exist_ok=True)
         SNAPSHOT.write_text(json.dumps(snapshot, indent=1, sort_keys=True) + "\n")
-    assert snapshot == json.loads(SNAPSHOT.read_text()), "asset graph changed: review, then UPDATE_SNAPSHOTS=1"
+    assert snapshot == json.loads(SNAPSHOT.read_text()), (
+        "asset graph changed: review, then UPDATE_SNAPSHOTS=1"
+    )
 
 
 def test_lake_inventory_materializes_with_counts(tmp_path):
     from assets.lake import lake_inventory
 
     write_sample_lake(LocalStore(tmp_path))
-    result = dg.materialize([lake_inventory], resources={"lake": LakeResource(uri=str(tmp_path))},
-                            instance=dg.DagsterInstance.ephemeral())
+    result = dg.materialize(
+        [lake_inventory],
+        resources={"lake": LakeResource(uri=str(tmp_path))},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
     assert result.success
     meta = result.asset_materializations_for_node("lake_inventory")[0].metadata
     assert meta["topics"].value == 4
@@ -102,8 +114,18 @@ def test_lake_inventory_materializes_with_counts(tmp_path):
 def test_whole_graph_in_process_warehouse_equals_export(tmp_path):
     from orchestration.definitions import build_defs
 
-    generate_lake(tmp_path / "lake", GeneratorOptions(events=4_000, seed=8, flush_size=400, pk_changes=True,
-                                                      truncates=True, replays=True, transactions=True))
+    generate_lake(
+        tmp_path / "lake",
+        GeneratorOptions(
+            events=4_000,
+            seed=8,
+            flush_size=400,
+            pk_changes=True,
+            truncates=True,
+            replays=True,
+            transactions=True,
+        ),
+    )
     defs = build_defs(resources_for(tmp_path))
     instance = dg.DagsterInstance.ephemeral()
     result = defs.resolve_job_def("main").execute_in_process(instance=instance)
@@ -111,9 +133,13 @@ def test_whole_graph_in_process_warehouse_equals_export(tmp_path):
     checks = result.get_asset_check_evaluations()
     # every check of the graph ran (state, warehouse, Great Expectations, dbt tests) and passed
     assert len(checks) == len(list(defs.resolve_asset_graph().asset_check_keys)) > 6 * len(TABLES)
-    assert all(c.passed for c in checks), [(c.asset_key.to_user_string(), c.check_name) for c in checks if not c.passed]
-    mats = {e.materialization.asset_key.to_user_string(): e.materialization.metadata
-            for e in result.get_asset_materialization_events()}
+    assert all(c.passed for c in checks), [
+        (c.asset_key.to_user_string(), c.check_name) for c in checks if not c.passed
+    ]
+    mats = {
+        e.materialization.asset_key.to_user_string(): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
     wh = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
     for entry in load_config().tables:
         schema, name = entry.table.split(".")
@@ -121,10 +147,14 @@ def test_whole_graph_in_process_warehouse_equals_export(tmp_path):
         want = visible_rows(str(tmp_path / "state"), entry.table)
         assert state_meta["rows"].value == want.num_rows > 0
         assert sum(state_meta[f"events_{op}"].value for op in "rcudt") == state_meta["events"].value
-        assert state_meta["lag_seconds"].value >= 0 and "lag over the last 1" in state_meta["lag_history"].value
+        assert (
+            state_meta["lag_seconds"].value >= 0 and "lag over the last 1" in state_meta["lag_history"].value
+        )
         got = wh.read(entry.table)
-        assert got.drop_columns(list(LINEAGE)).sort_by([(k, "ascending") for k in entry.primary_key]).to_pylist() \
-            == want.sort_by([(k, "ascending") for k in entry.primary_key]).to_pylist(), entry.table
+        assert (
+            got.drop_columns(list(LINEAGE)).sort_by([(k, "ascending") for k in entry.primary_key]).to_pylist()
+            == want.sort_by([(k, "ascending") for k in entry.primary_key]).to_pylist()
+        ), entry.table
         assert mats[f"warehouse/{schema}/{name}"]["mode"].value == "full"
         # everything landed: the consistent watermark is the newest commit, and the loads read it
         assert mats[f"warehouse/{schema}/{name}"]["read_from"].value == "consistent watermark"
@@ -134,16 +164,24 @@ def test_whole_graph_in_process_warehouse_equals_export(tmp_path):
         assert mark["watermark_lsn"].value == mark["newest_landed_lsn"].value
     # a second run: nothing new anywhere; the lag history grows
     again = defs.resolve_job_def("main").execute_in_process(instance=instance)
-    metas = {e.materialization.asset_key.to_user_string(): e.materialization.metadata
-             for e in again.get_asset_materialization_events()}
+    metas = {
+        e.materialization.asset_key.to_user_string(): e.materialization.metadata
+        for e in again.get_asset_materialization_events()
+    }
     assert {m["status"].value for k, m in metas.items() if k.startswith("current_state/")} == {"up-to-date"}
-    assert {m["mode"].value for k, m in metas.items() if k.startswith("warehouse/") and not k.endswith("_history")} \
-        == {"up-to-date"}
+    assert {
+        m["mode"].value for k, m in metas.items() if k.startswith("warehouse/") and not k.endswith("_history")
+    } == {"up-to-date"}
     # history tables (history: true) land beside their tables: every version, the current ones equal the table
     history = wh.read("scan.feedback_history")
     current = history.filter(history.column("is_current")).drop_columns(
-        ["valid_from", "valid_to", "valid_from_lsn", "valid_to_lsn", "is_current", "previous_key"])
-    assert history.num_rows >= current.num_rows == visible_rows(str(tmp_path / "state"), "scan.feedback").num_rows
+        ["valid_from", "valid_to", "valid_from_lsn", "valid_to_lsn", "is_current", "previous_key"]
+    )
+    assert (
+        history.num_rows
+        >= current.num_rows
+        == visible_rows(str(tmp_path / "state"), "scan.feedback").num_rows
+    )
     assert "lag over the last 2" in metas["current_state/scan/feedback"]["lag_history"].value
 
 
@@ -159,8 +197,9 @@ def test_bad_object_fails_only_its_tables_run_and_names_the_object(tmp_path):
     instance = dg.DagsterInstance.ephemeral()
     outcomes = {}
     for table in TABLES:  # one run per table, as the lake sensor requests them
-        result = job.execute_in_process(instance=instance, asset_selection=[table_key("current_state", table)],
-                                        raise_on_error=False)
+        result = job.execute_in_process(
+            instance=instance, asset_selection=[table_key("current_state", table)], raise_on_error=False
+        )
         outcomes[table] = result
     assert not outcomes["scan.feedback"].success
     failure = next(e for e in outcomes["scan.feedback"].all_events if e.is_step_failure)
@@ -182,15 +221,24 @@ def test_a_failing_blocking_check_keeps_the_warehouse_from_loading(tmp_path, mon
     from orchestration.definitions import build_defs
 
     real = assets.state.placeholder_leaks
-    monkeypatch.setattr(assets.state, "placeholder_leaks",
-                        lambda uri, table: {"comment": 3} if table == "scan.feedback" else real(uri, table))
+    monkeypatch.setattr(
+        assets.state,
+        "placeholder_leaks",
+        lambda uri, table: {"comment": 3} if table == "scan.feedback" else real(uri, table),
+    )
     generate_lake(tmp_path / "lake", GeneratorOptions(events=2_000, seed=10, flush_size=400))
-    result = build_defs(resources_for(tmp_path)).resolve_job_def("main").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    result = (
+        build_defs(resources_for(tmp_path))
+        .resolve_job_def("main")
+        .execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    )
     failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
-    assert [(c.asset_key.to_user_string(), c.check_name) for c in failed] == \
-        [("current_state/scan/feedback", "no_toast_placeholder")]
-    assert failed[0].metadata["leaked_values"].value == 3 and "comment: 3" in failed[0].metadata["columns"].value
+    assert [(c.asset_key.to_user_string(), c.check_name) for c in failed] == [
+        ("current_state/scan/feedback", "no_toast_placeholder")
+    ]
+    assert (
+        failed[0].metadata["leaked_values"].value == 3 and "comment: 3" in failed[0].metadata["columns"].value
+    )
     loaded = {e.materialization.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "warehouse/scan/feedback" not in loaded
     # the scan database's consistent point cannot pass a table that failed its gate: its tables stay
@@ -199,7 +247,9 @@ def test_a_failing_blocking_check_keeps_the_warehouse_from_loading(tmp_path, mon
     assert "warehouse/auth/users" in loaded
 
 
-def test_steps_touching_storage_carry_the_retry_policy_and_retry_only_transient_failures(tmp_path, monkeypatch):
+def test_steps_touching_storage_carry_the_retry_policy_and_retry_only_transient_failures(
+    tmp_path, monkeypatch
+):
     """Dagster retries a compaction that failed on storage (the step is idempotent: it resumes from
     the last commit) and does not retry one that failed on its input."""
     import assets.state as state_assets
@@ -224,15 +274,20 @@ def test_steps_touching_storage_carry_the_retry_policy_and_retry_only_transient_
         return real_compact(*args, **kwargs)
 
     monkeypatch.setattr(state_assets, "compact", flaky)
-    result = dg.materialize([state_assets.build_state_asset(entry)], resources=resources_for(tmp_path),
-                            instance=dg.DagsterInstance.ephemeral())
+    result = dg.materialize(
+        [state_assets.build_state_asset(entry)],
+        resources=resources_for(tmp_path),
+        instance=dg.DagsterInstance.ephemeral(),
+    )
     assert result.success and len(calls) == 2
     assert visible_rows(str(tmp_path / "state"), "scan.feedback").num_rows > 0
     with pytest.raises(StorageUnavailableError), only_transient_failures_retried("x"):
         raise StorageUnavailableError("gone")
     with pytest.raises(dg.Failure) as failure, only_transient_failures_retried("loading t"):
         raise ValueError("bad schema")
-    assert not failure.value.allow_retries and "loading t: ValueError: bad schema" in failure.value.description
+    assert (
+        not failure.value.allow_retries and "loading t: ValueError: bad schema" in failure.value.description
+    )
 
 
 def test_hourly_automation_moves_the_watermark_then_loads_only_the_changed_table():
@@ -247,9 +302,13 @@ def test_hourly_automation_moves_the_watermark_then_loads_only_the_changed_table
     selection = dg.AssetSelection.groups("consistent_state", "warehouse")
 
     def evaluate(hour: int, minute: int, cursor=None):
-        return dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
-                                                 cursor=cursor,
-                                                 evaluation_time=dt.datetime(2026, 12, 5, hour, minute, tzinfo=dt.UTC))
+        return dg.evaluate_automation_conditions(
+            defs=defs,
+            instance=instance,
+            asset_selection=selection,
+            cursor=cursor,
+            evaluation_time=dt.datetime(2026, 12, 5, hour, minute, tzinfo=dt.UTC),
+        )
 
     first = evaluate(10, 30)
     tick = evaluate(11, 1, first.cursor)
@@ -257,5 +316,8 @@ def test_hourly_automation_moves_the_watermark_then_loads_only_the_changed_table
     instance.report_runless_asset_event(dg.AssetMaterialization(table_key("current_state", "scan.feedback")))
     after = evaluate(11, 5, tick.cursor)
     requested = {r.key.to_user_string() for r in after.results if r.true_subset.size}
-    assert requested == {"consistent_state/eco2/transaction_scan", "warehouse/scan/feedback",
-                         "warehouse/scan/feedback_history"}
+    assert requested == {
+        "consistent_state/eco2/transaction_scan",
+        "warehouse/scan/feedback",
+        "warehouse/scan/feedback_history",
+    }

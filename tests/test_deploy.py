@@ -26,7 +26,8 @@ VALUES_PATH = DEPLOY / "helm" / "values.yaml"
 VALUES = yaml.safe_load(VALUES_PATH.read_text(encoding="utf-8"))
 CHART_SCHEMA = json.loads((DEPLOY / "helm" / "dagster-values.schema.json").read_text(encoding="utf-8"))
 SUBCHART_SCHEMA = json.loads(
-    (DEPLOY / "helm" / "dagster-user-deployments-values.schema.json").read_text(encoding="utf-8"))
+    (DEPLOY / "helm" / "dagster-user-deployments-values.schema.json").read_text(encoding="utf-8")
+)
 README = (DEPLOY / "README.md").read_text(encoding="utf-8")
 DOCKERIGNORE = DEPLOY / "Dockerfile.dockerignore"
 MODULE = yaml.safe_load((ROOT / "workspace.yaml").read_text())["load_from"][0]["python_module"]["module_name"]
@@ -52,8 +53,11 @@ def without_remote_refs(schema):
     """The schemas point Kubernetes types (resources, env sources, probes...) at kubernetesjsonschema.dev;
     offline those references are dropped, so only the chart's own keywords next to them apply."""
     if isinstance(schema, dict):
-        return {k: without_remote_refs(v) for k, v in schema.items()
-                if not (k == "$ref" and isinstance(v, str) and v.startswith("http"))}
+        return {
+            k: without_remote_refs(v)
+            for k, v in schema.items()
+            if not (k == "$ref" and isinstance(v, str) and v.startswith("http"))
+        }
     if isinstance(schema, list):
         return [without_remote_refs(v) for v in schema]
     return schema
@@ -75,12 +79,18 @@ def is_helm_error(error: jsonschema.ValidationError) -> bool:
 
 def helm_schema_errors(values: dict, schema: dict) -> list[str]:
     validator = jsonschema.Draft7Validator(without_remote_refs(schema))
-    return sorted(f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-                  for e in validator.iter_errors(values) if is_helm_error(e))
+    return sorted(
+        f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+        for e in validator.iter_errors(values)
+        if is_helm_error(e)
+    )
 
 
 def test_vendored_schemas_are_the_charts():
-    assert CHART_SCHEMA["title"] == "DagsterHelmValues" and "dagster-user-deployments" in CHART_SCHEMA["properties"]
+    assert (
+        CHART_SCHEMA["title"] == "DagsterHelmValues"
+        and "dagster-user-deployments" in CHART_SCHEMA["properties"]
+    )
     assert SUBCHART_SCHEMA["title"] == "DagsterUserDeploymentsHelmValues"
     jsonschema.Draft7Validator.check_schema(CHART_SCHEMA)
     jsonschema.Draft7Validator.check_schema(SUBCHART_SCHEMA)
@@ -107,14 +117,17 @@ def _set(values: dict, path: str, value) -> dict:
     return out
 
 
-@pytest.mark.parametrize("path,value", [
-    ("runLauncher.type", "K8sLauncher"),                                      # not in the enum
-    ("dagsterDaemon.runCoordinater", {"enabled": True}),                      # a typo: closed object
-    ("dagster-user-deployments.deployments.0.port", KeyError),                # list items are not merged
-    ("dagster-user-deployments.deployments.0.dagsterApiGrpcArgs", "-m orchestration.definitions"),
-    ("runLauncher.config.k8sRunLauncher", KeyError),                          # the chosen launcher's config
-    ("postgresql.enabled", "false"),
-])
+@pytest.mark.parametrize(
+    "path,value",
+    [
+        ("runLauncher.type", "K8sLauncher"),  # not in the enum
+        ("dagsterDaemon.runCoordinater", {"enabled": True}),  # a typo: closed object
+        ("dagster-user-deployments.deployments.0.port", KeyError),  # list items are not merged
+        ("dagster-user-deployments.deployments.0.dagsterApiGrpcArgs", "-m orchestration.definitions"),
+        ("runLauncher.config.k8sRunLauncher", KeyError),  # the chosen launcher's config
+        ("postgresql.enabled", "false"),
+    ],
+)
 def test_the_schema_check_rejects_broken_values(path, value):
     assert helm_schema_errors(_set(VALUES, path, value), CHART_SCHEMA)
 
@@ -134,7 +147,9 @@ def test_chart_version_is_the_locked_dagster():
 
 
 def test_the_code_location_is_this_repository_module():
-    assert VALUES["dagster-user-deployments"]["enabled"] and VALUES["dagster-user-deployments"]["enableSubchart"]
+    assert (
+        VALUES["dagster-user-deployments"]["enabled"] and VALUES["dagster-user-deployments"]["enableSubchart"]
+    )
     assert len(DEPLOYMENTS) == 1
     (deployment,) = DEPLOYMENTS
     assert deployment["dagsterApiGrpcArgs"] == ["-m", MODULE]
@@ -155,11 +170,23 @@ def test_runs_are_kubernetes_jobs_and_storage_is_an_external_postgres():
 
 
 SECRET_KEY = re.compile(r"password|passwd|secret|token|credential|private.?key|access.?key|api.?key", re.I)
-SECRET_SHAPES = [re.compile(p) for p in (
-    r"AKIA[0-9A-Z]{16}", r"-----BEGIN", r"\beyJ[A-Za-z0-9_-]{10,}", r"^[A-Za-z0-9+/=_-]{32,}$",
-    r"://[^/\s:@]+:[^/\s@]+@")]
-SECRET_ENV = {"LAKEHOUSE_PSEUDONYM_KEY", "LAKEHOUSE_GCP_CREDENTIALS", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-              "AWS_SESSION_TOKEN"}
+SECRET_SHAPES = [
+    re.compile(p)
+    for p in (
+        r"AKIA[0-9A-Z]{16}",
+        r"-----BEGIN",
+        r"\beyJ[A-Za-z0-9_-]{10,}",
+        r"^[A-Za-z0-9+/=_-]{32,}$",
+        r"://[^/\s:@]+:[^/\s@]+@",
+    )
+]
+SECRET_ENV = {
+    "LAKEHOUSE_PSEUDONYM_KEY",
+    "LAKEHOUSE_GCP_CREDENTIALS",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+}
 
 
 def literal_secrets(values) -> list[str]:
@@ -190,11 +217,14 @@ def test_no_literal_secrets_in_the_values():
     assert literal_secrets(VALUES) == []
 
 
-@pytest.mark.parametrize("path,value", [
-    ("postgresql.postgresqlPassword", "hunter2"),
-    ("dagster-user-deployments.deployments.0.env.LAKEHOUSE_PSEUDONYM_KEY", "a-key"),
-    ("dagsterWebserver.env", {"SOMETHING": "AKIAIOSFODNN7EXAMPLE"}),
-])
+@pytest.mark.parametrize(
+    "path,value",
+    [
+        ("postgresql.postgresqlPassword", "hunter2"),
+        ("dagster-user-deployments.deployments.0.env.LAKEHOUSE_PSEUDONYM_KEY", "a-key"),
+        ("dagsterWebserver.env", {"SOMETHING": "AKIAIOSFODNN7EXAMPLE"}),
+    ],
+)
 def test_the_secret_check_finds_literal_secrets(path, value):
     assert literal_secrets(_set(VALUES, path, value))
 
@@ -205,7 +235,9 @@ def names_read_by_the_code() -> set[str]:
     for folder in ("src", "assets", "orchestration"):
         for path in (ROOT / folder).rglob("*.py"):
             names |= set(re.findall(r"""["'](LAKEHOUSE_[A-Z0-9_]+)["']""", path.read_text(encoding="utf-8")))
-    names |= set(re.findall(r"env_var\('(LAKEHOUSE_[A-Z0-9_]+)'", (ROOT / "dbt_project/profiles.yml").read_text()))
+    names |= set(
+        re.findall(r"env_var\('(LAKEHOUSE_[A-Z0-9_]+)'", (ROOT / "dbt_project/profiles.yml").read_text())
+    )
     return names
 
 
@@ -264,9 +296,14 @@ def test_the_instance_config_is_accepted_by_the_locked_dagster(tmp_path):
 
     queued = VALUES["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
     instance = {
-        "run_coordinator": {"module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator",
-                            "config": {"max_concurrent_runs": queued["maxConcurrentRuns"],
-                                       "tag_concurrency_limits": queued["tagConcurrencyLimits"]}},
+        "run_coordinator": {
+            "module": "dagster.core.run_coordinator",
+            "class": "QueuedRunCoordinator",
+            "config": {
+                "max_concurrent_runs": queued["maxConcurrentRuns"],
+                "tag_concurrency_limits": queued["tagConcurrencyLimits"],
+            },
+        },
         "telemetry": {"enabled": VALUES["telemetry"]["enabled"]},
         **VALUES["additionalInstanceConfig"],
     }
@@ -396,8 +433,11 @@ def test_dockerfile_serves_the_workspace_module_on_the_values_port():
 
 
 def dockerignore_patterns() -> list[str]:
-    return [line.strip() for line in DOCKERIGNORE.read_text().splitlines()
-            if line.strip() and not line.startswith("#")]
+    return [
+        line.strip()
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
 
 
 def _pattern_regex(pattern: str) -> re.Pattern:
@@ -441,7 +481,15 @@ def test_every_copy_source_exists_and_is_in_the_build_context():
     # what the code location needs at import and run time: its packages, and the folders they read
     # next to them (sql/ and config/ via lakehouse, dbt_project/ via assets.marts), and the project files
     packages = {p.split("/")[0] for p in PYPROJECT["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]}
-    needed = packages | {"sql", "config", "dbt_project", "pyproject.toml", "uv.lock", "README.md", "workspace.yaml"}
+    needed = packages | {
+        "sql",
+        "config",
+        "dbt_project",
+        "pyproject.toml",
+        "uv.lock",
+        "README.md",
+        "workspace.yaml",
+    }
     assert needed <= copied
     assert dockerignored("dbt_project/target/manifest.json", patterns)  # the image parses its own
     assert dockerignored(".venv/bin/python", patterns) and dockerignored("tests/test_deploy.py", patterns)
@@ -472,8 +520,11 @@ def copy_build_context(app: Path) -> None:
 
 def image_env(stage, mapping: dict[str, str]) -> dict[str, str]:
     """A stage's ENV with the image paths mapped into the test's folders, on a clean base environment."""
-    base = {k: v for k, v in os.environ.items()
-            if k in ("PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "XDG_CACHE_HOME")}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k in ("PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "XDG_CACHE_HOME")
+    }
     env = dict(base)
     for name, value in dockerfile_env(stage).items():
         for image_path, local in mapping.items():
@@ -486,7 +537,9 @@ def image_env(stage, mapping: dict[str, str]) -> dict[str, str]:
 def test_the_image_environment_builds_from_the_lock_file_and_loads_the_code_location(tmp_path):
     from orchestration import jobs
 
-    uv_version = subprocess.run([UV, "--version"], capture_output=True, text=True, check=True).stdout.split()[1]
+    uv_version = subprocess.run([UV, "--version"], capture_output=True, text=True, check=True).stdout.split()[
+        1
+    ]
     assert uv_version == arg_default("UV_VERSION")  # the repository's uv stands in for the image's
     app, lakehouse_home = tmp_path / "app", tmp_path / "var-lib-lakehouse"
     app.mkdir()
@@ -509,8 +562,9 @@ def test_the_image_environment_builds_from_the_lock_file_and_loads_the_code_loca
             continue
         command = re.sub(r"--mount=\S+\s*", "", args)
         start = time.monotonic()
-        done = subprocess.run(["bash", "-c", command], cwd=app, env=env, capture_output=True, text=True,
-                              timeout=600)
+        done = subprocess.run(
+            ["bash", "-c", command], cwd=app, env=env, capture_output=True, text=True, timeout=600
+        )
         step = "uv sync" if "uv sync" in command else "dbt parse" if "dbt parse" in command else command[:30]
         timings[f"{len(timings)}: {step}"] = time.monotonic() - start
         assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
@@ -518,12 +572,20 @@ def test_the_image_environment_builds_from_the_lock_file_and_loads_the_code_loca
     assert (app / "dbt_project" / "target" / "manifest.json").is_file()
 
     # the final stage: its ENV and WORKDIR, the CMD's module imported by the image's interpreter
-    probe = ("import importlib, json, sys; d = importlib.import_module(sys.argv[1]).defs; print(json.dumps("
-             "{'jobs': sorted(j.name for j in d.jobs), 'sensors': sorted(s.name for s in d.sensors), "
-             "'schedules': sorted(s.name for s in d.schedules)}))")
+    probe = (
+        "import importlib, json, sys; d = importlib.import_module(sys.argv[1]).defs; print(json.dumps("
+        "{'jobs': sorted(j.name for j in d.jobs), 'sensors': sorted(s.name for s in d.sensors), "
+        "'schedules': sorted(s.name for s in d.schedules)}))"
+    )
     start = time.monotonic()
-    done = subprocess.run([app / ".venv" / "bin" / "python", "-c", probe, MODULE], cwd=app,
-                          env=image_env(final_stage(), mapping), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [app / ".venv" / "bin" / "python", "-c", probe, MODULE],
+        cwd=app,
+        env=image_env(final_stage(), mapping),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     timings["import"] = time.monotonic() - start
     assert done.returncode == 0, done.stderr[-5000:]
     loaded = json.loads(done.stdout.strip().splitlines()[-1])

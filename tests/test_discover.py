@@ -34,7 +34,11 @@ NOTES = "eco2.scan.notes"  # no key anywhere
 
 
 def vote_fields(dbz):
-    return [("scan_id", ConnectSchema("string")), ("voter", ConnectSchema("int64")), ("label", dbz.opt("string"))]
+    return [
+        ("scan_id", ConnectSchema("string")),
+        ("voter", ConnectSchema("int64")),
+        ("label", dbz.opt("string")),
+    ]
 
 
 def write_topic(store, dbz, topic, fields, key=(), n=2):
@@ -47,11 +51,23 @@ def write_topic(store, dbz, topic, fields, key=(), n=2):
     for i in range(n):
         after = {name: (f"s{i}" if s.type == "string" else i) for name, s in fields}
         rec = dbz.record("c", after=after, table=table_name, schema="scan", lsn=100 + i)
-        keys = (pa.Table.from_pylist([{k: after[k] for k in key}],
-                                     schema=pa.schema(list(key_schema.physical_arrow_type())))
-                if key else None)
-        w.write(topic, 0, dbz.table(schema, [rec]), schema, np.array([i]), keys=keys, key_schema=key_schema,
-                timestamps_ms=np.array([rec["source"]["ts_ms"]]))
+        keys = (
+            pa.Table.from_pylist(
+                [{k: after[k] for k in key}], schema=pa.schema(list(key_schema.physical_arrow_type()))
+            )
+            if key
+            else None
+        )
+        w.write(
+            topic,
+            0,
+            dbz.table(schema, [rec]),
+            schema,
+            np.array([i]),
+            keys=keys,
+            key_schema=key_schema,
+            timestamps_ms=np.array([rec["source"]["ts_ms"]]),
+        )
     w.close()
 
 
@@ -59,8 +75,11 @@ def write_heartbeats(store):
     hb = struct("io.debezium.connector.common.Heartbeat", [("ts_ms", ConnectSchema("int64"))], version=1)
     w = SinkWriter(store, SinkConfig(flush_size=10))
     w.write("__debezium-heartbeat.eco2", 0, pa.table({"ts_ms": [1, 2]}), hb, np.array([0, 1]))
-    tx = struct("io.debezium.connector.common.TransactionMetadataValue",
-                [("status", ConnectSchema("string")), ("id", ConnectSchema("string"))], version=1)
+    tx = struct(
+        "io.debezium.connector.common.TransactionMetadataValue",
+        [("status", ConnectSchema("string")), ("id", ConnectSchema("string"))],
+        version=1,
+    )
     w.write("eco2.transaction", 0, pa.table({"status": ["BEGIN"], "id": ["1:2"]}), tx, np.array([0]))
     w.close()
 
@@ -85,7 +104,7 @@ def test_generated_lake_extra_topic_is_written_once(tmp_path, dbz, config_copy):
     assert VOTES in result.stdout and "voter, scan_id" in result.stdout and "key files" in result.stdout
     text = config_copy.read_text()
     assert text.startswith(original)  # comments and existing entries untouched
-    assert text[len(original):] == f"  - topic: {VOTES}\n    primary_key: [voter, scan_id]\n"
+    assert text[len(original) :] == f"  - topic: {VOTES}\n    primary_key: [voter, scan_id]\n"
     config = load_config(config_copy)
     assert config.get(VOTES).primary_key == ("voter", "scan_id")
     assert config.topics[:-1] == load_config(DEFAULT_PATH).topics
@@ -102,8 +121,10 @@ def test_keys_from_the_real_sample_key_files(tmp_path, config_copy):
     events = [e for e in load_events() if not (e.value and e.value["op"] == "t")]  # null keys
     write_sample_lake(store, SinkConfig(flush_size=3, store_keys=True), events)
     found = discover(load_config(config_copy), LakeReader(store))
-    assert found == [Discovered("eco2.scan.scan_feedback", ("id",), KEY_FILES),
-                     Discovered("eco2.scan.scan_results", ("id",), KEY_FILES)]
+    assert found == [
+        Discovered("eco2.scan.scan_feedback", ("id",), KEY_FILES),
+        Discovered("eco2.scan.scan_results", ("id",), KEY_FILES),
+    ]
     added, block = append_entries(config_copy, found)
     assert [f.topic for f in added] == ["eco2.scan.scan_feedback", "eco2.scan.scan_results"]
     assert load_config(config_copy).get("eco2.scan.scan_results").primary_key == ("id",)
@@ -123,19 +144,23 @@ def test_topic_without_key_source_is_reported_not_written(tmp_path, dbz, config_
         assert f"topic {NOTES!r} has no known primary key" in result.output
         assert "primary_key: [<column>, ...]" in result.output and str(config_copy) in result.output
         assert "store.kafka.keys" in result.output and "scan.notes" in result.output
-        assert config_copy.read_text() == original + f"  - topic: {VOTES}\n    primary_key: [scan_id, voter]\n"
+        assert (
+            config_copy.read_text() == original + f"  - topic: {VOTES}\n    primary_key: [scan_id, voter]\n"
+        )
     config = load_config(config_copy)
     assert config.get(NOTES) is None and config.get(VOTES).primary_key == ("scan_id", "voter")
     assert discover(config, LakeReader(store)) == [
-        Discovered(NOTES, None, None, "no key files in the lake; no DSN given")]
+        Discovered(NOTES, None, None, "no key files in the lake; no DSN given")
+    ]
 
 
 def test_dry_run_prints_and_changes_nothing(tmp_path, dbz, config_copy):
     lake = tmp_path / "lake"
     write_topic(LocalStore(lake), dbz, VOTES, vote_fields(dbz), key=("voter", "scan_id"))
     original = config_copy.read_text()
-    result = runner.invoke(app, ["discover", "--lake", str(lake), "--tables-config", str(config_copy),
-                                 "--dry-run"])
+    result = runner.invoke(
+        app, ["discover", "--lake", str(lake), "--tables-config", str(config_copy), "--dry-run"]
+    )
     assert result.exit_code == 0, result.output
     assert "would add" in result.stdout
     assert f"- topic: {VOTES}\n    primary_key: [voter, scan_id]" in result.stdout
@@ -148,7 +173,9 @@ def test_heartbeat_and_transaction_topics_are_not_tables(tmp_path, config_copy):
     reader = LakeReader(str(lake))
     assert unknown_topics(load_config(config_copy), reader) == []
     # also when a listing handed in still holds them
-    listing = LakeListing({"__debezium-heartbeat.eco2": [], "eco2.transaction": [], "eco2.x.y": []}, [], [], set())
+    listing = LakeListing(
+        {"__debezium-heartbeat.eco2": [], "eco2.transaction": [], "eco2.x.y": []}, [], [], set()
+    )
     assert unknown_topics(load_config(config_copy), listing) == ["eco2.x.y"]
     original = config_copy.read_text()
     result = runner.invoke(app, ["discover", "--lake", str(lake), "--tables-config", str(config_copy)])
@@ -163,8 +190,12 @@ def test_append_keeps_layout_and_quotes_odd_names(tmp_path):
     added, block = append_entries(path, [odd, Discovered("eco2.public.nokey", None, None)])
     assert added == [odd]
     text = path.read_text()
-    assert text.startswith("# top comment\ntables:\n- topic: a.b.c  # trailing comment\n  primary_key: [id]\n")
-    assert block == '- topic: eco2.public.odd\n  primary_key: ["on", "my col", "2"]\n'  # same indent as the file
+    assert text.startswith(
+        "# top comment\ntables:\n- topic: a.b.c  # trailing comment\n  primary_key: [id]\n"
+    )
+    assert (
+        block == '- topic: eco2.public.odd\n  primary_key: ["on", "my col", "2"]\n'
+    )  # same indent as the file
     assert load_config(path).get("eco2.public.odd").primary_key == ("on", "my col", "2")
 
 
@@ -187,8 +218,9 @@ def test_unreachable_catalog_is_an_error_and_writes_nothing(tmp_path, dbz, confi
     with pytest.raises(CatalogError, match="nowhere"):
         discover(load_config(config_copy), LakeReader(str(lake)), dsn)
     original = config_copy.read_text()
-    result = runner.invoke(app, ["discover", "--lake", str(lake), "--tables-config", str(config_copy),
-                                 "--dsn", dsn])
+    result = runner.invoke(
+        app, ["discover", "--lake", str(lake), "--tables-config", str(config_copy), "--dsn", dsn]
+    )
     assert result.exit_code == 2 and "cannot read the PostgreSQL catalog" in result.output
     assert config_copy.read_text() == original
 
@@ -198,8 +230,10 @@ def test_keys_from_the_postgres_catalog(tmp_path, dbz, eco2_db, config_copy):
     import psycopg
 
     with psycopg.connect(eco2_db, autocommit=True) as conn:
-        conn.execute("CREATE TABLE scan.bin_votes (scan_id uuid, voter bigint, label text, "
-                     "PRIMARY KEY (voter, scan_id))")
+        conn.execute(
+            "CREATE TABLE scan.bin_votes (scan_id uuid, voter bigint, label text, "
+            "PRIMARY KEY (voter, scan_id))"
+        )
         conn.execute("CREATE TABLE scan.notes (id bigint, body text)")  # no primary key
         dbname = conn.info.dbname
     lake = tmp_path / "lake"
@@ -215,8 +249,9 @@ def test_keys_from_the_postgres_catalog(tmp_path, dbz, eco2_db, config_copy):
     assert found[2].topic == NOTES and found[2].primary_key is None
     assert f"scan.notes has no primary key in database {dbname!r}" in found[2].note
 
-    result = runner.invoke(app, ["discover", "--lake", str(lake), "--tables-config", str(config_copy),
-                                 "--dsn", eco2_db])
+    result = runner.invoke(
+        app, ["discover", "--lake", str(lake), "--tables-config", str(config_copy), "--dsn", eco2_db]
+    )
     assert result.exit_code == 1, result.output
     assert f"catalog {dbname}" in result.stdout
     assert "eco2.scan.missing, eco2.scan.notes" in result.output
@@ -234,7 +269,9 @@ def test_sanitized_topics_map_back_to_their_tables(tmp_path, dbz, eco2_db, confi
 
     with psycopg.connect(eco2_db, autocommit=True) as conn:
         conn.execute('CREATE SCHEMA "we ird"; CREATE SCHEMA we_ird')
-        conn.execute('CREATE TABLE "we ird"."Key Words" ("select" bigint, "a""b" text, PRIMARY KEY ("a""b", "select"))')
+        conn.execute(
+            'CREATE TABLE "we ird"."Key Words" ("select" bigint, "a""b" text, PRIMARY KEY ("a""b", "select"))'
+        )
         conn.execute('CREATE TABLE we_ird."Key_Words" (decoy bigint PRIMARY KEY)')  # same topic name
         conn.execute('CREATE TABLE public."ü 名前" ("id x" bigint PRIMARY KEY)')
         dbname = conn.info.dbname
@@ -249,12 +286,16 @@ def test_sanitized_topics_map_back_to_their_tables(tmp_path, dbz, eco2_db, confi
     dbz.write(store, unwrapped, value, [{"id_x": 1, "__op": "r"}], [0])
 
     found = discover(load_config(config_copy), LakeReader(store), eco2_db)
-    assert found == [Discovered(unwrapped, ("id x",), f"catalog {dbname}"),
-                     Discovered(odd, ('a"b', "select"), f"catalog {dbname}")]
+    assert found == [
+        Discovered(unwrapped, ("id x",), f"catalog {dbname}"),
+        Discovered(odd, ('a"b', "select"), f"catalog {dbname}"),
+    ]
     assert [f.table for f in found] == ["public.ü 名前", "we ird.Key Words"]
 
-    result = runner.invoke(app, ["discover", "--lake", str(tmp_path / "lake"), "--tables-config", str(config_copy),
-                                 "--dsn", eco2_db])
+    result = runner.invoke(
+        app,
+        ["discover", "--lake", str(tmp_path / "lake"), "--tables-config", str(config_copy), "--dsn", eco2_db],
+    )
     assert result.exit_code == 0, result.output
     config = load_config(config_copy)
     assert config.get(odd).primary_key == ('a"b', "select")

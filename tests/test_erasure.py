@@ -30,40 +30,80 @@ KEY = "not-a-secret-test-key"
 
 
 def config(tmp_path) -> tuple[TablesConfig, str]:
-    cfg = TablesConfig(tables=(
-        TableConfig(topic=USERS, primary_key=("id",), columns={"email": ColumnPolicy.pseudonymise},
-                    erasure=Erasure(account_column="id", columns=("username", "email"))),
-        TableConfig(topic=FEEDBACK, primary_key=("id",), history=True,
-                    erasure=Erasure(account_column="user_id", columns=("comment",))),
-    ))
+    cfg = TablesConfig(
+        tables=(
+            TableConfig(
+                topic=USERS,
+                primary_key=("id",),
+                columns={"email": ColumnPolicy.pseudonymise},
+                erasure=Erasure(account_column="id", columns=("username", "email")),
+            ),
+            TableConfig(
+                topic=FEEDBACK,
+                primary_key=("id",),
+                history=True,
+                erasure=Erasure(account_column="user_id", columns=("comment",)),
+            ),
+        )
+    )
     path = tmp_path / "tables.yaml"
-    path.write_text(json.dumps({"tables": [e.model_dump(mode="json", exclude_defaults=True) for e in cfg.tables]}))
+    path.write_text(
+        json.dumps({"tables": [e.model_dump(mode="json", exclude_defaults=True) for e in cfg.tables]})
+    )
     return cfg, str(path)
 
 
 def write_lake(dbz, store) -> None:
-    users = dbz.envelope(USERS, [("id", dbz.req("int64")), ("username", dbz.opt("string")),
-                                 ("email", dbz.opt("string"))])
-    feedback = dbz.envelope(FEEDBACK, [("id", dbz.req("int64")), ("user_id", dbz.req("int64")),
-                                       ("comment", dbz.opt("string"))])
+    users = dbz.envelope(
+        USERS, [("id", dbz.req("int64")), ("username", dbz.opt("string")), ("email", dbz.opt("string"))]
+    )
+    feedback = dbz.envelope(
+        FEEDBACK, [("id", dbz.req("int64")), ("user_id", dbz.req("int64")), ("comment", dbz.opt("string"))]
+    )
     t = 1_796_000_000_000_000
 
     def rec(op, table, n, **row):
         image = {"before": row} if op == "d" else {"after": row}
-        return dbz.record(op, **image, ts_us=t + n * 1000, lsn=1000 + n * 10, tx_id=500 + n, table=table,
-                          schema=table == "users" and "auth" or "scan")
+        return dbz.record(
+            op,
+            **image,
+            ts_us=t + n * 1000,
+            lsn=1000 + n * 10,
+            tx_id=500 + n,
+            table=table,
+            schema=table == "users" and "auth" or "scan",
+        )
 
-    dbz.write(store, USERS, users, [rec("c", "users", 1, id=7, username="mina_closed", email="mina@private.test"),
-                                   rec("c", "users", 2, id=8, username="bob_stays", email="bob@eco2.test")], [0, 1])
-    dbz.write(store, FEEDBACK, feedback, [
-        rec("c", "feedback", 3, id=1, user_id=7, comment="photo of my kitchen sink"),
-        rec("u", "feedback", 4, id=1, user_id=7, comment="it was glass after all"),
-        rec("c", "feedback", 5, id=2, user_id=7, comment="please forget this one"),
-        rec("d", "feedback", 6, id=2, user_id=7, comment="please forget this one"),
-        rec("c", "feedback", 7, id=3, user_id=8, comment="bob's own words"),
-    ], [0, 1, 2, 3, 5])
-    dbz.write(store, USERS, users, [rec("d", "users", 8, id=7, username="mina_closed", email="mina@private.test")],
-              [2])
+    dbz.write(
+        store,
+        USERS,
+        users,
+        [
+            rec("c", "users", 1, id=7, username="mina_closed", email="mina@private.test"),
+            rec("c", "users", 2, id=8, username="bob_stays", email="bob@eco2.test"),
+        ],
+        [0, 1],
+    )
+    dbz.write(
+        store,
+        FEEDBACK,
+        feedback,
+        [
+            rec("c", "feedback", 3, id=1, user_id=7, comment="photo of my kitchen sink"),
+            rec("u", "feedback", 4, id=1, user_id=7, comment="it was glass after all"),
+            rec("c", "feedback", 5, id=2, user_id=7, comment="please forget this one"),
+            rec("d", "feedback", 6, id=2, user_id=7, comment="please forget this one"),
+            rec("c", "feedback", 7, id=3, user_id=8, comment="bob's own words"),
+        ],
+        [0, 1, 2, 3, 5],
+    )
+    dbz.write(
+        store,
+        USERS,
+        users,
+        [rec("d", "users", 8, id=7, username="mina_closed", email="mina@private.test")],
+        [2],
+    )
 
 
 def test_a_closed_account_leaves_no_derived_trace_and_nothing_else_changes(dbz, tmp_path, monkeypatch):
@@ -71,7 +111,9 @@ def test_a_closed_account_leaves_no_derived_trace_and_nothing_else_changes(dbz, 
     cfg, cfg_path = config(tmp_path)
     lake, state = str(tmp_path / "lake"), str(tmp_path / "state")
     write_lake(dbz, LocalStore(tmp_path / "lake"))
-    assert not [r.error for r in compact(lake, state, cfg, options=CompactOptions(pseudonym_key=KEY)) if r.failed]
+    assert not [
+        r.error for r in compact(lake, state, cfg, options=CompactOptions(pseudonym_key=KEY)) if r.failed
+    ]
     current = {e.table: visible_rows(state, e.table).to_pylist() for e in cfg.tables}
 
     assert closed_accounts(state, cfg) == [7]
@@ -92,11 +134,17 @@ def test_a_closed_account_leaves_no_derived_trace_and_nothing_else_changes(dbz, 
 
     # datasets: a version exported before the closure is superseded, one without 7 is not
     store = LocalStore(tmp_path / "lake")
-    old = export_dataset(store, "rlhf_golden", pa.table({"scan_id": ["s1", "s2"], "user_id": [7, 8]}), ["scan_id"], {})
+    old = export_dataset(
+        store, "rlhf_golden", pa.table({"scan_id": ["s1", "s2"], "user_id": [7, 8]}), ["scan_id"], {}
+    )
     new = export_dataset(store, "rlhf_golden", pa.table({"scan_id": ["s2"], "user_id": [8]}), ["scan_id"], {})
     assert supersede(store, "rlhf_golden", [7]) == [old.version]
     listed = json.loads(store.get_bytes("datasets/rlhf_golden/superseded.json"))
-    assert set(listed) == {old.version} and new.version not in listed and "closure" in listed[old.version]["reason"]
+    assert (
+        set(listed) == {old.version}
+        and new.version not in listed
+        and "closure" in listed[old.version]["reason"]
+    )
 
     # the CLI: erasing again finds nothing to do and nothing left (exit 0); no value in its output
     ran = CliRunner().invoke(app, ["erase", "--lake", lake, "--state", state, "--tables-config", cfg_path])

@@ -26,8 +26,12 @@ MiB = 1024 * 1024
 def s3(endpoint: str, retries: int = 0):
     # botocore's "max_attempts" counts retries (max_attempts=1 is two attempts); total_max_attempts
     # counts the first one too
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                        config=Config(retries={"total_max_attempts": retries + 1, "mode": "standard"}))
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        config=Config(retries={"total_max_attempts": retries + 1, "mode": "standard"}),
+    )
 
 
 @pytest.fixture
@@ -42,8 +46,12 @@ def test_transparent_for_boto3(moto_s3, bucket):
         for i in range(3):
             c.put_object(Bucket=bucket, Key=f"d/k{i}", Body=f"v{i}".encode())
         c.put_object(Bucket=bucket, Key="d/empty", Body=b"")
-        c.upload_fileobj(io.BytesIO(big), bucket, "d/big",
-                         Config=TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB))
+        c.upload_fileobj(
+            io.BytesIO(big),
+            bucket,
+            "d/big",
+            Config=TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB),
+        )
         assert c.get_object(Bucket=bucket, Key="d/k1")["Body"].read() == b"v1"
         assert c.get_object(Bucket=bucket, Key="d/empty")["Body"].read() == b""
         got = c.get_object(Bucket=bucket, Key="d/big")
@@ -64,8 +72,10 @@ def test_error_rate_one_fails_without_upstream(moto_s3, bucket):
     with FaultProxy(moto_s3.endpoint, error_rate=1.0, seed=1) as proxy:
         with pytest.raises(ClientError) as e:
             s3(proxy.endpoint).put_object(Bucket=bucket, Key="k", Body=b"x")
-        assert (e.value.response["ResponseMetadata"]["HTTPStatusCode"],
-                e.value.response["Error"]["Code"]) in {(500, "InternalError"), (503, "SlowDown")}
+        assert (
+            e.value.response["ResponseMetadata"]["HTTPStatusCode"],
+            e.value.response["Error"]["Code"],
+        ) in {(500, "InternalError"), (503, "SlowDown")}
         assert e.value.response["Error"]["Message"] == "injected"
         assert (proxy.requests, proxy.injected_errors) == (1, 1)
     assert "Contents" not in moto_s3.client.list_objects_v2(Bucket=bucket)
@@ -123,8 +133,9 @@ def test_chunked_request_body_and_keep_alive(moto_s3, bucket):
     with FaultProxy(moto_s3.endpoint) as proxy:
         conn = http.client.HTTPConnection(proxy.endpoint.removeprefix("http://"), timeout=10)
         for i, body in enumerate(bodies):  # both on one connection
-            conn.request("PUT", f"/{bucket}/chunked{i}", body=iter([body[:70_000], body[70_000:]]),
-                         encode_chunked=True)  # Transfer-Encoding: chunked, no Content-Length
+            conn.request(
+                "PUT", f"/{bucket}/chunked{i}", body=iter([body[:70_000], body[70_000:]]), encode_chunked=True
+            )  # Transfer-Encoding: chunked, no Content-Length
             resp = conn.getresponse()
             assert (resp.status, resp.read()) == (200, b"")
         conn.close()
@@ -150,9 +161,13 @@ def test_transparent_for_pyarrow(moto_s3, bucket):
 
     data = os.urandom(6 * MiB)
     with FaultProxy(moto_s3.endpoint) as proxy:
-        s3fs = fs.S3FileSystem(endpoint_override=proxy.endpoint.removeprefix("http://"), scheme="http",
-                               access_key=os.environ["AWS_ACCESS_KEY_ID"],
-                               secret_key=os.environ["AWS_SECRET_ACCESS_KEY"], region="us-east-1")
+        s3fs = fs.S3FileSystem(
+            endpoint_override=proxy.endpoint.removeprefix("http://"),
+            scheme="http",
+            access_key=os.environ["AWS_ACCESS_KEY_ID"],
+            secret_key=os.environ["AWS_SECRET_ACCESS_KEY"],
+            region="us-east-1",
+        )
         for name, payload in (("small.bin", b"hello"), ("big.bin", data)):
             with s3fs.open_output_stream(f"{bucket}/p/{name}") as out:
                 out.write(payload)
@@ -165,9 +180,13 @@ def test_transparent_for_deltalake(moto_s3, bucket):
     from deltalake import DeltaTable, write_deltalake
 
     with FaultProxy(moto_s3.endpoint) as proxy:
-        opts = {"AWS_ENDPOINT_URL": proxy.endpoint, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1",
-                "AWS_ACCESS_KEY_ID": os.environ["AWS_ACCESS_KEY_ID"],
-                "AWS_SECRET_ACCESS_KEY": os.environ["AWS_SECRET_ACCESS_KEY"]}
+        opts = {
+            "AWS_ENDPOINT_URL": proxy.endpoint,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": os.environ["AWS_ACCESS_KEY_ID"],
+            "AWS_SECRET_ACCESS_KEY": os.environ["AWS_SECRET_ACCESS_KEY"],
+        }
         uri = f"s3://{bucket}/t"
         write_deltalake(uri, pa.table({"a": [1, 2]}), storage_options=opts)
         write_deltalake(uri, pa.table({"a": [3]}), storage_options=opts, mode="append")

@@ -34,13 +34,31 @@ KEY = ("id",)
 T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 
 
-def ev(op: str, id_: int | None, pos: tuple[int, int, int], lsn: int | None = None, tx: int | None = None,
-       snapshot: str = "false", no_tx: bool = False, **cols) -> dict:
+def ev(
+    op: str,
+    id_: int | None,
+    pos: tuple[int, int, int],
+    lsn: int | None = None,
+    tx: int | None = None,
+    snapshot: str = "false",
+    no_tx: bool = False,
+    **cols,
+) -> dict:
     p, o, r = pos
-    row = {"__table": "s.t", "__topic": "x.s.t", "__op": op, "__kafka_partition": p, "__file_start_offset": o,
-           "__row_index": r, "__source_object": f"o{p}-{o}", "__lsn": lsn if lsn is not None else o * 1000 + r,
-           "__tx_id": None if no_tx else tx if tx is not None else o * 1000 + r, "__snapshot": snapshot,
-           "__commit_ts": T0 + dt.timedelta(microseconds=o * 1000 + r), "id": id_}
+    row = {
+        "__table": "s.t",
+        "__topic": "x.s.t",
+        "__op": op,
+        "__kafka_partition": p,
+        "__file_start_offset": o,
+        "__row_index": r,
+        "__source_object": f"o{p}-{o}",
+        "__lsn": lsn if lsn is not None else o * 1000 + r,
+        "__tx_id": None if no_tx else tx if tx is not None else o * 1000 + r,
+        "__snapshot": snapshot,
+        "__commit_ts": T0 + dt.timedelta(microseconds=o * 1000 + r),
+        "id": id_,
+    }
     row.update(cols)
     return row
 
@@ -50,8 +68,11 @@ def table(rows: list[dict]) -> pa.Table:
 
 
 def visible(result) -> dict[int, dict]:
-    return {r["id"]: {k: r[k] for k in ("name", "blob", "tags", "nums", "ids", "attrs", "n")}
-            for r in result.rows.to_pylist() if not r["__deleted"]}
+    return {
+        r["id"]: {k: r[k] for k in ("name", "blob", "tags", "nums", "ids", "attrs", "n")}
+        for r in result.rows.to_pylist()
+        if not r["__deleted"]
+    }
 
 
 def run(rows: list[dict], prior=None, truncates=()):
@@ -60,13 +81,21 @@ def run(rows: list[dict], prior=None, truncates=()):
 
 def test_order_is_kafka_position_not_lsn():
     # a transaction straddling the snapshot point streams with an LSN below the snapshot's: it wins
-    r = run([ev("r", 1, (0, 0, 0), lsn=500, tx=1, snapshot="last", name="snapshot"),
-             ev("u", 1, (0, 0, 1), lsn=100, name="straddling")])
+    r = run(
+        [
+            ev("r", 1, (0, 0, 0), lsn=500, tx=1, snapshot="last", name="snapshot"),
+            ev("u", 1, (0, 0, 1), lsn=100, name="straddling"),
+        ]
+    )
     assert visible(r)[1]["name"] == "straddling"
     # rows given out of order are ordered by position, and snapshot rows sharing one LSN too
-    r = run([ev("r", 2, (0, 10, 1), lsn=7, tx=1, snapshot="true", name="b"),
-             ev("u", 2, (0, 20, 0), lsn=3, name="c"),
-             ev("r", 2, (0, 10, 0), lsn=7, tx=1, snapshot="first", name="a")])
+    r = run(
+        [
+            ev("r", 2, (0, 10, 1), lsn=7, tx=1, snapshot="true", name="b"),
+            ev("u", 2, (0, 20, 0), lsn=3, name="c"),
+            ev("r", 2, (0, 10, 0), lsn=7, tx=1, snapshot="first", name="a"),
+        ]
+    )
     assert visible(r)[2]["name"] == "c"
 
 
@@ -102,18 +131,23 @@ def test_delete_leaves_a_tombstone_that_blocks_older_events():
     assert visible(r2)[1]["name"] == "again" and r2.inserts == 1
 
 
-@pytest.mark.parametrize("column, value, placeholder", [
-    ("name", "big text", PH),
-    ("blob", b"\x00big", PH.encode()),
-    ("tags", ["a", "b"], [PH]),
-    ("ids", ["0b6f7ba6-63f5-4d3a-9a46-2ae7b8e7e6a1"], [TOAST_PLACEHOLDER_UUID]),
-    ("nums", [1, 2, 3], list(PH.encode())),
-    ("attrs", [("k", "v")], [(PH, PH)]),
-])
+@pytest.mark.parametrize(
+    "column, value, placeholder",
+    [
+        ("name", "big text", PH),
+        ("blob", b"\x00big", PH.encode()),
+        ("tags", ["a", "b"], [PH]),
+        ("ids", ["0b6f7ba6-63f5-4d3a-9a46-2ae7b8e7e6a1"], [TOAST_PLACEHOLDER_UUID]),
+        ("nums", [1, 2, 3], list(PH.encode())),
+        ("attrs", [("k", "v")], [(PH, PH)]),
+    ],
+)
 def test_toast_placeholder_keeps_the_previous_value(column, value, placeholder):
-    events = [ev("c", 1, (0, 0, 0), n=1, **{column: value}),
-              ev("u", 1, (0, 0, 1), n=2, **{column: placeholder}),
-              ev("u", 1, (0, 0, 2), n=3, **{column: placeholder})]
+    events = [
+        ev("c", 1, (0, 0, 0), n=1, **{column: value}),
+        ev("u", 1, (0, 0, 1), n=2, **{column: placeholder}),
+        ev("u", 1, (0, 0, 2), n=3, **{column: placeholder}),
+    ]
     r = run(events)
     got = visible(r)[1]
     assert got["n"] == 3
@@ -144,8 +178,15 @@ def test_key_change_whose_d_half_arrives_later():
     c2 = ev("c", 2, (1, 0, 0), lsn=900, tx=77, name=PH, n=1)
     u2 = ev("u", 2, (1, 0, 1), lsn=950, tx=78, name=PH, n=2)
     first = run([c2, u2])
-    assert visible(first)[2] == {"name": None, "blob": None, "tags": None, "nums": None, "ids": None,
-                                 "attrs": None, "n": 2}
+    assert visible(first)[2] == {
+        "name": None,
+        "blob": None,
+        "tags": None,
+        "nums": None,
+        "ids": None,
+        "attrs": None,
+        "n": 2,
+    }
     pending = first.rows
     assert pending.column("__toast_pending").to_pylist() == [["name"]]
     later = run([ev("c", 1, (0, 0, 0), name="toasted"), ev("d", 1, (0, 1, 0), lsn=900, tx=77)], prior=pending)
@@ -159,8 +200,9 @@ def test_primary_key_change_takes_toast_values_of_the_old_key():
     d1 = ev("d", 1, (0, 1, 0), lsn=900, tx=77)
     c2 = ev("c", 2, (1, 0, 0), lsn=900, tx=77, name=PH, blob=PH.encode(), n=1)
     r = run([c1, d1, c2])
-    assert visible(r) == {2: {"name": "toasted", "blob": b"big", "tags": None, "nums": None, "ids": None,
-                              "attrs": None, "n": 1}}
+    assert visible(r) == {
+        2: {"name": "toasted", "blob": b"big", "tags": None, "nums": None, "ids": None, "attrs": None, "n": 1}
+    }
     # the d half already in the state (an earlier batch): found among the pairing candidates
     first = run([c1, d1])
     tombstones = first.rows
@@ -171,10 +213,12 @@ def test_primary_key_change_takes_toast_values_of_the_old_key():
 
 def test_resnapshot_does_not_beat_later_changes():
     # snapshot, change, then the snapshot is re-emitted (connector restart) and streaming again
-    events = [ev("r", 1, (0, 0, 0), lsn=50, tx=9, snapshot="first", name="s"),
-              ev("u", 1, (0, 1, 0), lsn=60, name="changed"),
-              ev("r", 1, (0, 2, 0), lsn=70, tx=10, snapshot="first", name="changed"),  # re-snapshot: current value
-              ev("u", 1, (0, 3, 0), lsn=65, name="latest")]  # committed after the re-snapshot, lower LSN
+    events = [
+        ev("r", 1, (0, 0, 0), lsn=50, tx=9, snapshot="first", name="s"),
+        ev("u", 1, (0, 1, 0), lsn=60, name="changed"),
+        ev("r", 1, (0, 2, 0), lsn=70, tx=10, snapshot="first", name="changed"),  # re-snapshot: current value
+        ev("u", 1, (0, 3, 0), lsn=65, name="latest"),
+    ]  # committed after the re-snapshot, lower LSN
     assert visible(run(events))[1]["name"] == "latest"
     # a late file holding an old snapshot read must not beat the state either
     state = run(events).rows
@@ -183,11 +227,13 @@ def test_resnapshot_does_not_beat_later_changes():
 
 
 def test_truncate_removes_every_change_below_its_lsn_in_any_partition():
-    rows = [ev("c", 1, (0, 0, 0), lsn=10, name="before"),
-            ev("c", 2, (1, 0, 0), lsn=20, name="before, other partition"),
-            ev("t", None, (0, 0, 1), lsn=30),
-            ev("c", 3, (0, 0, 2), lsn=40, name="after"),
-            ev("c", 4, (1, 0, 1), lsn=35, name="after, other partition")]
+    rows = [
+        ev("c", 1, (0, 0, 0), lsn=10, name="before"),
+        ev("c", 2, (1, 0, 0), lsn=20, name="before, other partition"),
+        ev("t", None, (0, 0, 1), lsn=30),
+        ev("c", 3, (0, 0, 2), lsn=40, name="after"),
+        ev("c", 4, (1, 0, 1), lsn=35, name="after, other partition"),
+    ]
     r = run(rows)
     assert set(visible(r)) == {3, 4}
     assert r.truncates == [Truncate(0, 0, 1, 30, r.truncates[0].commit_us)]
@@ -202,8 +248,16 @@ def test_truncate_removes_every_change_below_its_lsn_in_any_partition():
 
 def test_effect_counts():
     state = run([ev("c", 1, (0, 0, 0), name="a"), ev("c", 2, (0, 0, 1), name="b")]).rows
-    r = run([ev("u", 1, (0, 1, 0), name="a2"), ev("d", 2, (0, 1, 1)), ev("c", 3, (0, 1, 2), name="c"),
-             ev("c", 4, (0, 1, 3)), ev("d", 4, (0, 1, 4))], prior=state)
+    r = run(
+        [
+            ev("u", 1, (0, 1, 0), name="a2"),
+            ev("d", 2, (0, 1, 1)),
+            ev("c", 3, (0, 1, 2), name="c"),
+            ev("c", 4, (0, 1, 3)),
+            ev("d", 4, (0, 1, 4)),
+        ],
+        prior=state,
+    )
     assert (r.inserts, r.updates, r.deletes) == (1, 1, 1)
     assert set(visible(r)) == {1, 3}
 
@@ -234,7 +288,9 @@ def reference(rows: list[dict]) -> dict[int, dict]:
                 if old is not None:
                     seen[(e["__lsn"], e["__tx_id"])] = old
                 continue
-            prev = state.get(k) or (removed.get((e["__lsn"], e["__tx_id"])) if e["__op"] == "c" else None) or {}
+            prev = (
+                state.get(k) or (removed.get((e["__lsn"], e["__tx_id"])) if e["__op"] == "c" else None) or {}
+            )
             state[k] = {c: prev.get(c) if e.get(c) in (PH, PH.encode(), [PH]) else e.get(c) for c in cols}
         removed = seen
         if state == previous:
@@ -255,11 +311,15 @@ def loaded_for(state: pa.Table | None, batch: list[dict]) -> tuple[pa.Table | No
         return None, None, None
     keys = {e["id"] for e in batch if e["id"] is not None}
     everything = any(e["__op"] == "t" for e in batch)
-    halves = {(e["__lsn"], e["__tx_id"] if e["__tx_id"] is not None else -1) for e in batch if e["__op"] == "d"}
+    halves = {
+        (e["__lsn"], e["__tx_id"] if e["__tx_id"] is not None else -1) for e in batch if e["__op"] == "d"
+    }
     waiting = zip(state.column("__pair_lsn").to_pylist(), state.column("__pair_tx").to_pylist())
     ids, images = state.column("id").to_pylist(), state.column("__image").to_pylist()
-    mask = pa.array([not im and (everything or i in keys or w in halves) for i, w, im in zip(ids, waiting, images)],
-                    pa.bool_())
+    mask = pa.array(
+        [not im and (everything or i in keys or w in halves) for i, w, im in zip(ids, waiting, images)],
+        pa.bool_(),
+    )
     prior, rest = state.filter(mask), state.filter(pa.compute.invert(mask))
     return prior, rest, rest.filter(rest.column("__deleted"))
 
@@ -298,11 +358,20 @@ def histories(draw):
                 live[k] = False
             else:
                 name = PH if rng.random() < 0.5 else f"v{lsn}"
-                emitted[part].append({"op": "u", "id": k, "lsn": lsn, "tx": lsn, "name": name,
-                                      "n": rng.randint(0, 9)})
+                emitted[part].append(
+                    {"op": "u", "id": k, "lsn": lsn, "tx": lsn, "name": name, "n": rng.randint(0, 9)}
+                )
         else:
-            emitted[part].append({"op": rng.choice("cr"), "id": k, "lsn": lsn, "tx": lsn, "name": f"v{lsn}",
-                                  "n": rng.randint(0, 9)})
+            emitted[part].append(
+                {
+                    "op": rng.choice("cr"),
+                    "id": k,
+                    "lsn": lsn,
+                    "tx": lsn,
+                    "name": f"v{lsn}",
+                    "n": rng.randint(0, 9),
+                }
+            )
             live[k] = True
         if rng.random() < 0.08:
             # Debezium replay after a restart: the streamed suffix emitted again. Snapshot reads are
@@ -315,19 +384,36 @@ def histories(draw):
         offset = 0
         while offset < len(evs):  # files of 1-4 events
             size = rng.randint(1, 4)
-            for i, e in enumerate(evs[offset:offset + size]):
-                rows.append(ev(e["op"], e["id"], (p, offset, i), lsn=e["lsn"], tx=e["tx"], no_tx=e["tx"] is None,
-                               name=e.get("name"), n=e.get("n"), replay=e.get("replay", False)))
+            for i, e in enumerate(evs[offset : offset + size]):
+                rows.append(
+                    ev(
+                        e["op"],
+                        e["id"],
+                        (p, offset, i),
+                        lsn=e["lsn"],
+                        tx=e["tx"],
+                        no_tx=e["tx"] is None,
+                        name=e.get("name"),
+                        n=e.get("n"),
+                        replay=e.get("replay", False),
+                    )
+                )
             offset += size
     return rows
 
 
-@settings(max_examples=int(os.environ.get("FOLD_EXAMPLES", "300")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("FOLD_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(rows=histories(), cuts=st.lists(st.integers(0, 200), max_size=4))
 def test_property_batches_equal_one_fold_equal_reference(rows, cuts):
     whole = run(rows)
-    assert visible(whole) == {k: {**v, **{c: None for c in ("blob", "tags", "nums", "ids", "attrs")}}
-                              for k, v in reference(rows).items()}
+    assert visible(whole) == {
+        k: {**v, **{c: None for c in ("blob", "tags", "nums", "ids", "attrs")}}
+        for k, v in reference(rows).items()
+    }
     # in Kafka order per partition, split anywhere into batches: state carried between folds
     ordered = sorted(rows, key=lambda e: (e["__kafka_partition"], e["__file_start_offset"], e["__row_index"]))
     bounds = sorted({min(c, len(ordered)) for c in cuts} | {0, len(ordered)})
@@ -339,5 +425,6 @@ def test_property_batches_equal_one_fold_equal_reference(rows, cuts):
         truncs = r.truncates
         state = r.rows if state is None else pa.concat_tables([rest, r.rows])
     got = {row["id"]: row for row in state.to_pylist() if not row["__deleted"]}
-    assert {k: (v["name"], v["n"]) for k, v in got.items()} == \
-        {k: (v["name"], v["n"]) for k, v in visible(whole).items()}
+    assert {k: (v["name"], v["n"]) for k, v in got.items()} == {
+        k: (v["name"], v["n"]) for k, v in visible(whole).items()
+    }

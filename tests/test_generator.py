@@ -23,8 +23,14 @@ from lakehouse.lake.reader import LakeReader
 from lakehouse.lake.semantic import TOAST_PLACEHOLDER
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "debezium" / "connect"
-TOPICS = ["eco2.auth.users", "eco2.scan.scans", "eco2.scan.classification_results",
-          "eco2.scan.rag_retrievals", "eco2.scan.llm_call_log", "eco2.scan.feedback"]
+TOPICS = [
+    "eco2.auth.users",
+    "eco2.scan.scans",
+    "eco2.scan.classification_results",
+    "eco2.scan.rag_retrievals",
+    "eco2.scan.llm_call_log",
+    "eco2.scan.feedback",
+]
 OPS = ("c", "u", "d", "r", "t")
 UTC_US = pa.timestamp("us", tz="UTC")
 
@@ -125,6 +131,7 @@ def test_default_lake_round_trip_counts_and_types(lake):
 def test_domain_is_referentially_coherent(lake):
     path, _ = lake()
     t = read_all(path)
+
     def live(tab):
         return tab.filter(pc.is_in(tab["__op"], pa.array(["c", "r", "u"])))
 
@@ -162,8 +169,10 @@ def test_domain_is_referentially_coherent(lake):
     assert any(any("\uac00" <= ch <= "\ud7a3" for ch in n) for n in names)  # Korean
     assert any(n.isascii() for n in names)
     assert all(h.startswith("$2b$12$") and len(h) == 60 for h in users["password_hash"].to_pylist())
-    assert len(set(users.filter(pc.equal(users["__op"], "c"))["email"].to_pylist())) == \
-        users.filter(pc.equal(users["__op"], "c")).num_rows
+    assert (
+        len(set(users.filter(pc.equal(users["__op"], "c"))["email"].to_pylist()))
+        == users.filter(pc.equal(users["__op"], "c")).num_rows
+    )
     rag = live(t["eco2.scan.rag_retrievals"])
     per_scan = Counter(rag["scan_id"].to_pylist())
     assert set(per_scan.values()) <= {3, 4, 5}
@@ -180,16 +189,22 @@ def test_snapshot_markers_and_streaming_source(lake):
     assert marks[0] == "first" and marks[-1] == "last" and set(marks[1:-1]) == {"true"}
     assert len(set(snap["__tx_id"].to_pylist())) == 1 and len(set(snap["__lsn"].to_pylist())) == 1
     # scan database: tables snapshotted in name order, one transaction and LSN for all
-    order = ["eco2.scan.classification_results", "eco2.scan.feedback", "eco2.scan.llm_call_log",
-             "eco2.scan.rag_retrievals", "eco2.scan.scans"]
+    order = [
+        "eco2.scan.classification_results",
+        "eco2.scan.feedback",
+        "eco2.scan.llm_call_log",
+        "eco2.scan.rag_retrievals",
+        "eco2.scan.scans",
+    ]
     firsts = [t[x].filter(pc.equal(t[x]["__op"], "r"))["__snapshot"].to_pylist() for x in order]
     assert firsts[0][0] == "first" and firsts[-1][-1] == "last"
     for m in firsts[1:]:
         assert m[0] == "first_in_data_collection"
     for m in firsts[:-1]:
         assert m[-1] == "last_in_data_collection"
-    scan_snap = pa.concat_tables([t[x].filter(pc.equal(t[x]["__op"], "r")).select(["__tx_id", "__lsn"])
-                                  for x in order])
+    scan_snap = pa.concat_tables(
+        [t[x].filter(pc.equal(t[x]["__op"], "r")).select(["__tx_id", "__lsn"]) for x in order]
+    )
     assert len(set(scan_snap["__tx_id"].to_pylist())) == 1 and len(set(scan_snap["__lsn"].to_pylist())) == 1
     # streaming: all events of a transaction share the commit time; not a snapshot
     stream = t["eco2.scan.scans"].filter(pc.not_equal(t["eco2.scan.scans"]["__op"], "r"))
@@ -215,7 +230,12 @@ def test_raw_envelope_semantics(lake):
     for r in dels:
         b = r["before"]
         assert r["after"] is None and b["id"] > 0
-        assert (b["scan_id"], b["user_id"], b["thumbs_up"], b["created_at"]) == ("", 0, False, "1970-01-01T00:00:00Z")
+        assert (b["scan_id"], b["user_id"], b["thumbs_up"], b["created_at"]) == (
+            "",
+            0,
+            False,
+            "1970-01-01T00:00:00Z",
+        )
         assert b["corrected_category"] is None and b["updated_at"] is None
     users = raw_topic(path, "eco2.auth.users").to_pylist()
     closed = [r for r in users if r["op"] == "d"]
@@ -231,11 +251,17 @@ def test_raw_envelope_semantics(lake):
             s = r["source"]
             seq = json.loads(s["sequence"])
             assert seq[1] == str(s["lsn"])
-            assert r["ts_ms"] >= s["ts_ms"] and s["ts_us"] // 1000 == s["ts_ms"] and s["ts_ns"] == s["ts_us"] * 1000
+            assert (
+                r["ts_ms"] >= s["ts_ms"]
+                and s["ts_us"] // 1000 == s["ts_ms"]
+                and s["ts_ns"] == s["ts_us"] * 1000
+            )
             keys.append((-1 if seq[0] is None else int(seq[0]), s["lsn"]))
         assert keys == sorted(keys)
     assert first_stream["source"]["version"] == "3.6.3.Final" and first_stream["source"]["db"] == "scan"
-    assert first_stream["after"]["created_at"].endswith("Z") and len(first_stream["after"]["created_at"]) == 27
+    assert (
+        first_stream["after"]["created_at"].endswith("Z") and len(first_stream["after"]["created_at"]) == 27
+    )
 
 
 def test_lsn_alone_is_not_monotonic(lake):
@@ -258,6 +284,7 @@ def test_avro_footer_matches_real_debezium_sample(lake):
         if rec.get("avro_value_schema"):
             real = rec["avro_value_schema"]
             break
+
     def fields(doc):
         return {f["name"]: f for f in doc["fields"]}
 
@@ -274,12 +301,24 @@ def test_avro_footer_matches_real_debezium_sample(lake):
     cls = footer(path, next(o for o in value_objects(path) if o.topic == "eco2.scan.classification_results"))
     cls_value = {f["name"]: f for f in fields(cls)["before"]["type"][1]["fields"]}
     assert cls_value["confidence"]["type"][1] == {
-        "type": "bytes", "scale": 4, "precision": 5, "connect.version": 1,
+        "type": "bytes",
+        "scale": 4,
+        "precision": 5,
+        "connect.version": 1,
         "connect.parameters": {"scale": "4", "connect.decimal.precision": "5"},
-        "connect.name": "org.apache.kafka.connect.data.Decimal", "logicalType": "decimal"}
-    assert cls_value["scan_id"]["type"] == {"type": "string", "connect.version": 1, "connect.name": "io.debezium.data.Uuid"}
-    assert cls_value["created_at"]["type"] == {"type": "string", "connect.version": 1,
-                                               "connect.name": "io.debezium.time.ZonedTimestamp"}
+        "connect.name": "org.apache.kafka.connect.data.Decimal",
+        "logicalType": "decimal",
+    }
+    assert cls_value["scan_id"]["type"] == {
+        "type": "string",
+        "connect.version": 1,
+        "connect.name": "io.debezium.data.Uuid",
+    }
+    assert cls_value["created_at"]["type"] == {
+        "type": "string",
+        "connect.version": 1,
+        "connect.name": "io.debezium.time.ZonedTimestamp",
+    }
     parse_avro_schema(cls)  # the reader's parser accepts it
 
 
@@ -309,7 +348,9 @@ def test_flush_size_and_tombstone_offset_gaps(lake):
     by_part: dict[tuple, list] = {}
     for obj in value_objects(path):
         ops = raw(path, obj)["op"].to_pylist()
-        by_part.setdefault((obj.topic, obj.kafka_partition), []).append((obj.start_offset, len(ops), ops.count("d")))
+        by_part.setdefault((obj.topic, obj.kafka_partition), []).append(
+            (obj.start_offset, len(ops), ops.count("d"))
+        )
     gaps = 0
     for (topic, _), files in by_part.items():
         files.sort()
@@ -340,8 +381,9 @@ def test_kafka_partitions_by_key(lake):
 
 @pytest.mark.parametrize("name,width_h", [("hourly", 1), ("daily", 24), ("time", 1)])
 def test_time_partitioners_bucket_by_record_timestamp(lake, name, width_h):
-    path, report = lake(partitioner=name, events=3_000, events_per_second=0.02 if name == "daily" else 0.2,
-                        flush_size=300)
+    path, report = lake(
+        partitioner=name, events=3_000, events_per_second=0.02 if name == "daily" else 0.2, flush_size=300
+    )
     objs = value_objects(path)
     dirs = {o.encoded_partition for o in objs}
     assert len(dirs) > 2
@@ -350,13 +392,16 @@ def test_time_partitioners_bucket_by_record_timestamp(lake, name, width_h):
         if name == "time":
             start = datetime.strptime(f"{v['dt']} {v['hr']}", "%Y-%m-%d %H").replace(tzinfo=UTC)
         else:
-            start = datetime(int(v["year"]), int(v["month"]), int(v["day"]), int(v.get("hour", 0)), tzinfo=UTC)
+            start = datetime(
+                int(v["year"]), int(v["month"]), int(v["day"]), int(v.get("hour", 0)), tzinfo=UTC
+            )
         lo = int(start.timestamp() * 1000)
         ts = raw(path, o)["ts_ms"].to_pylist()
         assert all(lo <= x < lo + width_h * 3_600_000 for x in ts), o.key
     t = read_all(path)
-    assert {k: op_counts(v) for k, v in t.items()} == \
-        {k: {op: report.per_topic[k][op] for op in OPS} for k in TOPICS}
+    assert {k: op_counts(v) for k, v in t.items()} == {
+        k: {op: report.per_topic[k][op] for op in OPS} for k in TOPICS
+    }
 
 
 def test_unwrap_with_field_partitioner(lake):
@@ -450,8 +495,14 @@ def test_replays_and_overlapping_objects(lake):
         rows = raw_topic(path, topic)
         src = rows["source"].combine_chunks()
         image = pc.if_else(pc.equal(rows["op"], "d"), rows["before"], rows["after"]).combine_chunks()
-        ident = list(zip(image.field("id").to_pylist() if rows["op"][0].as_py() != "t" else [None] * len(rows),
-                         rows["op"].to_pylist(), src.field("lsn").to_pylist(), src.field("txId").to_pylist()))
+        ident = list(
+            zip(
+                image.field("id").to_pylist() if rows["op"][0].as_py() != "t" else [None] * len(rows),
+                rows["op"].to_pylist(),
+                src.field("lsn").to_pylist(),
+                src.field("txId").to_pylist(),
+            )
+        )
         seen: dict[tuple, list] = {}
         for i, key in enumerate(ident):
             seen.setdefault(key, []).append(i)
@@ -471,7 +522,8 @@ def test_replays_and_overlapping_objects(lake):
     by_part: dict[tuple, list] = {}
     for o in value_objects(path):
         by_part.setdefault((o.topic, o.kafka_partition), []).append(
-            (o.start_offset, pq.ParquetFile(path / o.key).metadata.num_rows))
+            (o.start_offset, pq.ParquetFile(path / o.key).metadata.num_rows)
+        )
     for files in by_part.values():
         files.sort()
         for (s0, n0), (s1, _) in itertools.pairwise(files):
@@ -485,15 +537,24 @@ def test_pk_changes(lake):
     dels = cls.filter(pc.equal(cls["__op"], "d"))
     assert dels.num_rows > 0 and report.per_topic["eco2.scan.classification_results"]["d"] == dels.num_rows
     creates = cls.filter(pc.equal(cls["__op"], "c"))
-    c_by = {(lsn, tx): (i, r) for lsn, tx, i, r in zip(creates["__lsn"].to_pylist(), creates["__tx_id"].to_pylist(),
-                                                      creates["id"].to_pylist(), creates["rationale"].to_pylist())}
+    c_by = {
+        (lsn, tx): (i, r)
+        for lsn, tx, i, r in zip(
+            creates["__lsn"].to_pylist(),
+            creates["__tx_id"].to_pylist(),
+            creates["id"].to_pylist(),
+            creates["rationale"].to_pylist(),
+        )
+    }
     old_ids = set()
     for lsn, tx, old in zip(dels["__lsn"].to_pylist(), dels["__tx_id"].to_pylist(), dels["id"].to_pylist()):
         new_id, rationale = c_by[(lsn, tx)]  # d (old key) + c (new key): same lsn and txId
         assert new_id > old
         assert rationale in (None, TOAST_PLACEHOLDER)  # the c half carries the placeholder
         old_ids.add(old)
-    assert TOAST_PLACEHOLDER in [c_by[k][1] for k in zip(dels["__lsn"].to_pylist(), dels["__tx_id"].to_pylist())]
+    assert TOAST_PLACEHOLDER in [
+        c_by[k][1] for k in zip(dels["__lsn"].to_pylist(), dels["__tx_id"].to_pylist())
+    ]
     assert dels["rationale"].null_count == dels.num_rows  # DEFAULT identity: non-key columns empty
     # the old key never comes back after its delete
     pos = {}
@@ -515,7 +576,7 @@ def test_truncate_once_then_inserts_continue(lake):
     i = ops.index("t")
     trunc = llm.slice(i, 1).to_pylist()[0]
     assert trunc["id"] is None and trunc["__kafka_partition"] == 0 and trunc["__lsn"] and trunc["__tx_id"]
-    assert "c" in ops[i + 1:]  # inserts continue after the truncate
+    assert "c" in ops[i + 1 :]  # inserts continue after the truncate
     assert all(report.per_topic[t]["t"] == 0 for t in TOPICS if t != "eco2.scan.llm_call_log")
 
 
@@ -549,7 +610,9 @@ def test_topic_prefix_start_time_and_rate(lake):
     t = read_all(path)
     obj = next(o for o in value_objects(path) if o.topic == "prod-eco2.scan.scans")
     assert footer(path, obj)["connect.name"] == "prod-eco2.scan.scans.Envelope"
-    stream = pa.concat_tables([x.filter(pc.not_equal(x["__op"], "r")).select(["__commit_ts"]) for x in t.values()])
+    stream = pa.concat_tables(
+        [x.filter(pc.not_equal(x["__op"], "r")).select(["__commit_ts"]) for x in t.values()]
+    )
     ts = stream["__commit_ts"]
     start = datetime(2027, 3, 1, 12, tzinfo=UTC)
     first, last = pc.min(ts).as_py(), pc.max(ts).as_py()
@@ -563,8 +626,12 @@ def test_topic_prefix_start_time_and_rate(lake):
 
 def test_progress_callback(tmp_path):
     calls = []
-    report = generate_lake(str(tmp_path), GeneratorOptions(events=3_000, flush_size=500),
-                           progress=lambda done, total: calls.append((done, total)), chunk_events=700)
+    report = generate_lake(
+        str(tmp_path),
+        GeneratorOptions(events=3_000, flush_size=500),
+        progress=lambda done, total: calls.append((done, total)),
+        chunk_events=700,
+    )
     assert calls[0] == (0, 3_000) and calls[-1] == (3_000, 3_000)
     assert len(calls) > 3 and all(a[0] <= b[0] for a, b in itertools.pairwise(calls))
     assert report.events >= 3_000
@@ -579,8 +646,15 @@ def _digest(path: Path) -> str:
 
 
 def test_deterministic_per_seed(tmp_path):
-    opts = GeneratorOptions(events=4_000, flush_size=300, replays=True, pk_changes=True, truncates=True,
-                            schema_change=True, partitions=2)
+    opts = GeneratorOptions(
+        events=4_000,
+        flush_size=300,
+        replays=True,
+        pk_changes=True,
+        truncates=True,
+        schema_change=True,
+        partitions=2,
+    )
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     ra = generate_lake(str(a), opts, chunk_events=1_500)
     rb = generate_lake(str(b), opts, chunk_events=1_500)

@@ -29,7 +29,9 @@ from lakehouse.state.export import table_history, visible_rows
 pytestmark = pytest.mark.slow
 
 TABLES = ("scan.feedback", "scan.classification_results")
-CONFIG = TablesConfig(tables=tuple(TableConfig(topic=f"eco2.{t}", primary_key=["id"], history=True) for t in TABLES))
+CONFIG = TablesConfig(
+    tables=tuple(TableConfig(topic=f"eco2.{t}", primary_key=["id"], history=True) for t in TABLES)
+)
 # > 2 KB and incompressible: stored out of line (TOAST), so updates that leave it carry the placeholder
 LONG = "'분리수거 근거 ' || (SELECT string_agg(md5(g::text || i::text), '') FROM generate_series(1, 120) i)"
 
@@ -54,8 +56,9 @@ def workload(dsn: str) -> list[tuple[str, dict]]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         for sql in steps:
             conn.execute(sql)
-            at = conn.execute("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', "
-                              "'YYYY-MM-DD\"T\"HH24:MI:SS.US')").fetchone()[0]
+            at = conn.execute(
+                "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
+            ).fetchone()[0]
             out.append((at + "+00:00", {t: pg_state(dsn, t, ("id",)) for t in TABLES}))
             time.sleep(0.02)
     return out
@@ -76,11 +79,16 @@ def check(state: Path, moments: list[tuple[str, dict]], upto: int) -> None:
     for i, (at, want) in enumerate(moments[:upto]):
         for table in TABLES:
             got = {(r["id"],): r for r in table_history(str(state), table, at).to_pylist()}
-            assert not compare(got, want[table]), f"as of step {i} ({at}), {table}: {compare(got, want[table])}"
+            assert not compare(got, want[table]), (
+                f"as of step {i} ({at}), {table}: {compare(got, want[table])}"
+            )
     for table in TABLES:
         history = table_history(str(state), table).to_pylist()
-        current = {(r["id"],): {k: v for k, v in r.items() if not k.startswith(("valid_", "is_", "previous_"))}
-                   for r in history if r["is_current"]}
+        current = {
+            (r["id"],): {k: v for k, v in r.items() if not k.startswith(("valid_", "is_", "previous_"))}
+            for r in history
+            if r["is_current"]
+        }
         now = {(r["id"],): r for r in visible_rows(str(state), table).to_pylist()}
         assert current == now, table
 
@@ -88,33 +96,48 @@ def check(state: Path, moments: list[tuple[str, dict]], upto: int) -> None:
 def test_history_as_of_equals_postgres_through_late_and_replayed_objects(eco2_db, tmp_path):
     captured, lake, state = tmp_path / "captured", tmp_path / "lake", tmp_path / "state"
     with psycopg.connect(eco2_db, autocommit=True) as conn:  # a snapshot row: the capture has started
-        conn.execute("INSERT INTO auth.users (username, email, password_hash) VALUES ('u', 'u@eco2.test', 'x')")
+        conn.execute(
+            "INSERT INTO auth.users (username, email, password_hash) VALUES ('u', 'u@eco2.test', 'x')"
+        )
     cap = Capture(eco2_db, captured, tmp_path / "capture", "--flush-size", "4").start()
-    wait_for(lambda: (captured / "topics" / "eco2.auth.users").exists() or "no snapshot yet", cap, what="snapshot")
+    wait_for(
+        lambda: (captured / "topics" / "eco2.auth.users").exists() or "no snapshot yet", cap, what="snapshot"
+    )
     moments = workload(eco2_db)
     reader = LakeReader(str(captured))
 
     def caught_up():
-        rows = reader.read_changes("eco2.scan.classification_results").to_pylist() \
-            if "eco2.scan.classification_results" in reader.scan().topics else []
+        rows = (
+            reader.read_changes("eco2.scan.classification_results").to_pylist()
+            if "eco2.scan.classification_results" in reader.scan().topics
+            else []
+        )
         return any(r["__op"] == "d" and r["id"] == 3 for r in rows) or "capture behind"
+
     wait_for(caught_up, cap, what="the last transaction")
     cap.stop()
 
-    feedback = sorted(k for k in (i.key for i in LocalStore(captured).list("topics/eco2.scan.feedback/"))
-                      if ".headers." not in k)
+    feedback = sorted(
+        k
+        for k in (i.key for i in LocalStore(captured).list("topics/eco2.scan.feedback/"))
+        if ".headers." not in k
+    )
     late = feedback[1]  # the second feedback object arrives after the later ones
     copy_objects(captured, lake, keep=lambda k: not k.startswith(late.split(".snappy")[0]))
     compact(str(lake), str(state), CONFIG)
     # without the late object the first insert shows only the rows the lake has
-    assert table_history(str(state), "scan.feedback", moments[0][0]).num_rows < len(moments[0][1]["scan.feedback"])
+    assert table_history(str(state), "scan.feedback", moments[0][0]).num_rows < len(
+        moments[0][1]["scan.feedback"]
+    )
 
     copy_objects(captured, lake)  # the late object: compaction rebuilds, the history in place
     results = compact(str(lake), str(state), CONFIG)
     assert any(r.status == "rebuilt" for r in results), [(r.table, r.status, r.notes) for r in results]
     check(state, moments, len(moments))
     versions = table_history(str(state), "scan.feedback").num_rows
-    changed = [r for r in table_history(str(state), "scan.classification_results").to_pylist() if r["id"] == 100]
+    changed = [
+        r for r in table_history(str(state), "scan.classification_results").to_pylist() if r["id"] == 100
+    ]
     assert changed and changed[0]["previous_key"] is not None and "2" in changed[0]["previous_key"]
 
     # Debezium replays the last feedback object after a restart: the same events at new offsets
@@ -137,17 +160,27 @@ def test_history_is_the_same_on_the_bigquery_engine(tmp_path, request):
     from lakehouse.state.compact import CompactOptions
 
     lake = tmp_path / "lake"
-    generate_lake(str(lake), GeneratorOptions(events=4_000, seed=12, flush_size=300, replays=True, pk_changes=True))
-    config = TablesConfig(tables=tuple(TableConfig(topic=f"eco2.{t}", primary_key=["id"], history=True)
-                                       for t in TABLES))
+    generate_lake(
+        str(lake), GeneratorOptions(events=4_000, seed=12, flush_size=300, replays=True, pk_changes=True)
+    )
+    config = TablesConfig(
+        tables=tuple(TableConfig(topic=f"eco2.{t}", primary_key=["id"], history=True) for t in TABLES)
+    )
     histories = {}
     for engine in ("local", "bigquery"):
         state = str(tmp_path / engine)
-        results = compact(str(lake), state, config, options=CompactOptions(engine=fold_engine(engine, request)[0],
-                                                                            batch_events=900))
+        results = compact(
+            str(lake),
+            state,
+            config,
+            options=CompactOptions(engine=fold_engine(engine, request)[0], batch_events=900),
+        )
         assert not [r.error for r in results if r.failed]
-        histories[engine] = {t: sorted(table_history(state, t).to_pylist(), key=lambda r: (r["id"], r["valid_from"]))
-                             for t in TABLES}
+        histories[engine] = {
+            t: sorted(table_history(state, t).to_pylist(), key=lambda r: (r["id"], r["valid_from"]))
+            for t in TABLES
+        }
     assert histories["local"] == histories["bigquery"]
     assert sum(len(v) for v in histories["local"].values()) > sum(
-        len(visible_rows(str(tmp_path / "local"), t)) for t in TABLES), "no row changed: nothing to compare"
+        len(visible_rows(str(tmp_path / "local"), t)) for t in TABLES
+    ), "no row changed: nothing to compare"

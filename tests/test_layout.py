@@ -58,13 +58,9 @@ def test_spec_example_value_keys(key, kpart, start, encoded):
 
 
 def test_spec_example_hourly_partition_values():
-    p = parse_object_key(
-        f"topics/{C}/year=2024/month=05/day=07/hour=13/{C}+2+0000018230.snappy.parquet"
-    )
+    p = parse_object_key(f"topics/{C}/year=2024/month=05/day=07/hour=13/{C}+2+0000018230.snappy.parquet")
     assert p.partition_values == {"year": "2024", "month": "05", "day": "07", "hour": "13"}
-    p = parse_object_key(
-        f"topics/{C}/schema_name={C}.Envelope/partition=4/{C}+4+0000000001.parquet"
-    )
+    p = parse_object_key(f"topics/{C}/schema_name={C}.Envelope/partition=4/{C}+4+0000000001.parquet")
     assert p.partition_values == {"schema_name": f"{C}.Envelope", "partition": "4"}
     assert p.kafka_partition == 4
 
@@ -150,7 +146,11 @@ def test_avro_value_files():
     """AvroFormat names every object ``.avro``: the codec (avro.codec) is only in the header."""
     p = parse_object_key(f"topics/{C}/partition=3/{C}+3+0000000042.avro")
     assert isinstance(p, ObjectKey) and (p.format, p.compression, p.kafka_partition, p.start_offset) == (
-        "avro", "", 3, 42)
+        "avro",
+        "",
+        3,
+        42,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,9 +177,7 @@ def test_offsets_parse_as_integers(digits, value):
 
 def test_object_keys_sort_numerically_not_lexicographically():
     offsets = [10_000_000_000, 9_999_999_999, 2, 100]
-    keys = [
-        build_object_key(SinkLayout(), C, "partition=0", 0, o, ".snappy.parquet") for o in offsets
-    ]
+    keys = [build_object_key(SinkLayout(), C, "partition=0", 0, o, ".snappy.parquet") for o in offsets]
     assert max(keys).endswith("+9999999999.snappy.parquet")  # the lexicographic trap
     parsed = sorted(parse_object_key(k) for k in keys)
     assert [p.start_offset for p in parsed] == [2, 100, 9_999_999_999, 10_000_000_000]
@@ -266,9 +264,9 @@ topic_names = st.from_regex(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,60}", fullmatch=True
 encoded_partitions = st.one_of(
     st.integers(0, 500).map(lambda p: f"partition={p}"),
     st.just("year=2024/month=05/day=07/hour=13"),
-    st.lists(
-        st.from_regex(r"[a-z_]{1,8}=[A-Za-z0-9._-]{1,12}", fullmatch=True), min_size=1, max_size=3
-    ).map("/".join),
+    st.lists(st.from_regex(r"[a-z_]{1,8}=[A-Za-z0-9._-]{1,12}", fullmatch=True), min_size=1, max_size=3).map(
+        "/".join
+    ),
 )
 
 
@@ -371,9 +369,7 @@ def test_daily_partitioner_on_dst_start_day():
 
 
 def test_time_based_partitioner_with_custom_path_format():
-    p = Partitioner.named(
-        "time", path_format="'dt'=YYYY-MM-dd/'hr'=HH/'min'=mm/", duration_ms=600_000
-    )
+    p = Partitioner.named("time", path_format="'dt'=YYYY-MM-dd/'hr'=HH/'min'=mm/", duration_ms=600_000)
     assert (
         p.encode(0, timestamp_ms=ms(2026, 11, 23, 0, 38, 5)) == "dt=2026-11-23/hr=00/min=30"
     )  # trailing / stripped
@@ -398,9 +394,7 @@ def test_field_partitioner():
         p2.encode(5, field_values={"region": "kr", "active": False, "shard": -1})
         == "region=kr/active=false/shard=-1"
     )
-    key = build_object_key(
-        SinkLayout(), C, "region=kr/active=true/shard=42", 5, 3, ".snappy.parquet"
-    )
+    key = build_object_key(SinkLayout(), C, "region=kr/active=true/shard=42", 5, 3, ".snappy.parquet")
     assert parse_object_key(key).partition_values == {
         "region": "kr",
         "active": "true",
@@ -410,23 +404,15 @@ def test_field_partitioner():
 
 def test_schema_name_affix():
     name = f"{C}.Envelope"
-    assert (
-        Partitioner(schema_affix="prefix").encode(0, schema_name=name)
-        == f"schema_name={name}/partition=0"
-    )
-    assert (
-        Partitioner(schema_affix="suffix").encode(0, schema_name=name)
-        == f"partition=0/schema_name={name}"
-    )
+    assert Partitioner(schema_affix="prefix").encode(0, schema_name=name) == f"schema_name={name}/partition=0"
+    assert Partitioner(schema_affix="suffix").encode(0, schema_name=name) == f"partition=0/schema_name={name}"
     hourly = Partitioner.named("hourly", schema_affix="prefix")
     assert (
         hourly.encode(0, timestamp_ms=ms(2024, 5, 7, 13, 1), schema_name=name)
         == f"schema_name={name}/year=2024/month=05/day=07/hour=13"
     )
     assert Partitioner(schema_affix="none").encode(0, schema_name=name) == "partition=0"
-    key = build_object_key(
-        SinkLayout(), C, f"schema_name={name}/partition=0", 0, 0, ".snappy.parquet"
-    )
+    key = build_object_key(SinkLayout(), C, f"schema_name={name}/partition=0", 0, 0, ".snappy.parquet")
     p = parse_object_key(key)
     assert p.topic == C and p.encoded_partition == f"schema_name={name}/partition=0"
 
@@ -438,10 +424,7 @@ def test_unknown_partitioner_name():
 
 def test_joda_format_tokens():
     d = dt.datetime(2024, 5, 7, 3, 4, 9)
-    assert (
-        joda_format(d, "'year'=YYYY/'month'=MM/'day'=dd/'hour'=HH")
-        == "year=2024/month=05/day=07/hour=03"
-    )
+    assert joda_format(d, "'year'=YYYY/'month'=MM/'day'=dd/'hour'=HH") == "year=2024/month=05/day=07/hour=03"
     assert joda_format(d, "yyyyMMdd'T'HHmmss") == "20240507T030409"
 
 
@@ -470,7 +453,9 @@ def test_sub_minute_time_buckets_get_their_own_directories(tmp_path):
     from lakehouse.lake.sink import SinkConfig, SinkWriter
     from lakehouse.lake.store import LocalStore
 
-    value = struct("t.s.x.Value", [("id", ConnectSchema("int64")), ("__op", ConnectSchema("string", optional=True))])
+    value = struct(
+        "t.s.x.Value", [("id", ConnectSchema("int64")), ("__op", ConnectSchema("string", optional=True))]
+    )
     part = Partitioner.named("time", path_format="'ts'=YYYYMMddHHmmss", duration_ms=1000)
     writer = SinkWriter(LocalStore(tmp_path), SinkConfig(flush_size=10, partitioner=part))
     rows = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "__op": pa.array(["c", "c", "c"])})

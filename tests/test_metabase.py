@@ -55,8 +55,14 @@ runner = CliRunner()
 def test_every_mart_has_a_dashboard_and_files_are_consistent():
     marts = {p.stem for p in (PROJECT / "models" / "marts").glob("mart_*.sql")}
     assert {m for d in DEFS for m in d.depends_on} == marts
-    assert {d.name for d in DEFS} == {"llm_latency", "llm_cost", "rlhf_dataset", "misclassification",
-                                      "rag_quality", "pipeline_freshness"}
+    assert {d.name for d in DEFS} == {
+        "llm_latency",
+        "llm_cost",
+        "rlhf_dataset",
+        "misclassification",
+        "rag_quality",
+        "pipeline_freshness",
+    }
     assert check_dashboards(DEFS) == []  # depends_on/sources equal what the SQL reads, names unique
 
 
@@ -65,10 +71,12 @@ def test_definition_errors_are_caught(tmp_path):
     cases = {
         "overlap": good.replace("layout: {row: 0, col: 8, size_x: 8", "layout: {row: 0, col: 4, size_x: 8"),
         "settings name an unknown column": good.replace("pie.metric: cost_usd", "pie.metric: usd"),
-        "depends_on drifts from the SQL": good.replace("depends_on: [mart_cost_per_scan, mart_llm_cost_daily]",
-                                                       "depends_on: [mart_llm_cost_daily]"),
-        "unqualified table": good.replace("from marts.mart_cost_per_scan\n      group by day",
-                                          "from mart_cost_per_scan\n      group by day"),
+        "depends_on drifts from the SQL": good.replace(
+            "depends_on: [mart_cost_per_scan, mart_llm_cost_daily]", "depends_on: [mart_llm_cost_daily]"
+        ),
+        "unqualified table": good.replace(
+            "from marts.mart_cost_per_scan\n      group by day", "from mart_cost_per_scan\n      group by day"
+        ),
     }
     for case, text in cases.items():
         assert text != good, case
@@ -80,9 +88,11 @@ def test_definition_errors_are_caught(tmp_path):
 
 
 def test_render_sql_maps_logical_schemas_once_for_both_dialects():
-    sql = ("with s as (select max(_cdc_committed_at) as newest from scan.scans) "
-           "select date_diff('minute', newest, current_timestamp) as lag, "
-           "date_diff('day', cast(newest as date), current_date) as days from s")
+    sql = (
+        "with s as (select max(_cdc_committed_at) as newest from scan.scans) "
+        "select date_diff('minute', newest, current_timestamp) as lag, "
+        "date_diff('day', cast(newest as date), current_date) as days from s"
+    )
     duck = render_sql(sql, Target.duckdb())
     bq = render_sql(sql, Target.bigquery(project="eco2-prod", dataset_prefix="p_"))
     assert "FROM scan.scans" in duck and "DATE_DIFF('MINUTE'" in duck
@@ -91,8 +101,12 @@ def test_render_sql_maps_logical_schemas_once_for_both_dialects():
     assert "DATE_DIFF(CURRENT_DATE, CAST(newest AS DATE), DAY)" in bq
     assert "FROM main_marts.mart_x" in render_sql("select 1 as x from marts.mart_x", Target.duckdb())
     assert "FROM lakehouse_meta.loads" in render_sql("select 1 as x from meta.loads", Target.bigquery())
-    for bad in ("select * from mart_x", "select * from main_marts.mart_x", "select 1; select 2",
-                "select * from a.marts.mart_x"):
+    for bad in (
+        "select * from mart_x",
+        "select * from main_marts.mart_x",
+        "select 1; select 2",
+        "select * from a.marts.mart_x",
+    ):
         with pytest.raises(CardSQLError):
             render_sql(bad, Target.duckdb())
 
@@ -127,7 +141,9 @@ def warehouse(tmp_path_factory) -> Path:
     from lakehouse.warehouse.duckdb_warehouse import DuckDBWarehouse
 
     root = tmp_path_factory.mktemp("metabase")
-    generate_lake(root / "lake", GeneratorOptions(events=3_000, seed=31, flush_size=500, events_per_second=0.05))
+    generate_lake(
+        root / "lake", GeneratorOptions(events=3_000, seed=31, flush_size=500, events_per_second=0.05)
+    )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LAKEHOUSE_PSEUDONYM_KEY", "test-key")
         results = compact(str(root / "lake"), str(root / "state"), load_config())
@@ -138,10 +154,25 @@ def warehouse(tmp_path_factory) -> Path:
         if entry.history:
             wh.load_history(str(root / "state"), entry)
     run = subprocess.run(
-        [str(DBT), "build", "--target", "duckdb", "--project-dir", str(PROJECT), "--profiles-dir", str(PROJECT),
-         "--target-path", str(root / "target"), "--log-path", str(root / "logs")],
+        [
+            str(DBT),
+            "build",
+            "--target",
+            "duckdb",
+            "--project-dir",
+            str(PROJECT),
+            "--profiles-dir",
+            str(PROJECT),
+            "--target-path",
+            str(root / "target"),
+            "--log-path",
+            str(root / "logs"),
+        ],
         env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "LAKEHOUSE_DUCKDB": str(wh.path)},
-        capture_output=True, text=True, timeout=540)
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     return wh.path
 
@@ -184,10 +215,30 @@ def metabase():
 
 def apply_cli(fake: FakeMetabase, folder: Path, *extra: str, env: dict | None = None):
     env = env if env is not None else {"METABASE_API_KEY": fake.api_key}
-    full_env = {"METABASE_API_KEY": None, "METABASE_SESSION": None, "METABASE_USERNAME": None,
-                "METABASE_PASSWORD": None, "METABASE_URL": None, "METABASE_DATABASE": None, **env}
-    return runner.invoke(app, ["metabase", "apply", "--url", fake.url, "--database-name", "Eco2 warehouse",
-                               "--dashboards", str(folder), *extra], env=full_env)
+    full_env = {
+        "METABASE_API_KEY": None,
+        "METABASE_SESSION": None,
+        "METABASE_USERNAME": None,
+        "METABASE_PASSWORD": None,
+        "METABASE_URL": None,
+        "METABASE_DATABASE": None,
+        **env,
+    }
+    return runner.invoke(
+        app,
+        [
+            "metabase",
+            "apply",
+            "--url",
+            fake.url,
+            "--database-name",
+            "Eco2 warehouse",
+            "--dashboards",
+            str(folder),
+            *extra,
+        ],
+        env=full_env,
+    )
 
 
 def test_apply_creates_then_changes_nothing_then_updates_an_edited_card_in_place(metabase, tmp_path):
@@ -210,10 +261,14 @@ def test_apply_creates_then_changes_nothing_then_updates_an_edited_card_in_place
             assert native_query(live["dataset_query"]) == (2, card.render(Target.duckdb()))
         dash = next(x for x in metabase.dashboards.values() if x["name"] == d.title)
         assert dash["collection_id"] == coll_id and dash["description"] == d.description
-        layout = sorted((dc["card_id"], dc["row"], dc["col"], dc["size_x"], dc["size_y"])
-                        for dc in metabase._dashboard(dash["id"])["dashcards"])
-        assert layout == sorted((by_name[c.name]["id"], c.layout.row, c.layout.col, c.layout.size_x,
-                                 c.layout.size_y) for c in d.cards)
+        layout = sorted(
+            (dc["card_id"], dc["row"], dc["col"], dc["size_x"], dc["size_y"])
+            for dc in metabase._dashboard(dash["id"])["dashcards"]
+        )
+        assert layout == sorted(
+            (by_name[c.name]["id"], c.layout.row, c.layout.col, c.layout.size_x, c.layout.size_y)
+            for c in d.cards
+        )
     assert f"{1 + n_cards + len(DEFS)} create" in first.stdout
 
     # second run: nothing to change, nothing written
@@ -227,8 +282,12 @@ def test_apply_creates_then_changes_nothing_then_updates_an_edited_card_in_place
     target = "Misclassification: worst items"
     card_id = by_name[target]["id"]
     path = folder / "misclassification.yml"
-    path.write_text(path.read_text().replace("      limit 20\n    columns: [predicted_category, predicted_item",
-                                             "      limit 10\n    columns: [predicted_category, predicted_item"))
+    path.write_text(
+        path.read_text().replace(
+            "      limit 20\n    columns: [predicted_category, predicted_item",
+            "      limit 10\n    columns: [predicted_category, predicted_item",
+        )
+    )
     metabase.requests.clear()
     third = apply_cli(metabase, folder)
     assert third.exit_code == 0, third.output
@@ -240,8 +299,12 @@ def test_apply_creates_then_changes_nothing_then_updates_an_edited_card_in_place
     # a moved card: the dashboard's dashcard is updated in place (same dashcard id)
     dash_id = next(x["id"] for x in metabase.dashboards.values() if x["name"] == "Misclassification notes")
     before = {dc["card_id"]: dc["id"] for dc in metabase._dashboard(dash_id)["dashcards"]}
-    path.write_text(path.read_text().replace("layout: {row: 9, col: 12, size_x: 12, size_y: 7}",
-                                             "layout: {row: 16, col: 0, size_x: 24, size_y: 7}"))
+    path.write_text(
+        path.read_text().replace(
+            "layout: {row: 9, col: 12, size_x: 12, size_y: 7}",
+            "layout: {row: 16, col: 0, size_x: 24, size_y: 7}",
+        )
+    )
     metabase.requests.clear()
     fourth = apply_cli(metabase, folder)
     assert fourth.exit_code == 0, fourth.output
@@ -274,11 +337,25 @@ def test_dry_run_prints_the_plan_and_writes_nothing(metabase, tmp_path):
 
 
 def test_session_login_bigquery_dialect_from_the_database_engine(metabase):
-    env = {"METABASE_USERNAME": metabase.username, "METABASE_PASSWORD": metabase.password,
-           "LAKEHOUSE_BIGQUERY_DATASET_PREFIX": "prod_"}
-    result = runner.invoke(app, ["metabase", "apply", "--url", metabase.url, "--database-name", "Eco2 BigQuery",
-                                 "--dashboards", str(DASHBOARDS)],
-                           env={"METABASE_API_KEY": None, "METABASE_SESSION": None, **env})
+    env = {
+        "METABASE_USERNAME": metabase.username,
+        "METABASE_PASSWORD": metabase.password,
+        "LAKEHOUSE_BIGQUERY_DATASET_PREFIX": "prod_",
+    }
+    result = runner.invoke(
+        app,
+        [
+            "metabase",
+            "apply",
+            "--url",
+            metabase.url,
+            "--database-name",
+            "Eco2 BigQuery",
+            "--dashboards",
+            str(DASHBOARDS),
+        ],
+        env={"METABASE_API_KEY": None, "METABASE_SESSION": None, **env},
+    )
     assert result.exit_code == 0, result.output
     assert ("POST", "/api/session") in metabase.requests
     database, sql = native_query(metabase.live_cards()[0]["dataset_query"])
@@ -293,8 +370,20 @@ def test_bad_credentials_and_unknown_database_fail_cleanly(metabase):
     assert result.exit_code == 1 and "401" in result.output
     result = apply_cli(metabase, DASHBOARDS, env={})
     assert result.exit_code == 1 and "METABASE_API_KEY" in result.output
-    result = runner.invoke(app, ["metabase", "apply", "--url", metabase.url, "--database-name", "nope",
-                                 "--dashboards", str(DASHBOARDS)], env={"METABASE_API_KEY": metabase.api_key})
+    result = runner.invoke(
+        app,
+        [
+            "metabase",
+            "apply",
+            "--url",
+            metabase.url,
+            "--database-name",
+            "nope",
+            "--dashboards",
+            str(DASHBOARDS),
+        ],
+        env={"METABASE_API_KEY": metabase.api_key},
+    )
     assert result.exit_code == 1 and "no Metabase database named 'nope'" in result.output
     assert metabase.writes() == []
 
@@ -302,8 +391,13 @@ def test_bad_credentials_and_unknown_database_fail_cleanly(metabase):
 def test_same_named_objects_are_managed_once_never_multiplied(metabase):
     client = MetabaseClient(metabase.url, api_key=metabase.api_key)
     coll = client.create_collection("Eco2 lakehouse")
-    body = {"name": "RLHF: golden rows", "display": "table", "collection_id": coll.id, "visualization_settings": {},
-            "dataset_query": {"type": "native", "database": 2, "native": {"query": "select 1"}}}
+    body = {
+        "name": "RLHF: golden rows",
+        "display": "table",
+        "collection_id": coll.id,
+        "visualization_settings": {},
+        "dataset_query": {"type": "native", "database": 2, "native": {"query": "select 1"}},
+    }
     first, second = client.create_card(body), client.create_card(body)
     stray = client.create_card({**body, "name": "An old card no file defines"})
     result = apply_cli(metabase, DASHBOARDS)
@@ -319,8 +413,11 @@ def test_same_named_objects_are_managed_once_never_multiplied(metabase):
 
 def test_native_query_reads_legacy_and_mbql5_shapes():
     legacy = {"type": "native", "database": 2, "native": {"query": "select 1", "template-tags": {}}}
-    stages = {"lib/type": "mbql/query", "database": 2,
-              "stages": [{"lib/type": "mbql.stage/native", "native": "select 1", "template-tags": {}}]}
+    stages = {
+        "lib/type": "mbql/query",
+        "database": 2,
+        "stages": [{"lib/type": "mbql.stage/native", "native": "select 1", "template-tags": {}}],
+    }
     assert native_query(legacy) == native_query(stages) == (2, "select 1")
     assert native_query({"type": "query", "database": 2, "query": {"source-table": 5}}) == (2, None)
 
@@ -342,8 +439,20 @@ def test_client_retries_transient_failures_but_never_repeats_a_processed_post(me
 
 
 def test_sql_and_list_commands():
-    result = runner.invoke(app, ["metabase", "sql", "--dialect", "bigquery", "--dashboard", "rlhf_dataset",
-                                 "--dashboards", str(DASHBOARDS)], env={"LAKEHOUSE_BIGQUERY_DATASET_PREFIX": "p_"})
+    result = runner.invoke(
+        app,
+        [
+            "metabase",
+            "sql",
+            "--dialect",
+            "bigquery",
+            "--dashboard",
+            "rlhf_dataset",
+            "--dashboards",
+            str(DASHBOARDS),
+        ],
+        env={"LAKEHOUSE_BIGQUERY_DATASET_PREFIX": "p_"},
+    )
     assert result.exit_code == 0, result.output
     assert "FROM p_marts_marts.mart_rlhf_golden" in result.stdout and "RLHF: golden rows" in result.stdout
     result = runner.invoke(app, ["metabase", "list", "--dashboards", str(DASHBOARDS)])
@@ -362,10 +471,13 @@ def test_dbt_exposures_and_dagster_dashboards_follow_the_dashboard_files():
 
     root = Path(__file__).resolve().parents[1]
     dashboards = load_dashboards(root / "dashboards")
-    assert (root / "dbt_project" / "models" / "exposures.yml").read_text() == exposures_yaml(dashboards), \
+    assert (root / "dbt_project" / "models" / "exposures.yml").read_text() == exposures_yaml(dashboards), (
         "run: lakehouse metabase exposures --out dbt_project/models/exposures.yml"
+    )
     graph = defs.resolve_asset_graph()
     for d in dashboards:
         node = graph.get(dg.AssetKey(["dashboards", d.name]))
         parents = {k.to_user_string() for k in node.parent_keys}
-        assert parents == {f"marts/{m}" for m in d.depends_on} | {f"warehouse/{s.replace('.', '/')}" for s in d.sources}
+        assert parents == {f"marts/{m}" for m in d.depends_on} | {
+            f"warehouse/{s.replace('.', '/')}" for s in d.sources
+        }

@@ -40,8 +40,14 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "config" / "tables.yaml")
 # small tables too: the less an export has left to do after its read, the sooner it exits
-TABLES = ("auth.users", "scan.feedback", "scan.scans", "scan.classification_results", "scan.llm_call_log",
-          "scan.rag_retrievals")
+TABLES = (
+    "auth.users",
+    "scan.feedback",
+    "scan.scans",
+    "scan.classification_results",
+    "scan.llm_call_log",
+    "scan.rag_retrievals",
+)
 STEPS = 10  # compactions racing exports, after one of half the lake alone
 EXPORTS_PER_STEP = 5
 
@@ -85,7 +91,9 @@ def _pseudonym_key(monkeypatch):
 @pytest.fixture(scope="module")
 def source_lake(tmp_path_factory) -> Path:
     lake = tmp_path_factory.mktemp("native-exit") / "lake"
-    generate_lake(lake, GeneratorOptions(events=24_000, seed=13, flush_size=200, pk_changes=True, truncates=True))
+    generate_lake(
+        lake, GeneratorOptions(events=24_000, seed=13, flush_size=200, pk_changes=True, truncates=True)
+    )
     return lake
 
 
@@ -104,8 +112,9 @@ def export_cmd(state: str, table: str, out: Path) -> list[str]:
 def exported_form(rows: pa.Table) -> pa.Table:
     """``StateTable.visible()`` rows in the types `lakehouse export` writes."""
     target = pa.schema([pa.field(f.name, export_type(f.type)) for f in rows.schema])
-    return pa.Table.from_arrays([c.cast(f.type, safe=False) for c, f in zip(rows.columns, target)],
-                                schema=target)
+    return pa.Table.from_arrays(
+        [c.cast(f.type, safe=False) for c, f in zip(rows.columns, target)], schema=target
+    )
 
 
 def visible_at(state: str, table: str, version: int) -> tuple[pa.Table, list[str]]:
@@ -132,8 +141,12 @@ def test_export_hands_no_python_file_to_arrow_threads(source_lake, tmp_path):
     assert run.returncode == 0, run.stderr
     for table in TABLES:
         out = tmp_path / f"{table}.parquet"
-        run = subprocess.run([sys.executable, "-c", SLOW_RELEASE, *export_cmd(state, table, out)[3:]],
-                             capture_output=True, text=True, timeout=120)
+        run = subprocess.run(
+            [sys.executable, "-c", SLOW_RELEASE, *export_cmd(state, table, out)[3:]],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert run.returncode == 0, f"{table}: exit {run.returncode}\n{run.stderr[-2000:]}"
         assert f"exported {table}" in run.stdout
         want, key = visible_at(state, table, version_of(state, table))
@@ -157,15 +170,27 @@ def race(source_lake: Path, work: Path, state: str, steps: int, exports_per_step
     for step in range(steps):
         land_step(source_lake, lake, steps + step, 2 * steps)
         before = {t: version_of(state, t) for t in TABLES}
-        compaction = subprocess.Popen(compact_cmd(lake, state), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                      text=True)
+        compaction = subprocess.Popen(
+            compact_cmd(lake, state), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         exports = []
         for i in range(exports_per_step):
             time.sleep(rng.random() * 0.15)  # spread over the compaction: reads of old and new versions
             table = rng.choice(TABLES)
             out = work / f"{step}-{i}-{table}.parquet"
-            exports.append((table, out, subprocess.Popen(export_cmd(state, table, out), stdout=subprocess.PIPE,
-                                                          stderr=subprocess.PIPE, text=True, env=env)))
+            exports.append(
+                (
+                    table,
+                    out,
+                    subprocess.Popen(
+                        export_cmd(state, table, out),
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        text=True,
+                        env=env,
+                    ),
+                )
+            )
         finished = []
         for table, out, proc in exports:
             stdout, stderr = proc.communicate(timeout=300)
@@ -184,10 +209,14 @@ def race(source_lake: Path, work: Path, state: str, steps: int, exports_per_step
                 if same_rows(got, want, key):
                     break
             else:
-                failures.append(f"step {step} {table}: {out.name} ({got.num_rows} rows) is no version's "
-                                f"visible rows (versions {before[table]}..{version_of(state, table)})")
+                failures.append(
+                    f"step {step} {table}: {out.name} ({got.num_rows} rows) is no version's "
+                    f"visible rows (versions {before[table]}..{version_of(state, table)})"
+                )
             checked += 1
-    assert not failures, f"{len(failures)} of {steps * exports_per_step} exports failed:\n" + "\n".join(failures)
+    assert not failures, f"{len(failures)} of {steps * exports_per_step} exports failed:\n" + "\n".join(
+        failures
+    )
     assert checked == steps * exports_per_step
 
 

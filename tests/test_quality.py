@@ -26,9 +26,12 @@ pytestmark = pytest.mark.timeout(600)
 
 
 def resources_for(root: Path) -> dict:
-    return {"lake": LakeResource(uri=str(root / "lake")),
-            "state": StateResource(uri=str(root / "state"), pseudonym_key="test-key"),
-            "engine": EngineResource(), "warehouse": DuckDBWarehouseResource(path=str(root / "warehouse.duckdb"))}
+    return {
+        "lake": LakeResource(uri=str(root / "lake")),
+        "state": StateResource(uri=str(root / "state"), pseudonym_key="test-key"),
+        "engine": EngineResource(),
+        "warehouse": DuckDBWarehouseResource(path=str(root / "warehouse.duckdb")),
+    }
 
 
 def test_every_relation_has_its_suite():
@@ -38,8 +41,13 @@ def test_every_relation_has_its_suite():
 
 
 def test_suite_reports_failing_columns_counts_and_samples():
-    rows = pa.table({"id": [1, 2, 3, 3], "confidence": [0.5, 1.7, 0.2, 1.2],
-                     "category": ["glass", "paper", "metal", "can"]})
+    rows = pa.table(
+        {
+            "id": [1, 2, 3, 3],
+            "confidence": [0.5, 1.7, 0.2, 1.2],
+            "category": ["glass", "paper", "metal", "can"],
+        }
+    )
     result = validate("scan.classification_results", rows)
     assert not result.success
     failed = {(f.column, f.expectation): f for f in result.failures}
@@ -58,13 +66,20 @@ def test_injected_bad_values_fail_gx_and_block_the_marts(tmp_path):
     instance = dg.DagsterInstance.ephemeral()
     assert defs.resolve_job_def("main").execute_in_process(instance=instance).success  # clean first
     with DuckDBWarehouse(tmp_path / "warehouse.duckdb").connect() as con:  # injected, as a bad load would
-        con.execute("update scan.classification_results set confidence = 1.7 "
-                    "where id in (select id from scan.classification_results order by id limit 2)")
-        con.execute("update scan.llm_call_log set latency_ms = -5 "
-                    "where id in (select id from scan.llm_call_log order by id limit 3)")
+        con.execute(
+            "update scan.classification_results set confidence = 1.7 "
+            "where id in (select id from scan.classification_results order by id limit 2)"
+        )
+        con.execute(
+            "update scan.llm_call_log set latency_ms = -5 "
+            "where id in (select id from scan.llm_call_log order by id limit 3)"
+        )
     result = defs.resolve_job_def("daily_marts").execute_in_process(instance=instance, raise_on_error=False)
-    failed = {(c.asset_key.to_user_string(), c.check_name): c for c in result.get_asset_check_evaluations()
-              if not c.passed}
+    failed = {
+        (c.asset_key.to_user_string(), c.check_name): c
+        for c in result.get_asset_check_evaluations()
+        if not c.passed
+    }
     gx_cr = failed[("warehouse/scan/classification_results", "great_expectations")]
     gx_llm = failed[("warehouse/scan/llm_call_log", "great_expectations")]
     assert gx_cr.metadata["failed_rows.confidence"].value == 2 and "1.7" in gx_cr.metadata["failures"].value
@@ -77,17 +92,40 @@ def test_injected_bad_values_fail_gx_and_block_the_marts(tmp_path):
 
 def test_export_is_reproducible_and_versions_only_on_change(tmp_path):
     store = LocalStore(tmp_path / "lake")
-    rows = pa.table({"scan_id": ["b", "a", "c"], "golden_category": ["glass", "paper", "can"],
-                     "feedback_at": [datetime(2026, 11, d, tzinfo=UTC) for d in (1, 2, 3)]})
-    first = export_dataset(store, "rlhf_golden", rows, ["scan_id"], {"scan.feedback": 4},
-                           now=datetime(2026, 11, 23, 1, tzinfo=UTC))
+    rows = pa.table(
+        {
+            "scan_id": ["b", "a", "c"],
+            "golden_category": ["glass", "paper", "can"],
+            "feedback_at": [datetime(2026, 11, d, tzinfo=UTC) for d in (1, 2, 3)],
+        }
+    )
+    first = export_dataset(
+        store,
+        "rlhf_golden",
+        rows,
+        ["scan_id"],
+        {"scan.feedback": 4},
+        now=datetime(2026, 11, 23, 1, tzinfo=UTC),
+    )
     assert first.created and first.rows == 3
     shuffled = rows.take(pa.array(random.Random(1).sample(range(3), 3)))
-    again = export_dataset(store, "rlhf_golden", shuffled, ["scan_id"], {"scan.feedback": 5},
-                           now=datetime(2026, 11, 23, 2, tzinfo=UTC))
+    again = export_dataset(
+        store,
+        "rlhf_golden",
+        shuffled,
+        ["scan_id"],
+        {"scan.feedback": 5},
+        now=datetime(2026, 11, 23, 2, tzinfo=UTC),
+    )
     assert not again.created and again.version == first.version and again.content_hash == first.content_hash
-    changed = export_dataset(store, "rlhf_golden", rows.slice(0, 2), ["scan_id"], {"scan.feedback": 6},
-                             now=datetime(2026, 11, 23, 3, tzinfo=UTC))
+    changed = export_dataset(
+        store,
+        "rlhf_golden",
+        rows.slice(0, 2),
+        ["scan_id"],
+        {"scan.feedback": 6},
+        now=datetime(2026, 11, 23, 3, tzinfo=UTC),
+    )
     assert changed.created and changed.version > first.version and changed.content_hash != first.content_hash
     manifest = latest_version(store, "rlhf_golden")
     assert manifest["version"] == changed.version and manifest["rows"] == 2
@@ -108,8 +146,11 @@ def test_pipeline_export_twice_gives_one_version(tmp_path):
     versions = []
     for _ in range(2):
         result = defs.resolve_job_def("main").execute_in_process(instance=instance)
-        [meta] = [e.materialization.metadata for e in result.get_asset_materialization_events()
-                  if e.materialization.asset_key == dg.AssetKey(["datasets", "rlhf_golden"])]
+        [meta] = [
+            e.materialization.metadata
+            for e in result.get_asset_materialization_events()
+            if e.materialization.asset_key == dg.AssetKey(["datasets", "rlhf_golden"])
+        ]
         versions.append((meta["version"].value, meta["new_version"].value, meta["content_hash"].value))
     assert versions[0][1] is True and versions[1][1] is False
     assert versions[0][0] == versions[1][0] and versions[0][2] == versions[1][2]

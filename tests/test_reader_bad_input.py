@@ -55,9 +55,7 @@ def assert_other_topic_reads(store, layout: SinkLayout = LAYOUT):
     assert t.column("id").to_pylist() == [1, 2]
 
 
-def expect_read_error(
-    store, key: str, *reason_words: str, layout: SinkLayout = LAYOUT
-) -> LakeObjectError:
+def expect_read_error(store, key: str, *reason_words: str, layout: SinkLayout = LAYOUT) -> LakeObjectError:
     reader = LakeReader(store, layout=layout)
     with pytest.raises(LakeObjectError) as ei:
         reader.read_changes(BAD)
@@ -199,9 +197,7 @@ def test_row_column_colliding_with_internal_column(tmp_path, dbz):
 def test_zoned_timestamp_that_is_not_iso(tmp_path, dbz):
     store = LocalStore(tmp_path)
     dbz.write(store, GOOD, dbz.envelope(GOOD, fields(dbz)), rows(dbz, [1, 2]), [0, 1])
-    schema = dbz.envelope(
-        BAD, [("id", I64), ("at", dbz.opt("string", "io.debezium.time.ZonedTimestamp"))]
-    )
+    schema = dbz.envelope(BAD, [("id", I64), ("at", dbz.opt("string", "io.debezium.time.ZonedTimestamp"))])
     recs = [
         dbz.record("c", after={"id": 1, "at": "2024-05-07T13:34:56Z"}, lsn=1),
         dbz.record("c", after={"id": 2, "at": "yesterday"}, lsn=2),
@@ -332,9 +328,7 @@ def _json_line(op="c", id_=1):
         (b"\n\n  \n", "holds no lines"),
         (
             (
-                json.dumps(
-                    {"schema": {"type": "struct", "fields": [], "optional": False}, "payload": {}}
-                )
+                json.dumps({"schema": {"type": "struct", "fields": [], "optional": False}, "payload": {}})
                 + "\n"
                 + _json_line()
                 + "\n"
@@ -343,9 +337,7 @@ def _json_line(op="c", id_=1):
         ),
         ((_json_line(op="x") + "\n").encode(), "unknown op 'x'"),
         (
-            (
-                _json_line() + "\n" + _json_line(id_=1).replace('"id": 1', '"id": "one"') + "\n"
-            ).encode(),
+            (_json_line() + "\n" + _json_line(id_=1).replace('"id": 1', '"id": "one"') + "\n").encode(),
             "not valid JSON Lines",
         ),
     ],

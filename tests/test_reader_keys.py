@@ -62,10 +62,16 @@ def test_key_columns_none_without_companions(tmp_path):
 def test_key_columns_from_avro_companion(tmp_path):
     store = LocalStore(tmp_path)
     write_sample_lake(store)
-    key_schema = {"type": "record", "name": "Key", "namespace": "eco2.scan.feedback",
-                  "fields": [{"name": "scan_id", "type": "string"}, {"name": "user_id", "type": "long"}]}
-    store.put_bytes("topics/eco2.auth.users/partition=0/eco2.auth.users+0+0000000000.keys.avro",
-                    _avro_container(key_schema))
+    key_schema = {
+        "type": "record",
+        "name": "Key",
+        "namespace": "eco2.scan.feedback",
+        "fields": [{"name": "scan_id", "type": "string"}, {"name": "user_id", "type": "long"}],
+    }
+    store.put_bytes(
+        "topics/eco2.auth.users/partition=0/eco2.auth.users+0+0000000000.keys.avro",
+        _avro_container(key_schema),
+    )
     assert avro_container_schema(_avro_container(key_schema)) == key_schema
     assert LakeReader(store).key_columns("eco2.auth.users") == ("scan_id", "user_id")
 

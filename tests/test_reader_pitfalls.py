@@ -39,10 +39,7 @@ def basic_fields(dbz):
 
 
 def c_rows(dbz, ids, lsn0=100, **kw):
-    return [
-        dbz.record("c", after={"id": i, "name": f"n{i}"}, lsn=lsn0 + i, tx_id=10 + i, **kw)
-        for i in ids
-    ]
+    return [dbz.record("c", after={"id": i, "name": f"n{i}"}, lsn=lsn0 + i, tx_id=10 + i, **kw) for i in ids]
 
 
 def read(store, topic=T, **kw) -> pa.Table:
@@ -124,9 +121,7 @@ def test_p03_overlapping_files_are_both_read(tmp_path, dbz):
     schema = dbz.envelope(T, basic_fields(dbz))
     rows = c_rows(dbz, range(6))
     dbz.write(store, T, schema, rows, list(range(6)), config=SinkConfig(flush_size=3))  # +0, +3
-    dbz.write(
-        store, T, schema, rows[2:], [2, 3, 4, 5], config=SinkConfig(flush_size=2)
-    )  # replay: +2, +4
+    dbz.write(store, T, schema, rows[2:], [2, 3, 4, 5], config=SinkConfig(flush_size=2))  # replay: +2, +4
     t = read(store)
     assert t.num_rows == 10  # nothing dropped silently: duplicates stay visible for compaction
     assert positions(t) == [
@@ -156,9 +151,7 @@ def test_p03_overlapping_files_are_both_read(tmp_path, dbz):
 def test_p04_non_contiguous_offsets(tmp_path, dbz):
     store = LocalStore(tmp_path)
     schema = dbz.envelope(T, basic_fields(dbz))
-    dbz.write(
-        store, T, schema, c_rows(dbz, range(5)), [0, 3, 4, 10, 25], config=SinkConfig(flush_size=2)
-    )
+    dbz.write(store, T, schema, c_rows(dbz, range(5)), [0, 3, 4, 10, 25], config=SinkConfig(flush_size=2))
     keys = sorted(o.key.rsplit("+", 1)[1] for o in store.list())
     assert keys == [
         "0000000000.snappy.parquet",
@@ -179,9 +172,7 @@ def test_p05_position_comes_from_the_object_key(tmp_path, dbz):
     store = LocalStore(tmp_path)
     fields = [("id", I64), ("partition", dbz.opt("int32")), ("offset", dbz.opt("int64"))]
     schema = dbz.envelope(T, fields)
-    rows = [
-        dbz.record("c", after={"id": i, "partition": 0, "offset": i}, lsn=100 + i) for i in (1, 2)
-    ]
+    rows = [dbz.record("c", after={"id": i, "partition": 0, "offset": i}, lsn=100 + i) for i in (1, 2)]
     w = dbz.write(store, T, schema, rows, [4711, 4712], partition=3)
     (key,) = w.objects_written
     assert key == f"topics/{T}/partition=3/{T}+3+0000004711.snappy.parquet"
@@ -231,10 +222,7 @@ def test_p06_key_columns_only_from_configuration(tmp_path, dbz):
     plan = reader.plan(T, key_columns=["id"])
     assert plan.key_columns == ("id",)
     assert plan.schema.metadata[b"lakehouse.key_columns"] == b'["id"]'
-    assert (
-        reader.read_changes(T, key_columns=["id"]).schema.metadata[b"lakehouse.key_columns"]
-        == b'["id"]'
-    )
+    assert reader.read_changes(T, key_columns=["id"]).schema.metadata[b"lakehouse.key_columns"] == b'["id"]'
 
 
 # --------------------------------------------------------------------------------------------
@@ -252,9 +240,7 @@ def _create_delete(dbz):
 
 def test_p07_envelope_delete_is_op_d_with_key_from_before(tmp_path, dbz):
     store = LocalStore(tmp_path)
-    dbz.write(
-        store, T, dbz.envelope(T, basic_fields(dbz)), _create_delete(dbz), [0, 1, 3]
-    )  # 4: tombstone
+    dbz.write(store, T, dbz.envelope(T, basic_fields(dbz)), _create_delete(dbz), [0, 1, 3])  # 4: tombstone
     t = read(store)
     assert t.column("__op").to_pylist() == ["c", "c", "d"]
     assert t.column("id").to_pylist() == [1, 2, 1]
@@ -265,9 +251,7 @@ def test_p07_envelope_delete_is_op_d_with_key_from_before(tmp_path, dbz):
 def test_p07_unwrap_rewrite_delete_is_op_d(tmp_path, dbz):
     store = LocalStore(tmp_path)
     cfg = SinkConfig(unwrap=UnwrapConfig(delete_handling="rewrite"))
-    w = dbz.write(
-        store, T, dbz.envelope(T, basic_fields(dbz)), _create_delete(dbz), [0, 1, 3], config=cfg
-    )
+    w = dbz.write(store, T, dbz.envelope(T, basic_fields(dbz)), _create_delete(dbz), [0, 1, 3], config=cfg)
     phys = pq.read_table(store.path(w.objects_written[0]))
     assert phys.column("__deleted").to_pylist() == ["false", "false", "true"]
     assert phys.column("__op").to_pylist() == ["c", "c", "d"]
@@ -280,9 +264,7 @@ def test_p07_unwrap_rewrite_delete_is_op_d(tmp_path, dbz):
 def test_p07_unwrap_drop_mode_has_no_deletes_in_the_lake(tmp_path, dbz):
     store = LocalStore(tmp_path)
     cfg = SinkConfig(unwrap=UnwrapConfig(delete_handling="drop"))
-    dbz.write(
-        store, T, dbz.envelope(T, basic_fields(dbz)), _create_delete(dbz), [0, 1, 3], config=cfg
-    )
+    dbz.write(store, T, dbz.envelope(T, basic_fields(dbz)), _create_delete(dbz), [0, 1, 3], config=cfg)
     t = read(store)
     assert t.column("__op").to_pylist() == ["c", "c"]
 
@@ -568,9 +550,7 @@ def test_p14_variable_scale_decimal_and_decimal_without_precision(tmp_path, dbz)
         Decimal("1.00"),
     ]
     rows = [
-        dbz.record(
-            "c", after={"id": i, "score": {"scale": s, "value": _unscaled(u)}, "amount": a}, lsn=i
-        )
+        dbz.record("c", after={"id": i, "score": {"scale": s, "value": _unscaled(u)}, "amount": a}, lsn=i)
         for i, ((s, u), a) in enumerate(zip(values, amounts))
     ]
     rows.append(dbz.record("c", after={"id": 99, "score": None, "amount": None}, lsn=99))
@@ -601,12 +581,8 @@ def test_p14_variable_scale_decimal_beyond_28_digits_is_exact(tmp_path, dbz):
     fields = [("id", I64), ("score", _vsd(dbz))]
     unscaled = 1_234_567_890_123_456_789_012_345_678_901_234  # 34 digits, numeric allows far more
     rows = [
-        dbz.record(
-            "c", after={"id": 1, "score": {"scale": 5, "value": _unscaled(unscaled)}}, lsn=1
-        ),
-        dbz.record(
-            "c", after={"id": 2, "score": {"scale": 0, "value": _unscaled(-(10**40) - 1)}}, lsn=2
-        ),
+        dbz.record("c", after={"id": 1, "score": {"scale": 5, "value": _unscaled(unscaled)}}, lsn=1),
+        dbz.record("c", after={"id": 2, "score": {"scale": 0, "value": _unscaled(-(10**40) - 1)}}, lsn=2),
     ]
     dbz.write(store, T, dbz.envelope(T, fields), rows, [0, 1])
     got = read(store).column("score").to_pylist()
@@ -723,12 +699,8 @@ def _v2(dbz):
 
 def _merge_rows(dbz):
     r1 = [
-        dbz.record(
-            "c", after={"id": 1, "qty": 5, "price": Decimal("0.1234"), "legacy": "old"}, lsn=1
-        ),
-        dbz.record(
-            "u", after={"id": 1, "qty": 6, "price": Decimal("9.9999"), "legacy": None}, lsn=2
-        ),
+        dbz.record("c", after={"id": 1, "qty": 5, "price": Decimal("0.1234"), "legacy": "old"}, lsn=1),
+        dbz.record("u", after={"id": 1, "qty": 6, "price": Decimal("9.9999"), "legacy": None}, lsn=2),
     ]
     r2 = [
         dbz.record(
@@ -736,9 +708,7 @@ def _merge_rows(dbz):
             after={"id": 1, "qty": 3_000_000_000, "price": Decimal("123.4567"), "note": "n"},
             lsn=3,
         ),
-        dbz.record(
-            "c", after={"id": 2, "qty": None, "price": Decimal("-999.0001"), "note": None}, lsn=4
-        ),
+        dbz.record("c", after={"id": 2, "qty": None, "price": Decimal("-999.0001"), "note": None}, lsn=4),
     ]
     return r1, r2
 
@@ -780,9 +750,9 @@ def test_p16_schema_merge_inside_one_json_file(tmp_path, dbz):
     """A schemaless JSON sink never rotates: one object holds lines with different schemas."""
     store = LocalStore(tmp_path)
     r1, r2 = _merge_rows(dbz)
-    data = encode_json_lines(
-        dbz.table(_v1(dbz), r1), _v1(dbz), embed_schema=True
-    ) + encode_json_lines(dbz.table(_v2(dbz), r2), _v2(dbz), embed_schema=True)
+    data = encode_json_lines(dbz.table(_v1(dbz), r1), _v1(dbz), embed_schema=True) + encode_json_lines(
+        dbz.table(_v2(dbz), r2), _v2(dbz), embed_schema=True
+    )
     key = build_object_key(SinkConfig().layout, T, "partition=0", 0, 0, ".json")
     store.put_bytes(key, data)
     t = read(store)
@@ -1000,9 +970,7 @@ def test_p20_truncate_is_a_keyless_t_row(tmp_path, dbz):
     assert (tr["__lsn"], tr["__tx_id"], tr["__table"]) == (500, 50, "public.things")
     # the unwrap SMT always drops truncates: the offset stays a gap
     store = LocalStore(tmp_path / "unwrap")
-    dbz.write(
-        store, T, schema, rows, [0, 1, 2, 3], config=SinkConfig(flush_size=1, unwrap=UnwrapConfig())
-    )
+    dbz.write(store, T, schema, rows, [0, 1, 2, 3], config=SinkConfig(flush_size=1, unwrap=UnwrapConfig()))
     t = read(store)
     assert t.column("__op").to_pylist() == ["c", "c", "c"]
     assert t.column("__file_start_offset").to_pylist() == [0, 1, 3]
@@ -1028,9 +996,7 @@ def test_p23_snapshot_is_a_string(tmp_path, dbz):
     for i, m in enumerate(marks):
         op = "c" if m == "false" else "r"
         if m == "incremental":  # incremental snapshot reads have no lsn / txId
-            rows.append(
-                dbz.record(op, after={"id": i, "name": m}, snapshot=m, lsn=None, tx_id=None)
-            )
+            rows.append(dbz.record(op, after={"id": i, "name": m}, snapshot=m, lsn=None, tx_id=None))
         else:
             rows.append(dbz.record(op, after={"id": i, "name": m}, snapshot=m, lsn=100, tx_id=7))
     dbz.write(store, T, dbz.envelope(T, basic_fields(dbz)), rows, list(range(len(rows))))
@@ -1058,9 +1024,7 @@ def test_p25_zoned_timestamp_fraction_widths(tmp_path, dbz):
     got = read(store).column("at").to_pylist()
     base = dt.datetime(2024, 5, 7, 13, 34, 56, tzinfo=UTC)
     us = [0, 100000, 120000, 123000, 123400, 123450, 123456, 123456, 123456, 123456]
-    assert got[:10] == [
-        base.replace(microsecond=u) for u in us
-    ]  # beyond µs: truncated, never rounded
+    assert got[:10] == [base.replace(microsecond=u) for u in us]  # beyond µs: truncated, never rounded
     assert got[10] == dt.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
     assert got[11] == dt.datetime(1970, 1, 1, tzinfo=UTC)
     assert got[12] is None

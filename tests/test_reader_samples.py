@@ -69,9 +69,7 @@ def _load_raw() -> dict[str, list[Raw]]:
     for path in sorted((SAMPLES / "connect").glob("*.jsonl")):
         for off, line in enumerate(path.read_text().splitlines()):
             rec = json.loads(line)
-            out.setdefault(rec["topic"], []).append(
-                Raw(rec["topic"], off, rec["key"], rec["value"])
-            )
+            out.setdefault(rec["topic"], []).append(Raw(rec["topic"], off, rec["key"], rec["value"]))
     return out
 
 
@@ -128,9 +126,7 @@ SPECS = [
     ),
     LakeSpec(
         "envelope-daily-seoul",
-        SinkConfig(
-            flush_size=3, partitioner=Partitioner.named("daily", timezone_name="Asia/Seoul")
-        ),
+        SinkConfig(flush_size=3, partitioner=Partitioner.named("daily", timezone_name="Asia/Seoul")),
         encoded="year=2026/month=11/day=23",
     ),
     LakeSpec(
@@ -153,20 +149,14 @@ SPECS = [
         SinkConfig(flush_size=3, partitioner=Partitioner(schema_affix="suffix")),
         encoded="partition=0/schema_name={topic}.Envelope",
     ),
-    LakeSpec(
-        "envelope-codec-none", SinkConfig(flush_size=3, parquet_codec="none"), codec="UNCOMPRESSED"
-    ),
+    LakeSpec("envelope-codec-none", SinkConfig(flush_size=3, parquet_codec="none"), codec="UNCOMPRESSED"),
     LakeSpec("envelope-codec-zstd", SinkConfig(flush_size=3, parquet_codec="zstd"), codec="ZSTD"),
     LakeSpec("envelope-codec-gzip", SinkConfig(flush_size=3, parquet_codec="gzip"), codec="GZIP"),
     LakeSpec("envelope-store-keys", SinkConfig(flush_size=3, store_keys=True), drop_truncate=True),
-    LakeSpec(
-        "unwrap-rewrite", SinkConfig(flush_size=3, unwrap=U), shape="unwrap", encoded="partition=0"
-    ),
+    LakeSpec("unwrap-rewrite", SinkConfig(flush_size=3, unwrap=U), shape="unwrap", encoded="partition=0"),
     LakeSpec(
         "unwrap-field-model",
-        SinkConfig(
-            flush_size=3, unwrap=U, partitioner=Partitioner.named("field", fields=("model",))
-        ),
+        SinkConfig(flush_size=3, unwrap=U, partitioner=Partitioner.named("field", fields=("model",))),
         shape="unwrap",
         ordered=False,
         topics=("eco2.scan.llm_call_log", "eco2.scan.scan_results"),
@@ -177,9 +167,7 @@ SPECS = [
         shape="unwrap_deleted_only",
     ),
     LakeSpec("json-schemaless", SinkConfig(flush_size=3, format="json"), typed=False),
-    LakeSpec(
-        "json-embedded-schema", SinkConfig(flush_size=3, format="json", json_embed_schema=True)
-    ),
+    LakeSpec("json-embedded-schema", SinkConfig(flush_size=3, format="json", json_embed_schema=True)),
     LakeSpec("json-gzip", SinkConfig(flush_size=3, format="json", json_gzip=True), typed=False),
     LakeSpec(
         "json-gzip-embedded-schema",
@@ -267,9 +255,7 @@ def feedback_lake(request, tmp_path_factory, sample_events) -> Lake:
 
 def in_kafka_order(t: pa.Table) -> list[dict]:
     rows = t.to_pylist()
-    return sorted(
-        rows, key=lambda r: (r["__kafka_partition"], r["__file_start_offset"], r["__row_index"])
-    )
+    return sorted(rows, key=lambda r: (r["__kafka_partition"], r["__file_start_offset"], r["__row_index"]))
 
 
 def only(rows: list[dict], **match) -> list[dict]:
@@ -389,9 +375,7 @@ def test_positions_increase_and_tombstones_are_gaps(ordered_lake: Lake):
                 t.column("__row_index").to_pylist(),
             )
         )
-        assert pos == sorted(pos) and len(set(pos)) == len(pos), (
-            topic
-        )  # reader yields in Kafka order
+        assert pos == sorted(pos) and len(set(pos)) == len(pos), topic  # reader yields in Kafka order
         assert {p for p, _, _ in pos} == {0}
         exp = lake.expected(topic)
         files: dict[int, list[int]] = {}
@@ -413,11 +397,7 @@ def test_positions_increase_and_tombstones_are_gaps(ordered_lake: Lake):
 def test_toast_placeholder_in_update_rows(results_lake: Lake):
     lake = results_lake
     rows = in_kafka_order(lake.tables["eco2.scan.scan_results"])
-    upd1 = [
-        r
-        for r in rows
-        if r["id"] == 1 and r["__op"] in ("u",) and r["__snapshot"] in ("false", None)
-    ]
+    upd1 = [r for r in rows if r["id"] == 1 and r["__op"] in ("u",) and r["__snapshot"] in ("false", None)]
     if lake.spec.shape == "unwrap_deleted_only":
         upd1 = [r for r in rows if r["id"] == 1][1:]  # r (as u) then the two real updates
     assert len(upd1) == 2
@@ -507,9 +487,7 @@ def test_snapshot_markers_are_strings(lake: Lake):
         t = lake.tables[topic]
         assert t.schema.field("__snapshot").type == pa.string()
         if lake.spec.ordered:
-            assert t.column("__snapshot").to_pylist() == [
-                e.src["snapshot"] for e in lake.expected(topic)
-            ]
+            assert t.column("__snapshot").to_pylist() == [e.src["snapshot"] for e in lake.expected(topic)]
     if lake.spec.ordered:
         res = lake.tables.get("eco2.scan.scan_results")
         if res is not None:
@@ -573,10 +551,7 @@ def test_decoded_types(lake: Lake):
             assert s.field("confidence").type == pa.decimal128(5, 4)
             assert s.field("payload").type == pa.string()
             assert s.field("payload").metadata[b"debezium.name"] == b"io.debezium.data.Json"
-            assert (
-                s.field("created_at").metadata[b"debezium.name"]
-                == b"io.debezium.time.ZonedTimestamp"
-            )
+            assert s.field("created_at").metadata[b"debezium.name"] == b"io.debezium.time.ZonedTimestamp"
             assert s.field("id").type == pa.int64()
             rows = in_kafka_order(res)
             first = only(rows, id=1)[0]
@@ -586,9 +561,7 @@ def test_decoded_types(lake: Lake):
             exp = {}
             for r in expected_events("eco2.scan.scan_results", "envelope"):
                 raw = base64.b64decode(r.image["confidence"])
-                exp[(r.op, r.id, r.src["lsn"])] = Decimal(
-                    int.from_bytes(raw, "big", signed=True)
-                ).scaleb(-4)
+                exp[(r.op, r.id, r.src["lsn"])] = Decimal(int.from_bytes(raw, "big", signed=True)).scaleb(-4)
             if lake.spec.has_lsn:
                 for r in rows:
                     assert r["confidence"] == exp[(r["__op"], r["id"], r["__lsn"])]
@@ -601,9 +574,7 @@ def test_decoded_types(lake: Lake):
                 Decimal("0.7001"),
             }
         if users is not None:
-            assert users.schema.field("created_at").type == pa.timestamp(
-                "us"
-            )  # MicroTimestamp, no zone
+            assert users.schema.field("created_at").type == pa.timestamp("us")  # MicroTimestamp, no zone
             alice = users.to_pylist()[0]
             assert alice["created_at"] == dt.datetime(2026, 11, 23, 0, 34, 20, 593365)
         llm = lake.tables["eco2.scan.llm_call_log"]

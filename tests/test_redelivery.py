@@ -31,8 +31,11 @@ from lakehouse.lake.store import LocalStore, open_store
 from lakehouse.state.compact import CompactOptions, compact
 from lakehouse.state.export import visible_rows
 
-TOPICS = {"eco2.scan.scans": ("id",), "eco2.scan.classification_results": ("id",),
-          "eco2.scan.feedback": ("id",)}
+TOPICS = {
+    "eco2.scan.scans": ("id",),
+    "eco2.scan.classification_results": ("id",),
+    "eco2.scan.feedback": ("id",),
+}
 CONFIG = TablesConfig(tables=tuple(TableConfig(topic=t, primary_key=k) for t, k in TOPICS.items()))
 
 
@@ -96,15 +99,32 @@ def assert_state_equals_clean(state: str, streams: dict[str, Stream], upto: floa
 
 
 # sessions: (resume from, write up to, flush size); each resumes at or before the previous end
-SESSIONS = [(0.0, 0.30, 97), (0.22, 0.45, 160), (0.40, 0.41, 7), (0.10, 0.62, 250), (0.61, 0.80, 31),
-            (0.55, 1.0, 400), (0.93, 1.0, 53)]
+SESSIONS = [
+    (0.0, 0.30, 97),
+    (0.22, 0.45, 160),
+    (0.40, 0.41, 7),
+    (0.10, 0.62, 250),
+    (0.61, 0.80, 31),
+    (0.55, 1.0, 400),
+    (0.93, 1.0, 53),
+]
 
 
 @pytest.fixture(scope="module")
 def streams(tmp_path_factory) -> dict[str, Stream]:
     lake = tmp_path_factory.mktemp("redelivery-src")
-    generate_lake(lake, GeneratorOptions(events=6_000, seed=13, flush_size=200, replays=True, pk_changes=True,
-                                         truncates=True, schema_change=True))
+    generate_lake(
+        lake,
+        GeneratorOptions(
+            events=6_000,
+            seed=13,
+            flush_size=200,
+            replays=True,
+            pk_changes=True,
+            truncates=True,
+            schema_change=True,
+        ),
+    )
     return record_streams(lake, seed=13)
 
 
@@ -170,10 +190,12 @@ def test_recut_from_before_a_column_was_dropped_and_added_again_with_another_typ
     without = dbz.envelope(topic, [("id", dbz.req("int64"))])
     texts = dbz.envelope(topic, [("id", dbz.req("int64")), ("v", dbz.opt("string", default="x"))])
     t0 = 1_796_000_000_000_000
-    history = [(ints, dbz.record("c", after={"id": 1, "v": 1}, ts_us=t0 + 1, lsn=100, tx_id=10)),
-               (ints, dbz.record("c", after={"id": 2, "v": 2}, ts_us=t0 + 2, lsn=110, tx_id=11)),
-               (without, dbz.record("u", after={"id": 1}, ts_us=t0 + 3, lsn=120, tx_id=12)),
-               (texts, dbz.record("c", after={"id": 3, "v": "s"}, ts_us=t0 + 4, lsn=130, tx_id=13))]
+    history = [
+        (ints, dbz.record("c", after={"id": 1, "v": 1}, ts_us=t0 + 1, lsn=100, tx_id=10)),
+        (ints, dbz.record("c", after={"id": 2, "v": 2}, ts_us=t0 + 2, lsn=110, tx_id=11)),
+        (without, dbz.record("u", after={"id": 1}, ts_us=t0 + 3, lsn=120, tx_id=12)),
+        (texts, dbz.record("c", after={"id": 3, "v": "s"}, ts_us=t0 + 4, lsn=130, tx_id=13)),
+    ]
     store, lake, state = LocalStore(tmp_path / "lake"), str(tmp_path / "lake"), str(tmp_path / "state")
     writer = SinkWriter(store, SinkConfig(flush_size=1000))
     for offset, (schema, record) in enumerate(history):
@@ -198,13 +220,21 @@ def test_records_a_shrunk_key_lost_still_count_as_applied_for_other_objects(dbz,
     config = TablesConfig(tables=(TableConfig(topic=topic, primary_key=("id",)),))
     schema = dbz.envelope(topic, [("id", dbz.req("int64")), ("v", dbz.opt("int32"))])
     t0 = 1_796_000_000_000_000
-    records = [dbz.record(op, after={"id": i, "v": 10 * n + i}, ts_us=t0 + n, lsn=100 + 10 * n, tx_id=10 + n)
-               for n, (op, i) in enumerate([("c", 1), ("c", 2), ("c", 3), ("c", 4), ("u", 4)])]
+    records = [
+        dbz.record(op, after={"id": i, "v": 10 * n + i}, ts_us=t0 + n, lsn=100 + 10 * n, tx_id=10 + n)
+        for n, (op, i) in enumerate([("c", 1), ("c", 2), ("c", 3), ("c", 4), ("u", 4)])
+    ]
     store, lake, state = LocalStore(tmp_path / "lake"), str(tmp_path / "lake"), str(tmp_path / "state")
 
     def session(first: int, last: int, flush: int) -> None:
-        dbz.write(store, topic, schema, records[first:last], list(range(first, last)),
-                  config=SinkConfig(flush_size=flush))
+        dbz.write(
+            store,
+            topic,
+            schema,
+            records[first:last],
+            list(range(first, last)),
+            config=SinkConfig(flush_size=flush),
+        )
 
     for first in (0, 2, 4):  # objects 0 (c1 c2), 2 (c3 c4), 4 (u4)
         session(first, min(first + 2, 5), 2)
@@ -230,13 +260,21 @@ def test_a_cut_starting_inside_a_shrunk_key_does_not_take_its_lost_records(dbz, 
     schema = dbz.envelope(topic, [("id", dbz.req("int64")), ("v", dbz.opt("int32"))])
     t0 = 1_796_000_000_000_000
     ops = [("c", i) for i in range(10)] + [("u", 4)]
-    records = [dbz.record(op, after={"id": i, "v": 100 * n + i}, ts_us=t0 + n, lsn=100 + 10 * n, tx_id=10 + n)
-               for n, (op, i) in enumerate(ops)]
+    records = [
+        dbz.record(op, after={"id": i, "v": 100 * n + i}, ts_us=t0 + n, lsn=100 + 10 * n, tx_id=10 + n)
+        for n, (op, i) in enumerate(ops)
+    ]
     store, lake, state = LocalStore(tmp_path / "lake"), str(tmp_path / "lake"), str(tmp_path / "state")
 
     def session(first: int, last: int, flush: int) -> None:
-        dbz.write(store, topic, schema, records[first:last], list(range(first, last)),
-                  config=SinkConfig(flush_size=flush))
+        dbz.write(
+            store,
+            topic,
+            schema,
+            records[first:last],
+            list(range(first, last)),
+            config=SinkConfig(flush_size=flush),
+        )
 
     for first, last in ((0, 5), (5, 10), (10, 11)):  # objects 0 (0-4), 5 (5-9), 10 (u4)
         session(first, last, 5)

@@ -28,15 +28,24 @@ ROOT = Path(__file__).resolve().parents[1]
 PROJECT = ROOT / "dbt_project"
 DBT = Path(sys.executable).with_name("dbt")  # the project's environment, not PATH
 ARTIFACT = ROOT / "test-artifacts" / "report.png"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--no-first-run", "--hide-scrollbars", "--disable-dev-shm-usage"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--disable-dev-shm-usage",
+]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory) -> DuckDBWarehouse:
     root = tmp_path_factory.mktemp("report")
-    generate_lake(root / "lake", GeneratorOptions(events=3_000, seed=7, flush_size=500, events_per_second=0.05))
+    generate_lake(
+        root / "lake", GeneratorOptions(events=3_000, seed=7, flush_size=500, events_per_second=0.05)
+    )
     os.environ.setdefault("LAKEHOUSE_PSEUDONYM_KEY", "test-key")
     results = compact(str(root / "lake"), str(root / "state"), load_config())
     assert not [r.error for r in results if r.failed]
@@ -45,11 +54,26 @@ def warehouse(tmp_path_factory) -> DuckDBWarehouse:
         wh.load(str(root / "state"), entry)
         if entry.history:
             wh.load_history(str(root / "state"), entry)
-    run = subprocess.run([str(DBT), "build", "--target", "duckdb", "--project-dir", str(PROJECT),
-                          "--profiles-dir", str(PROJECT), "--target-path", str(root / "target"),
-                          "--log-path", str(root / "logs")],
-                         env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "LAKEHOUSE_DUCKDB": str(wh.path)},
-                         capture_output=True, text=True, timeout=540)
+    run = subprocess.run(
+        [
+            str(DBT),
+            "build",
+            "--target",
+            "duckdb",
+            "--project-dir",
+            str(PROJECT),
+            "--profiles-dir",
+            str(PROJECT),
+            "--target-path",
+            str(root / "target"),
+            "--log-path",
+            str(root / "logs"),
+        ],
+        env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "LAKEHOUSE_DUCKDB": str(wh.path)},
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     return wh
 
@@ -84,8 +108,12 @@ def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
     exe = shutil.which("chromium")
     if exe is None:
         pytest.fail("chromium is not installed: `make chromium` installs Debian's package (`make test` does)")
-    run = subprocess.run([exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-                         capture_output=True, text=True, timeout=180)
+    run = subprocess.run(
+        [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     return run
 
@@ -93,7 +121,9 @@ def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
 def page_state(index: Path, tmp_path: Path) -> PageState:
     """Chromium loads the page, runs its scripts (virtual time lets the load handler finish), then
     prints the DOM with the self-check's verdict."""
-    run = chromium("--virtual-time-budget=15000", "--dump-dom", index.as_uri(), profile=tmp_path / "profile-dom")
+    run = chromium(
+        "--virtual-time-budget=15000", "--dump-dom", index.as_uri(), profile=tmp_path / "profile-dom"
+    )
     state = PageState()
     state.feed(run.stdout)
     return state
@@ -132,8 +162,13 @@ def test_report_in_headless_chromium_shows_every_chart_with_data(warehouse, tmp_
         assert int(figure.get("data-coloured-pixels") or 0) > 500, (name, figure)
 
     shot = tmp_path / "report.png"
-    chromium("--virtual-time-budget=15000", f"--screenshot={shot}", "--window-size=1200,3000",
-             report.index.as_uri(), profile=tmp_path / "profile-shot")
+    chromium(
+        "--virtual-time-budget=15000",
+        f"--screenshot={shot}",
+        "--window-size=1200,3000",
+        report.index.as_uri(),
+        profile=tmp_path / "profile-shot",
+    )
     assert png_size(shot) == (1200, 3000)
     assert shot.stat().st_size > 100_000  # the charts are in it, not a blank page (a blank one is ~10 kB)
     ARTIFACT.parent.mkdir(exist_ok=True)
@@ -149,7 +184,9 @@ def test_the_page_check_flags_charts_without_data(warehouse, tmp_path):
     assert state.body.get("data-report-check") == "failed"
     assert state.body.get("data-charts-ok") == "0"
     assert {f.get("data-rendered") for f in state.figures.values()} == {"false"}
-    assert {f.get("data-coloured-pixels") for f in state.figures.values()} == {"0"}  # drawn, but nothing in colour
+    assert {f.get("data-coloured-pixels") for f in state.figures.values()} == {
+        "0"
+    }  # drawn, but nothing in colour
 
 
 def test_the_dagster_asset_attaches_the_charts(warehouse, tmp_path):
@@ -159,16 +196,23 @@ def test_the_dagster_asset_attaches_the_charts(warehouse, tmp_path):
     from assets.resources import DuckDBWarehouseResource
 
     assert marts_report.key == dg.AssetKey(["reports", "marts_report"])
-    assert {k.to_user_string() for k in marts_report.asset_deps[marts_report.key]} == {f"marts/{m}" for m in MARTS}
+    assert {k.to_user_string() for k in marts_report.asset_deps[marts_report.key]} == {
+        f"marts/{m}" for m in MARTS
+    }
     assert marts_report.group_names_by_key[marts_report.key] == "marts"
     out = tmp_path / "report"
-    result = dg.materialize([marts_report], resources={"warehouse": DuckDBWarehouseResource(path=str(warehouse.path))},
-                            run_config={"ops": {"reports__marts_report": {"config": {"out_dir": str(out)}}}})
+    result = dg.materialize(
+        [marts_report],
+        resources={"warehouse": DuckDBWarehouseResource(path=str(warehouse.path))},
+        run_config={"ops": {"reports__marts_report": {"config": {"out_dir": str(out)}}}},
+    )
     assert result.success
     (event,) = result.asset_materializations_for_node("reports__marts_report")
     metadata = event.metadata
     assert metadata["path"] == dg.MetadataValue.path(str(out / "index.html"))
-    assert (out / "index.html").is_file() and all((out / "charts" / f"{c.name}.png").is_file() for c in CHARTS)
+    assert (out / "index.html").is_file() and all(
+        (out / "charts" / f"{c.name}.png").is_file() for c in CHARTS
+    )
     markdown = metadata["charts"].value
     assert isinstance(metadata["charts"], dg.MarkdownMetadataValue)
     assert markdown.count("](data:image/png;base64,") == len(CHARTS)

@@ -23,10 +23,20 @@ def rows(*specs) -> pa.Table:
     out = {f.name: [] for f in state_schema(ROW_FIELDS)}
     for spec in specs:
         i, op, tx, lsn, start, row, sec, *part = spec
-        values = {"id": i, "v": f"v{i}", "__op": op, "__deleted": op == "d", "__image": False,
-                  "__kafka_partition": part[0] if part else 0, "__file_start_offset": start, "__row_index": row,
-                  "__lsn": lsn, "__tx_id": tx, "__snapshot": "true" if op == "r" else "false",
-                  "__commit_ts": T0 + dt.timedelta(seconds=sec)}
+        values = {
+            "id": i,
+            "v": f"v{i}",
+            "__op": op,
+            "__deleted": op == "d",
+            "__image": False,
+            "__kafka_partition": part[0] if part else 0,
+            "__file_start_offset": start,
+            "__row_index": row,
+            "__lsn": lsn,
+            "__tx_id": tx,
+            "__snapshot": "true" if op == "r" else "false",
+            "__commit_ts": T0 + dt.timedelta(seconds=sec),
+        }
         for name in out:
             out[name].append(values.get(name))
     return pa.Table.from_pydict(out, schema=state_schema(ROW_FIELDS))
@@ -46,11 +56,11 @@ def test_complete_snapshot_retires_rows_it_did_not_read():
     assert snap is not None and snap.tx == 900 and (snap.start, snap.row) == (50, 2)
     assert m.snapshots == [900]
     state = rows(
-        (1, "c", 10, 1_000, 0, 0, 1),     # streamed before the snapshot, not read by it: deleted meanwhile
+        (1, "c", 10, 1_000, 0, 0, 1),  # streamed before the snapshot, not read by it: deleted meanwhile
         (2, "r", 900, 5_000, 50, 0, 60),  # read by the snapshot
-        (3, "u", 11, 6_000, 60, 0, 70),   # changed after the snapshot began
-        (4, "d", 12, 2_000, 10, 0, 2),    # a tombstone stays a tombstone
-        (5, "r", 1, 500, 0, 1, 0),        # read by an earlier snapshot only
+        (3, "u", 11, 6_000, 60, 0, 70),  # changed after the snapshot began
+        (4, "d", 12, 2_000, 10, 0, 2),  # a tombstone stays a tombstone
+        (5, "r", 1, 500, 0, 1, 0),  # read by an earlier snapshot only
         (6, "c", 13, 4_000, 0, 0, 3, 1),  # another Kafka partition, before the snapshot (LSN and time)
         (7, "c", 14, 4_900, 0, 0, 90, 1),  # another partition, committed after it began (straddling)
     )

@@ -67,18 +67,26 @@ def source_rows(conn) -> tuple[list[str], dict[int, dict]]:
 def warehouse_rows(table) -> tuple[list[str], dict[int, dict]]:
     names = [c for c in table.column_names if c not in LINEAGE]
     rows = table.select(names).to_pylist()
-    return names, {r["id"]: {k: (v.normalize() if isinstance(v, Decimal) else v) for k, v in r.items()} for r in rows}
+    return names, {
+        r["id"]: {k: (v.normalize() if isinstance(v, Decimal) else v) for k, v in r.items()} for r in rows
+    }
 
 
 def test_add_and_drop_column_reach_both_warehouses(db, tmp_path, bigquery_emulator, monkeypatch):
     monkeypatch.setenv("LAKEHOUSE_PSEUDONYM_KEY", "test-key")
     lake, state = tmp_path / "lake", str(tmp_path / "state")
     duck = DuckDBWarehouse(tmp_path / "wh.duckdb")
-    bq = BigQueryWarehouse(bigquery_emulator.client, bigquery_emulator.project,
-                           dataset_prefix=f"t{uuid.uuid4().hex[:8]}_", meta_dataset=f"m{uuid.uuid4().hex[:8]}")
+    bq = BigQueryWarehouse(
+        bigquery_emulator.client,
+        bigquery_emulator.project,
+        dataset_prefix=f"t{uuid.uuid4().hex[:8]}_",
+        meta_dataset=f"m{uuid.uuid4().hex[:8]}",
+    )
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA app; CREATE TABLE app.things (id int PRIMARY KEY, a int, b text)")
-        conn.execute("INSERT INTO app.things SELECT i, i * 10, 'b' || i FROM generate_series(1, 5000) i")  # several clusters
+        conn.execute(
+            "INSERT INTO app.things SELECT i, i * 10, 'b' || i FROM generate_series(1, 5000) i"
+        )  # several clusters
         capture = Capture(db, lake, tmp_path / "capture", "--topic-prefix", "sw").start()
         wait_landed(capture, lake, 5000)
 

@@ -38,8 +38,19 @@ REPO = Path(__file__).resolve().parents[1]
 TOAST = "__debezium_unavailable_value"
 # repository folders a run of the project does not write (tools, environments, caches, VCS, and
 # the real demo's .data: this test runs on its own LAKEHOUSE_HOME)
-NOT_WRITTEN_BY_A_RUN = {".git", ".venv", ".venv-bqemu", ".bqemu-home", ".tools", ".hypothesis",
-                        ".pytest_cache", ".ruff_cache", ".data", "test-artifacts", "__pycache__"}
+NOT_WRITTEN_BY_A_RUN = {
+    ".git",
+    ".venv",
+    ".venv-bqemu",
+    ".bqemu-home",
+    ".tools",
+    ".hypothesis",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".data",
+    "test-artifacts",
+    "__pycache__",
+}
 
 
 def sentinels(tmp: Path) -> tuple[dict[str, str], dict[str, list[str]], Path]:
@@ -52,10 +63,15 @@ def sentinels(tmp: Path) -> tuple[dict[str, str], dict[str, list[str]], Path]:
     aws_token = f"SentinelAwsToken{tag[4:24]}"
     metabase = f"SentinelMetabase{tag[12:30]}"
     # unique values first and last, so the first and last base64 chunks are unique to this run too
-    key = {"private_key_id": tag, "type": "service_account", "project_id": "sentinel-project",
-           "private_key": f"-----BEGIN PRIVATE KEY-----\n{gcp_body}\n-----END PRIVATE KEY-----\n",
-           "client_email": "sentinel@sentinel-project.iam.gserviceaccount.com",
-           "token_uri": "https://oauth2.googleapis.com/token", "client_id": str(int(tag[:20], 16))}
+    key = {
+        "private_key_id": tag,
+        "type": "service_account",
+        "project_id": "sentinel-project",
+        "private_key": f"-----BEGIN PRIVATE KEY-----\n{gcp_body}\n-----END PRIVATE KEY-----\n",
+        "client_email": "sentinel@sentinel-project.iam.gserviceaccount.com",
+        "token_uri": "https://oauth2.googleapis.com/token",
+        "client_id": str(int(tag[:20], 16)),
+    }
     key_file = tmp / "credentials" / "service-account.json"
     key_file.parent.mkdir(parents=True)
     key_file.write_text(json.dumps(key))
@@ -135,19 +151,30 @@ def test_the_demo_path_writes_no_secret_anywhere(tmp_path):
     home, user_home, tmp = root / "lakehouse", root / "home", root / "tmp"
     for d in (home, user_home, tmp):
         d.mkdir(parents=True)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("LAKEHOUSE_", "DAGSTER_", "DEMO_", "AWS_", "GOOGLE_", "METABASE_", "PG"))}
-    env.update(env_secrets, LAKEHOUSE_HOME=str(home), HOME=str(user_home), TMPDIR=str(tmp),
-               DEMO_EVENTS="10000", PYTHONUNBUFFERED="1")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LAKEHOUSE_", "DAGSTER_", "DEMO_", "AWS_", "GOOGLE_", "METABASE_", "PG"))
+    }
+    env.update(
+        env_secrets,
+        LAKEHOUSE_HOME=str(home),
+        HOME=str(user_home),
+        TMPDIR=str(tmp),
+        DEMO_EVENTS="10000",
+        PYTHONUNBUFFERED="1",
+    )
     started = time.time() - 1  # file times have coarse resolution on some file systems
-    proc = subprocess.run([sys.executable, "-m", "orchestration.demo"], cwd=REPO, env=env,
-                          capture_output=True, timeout=280)
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestration.demo"], cwd=REPO, env=env, capture_output=True, timeout=280
+    )
     (root / "demo.stdout").write_bytes(proc.stdout)
     (root / "demo.stderr").write_bytes(proc.stderr)
     assert proc.returncode == 0, redact(proc.stderr.decode(errors="replace")[-3000:], secrets)
     out = proc.stdout.decode()
-    assert re.search(r"marts built: [1-9]", out) and "asset checks" in out and "failed:" not in out, \
-        redact(out[-2000:], secrets)
+    assert re.search(r"marts built: [1-9]", out) and "asset checks" in out and "failed:" not in out, redact(
+        out[-2000:], secrets
+    )
 
     lake = home / "lake"
     password_hashes = lake_values(lake, "eco2.auth.users", "password_hash")
@@ -155,39 +182,56 @@ def test_the_demo_path_writes_no_secret_anywhere(tmp_path):
     assert len(password_hashes) > 50 and len(emails) > 50, "the generated lake has no users to check"
 
     repo_files = written_since(REPO, started)
-    assert any(p.is_relative_to(REPO / "dbt_project" / "target") for p in repo_files), \
+    assert any(p.is_relative_to(REPO / "dbt_project" / "target") for p in repo_files), (
         "the dbt run of the job wrote no target files: is the scan looking in the right place?"
+    )
     everything = [root, *repo_files]
     seen: list[str] = []
     # secrets of the environment: allowed nowhere the run writes (the raw lake included)
     leaks = scan_for_secrets(everything, secrets, exclude=[key_file.parent], seen=seen)
     # personal data the tables config keeps out of the state: allowed only in the raw lake's objects
     raw_lake = lake / "topics"
-    leaks += scan_for_secrets(everything, {"password_hash of the raw lake (policy: drop)": password_hashes,
-                                           "raw email of the raw lake (policy: pseudonymise)": emails},
-                              exclude=[key_file.parent, raw_lake])
+    leaks += scan_for_secrets(
+        everything,
+        {
+            "password_hash of the raw lake (policy: drop)": password_hashes,
+            "raw email of the raw lake (policy: pseudonymise)": emails,
+        },
+        exclude=[key_file.parent, raw_lake],
+    )
     assert not leaks, "secrets found where they must not be:\n  " + "\n  ".join(leaks)
 
     # the scan looked where it should (decoded, not only raw bytes)
     scanned = "\n".join(seen)
-    for expected in (f"{home / 'warehouse.duckdb'}:auth.users.email",  # the warehouse, every table
-                     f"{home / 'warehouse.duckdb'}:main_marts.",  # dbt marts
-                     "event_logs.event",  # Dagster's SQLite event log
-                     "snapshots.snapshot_body (zlib)",  # Dagster's job snapshot (resource config)
-                     "compute_logs",  # Dagster's captured step output
-                     f"{home / 'state' / 'auth.users'}",  # the Delta state tables
-                     "_delta_log", "[email]",  # decoded Parquet cells
-                     f"{home / 'report' / 'index.html'}", "rlhf_golden", "data.jsonl",
-                     "demo.stdout", "demo.stderr", "dbt.log", "run_results.json"):
+    for expected in (
+        f"{home / 'warehouse.duckdb'}:auth.users.email",  # the warehouse, every table
+        f"{home / 'warehouse.duckdb'}:main_marts.",  # dbt marts
+        "event_logs.event",  # Dagster's SQLite event log
+        "snapshots.snapshot_body (zlib)",  # Dagster's job snapshot (resource config)
+        "compute_logs",  # Dagster's captured step output
+        f"{home / 'state' / 'auth.users'}",  # the Delta state tables
+        "_delta_log",
+        "[email]",  # decoded Parquet cells
+        f"{home / 'report' / 'index.html'}",
+        "rlhf_golden",
+        "data.jsonl",
+        "demo.stdout",
+        "demo.stderr",
+        "dbt.log",
+        "run_results.json",
+    ):
         assert expected in scanned, f"the scan did not cover {expected}"
     # positive controls on this run's own output: the raw lake does hold the hashes, and the
     # pseudonyms (HMAC of the emails with the sentinel key) are found decoded in the state's Parquet
     # and the warehouse, so the scan does reach the values there
-    assert scan_for_secrets([raw_lake / "eco2.auth.users"], {"password_hash": password_hashes[:3]}, exclude=[])
+    assert scan_for_secrets(
+        [raw_lake / "eco2.auth.users"], {"password_hash": password_hashes[:3]}, exclude=[]
+    )
     key = env_secrets["LAKEHOUSE_PSEUDONYM_KEY"].encode()
     pseudonyms = [hmac.new(key, e.encode(), hashlib.sha256).hexdigest() for e in emails]
-    found = scan_for_secrets([home / "state" / "auth.users", home / "warehouse.duckdb"],
-                             {"pseudonym": pseudonyms}, exclude=[])
+    found = scan_for_secrets(
+        [home / "state" / "auth.users", home / "warehouse.duckdb"], {"pseudonym": pseudonyms}, exclude=[]
+    )
     assert any("[email]: pseudonym" in f for f in found), found
     assert f"{home / 'warehouse.duckdb'}:auth.users.email: pseudonym" in found, found
 
@@ -211,9 +255,13 @@ def test_the_scanner_finds_a_planted_secret_in_every_format(tmp_path):
     (scratch / "blob.z").write_bytes(zlib.compress(f"zlib {secret}".encode()))
     # Parquet, zstd-compressed (among enough other values that zstd codes the literals), no
     # statistics, the value also nested: not in the raw bytes, only in the decoded cells
-    table = pa.table({"id": list(range(2000)),
-                      "flat": [secret if i == 1234 else uuid.uuid4().hex for i in range(2000)],
-                      "nested": [{"inner": [secret if i == 7 else uuid.uuid4().hex]} for i in range(2000)]})
+    table = pa.table(
+        {
+            "id": list(range(2000)),
+            "flat": [secret if i == 1234 else uuid.uuid4().hex for i in range(2000)],
+            "nested": [{"inner": [secret if i == 7 else uuid.uuid4().hex]} for i in range(2000)],
+        }
+    )
     pq.write_table(table, scratch / "state.parquet", compression="zstd", write_statistics=False)
     assert secret.encode() not in (scratch / "state.parquet").read_bytes()
     with sqlite3.connect(scratch / "events.db") as con:
@@ -221,11 +269,15 @@ def test_the_scanner_finds_a_planted_secret_in_every_format(tmp_path):
         con.execute("INSERT INTO event_logs VALUES (1, ?, ?)", ("clean", f"blob {secret}".encode()))
         # as Dagster stores its job snapshots: zlib-compressed JSON
         con.execute("CREATE TABLE snapshots (id INTEGER, snapshot_body BLOB)")
-        con.execute("INSERT INTO snapshots VALUES (1, ?)", (zlib.compress(json.dumps({"d": secret}).encode()),))
+        con.execute(
+            "INSERT INTO snapshots VALUES (1, ?)", (zlib.compress(json.dumps({"d": secret}).encode()),)
+        )
     con.close()
     with duckdb.connect(str(scratch / "warehouse.duckdb")) as con:
         con.execute("CREATE SCHEMA auth")
-        con.execute("CREATE TABLE auth.users AS SELECT i AS id, 'h' || i AS password_hash FROM range(5000) t(i)")
+        con.execute(
+            "CREATE TABLE auth.users AS SELECT i AS id, 'h' || i AS password_hash FROM range(5000) t(i)"
+        )
         con.execute("INSERT INTO auth.users VALUES (5000, ?)", [secret])
         con.execute("CREATE TABLE clean AS SELECT 1 AS x")
     excluded = scratch / "raw-lake"
@@ -253,8 +305,9 @@ def test_the_scanner_finds_a_planted_secret_in_every_format(tmp_path):
     assert all(secret not in f and other not in f for f in found), "a finding must never show the secret"
     assert f"{scratch / 'clean.log'}" in seen and not any("raw-lake" in s for s in seen)
     # a single file as a path, and nothing found once its folder is excluded
-    assert scan_for_secrets([scratch / "nested" / "app.log"], secrets, exclude=[]) \
-        == [f"{scratch / 'nested' / 'app.log'}: planted secret"]
+    assert scan_for_secrets([scratch / "nested" / "app.log"], secrets, exclude=[]) == [
+        f"{scratch / 'nested' / 'app.log'}: planted secret"
+    ]
     assert scan_for_secrets([scratch / "nested" / "app.log"], secrets, exclude=[scratch / "nested"]) == []
 
 

@@ -132,9 +132,7 @@ def test_nano_types():
     )
     assert ts.type == pa.timestamp("ns")
     assert ts.cast(pa.int64()).to_pylist() == [1_715_088_896_123_456_789]
-    t = decode_array(
-        pa.array([45_296_789_012_345], pa.int64()), sem("int64", "io.debezium.time.NanoTime")
-    )
+    t = decode_array(pa.array([45_296_789_012_345], pa.int64()), sem("int64", "io.debezium.time.NanoTime"))
     assert t.type == pa.time64("ns") and t.cast(pa.int64()).to_pylist() == [45_296_789_012_345]
 
 
@@ -155,9 +153,7 @@ ZONED = [
 
 def test_zoned_timestamp_all_fraction_widths():
     texts = [t for t, _ in ZONED] + [None]
-    out = decode_array(
-        pa.array(texts, pa.string()), sem("string", "io.debezium.time.ZonedTimestamp")
-    )
+    out = decode_array(pa.array(texts, pa.string()), sem("string", "io.debezium.time.ZonedTimestamp"))
     assert out.type == pa.timestamp("us", tz="UTC")
     base = dt.datetime(2024, 5, 7, 13, 34, 56, tzinfo=UTC)
     assert out.to_pylist() == [base.replace(microsecond=us) for _, us in ZONED] + [None]
@@ -373,9 +369,7 @@ def test_array_of_dates():
 
 
 def test_array_of_zoned_timestamps_and_decimals():
-    s = ConnectSchema(
-        "array", optional=True, items=sem("string", "io.debezium.time.ZonedTimestamp")
-    )
+    s = ConnectSchema("array", optional=True, items=sem("string", "io.debezium.time.ZonedTimestamp"))
     out = decode_array(pa.array([["2024-05-07T13:34:56.5Z"], None]), s)
     assert out.to_pylist() == [[dt.datetime(2024, 5, 7, 13, 34, 56, 500000, tzinfo=UTC)], None]
     s = ConnectSchema("array", optional=True, items=dec(2, 6))
@@ -510,14 +504,22 @@ def test_decimal_outside_arrow_range_is_exact_text_and_writes(tmp_path, precisio
     from lakehouse.lake.sink import SinkConfig, SinkWriter
     from lakehouse.lake.store import LocalStore
 
-    dec = ConnectSchema("bytes", name=DECIMAL, version=1, optional=True,
-                        parameters=(("scale", str(scale)), ("connect.decimal.precision", str(precision))))
+    dec = ConnectSchema(
+        "bytes",
+        name=DECIMAL,
+        version=1,
+        optional=True,
+        parameters=(("scale", str(scale)), ("connect.decimal.precision", str(precision))),
+    )
     assert "logicalType" not in dec.to_avro()
-    value = struct("t.s.x.Value", [("id", ConnectSchema("int64")), ("amount", dec),
-                                   ("__op", ConnectSchema("string", optional=True))])
+    value = struct(
+        "t.s.x.Value",
+        [("id", ConnectSchema("int64")), ("amount", dec), ("__op", ConnectSchema("string", optional=True))],
+    )
     raw = unscaled.to_bytes(2, "big", signed=True)
-    rows = pa.table({"id": pa.array([1], pa.int64()), "amount": pa.array([raw], pa.binary()),
-                     "__op": pa.array(["c"])})
+    rows = pa.table(
+        {"id": pa.array([1], pa.int64()), "amount": pa.array([raw], pa.binary()), "__op": pa.array(["c"])}
+    )
     writer = SinkWriter(LocalStore(tmp_path), SinkConfig(flush_size=10))
     writer.write("t.s.x", 0, rows, value, np.array([0]))
     writer.close()

@@ -48,8 +48,14 @@ def target(request, tmp_path, source_lake) -> Target:
 
 
 def tick(target: Target, cursor: str | None, instance: dg.DagsterInstance) -> dg.SensorResult:
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={
-        "lake": LakeResource(uri=target.uri), "state": StateResource(uri=str(target.staging.parent / "state"))})
+    context = dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        resources={
+            "lake": LakeResource(uri=target.uri),
+            "state": StateResource(uri=str(target.staging.parent / "state")),
+        },
+    )
     result = lake_sensor(context)
     assert isinstance(result, dg.SensorResult)
     return result
@@ -78,8 +84,12 @@ def test_new_objects_request_exactly_the_affected_tables(target, source_lake):
     assert not idle.run_requests and "no new objects" in idle.skip_reason.skip_message
 
     # only the feedback topic gets new objects
-    fb = [k for (topic, _), keys in keys_by_partition(source_lake).items() if topic == "eco2.scan.feedback"
-          for k in keys]
+    fb = [
+        k
+        for (topic, _), keys in keys_by_partition(source_lake).items()
+        if topic == "eco2.scan.feedback"
+        for k in keys
+    ]
     landed = [k for k in fb if not (target.staging / k).exists()][:3]
     for k in landed:
         (target.staging / k).parent.mkdir(parents=True, exist_ok=True)
@@ -93,8 +103,10 @@ def test_new_objects_request_exactly_the_affected_tables(target, source_lake):
     # a restart re-evaluates from the stored cursor: nothing is requested twice
     assert not tick(target, third.cursor, instance).run_requests
     # and the same objects always make the same run key (Dagster drops a repeated key)
-    assert requested(tick(target, idle.cursor, instance))["scan.feedback"].run_key == \
-        requested(third)["scan.feedback"].run_key
+    assert (
+        requested(tick(target, idle.cursor, instance))["scan.feedback"].run_key
+        == requested(third)["scan.feedback"].run_key
+    )
 
 
 def test_unknown_topics_are_reported_not_run(target, source_lake, capfd):
@@ -118,8 +130,14 @@ def test_new_objects_coalesce_into_a_run_still_queued_for_the_table(target, sour
     first = tick(target, None, instance)
     queued = {t: r for t, r in requested(first).items()}
     # the run for scan.scans has not started yet (e.g. waiting behind a long one); the others finished
-    instance.add_run(dg.DagsterRun(job_name="compact_tables", run_id="waiting-scans",
-                                   status=dg.DagsterRunStatus.NOT_STARTED, tags=queued["scan.scans"].tags))
+    instance.add_run(
+        dg.DagsterRun(
+            job_name="compact_tables",
+            run_id="waiting-scans",
+            status=dg.DagsterRunStatus.NOT_STARTED,
+            tags=queued["scan.scans"].tags,
+        )
+    )
     target.land(source_lake, 1, 2)
     second = tick(target, first.cursor, instance)
     with_news = {e.asset_key.path[1] + "." + e.asset_key.path[2] for e in second.asset_events}

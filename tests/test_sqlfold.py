@@ -25,8 +25,12 @@ def con():
 
 
 def same(a, b) -> None:
-    order = [("id", "ascending"), ("__image", "ascending"), ("__file_start_offset", "ascending"),
-             ("__row_index", "ascending")]
+    order = [
+        ("id", "ascending"),
+        ("__image", "ascending"),
+        ("__file_start_offset", "ascending"),
+        ("__row_index", "ascending"),
+    ]
     assert a.rows.sort_by(order).to_pylist() == b.rows.sort_by(order).to_pylist()
     assert a.unresolved_toast == b.unresolved_toast
     assert (a.inserts, a.updates, a.deletes, a.duplicates) == (b.inserts, b.updates, b.deletes, b.duplicates)
@@ -34,14 +38,26 @@ def same(a, b) -> None:
 
 
 def test_toast_delete_replay_and_truncate(con):
-    events = table([
-        ev("c", 1, (0, 0, 0), lsn=10, name="a", n=1), ev("u", 1, (0, 0, 1), lsn=11, name=PH, n=2),
-        ev("c", 2, (0, 0, 2), lsn=12, name="b"), ev("d", 2, (0, 1, 0), lsn=13), ev("c", 2, (0, 1, 1), lsn=14, name="c"),
-        ev("u", 2, (0, 1, 2), lsn=15, name=PH, n=3), ev("u", 1, (0, 2, 0), lsn=11, name=PH, n=2),  # a replay
-        ev("c", 3, (1, 0, 0), name="c", lsn=5), ev("t", None, (1, 0, 1), lsn=6), ev("c", 4, (1, 0, 2), lsn=20),
-    ])
+    events = table(
+        [
+            ev("c", 1, (0, 0, 0), lsn=10, name="a", n=1),
+            ev("u", 1, (0, 0, 1), lsn=11, name=PH, n=2),
+            ev("c", 2, (0, 0, 2), lsn=12, name="b"),
+            ev("d", 2, (0, 1, 0), lsn=13),
+            ev("c", 2, (0, 1, 1), lsn=14, name="c"),
+            ev("u", 2, (0, 1, 2), lsn=15, name=PH, n=3),
+            ev("u", 1, (0, 2, 0), lsn=11, name=PH, n=2),  # a replay
+            ev("c", 3, (1, 0, 0), name="c", lsn=5),
+            ev("t", None, (1, 0, 1), lsn=6),
+            ev("c", 4, (1, 0, 2), lsn=20),
+        ]
+    )
     got = fold_sql(con, events, None, KEY, ROW_FIELDS)
-    assert {r["id"]: (r["name"], r["n"]) for r in got.rows.to_pylist()} == {1: ("a", 2), 2: ("c", 3), 4: (None, None)}
+    assert {r["id"]: (r["name"], r["n"]) for r in got.rows.to_pylist()} == {
+        1: ("a", 2),
+        2: ("c", 3),
+        4: (None, None),
+    }
     same(got, fold(events, None, KEY, ROW_FIELDS))
 
 
@@ -51,8 +67,11 @@ def test_events_older_than_the_state_are_late(con):
         fold_sql(con, table([ev("u", 1, (0, 1, 0), name="b")]), state, KEY, ROW_FIELDS)
 
 
-@settings(max_examples=int(os.environ.get("SQLFOLD_EXAMPLES", "60")), deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=int(os.environ.get("SQLFOLD_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(rows=histories(), cuts=st.lists(st.integers(0, 200), max_size=4))
 def test_property_sql_fold_equals_reference_fold(con, rows, cuts):
     """One fold, then batches as compaction loads them (test_fold.loaded_for)."""

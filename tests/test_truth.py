@@ -88,8 +88,9 @@ def _seeds() -> list[int]:
 def _cases() -> list:
     """Every seed on the local engine; the BigQuery engine (the emulator) on TRUTH_BIGQUERY_SEEDS."""
     bigquery = [int(s) for s in os.environ.get("TRUTH_BIGQUERY_SEEDS", "1").split(",") if s.strip()]
-    return [pytest.param(seed, "local", id=f"{seed}-local") for seed in _seeds()] + \
-        [pytest.param(seed, "bigquery", id=f"{seed}-bigquery") for seed in bigquery]
+    return [pytest.param(seed, "local", id=f"{seed}-local") for seed in _seeds()] + [
+        pytest.param(seed, "bigquery", id=f"{seed}-bigquery") for seed in bigquery
+    ]
 
 
 def topic(table: str) -> str:
@@ -98,8 +99,11 @@ def topic(table: str) -> str:
 
 CONFIG = TablesConfig(tables=tuple(TableConfig(topic=topic(t), primary_key=k) for t, k in TABLES.items()))
 # the same lake into a second state whose evolve table keeps dropped columns (dropped_columns: keep)
-KEEP_CONFIG = TablesConfig(tables=(TableConfig(topic=topic("chaos.evolve"), primary_key=TABLES["chaos.evolve"],
-                                               dropped_columns="keep"),))
+KEEP_CONFIG = TablesConfig(
+    tables=(
+        TableConfig(topic=topic("chaos.evolve"), primary_key=TABLES["chaos.evolve"], dropped_columns="keep"),
+    )
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,7 +198,8 @@ def pg_table(conn: psycopg.Connection, table: str) -> tuple[dict[str, str], list
     cols = conn.execute(
         """SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
            WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum""",
-        [table]).fetchall()
+        [table],
+    ).fetchall()
     types = dict(cols)
     exprs = ", ".join(f'{_select_expr(c, t)} AS "{c}"' for c, t in cols)
     cur = conn.execute(f"SELECT {exprs} FROM {table}")
@@ -207,8 +212,9 @@ def _short(v: object) -> str:
     return s if len(s) <= 90 else s[:60] + f"...<{len(s)} chars>"
 
 
-def diff_table(table: str, types: dict[str, str], pg_rows: list[dict], lake: pa.Table | list[dict],
-               dropped: set[str]) -> list[str]:
+def diff_table(
+    table: str, types: dict[str, str], pg_rows: list[dict], lake: pa.Table | list[dict], dropped: set[str]
+) -> list[str]:
     """Every difference between PostgreSQL's rows and the export (empty when equal)."""
     key = TABLES[table]
     problems: list[str] = []
@@ -244,7 +250,9 @@ def diff_table(table: str, types: dict[str, str], pg_rows: list[dict], lake: pa.
         for c, t in types.items():
             want, got = canonical(t, pg[k][c]), canonical(t, ex[k][c])
             if want != got:
-                problems.append(f"{table} {k} {c} ({t}): export {_short(ex[k][c])} != PostgreSQL {_short(pg[k][c])}")
+                problems.append(
+                    f"{table} {k} {c} ({t}): export {_short(ex[k][c])} != PostgreSQL {_short(pg[k][c])}"
+                )
                 if len(problems) > 12:
                     return problems
     return problems
@@ -258,7 +266,12 @@ def diff_table(table: str, types: dict[str, str], pg_rows: list[dict], lake: pa.
 @pytest.fixture
 def truth_db(pg_cluster, request):
     """A fresh, empty database; replication slots dropped and the database removed afterwards."""
-    name = "truth_" + re.sub(r"[^a-z0-9]", "_", request.node.callspec.id.lower())[:20] + "_" + uuid.uuid4().hex[:6]
+    name = (
+        "truth_"
+        + re.sub(r"[^a-z0-9]", "_", request.node.callspec.id.lower())[:20]
+        + "_"
+        + uuid.uuid4().hex[:6]
+    )
     with psycopg.connect(pg_cluster.dsn(), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     yield pg_cluster.dsn(name)
@@ -272,7 +285,9 @@ class Run:
         self.seed, self.dsn, self.tmp = seed, dsn, tmp
         self.engine, self.engine_env = engine, engine_env
         # each BigQuery fold is a few jobs: batches of 10 events would take the emulator too long
-        self.batch_sizes = [10, 37, 150, 1000, 1_000_000] if engine.kind == "local" else [150, 1000, 1_000_000]
+        self.batch_sizes = (
+            [10, 37, 150, 1000, 1_000_000] if engine.kind == "local" else [150, 1000, 1_000_000]
+        )
         self.rng = random.Random(f"truth-test-{seed}")  # the test's own choices, apart from the workload's
         self.lake, self.state, self.capture_state = tmp / "lake", tmp / "state", tmp / "capture"
         self.state_keep = tmp / "state_keep"
@@ -289,13 +304,26 @@ class Run:
         self.engine_folds = 0  # batches the engine folded (BigQuery: each one a script)
         self.compared = 0
         self.config_file = tmp / "tables.yaml"
-        self.config_file.write_text("tables:\n" + "".join(
-            f"  - topic: {topic(t)}\n    primary_key: [{', '.join(k)}]\n" for t, k in TABLES.items()))
+        self.config_file.write_text(
+            "tables:\n"
+            + "".join(
+                f"  - topic: {topic(t)}\n    primary_key: [{', '.join(k)}]\n" for t, k in TABLES.items()
+            )
+        )
 
     def start_capture(self) -> None:
         # a rotation every 0.3 s (the last --rotate-interval wins): quicker catch-ups, more objects
-        self.capture = Capture(self.dsn, self.lake, self.capture_state, "--topic-prefix", PREFIX,
-                               "--flush-size", str(self.flush_size), "--rotate-interval", "0.3").start()
+        self.capture = Capture(
+            self.dsn,
+            self.lake,
+            self.capture_state,
+            "--topic-prefix",
+            PREFIX,
+            "--flush-size",
+            str(self.flush_size),
+            "--rotate-interval",
+            "0.3",
+        ).start()
 
     def value_objects(self, table: str | None = None) -> int:
         base = self.lake / "topics"
@@ -303,8 +331,11 @@ class Run:
         n = 0
         for d in dirs:
             with contextlib.suppress(FileNotFoundError):
-                n += sum(1 for e in os.scandir(d) if e.name.endswith(".parquet") and ".keys." not in e.name
-                         and ".headers." not in e.name)
+                n += sum(
+                    1
+                    for e in os.scandir(d)
+                    if e.name.endswith(".parquet") and ".keys." not in e.name and ".headers." not in e.name
+                )
         return n
 
     # -- catch-up ----------------------------------------------------------------------------
@@ -314,7 +345,11 @@ class Run:
         folder = self.lake / "topics" / topic("chaos.marker") / "partition=0"
         if folder.exists():
             for e in os.scandir(folder):
-                if e.name.endswith(".parquet") and ".headers." not in e.name and e.name not in self._marker_files:
+                if (
+                    e.name.endswith(".parquet")
+                    and ".headers." not in e.name
+                    and e.name not in self._marker_files
+                ):
                     self._marker_files.add(e.name)
                     t = pq.read_table(e.path, columns=["op", "after"])
                     ids = pc.struct_field(t.column("after"), "id").to_pylist()
@@ -362,13 +397,31 @@ class Run:
         """Start ``lakehouse compact`` (the CLI) in the background; see ``finish_cli``."""
         batch = self.rng.choice([25, 200, 1_000_000])
         return subprocess.Popen(
-            [sys.executable, "-m", "lakehouse.cli", "compact", "--lake", str(self.lake), "--state", str(self.state),
-             "--tables-config", str(self.config_file), "--batch-events", str(batch)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **self.engine_env})
+            [
+                sys.executable,
+                "-m",
+                "lakehouse.cli",
+                "compact",
+                "--lake",
+                str(self.lake),
+                "--state",
+                str(self.state),
+                "--tables-config",
+                str(self.config_file),
+                "--batch-events",
+                str(batch),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **self.engine_env},
+        )
 
     def finish_cli(self, proc: subprocess.Popen, label: str) -> None:
         out, _ = proc.communicate(timeout=300)
-        assert proc.returncode == 0, f"seed {self.seed} step {label}: lakehouse compact failed:\n{out[-3000:]}"
+        assert proc.returncode == 0, (
+            f"seed {self.seed} step {label}: lakehouse compact failed:\n{out[-3000:]}"
+        )
         # the CLI folded on this run's engine (it names a non-local engine in its summary)
         assert ("engine bigquery:" in out) == (self.engine.kind == "bigquery"), out[-3000:]
         self.steps.append((label, {"*": "cli"}))
@@ -381,33 +434,63 @@ class Run:
             problems += diff_table(table, types, rows, lake, set())  # exactly PostgreSQL's columns
             if table == "chaos.evolve":  # dropped columns kept: PostgreSQL's columns and values, plus those
                 kept = visible_rows(str(self.state_keep), table)
-                problems += [f"(dropped_columns: keep) {p}" for p in
-                             diff_table(table, types, rows, kept, workload.dropped[table])]
+                problems += [
+                    f"(dropped_columns: keep) {p}"
+                    for p in diff_table(table, types, rows, kept, workload.dropped[table])
+                ]
                 absent = workload.dropped[table] - set(kept.column_names)
                 if absent:
-                    problems.append(f"(dropped_columns: keep) {table}: dropped columns {sorted(absent)} not kept")
+                    problems.append(
+                        f"(dropped_columns: keep) {table}: dropped columns {sorted(absent)} not kept"
+                    )
             if table == cli_table:  # the same table through `lakehouse export`
                 out = self.tmp / f"{table}.parquet"
-                proc = subprocess.run([sys.executable, "-m", "lakehouse.cli", "export", "--state", str(self.state),
-                                       "--table", table, "--out", str(out)], capture_output=True, text=True,
-                                      timeout=120)
+                proc = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "lakehouse.cli",
+                        "export",
+                        "--state",
+                        str(self.state),
+                        "--table",
+                        table,
+                        "--out",
+                        str(out),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                )
                 assert proc.returncode == 0, proc.stdout + proc.stderr
-                problems += [f"(lakehouse export) {p}" for p in
-                             diff_table(table, types, rows, pq.read_table(out), set())]
+                problems += [
+                    f"(lakehouse export) {p}"
+                    for p in diff_table(table, types, rows, pq.read_table(out), set())
+                ]
         self.compared += 1
         if problems:  # tell a capture problem from a compaction problem: the plain test oracle
             reader = LakeReader(LocalStore(self.lake))
             for table in TABLES:
                 types, rows = pg_table(self.marker_conn, table)
                 try:
-                    plain = diff_table(table, types, rows, list(lake_state(reader, topic(table),
-                                                                           TABLES[table]).values()),
-                                       workload.dropped[table])
+                    plain = diff_table(
+                        table,
+                        types,
+                        rows,
+                        list(lake_state(reader, topic(table), TABLES[table]).values()),
+                        workload.dropped[table],
+                    )
                 except SchemaConflictError as exc:  # the plain oracle merges one schema per topic
                     problems.append(f"(oracle) {table}: cannot apply the lake plainly: {exc}")
                     continue
-                problems.append(f"(oracle) {table}: " + ("the lake applied plainly equals PostgreSQL" if not plain
-                                                        else "the lake applied plainly differs too: " + plain[0]))
+                problems.append(
+                    f"(oracle) {table}: "
+                    + (
+                        "the lake applied plainly equals PostgreSQL"
+                        if not plain
+                        else "the lake applied plainly differs too: " + plain[0]
+                    )
+                )
         assert not problems, f"seed {self.seed}, after {label}:\n" + "\n".join(problems)
 
     # -- kill -9 in the middle of a large transaction ----------------------------------------------
@@ -446,9 +529,14 @@ class Run:
         written = 0
         for table in TABLES:
             folder = self.lake / "topics" / topic(table) / "partition=0"
-            names = sorted((e.name for e in os.scandir(folder) if e.name.endswith(".parquet")
-                            and ".keys." not in e.name and ".headers." not in e.name),
-                           key=lambda n: int(n.rsplit("+", 1)[1].split(".")[0]))
+            names = sorted(
+                (
+                    e.name
+                    for e in os.scandir(folder)
+                    if e.name.endswith(".parquet") and ".keys." not in e.name and ".headers." not in e.name
+                ),
+                key=lambda n: int(n.rsplit("+", 1)[1].split(".")[0]),
+            )
             runs = []
             for name in names:
                 pf = pq.ParquetFile(folder / name)
@@ -468,8 +556,14 @@ class Run:
                     offsets = np.arange(start, start + records.num_rows)
                     keep = np.flatnonzero(offsets >= first)
                     if len(keep):
-                        sink.write(topic(table), 0, records.take(pa.array(keep)), parse_avro_schema(footer),
-                                   offsets[keep], avro_json=footer)
+                        sink.write(
+                            topic(table),
+                            0,
+                            records.take(pa.array(keep)),
+                            parse_avro_schema(footer),
+                            offsets[keep],
+                            avro_json=footer,
+                        )
                 sink.close()
                 written += len(sink.objects_written)
         return written
@@ -483,11 +577,20 @@ class Run:
         self.catch_up()
         self.capture.stop()
         for _ in range(3):
-            for op in ("op_item_delete", "op_pair_delete", "op_doc_delete", "op_evolve_delete", "op_item_insert",
-                       "op_item_update", "op_pair_insert"):
+            for op in (
+                "op_item_delete",
+                "op_pair_delete",
+                "op_doc_delete",
+                "op_evolve_delete",
+                "op_item_insert",
+                "op_item_update",
+                "op_pair_insert",
+            ):
                 getattr(workload, op)(workload.a)
-        self.marker_conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                                 "WHERE database = current_database()")
+        self.marker_conn.execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+            "WHERE database = current_database()"
+        )
         shutil.rmtree(self.capture_state, ignore_errors=True)
         self.start_capture()
         self.resnapshots += 1
@@ -498,11 +601,16 @@ class Run:
         duplicates = placeholders_u = placeholders_c = events = 0
         snapshots: set[int] = set()
         for table, key in TABLES.items():
-            ev = _read_events(reader, topic(table), [*key, "__op", "__lsn", "__tx_id", "__snapshot"]
-                              + (["body", "blob", "tags", "nums", "refs", "meta"] if table == "chaos.docs" else []))
+            ev = _read_events(
+                reader,
+                topic(table),
+                [*key, "__op", "__lsn", "__tx_id", "__snapshot"]
+                + (["body", "blob", "tags", "nums", "refs", "meta"] if table == "chaos.docs" else []),
+            )
             events += ev.num_rows
             ident = ev.filter(pc.not_equal(ev.column("__op"), "t")).select(
-                [*key, "__op", "__lsn", "__tx_id", "__snapshot"])
+                [*key, "__op", "__lsn", "__tx_id", "__snapshot"]
+            )
             duplicates += ident.num_rows - ident.group_by(ident.column_names).aggregate([]).num_rows
             reads = ev.filter(pc.equal(ev.column("__op"), "r"))
             snapshots |= set(reads.column("__tx_id").to_pylist())
@@ -511,8 +619,13 @@ class Run:
                     ph = is_toast_placeholder(ev.column(col).combine_chunks())
                     placeholders_u += pc.sum(pc.and_(ph, pc.equal(ev.column("__op"), "u"))).as_py() or 0
                     placeholders_c += pc.sum(pc.and_(ph, pc.equal(ev.column("__op"), "c"))).as_py() or 0
-        return {"events": events, "duplicates": duplicates, "toast_u": placeholders_u, "toast_c": placeholders_c,
-                "snapshots": len(snapshots)}
+        return {
+            "events": events,
+            "duplicates": duplicates,
+            "toast_u": placeholders_u,
+            "toast_c": placeholders_c,
+            "snapshots": len(snapshots),
+        }
 
 
 def _read_events(reader: LakeReader, name: str, columns: list[str]) -> pa.Table:
@@ -521,8 +634,11 @@ def _read_events(reader: LakeReader, name: str, columns: list[str]) -> pa.Table:
     parts = []
     for obj in reader.scan(name).objects.get(name, []):
         plan = reader.plan(name, [obj])
-        parts.append(pa.Table.from_batches(list(reader.iter_changes(plan)), schema=plan.schema)
-                     .select([c for c in columns if c in plan.schema.names]))
+        parts.append(
+            pa.Table.from_batches(list(reader.iter_changes(plan)), schema=plan.schema).select(
+                [c for c in columns if c in plan.schema.names]
+            )
+        )
     return pa.concat_tables(parts, promote_options="permissive")
 
 
@@ -570,8 +686,9 @@ def test_export_equals_postgres(seed, engine, truth_db, tmp_path, request):
             shutil.copytree(run.lake, tmp_path / "before-lake")
             shutil.copytree(run.state, tmp_path / "before-state")
         recut = run.redeliver()
-        results = compact(str(run.lake), str(run.state), CONFIG,
-                          options=CompactOptions(batch_events=150, engine=run.engine))
+        results = compact(
+            str(run.lake), str(run.state), CONFIG, options=CompactOptions(batch_events=150, engine=run.engine)
+        )
         assert not [r.error for r in results if r.failed]
         assert not [r.notes for r in results if r.status == "rebuilt"], "a re-delivery rebuilt a table"
         redelivered = sum(r.redelivered for r in results)
@@ -579,15 +696,17 @@ def test_export_equals_postgres(seed, engine, truth_db, tmp_path, request):
         run.compare("re-delivered", workload)
 
         evidence = run.lake_evidence()
-        print(f"\nseed {seed}: {evidence['events']} events, {run.value_objects()} objects (flush size "
-              f"{run.flush_size}), {evidence['duplicates']} replayed duplicates in the lake "
-              f"({run.product_duplicates} dropped by compaction), {evidence['toast_u']}+{evidence['toast_c']} "
-              f"TOAST placeholders (u+c), {len(run.steps)} steps ({run.incremental} incremental table steps, "
-              f"{sum(st == 'rebuilt' for _, s in run.steps for st in s.values())} rebuilds), "
-              f"{run.compared} comparisons, {workload.stats.statements} statements ({workload.stats.commits} "
-              f"commits, {workload.stats.rollbacks} rollbacks), {recut} objects written again ({redelivered} "
-              f"re-read with copies), capture {stats['events']} events in its last run, "
-              f"{time.monotonic() - started:.1f} s")
+        print(
+            f"\nseed {seed}: {evidence['events']} events, {run.value_objects()} objects (flush size "
+            f"{run.flush_size}), {evidence['duplicates']} replayed duplicates in the lake "
+            f"({run.product_duplicates} dropped by compaction), {evidence['toast_u']}+{evidence['toast_c']} "
+            f"TOAST placeholders (u+c), {len(run.steps)} steps ({run.incremental} incremental table steps, "
+            f"{sum(st == 'rebuilt' for _, s in run.steps for st in s.values())} rebuilds), "
+            f"{run.compared} comparisons, {workload.stats.statements} statements ({workload.stats.commits} "
+            f"commits, {workload.stats.rollbacks} rollbacks), {recut} objects written again ({redelivered} "
+            f"re-read with copies), capture {stats['events']} events in its last run, "
+            f"{time.monotonic() - started:.1f} s"
+        )
         assert evidence["duplicates"] > 0, "no replays in the lake: the kill -9 phase did not produce any"
         assert run.resnapshots == 1 and evidence["snapshots"] >= 2, evidence
         assert evidence["toast_u"] > 0 and evidence["toast_c"] > 0, evidence

@@ -140,13 +140,28 @@ class DagsterUi:
 
     def start(self, env: dict[str, str], port: int) -> None:
         commands = {
-            "webserver": [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+            "webserver": [
+                str(BIN / "dagster-webserver"),
+                "-w",
+                "workspace.yaml",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
             "daemon": [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
         }
         for name, cmd in commands.items():
             with self.logs[name].open("wb") as log:  # the child keeps its own descriptor
-                self.procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                                    stderr=subprocess.STDOUT, start_new_session=True)
+                self.procs[name] = subprocess.Popen(
+                    cmd,
+                    cwd=ROOT,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
 
     def stop(self) -> None:
         """SIGTERM each process group (the code servers and run workers are in them), SIGKILL what stays."""
@@ -173,8 +188,9 @@ class DagsterUi:
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(f"{self.url}/graphql", data=body,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
                 payload = json.load(response)
@@ -195,8 +211,10 @@ class DagsterUi:
                         entries = self.graphql(WORKSPACE)["workspaceOrError"]["locationEntries"]
                         for entry in entries:
                             if entry["locationOrLoadError"]["__typename"] == "PythonError":
-                                raise RuntimeError(f"code location {entry['name']} failed to load: "
-                                                   f"{entry['locationOrLoadError']['message']}")
+                                raise RuntimeError(
+                                    f"code location {entry['name']} failed to load: "
+                                    f"{entry['locationOrLoadError']['message']}"
+                                )
                         if entries and all(e["loadStatus"] == "LOADED" for e in entries):
                             return
             except (OSError, AssertionError):  # not listening yet, or still starting up
@@ -229,7 +247,9 @@ def dagster_ui(tmp_path) -> Iterator[DagsterUi]:
     shutil.copy(ROOT / "orchestration" / "dagster.yaml", dagster_home / "dagster.yaml")
     # nothing from the caller's environment may point the code location elsewhere
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKEHOUSE_", "DAGSTER_"))}
-    env.update(LAKEHOUSE_HOME=str(tmp_path), LAKEHOUSE_PSEUDONYM_KEY="test-key", DAGSTER_HOME=str(dagster_home))
+    env.update(
+        LAKEHOUSE_HOME=str(tmp_path), LAKEHOUSE_PSEUDONYM_KEY="test-key", DAGSTER_HOME=str(dagster_home)
+    )
 
     port = _free_port()
     ui = DagsterUi(tmp_path, port)
@@ -296,14 +316,21 @@ def test_ui_materializes_state_table_and_shows_its_metadata(dagster_ui, tmp_path
     assert meta["dagster/row_count"]["intValue"] == expected_rows
     assert meta["inserts"]["intValue"] >= expected_rows  # every visible row was inserted in this first run
     assert meta["events_c"]["intValue"] > 0
-    assert meta["lag_seconds"]["__typename"] == "FloatMetadataEntry" and meta["lag_seconds"]["floatValue"] >= 0
+    assert (
+        meta["lag_seconds"]["__typename"] == "FloatMetadataEntry" and meta["lag_seconds"]["floatValue"] >= 0
+    )
     assert meta["table_uri"]["path"] == f"{(tmp_path / 'state').resolve()}/{TABLE}"
 
     # the checks the UI selected ran against this materialization and passed
     [checked] = ui.graphql(CHECKS, {"keys": [{"path": KEY}]})["assetNodes"]
-    executions = {c["name"]: c["executionForLatestMaterialization"] for c in checked["assetChecksOrError"]["checks"]}
+    executions = {
+        c["name"]: c["executionForLatestMaterialization"] for c in checked["assetChecksOrError"]["checks"]
+    }
     assert set(executions) == set(checks)
     for name, execution in executions.items():
         assert execution is not None, name
-        assert (execution["runId"], execution["status"], execution["evaluation"]["success"]) == \
-            (run_id, "SUCCEEDED", True), name
+        assert (execution["runId"], execution["status"], execution["evaluation"]["success"]) == (
+            run_id,
+            "SUCCEEDED",
+            True,
+        ), name

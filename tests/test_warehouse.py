@@ -30,8 +30,19 @@ def _pseudonym_key(monkeypatch):
 @pytest.fixture(scope="module")
 def source_lake(tmp_path_factory) -> Path:
     lake = tmp_path_factory.mktemp("wh") / "lake"
-    generate_lake(lake, GeneratorOptions(events=10_000, seed=11, flush_size=300, partitions=2, replays=True,
-                                         pk_changes=True, truncates=True, schema_change=True))
+    generate_lake(
+        lake,
+        GeneratorOptions(
+            events=10_000,
+            seed=11,
+            flush_size=300,
+            partitions=2,
+            replays=True,
+            pk_changes=True,
+            truncates=True,
+            schema_change=True,
+        ),
+    )
     return lake
 
 
@@ -59,8 +70,9 @@ def test_incremental_loads_follow_every_compaction_step(source_lake, tmp_path):
     for step in range(steps):
         land_step(source_lake, lake, step, steps)
         # small clusters, so a step touches some of them and the load is incremental
-        results = compact(str(lake), str(state), config,
-                          options=CompactOptions(batch_events=700, cluster_bytes=60_000))
+        results = compact(
+            str(lake), str(state), config, options=CompactOptions(batch_events=700, cluster_bytes=60_000)
+        )
         assert not [r.error for r in results if r.failed]
         for r in results:
             if not r.rows and not r.tombstones and r.status == "up-to-date":
@@ -109,8 +121,13 @@ def test_a_rebuilt_state_table_loads_in_full(source_lake, tmp_path):
     compact(str(source_lake), str(state), load_config(), tables=["scan.scans"])
     wh = DuckDBWarehouse(tmp_path / "w.duckdb")
     wh.load(str(state), entry("scan.scans"))
-    compact(str(source_lake), str(state), load_config(), tables=["scan.scans"],
-            options=CompactOptions(full_refresh=True))
+    compact(
+        str(source_lake),
+        str(state),
+        load_config(),
+        tables=["scan.scans"],
+        options=CompactOptions(full_refresh=True),
+    )
     load = wh.load(str(state), entry("scan.scans"))
     assert load.mode == "full", load.reason
     assert_warehouse_equals_export(wh, state, "scan.scans")

@@ -41,8 +41,12 @@ def roundtrip(cursor: WatchCursor) -> WatchCursor:
 
 def test_first_tick_sees_everything_then_only_what_lands(store):
     first = [key(T, p, o) for p in (0, 1) for o in (0, 100, 200)] + [key(U, 0, 0)]
-    put(store, *first, f"topics/{T}/partition=0/{T}+0+0000000000.keys.avro",  # a companion: not news
-        "topics/__debezium-heartbeat.eco2/partition=0/__debezium-heartbeat.eco2+0+0000000000.snappy.parquet")
+    put(
+        store,
+        *first,
+        f"topics/{T}/partition=0/{T}+0+0000000000.keys.avro",  # a companion: not news
+        "topics/__debezium-heartbeat.eco2/partition=0/__debezium-heartbeat.eco2+0+0000000000.snappy.parquet",
+    )
     r1 = watch(store, None, now=1000.0)
     assert r1.full_listing and news(r1) == set(first)
     assert r1.topics == [U, T]  # heartbeat topics are not tables

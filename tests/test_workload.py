@@ -27,23 +27,62 @@ def test_workload_captured_equals_postgres(pg_cluster, tmp_path):
     work.changes()  # before the capture: part of the snapshot
     lake, state = tmp_path / "lake", tmp_path / "state"
     for dsn in (auth, scan):
-        proc = subprocess.run([sys.executable, "-m", "lakehouse.cli", "capture", "--dsn", dsn, "--lake", str(lake),
-                               "--state-dir", str(state), "--stop-when-idle", "3", "--rotate-interval", "1"],
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "lakehouse.cli",
+                "capture",
+                "--dsn",
+                dsn,
+                "--lake",
+                str(lake),
+                "--state-dir",
+                str(state),
+                "--stop-when-idle",
+                "3",
+                "--rotate-interval",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
     work.scans(40)
     work.changes()  # streamed: re-scores leave the TOASTed rationale out of the event
     for dsn in (auth, scan):
-        proc = subprocess.run([sys.executable, "-m", "lakehouse.cli", "capture", "--dsn", dsn, "--lake", str(lake),
-                               "--state-dir", str(state), "--stop-when-idle", "3", "--rotate-interval", "1"],
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "lakehouse.cli",
+                "capture",
+                "--dsn",
+                dsn,
+                "--lake",
+                str(lake),
+                "--state-dir",
+                str(state),
+                "--stop-when-idle",
+                "3",
+                "--rotate-interval",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
     reader = LakeReader(str(lake))
-    for topic, table, dsn in [("eco2.auth.users", "auth.users", auth), ("eco2.scan.scans", "scan.scans", scan),
-                              ("eco2.scan.classification_results", "scan.classification_results", scan),
-                              ("eco2.scan.rag_retrievals", "scan.rag_retrievals", scan),
-                              ("eco2.scan.llm_call_log", "scan.llm_call_log", scan),
-                              ("eco2.scan.feedback", "scan.feedback", scan)]:
+    for topic, table, dsn in [
+        ("eco2.auth.users", "auth.users", auth),
+        ("eco2.scan.scans", "scan.scans", scan),
+        ("eco2.scan.classification_results", "scan.classification_results", scan),
+        ("eco2.scan.rag_retrievals", "scan.rag_retrievals", scan),
+        ("eco2.scan.llm_call_log", "scan.llm_call_log", scan),
+        ("eco2.scan.feedback", "scan.feedback", scan),
+    ]:
         assert compare(lake_state(reader, topic, ("id",)), pg_state(dsn, table, ("id",))) == [], topic
     cls = reader.read_changes("eco2.scan.classification_results")
     updates = [r for r in cls.to_pylist() if r["__op"] == "u"]

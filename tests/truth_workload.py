@@ -55,7 +55,10 @@ TABLES = {  # table -> primary key
 _ALPHABET = (
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
     " \t\n\r'\"\\,{}[]()%_$;:!?@#&*+-=/<>|`~^"
-    "éüßçñøå" "가나다라마바사아자차카타파하한국어분리수거" "€£¥" "\u00a0\u200b\u0301"
+    "éüßçñøå"
+    "가나다라마바사아자차카타파하한국어분리수거"
+    "€£¥"
+    "\u00a0\u200b\u0301"
 )
 _EMOJI = "😀🚮♻️🧴🥤"
 
@@ -77,7 +80,7 @@ def md5_chain(rng: random.Random, blocks: int) -> str:
 
 def rand_decimal(rng: random.Random, int_digits: int, scale: int, *, vary_scale: bool = False) -> Decimal:
     digits = rng.randint(0, int_digits)
-    whole = str(rng.randint(0, 10 ** digits - 1)) if digits else "0"
+    whole = str(rng.randint(0, 10**digits - 1)) if digits else "0"
     s = rng.randint(0, scale) if vary_scale else scale
     frac = "".join(rng.choice("0123456789") for _ in range(s))
     sign = "-" if rng.random() < 0.3 else ""
@@ -86,8 +89,11 @@ def rand_decimal(rng: random.Random, int_digits: int, scale: int, *, vary_scale:
 
 def rand_float(rng: random.Random, single: bool) -> float:
     specials = [0.0, -0.0, 1.0, -1.5, float("nan"), float("inf"), float("-inf")]
-    specials += [3.4028234663852886e38, 1.401298464324817e-45] if single else [
-        1.7976931348623157e308, 5e-324, 2.2250738585072014e-308]
+    specials += (
+        [3.4028234663852886e38, 1.401298464324817e-45]
+        if single
+        else [1.7976931348623157e308, 5e-324, 2.2250738585072014e-308]
+    )
     if rng.random() < 0.25:
         return rng.choice(specials)
     return rng.uniform(-1, 1) * 10 ** rng.randint(-30 if single else -300, 30 if single else 300)
@@ -108,9 +114,20 @@ def rand_json_text(rng: random.Random, depth: int = 0) -> str:
         return '"' + s + rng.choice(["", "\\u00e9", "\\n", "\\/"]) + '"'
     if kind in (5, 6):
         keys = [rng.choice(["a", "b", "키", "z z", ""]) for _ in range(rng.randint(0, 4))]
-        return "{" + ws + ("," + ws).join(
-            f'"{k}"{ws}:{ws}{rand_json_text(rng, depth + 1)}' for k in keys) + ws + "}"
-    return "[" + ws + ("," + ws).join(rand_json_text(rng, depth + 1) for _ in range(rng.randint(0, 4))) + ws + "]"
+        return (
+            "{"
+            + ws
+            + ("," + ws).join(f'"{k}"{ws}:{ws}{rand_json_text(rng, depth + 1)}' for k in keys)
+            + ws
+            + "}"
+        )
+    return (
+        "["
+        + ws
+        + ("," + ws).join(rand_json_text(rng, depth + 1) for _ in range(rng.randint(0, 4)))
+        + ws
+        + "]"
+    )
 
 
 def rand_timestamp(rng: random.Random) -> dt.datetime:
@@ -137,7 +154,9 @@ def rand_interval(rng: random.Random) -> dt.timedelta:
     # double and truncates, so e.g. '-3184 days 22:30:56.039206' arrives 1 µs off; with seconds a
     # double holds exactly, the conversion is exact.
     frac = rng.choice([0, 0, 500_000, 250_000, 750_000])
-    return dt.timedelta(days=rng.randint(-4000, 4000), seconds=rng.randint(-86_400, 86_400), microseconds=frac)
+    return dt.timedelta(
+        days=rng.randint(-4000, 4000), seconds=rng.randint(-86_400, 86_400), microseconds=frac
+    )
 
 
 def rand_inet(rng: random.Random, cidr: bool) -> str:
@@ -158,11 +177,17 @@ def rand_inet(rng: random.Random, cidr: bool) -> str:
 
 def rand_xml(rng: random.Random) -> str:
     word = "".join(rng.choice("abcxyz가나") for _ in range(rng.randint(0, 6)))
-    return rng.choice([f'<r a="{rng.randint(0, 9)}">{word} &amp; &lt;</r>', f"{word}<b/>", "<e/>",
-                       f"<x><y>{word}</y><!-- c --></x>"])
+    return rng.choice(
+        [
+            f'<r a="{rng.randint(0, 9)}">{word} &amp; &lt;</r>',
+            f"{word}<b/>",
+            "<e/>",
+            f"<x><y>{word}</y><!-- c --></x>",
+        ]
+    )
 
 
-MOOD_LABELS = ["sad", "ok", "happy", "it's \"complicated\"", "눈물"]
+MOOD_LABELS = ["sad", "ok", "happy", 'it\'s "complicated"', "눈물"]
 MOOD_ADDED = ["meh", "ecstatic"]  # ALTER TYPE ... ADD VALUE during the workload
 
 
@@ -191,9 +216,19 @@ def _maybe_null(gen: Callable[[random.Random], object], p: float = 0.12):
 # Compared, with a documented conversion: timetz as its UTC time (ZonedTime drops the offset);
 # unconstrained numeric without trailing fractional zeros (Debezium drops them: 1.50 -> 1.5).
 ITEM_COLUMNS: list[Column] = [
-    Column("c_small", "smallint", _maybe_null(lambda r: r.choice([-32768, 32767, 0, r.randint(-32768, 32767)]))),
-    Column("c_int", "integer", _maybe_null(lambda r: r.choice([-2**31, 2**31 - 1, r.randint(-2**31, 2**31 - 1)]))),
-    Column("c_big", "bigint", _maybe_null(lambda r: r.choice([-2**63, 2**63 - 1, r.randint(-2**63, 2**63 - 1)]))),
+    Column(
+        "c_small", "smallint", _maybe_null(lambda r: r.choice([-32768, 32767, 0, r.randint(-32768, 32767)]))
+    ),
+    Column(
+        "c_int",
+        "integer",
+        _maybe_null(lambda r: r.choice([-(2**31), 2**31 - 1, r.randint(-(2**31), 2**31 - 1)])),
+    ),
+    Column(
+        "c_big",
+        "bigint",
+        _maybe_null(lambda r: r.choice([-(2**63), 2**63 - 1, r.randint(-(2**63), 2**63 - 1)])),
+    ),
     Column("c_real", "real", _maybe_null(lambda r: rand_float(r, True))),
     Column("c_double", "double precision", _maybe_null(lambda r: rand_float(r, False))),
     Column("c_num", "numeric(12,4)", _maybe_null(lambda r: rand_decimal(r, 8, 4))),
@@ -207,43 +242,89 @@ ITEM_COLUMNS: list[Column] = [
     Column("c_citext", "citext", _maybe_null(lambda r: rand_text(r, 0, 10))),
     Column("c_bytea", "bytea", _maybe_null(lambda r: r.randbytes(r.randint(0, 40)))),
     Column("c_json", "json", _maybe_null(rand_json_text)),
-    Column("c_jsonb", "jsonb", _maybe_null(lambda r: json.dumps({"big": md5_chain(r, 150)}) if r.random() < 0.08
-                                           else rand_json_text(r))),
+    Column(
+        "c_jsonb",
+        "jsonb",
+        _maybe_null(
+            lambda r: json.dumps({"big": md5_chain(r, 150)}) if r.random() < 0.08 else rand_json_text(r)
+        ),
+    ),
     Column("c_xml", "xml", _maybe_null(rand_xml)),
     Column("c_uuid", "uuid", _maybe_null(lambda r: uuid.UUID(int=r.getrandbits(128)))),
     Column("c_mood", "chaos.mood", _maybe_null(lambda r: r.choice(MOOD_LABELS))),
-    Column("c_date", "date", _maybe_null(lambda r: dt.date(1, 1, 1) + dt.timedelta(days=r.randint(0, 3_652_058)))),
+    Column(
+        "c_date", "date", _maybe_null(lambda r: dt.date(1, 1, 1) + dt.timedelta(days=r.randint(0, 3_652_058)))
+    ),
     Column("c_time", "time", _maybe_null(lambda r: rand_time(r))),
     Column("c_time3", "time(3)", _maybe_null(lambda r: rand_time(r, 3))),
     Column("c_timetz", "timetz", _maybe_null(rand_timetz)),
     Column("c_ts", "timestamp", _maybe_null(rand_timestamp)),
-    Column("c_ts3", "timestamp(3)", _maybe_null(lambda r: rand_timestamp(r).replace(
-        microsecond=r.randint(0, 999) * 1000))),
-    Column("c_tstz", "timestamptz", _maybe_null(lambda r: rand_timestamp(r).replace(tzinfo=dt.UTC).astimezone(
-        dt.timezone(dt.timedelta(minutes=r.choice([0, 540, -300, 330])))))),
+    Column(
+        "c_ts3",
+        "timestamp(3)",
+        _maybe_null(lambda r: rand_timestamp(r).replace(microsecond=r.randint(0, 999) * 1000)),
+    ),
+    Column(
+        "c_tstz",
+        "timestamptz",
+        _maybe_null(
+            lambda r: (
+                rand_timestamp(r)
+                .replace(tzinfo=dt.UTC)
+                .astimezone(dt.timezone(dt.timedelta(minutes=r.choice([0, 540, -300, 330]))))
+            )
+        ),
+    ),
     Column("c_interval", "interval", _maybe_null(rand_interval)),
-    Column("c_texts", "text[]", _maybe_null(lambda r: [None if r.random() < 0.1 else rand_text(r, 0, 6)
-                                                       for _ in range(r.randint(0, 5))])),
-    Column("c_ints", "integer[]", _maybe_null(lambda r: [None if r.random() < 0.1 else r.randint(-2**31, 2**31 - 1)
-                                                         for _ in range(r.randint(0, 5))])),
+    Column(
+        "c_texts",
+        "text[]",
+        _maybe_null(
+            lambda r: [None if r.random() < 0.1 else rand_text(r, 0, 6) for _ in range(r.randint(0, 5))]
+        ),
+    ),
+    Column(
+        "c_ints",
+        "integer[]",
+        _maybe_null(
+            lambda r: [
+                None if r.random() < 0.1 else r.randint(-(2**31), 2**31 - 1) for _ in range(r.randint(0, 5))
+            ]
+        ),
+    ),
     Column("c_inet", "inet", _maybe_null(lambda r: rand_inet(r, False))),
     Column("c_cidr", "cidr", _maybe_null(lambda r: rand_inet(r, True))),
     Column("c_mac", "macaddr", _maybe_null(lambda r: ":".join(f"{r.randint(0, 255):02x}" for _ in range(6)))),
     Column("c_bit", "bit(1)", _maybe_null(lambda r: r.choice(["0", "1"]))),
     Column("c_bits", "bit(10)", _maybe_null(lambda r: "".join(r.choice("01") for _ in range(10)))),
     Column("c_oid", "oid", _maybe_null(lambda r: r.randint(0, 2**32 - 1))),
-    Column("c_range", "int4range", _maybe_null(lambda r: r.choice(
-        ["empty", f"[{r.randint(-9, 0)},{r.randint(1, 9)})", f"({r.randint(-9, 0)},]", "(,)"]))),
+    Column(
+        "c_range",
+        "int4range",
+        _maybe_null(
+            lambda r: r.choice(
+                ["empty", f"[{r.randint(-9, 0)},{r.randint(1, 9)})", f"({r.randint(-9, 0)},]", "(,)"]
+            )
+        ),
+    ),
     Column("c_tsrange", "tsrange", _maybe_null(lambda r: f'["{rand_timestamp(r)}",)')),
-    Column("c_hstore", "hstore", _maybe_null(lambda r: {rand_text(r, 0, 5): (None if r.random() < 0.2 else
-                                                                             rand_text(r, 0, 5))
-                                                         for _ in range(r.randint(0, 3))})),
+    Column(
+        "c_hstore",
+        "hstore",
+        _maybe_null(
+            lambda r: {
+                rand_text(r, 0, 5): (None if r.random() < 0.2 else rand_text(r, 0, 5))
+                for _ in range(r.randint(0, 3))
+            }
+        ),
+    ),
 ]
 
 
 def _hstore_literal(d: dict) -> str:
     def q(s):
         return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
     return ", ".join(f"{q(k)}=>{'NULL' if v is None else q(v)}" for k, v in d.items())
 
 
@@ -256,6 +337,7 @@ def _param(col: Column, value: object) -> object:
 # --------------------------------------------------------------------------------------------
 # schema
 # --------------------------------------------------------------------------------------------
+
 
 def ddl() -> str:
     labels = ", ".join("'" + x.replace("'", "''") + "'" for x in MOOD_LABELS)
@@ -410,10 +492,14 @@ class Workload:
         casts = ", ".join(f"%s::{col.sql_type}" for col in cols)
         names = ", ".join(col.name for col in cols)
         values = self._item_values(cols)
-        values = [self.rng.choice(self.moods) if col.name == "c_mood" and v is not None else v
-                  for col, v in zip(cols, values)]
+        values = [
+            self.rng.choice(self.moods) if col.name == "c_mood" and v is not None else v
+            for col, v in zip(cols, values)
+        ]
         if key is None:
-            row = self._exec(c, f"INSERT INTO chaos.items ({names}) VALUES ({casts}) RETURNING id", values).fetchone()
+            row = self._exec(
+                c, f"INSERT INTO chaos.items ({names}) VALUES ({casts}) RETURNING id", values
+            ).fetchone()
             self._touch(c, "chaos.items", (row[0],))
         else:
             self._exec(c, f"INSERT INTO chaos.items (id, {names}) VALUES (%s, {casts})", [key, *values])
@@ -430,8 +516,10 @@ class Workload:
         for (k,) in self.rng.sample(keys, min(len(keys), self.rng.choice([1, 1, 3]))):
             cols = self.rng.sample(ITEM_COLUMNS, self.rng.choice([1, 2, 4, 12]))
             sets = ", ".join(f"{col.name} = %s::{col.sql_type}" for col in cols)
-            values = [self.rng.choice(self.moods) if col.name == "c_mood" and v is not None else v
-                      for col, v in zip(cols, self._item_values(cols))]
+            values = [
+                self.rng.choice(self.moods) if col.name == "c_mood" and v is not None else v
+                for col, v in zip(cols, self._item_values(cols))
+            ]
             self._exec(c, f"UPDATE chaos.items SET {sets} WHERE id = %s", [*values, k])
             self._touch(c, "chaos.items", (k,))
 
@@ -449,7 +537,11 @@ class Workload:
     def op_item_reinsert_later(self, c: Conn) -> None:
         """Re-insert a key deleted earlier (its tombstone is in the state)."""
         visible = {k for (k,) in c.conn.execute("SELECT id FROM chaos.items").fetchall()}
-        gone = [k for k in range(1, self.max_item(c) + 1) if k not in visible and self._free(c, "chaos.items", (k,))]
+        gone = [
+            k
+            for k in range(1, self.max_item(c) + 1)
+            if k not in visible and self._free(c, "chaos.items", (k,))
+        ]
         if not gone:
             return self.op_item_insert(c)
         self._insert_item(c, self.rng.choice(gone))
@@ -484,23 +576,40 @@ class Workload:
             "body": "본문 " + md5_chain(r, r.randint(140, 300)),
             "blob": bytes.fromhex(md5_chain(r, r.randint(160, 300))),
             "tags": [md5_chain(r, 1) for _ in range(r.randint(110, 160))],
-            "nums": [r.randint(-2**31, 2**31 - 1) for _ in range(r.randint(1100, 1600))],
+            "nums": [r.randint(-(2**31), 2**31 - 1) for _ in range(r.randint(1100, 1600))],
             "refs": [uuid.UUID(int=r.getrandbits(128)) for _ in range(r.randint(280, 400))],
             "meta": json.dumps({"chain": md5_chain(r, r.randint(140, 220)), "n": r.randint(0, 99)}),
         }
 
     def _doc_small(self) -> dict[str, object]:
         r = self.rng
-        return {"body": rand_text(r), "blob": r.randbytes(8), "tags": [rand_text(r, 0, 4)],
-                "nums": [r.randint(0, 9)], "refs": [uuid.UUID(int=r.getrandbits(128))],
-                "meta": rand_json_text(r)}
+        return {
+            "body": rand_text(r),
+            "blob": r.randbytes(8),
+            "tags": [rand_text(r, 0, 4)],
+            "nums": [r.randint(0, 9)],
+            "refs": [uuid.UUID(int=r.getrandbits(128))],
+            "meta": rand_json_text(r),
+        }
 
     def _insert_doc(self, c: Conn, key: int, big: bool = True) -> None:
         v = self._doc_big() if big else self._doc_small()
-        self._exec(c, """INSERT INTO chaos.docs (id, counter, title, body, blob, tags, nums, refs, meta)
+        self._exec(
+            c,
+            """INSERT INTO chaos.docs (id, counter, title, body, blob, tags, nums, refs, meta)
                          VALUES (%s, %s, %s, %s, %s, %s::text[], %s::int[], %s::uuid[], %s::jsonb)""",
-                   [key, self.rng.randint(0, 9), rand_text(self.rng), v["body"], v["blob"], v["tags"], v["nums"],
-                    v["refs"], v["meta"]])
+            [
+                key,
+                self.rng.randint(0, 9),
+                rand_text(self.rng),
+                v["body"],
+                v["blob"],
+                v["tags"],
+                v["nums"],
+                v["refs"],
+                v["meta"],
+            ],
+        )
         self._touch(c, "chaos.docs", (key,))
 
     def op_doc_insert(self, c: Conn) -> None:
@@ -516,8 +625,11 @@ class Workload:
             if self.rng.random() < 0.5:
                 self._exec(c, "UPDATE chaos.docs SET counter = counter + 1 WHERE id = %s", [k])
             else:
-                self._exec(c, "UPDATE chaos.docs SET title = %s, counter = %s WHERE id = %s",
-                           [rand_text(self.rng), self.rng.randint(0, 999), k])
+                self._exec(
+                    c,
+                    "UPDATE chaos.docs SET title = %s, counter = %s WHERE id = %s",
+                    [rand_text(self.rng), self.rng.randint(0, 999), k],
+                )
             self._touch(c, "chaos.docs", (k,))
 
     def op_doc_rewrite(self, c: Conn) -> None:
@@ -604,8 +716,18 @@ class Workload:
             key = (self.rng.choice(TENANTS), self.next_seq)
             self.next_seq += 1
         big = md5_chain(self.rng, 160) if self.rng.random() < 0.2 else None
-        self._exec(c, "INSERT INTO chaos.pairs (tenant, seq, val, note, amount, big) VALUES (%s, %s, %s, %s, %s, %s)",
-                   [key[0], key[1], self.rng.randint(-99, 99), rand_text(self.rng), rand_decimal(self.rng, 8, 2), big])
+        self._exec(
+            c,
+            "INSERT INTO chaos.pairs (tenant, seq, val, note, amount, big) VALUES (%s, %s, %s, %s, %s, %s)",
+            [
+                key[0],
+                key[1],
+                self.rng.randint(-99, 99),
+                rand_text(self.rng),
+                rand_decimal(self.rng, 8, 2),
+                big,
+            ],
+        )
         self._touch(c, "chaos.pairs", key)
 
     def op_pair_insert(self, c: Conn) -> None:
@@ -618,12 +740,21 @@ class Workload:
             return self.op_pair_insert(c)
         k = self.rng.choice(keys)
         if self.rng.random() < 0.5:
-            self._exec(c, "UPDATE chaos.pairs SET val = val + 1, note = %s WHERE tenant = %s AND seq = %s",
-                       [rand_text(self.rng), *k])
+            self._exec(
+                c,
+                "UPDATE chaos.pairs SET val = val + 1, note = %s WHERE tenant = %s AND seq = %s",
+                [rand_text(self.rng), *k],
+            )
         else:
-            self._exec(c, "UPDATE chaos.pairs SET amount = %s, big = %s WHERE tenant = %s AND seq = %s",
-                       [None if self.rng.random() < 0.2 else rand_decimal(self.rng, 8, 2),
-                        md5_chain(self.rng, 150) if self.rng.random() < 0.3 else None, *k])
+            self._exec(
+                c,
+                "UPDATE chaos.pairs SET amount = %s, big = %s WHERE tenant = %s AND seq = %s",
+                [
+                    None if self.rng.random() < 0.2 else rand_decimal(self.rng, 8, 2),
+                    md5_chain(self.rng, 150) if self.rng.random() < 0.3 else None,
+                    *k,
+                ],
+            )
         self._touch(c, "chaos.pairs", k)
 
     def op_pair_delete(self, c: Conn) -> None:
@@ -644,29 +775,42 @@ class Workload:
         old = self.rng.choice(keys)
         if self.rng.random() < 0.5:
             new = (self.rng.choice([t for t in TENANTS if t != old[0]]), old[1])
-            if not self._free(c, "chaos.pairs", new) or c.conn.execute(
-                    "SELECT 1 FROM chaos.pairs WHERE tenant = %s AND seq = %s", list(new)).fetchone():
+            if (
+                not self._free(c, "chaos.pairs", new)
+                or c.conn.execute(
+                    "SELECT 1 FROM chaos.pairs WHERE tenant = %s AND seq = %s", list(new)
+                ).fetchone()
+            ):
                 new = (old[0], self.next_seq)
                 self.next_seq += 1
         else:
             new = (old[0], self.next_seq)
             self.next_seq += 1
-        self._exec(c, "UPDATE chaos.pairs SET tenant = %s, seq = %s WHERE tenant = %s AND seq = %s", [*new, *old])
+        self._exec(
+            c, "UPDATE chaos.pairs SET tenant = %s, seq = %s WHERE tenant = %s AND seq = %s", [*new, *old]
+        )
         self._touch(c, "chaos.pairs", old, new)
 
     # -- evolve (schema changes, truncate) -------------------------------------------------
 
     def _insert_evolve(self, c: Conn, key: int) -> None:
         names = ["id", "a"] + (["b"] if "b" not in self.dropped["chaos.evolve"] else [])
-        values: list[object] = [key, self.rng.randint(-2**31, 2**31 - 1)] + [rand_text(self.rng)] * (len(names) - 2)
+        values: list[object] = [key, self.rng.randint(-(2**31), 2**31 - 1)] + [rand_text(self.rng)] * (
+            len(names) - 2
+        )
         names += ["w", "n"]
-        values += [rand_text(self.rng, 0, 24 if self.evolve_types_widened else 6),
-                   rand_decimal(self.rng, 5, 4 if self.evolve_types_widened else 2)]
+        values += [
+            rand_text(self.rng, 0, 24 if self.evolve_types_widened else 6),
+            rand_decimal(self.rng, 5, 4 if self.evolve_types_widened else 2),
+        ]
         names += [n for n, _ in self.evolve_cols]
         for _, kind in self.evolve_cols:
             values.append(self._evolve_value(kind))
-        self._exec(c, f"INSERT INTO chaos.evolve ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))})",
-                   values)
+        self._exec(
+            c,
+            f"INSERT INTO chaos.evolve ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))})",
+            values,
+        )
         self._touch(c, "chaos.evolve", (key,))
 
     def _evolve_value(self, kind: str) -> object:
@@ -687,7 +831,7 @@ class Workload:
         if not keys:
             return self.op_evolve_insert(c)
         (k,) = self.rng.choice(keys)
-        sets, params = ["a = %s"], [self.rng.randint(-2**31, 2**31 - 1)]
+        sets, params = ["a = %s"], [self.rng.randint(-(2**31), 2**31 - 1)]
         for name, kind in self.evolve_cols:
             if self.rng.random() < 0.5:
                 sets.append(f"{name} = %s")
@@ -755,7 +899,9 @@ class Workload:
 
     def ddl_drop_column(self, name: str | None = None) -> None:
         c = self.a
-        candidates = [n for n, _ in self.evolve_cols] + (["b"] if "b" not in self.dropped["chaos.evolve"] else [])
+        candidates = [n for n, _ in self.evolve_cols] + (
+            ["b"] if "b" not in self.dropped["chaos.evolve"] else []
+        )
         if not candidates:
             return self.ddl_add_column()
         name = name or self.rng.choice(candidates)
@@ -784,8 +930,11 @@ class Workload:
         self._exec(c, "ALTER TABLE chaos.evolve ALTER COLUMN w TYPE varchar(40)")
         self._exec(c, "ALTER TABLE chaos.evolve ALTER COLUMN n TYPE numeric(12,4)")
         self.evolve_types_widened = True
-        self._exec(c, "UPDATE chaos.evolve SET w = %s, n = %s WHERE id = (SELECT max(id) FROM chaos.evolve)",
-                   [rand_text(self.rng, 7, 30), rand_decimal(self.rng, 5, 4)])
+        self._exec(
+            c,
+            "UPDATE chaos.evolve SET w = %s, n = %s WHERE id = (SELECT max(id) FROM chaos.evolve)",
+            [rand_text(self.rng, 7, 30), rand_decimal(self.rng, 5, 4)],
+        )
         self._count("ddl_widen_types")
 
     def ddl_widen_value(self) -> None:
@@ -793,8 +942,10 @@ class Workload:
             return self.ddl_add_column()
         c = self.a
         self._exec(c, "ALTER TABLE chaos.evolve ALTER COLUMN a TYPE bigint")
-        self._exec(c, "UPDATE chaos.evolve SET a = a * 4 WHERE id IN (SELECT id FROM chaos.evolve ORDER BY id "
-                      "LIMIT 3)")  # values past int32 only fit after the widening
+        self._exec(
+            c,
+            "UPDATE chaos.evolve SET a = a * 4 WHERE id IN (SELECT id FROM chaos.evolve ORDER BY id LIMIT 3)",
+        )  # values past int32 only fit after the widening
         self.evolve_a_widened = True
         self._count("ddl_widen_value")
 
@@ -842,25 +993,57 @@ class Workload:
             return self.ddl_add_column()
         self._exec(self.a, f"ALTER TYPE chaos.mood ADD VALUE '{added[0]}'")
         self.moods.append(added[0])
-        self._exec(self.a, "UPDATE chaos.items SET c_mood = %s WHERE id = (SELECT min(id) FROM chaos.items)",
-                   [added[0]])
+        self._exec(
+            self.a,
+            "UPDATE chaos.items SET c_mood = %s WHERE id = (SELECT min(id) FROM chaos.items)",
+            [added[0]],
+        )
         self._count("ddl_enum")
 
     # -- the random walk -------------------------------------------------------------------
 
     DML = [
-        ("op_item_insert", 6), ("op_item_update", 10), ("op_item_delete", 3), ("op_item_reinsert_later", 2),
-        ("op_item_pk_change", 2), ("op_doc_insert", 2), ("op_doc_touch", 10), ("op_doc_rewrite", 3),
-        ("op_doc_pk_change", 4), ("op_doc_delete", 2), ("op_doc_reinsert_later", 2), ("op_pair_insert", 4),
-        ("op_pair_update", 5), ("op_pair_delete", 2), ("op_pair_pk_change", 3), ("op_evolve_insert", 2),
-        ("op_evolve_update", 3), ("op_evolve_delete", 1),
+        ("op_item_insert", 6),
+        ("op_item_update", 10),
+        ("op_item_delete", 3),
+        ("op_item_reinsert_later", 2),
+        ("op_item_pk_change", 2),
+        ("op_doc_insert", 2),
+        ("op_doc_touch", 10),
+        ("op_doc_rewrite", 3),
+        ("op_doc_pk_change", 4),
+        ("op_doc_delete", 2),
+        ("op_doc_reinsert_later", 2),
+        ("op_pair_insert", 4),
+        ("op_pair_update", 5),
+        ("op_pair_delete", 2),
+        ("op_pair_pk_change", 3),
+        ("op_evolve_insert", 2),
+        ("op_evolve_update", 3),
+        ("op_evolve_delete", 1),
     ]
-    DDL = [("ddl_add_column", 3), ("ddl_drop_column", 2), ("ddl_truncate", 2), ("ddl_widen_value", 1),
-           ("ddl_enum_value", 1)]
+    DDL = [
+        ("ddl_add_column", 3),
+        ("ddl_drop_column", 2),
+        ("ddl_truncate", 2),
+        ("ddl_widen_value", 1),
+        ("ddl_enum_value", 1),
+    ]
     # every seed runs each of these once, spread over its phases (see plan_ddl)
-    REQUIRED_DDL = ["ddl_add_nullable", "ddl_add_default", "ddl_add_not_null_default", "ddl_set_default",
-                    "ddl_drop_column", "ddl_drop_readd", "ddl_widen_value", "ddl_widen_types", "ddl_widen_key",
-                    "ddl_truncate", "ddl_enum_value", "ddl_identity_full"]
+    REQUIRED_DDL = [
+        "ddl_add_nullable",
+        "ddl_add_default",
+        "ddl_add_not_null_default",
+        "ddl_set_default",
+        "ddl_drop_column",
+        "ddl_drop_readd",
+        "ddl_widen_value",
+        "ddl_widen_types",
+        "ddl_widen_key",
+        "ddl_truncate",
+        "ddl_enum_value",
+        "ddl_identity_full",
+    ]
 
     def plan_ddl(self, phases: int) -> list[list[str]]:
         """The required DDL steps, in a random order, dealt to random phases."""
@@ -940,7 +1123,9 @@ class Workload:
         c = self.a
         self._exec(c, "BEGIN")
         self._exec(c, "UPDATE chaos.docs SET counter = counter + 1")
-        self._exec(c, "UPDATE chaos.items SET c_int = (id * 7919) % 1000003, c_bool = NOT coalesce(c_bool, false)")
+        self._exec(
+            c, "UPDATE chaos.items SET c_int = (id * 7919) % 1000003, c_bool = NOT coalesce(c_bool, false)"
+        )
         self._exec(c, "UPDATE chaos.pairs SET val = coalesce(val, 0) - 1")
         for _ in range(self.rng.randint(40, 80)):
             self._insert_pair(c)

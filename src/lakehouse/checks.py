@@ -55,7 +55,9 @@ def placeholder_leaks(state_uri: str, table: str) -> dict[str, int]:
     assert st.meta is not None
     leaks: dict[str, int] = {}
     for f in st.meta.row_schema:  # one column at a time: memory stays at one column
-        col = to_logical(st.dataset().to_table(filter=VISIBLE, columns=[f.name]), st.meta.row_schema).column(0)
+        col = to_logical(st.dataset().to_table(filter=VISIBLE, columns=[f.name]), st.meta.row_schema).column(
+            0
+        )
         hit = placeholders(col, np.zeros(len(col), np.int8))
         if hit is not None and hit.any():
             leaks[f.name] = int(hit.sum())
@@ -69,7 +71,9 @@ class Unapplied:
     oldest_age_seconds: float  # 0 when nothing waits
 
 
-def unapplied_objects(reader: LakeReader, state_uri: str, entry: TableConfig, now: float | None = None) -> Unapplied:
+def unapplied_objects(
+    reader: LakeReader, state_uri: str, entry: TableConfig, now: float | None = None
+) -> Unapplied:
     """Objects of the table's topic that no commit of its current-state table has applied yet."""
     now = time.time() if now is None else now
     objects = reader.scan(entry.topic).objects.get(entry.topic, [])

@@ -51,8 +51,8 @@ app = typer.Typer(
     cls=_OneLineErrors,
     name="lakehouse",
     help="CDC lakehouse for Eco2: read the Debezium/S3-sink lake, build current-state tables, "
-         "load the warehouse, build marts.\n\nA LAKE is a local folder or s3://bucket/prefix "
-         "(S3-compatible endpoints via AWS_ENDPOINT_URL).",
+    "load the warehouse, build marts.\n\nA LAKE is a local folder or s3://bucket/prefix "
+    "(S3-compatible endpoints via AWS_ENDPOINT_URL).",
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_show_locals=False,
@@ -105,12 +105,18 @@ LakeOpt = Annotated[str, typer.Option("--lake", "-l", help="Lake root: a folder 
 @app.command()
 def generate(
     lake: LakeOpt,
-    events: Annotated[int, typer.Option(help="Change events to write (approximately, exact count reported).")] = 100_000,
+    events: Annotated[
+        int, typer.Option(help="Change events to write (approximately, exact count reported).")
+    ] = 100_000,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed and options give the same lake.")] = 0,
-    partitioner: Annotated[PartitionerName, typer.Option(help="S3 sink partitioner.")] = PartitionerName.default,
+    partitioner: Annotated[
+        PartitionerName, typer.Option(help="S3 sink partitioner.")
+    ] = PartitionerName.default,
     flush_size: Annotated[int, typer.Option(help="Records per object (S3 sink flush.size).")] = 10_000,
     partitions: Annotated[int, typer.Option(help="Kafka partitions per topic.")] = 1,
-    shape: Annotated[Shape, typer.Option(help="Debezium envelope, or rows flattened by the unwrap SMT.")] = Shape.envelope,
+    shape: Annotated[
+        Shape, typer.Option(help="Debezium envelope, or rows flattened by the unwrap SMT.")
+    ] = Shape.envelope,
     format: Annotated[FileFormat, typer.Option("--format", help="S3 sink format.")] = FileFormat.parquet,
     json_schemas: Annotated[bool, typer.Option(help="JSON lines with embedded Connect schemas.")] = False,
     avro_codec: AvroCodecOpt = AvroCodec.null,
@@ -120,14 +126,17 @@ def generate(
     pk_changes: Annotated[bool, typer.Option(help="Primary-key updates (delete + create).")] = False,
     truncates: Annotated[bool, typer.Option(help="A TRUNCATE mid-stream.")] = False,
     deletes: Annotated[bool, typer.Option(help="Deletes (feedback, account closures).")] = True,
-    transactions: Annotated[bool, typer.Option(help="Transaction metadata: BEGIN/END events in "
-                                                    "<prefix>.transaction_<database>.")] = False,
+    transactions: Annotated[
+        bool, typer.Option(help="Transaction metadata: BEGIN/END events in <prefix>.transaction_<database>.")
+    ] = False,
     store_keys: Annotated[bool, typer.Option(help="Write .keys companion files (store.kafka.keys).")] = False,
     topic_prefix: Annotated[str, typer.Option(help="Debezium topic.prefix.")] = "eco2",
     start_time: Annotated[str, typer.Option(help="Simulated commit time of the first event (UTC).")] = (
-        "2026-11-01T00:00:00Z"),
-    events_per_second: Annotated[float, typer.Option(help="Simulated commit rate (sets how many days the "
-                                                          "lake spans).")] = 50.0,
+        "2026-11-01T00:00:00Z"
+    ),
+    events_per_second: Annotated[
+        float, typer.Option(help="Simulated commit rate (sets how many days the lake spans).")
+    ] = 50.0,
 ) -> None:
     """Write a realistic Eco2 lake exactly as Debezium + the Kafka Connect S3 sink would."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -135,29 +144,55 @@ def generate(
     from lakehouse.generate import GeneratorOptions, generate_lake
 
     options = GeneratorOptions(
-        events=events, seed=seed, topic_prefix=topic_prefix, partitions=partitions,
-        flush_size=flush_size, partitioner=partitioner.value, shape=shape.value, format=format.value,
-        json_schemas=json_schemas, avro_codec=avro_codec.value, schema_change=schema_change, replays=replays, toast=toast,
-        pk_changes=pk_changes, truncates=truncates, deletes=deletes, store_keys=store_keys,
-        start_time=start_time, events_per_second=events_per_second, transactions=transactions,
+        events=events,
+        seed=seed,
+        topic_prefix=topic_prefix,
+        partitions=partitions,
+        flush_size=flush_size,
+        partitioner=partitioner.value,
+        shape=shape.value,
+        format=format.value,
+        json_schemas=json_schemas,
+        avro_codec=avro_codec.value,
+        schema_change=schema_change,
+        replays=replays,
+        toast=toast,
+        pk_changes=pk_changes,
+        truncates=truncates,
+        deletes=deletes,
+        store_keys=store_keys,
+        start_time=start_time,
+        events_per_second=events_per_second,
+        transactions=transactions,
     )
-    with Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False) as progress:
+    with Progress(
+        TextColumn("generating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
         task = progress.add_task("events", total=events)
 
         def on_progress(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
         report = generate_lake(lake, options, progress=on_progress)
-    table = Table(title=f"wrote {report.events:,} events in {report.objects:,} objects "
-                        f"({report.bytes / 1e6:,.1f} MB) in {report.seconds:,.1f} s")
+    table = Table(
+        title=f"wrote {report.events:,} events in {report.objects:,} objects "
+        f"({report.bytes / 1e6:,.1f} MB) in {report.seconds:,.1f} s"
+    )
     table.add_column("topic")
     for op in ("r", "c", "u", "d", "t"):
         table.add_column(op, justify="right")
     table.add_column("objects", justify="right")
     for topic, counts in sorted(report.per_topic.items()):
-        table.add_row(topic, *(f"{counts.get(op, 0):,}" for op in ("r", "c", "u", "d", "t")),
-                      f"{counts.get('objects', 0):,}")
+        table.add_row(
+            topic,
+            *(f"{counts.get(op, 0):,}" for op in ("r", "c", "u", "d", "t")),
+            f"{counts.get('objects', 0):,}",
+        )
     out.print(table)
 
 
@@ -178,14 +213,32 @@ def inspect(
         out.print_json(json.dumps(asdict(summary)))
     else:
         overview = Table(title=f"lake {summary.root}")
-        for col, just in (("topic", "left"), ("objects", "right"), ("MB", "right"), ("partitions", "right"),
-                          ("shape", "left"), ("format", "left"), ("events", "right"), ("r", "right"),
-                          ("c", "right"), ("u", "right"), ("d", "right"), ("t", "right")):
+        for col, just in (
+            ("topic", "left"),
+            ("objects", "right"),
+            ("MB", "right"),
+            ("partitions", "right"),
+            ("shape", "left"),
+            ("format", "left"),
+            ("events", "right"),
+            ("r", "right"),
+            ("c", "right"),
+            ("u", "right"),
+            ("d", "right"),
+            ("t", "right"),
+        ):
             overview.add_column(col, justify=just)
         for t in summary.topics:
-            overview.add_row(t.topic, f"{t.objects:,}", f"{t.bytes / 1e6:,.2f}", str(len(t.kafka_partitions)),
-                             ",".join(t.shapes), ",".join(t.formats), f"{t.events:,}",
-                             *(f"{t.ops.get(op, 0):,}" for op in ("r", "c", "u", "d", "t")))
+            overview.add_row(
+                t.topic,
+                f"{t.objects:,}",
+                f"{t.bytes / 1e6:,.2f}",
+                str(len(t.kafka_partitions)),
+                ",".join(t.shapes),
+                ",".join(t.formats),
+                f"{t.events:,}",
+                *(f"{t.ops.get(op, 0):,}" for op in ("r", "c", "u", "d", "t")),
+            )
         out.print(overview)
         if schemas:
             for t in summary.topics:
@@ -208,12 +261,18 @@ def inspect(
         raise typer.Exit(code=1)
 
 
-StateOpt = Annotated[str, typer.Option("--state", "-s", help="State root (current-state Delta tables): a "
-                                                           "folder or s3://bucket/prefix.")]
+StateOpt = Annotated[
+    str,
+    typer.Option(
+        "--state", "-s", help="State root (current-state Delta tables): a folder or s3://bucket/prefix."
+    ),
+]
 
 
-TablesConfigOpt = Annotated[str | None, typer.Option(help="Tables config YAML (default: $LAKEHOUSE_TABLES_CONFIG "
-                                                                "or config/tables.yaml).")]
+TablesConfigOpt = Annotated[
+    str | None,
+    typer.Option(help="Tables config YAML (default: $LAKEHOUSE_TABLES_CONFIG or config/tables.yaml)."),
+]
 
 
 @app.command()
@@ -221,18 +280,36 @@ def compact(
     lake: LakeOpt,
     state: StateOpt,
     tables_config: TablesConfigOpt = None,
-    table: Annotated[list[str] | None, typer.Option("--table", "-t", help="Only this table (schema.table or "
-                                                                          "topic); repeatable.")] = None,
-    full_refresh: Annotated[bool, typer.Option(help="Rebuild from every raw object instead of the new ones.")] = False,
+    table: Annotated[
+        list[str] | None,
+        typer.Option("--table", "-t", help="Only this table (schema.table or topic); repeatable."),
+    ] = None,
+    full_refresh: Annotated[
+        bool, typer.Option(help="Rebuild from every raw object instead of the new ones.")
+    ] = False,
     batch_events: Annotated[int, typer.Option(help="Events per commit (bounds memory).")] = 250_000,
-    workers: Annotated[int | None, typer.Option(min=1, help="Tables compacted at once (default: one per "
-                                                            "core, at most 4; fewer uses less memory).")] = None,
-    engine: Annotated[str | None, typer.Option(help="What runs the fold: local or bigquery (default: "
-                                                    "$LAKEHOUSE_ENGINE or local; bigquery reads "
-                                                    "LAKEHOUSE_BIGQUERY_*).")] = None,
-    consistent: Annotated[bool, typer.Option(help="Then move every database's consistent root to its "
-                                                  "watermark (all tables at one transaction boundary; "
-                                                  "needs the <prefix>.transaction topic).")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Tables compacted at once (default: one per core, at most 4; fewer uses less memory)."
+        ),
+    ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            help="What runs the fold: local or bigquery (default: "
+            "$LAKEHOUSE_ENGINE or local; bigquery reads "
+            "LAKEHOUSE_BIGQUERY_*)."
+        ),
+    ] = None,
+    consistent: Annotated[
+        bool,
+        typer.Option(
+            help="Then move every database's consistent root to its "
+            "watermark (all tables at one transaction boundary; "
+            "needs the <prefix>.transaction topic)."
+        ),
+    ] = False,
 ) -> None:
     """Apply new raw objects to the current-state tables (incremental; one atomic Delta commit per
     batch). A failing table is reported and the others go on; exit code 1 if any failed."""
@@ -247,26 +324,52 @@ def compact(
     try:
         config = load_config(tables_config)
         fold_engine = open_engine(engine)
-        options = CompactOptions(full_refresh=full_refresh, batch_events=batch_events, engine=fold_engine,
-                                 **({"workers": workers} if workers is not None else {}))
+        options = CompactOptions(
+            full_refresh=full_refresh,
+            batch_events=batch_events,
+            engine=fold_engine,
+            **({"workers": workers} if workers is not None else {}),
+        )
         results = run_compact(lake, state, config, table or None, options)
     except (ConfigError, ValueError) as exc:
         console.print(f"[bold red]error[/]: {escape(str(exc))}")
         raise typer.Exit(code=2) from None
     summary = Table(title=f"compact {lake} -> {state}")
-    for col in ("table", "status", "objects", "events", "dups", "inserts", "updates", "deletes", "rows",
-                "seconds"):
+    for col in (
+        "table",
+        "status",
+        "objects",
+        "events",
+        "dups",
+        "inserts",
+        "updates",
+        "deletes",
+        "rows",
+        "seconds",
+    ):
         summary.add_column(col, justify="left" if col in ("table", "status") else "right")
     for r in results:
-        summary.add_row(r.table, r.status, f"{r.objects:,}", f"{r.events:,}", f"{r.duplicates:,}", f"{r.inserts:,}",
-                        f"{r.updates:,}", f"{r.deletes:,}", f"{r.rows:,}", f"{r.seconds:.2f}")
+        summary.add_row(
+            r.table,
+            r.status,
+            f"{r.objects:,}",
+            f"{r.events:,}",
+            f"{r.duplicates:,}",
+            f"{r.inserts:,}",
+            f"{r.updates:,}",
+            f"{r.deletes:,}",
+            f"{r.rows:,}",
+            f"{r.seconds:.2f}",
+        )
     out.print(summary)
     if fold_engine.kind != "local":
         folds = sum(r.engine.folds for r in results)
         scanned = [r.engine.bytes_processed for r in results if r.engine.bytes_processed is not None]
         inputs = sum(r.engine.input_bytes for r in results)
-        out.print(f"engine {fold_engine.kind}: {folds} folds, {inputs:,} bytes of fold input, "
-                  + (f"{sum(scanned):,} bytes processed" if scanned else "bytes processed not reported"))
+        out.print(
+            f"engine {fold_engine.kind}: {folds} folds, {inputs:,} bytes of fold input, "
+            + (f"{sum(scanned):,} bytes processed" if scanned else "bytes processed not reported")
+        )
     for r in results:
         for note in r.notes:
             out.print(f"{r.table}: {escape(note)}")
@@ -299,14 +402,25 @@ def _compact_consistent(lake: str, state: str, config, options) -> bool:
 @app.command()
 def discover(
     lake: LakeOpt,
-    tables_config: Annotated[str | None, typer.Option(help="Tables config YAML to extend (default: "
-                                                           "$LAKEHOUSE_TABLES_CONFIG or config/tables.yaml).")] = None,
-    dsn: Annotated[list[str] | None, typer.Option("--dsn", help="PostgreSQL connection string whose catalog "
-                                                                "gives primary keys the lake's key files do "
-                                                                "not; repeatable (one per database). Keep the "
-                                                                "password out of it: PGPASSWORD or ~/.pgpass.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the entries that would be added; change "
-                                                            "nothing.")] = False,
+    tables_config: Annotated[
+        str | None,
+        typer.Option(
+            help="Tables config YAML to extend (default: $LAKEHOUSE_TABLES_CONFIG or config/tables.yaml)."
+        ),
+    ] = None,
+    dsn: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dsn",
+            help="PostgreSQL connection string whose catalog "
+            "gives primary keys the lake's key files do "
+            "not; repeatable (one per database). Keep the "
+            "password out of it: PGPASSWORD or ~/.pgpass.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the entries that would be added; change nothing.")
+    ] = False,
 ) -> None:
     """Find table topics in the lake that the tables config does not list and append entries for
     them (comments kept). Keys come from the lake's key files, else from the PostgreSQL catalog.
@@ -333,8 +447,9 @@ def discover(
         summary.add_column(col)
     for f in found:
         action = ("would add" if dry_run else "added") if f.topic in added_topics else "no key: not written"
-        summary.add_row(escape(f.topic), escape(", ".join(f.primary_key or ())) or "-", escape(f.source or "-"),
-                        action)
+        summary.add_row(
+            escape(f.topic), escape(", ".join(f.primary_key or ())) or "-", escape(f.source or "-"), action
+        )
     out.print(summary)
     if dry_run and block:
         out.print(f"would append to {escape(path)}:\n{escape(block)}", end="", soft_wrap=True)
@@ -342,8 +457,10 @@ def discover(
     for f in missing:
         console.print(f"[bold red]error[/] {escape(f.how_to_add(path))}")
     if missing:
-        console.print(f"[bold red]{len(missing)} topic(s) without a primary key[/]: "
-                      f"{escape(', '.join(f.topic for f in missing))}")
+        console.print(
+            f"[bold red]{len(missing)} topic(s) without a primary key[/]: "
+            f"{escape(', '.join(f.topic for f in missing))}"
+        )
         raise typer.Exit(code=1)
 
 
@@ -361,8 +478,10 @@ def erase(
 
     config = load_config(tables_config)
     report = run_erase(state, config)
-    out.print(f"{report.closed_accounts} closed accounts: {sum(report.tombstones.values())} tombstones and "
-              f"{sum(report.history_versions.values())} history versions erased")
+    out.print(
+        f"{report.closed_accounts} closed accounts: {sum(report.tombstones.values())} tombstones and "
+        f"{sum(report.history_versions.values())} history versions erased"
+    )
     closed = closed_accounts(state, config)
     found = leftovers(state, config, personal_values(lake, state, config, closed)) if closed else []
     for line in found:
@@ -377,12 +496,26 @@ def export(
     state: StateOpt,
     table: Annotated[str, typer.Option("--table", "-t", help="schema.table")],
     out_file: Annotated[str, typer.Option("--out", "-o", help="Parquet file to write.")],
-    consistent: Annotated[bool, typer.Option(help="The table at its database's published watermark "
-                                                  "(lakehouse compact --consistent), not its newest state.")] = False,
-    as_of: Annotated[str | None, typer.Option(help="The table as it was at a commit time (ISO 8601, UTC if "
-                                                   "no zone) or a change LSN (an integer); history: true.")] = None,
-    history: Annotated[bool, typer.Option(help="Every version of every row, with valid_from/valid_to "
-                                               "(history: true in the tables config).")] = False,
+    consistent: Annotated[
+        bool,
+        typer.Option(
+            help="The table at its database's published watermark "
+            "(lakehouse compact --consistent), not its newest state."
+        ),
+    ] = False,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            help="The table as it was at a commit time (ISO 8601, UTC if "
+            "no zone) or a change LSN (an integer); history: true."
+        ),
+    ] = None,
+    history: Annotated[
+        bool,
+        typer.Option(
+            help="Every version of every row, with valid_from/valid_to (history: true in the tables config)."
+        ),
+    ] = False,
 ) -> None:
     """Write a table's visible rows (no tombstones, source column names, decoded types) to Parquet."""
     import time
@@ -419,8 +552,13 @@ def load(
     table: Annotated[list[str], typer.Option("--table", "-t", help="schema.table; repeatable.")],
     full_refresh: Annotated[bool, typer.Option(help="Replace each table with every visible row.")] = False,
     tables_config: TablesConfigOpt = None,
-    consistent: Annotated[bool, typer.Option(help="Load each table at its database's published consistent "
-                                                  "watermark (lakehouse compact --consistent).")] = False,
+    consistent: Annotated[
+        bool,
+        typer.Option(
+            help="Load each table at its database's published consistent "
+            "watermark (lakehouse compact --consistent)."
+        ),
+    ] = False,
 ) -> None:
     """Load current-state tables into the DuckDB warehouse (changed clusters only, unless
     --full-refresh); prints mode, rows and time per table."""
@@ -448,19 +586,31 @@ def load(
                 raise StateError(f"{name!r} is not in {config.source}")
             source, version, mark = read_point(state, entry) if consistent else (state, None, None)
             if consistent and mark is None:
-                console.print(f"[yellow]warning[/] {entry.table}: no consistent watermark published for "
-                              f"{entry.transactions}: loading its newest state")
+                console.print(
+                    f"[yellow]warning[/] {entry.table}: no consistent watermark published for "
+                    f"{entry.transactions}: loading its newest state"
+                )
             r = wh.load(source, entry, full_refresh=full_refresh, version=version)
         except StateError as exc:
             console.print(f"[bold red]error[/] {escape(str(exc))}")
             failed = True
             continue
         except duckdb.IOException as exc:  # not a DuckDB file, or another process holds it
-            console.print(f"[bold red]error[/] {escape(warehouse)}: cannot open the warehouse: "
-                          f"{escape(' '.join(str(exc).split()))}")
+            console.print(
+                f"[bold red]error[/] {escape(warehouse)}: cannot open the warehouse: "
+                f"{escape(' '.join(str(exc).split()))}"
+            )
             raise typer.Exit(code=2) from None
-        summary.add_row(r.table, r.mode, str(r.state_version), f"{r.rows:,}", f"{r.inserted:,}",
-                        f"{r.removed_keys:,}", f"{r.seconds:.2f}", r.reason)
+        summary.add_row(
+            r.table,
+            r.mode,
+            str(r.state_version),
+            f"{r.rows:,}",
+            f"{r.inserted:,}",
+            f"{r.removed_keys:,}",
+            f"{r.seconds:.2f}",
+            r.reason,
+        )
     out.print(summary)
     if failed:
         raise typer.Exit(code=1)
@@ -470,8 +620,9 @@ def load(
 def maintain(
     state: StateOpt,
     table: Annotated[list[str], typer.Option("--table", "-t", help="schema.table; repeatable.")],
-    retention_hours: Annotated[int, typer.Option(help="Keep unreferenced files younger than this (time "
-                                                     "travel, running readers).")] = 168,
+    retention_hours: Annotated[
+        int, typer.Option(help="Keep unreferenced files younger than this (time travel, running readers).")
+    ] = 168,
 ) -> None:
     """Merge small files and vacuum unreferenced data files and manifests."""
     from lakehouse.state.maintain import maintain as run_maintain
@@ -485,38 +636,71 @@ def maintain(
             console.print(f"[bold red]error[/] {escape(str(exc))}")
             failed = True
             continue
-        out.print(f"{name}: merged {r.files_merged} files into {r.files_added}, vacuumed {r.files_vacuumed} "
-                  f"files and {r.manifests_removed} manifests")
+        out.print(
+            f"{name}: merged {r.files_merged} files into {r.files_added}, vacuumed {r.files_vacuumed} "
+            f"files and {r.manifests_removed} manifests"
+        )
     if failed:
         raise typer.Exit(code=1)
 
 
 @app.command()
 def capture(
-    dsn: Annotated[str, typer.Option(envvar="LAKEHOUSE_CAPTURE_DSN", show_envvar=True,
-                                     help="PostgreSQL connection string (wal_level=logical). Keep the "
-                                          "password out of it: PGPASSWORD or ~/.pgpass are used.")],
+    dsn: Annotated[
+        str,
+        typer.Option(
+            envvar="LAKEHOUSE_CAPTURE_DSN",
+            show_envvar=True,
+            help="PostgreSQL connection string (wal_level=logical). Keep the "
+            "password out of it: PGPASSWORD or ~/.pgpass are used.",
+        ),
+    ],
     lake: LakeOpt,
-    tables: Annotated[str | None, typer.Option(help="Comma-separated schema.table list (default: all tables).")] = None,
+    tables: Annotated[
+        str | None, typer.Option(help="Comma-separated schema.table list (default: all tables).")
+    ] = None,
     topic_prefix: Annotated[str, typer.Option(help="Debezium topic.prefix.")] = "eco2",
-    name: Annotated[str | None, typer.Option(help="Engine and replication slot name (default: <prefix>_<db>). "
-                                                  "Keep it stable: it keys the stored offsets.")] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="Engine and replication slot name (default: <prefix>_<db>). "
+            "Keep it stable: it keys the stored offsets."
+        ),
+    ] = None,
     flush_size: Annotated[int, typer.Option(help="Records per object (flush.size).")] = 10_000,
-    format: Annotated[CaptureFormat, typer.Option("--format", help="S3 sink format.")] = CaptureFormat.parquet,
+    format: Annotated[
+        CaptureFormat, typer.Option("--format", help="S3 sink format.")
+    ] = CaptureFormat.parquet,
     avro_codec: AvroCodecOpt = AvroCodec.null,
-    rotate_interval: Annotated[float, typer.Option(help="Seconds between scheduled rotations of all open "
-                                                        "files (and offset commits).")] = 60.0,
-    stop_when_idle: Annotated[float | None, typer.Option(help="Once streaming (after the snapshot), stop after this many seconds without events.")] = None,
-    store_keys: Annotated[bool, typer.Option(help="Write .keys companions (fails on truncates, like the sink).")] = False,
-    store_headers: Annotated[bool, typer.Option(help="Write .headers companions (PK-change headers).")] = True,
-    state_dir: Annotated[str | None, typer.Option(help="Where Debezium's offsets are kept "
-                                                       "(default: $LAKEHOUSE_HOME/capture).")] = None,
+    rotate_interval: Annotated[
+        float,
+        typer.Option(help="Seconds between scheduled rotations of all open files (and offset commits)."),
+    ] = 60.0,
+    stop_when_idle: Annotated[
+        float | None,
+        typer.Option(
+            help="Once streaming (after the snapshot), stop after this many seconds without events."
+        ),
+    ] = None,
+    store_keys: Annotated[
+        bool, typer.Option(help="Write .keys companions (fails on truncates, like the sink).")
+    ] = False,
+    store_headers: Annotated[
+        bool, typer.Option(help="Write .headers companions (PK-change headers).")
+    ] = True,
+    state_dir: Annotated[
+        str | None, typer.Option(help="Where Debezium's offsets are kept (default: $LAKEHOUSE_HOME/capture).")
+    ] = None,
     heap_mb: Annotated[int, typer.Option(help="JVM heap limit in MB.")] = 1024,
     progress_interval: Annotated[float, typer.Option(help="Seconds between progress log lines.")] = 10.0,
-    transaction_topic: Annotated[str | None, typer.Option(help="Where BEGIN/END events land (default: "
-                                                               "<prefix>.transaction); captures sharing a "
-                                                               "prefix need their own, e.g. eco2.transaction_auth.")
-                                 ] = None,
+    transaction_topic: Annotated[
+        str | None,
+        typer.Option(
+            help="Where BEGIN/END events land (default: "
+            "<prefix>.transaction); captures sharing a "
+            "prefix need their own, e.g. eco2.transaction_auth."
+        ),
+    ] = None,
 ) -> None:
     """Capture PostgreSQL changes with embedded Debezium into the lake, exactly as the S3 sink would
     write them (snapshot, then streaming; stops cleanly on SIGTERM)."""
@@ -526,15 +710,26 @@ def capture(
     from lakehouse.capture.engine import CaptureError, CaptureOptions, run_capture
     from lakehouse.capture.preflight import CaptureSetupError
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr
+    )
     opts = CaptureOptions(
-        dsn=dsn, lake=lake, tables=tuple(t.strip() for t in tables.split(",") if t.strip()) if tables else (),
-        topic_prefix=topic_prefix, name=name, flush_size=flush_size, format=format.value,
-        avro_codec=avro_codec.value, rotate_interval_s=rotate_interval,
-        stop_when_idle_s=stop_when_idle, store_keys=store_keys, store_headers=store_headers,
-        state_dir=Path(state_dir) if state_dir else None, heap_mb=heap_mb,
-        progress_interval_s=progress_interval, transaction_topic=transaction_topic,
+        dsn=dsn,
+        lake=lake,
+        tables=tuple(t.strip() for t in tables.split(",") if t.strip()) if tables else (),
+        topic_prefix=topic_prefix,
+        name=name,
+        flush_size=flush_size,
+        format=format.value,
+        avro_codec=avro_codec.value,
+        rotate_interval_s=rotate_interval,
+        stop_when_idle_s=stop_when_idle,
+        store_keys=store_keys,
+        store_headers=store_headers,
+        state_dir=Path(state_dir) if state_dir else None,
+        heap_mb=heap_mb,
+        progress_interval_s=progress_interval,
+        transaction_topic=transaction_topic,
     )
     try:
         stats = run_capture(opts)
@@ -544,14 +739,19 @@ def capture(
     out.print_json(json.dumps(stats.as_dict()))
 
 
-pg_app = typer.Typer(help="A throwaway PostgreSQL 15 cluster (wal_level=logical, loopback only) for "
-                          "tests and demos, from the machine's binaries.", no_args_is_help=True)
+pg_app = typer.Typer(
+    help="A throwaway PostgreSQL 15 cluster (wal_level=logical, loopback only) for "
+    "tests and demos, from the machine's binaries.",
+    no_args_is_help=True,
+)
 app.add_typer(pg_app, name="pg")
 
 
 @pg_app.command("start")
 def pg_start(
-    dir: Annotated[str, typer.Option("--dir", help="Cluster folder (created; reachable by the postgres user).")],
+    dir: Annotated[
+        str, typer.Option("--dir", help="Cluster folder (created; reachable by the postgres user).")
+    ],
     port: Annotated[int | None, typer.Option(help="Port (default: a free one).")] = None,
     eco2: Annotated[bool, typer.Option(help="Create the Eco2 auth and scan databases and tables.")] = True,
 ) -> None:
@@ -589,7 +789,9 @@ def pg_workload(
     scan_dsn: Annotated[str, typer.Option(help="DSN of the scan database.")],
     scans: Annotated[int, typer.Option(help="Photo scans to run.")] = 1000,
     users: Annotated[int, typer.Option(help="Sign-ups before the scans.")] = 100,
-    changes: Annotated[bool, typer.Option(help="Then re-score, change/withdraw feedback, close an account.")] = True,
+    changes: Annotated[
+        bool, typer.Option(help="Then re-score, change/withdraw feedback, close an account.")
+    ] = True,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Run the scripted Eco2 workload against real databases."""
@@ -609,16 +811,31 @@ class SqlDialect(StrEnum):
     bigquery = "bigquery"
 
 
-metabase_app = typer.Typer(help="Dashboards as code: the Metabase dashboards defined in dashboards/ (one YAML "
-                                "file each, native-SQL cards written once in DuckDB SQL).", no_args_is_help=True)
+metabase_app = typer.Typer(
+    help="Dashboards as code: the Metabase dashboards defined in dashboards/ (one YAML "
+    "file each, native-SQL cards written once in DuckDB SQL).",
+    no_args_is_help=True,
+)
 app.add_typer(metabase_app, name="metabase")
 
-DashboardsOpt = Annotated[str | None, typer.Option(
-    "--dashboards", help="Folder of dashboard files (default: ./dashboards, else the repository's).")]
-DatasetPrefixOpt = Annotated[str, typer.Option(
-    envvar="LAKEHOUSE_BIGQUERY_DATASET_PREFIX", show_envvar=True, help="BigQuery dataset prefix.")]
-ProjectOpt = Annotated[str | None, typer.Option(
-    "--bigquery-project", help="BigQuery project to qualify tables with (default: the connection's).")]
+DashboardsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dashboards", help="Folder of dashboard files (default: ./dashboards, else the repository's)."
+    ),
+]
+DatasetPrefixOpt = Annotated[
+    str,
+    typer.Option(
+        envvar="LAKEHOUSE_BIGQUERY_DATASET_PREFIX", show_envvar=True, help="BigQuery dataset prefix."
+    ),
+]
+ProjectOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--bigquery-project", help="BigQuery project to qualify tables with (default: the connection's)."
+    ),
+]
 MetaDatasetOpt = Annotated[str, typer.Option(help="BigQuery dataset of the warehouse's load records.")]
 
 
@@ -652,13 +869,20 @@ def _target(dialect: str, project: str | None, dataset_prefix: str, meta_dataset
 @metabase_app.command("apply")
 def metabase_apply(
     url: Annotated[str, typer.Option(envvar="METABASE_URL", show_envvar=True, help="Metabase base URL.")],
-    database_name: Annotated[str, typer.Option(
-        envvar="METABASE_DATABASE", show_envvar=True,
-        help="The Metabase database (connection) the cards query, by name.")],
-    collection: Annotated[str, typer.Option(help="Collection (top level) holding the cards and dashboards.")] = (
-        "Eco2 lakehouse"),
-    dialect: Annotated[SqlDialect, typer.Option(help="SQL dialect of that database (auto: from its engine).")] = (
-        SqlDialect.auto),
+    database_name: Annotated[
+        str,
+        typer.Option(
+            envvar="METABASE_DATABASE",
+            show_envvar=True,
+            help="The Metabase database (connection) the cards query, by name.",
+        ),
+    ],
+    collection: Annotated[
+        str, typer.Option(help="Collection (top level) holding the cards and dashboards.")
+    ] = ("Eco2 lakehouse"),
+    dialect: Annotated[
+        SqlDialect, typer.Option(help="SQL dialect of that database (auto: from its engine).")
+    ] = (SqlDialect.auto),
     dataset_prefix: DatasetPrefixOpt = "",
     bigquery_project: ProjectOpt = None,
     meta_dataset: MetaDatasetOpt = "lakehouse_meta",
@@ -676,13 +900,16 @@ def metabase_apply(
         database = find_database(client, database_name)
         sql_dialect = dialect_of(database) if dialect == SqlDialect.auto else dialect.value
         target = _target(sql_dialect, bigquery_project, dataset_prefix, meta_dataset)
-        plan = apply(client, defs, database_id=database.id, target=target, collection=collection,
-                     dry_run=dry_run)
+        plan = apply(
+            client, defs, database_id=database.id, target=target, collection=collection, dry_run=dry_run
+        )
     except (ValueError, LookupError, MetabaseError) as exc:
         console.print(f"[bold red]metabase apply failed[/]: {escape(str(exc))}")
         raise typer.Exit(code=1) from None
-    console.print(f"database {escape(database.name)!r} #{database.id} ({sql_dialect}), "
-                  f"{len(defs)} dashboards, {sum(len(d.cards) for d in defs)} cards")
+    console.print(
+        f"database {escape(database.name)!r} #{database.id} ({sql_dialect}), "
+        f"{len(defs)} dashboards, {sum(len(d.cards) for d in defs)} cards"
+    )
     for action in plan.actions:
         out.print(escape(action.line()), highlight=False)
     out.print(plan.summary(), highlight=False)
@@ -714,15 +941,26 @@ def metabase_list(dashboards: DashboardsOpt = None) -> None:
     """The dashboards as JSON: name, title, description, owner, depends_on (marts), sources
     (what dbt exposures need)."""
     defs = _load_dashboards(dashboards)
-    out.print_json(json.dumps([d.model_dump(include={"name", "title", "description", "owner", "depends_on",
-                                                     "sources"}, exclude_none=True) for d in defs]))
+    out.print_json(
+        json.dumps(
+            [
+                d.model_dump(
+                    include={"name", "title", "description", "owner", "depends_on", "sources"},
+                    exclude_none=True,
+                )
+                for d in defs
+            ]
+        )
+    )
 
 
 @metabase_app.command("exposures")
 def metabase_exposures(
     dashboards: DashboardsOpt = None,
-    out_file: Annotated[str | None, typer.Option("--out", help="Write here (dbt_project/models/exposures.yml) "
-                                                                 "instead of printing.")] = None,
+    out_file: Annotated[
+        str | None,
+        typer.Option("--out", help="Write here (dbt_project/models/exposures.yml) instead of printing."),
+    ] = None,
 ) -> None:
     """dbt exposures (type dashboard) for the dashboards: lineage from source to dashboard in dbt docs."""
     from lakehouse.metabase.exposures import exposures_yaml

@@ -83,7 +83,9 @@ class TableConfig(BaseModel):
     # Debezium's transaction topic of the connector capturing this table (provide.transaction.metadata):
     # tables sharing one are read at one consistent watermark. Default <prefix>.transaction; two
     # connectors under one topic.prefix need their own (topic.transaction), e.g. eco2.transaction_auth
-    transaction_topic: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+\.transaction[A-Za-z0-9_-]*$")
+    transaction_topic: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_-]+\.transaction[A-Za-z0-9_-]*$"
+    )
     # keep every version of every row (SCD type 2, lakehouse.state.history): export --as-of, <table>_history
     history: bool = False
     erasure: Erasure | None = None
@@ -146,8 +148,10 @@ def load_config(path: str | Path | None = None) -> TablesConfig:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(doc, dict) or "tables" not in doc:
-        raise ConfigError(f"{path}: expected a mapping with a 'tables:' list, "
-                          "e.g. tables: [{topic: eco2.scan.feedback, primary_key: [id]}]")
+        raise ConfigError(
+            f"{path}: expected a mapping with a 'tables:' list, "
+            "e.g. tables: [{topic: eco2.scan.feedback, primary_key: [id]}]"
+        )
     unknown = sorted(str(k) for k in doc if k != "tables")
     if unknown:
         raise ConfigError(f"{path}: unknown top-level key(s) {unknown}: the file holds one 'tables:' list")
@@ -164,7 +168,9 @@ def _where(loc: tuple, doc: dict) -> str:
     tables = doc.get("tables") or []
     for i, item in enumerate(loc):
         if isinstance(item, int) and i > 0 and loc[i - 1] == "tables":
-            topic = tables[item].get("topic") if item < len(tables) and isinstance(tables[item], dict) else None
+            topic = (
+                tables[item].get("topic") if item < len(tables) and isinstance(tables[item], dict) else None
+            )
             parts[-1] = f"tables[{item}]" + (f" ({topic})" if topic else "")
         else:
             parts.append(str(item))
@@ -187,4 +193,5 @@ def resolve_primary_key(config: TablesConfig, topic: str, reader=None) -> tuple[
     raise ConfigError(
         f"topic {topic!r} has no known primary key: add\n"
         f"  - topic: {topic}\n    primary_key: [<column>, ...]\n"
-        f"under 'tables:' in {config.source}, or let the S3 sink store key files (store.kafka.keys=true)")
+        f"under 'tables:' in {config.source}, or let the S3 sink store key files (store.kafka.keys=true)"
+    )

@@ -50,7 +50,9 @@ def _json_default(value):
 
 def canonical_jsonl(rows: pa.Table, key: list[str]) -> bytes:
     ordered = rows.sort_by([(k, "ascending") for k in key]) if rows.num_rows else rows
-    lines = (json.dumps(r, sort_keys=True, ensure_ascii=False, default=_json_default) for r in ordered.to_pylist())
+    lines = (
+        json.dumps(r, sort_keys=True, ensure_ascii=False, default=_json_default) for r in ordered.to_pylist()
+    )
     return ("\n".join(lines) + ("\n" if rows.num_rows else "")).encode("utf-8")
 
 
@@ -59,15 +61,28 @@ def latest_version(store: ObjectStore, name: str) -> dict | None:
     return json.loads(store.get_bytes(manifests[-1])) if manifests else None
 
 
-def export_dataset(store: ObjectStore, name: str, rows: pa.Table, key: list[str], built_from: dict,
-                   now: datetime | None = None) -> DatasetVersion:
+def export_dataset(
+    store: ObjectStore,
+    name: str,
+    rows: pa.Table,
+    key: list[str],
+    built_from: dict,
+    now: datetime | None = None,
+) -> DatasetVersion:
     """Write a new version of dataset ``name`` unless the newest one holds the same rows."""
     jsonl = canonical_jsonl(rows, key)
     digest = hashlib.sha256(jsonl).hexdigest()
     latest = latest_version(store, name)
     if latest is not None and latest["content_hash"] == digest:
-        return DatasetVersion(name, latest["version"], latest["rows"], digest, latest["built_from"],
-                              f"{PREFIX}/{name}/version={latest['version']}/", created=False)
+        return DatasetVersion(
+            name,
+            latest["version"],
+            latest["rows"],
+            digest,
+            latest["built_from"],
+            f"{PREFIX}/{name}/version={latest['version']}/",
+            created=False,
+        )
     version = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%fZ")
     prefix = f"{PREFIX}/{name}/version={version}/"
     buf = io.BytesIO()
@@ -75,9 +90,16 @@ def export_dataset(store: ObjectStore, name: str, rows: pa.Table, key: list[str]
     pq.write_table(ordered, buf, compression="zstd")
     store.put_bytes(prefix + "data.parquet", buf.getvalue())
     store.put_bytes(prefix + "data.jsonl", jsonl)
-    manifest = {"name": name, "version": version, "rows": rows.num_rows, "content_hash": digest,
-                "hash_of": "data.jsonl (rows sorted by key, keys sorted)", "key": key,
-                "built_from": built_from, "files": ["data.parquet", "data.jsonl"],
-                "schema": [f"{f.name}: {f.type}" for f in rows.schema]}
+    manifest = {
+        "name": name,
+        "version": version,
+        "rows": rows.num_rows,
+        "content_hash": digest,
+        "hash_of": "data.jsonl (rows sorted by key, keys sorted)",
+        "key": key,
+        "built_from": built_from,
+        "files": ["data.parquet", "data.jsonl"],
+        "schema": [f"{f.name}: {f.type}" for f in rows.schema],
+    }
     store.put_bytes(prefix + "manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
     return DatasetVersion(name, version, rows.num_rows, digest, built_from, prefix, created=True)

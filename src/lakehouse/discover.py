@@ -58,10 +58,12 @@ class Discovered:
 
     def how_to_add(self, config_file: str | Path) -> str:
         """What to do for a topic without a key (the message names topic, file and key sources)."""
-        return (f"topic {self.topic!r} has no known primary key ({self.note or 'no key source'}): add\n"
-                f"  - topic: {self.topic}\n    primary_key: [<column>, ...]\n"
-                f"under 'tables:' in {config_file}, or let the S3 sink store key files "
-                f"(store.kafka.keys=true), or give the DSN of the PostgreSQL database holding {self.table} (--dsn)")
+        return (
+            f"topic {self.topic!r} has no known primary key ({self.note or 'no key source'}): add\n"
+            f"  - topic: {self.topic}\n    primary_key: [<column>, ...]\n"
+            f"under 'tables:' in {config_file}, or let the S3 sink store key files "
+            f"(store.kafka.keys=true), or give the DSN of the PostgreSQL database holding {self.table} (--dsn)"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,7 +152,9 @@ class PgCatalog:
                 return cols, ""
             exists = conn.execute(_TABLE_EXISTS_SQL, (schema, table)).fetchone() is not None
         except psycopg.Error as exc:
-            raise CatalogError(f"cannot read the PostgreSQL catalog of database {self.dbname!r}: {exc}") from None
+            raise CatalogError(
+                f"cannot read the PostgreSQL catalog of database {self.dbname!r}: {exc}"
+            ) from None
         if exists:
             return None, f"{schema}.{table} has no primary key in database {self.dbname!r}"
         return None, f"no table {schema}.{table} in database {self.dbname!r}"
@@ -166,7 +170,9 @@ class PgCatalog:
             try:
                 self._tables = [(r[0], r[1]) for r in conn.execute(_TABLES_SQL).fetchall()]
             except psycopg.Error as exc:
-                raise CatalogError(f"cannot read the PostgreSQL catalog of database {self.dbname!r}: {exc}") from None
+                raise CatalogError(
+                    f"cannot read the PostgreSQL catalog of database {self.dbname!r}: {exc}"
+                ) from None
         candidates = [t for t in self._tables if topic_matches(topic, *t)]
         if source_table:
             named = [t for t in candidates if f"{t[0]}.{t[1]}" == source_table]
@@ -189,8 +195,9 @@ class PgCatalog:
             self._conn = None
 
 
-def discover(config: TablesConfig, reader: LakeReader, dsn: str | Sequence[str] | None = None
-             ) -> list[Discovered]:
+def discover(
+    config: TablesConfig, reader: LakeReader, dsn: str | Sequence[str] | None = None
+) -> list[Discovered]:
     """Every table topic of the lake missing from the config, with its primary key and where the
     key came from: the lake's key companion files first, else the catalog of the database(s) given
     by ``dsn`` (tried in order). Topics without a key are returned with ``primary_key=None`` and a
@@ -283,8 +290,9 @@ def entry_text(found: Discovered, indent: str = "  ") -> str:
     return f"{indent}- topic: {_scalar(found.topic)}\n{indent}  primary_key: [{key}]\n"
 
 
-def append_entries(path: str | Path, found: Iterable[Discovered], *, dry_run: bool = False
-                   ) -> tuple[list[Discovered], str]:
+def append_entries(
+    path: str | Path, found: Iterable[Discovered], *, dry_run: bool = False
+) -> tuple[list[Discovered], str]:
     """Append entries for the discovered topics that have a key and that the file does not list
     yet; returns (the entries added, the text appended). The new file must load with
     :func:`load_config` and hold the old entries plus exactly the new ones, else nothing is written
@@ -314,7 +322,9 @@ def append_entries(path: str | Path, found: Iterable[Discovered], *, dry_run: bo
             result = load_config(tmp)
         except ConfigError as exc:
             raise ConfigError(_manual(path, block, str(exc).replace(str(tmp), str(path)))) from None
-        expected = current.tables + tuple(TableConfig(topic=f.topic, primary_key=f.primary_key) for f in to_add)
+        expected = current.tables + tuple(
+            TableConfig(topic=f.topic, primary_key=f.primary_key) for f in to_add
+        )
         if result.tables != expected:
             raise ConfigError(_manual(path, block, "the appended lines would not be read as these entries"))
         if not dry_run:
@@ -326,5 +336,7 @@ def append_entries(path: str | Path, found: Iterable[Discovered], *, dry_run: bo
 
 
 def _manual(path: Path, block: str, why: str) -> str:
-    return (f"{path}: cannot append the new entries automatically ({why}); "
-            f"add these lines to its 'tables:' list by hand:\n{block}")
+    return (
+        f"{path}: cannot append the new entries automatically ({why}); "
+        f"add these lines to its 'tables:' list by hand:\n{block}"
+    )

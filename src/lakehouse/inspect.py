@@ -40,17 +40,24 @@ def inspect_lake(reader: LakeReader, topic: str | None = None, count_events: boo
     topics: list[TopicSummary] = []
     for name in listing.topics:
         objs = listing.objects[name]
-        summary = TopicSummary(name, objects=len(objs), bytes=sum(o.size for o in objs),
-                               kafka_partitions=sorted({o.ref.kafka_partition for o in objs}),
-                               formats=sorted({o.ref.format for o in objs}))
+        summary = TopicSummary(
+            name,
+            objects=len(objs),
+            bytes=sum(o.size for o in objs),
+            kafka_partitions=sorted({o.ref.kafka_partition for o in objs}),
+            formats=sorted({o.ref.format for o in objs}),
+        )
         topic_errors = listing.errors_for(name)
         try:
             if topic_errors:
                 raise topic_errors[0]
             plan = reader.plan(name, objs)
             summary.shapes = sorted({o.shape for o in objs})
-            summary.columns = [(f.name, str(f.type), (f.metadata or {}).get(b"debezium.name", b"").decode())
-                               for f in plan.schema if f.name not in INTERNAL_NAMES]
+            summary.columns = [
+                (f.name, str(f.type), (f.metadata or {}).get(b"debezium.name", b"").decode())
+                for f in plan.schema
+                if f.name not in INTERNAL_NAMES
+            ]
             if count_events:
                 ops: Counter[str] = Counter()
                 for batch in reader.iter_changes(plan):

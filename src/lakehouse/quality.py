@@ -14,59 +14,87 @@ import pyarrow as pa
 
 CATEGORIES = ["plastic", "glass", "paper", "can", "vinyl", "styrofoam", "food_waste", "general"]
 # the relations with a suite, known without importing GX (it takes seconds; code locations load often)
-RELATIONS = ("auth.users", "scan.scans", "scan.classification_results", "scan.rag_retrievals", "scan.llm_call_log",
-             "scan.feedback", "mart:mart_llm_latency_daily", "mart:mart_llm_cost_daily", "mart:mart_rlhf_golden",
-             "mart:mart_cost_per_scan", "mart:mart_rag_quality_daily")
+RELATIONS = (
+    "auth.users",
+    "scan.scans",
+    "scan.classification_results",
+    "scan.rag_retrievals",
+    "scan.llm_call_log",
+    "scan.feedback",
+    "mart:mart_llm_latency_daily",
+    "mart:mart_llm_cost_daily",
+    "mart:mart_rlhf_golden",
+    "mart:mart_cost_per_scan",
+    "mart:mart_rag_quality_daily",
+)
 
 
 def suites() -> dict[str, list]:
     """Expectations per relation: ``<schema>.<table>`` for warehouse tables, ``mart:<name>`` for marts."""
     import great_expectations.expectations as e
 
-    not_null_unique = lambda c: [e.ExpectColumnValuesToNotBeNull(column=c), e.ExpectColumnValuesToBeUnique(column=c)]  # noqa: E731
+    def not_null_unique(c):
+        return [e.ExpectColumnValuesToNotBeNull(column=c), e.ExpectColumnValuesToBeUnique(column=c)]
+
     return {
-        "auth.users": [*not_null_unique("id"),
-                       e.ExpectColumnValuesToBeInSet(column="provider", value_set=["kakao", "google", "apple", "email"]),
-                       e.ExpectColumnValuesToMatchRegex(column="email", regex=r"^[0-9a-f]{64}$")],
-        "scan.scans": [*not_null_unique("id"),
-                       e.ExpectColumnValuesToBeInSet(column="status", value_set=["pending", "completed", "failed"])],
+        "auth.users": [
+            *not_null_unique("id"),
+            e.ExpectColumnValuesToBeInSet(column="provider", value_set=["kakao", "google", "apple", "email"]),
+            e.ExpectColumnValuesToMatchRegex(column="email", regex=r"^[0-9a-f]{64}$"),
+        ],
+        "scan.scans": [
+            *not_null_unique("id"),
+            e.ExpectColumnValuesToBeInSet(column="status", value_set=["pending", "completed", "failed"]),
+        ],
         "scan.classification_results": [
             *not_null_unique("id"),
             e.ExpectColumnValuesToBeBetween(column="confidence", min_value=0, max_value=1),
-            e.ExpectColumnValuesToBeInSet(column="category", value_set=CATEGORIES)],
+            e.ExpectColumnValuesToBeInSet(column="category", value_set=CATEGORIES),
+        ],
         "scan.rag_retrievals": [
             *not_null_unique("id"),
             e.ExpectColumnValuesToBeBetween(column="relevance_score", min_value=0, max_value=1),
-            e.ExpectColumnValuesToBeBetween(column="rank", min_value=1)],
+            e.ExpectColumnValuesToBeBetween(column="rank", min_value=1),
+        ],
         "scan.llm_call_log": [
             *not_null_unique("id"),
             e.ExpectColumnValuesToBeBetween(column="latency_ms", min_value=0),
             e.ExpectColumnValuesToBeBetween(column="prompt_tokens", min_value=0),
             e.ExpectColumnValuesToBeBetween(column="completion_tokens", min_value=0),
             e.ExpectColumnValuesToBeInSet(column="stage", value_set=["vision", "embedding", "answer"]),
-            e.ExpectColumnValuesToBeInSet(column="status", value_set=["ok", "error", "timeout"])],
-        "scan.feedback": [*not_null_unique("id"), e.ExpectColumnValuesToNotBeNull(column="thumbs_up"),
-                          e.ExpectColumnValuesToBeInSet(column="corrected_category", value_set=CATEGORIES)],
+            e.ExpectColumnValuesToBeInSet(column="status", value_set=["ok", "error", "timeout"]),
+        ],
+        "scan.feedback": [
+            *not_null_unique("id"),
+            e.ExpectColumnValuesToNotBeNull(column="thumbs_up"),
+            e.ExpectColumnValuesToBeInSet(column="corrected_category", value_set=CATEGORIES),
+        ],
         "mart:mart_llm_latency_daily": [
             e.ExpectColumnValuesToBeBetween(column="error_rate", min_value=0, max_value=1),
             e.ExpectColumnValuesToBeBetween(column="timeout_rate", min_value=0, max_value=1),
             e.ExpectColumnValuesToBeBetween(column="p95_latency_ms", min_value=0),
-            e.ExpectColumnValuesToBeInSet(column="stage", value_set=["vision", "embedding", "answer"])],
+            e.ExpectColumnValuesToBeInSet(column="stage", value_set=["vision", "embedding", "answer"]),
+        ],
         "mart:mart_llm_cost_daily": [
             e.ExpectColumnValuesToBeBetween(column="cost_usd", min_value=0),
             e.ExpectColumnValuesToBeBetween(column="prompt_tokens", min_value=0),
-            e.ExpectColumnValuesToBeBetween(column="unpriced_calls", min_value=0, max_value=0)],
+            e.ExpectColumnValuesToBeBetween(column="unpriced_calls", min_value=0, max_value=0),
+        ],
         "mart:mart_rlhf_golden": [
             *not_null_unique("scan_id"),
             e.ExpectColumnValuesToBeInSet(column="golden_category", value_set=CATEGORIES),
             e.ExpectColumnValuesToBeInSet(column="golden_source", value_set=["correction", "confirmed"]),
             e.ExpectColumnValuesToBeBetween(column="predicted_confidence", min_value=0, max_value=1),
-            e.ExpectColumnValuesToNotBeNull(column="image_path")],
-        "mart:mart_cost_per_scan": [e.ExpectColumnValuesToBeBetween(column="cost_usd", min_value=0),
-                                    *not_null_unique("scan_id")],
+            e.ExpectColumnValuesToNotBeNull(column="image_path"),
+        ],
+        "mart:mart_cost_per_scan": [
+            e.ExpectColumnValuesToBeBetween(column="cost_usd", min_value=0),
+            *not_null_unique("scan_id"),
+        ],
         "mart:mart_rag_quality_daily": [
             e.ExpectColumnValuesToBeBetween(column="thumbs_up_rate", min_value=0, max_value=1),
-            e.ExpectColumnValuesToBeBetween(column="relevance_bucket", min_value=0, max_value=0.9)],
+            e.ExpectColumnValuesToBeBetween(column="relevance_bucket", min_value=0, max_value=0.9),
+        ],
     }
 
 
@@ -127,19 +155,28 @@ def validate(relation: str, rows: pa.Table, expectations: list | None = None) ->
     name = relation.replace(":", "_").replace(".", "_")
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch = (context.data_sources.add_pandas(f"{name}_source").add_dataframe_asset(name=name)
-             .add_batch_definition_whole_dataframe("all_rows"))
+    batch = (
+        context.data_sources.add_pandas(f"{name}_source")
+        .add_dataframe_asset(name=name)
+        .add_batch_definition_whole_dataframe("all_rows")
+    )
     suite = context.suites.add(gx.ExpectationSuite(name=f"{name}_suite", expectations=runnable))
-    definition = context.validation_definitions.add(gx.ValidationDefinition(name=f"{name}_validation", data=batch,
-                                                                            suite=suite))
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=f"{name}_validation", data=batch, suite=suite)
+    )
     result = definition.run(batch_parameters={"dataframe": rows.to_pandas()}, result_format="SUMMARY")
     failures = []
     for r in result.results:
         if r.success:
             continue
-        failures.append(Failure(r.expectation_config.type, r.expectation_config.kwargs.get("column"),
-                                r.result.get("unexpected_count"),
-                                [_plain(v) for v in (r.result.get("partial_unexpected_list") or [])[:5]]))
+        failures.append(
+            Failure(
+                r.expectation_config.type,
+                r.expectation_config.kwargs.get("column"),
+                r.result.get("unexpected_count"),
+                [_plain(v) for v in (r.result.get("partial_unexpected_list") or [])[:5]],
+            )
+        )
     return Validation(relation, rows.num_rows, len(runnable), failures)
 
 

@@ -93,4 +93,9 @@ def storage_retry_seconds() -> float:
 def consistent_reads() -> bool:
     """Warehouse loads (and so the marts and datasets) read each database at its published
     consistent watermark when there is one (LAKEHOUSE_CONSISTENT_READS, default on)."""
-    return os.environ.get("LAKEHOUSE_CONSISTENT_READS", "true").strip().lower() not in ("0", "false", "no", "off")
+    return os.environ.get("LAKEHOUSE_CONSISTENT_READS", "true").strip().lower() not in (
+        "0",
+        "false",
+        "no",
+        "off",
+    )

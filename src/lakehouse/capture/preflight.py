@@ -41,8 +41,10 @@ def parse_dsn(dsn: str) -> dict[str, str]:
         params = conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError:
         # libpq's message quotes the offending text, which may be the password
-        raise CaptureSetupError("the DSN could not be parsed as a PostgreSQL connection string "
-                                "(key=value pairs or a postgresql:// URI; check quoting)") from None
+        raise CaptureSetupError(
+            "the DSN could not be parsed as a PostgreSQL connection string "
+            "(key=value pairs or a postgresql:// URI; check quoting)"
+        ) from None
     return {k: str(v) for k, v in params.items() if v is not None}
 
 
@@ -64,7 +66,8 @@ def check_source(dsn: str, tables: tuple[str, ...] = (), topic_prefix: str | Non
         if wal_level != "logical":
             raise CaptureSetupError(
                 f"PostgreSQL at {where} has wal_level={wal_level}; Debezium needs wal_level=logical "
-                "(ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL)")
+                "(ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL)"
+            )
         rows = conn.execute("""
             SELECT n.nspname || '.' || c.relname AS name,
                    EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk,
@@ -97,12 +100,21 @@ def check_source(dsn: str, tables: tuple[str, ...] = (), topic_prefix: str | Non
         raise CaptureSetupError(
             f"table(s) without a primary key in {where}: {', '.join(no_key)}. Debezium gives them null "
             "Kafka keys and the lake could not identify their rows; add a primary key or leave them out "
-            "with --tables")
+            "with --tables"
+        )
     if topic_prefix is not None:
         _check_names(where, topic_prefix, [(t, *known[t][1:]) for t in wanted])
-    return Source(host=host, port=port, user=user, password=password, dbname=dbname, tables=tuple(wanted),
-                  table_ids=tuple(known[t][1] for t in wanted), system_identifier=system_identifier,
-                  database_oid=database_oid)
+    return Source(
+        host=host,
+        port=port,
+        user=user,
+        password=password,
+        dbname=dbname,
+        tables=tuple(wanted),
+        table_ids=tuple(known[t][1] for t in wanted),
+        system_identifier=system_identifier,
+        database_oid=database_oid,
+    )
 
 
 def _database_identity(conn: psycopg.Connection, dsn: str) -> tuple[str, int]:
@@ -112,7 +124,9 @@ def _database_identity(conn: psycopg.Connection, dsn: str) -> tuple[str, int]:
     oid = conn.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()[0]
     try:
         with conn.transaction():
-            return str(conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()[0]), int(oid)
+            return str(conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()[0]), int(
+                oid
+            )
     except psycopg.Error:
         pass
     try:
@@ -122,8 +136,10 @@ def _database_identity(conn: psycopg.Connection, dsn: str) -> tuple[str, int]:
                 return res.get_value(0, 0).decode(), int(oid)
     except psycopg.Error:
         pass
-    raise CaptureSetupError("cannot tell which PostgreSQL cluster this is (pg_control_system() and "
-                            "IDENTIFY_SYSTEM both refused); the capture keys its offsets by it")
+    raise CaptureSetupError(
+        "cannot tell which PostgreSQL cluster this is (pg_control_system() and "
+        "IDENTIFY_SYSTEM both refused); the capture keys its offsets by it"
+    )
 
 
 def _check_names(where: str, prefix: str, tables: list[tuple[str, tuple[str, str], tuple[str, ...]]]) -> None:
@@ -140,7 +156,8 @@ def _check_names(where: str, prefix: str, tables: list[tuple[str, tuple[str, str
         raise CaptureSetupError(
             f"tables {', '.join(repr(n) for n in names)} in {where} would all be written to topic {topic!r} "
             "(Debezium replaces characters a Kafka topic cannot hold with '_'): rename one or leave "
-            "all but one out with --tables")
+            "all but one out with --tables"
+        )
     for name, _, columns in tables:
         by_field: dict[str, list[str]] = defaultdict(list)
         for col in columns:
@@ -150,4 +167,5 @@ def _check_names(where: str, prefix: str, tables: list[tuple[str, tuple[str, str
             raise CaptureSetupError(
                 f"columns {', '.join(repr(c) for c in clash)} of table {name!r} in {where} would all "
                 f"become the Avro field {avro_field_name(clash[0])!r} (Debezium replaces characters Avro "
-                "names cannot hold with '_'): rename one, or leave the table out with --tables")
+                "names cannot hold with '_'): rename one, or leave the table out with --tables"
+            )

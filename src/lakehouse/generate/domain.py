@@ -34,25 +34,72 @@ US = 1_000_000
 MS = 1_000
 
 META_COLUMNS: dict[str, tuple[type, object]] = {
-    "t": (np.int64, 0), "b": (np.int64, 0), "tx": (np.int64, 0), "st": (np.int32, 0),
-    "op": (np.uint8, OP_C), "pk": (np.bool_, False), "toast": (np.bool_, False),
+    "t": (np.int64, 0),
+    "b": (np.int64, 0),
+    "tx": (np.int64, 0),
+    "st": (np.int32, 0),
+    "op": (np.uint8, OP_C),
+    "pk": (np.bool_, False),
+    "toast": (np.bool_, False),
 }
 TABLE_COLUMNS: dict[str, dict[str, tuple[type, object]]] = {
-    "users": {"id": (np.int64, 0), "ev": (np.int16, 0), "pv": (np.int16, 0),
-              "created": (np.int64, 0), "updated": (np.int64, -1)},
-    "scans": {"id": (np.int64, 0), "user_id": (np.int64, 0), "status": (np.int8, 0),
-              "processed": (np.bool_, False), "created": (np.int64, 0), "completed": (np.int64, -1)},
-    "classification_results": {"id": (np.int64, 0), "scan": (np.int64, 0), "category": (np.int8, 0),
-                               "item": (np.int16, -1), "conf": (np.int32, -1), "rationale": (np.int16, -1),
-                               "model": (np.int8, 0), "pver": (np.int8, -1), "created": (np.int64, 0)},
-    "rag_retrievals": {"id": (np.int64, 0), "scan": (np.int64, 0), "rank": (np.int32, 0),
-                       "chunk": (np.int16, 0), "relevance": (np.float64, np.nan), "created": (np.int64, 0)},
-    "llm_call_log": {"id": (np.int64, 0), "scan": (np.int64, -1), "stage": (np.int8, 0), "model": (np.int8, 0),
-                     "latency": (np.int64, 0), "ptok": (np.int32, -1), "ctok": (np.int32, -1),
-                     "status": (np.int8, 0), "created": (np.int64, 0), "cached": (np.int32, -1)},
-    "feedback": {"id": (np.int64, 0), "scan": (np.int64, 0), "user_id": (np.int64, 0), "thumbs": (np.bool_, False),
-                 "ccat": (np.int8, -1), "citem": (np.int16, -1), "comment": (np.int16, -1),
-                 "created": (np.int64, 0), "updated": (np.int64, -1)},
+    "users": {
+        "id": (np.int64, 0),
+        "ev": (np.int16, 0),
+        "pv": (np.int16, 0),
+        "created": (np.int64, 0),
+        "updated": (np.int64, -1),
+    },
+    "scans": {
+        "id": (np.int64, 0),
+        "user_id": (np.int64, 0),
+        "status": (np.int8, 0),
+        "processed": (np.bool_, False),
+        "created": (np.int64, 0),
+        "completed": (np.int64, -1),
+    },
+    "classification_results": {
+        "id": (np.int64, 0),
+        "scan": (np.int64, 0),
+        "category": (np.int8, 0),
+        "item": (np.int16, -1),
+        "conf": (np.int32, -1),
+        "rationale": (np.int16, -1),
+        "model": (np.int8, 0),
+        "pver": (np.int8, -1),
+        "created": (np.int64, 0),
+    },
+    "rag_retrievals": {
+        "id": (np.int64, 0),
+        "scan": (np.int64, 0),
+        "rank": (np.int32, 0),
+        "chunk": (np.int16, 0),
+        "relevance": (np.float64, np.nan),
+        "created": (np.int64, 0),
+    },
+    "llm_call_log": {
+        "id": (np.int64, 0),
+        "scan": (np.int64, -1),
+        "stage": (np.int8, 0),
+        "model": (np.int8, 0),
+        "latency": (np.int64, 0),
+        "ptok": (np.int32, -1),
+        "ctok": (np.int32, -1),
+        "status": (np.int8, 0),
+        "created": (np.int64, 0),
+        "cached": (np.int32, -1),
+    },
+    "feedback": {
+        "id": (np.int64, 0),
+        "scan": (np.int64, 0),
+        "user_id": (np.int64, 0),
+        "thumbs": (np.bool_, False),
+        "ccat": (np.int8, -1),
+        "citem": (np.int16, -1),
+        "comment": (np.int16, -1),
+        "created": (np.int64, 0),
+        "updated": (np.int64, -1),
+    },
 }
 TABLE_NAMES = tuple(TABLE_COLUMNS)
 
@@ -60,19 +107,19 @@ TABLE_NAMES = tuple(TABLE_COLUMNS)
 P_VISION_FAIL = 0.025
 P_EMBED_FAIL = 0.004
 P_ANSWER_FAIL = 0.012
-P_CLS_UPDATE = 0.08      # re-calibration: UPDATE confidence (rationale untouched -> TOAST placeholder)
-P_CLS_REWRITE = 0.02     # rationale rewritten (full value in the update)
-P_RERUN = 0.05           # classification re-run with another model (new row)
-P_PK_CHANGE = 0.03       # classification id renumbered (option pk_changes)
-P_FEEDBACK = 0.30        # of completed scans
-P_FB_UPDATE = 0.22       # user changes mind
-P_FB_DELETE = 0.06       # feedback withdrawn (option deletes)
+P_CLS_UPDATE = 0.08  # re-calibration: UPDATE confidence (rationale untouched -> TOAST placeholder)
+P_CLS_REWRITE = 0.02  # rationale rewritten (full value in the update)
+P_RERUN = 0.05  # classification re-run with another model (new row)
+P_PK_CHANGE = 0.03  # classification id renumbered (option pk_changes)
+P_FEEDBACK = 0.30  # of completed scans
+P_FB_UPDATE = 0.22  # user changes mind
+P_FB_DELETE = 0.06  # feedback withdrawn (option deletes)
 RAG_K = (3, 5)
 SIGNUPS_PER_SCAN = 1 / 25
 USER_UPDATES_PER_SCAN = 1 / 40
 CLOSURES_PER_SCAN = 1 / 250
 MAX_FOLLOWUP_S = 3_600
-CLOSURE_QUIET_US = 4 * 3_600 * US   # a user is closed only after 4 h without scans
+CLOSURE_QUIET_US = 4 * 3_600 * US  # a user is closed only after 4 h without scans
 
 
 def expected_events_per_scan(pk_changes: bool, deletes: bool) -> float:
@@ -151,11 +198,16 @@ class DomainState:
 
     next_id: dict[str, int] = field(default_factory=lambda: {t: 1 for t in TABLE_NAMES})
     n_users: int = 0
-    users: dict[str, _Growable] = field(default_factory=lambda: {
-        "created": _Growable(np.int64, 0), "updated": _Growable(np.int64, -1),
-        "ev": _Growable(np.int16, 0), "pv": _Growable(np.int16, 0),
-        "alive": _Growable(np.bool_, False), "last": _Growable(np.int64, 0),
-    })
+    users: dict[str, _Growable] = field(
+        default_factory=lambda: {
+            "created": _Growable(np.int64, 0),
+            "updated": _Growable(np.int64, -1),
+            "ev": _Growable(np.int16, 0),
+            "pv": _Growable(np.int16, 0),
+            "alive": _Growable(np.bool_, False),
+            "last": _Growable(np.int64, 0),
+        }
+    )
     tx_counter: int = 0  # transaction keys for non-scan transactions
 
     def alloc(self, table: str, n: int) -> np.ndarray:
@@ -175,17 +227,19 @@ class DomainState:
 
 @dataclass
 class Vocab:
-    rationale_owner: np.ndarray      # category of each rationale text
+    rationale_owner: np.ndarray  # category of each rationale text
     rationale_by_cat: list[np.ndarray]
     chunk_by_cat: list[np.ndarray]
     n_comments: int
 
 
 def make_vocab(rationale_owner: np.ndarray, chunk_owner: np.ndarray) -> Vocab:
-    return Vocab(rationale_owner,
-                 [np.flatnonzero(rationale_owner == c).astype(np.int16) for c in range(len(V.CATEGORIES))],
-                 [np.flatnonzero(chunk_owner == c).astype(np.int16) for c in range(len(V.CATEGORIES))],
-                 len(V.COMMENTS))
+    return Vocab(
+        rationale_owner,
+        [np.flatnonzero(rationale_owner == c).astype(np.int16) for c in range(len(V.CATEGORIES))],
+        [np.flatnonzero(chunk_owner == c).astype(np.int16) for c in range(len(V.CATEGORIES))],
+        len(V.COMMENTS),
+    )
 
 
 # -------------------------------------------------------------------------------------------------
@@ -251,8 +305,15 @@ class ScanFlags:
     long_rationale: bool
 
 
-def scan_lifecycles(rng: np.random.Generator, state: DomainState, vocab: Vocab, scan_no: np.ndarray,
-                    t0: np.ndarray, user_id: np.ndarray, flags: ScanFlags) -> dict[str, list[Batch]]:
+def scan_lifecycles(
+    rng: np.random.Generator,
+    state: DomainState,
+    vocab: Vocab,
+    scan_no: np.ndarray,
+    t0: np.ndarray,
+    user_id: np.ndarray,
+    flags: ScanFlags,
+) -> dict[str, list[Batch]]:
     """All change rows caused by the scans ``scan_no`` started at ``t0`` (µs)."""
     n = len(scan_no)
     out: dict[str, list[Batch]] = {t: [] for t in TABLE_NAMES}
@@ -265,12 +326,26 @@ def scan_lifecycles(rng: np.random.Generator, state: DomainState, vocab: Vocab, 
 
     # tx0: INSERT scans (pending)
     b0, c0 = tx_times(t0)
-    out["scans"].append(Batch.make("scans", n, t=c0, b=b0, tx=txk, op=OP_C, id=scan_no, user_id=user_id,
-                                   status=0, created=b0))
+    out["scans"].append(
+        Batch.make("scans", n, t=c0, b=b0, tx=txk, op=OP_C, id=scan_no, user_id=user_id, status=0, created=b0)
+    )
     # tx1: preprocessing done
     b1, c1 = tx_times(c0 + (rng.uniform(0.3, 2.5, n) * US).astype(np.int64))
-    out["scans"].append(Batch.make("scans", n, t=c1, b=b1, tx=txk + 1, op=OP_U, id=scan_no, user_id=user_id,
-                                   status=0, processed=True, created=b0))
+    out["scans"].append(
+        Batch.make(
+            "scans",
+            n,
+            t=c1,
+            b=b1,
+            tx=txk + 1,
+            op=OP_U,
+            id=scan_no,
+            user_id=user_id,
+            status=0,
+            processed=True,
+            created=b0,
+        )
+    )
 
     # tx2: vision call (+ classification)
     v_fail = rng.random(n) < P_VISION_FAIL
@@ -278,28 +353,74 @@ def scan_lifecycles(rng: np.random.Generator, state: DomainState, vocab: Vocab, 
     v_lat = np.where(v_status == 2, 30_000, _latency_ms(rng, 1_400, 0.45, n))
     b2, c2 = tx_times(c1 + v_lat * MS)
     v_model = _choice(rng, *V.STAGE_MODELS["vision"], n)
-    v_ptok = np.where(v_status == 0, rng.integers(900, 1_700, n), np.where(v_status == 1, rng.integers(900, 1_700, n), -1))
+    v_ptok = np.where(
+        v_status == 0, rng.integers(900, 1_700, n), np.where(v_status == 1, rng.integers(900, 1_700, n), -1)
+    )
     v_ctok = np.where(v_status == 0, rng.integers(60, 260, n), -1)
     llm_ids = state.alloc("llm_call_log", n)
-    out["llm_call_log"].append(Batch.make(
-        "llm_call_log", n, t=c2, b=b2, tx=txk + 2, st=0, op=OP_C, id=llm_ids, scan=scan_no, stage=0,
-        model=v_model, latency=v_lat, ptok=v_ptok, ctok=v_ctok, status=v_status, created=b2))
+    out["llm_call_log"].append(
+        Batch.make(
+            "llm_call_log",
+            n,
+            t=c2,
+            b=b2,
+            tx=txk + 2,
+            st=0,
+            op=OP_C,
+            id=llm_ids,
+            scan=scan_no,
+            stage=0,
+            model=v_model,
+            latency=v_lat,
+            ptok=v_ptok,
+            ctok=v_ctok,
+            status=v_status,
+            created=b2,
+        )
+    )
     ok = ~v_fail
     k_ok = int(ok.sum())
     cat = np.asarray(rng.choice(len(V.CATEGORIES), size=n, p=V.CATEGORY_P), dtype=np.int8)
     item = np.where(rng.random(n) < 0.9, _items(rng, cat), -1).astype(np.int16)
     conf = _confidence(rng, n)
-    rationale = np.where(rng.random(n) < 0.97, _by_category(rng, vocab.rationale_by_cat, cat), -1).astype(np.int16)
+    rationale = np.where(rng.random(n) < 0.97, _by_category(rng, vocab.rationale_by_cat, cat), -1).astype(
+        np.int16
+    )
     pver = np.where(rng.random(n) < 0.95, _choice(rng, [1, 2], [0.3, 0.7], n), -1).astype(np.int8)
     cls_id = np.zeros(n, dtype=np.int64)
     cls_id[ok] = state.alloc("classification_results", k_ok)
-    cls_cols = {"scan": scan_no, "category": cat, "item": item, "conf": conf, "rationale": rationale,
-                "model": v_model, "pver": pver, "created": b2}
-    out["classification_results"].append(Batch.make(
-        "classification_results", n, t=c2, b=b2, tx=txk + 2, st=1, op=OP_C, id=cls_id, **cls_cols).take(ok))
+    cls_cols = {
+        "scan": scan_no,
+        "category": cat,
+        "item": item,
+        "conf": conf,
+        "rationale": rationale,
+        "model": v_model,
+        "pver": pver,
+        "created": b2,
+    }
+    out["classification_results"].append(
+        Batch.make(
+            "classification_results", n, t=c2, b=b2, tx=txk + 2, st=1, op=OP_C, id=cls_id, **cls_cols
+        ).take(ok)
+    )
     # vision failure: the scan fails in the same transaction
-    out["scans"].append(Batch.make("scans", n, t=c2, b=b2, tx=txk + 2, st=1, op=OP_U, id=scan_no,
-                                   user_id=user_id, status=2, processed=True, created=b0).take(v_fail))
+    out["scans"].append(
+        Batch.make(
+            "scans",
+            n,
+            t=c2,
+            b=b2,
+            tx=txk + 2,
+            st=1,
+            op=OP_U,
+            id=scan_no,
+            user_id=user_id,
+            status=2,
+            processed=True,
+            created=b0,
+        ).take(v_fail)
+    )
 
     # tx3: embedding + retrievals
     e_fail = ok & (rng.random(n) < P_EMBED_FAIL)
@@ -307,13 +428,42 @@ def scan_lifecycles(rng: np.random.Generator, state: DomainState, vocab: Vocab, 
     e_lat = _latency_ms(rng, 180, 0.5, n)
     b3, c3 = tx_times(c2 + e_lat * MS)
     llm_ids = state.alloc("llm_call_log", k_ok)
-    out["llm_call_log"].append(Batch.make(
-        "llm_call_log", n, t=c3, b=b3, tx=txk + 3, st=0, op=OP_C, scan=scan_no, stage=1,
-        model=_choice(rng, *V.STAGE_MODELS["embedding"], n), latency=e_lat, ptok=rng.integers(12, 90, n),
-        ctok=-1, status=e_status, created=b3).take(ok))
+    out["llm_call_log"].append(
+        Batch.make(
+            "llm_call_log",
+            n,
+            t=c3,
+            b=b3,
+            tx=txk + 3,
+            st=0,
+            op=OP_C,
+            scan=scan_no,
+            stage=1,
+            model=_choice(rng, *V.STAGE_MODELS["embedding"], n),
+            latency=e_lat,
+            ptok=rng.integers(12, 90, n),
+            ctok=-1,
+            status=e_status,
+            created=b3,
+        ).take(ok)
+    )
     out["llm_call_log"][-1].cols["id"][:] = llm_ids
-    out["scans"].append(Batch.make("scans", n, t=c3, b=b3, tx=txk + 3, st=1, op=OP_U, id=scan_no,
-                                   user_id=user_id, status=2, processed=True, created=b0).take(e_fail))
+    out["scans"].append(
+        Batch.make(
+            "scans",
+            n,
+            t=c3,
+            b=b3,
+            tx=txk + 3,
+            st=1,
+            op=OP_U,
+            id=scan_no,
+            user_id=user_id,
+            status=2,
+            processed=True,
+            created=b0,
+        ).take(e_fail)
+    )
     e_ok = ok & ~e_fail
     k = rng.integers(RAG_K[0], RAG_K[1] + 1, n)
     k[~e_ok] = 0
@@ -321,10 +471,23 @@ def scan_lifecycles(rng: np.random.Generator, state: DomainState, vocab: Vocab, 
     rank = (np.arange(len(rows)) - np.repeat(np.cumsum(k) - k, k) + 1).astype(np.int32)
     top = rng.uniform(0.55, 0.97, n)
     rel = np.round(top[rows] * np.power(rng.uniform(0.82, 0.98, len(rows)), rank - 1), 6)
-    out["rag_retrievals"].append(Batch.make(
-        "rag_retrievals", len(rows), t=c3[rows], b=b3[rows], tx=txk[rows] + 3, st=rank, op=OP_C,
-        id=state.alloc("rag_retrievals", len(rows)), scan=scan_no[rows], rank=rank,
-        chunk=_by_category(rng, vocab.chunk_by_cat, cat[rows]), relevance=rel, created=b3[rows]))
+    out["rag_retrievals"].append(
+        Batch.make(
+            "rag_retrievals",
+            len(rows),
+            t=c3[rows],
+            b=b3[rows],
+            tx=txk[rows] + 3,
+            st=rank,
+            op=OP_C,
+            id=state.alloc("rag_retrievals", len(rows)),
+            scan=scan_no[rows],
+            rank=rank,
+            chunk=_by_category(rng, vocab.chunk_by_cat, cat[rows]),
+            relevance=rel,
+            created=b3[rows],
+        )
+    )
 
     # tx4: answer + scan completed / failed
     a_fail = e_ok & (rng.random(n) < P_ANSWER_FAIL)
@@ -332,17 +495,44 @@ def scan_lifecycles(rng: np.random.Generator, state: DomainState, vocab: Vocab, 
     a_lat = np.where(a_status == 2, 30_000, _latency_ms(rng, 1_100, 0.5, n))
     b4, c4 = tx_times(c3 + a_lat * MS)
     llm_ids = state.alloc("llm_call_log", int(e_ok.sum()))
-    out["llm_call_log"].append(Batch.make(
-        "llm_call_log", n, t=c4, b=b4, tx=txk + 4, st=0, op=OP_C, scan=scan_no, stage=2,
-        model=_choice(rng, *V.STAGE_MODELS["answer"], n), latency=a_lat,
-        ptok=np.where(a_status == 2, -1, rng.integers(250, 900, n)),
-        ctok=np.where(a_status == 0, rng.integers(80, 420, n), -1), status=a_status, created=b4).take(e_ok))
+    out["llm_call_log"].append(
+        Batch.make(
+            "llm_call_log",
+            n,
+            t=c4,
+            b=b4,
+            tx=txk + 4,
+            st=0,
+            op=OP_C,
+            scan=scan_no,
+            stage=2,
+            model=_choice(rng, *V.STAGE_MODELS["answer"], n),
+            latency=a_lat,
+            ptok=np.where(a_status == 2, -1, rng.integers(250, 900, n)),
+            ctok=np.where(a_status == 0, rng.integers(80, 420, n), -1),
+            status=a_status,
+            created=b4,
+        ).take(e_ok)
+    )
     out["llm_call_log"][-1].cols["id"][:] = llm_ids
     completed = e_ok & ~a_fail
-    out["scans"].append(Batch.make(
-        "scans", n, t=c4, b=b4, tx=txk + 4, st=1, op=OP_U, id=scan_no, user_id=user_id,
-        status=np.where(completed, 1, 2), processed=True, created=b0,
-        completed=np.where(completed, b4, -1)).take(e_ok))
+    out["scans"].append(
+        Batch.make(
+            "scans",
+            n,
+            t=c4,
+            b=b4,
+            tx=txk + 4,
+            st=1,
+            op=OP_U,
+            id=scan_no,
+            user_id=user_id,
+            status=np.where(completed, 1, 2),
+            processed=True,
+            created=b0,
+            completed=np.where(completed, b4, -1),
+        ).take(e_ok)
+    )
 
     # ---- follow-ups on the classification row ------------------------------------------------
     done = np.where(completed, c4, np.where(e_ok, c4, c3))  # pipeline end for scans with a classification
@@ -351,19 +541,40 @@ def scan_lifecycles(rng: np.random.Generator, state: DomainState, vocab: Vocab, 
     upd = ok & (rng.random(n) < P_CLS_UPDATE)
     if upd.any():
         bu, cu = tx_times(cur_t + _delay(rng, 90, n))
-        cur_conf = np.where(upd, np.clip(conf + rng.integers(-900, 400, n), 300, 10_000), cur_conf).astype(np.int32)
+        cur_conf = np.where(upd, np.clip(conf + rng.integers(-900, 400, n), 300, 10_000), cur_conf).astype(
+            np.int32
+        )
         cur_item = np.where(upd & (rng.random(n) < 0.3), _items(rng, cat), cur_item).astype(np.int16)
-        out["classification_results"].append(Batch.make(
-            "classification_results", n, t=cu, b=bu, tx=txk + 5, op=OP_U, id=cls_id, toast=toastable,
-            **{**cls_cols, "conf": cur_conf, "item": cur_item}).take(upd))
+        out["classification_results"].append(
+            Batch.make(
+                "classification_results",
+                n,
+                t=cu,
+                b=bu,
+                tx=txk + 5,
+                op=OP_U,
+                id=cls_id,
+                toast=toastable,
+                **{**cls_cols, "conf": cur_conf, "item": cur_item},
+            ).take(upd)
+        )
         cur_t = np.where(upd, cu, cur_t)
     rew = ok & (rng.random(n) < P_CLS_REWRITE)
     if rew.any():
         bw, cw = tx_times(cur_t + _delay(rng, 240, n))
         cur_rat = np.where(rew, _by_category(rng, vocab.rationale_by_cat, cat), cur_rat).astype(np.int16)
-        out["classification_results"].append(Batch.make(
-            "classification_results", n, t=cw, b=bw, tx=txk + 6, op=OP_U, id=cls_id,
-            **{**cls_cols, "conf": cur_conf, "item": cur_item, "rationale": cur_rat}).take(rew))
+        out["classification_results"].append(
+            Batch.make(
+                "classification_results",
+                n,
+                t=cw,
+                b=bw,
+                tx=txk + 6,
+                op=OP_U,
+                id=cls_id,
+                **{**cls_cols, "conf": cur_conf, "item": cur_item, "rationale": cur_rat},
+            ).take(rew)
+        )
         cur_t = np.where(rew, cw, cur_t)
     if flags.pk_changes:
         pkc = ok & (rng.random(n) < P_PK_CHANGE)
@@ -373,12 +584,26 @@ def scan_lifecycles(rng: np.random.Generator, state: DomainState, vocab: Vocab, 
             new_id = np.zeros(n, dtype=np.int64)
             new_id[pkc] = state.alloc("classification_results", m)
             # UPDATE ... SET id = nextval(...): d (old key) + c (new key), one WAL record
-            out["classification_results"].append(Batch.make(
-                "classification_results", n, t=cp, b=bp, tx=txk + 7, st=0, op=OP_D, id=cls_id).take(pkc))
-            out["classification_results"].append(Batch.make(
-                "classification_results", n, t=cp, b=bp, tx=txk + 7, st=1, op=OP_C, pk=True, id=new_id,
-                toast=flags.long_rationale & (cur_rat >= 0),
-                **{**cls_cols, "conf": cur_conf, "item": cur_item, "rationale": cur_rat}).take(pkc))
+            out["classification_results"].append(
+                Batch.make(
+                    "classification_results", n, t=cp, b=bp, tx=txk + 7, st=0, op=OP_D, id=cls_id
+                ).take(pkc)
+            )
+            out["classification_results"].append(
+                Batch.make(
+                    "classification_results",
+                    n,
+                    t=cp,
+                    b=bp,
+                    tx=txk + 7,
+                    st=1,
+                    op=OP_C,
+                    pk=True,
+                    id=new_id,
+                    toast=flags.long_rationale & (cur_rat >= 0),
+                    **{**cls_cols, "conf": cur_conf, "item": cur_item, "rationale": cur_rat},
+                ).take(pkc)
+            )
 
     # re-run with another model: vision call + new classification row
     rer = ok & (rng.random(n) < P_RERUN)
@@ -386,20 +611,50 @@ def scan_lifecycles(rng: np.random.Generator, state: DomainState, vocab: Vocab, 
     if m:
         br, cr = tx_times(done + _delay(rng, 180, n))
         r_model = _choice(rng, *V.RERUN_MODELS, n)
-        r_cat = np.where(rng.random(n) < 0.7, cat,
-                         rng.choice(len(V.CATEGORIES), size=n, p=V.CATEGORY_P)).astype(np.int8)
+        r_cat = np.where(
+            rng.random(n) < 0.7, cat, rng.choice(len(V.CATEGORIES), size=n, p=V.CATEGORY_P)
+        ).astype(np.int8)
         lat = _latency_ms(rng, 2_100, 0.4, n)
         ids = state.alloc("llm_call_log", m)
-        out["llm_call_log"].append(Batch.make(
-            "llm_call_log", n, t=cr, b=br, tx=txk + 8, st=0, op=OP_C, scan=scan_no, stage=0, model=r_model,
-            latency=lat, ptok=rng.integers(900, 1_700, n), ctok=rng.integers(60, 260, n), status=0,
-            created=br).take(rer))
+        out["llm_call_log"].append(
+            Batch.make(
+                "llm_call_log",
+                n,
+                t=cr,
+                b=br,
+                tx=txk + 8,
+                st=0,
+                op=OP_C,
+                scan=scan_no,
+                stage=0,
+                model=r_model,
+                latency=lat,
+                ptok=rng.integers(900, 1_700, n),
+                ctok=rng.integers(60, 260, n),
+                status=0,
+                created=br,
+            ).take(rer)
+        )
         out["llm_call_log"][-1].cols["id"][:] = ids
-        out["classification_results"].append(Batch.make(
-            "classification_results", n, t=cr, b=br, tx=txk + 8, st=1, op=OP_C,
-            scan=scan_no, category=r_cat, item=np.where(rng.random(n) < 0.9, _items(rng, r_cat), -1),
-            conf=_confidence(rng, n), rationale=_by_category(rng, vocab.rationale_by_cat, r_cat),
-            model=r_model, pver=3, created=br).take(rer))
+        out["classification_results"].append(
+            Batch.make(
+                "classification_results",
+                n,
+                t=cr,
+                b=br,
+                tx=txk + 8,
+                st=1,
+                op=OP_C,
+                scan=scan_no,
+                category=r_cat,
+                item=np.where(rng.random(n) < 0.9, _items(rng, r_cat), -1),
+                conf=_confidence(rng, n),
+                rationale=_by_category(rng, vocab.rationale_by_cat, r_cat),
+                model=r_model,
+                pver=3,
+                created=br,
+            ).take(rer)
+        )
         out["classification_results"][-1].cols["id"][:] = state.alloc("classification_results", m)
 
     # ---- feedback -------------------------------------------------------------------------------
@@ -410,32 +665,64 @@ def scan_lifecycles(rng: np.random.Generator, state: DomainState, vocab: Vocab, 
         thumbs = rng.random(n) < (0.5 + 0.4 * conf / 10_000)
         wrong_cat = ((cat + rng.integers(1, len(V.CATEGORIES), n)) % len(V.CATEGORIES)).astype(np.int8)
         ccat = np.where(~thumbs & (rng.random(n) < 0.85), wrong_cat, -1).astype(np.int8)
-        citem = np.where((ccat >= 0) & (rng.random(n) < 0.6), _items(rng, np.maximum(ccat, 0)), -1).astype(np.int16)
+        citem = np.where((ccat >= 0) & (rng.random(n) < 0.6), _items(rng, np.maximum(ccat, 0)), -1).astype(
+            np.int16
+        )
         comment = np.where(rng.random(n) < 0.3, _comment(rng, thumbs), -1).astype(np.int16)
         fb_id = np.zeros(n, dtype=np.int64)
         fb_id[fb] = state.alloc("feedback", m)
         fb_cols = {"scan": scan_no, "user_id": user_id, "created": bf}
-        out["feedback"].append(Batch.make(
-            "feedback", n, t=cf, b=bf, tx=txk + 9, op=OP_C, id=fb_id, thumbs=thumbs, ccat=ccat, citem=citem,
-            comment=comment, **fb_cols).take(fb))
+        out["feedback"].append(
+            Batch.make(
+                "feedback",
+                n,
+                t=cf,
+                b=bf,
+                tx=txk + 9,
+                op=OP_C,
+                id=fb_id,
+                thumbs=thumbs,
+                ccat=ccat,
+                citem=citem,
+                comment=comment,
+                **fb_cols,
+            ).take(fb)
+        )
         last = cf
         fu = fb & (rng.random(n) < P_FB_UPDATE)
         if fu.any():
             bu, cu = tx_times(cf + _delay(rng, 400, n, min_s=5))
             th2 = ~thumbs
             ccat2 = np.where(~th2, np.where(ccat >= 0, ccat, wrong_cat), -1).astype(np.int8)
-            citem2 = np.where((ccat2 >= 0) & (rng.random(n) < 0.5), _items(rng, np.maximum(ccat2, 0)), -1).astype(np.int16)
+            citem2 = np.where(
+                (ccat2 >= 0) & (rng.random(n) < 0.5), _items(rng, np.maximum(ccat2, 0)), -1
+            ).astype(np.int16)
             comment2 = np.where(rng.random(n) < 0.6, _comment(rng, th2), -1).astype(np.int16)
-            out["feedback"].append(Batch.make(
-                "feedback", n, t=cu, b=bu, tx=txk + 10, op=OP_U, id=fb_id, thumbs=th2, ccat=ccat2,
-                citem=citem2, comment=comment2, updated=bu, **fb_cols).take(fu))
+            out["feedback"].append(
+                Batch.make(
+                    "feedback",
+                    n,
+                    t=cu,
+                    b=bu,
+                    tx=txk + 10,
+                    op=OP_U,
+                    id=fb_id,
+                    thumbs=th2,
+                    ccat=ccat2,
+                    citem=citem2,
+                    comment=comment2,
+                    updated=bu,
+                    **fb_cols,
+                ).take(fu)
+            )
             last = np.where(fu, cu, last)
         if flags.deletes:
             fd = fb & (rng.random(n) < P_FB_DELETE)
             if fd.any():
                 bd, cd = tx_times(last + _delay(rng, 900, n, min_s=10))
-                out["feedback"].append(Batch.make("feedback", n, t=cd, b=bd, tx=txk + 11, op=OP_D,
-                                                  id=fb_id).take(fd))
+                out["feedback"].append(
+                    Batch.make("feedback", n, t=cd, b=bd, tx=txk + 11, op=OP_D, id=fb_id).take(fd)
+                )
     return out
 
 
@@ -451,8 +738,9 @@ def user_weights(ids: np.ndarray) -> np.ndarray:
     return np.power(u, 3.0) + 0.02
 
 
-def pick_users(rng: np.random.Generator, state: DomainState, before_us: int, n: int,
-               exclude: np.ndarray | None = None) -> np.ndarray:
+def pick_users(
+    rng: np.random.Generator, state: DomainState, before_us: int, n: int, exclude: np.ndarray | None = None
+) -> np.ndarray:
     """Users that exist (created before ``before_us``), are alive and not excluded."""
     N = state.n_users
     ok = state.user("alive")[:N] & (state.user("created")[:N] < before_us)
@@ -465,8 +753,13 @@ def pick_users(rng: np.random.Generator, state: DomainState, before_us: int, n: 
     return cands[np.searchsorted(cw, rng.random(n) * cw[-1], side="right").clip(0, len(cands) - 1)]
 
 
-def add_users(state: DomainState, created: np.ndarray, ev: np.ndarray | None = None,
-              pv: np.ndarray | None = None, updated: np.ndarray | None = None) -> np.ndarray:
+def add_users(
+    state: DomainState,
+    created: np.ndarray,
+    ev: np.ndarray | None = None,
+    pv: np.ndarray | None = None,
+    updated: np.ndarray | None = None,
+) -> np.ndarray:
     n = len(created)
     ids = state.alloc("users", n)
     state.n_users = int(ids[-1]) if n else state.n_users
@@ -484,12 +777,27 @@ def add_users(state: DomainState, created: np.ndarray, ev: np.ndarray | None = N
 
 def user_rows(state: DomainState, ids: np.ndarray, **meta) -> Batch:
     idx = ids - 1
-    return Batch.make("users", len(ids), id=ids, ev=state.user("ev")[idx], pv=state.user("pv")[idx],
-                      created=state.user("created")[idx], updated=state.user("updated")[idx], **meta)
+    return Batch.make(
+        "users",
+        len(ids),
+        id=ids,
+        ev=state.user("ev")[idx],
+        pv=state.user("pv")[idx],
+        created=state.user("created")[idx],
+        updated=state.user("updated")[idx],
+        **meta,
+    )
 
 
-def user_events(rng: np.random.Generator, state: DomainState, t_start: int, t_end: int, n_scans: int,
-                deletes: bool, scan_users: np.ndarray) -> tuple[Batch, np.ndarray]:
+def user_events(
+    rng: np.random.Generator,
+    state: DomainState,
+    t_start: int,
+    t_end: int,
+    n_scans: int,
+    deletes: bool,
+    scan_users: np.ndarray,
+) -> tuple[Batch, np.ndarray]:
     """Sign-ups, profile updates and closures in [t_start, t_end). Returns the rows and the ids
     closed (to keep them out of this chunk's scans)."""
     parts: list[Batch] = []
@@ -504,7 +812,7 @@ def user_events(rng: np.random.Generator, state: DomainState, t_start: int, t_en
     if deletes:
         k = int(rng.poisson(n_scans * CLOSURES_PER_SCAN))
         N = state.n_users
-        quiet = (state.user("alive")[:N] & (state.user("last")[:N] < t_start - CLOSURE_QUIET_US))
+        quiet = state.user("alive")[:N] & (state.user("last")[:N] < t_start - CLOSURE_QUIET_US)
         quiet[np.asarray(scan_users, dtype=np.int64) - 1] = False
         cands = np.flatnonzero(quiet) + 1
         k = min(k, max(len(cands) - 1, 0))
@@ -521,16 +829,17 @@ def user_events(rng: np.random.Generator, state: DomainState, t_start: int, t_en
         b, c = times(k)
         kind = rng.choice(3, size=k, p=[0.5, 0.25, 0.25])  # password rotation, e-mail change, touch
         idx = ids - 1
-        state.user("pv")[idx] += (kind == 0)
-        state.user("ev")[idx] += (kind == 1)
+        state.user("pv")[idx] += kind == 0
+        state.user("ev")[idx] += kind == 1
         state.user("updated")[idx] = b
         parts.append(user_rows(state, ids, t=c, b=b, tx=state.new_tx_keys(k), op=OP_U))
     if len(closed):
         b, c = times(len(closed))
         rng.shuffle(closed)
         state.user("alive")[closed - 1] = False
-        parts.append(Batch.make("users", len(closed), t=c, b=b, tx=state.new_tx_keys(len(closed)), op=OP_D,
-                                id=closed))
+        parts.append(
+            Batch.make("users", len(closed), t=c, b=b, tx=state.new_tx_keys(len(closed)), op=OP_D, id=closed)
+        )
     k = int(rng.poisson(n_scans * SIGNUPS_PER_SCAN))
     if k:
         b, c = times(k)
@@ -544,19 +853,32 @@ def user_events(rng: np.random.Generator, state: DomainState, t_start: int, t_en
 # -------------------------------------------------------------------------------------------------
 
 
-def history(rng: np.random.Generator, state: DomainState, vocab: Vocab, start_us: int, n_users: int,
-            n_scans: int, flags: ScanFlags) -> dict[str, Batch]:
+def history(
+    rng: np.random.Generator,
+    state: DomainState,
+    vocab: Vocab,
+    start_us: int,
+    n_users: int,
+    n_scans: int,
+    flags: ScanFlags,
+) -> dict[str, Batch]:
     """Rows present when Debezium's initial snapshot runs (final state of each row, op 'r')."""
     day = 86_400 * US
     created = np.sort(start_us - 180 * day + (rng.random(n_users) * 150 * day).astype(np.int64))
     pv = (rng.random(n_users) < 0.25).astype(np.int16)
     ev = (rng.random(n_users) < 0.1).astype(np.int16)
     touched = (pv > 0) | (ev > 0) | (rng.random(n_users) < 0.1)
-    updated = np.where(touched, created + (rng.random(n_users) * (start_us - day - created)).astype(np.int64), -1)
+    updated = np.where(
+        touched, created + (rng.random(n_users) * (start_us - day - created)).astype(np.int64), -1
+    )
     ids = add_users(state, created, ev, pv, updated)
     out: dict[str, Batch] = {"users": user_rows(state, ids, op=OP_R)}
     if n_scans:
-        t0 = np.sort(start_us - 30 * day + (rng.random(n_scans) * (30 * day - 4 * MAX_FOLLOWUP_S * US)).astype(np.int64))
+        t0 = np.sort(
+            start_us
+            - 30 * day
+            + (rng.random(n_scans) * (30 * day - 4 * MAX_FOLLOWUP_S * US)).astype(np.int64)
+        )
         users = pick_users(rng, state, start_us, n_scans)
         lu = state.user("last")
         np.maximum.at(lu, users - 1, t0)

@@ -27,8 +27,14 @@ SNAP_FALSE, SNAP_TRUE, SNAP_FIRST, SNAP_FIRST_TABLE, SNAP_LAST_TABLE, SNAP_LAST 
 OPS = {OP_C: "c", OP_U: "u", OP_D: "d", OP_R: "r", OP_T: "t"}
 
 # approximate WAL record sizes (bytes) per table; TOASTed inserts also write the out-of-line value
-WAL_SIZE = {"users": 176, "scans": 232, "classification_results": 264, "rag_retrievals": 640,
-            "llm_call_log": 168, "feedback": 200}
+WAL_SIZE = {
+    "users": 176,
+    "scans": 232,
+    "classification_results": 264,
+    "rag_retrievals": 640,
+    "llm_call_log": 168,
+    "feedback": 200,
+}
 
 
 @dataclass
@@ -36,20 +42,30 @@ class Source:
     """Per-row ``source`` coordinates and the envelope processing time (all µs / ints)."""
 
     ts_us: np.ndarray
-    snapshot: np.ndarray   # index into SNAPSHOT_VALUES
+    snapshot: np.ndarray  # index into SNAPSHOT_VALUES
     tx_id: np.ndarray
     lsn: np.ndarray
-    seq0: np.ndarray       # last commit LSN, -1 = null
+    seq0: np.ndarray  # last commit LSN, -1 = null
     proc_us: np.ndarray
 
     def take(self, idx: np.ndarray) -> Source:
-        return Source(self.ts_us[idx], self.snapshot[idx], self.tx_id[idx], self.lsn[idx], self.seq0[idx],
-                      self.proc_us[idx])
+        return Source(
+            self.ts_us[idx],
+            self.snapshot[idx],
+            self.tx_id[idx],
+            self.lsn[idx],
+            self.seq0[idx],
+            self.proc_us[idx],
+        )
 
     @staticmethod
     def concat(parts: list[Source]) -> Source:
-        return Source(*(np.concatenate([getattr(p, f) for p in parts])
-                        for f in ("ts_us", "snapshot", "tx_id", "lsn", "seq0", "proc_us")))
+        return Source(
+            *(
+                np.concatenate([getattr(p, f) for p in parts])
+                for f in ("ts_us", "snapshot", "tx_id", "lsn", "seq0", "proc_us")
+            )
+        )
 
 
 @dataclass
@@ -61,8 +77,8 @@ class Server:
     wal_pos: int
     next_txid: int
     crashes: list[int] = field(default_factory=list)  # commit times (µs) where the connector crashes
-    last_commit_end: int = -1                           # -1: no streamed transaction yet
-    floor_us: int = 0                                   # WAL writes of later chunks start after this
+    last_commit_end: int = -1  # -1: no streamed transaction yet
+    floor_us: int = 0  # WAL writes of later chunks start after this
     last_proc: int = 0
     replayed: int = 0
     # the transactions of the last ``stream`` call, for the transaction topic
@@ -70,8 +86,9 @@ class Server:
 
     # -- snapshot -------------------------------------------------------------------------------
 
-    def snapshot(self, rng: np.random.Generator, tables: list[tuple[str, int]], start_us: int
-                 ) -> dict[str, Source]:
+    def snapshot(
+        self, rng: np.random.Generator, tables: list[tuple[str, int]], start_us: int
+    ) -> dict[str, Source]:
         """Initial snapshot: one txId and LSN for all rows, markers first / first_in_data_collection /
         true / last_in_data_collection / last (spec §5.6)."""
         lsn = self.wal_pos
@@ -94,8 +111,14 @@ class Server:
                 snap[0] = SNAP_FIRST
             if table == nonempty[-1]:
                 snap[-1] = SNAP_LAST
-            out[table] = Source(np.full(n, ts_us, np.int64), snap, np.full(n, txid, np.int64),
-                                np.full(n, lsn, np.int64), np.full(n, -1, np.int64), proc[pos:pos + n])
+            out[table] = Source(
+                np.full(n, ts_us, np.int64),
+                snap,
+                np.full(n, txid, np.int64),
+                np.full(n, lsn, np.int64),
+                np.full(n, -1, np.int64),
+                proc[pos : pos + n],
+            )
             pos += n
         self.last_proc = int(proc[-1]) if total else start_us
         self.floor_us = max(self.floor_us, start_us)
@@ -103,8 +126,15 @@ class Server:
 
     # -- streaming ------------------------------------------------------------------------------
 
-    def stream(self, rng: np.random.Generator, t: np.ndarray, b: np.ndarray, tx: np.ndarray,
-               pk: np.ndarray, wal_size: np.ndarray) -> tuple[Source, np.ndarray]:
+    def stream(
+        self,
+        rng: np.random.Generator,
+        t: np.ndarray,
+        b: np.ndarray,
+        tx: np.ndarray,
+        pk: np.ndarray,
+        wal_size: np.ndarray,
+    ) -> tuple[Source, np.ndarray]:
         """Source coordinates for rows in commit order (rows of one transaction contiguous).
 
         Returns the Source of the *emitted* sequence and the emission order (indices into the
@@ -142,7 +172,7 @@ class Server:
         lsn[rec_change] = rec_start[: len(rec_change)]
         pk_rows = np.flatnonzero(pk)
         lsn[pk_rows] = lsn[pk_rows - 1]  # d and c of a key change share the UPDATE's LSN
-        commit_end = rec_start[len(rec_change):] + 40
+        commit_end = rec_start[len(rec_change) :] + 40
         seq0_tx = np.empty(ntx, dtype=np.int64)
         seq0_tx[0] = self.last_commit_end
         seq0_tx[1:] = commit_end[:-1]
@@ -177,7 +207,7 @@ class Server:
             if m <= 0:
                 continue
             restart = int(proc[pe - 1]) + int(rng.integers(3, 20)) * US
-            emit = np.concatenate([emit[:pe], emit[pe - m:pe], emit[pe:]])
+            emit = np.concatenate([emit[:pe], emit[pe - m : pe], emit[pe:]])
             proc = np.concatenate([proc[:pe], restart + np.arange(m) * 2 * MS, proc[pe:]])
             added += m
             self.replayed += m
@@ -185,8 +215,14 @@ class Server:
         proc = np.maximum(proc, self.last_proc + 1)
         proc = np.maximum.accumulate(proc - idx) + idx  # strictly increasing by >= 1 µs
         self.last_proc = int(proc[-1])
-        src = Source(ts_us=t[emit], snapshot=np.zeros(len(emit), np.int8), tx_id=txid_tx[tx_of][emit],
-                     lsn=lsn[emit], seq0=seq0_tx[tx_of][emit], proc_us=proc)
+        src = Source(
+            ts_us=t[emit],
+            snapshot=np.zeros(len(emit), np.int8),
+            tx_id=txid_tx[tx_of][emit],
+            lsn=lsn[emit],
+            seq0=seq0_tx[tx_of][emit],
+            proc_us=proc,
+        )
         return src, emit
 
 
@@ -222,19 +258,30 @@ class TransactionWriter:
         per_tx = np.bincount(pairs // k, minlength=ntx)
         structs = pa.StructArray.from_arrays(
             [pa.array([collections[c] for c in pairs % k]), pa.array(counts, pa.int64())],
-            fields=list(self.arrow.field("data_collections").type.value_type))
+            fields=list(self.arrow.field("data_collections").type.value_type),
+        )
         offsets = np.zeros(2 * ntx + 1, np.int32)  # BEGIN rows hold none (null), END rows their tables
         offsets[2::2] = np.cumsum(per_tx)
         offsets[1::2] = offsets[0:-1:2]
         is_begin = np.tile([True, False], ntx)
         lists = pa.ListArray.from_arrays(pa.array(offsets), structs, mask=pa.array(is_begin))
-        ids = [f"{t}:{lsn}" for t, b, e in zip(tx.txid.tolist(), tx.first_lsn.tolist(), tx.commit_lsn.tolist())
-               for lsn in (b, e)]
+        ids = [
+            f"{t}:{lsn}"
+            for t, b, e in zip(tx.txid.tolist(), tx.first_lsn.tolist(), tx.commit_lsn.tolist())
+            for lsn in (b, e)
+        ]
         totals = np.repeat(np.bincount(tx.row_tx, minlength=ntx), 2)
         ts = np.repeat(tx.commit_us // 1000, 2)
-        table = pa.Table.from_arrays([
-            pa.array(np.where(is_begin, "BEGIN", "END")), pa.array(ids),
-            pa.array(totals, pa.int64(), mask=is_begin), lists, pa.array(ts, pa.int64())], schema=self.arrow)
+        table = pa.Table.from_arrays(
+            [
+                pa.array(np.where(is_begin, "BEGIN", "END")),
+                pa.array(ids),
+                pa.array(totals, pa.int64(), mask=is_begin),
+                lists,
+                pa.array(ts, pa.int64()),
+            ],
+            schema=self.arrow,
+        )
         self.sink.write(self.topic, 0, table, self.schema, self.offset + np.arange(2 * ntx), timestamps_ms=ts)
         self.offset += 2 * ntx
         self.events += 2 * ntx
@@ -253,8 +300,17 @@ class Capture:
 class TopicWriter:
     """Kafka producer + S3 sink of one topic."""
 
-    def __init__(self, td: TableDef, prefix: str, partitions: int, encoder: RowEncoder, sink: SinkWriter,
-                 flush_size: int, store_keys: bool, capture: Capture | None = None):
+    def __init__(
+        self,
+        td: TableDef,
+        prefix: str,
+        partitions: int,
+        encoder: RowEncoder,
+        sink: SinkWriter,
+        flush_size: int,
+        store_keys: bool,
+        capture: Capture | None = None,
+    ):
         self.td = td
         self.prefix = prefix
         self.topic = td.topic(prefix)
@@ -274,8 +330,12 @@ class TopicWriter:
         if key not in self._schemas:
             env = version_td.envelope(self.prefix)
             value = version_td.value_schema(self.prefix)
-            self._schemas[key] = (env, value, pa.schema(list(env.physical_arrow_type())),
-                                  version_td.key_schema(self.prefix))
+            self._schemas[key] = (
+                env,
+                value,
+                pa.schema(list(env.physical_arrow_type())),
+                version_td.key_schema(self.prefix),
+            )
         return self._schemas[key]
 
     def write(self, rows: Batch, src: Source, version_td: TableDef | None = None) -> None:
@@ -305,12 +365,19 @@ class TopicWriter:
         before, after = self.enc.envelope_images(td, value, rows)
         source = self._source(src, n)
         proc = src.proc_us
-        table = pa.Table.from_arrays([
-            before, after, source, _null_struct(arrow_schema.field("transaction").type, n),
-            S.take(_OPS_ARR, _OP_INDEX[op]),
-            pa.array(proc // 1000, pa.int64()), pa.array(proc, pa.int64()),
-            pa.array(proc * 1000 + (proc % 997), pa.int64()),
-        ], schema=arrow_schema)
+        table = pa.Table.from_arrays(
+            [
+                before,
+                after,
+                source,
+                _null_struct(arrow_schema.field("transaction").type, n),
+                S.take(_OPS_ARR, _OP_INDEX[op]),
+                pa.array(proc // 1000, pa.int64()),
+                pa.array(proc, pa.int64()),
+                pa.array(proc * 1000 + (proc % 997), pa.int64()),
+            ],
+            schema=arrow_schema,
+        )
         keys = None
         if self.store_keys:
             keys = pa.table(dict(zip(self.td.key, self.enc.key_arrays(self.td, rows))))
@@ -326,27 +393,42 @@ class TopicWriter:
                 self._capture(tq, kq, oq, sq, env, key_schema)
             for s in range(0, len(idx), self.flush_size):
                 e = s + self.flush_size
-                self.sink.write(self.topic, q, tq.slice(s, self.flush_size), env, oq[s:e],
-                                keys=None if kq is None else kq.slice(s, self.flush_size), key_schema=key_schema,
-                                timestamps_ms=sq[s:e])
+                self.sink.write(
+                    self.topic,
+                    q,
+                    tq.slice(s, self.flush_size),
+                    env,
+                    oq[s:e],
+                    keys=None if kq is None else kq.slice(s, self.flush_size),
+                    key_schema=key_schema,
+                    timestamps_ms=sq[s:e],
+                )
 
     def _source(self, src: Source, n: int) -> pa.StructArray:
         td = self.td
+
         def const(v):
             return S.take(pa.array([v]), np.zeros(n, np.int64))
 
         st = pa.struct(list(self._schema(td)[2].field("source").type))
         has_lsn = src.lsn >= 0
         children = [
-            const(DEBEZIUM_VERSION), const("postgresql"), const(self.prefix),
+            const(DEBEZIUM_VERSION),
+            const("postgresql"),
+            const(self.prefix),
             pa.array(src.ts_us // 1000, pa.int64()),
             S.take(_SNAP_ARR, src.snapshot.astype(np.int64)),
             const(_DB[td.server]),
             S.sequence_strings(src.seq0, src.lsn),
-            pa.array(src.ts_us, pa.int64()), pa.array(src.ts_us * 1000, pa.int64()),
-            const(td.schema), const(td.table),
-            pa.array(src.tx_id, pa.int64()), pa.array(src.lsn, pa.int64(), mask=None if has_lsn.all() else ~has_lsn),
-            pa.nulls(n, pa.int64()), pa.nulls(n, pa.string()), pa.nulls(n, pa.int64()),
+            pa.array(src.ts_us, pa.int64()),
+            pa.array(src.ts_us * 1000, pa.int64()),
+            const(td.schema),
+            const(td.table),
+            pa.array(src.tx_id, pa.int64()),
+            pa.array(src.lsn, pa.int64(), mask=None if has_lsn.all() else ~has_lsn),
+            pa.nulls(n, pa.int64()),
+            pa.nulls(n, pa.string()),
+            pa.nulls(n, pa.int64()),
         ]
         return pa.StructArray.from_arrays(children, fields=list(st))
 
@@ -357,8 +439,16 @@ class TopicWriter:
         a, b = max(lo, cap.start), min(hi, cap.start + cap.length)
         if a < b:
             s, e = a - lo, b - lo
-            cap.parts.append((table.slice(s, e - s), None if keys is None else keys.slice(s, e - s),
-                              offsets[s:e], ts[s:e], env, key_schema))
+            cap.parts.append(
+                (
+                    table.slice(s, e - s),
+                    None if keys is None else keys.slice(s, e - s),
+                    offsets[s:e],
+                    ts[s:e],
+                    env,
+                    key_schema,
+                )
+            )
 
 
 _OPS_ARR = pa.array(["c", "u", "d", "r", "t"])

@@ -50,18 +50,32 @@ class Texts:
     @classmethod
     def build(cls, rationales: list[str], chunks: tuple[list[str], list[str], list[str]], seed: int) -> Texts:
         ko = [f + g for f in V.FAMILY_KO for g in V.GIVEN_KO]  # same (family, given) order as latin
-        latin = [f"{g}.{f}" if (i + j) % 3 else f"{g}_{f}" for i, f in enumerate(V.FAMILY_LATIN)
-                 for j, g in enumerate(V.GIVEN_LATIN)]
+        latin = [
+            f"{g}.{f}" if (i + j) % 3 else f"{g}_{f}"
+            for i, f in enumerate(V.FAMILY_LATIN)
+            for j, g in enumerate(V.GIVEN_LATIN)
+        ]
         assert len(ko) == len(latin)
         return cls(
-            ko_names=_arr(ko), latin_names=_arr(latin),
-            domains=_arr(V.EMAIL_DOMAINS), domain_cum=np.cumsum(V.EMAIL_DOMAIN_P),
-            providers=_arr(V.PROVIDERS), provider_cum=np.cumsum(V.PROVIDER_P),
-            statuses=_arr(V.SCAN_STATUSES), categories=_arr(V.CATEGORIES), items=_arr(V.ITEM_LIST),
-            models=_arr(V.MODELS), stages=_arr(V.STAGES), llm_statuses=_arr(V.LLM_STATUSES),
-            prompt_versions=_arr(V.PROMPT_VERSIONS), comments=_arr(V.COMMENTS),
-            rationales=_arr(rationales), chunk_docs=_arr(chunks[0]), chunk_ids=_arr(chunks[1]),
-            chunk_texts=_arr(chunks[2]), uuid_salt=(seed * 2_654_435_761 + 12_345) & 0xFFFFFFFFFFFF,
+            ko_names=_arr(ko),
+            latin_names=_arr(latin),
+            domains=_arr(V.EMAIL_DOMAINS),
+            domain_cum=np.cumsum(V.EMAIL_DOMAIN_P),
+            providers=_arr(V.PROVIDERS),
+            provider_cum=np.cumsum(V.PROVIDER_P),
+            statuses=_arr(V.SCAN_STATUSES),
+            categories=_arr(V.CATEGORIES),
+            items=_arr(V.ITEM_LIST),
+            models=_arr(V.MODELS),
+            stages=_arr(V.STAGES),
+            llm_statuses=_arr(V.LLM_STATUSES),
+            prompt_versions=_arr(V.PROMPT_VERSIONS),
+            comments=_arr(V.COMMENTS),
+            rationales=_arr(rationales),
+            chunk_docs=_arr(chunks[0]),
+            chunk_ids=_arr(chunks[1]),
+            chunk_texts=_arr(chunks[2]),
+            uuid_salt=(seed * 2_654_435_761 + 12_345) & 0xFFFFFFFFFFFF,
         )
 
     def uuids(self, scan_no: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
@@ -90,8 +104,9 @@ def _decimal_5_4(unscaled: np.ndarray) -> pa.Array:
     data = np.zeros((n, 2), dtype=np.int64)
     data[:, 0] = np.where(valid, unscaled, 0)
     bitmap = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
-    return pa.Array.from_buffers(pa.decimal128(5, 4), n, [bitmap, pa.py_buffer(data)],
-                                 null_count=int((~valid).sum()))
+    return pa.Array.from_buffers(
+        pa.decimal128(5, 4), n, [bitmap, pa.py_buffer(data)], null_count=int((~valid).sum())
+    )
 
 
 def _user_hash(ids: np.ndarray, k: int) -> np.ndarray:
@@ -127,28 +142,42 @@ class RowEncoder:
         ko = S.take(t.ko_names, ni)
         latin_base = S.take(t.latin_names, ni)
         digits = S.int_strings(ids % 97)
-        latin = pc.if_else(pa.array((h2 >> np.uint64(20)) % np.uint64(2) == 0), S.join(latin_base, digits), latin_base)
+        latin = pc.if_else(
+            pa.array((h2 >> np.uint64(20)) % np.uint64(2) == 0), S.join(latin_base, digits), latin_base
+        )
         username = pc.if_else(pa.array(korean), ko, latin)
         dom = _weighted(S.splitmix64(h2 + ev.astype(np.uint64)), t.domain_cum)
         ev_suffix = pc.if_else(pa.array(ev > 0), S.join("_", S.int_strings(ev)), "")
         email = S.join(latin_base, S.int_strings(ids), ev_suffix, "@", S.take(t.domains, dom))
-        pw = S.bcrypt_hashes(S.splitmix64(ids.astype(np.uint64) * np.uint64(1024) + b.cols["pv"].astype(np.uint64))
-                             ^ self.pw_salt)
+        pw = S.bcrypt_hashes(
+            S.splitmix64(ids.astype(np.uint64) * np.uint64(1024) + b.cols["pv"].astype(np.uint64))
+            ^ self.pw_salt
+        )
         prov_idx = _weighted(_user_hash(ids, 3), t.provider_cum)
         prov_valid = (_user_hash(ids, 4) % np.uint64(50)) != np.uint64(0)  # ~2 % legacy rows without provider
-        return {"id": pa.array(ids, pa.int64()), "username": username, "email": email, "password_hash": pw,
-                "provider": S.take(t.providers, prov_idx, prov_valid),
-                "created_at": _ts(b.cols["created"]), "updated_at": _ts(b.cols["updated"])}
+        return {
+            "id": pa.array(ids, pa.int64()),
+            "username": username,
+            "email": email,
+            "password_hash": pw,
+            "provider": S.take(t.providers, prov_idx, prov_valid),
+            "created_at": _ts(b.cols["created"]),
+            "updated_at": _ts(b.cols["updated"]),
+        }
 
     def _scans(self, b: Batch, td: TableDef) -> dict[str, pa.Array]:
         t = self.tx
         uid = t.uuids(b.cols["id"])
         processed = b.cols["processed"]
-        return {"id": uid, "user_id": pa.array(b.cols["user_id"], pa.int64()),
-                "image_path_raw": S.join(f"{IMAGE_BUCKET}/raw/", uid, ".jpg"),
-                "image_path_processed": S.join(f"{IMAGE_BUCKET}/processed/", uid, ".webp", valid=processed),
-                "status": S.take(t.statuses, b.cols["status"].astype(np.int64)),
-                "created_at": _ts(b.cols["created"]), "completed_at": _ts(b.cols["completed"])}
+        return {
+            "id": uid,
+            "user_id": pa.array(b.cols["user_id"], pa.int64()),
+            "image_path_raw": S.join(f"{IMAGE_BUCKET}/raw/", uid, ".jpg"),
+            "image_path_processed": S.join(f"{IMAGE_BUCKET}/processed/", uid, ".webp", valid=processed),
+            "status": S.take(t.statuses, b.cols["status"].astype(np.int64)),
+            "created_at": _ts(b.cols["created"]),
+            "completed_at": _ts(b.cols["completed"]),
+        }
 
     def _classification_results(self, b: Batch, td: TableDef) -> dict[str, pa.Array]:
         t = self.tx
@@ -156,52 +185,68 @@ class RowEncoder:
         toast = b.cols["toast"]
         if toast.any():
             rationale = pc.if_else(pa.array(toast), TOAST_PLACEHOLDER, rationale)
-        return {"id": pa.array(b.cols["id"], pa.int64()), "scan_id": t.uuids(b.cols["scan"]),
-                "category": S.take(t.categories, b.cols["category"].astype(np.int64)),
-                "item": S.take(t.items, b.cols["item"].astype(np.int64)),
-                "confidence": _decimal_5_4(b.cols["conf"]), "rationale": rationale,
-                "model": S.take(t.models, b.cols["model"].astype(np.int64)),
-                "prompt_version": S.take(t.prompt_versions, b.cols["pver"].astype(np.int64)),
-                "created_at": _ts(b.cols["created"])}
+        return {
+            "id": pa.array(b.cols["id"], pa.int64()),
+            "scan_id": t.uuids(b.cols["scan"]),
+            "category": S.take(t.categories, b.cols["category"].astype(np.int64)),
+            "item": S.take(t.items, b.cols["item"].astype(np.int64)),
+            "confidence": _decimal_5_4(b.cols["conf"]),
+            "rationale": rationale,
+            "model": S.take(t.models, b.cols["model"].astype(np.int64)),
+            "prompt_version": S.take(t.prompt_versions, b.cols["pver"].astype(np.int64)),
+            "created_at": _ts(b.cols["created"]),
+        }
 
     def _rag_retrievals(self, b: Batch, td: TableDef) -> dict[str, pa.Array]:
         t = self.tx
         chunk = b.cols["chunk"].astype(np.int64)
         rel = b.cols["relevance"]
-        return {"id": pa.array(b.cols["id"], pa.int64()), "scan_id": t.uuids(b.cols["scan"]),
-                "rank": pa.array(b.cols["rank"], pa.int32()),
-                "document_id": S.take(t.chunk_docs, chunk), "chunk_id": S.take(t.chunk_ids, chunk),
-                "chunk_text": S.take(t.chunk_texts, chunk),
-                "relevance_score": pa.array(rel, pa.float64(), mask=np.isnan(rel) if np.isnan(rel).any() else None),
-                "created_at": _ts(b.cols["created"])}
+        return {
+            "id": pa.array(b.cols["id"], pa.int64()),
+            "scan_id": t.uuids(b.cols["scan"]),
+            "rank": pa.array(b.cols["rank"], pa.int32()),
+            "document_id": S.take(t.chunk_docs, chunk),
+            "chunk_id": S.take(t.chunk_ids, chunk),
+            "chunk_text": S.take(t.chunk_texts, chunk),
+            "relevance_score": pa.array(
+                rel, pa.float64(), mask=np.isnan(rel) if np.isnan(rel).any() else None
+            ),
+            "created_at": _ts(b.cols["created"]),
+        }
 
     def _llm_call_log(self, b: Batch, td: TableDef) -> dict[str, pa.Array]:
         t = self.tx
         scan = b.cols["scan"]
         valid = scan >= 0
         lat_type = pa.int64() if dict(td.columns)["latency_ms"].type == "int64" else pa.int32()
-        out = {"id": pa.array(b.cols["id"], pa.int64()),
-               "scan_id": t.uuids(scan, None if valid.all() else valid),
-               "stage": S.take(t.stages, b.cols["stage"].astype(np.int64)),
-               "model": S.take(t.models, b.cols["model"].astype(np.int64)),
-               "latency_ms": pa.array(b.cols["latency"].astype(lat_type.to_pandas_dtype()), lat_type),
-               "prompt_tokens": _opt_int(b.cols["ptok"], pa.int32()),
-               "completion_tokens": _opt_int(b.cols["ctok"], pa.int32()),
-               "status": S.take(t.llm_statuses, b.cols["status"].astype(np.int64)),
-               "created_at": _ts(b.cols["created"])}
+        out = {
+            "id": pa.array(b.cols["id"], pa.int64()),
+            "scan_id": t.uuids(scan, None if valid.all() else valid),
+            "stage": S.take(t.stages, b.cols["stage"].astype(np.int64)),
+            "model": S.take(t.models, b.cols["model"].astype(np.int64)),
+            "latency_ms": pa.array(b.cols["latency"].astype(lat_type.to_pandas_dtype()), lat_type),
+            "prompt_tokens": _opt_int(b.cols["ptok"], pa.int32()),
+            "completion_tokens": _opt_int(b.cols["ctok"], pa.int32()),
+            "status": S.take(t.llm_statuses, b.cols["status"].astype(np.int64)),
+            "created_at": _ts(b.cols["created"]),
+        }
         if "cached_tokens" in dict(td.columns):
             out["cached_tokens"] = _opt_int(_cached_tokens(b), pa.int32())
         return out
 
     def _feedback(self, b: Batch, td: TableDef) -> dict[str, pa.Array]:
         t = self.tx
-        return {"id": pa.array(b.cols["id"], pa.int64()), "scan_id": t.uuids(b.cols["scan"]),
-                "user_id": pa.array(b.cols["user_id"], pa.int64()),
-                "thumbs_up": pa.array(b.cols["thumbs"], pa.bool_()),
-                "corrected_category": S.take(t.categories, b.cols["ccat"].astype(np.int64)),
-                "corrected_item": S.take(t.items, b.cols["citem"].astype(np.int64)),
-                "comment": S.take(t.comments, b.cols["comment"].astype(np.int64)),
-                "created_at": _ts(b.cols["created"]), "updated_at": _ts(b.cols["updated"])}
+        return {
+            "id": pa.array(b.cols["id"], pa.int64()),
+            "scan_id": t.uuids(b.cols["scan"]),
+            "user_id": pa.array(b.cols["user_id"], pa.int64()),
+            "thumbs_up": pa.array(b.cols["thumbs"], pa.bool_()),
+            "corrected_category": S.take(t.categories, b.cols["ccat"].astype(np.int64)),
+            "corrected_item": S.take(t.items, b.cols["citem"].astype(np.int64)),
+            "comment": S.take(t.comments, b.cols["comment"].astype(np.int64)),
+            "created_at": _ts(b.cols["created"]),
+            "updated_at": _ts(b.cols["updated"]),
+        }
 
     # -- keys ----------------------------------------------------------------------------------
 
@@ -217,8 +262,9 @@ class RowEncoder:
 
     # -- envelope parts ---------------------------------------------------------------------------
 
-    def envelope_images(self, td: TableDef, value: ConnectSchema, b: Batch
-                        ) -> tuple[pa.StructArray, pa.StructArray]:
+    def envelope_images(
+        self, td: TableDef, value: ConnectSchema, b: Batch
+    ) -> tuple[pa.StructArray, pa.StructArray]:
         """``before`` and ``after`` struct arrays (REPLICA IDENTITY DEFAULT)."""
         n = len(b)
         op = b.cols["op"]
@@ -227,8 +273,9 @@ class RowEncoder:
         struct_type = value.physical_arrow_type()
         fields = list(struct_type)
         after_children = self.image(td, b)
-        after = pa.StructArray.from_arrays(after_children, fields=fields,
-                                           mask=pa.array(after_null) if after_null.any() else None)
+        after = pa.StructArray.from_arrays(
+            after_children, fields=fields, mask=pa.array(after_null) if after_null.any() else None
+        )
         if is_delete.any():
             keys = dict(zip(td.key, self.key_arrays(td, b)))
             before_children = []

@@ -58,15 +58,15 @@ SNAPSHOT_SLICE = 20_000
 
 @dataclass
 class GenerationReport:
-    events: int            # Kafka value records (change events incl. Debezium replays; tombstones excluded)
-    objects: int           # objects written to the lake (value files + key companions)
+    events: int  # Kafka value records (change events incl. Debezium replays; tombstones excluded)
+    objects: int  # objects written to the lake (value files + key companions)
     bytes: int
     seconds: float
     per_topic: dict[str, dict[str, int]]  # topic -> {"c","u","d","r","t","objects"}
-    tombstones: int = 0         # Kafka tombstones (offsets that never reach a value file)
-    replayed: int = 0           # events Debezium re-emitted after a simulated crash (in `events`)
-    rewritten_rows: int = 0     # rows the sink wrote a second time into overlapping objects
-    rows: int = 0               # rows in value files (unwrap drops truncates; rewrites counted)
+    tombstones: int = 0  # Kafka tombstones (offsets that never reach a value file)
+    replayed: int = 0  # events Debezium re-emitted after a simulated crash (in `events`)
+    rewritten_rows: int = 0  # rows the sink wrote a second time into overlapping objects
+    rows: int = 0  # rows in value files (unwrap drops truncates; rewrites counted)
     snapshot_rows: int = 0
     transaction_events: int = 0  # BEGIN/END events (options.transactions)
 
@@ -86,7 +86,7 @@ class _CountingStore:
         self.store.put_bytes(key, data)
         if key not in self.keys:
             self.keys.add(key)
-            topic = key[len(self.prefix):].split("/", 1)[0]
+            topic = key[len(self.prefix) :].split("/", 1)[0]
             self.objects[topic] = self.objects.get(topic, 0) + 1
         self.bytes += len(data)
 
@@ -113,17 +113,26 @@ def _sink_config(options: GeneratorOptions, table: str) -> SinkConfig:
         partitioner = Partitioner.named("field", fields=(FIELD_PARTITION_COLUMNS[table],))
     else:
         partitioner = Partitioner.named(options.partitioner)
-    return SinkConfig(format=options.format, json_embed_schema=options.json_schemas, avro_codec=options.avro_codec,
-                      flush_size=options.flush_size, partitioner=partitioner,
-                      unwrap=UnwrapConfig() if options.shape == "unwrap" else None,
-                      store_keys=options.store_keys)
+    return SinkConfig(
+        format=options.format,
+        json_embed_schema=options.json_schemas,
+        avro_codec=options.avro_codec,
+        flush_size=options.flush_size,
+        partitioner=partitioner,
+        unwrap=UnwrapConfig() if options.shape == "unwrap" else None,
+        store_keys=options.store_keys,
+    )
 
 
 def _transaction_sink_config(options: GeneratorOptions) -> SinkConfig:
     """The transaction topic's sink: BEGIN/END events have no envelope to unwrap and no business
     column to partition by (a field partitioner falls back to Kafka partitions)."""
     config = replace(_sink_config(options, "scans"), unwrap=None)
-    return replace(config, partitioner=Partitioner.named("default")) if options.partitioner == "field" else config
+    return (
+        replace(config, partitioner=Partitioner.named("default"))
+        if options.partitioner == "field"
+        else config
+    )
 
 
 @dataclass
@@ -136,7 +145,7 @@ class _Run:
     sinks: dict[str, SinkWriter] = field(default_factory=dict)
     servers: dict[str, Server] = field(default_factory=dict)
     transactions: dict[str, TransactionWriter] = field(default_factory=dict)  # per server
-    emitted: int = 0            # original change events emitted (budget)
+    emitted: int = 0  # original change events emitted (budget)
 
     # special moments of the stream (µs commit times)
     t_add: int = 1 << 62
@@ -147,9 +156,13 @@ class _Run:
         return (t >= self.t_add).astype(np.int8) + (t >= self.t_widen).astype(np.int8)
 
 
-def generate_lake(lake: str | Path | ObjectStore, options: GeneratorOptions,
-                  progress: Callable[[int, int], None] | None = None, *,
-                  chunk_events: int = 100_000) -> GenerationReport:
+def generate_lake(
+    lake: str | Path | ObjectStore,
+    options: GeneratorOptions,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    chunk_events: int = 100_000,
+) -> GenerationReport:
     """Write an Eco2 lake; ``progress(events_done, events_total)`` is called after every chunk."""
     options.validate()
     t_start = time.perf_counter()
@@ -170,10 +183,18 @@ def generate_lake(lake: str | Path | ObjectStore, options: GeneratorOptions,
 
     run = _Run(options, store, rng)
     run.servers = {
-        "auth": Server("auth", "auth", wal_pos=0x2_1000_0000 + int(rng.integers(0, 1 << 20)) * 8,
-                       next_txid=1_000 + int(rng.integers(0, 500))),
-        "scan": Server("scan", "scan", wal_pos=0x5_4000_0000 + int(rng.integers(0, 1 << 20)) * 8,
-                       next_txid=40_000 + int(rng.integers(0, 5_000))),
+        "auth": Server(
+            "auth",
+            "auth",
+            wal_pos=0x2_1000_0000 + int(rng.integers(0, 1 << 20)) * 8,
+            next_txid=1_000 + int(rng.integers(0, 500)),
+        ),
+        "scan": Server(
+            "scan",
+            "scan",
+            wal_pos=0x5_4000_0000 + int(rng.integers(0, 1 << 20)) * 8,
+            next_txid=40_000 + int(rng.integers(0, 5_000)),
+        ),
     }
     E = expected_events_per_scan(options.pk_changes, options.deletes)
     expected_share = {"scans": 3 / E, "llm_call_log": 3 / E}  # topics with a sink rewrite
@@ -186,13 +207,23 @@ def generate_lake(lake: str | Path | ObjectStore, options: GeneratorOptions,
             length = max(3, min(options.flush_size + options.flush_size // 2, exp // 4))
             capture = Capture(start=int(exp * 0.45) + max(1, options.flush_size // 3), length=length)
         run.sinks[td.table] = sink
-        run.writers[td.table] = TopicWriter(td, options.topic_prefix, options.partitions, encoder, sink,
-                                            options.flush_size, options.store_keys, capture)
+        run.writers[td.table] = TopicWriter(
+            td,
+            options.topic_prefix,
+            options.partitions,
+            encoder,
+            sink,
+            options.flush_size,
+            options.store_keys,
+            capture,
+        )
 
     if options.transactions:
         for name in run.servers:
             topic = f"{options.topic_prefix}.transaction_{name}"
-            run.transactions[name] = TransactionWriter(topic, SinkWriter(store, _transaction_sink_config(options)))
+            run.transactions[name] = TransactionWriter(
+                topic, SinkWriter(store, _transaction_sink_config(options))
+            )
 
     # -- initial snapshot ------------------------------------------------------------------------
     # the database before capture: ~0.4 % users, ~0.33 % scans (~4 % of the events), capped so
@@ -252,10 +283,18 @@ def generate_lake(lake: str | Path | ObjectStore, options: GeneratorOptions,
         tombstones += w.tombstones
     rows = sum(s.rows_written for s in run.sinks.values()) + rewritten
     return GenerationReport(
-        events=events, objects=sum(store.objects.values()), bytes=store.bytes,
-        seconds=time.perf_counter() - t_start, per_topic=per_topic, tombstones=tombstones,
-        replayed=sum(s.replayed for s in run.servers.values()), rewritten_rows=rewritten, rows=rows,
-        snapshot_rows=snapshot_rows, transaction_events=sum(w.events for w in run.transactions.values()))
+        events=events,
+        objects=sum(store.objects.values()),
+        bytes=store.bytes,
+        seconds=time.perf_counter() - t_start,
+        per_topic=per_topic,
+        tombstones=tombstones,
+        replayed=sum(s.replayed for s in run.servers.values()),
+        rewritten_rows=rewritten,
+        rows=rows,
+        snapshot_rows=snapshot_rows,
+        transaction_events=sum(w.events for w in run.transactions.values()),
+    )
 
 
 def _chunk(run: _Run, vocab, flags: ScanFlags, T: int, W: int, n_scans: int) -> dict[str, Batch]:
@@ -271,8 +310,9 @@ def _chunk(run: _Run, vocab, flags: ScanFlags, T: int, W: int, n_scans: int) -> 
     out["users"] = u_rows
     if run.t_truncate is not None and T <= run.t_truncate < T + W:
         # TRUNCATE scan.llm_call_log (log retention): one key-less 't' event
-        tr = Batch.make("llm_call_log", 1, t=run.t_truncate, b=run.t_truncate - 3_000,
-                        tx=state.new_tx_keys(1), op=OP_T)
+        tr = Batch.make(
+            "llm_call_log", 1, t=run.t_truncate, b=run.t_truncate - 3_000, tx=state.new_tx_keys(1), op=OP_T
+        )
         out["llm_call_log"] = Batch.concat("llm_call_log", [out["llm_call_log"], tr])
     return out
 
@@ -313,11 +353,15 @@ def _emit_window(run: _Run, pending: dict[str, Batch], t_end: int, budget: int) 
 _TABLE_NAMES = [t.table for t in TABLES]
 
 
-def _emit_server(run: _Run, server_name: str, pending: dict[str, Batch], tab: np.ndarray, row: np.ndarray) -> None:
+def _emit_server(
+    run: _Run, server_name: str, pending: dict[str, Batch], tab: np.ndarray, row: np.ndarray
+) -> None:
     rng = run.rng
     n = len(tab)
-    cols = {k: np.empty(n, dtype=dt) for k, dt in (("t", np.int64), ("b", np.int64), ("tx", np.int64),
-                                                    ("pk", np.bool_))}
+    cols = {
+        k: np.empty(n, dtype=dt)
+        for k, dt in (("t", np.int64), ("b", np.int64), ("tx", np.int64), ("pk", np.bool_))
+    }
     wal = np.empty(n, dtype=np.int64)
     for ti in np.unique(tab):
         name = _TABLE_NAMES[ti]
@@ -368,8 +412,16 @@ def _sink_rewrites(run: _Run) -> int:
         config = replace(run.sinks[td.table].config, flush_size=max(1, (run.options.flush_size * 2) // 3 + 1))
         sink = SinkWriter(mem, config)
         for table, keys, offsets, ts, env, key_schema in cap.parts:
-            sink.write(td.topic(run.options.topic_prefix), 0, table, env, offsets, keys=keys,
-                       key_schema=key_schema, timestamps_ms=ts)
+            sink.write(
+                td.topic(run.options.topic_prefix),
+                0,
+                table,
+                env,
+                offsets,
+                keys=keys,
+                key_schema=key_schema,
+                timestamps_ms=ts,
+            )
         sink.close()
         added = []
         for key in sorted(mem.data):

@@ -64,50 +64,102 @@ def uuid(optional: bool = False) -> ConnectSchema:
 
 
 def timestamptz(optional: bool = False, default_now: bool = False) -> ConnectSchema:
-    return ConnectSchema("string", name=ZONED_TIMESTAMP, version=1, optional=optional,
-                         default=EPOCH_DEFAULT if default_now else None)
+    return ConnectSchema(
+        "string",
+        name=ZONED_TIMESTAMP,
+        version=1,
+        optional=optional,
+        default=EPOCH_DEFAULT if default_now else None,
+    )
 
 
 def numeric(precision: int, scale: int, optional: bool = True) -> ConnectSchema:
-    return ConnectSchema("bytes", name=DECIMAL, version=1, optional=optional,
-                         parameters=(("scale", str(scale)), ("connect.decimal.precision", str(precision))))
+    return ConnectSchema(
+        "bytes",
+        name=DECIMAL,
+        version=1,
+        optional=optional,
+        parameters=(("scale", str(scale)), ("connect.decimal.precision", str(precision))),
+    )
 
 
 def source_schema() -> ConnectSchema:
     """``io.debezium.connector.postgresql.Source`` (field list and types of the 3.6.3 samples)."""
-    snapshot = ConnectSchema("string", name=ENUM, version=1, optional=True, default="false",
-                             parameters=(("allowed", SNAPSHOT_ALLOWED),))
-    return struct("io.debezium.connector.postgresql.Source", [
-        ("version", text()), ("connector", text()), ("name", text()), ("ts_ms", int64()),
-        ("snapshot", snapshot), ("db", text()), ("sequence", text(True)),
-        ("ts_us", int64(True)), ("ts_ns", int64(True)), ("schema", text()), ("table", text()),
-        ("txId", int64(True)), ("lsn", int64(True)), ("xmin", int64(True)),
-        ("origin", text(True)), ("origin_lsn", int64(True)),
-    ], version=1)
+    snapshot = ConnectSchema(
+        "string",
+        name=ENUM,
+        version=1,
+        optional=True,
+        default="false",
+        parameters=(("allowed", SNAPSHOT_ALLOWED),),
+    )
+    return struct(
+        "io.debezium.connector.postgresql.Source",
+        [
+            ("version", text()),
+            ("connector", text()),
+            ("name", text()),
+            ("ts_ms", int64()),
+            ("snapshot", snapshot),
+            ("db", text()),
+            ("sequence", text(True)),
+            ("ts_us", int64(True)),
+            ("ts_ns", int64(True)),
+            ("schema", text()),
+            ("table", text()),
+            ("txId", int64(True)),
+            ("lsn", int64(True)),
+            ("xmin", int64(True)),
+            ("origin", text(True)),
+            ("origin_lsn", int64(True)),
+        ],
+        version=1,
+    )
 
 
 def transaction_schema() -> ConnectSchema:
-    return struct("event.block", [("id", text()), ("total_order", int64()),
-                                  ("data_collection_order", int64())], optional=True, version=1)
+    return struct(
+        "event.block",
+        [("id", text()), ("total_order", int64()), ("data_collection_order", int64())],
+        optional=True,
+        version=1,
+    )
 
 
 def transaction_value_schema() -> ConnectSchema:
     """BEGIN/END events of the transaction topic, as Debezium 3.6.3 + AvroData write them."""
-    collection = struct("event.collection", [("data_collection", text()), ("event_count", int64())],
-                        optional=True, version=1)
-    return struct("io.debezium.connector.common.TransactionMetadataValue", [
-        ("status", text()), ("id", text()), ("event_count", int64(True)),
-        ("data_collections", ConnectSchema("array", optional=True, items=collection)), ("ts_ms", int64()),
-    ], version=1)
+    collection = struct(
+        "event.collection", [("data_collection", text()), ("event_count", int64())], optional=True, version=1
+    )
+    return struct(
+        "io.debezium.connector.common.TransactionMetadataValue",
+        [
+            ("status", text()),
+            ("id", text()),
+            ("event_count", int64(True)),
+            ("data_collections", ConnectSchema("array", optional=True, items=collection)),
+            ("ts_ms", int64()),
+        ],
+        version=1,
+    )
 
 
 def envelope_schema(topic: str, value: ConnectSchema) -> ConnectSchema:
     opt_value = replace(value, optional=True)
-    return struct(f"{topic}.Envelope", [
-        ("before", opt_value), ("after", opt_value), ("source", source_schema()),
-        ("transaction", transaction_schema()), ("op", text()),
-        ("ts_ms", int64(True)), ("ts_us", int64(True)), ("ts_ns", int64(True)),
-    ], version=2)
+    return struct(
+        f"{topic}.Envelope",
+        [
+            ("before", opt_value),
+            ("after", opt_value),
+            ("source", source_schema()),
+            ("transaction", transaction_schema()),
+            ("op", text()),
+            ("ts_ms", int64(True)),
+            ("ts_us", int64(True)),
+            ("ts_ns", int64(True)),
+        ],
+        version=2,
+    )
 
 
 @dataclass(frozen=True)
@@ -141,72 +193,97 @@ class TableDef:
         return replace(self, columns=tuple(columns))
 
 
-USERS = TableDef("auth", "users", (
-    ("id", bigserial()),
-    ("username", text()),
-    ("email", text()),
-    ("password_hash", text()),
-    ("provider", text(True)),
-    ("created_at", timestamptz(default_now=True)),
-    ("updated_at", timestamptz(True)),
-), server="auth")
+USERS = TableDef(
+    "auth",
+    "users",
+    (
+        ("id", bigserial()),
+        ("username", text()),
+        ("email", text()),
+        ("password_hash", text()),
+        ("provider", text(True)),
+        ("created_at", timestamptz(default_now=True)),
+        ("updated_at", timestamptz(True)),
+    ),
+    server="auth",
+)
 
-SCANS = TableDef("scan", "scans", (
-    ("id", uuid()),
-    ("user_id", int64()),
-    ("image_path_raw", text()),
-    ("image_path_processed", text(True)),
-    ("status", text()),
-    ("created_at", timestamptz()),
-    ("completed_at", timestamptz(True)),
-))
+SCANS = TableDef(
+    "scan",
+    "scans",
+    (
+        ("id", uuid()),
+        ("user_id", int64()),
+        ("image_path_raw", text()),
+        ("image_path_processed", text(True)),
+        ("status", text()),
+        ("created_at", timestamptz()),
+        ("completed_at", timestamptz(True)),
+    ),
+)
 
-CLASSIFICATION_RESULTS = TableDef("scan", "classification_results", (
-    ("id", bigserial()),
-    ("scan_id", uuid()),
-    ("category", text()),
-    ("item", text(True)),
-    ("confidence", numeric(5, 4)),
-    ("rationale", text(True)),
-    ("model", text()),
-    ("prompt_version", text(True)),
-    ("created_at", timestamptz()),
-))
+CLASSIFICATION_RESULTS = TableDef(
+    "scan",
+    "classification_results",
+    (
+        ("id", bigserial()),
+        ("scan_id", uuid()),
+        ("category", text()),
+        ("item", text(True)),
+        ("confidence", numeric(5, 4)),
+        ("rationale", text(True)),
+        ("model", text()),
+        ("prompt_version", text(True)),
+        ("created_at", timestamptz()),
+    ),
+)
 
-RAG_RETRIEVALS = TableDef("scan", "rag_retrievals", (
-    ("id", bigserial()),
-    ("scan_id", uuid()),
-    ("rank", int32()),
-    ("document_id", text(True)),
-    ("chunk_id", text(True)),
-    ("chunk_text", text(True)),
-    ("relevance_score", float64(True)),
-    ("created_at", timestamptz()),
-))
+RAG_RETRIEVALS = TableDef(
+    "scan",
+    "rag_retrievals",
+    (
+        ("id", bigserial()),
+        ("scan_id", uuid()),
+        ("rank", int32()),
+        ("document_id", text(True)),
+        ("chunk_id", text(True)),
+        ("chunk_text", text(True)),
+        ("relevance_score", float64(True)),
+        ("created_at", timestamptz()),
+    ),
+)
 
-LLM_CALL_LOG = TableDef("scan", "llm_call_log", (
-    ("id", bigserial()),
-    ("scan_id", uuid(True)),
-    ("stage", text()),
-    ("model", text()),
-    ("latency_ms", int32()),
-    ("prompt_tokens", int32(True)),
-    ("completion_tokens", int32(True)),
-    ("status", text()),
-    ("created_at", timestamptz()),
-))
+LLM_CALL_LOG = TableDef(
+    "scan",
+    "llm_call_log",
+    (
+        ("id", bigserial()),
+        ("scan_id", uuid(True)),
+        ("stage", text()),
+        ("model", text()),
+        ("latency_ms", int32()),
+        ("prompt_tokens", int32(True)),
+        ("completion_tokens", int32(True)),
+        ("status", text()),
+        ("created_at", timestamptz()),
+    ),
+)
 
-FEEDBACK = TableDef("scan", "feedback", (
-    ("id", bigserial()),
-    ("scan_id", uuid()),
-    ("user_id", int64()),
-    ("thumbs_up", boolean()),
-    ("corrected_category", text(True)),
-    ("corrected_item", text(True)),
-    ("comment", text(True)),
-    ("created_at", timestamptz()),
-    ("updated_at", timestamptz(True)),
-))
+FEEDBACK = TableDef(
+    "scan",
+    "feedback",
+    (
+        ("id", bigserial()),
+        ("scan_id", uuid()),
+        ("user_id", int64()),
+        ("thumbs_up", boolean()),
+        ("corrected_category", text(True)),
+        ("corrected_item", text(True)),
+        ("comment", text(True)),
+        ("created_at", timestamptz()),
+        ("updated_at", timestamptz(True)),
+    ),
+)
 
 TABLES: tuple[TableDef, ...] = (USERS, SCANS, CLASSIFICATION_RESULTS, RAG_RETRIEVALS, LLM_CALL_LOG, FEEDBACK)
 TABLE_BY_NAME = {t.table: t for t in TABLES}
@@ -216,7 +293,8 @@ TABLE_BY_NAME = {t.table: t for t in TABLES}
 #   v2 -> v3: ALTER TABLE scan.llm_call_log ALTER COLUMN latency_ms TYPE bigint
 LLM_CALL_LOG_V2 = LLM_CALL_LOG.with_columns(list(LLM_CALL_LOG.columns) + [("cached_tokens", int32(True))])
 LLM_CALL_LOG_V3 = LLM_CALL_LOG_V2.with_columns(
-    [(n, int64() if n == "latency_ms" else s) for n, s in LLM_CALL_LOG_V2.columns])
+    [(n, int64() if n == "latency_ms" else s) for n, s in LLM_CALL_LOG_V2.columns]
+)
 LLM_VERSIONS = (LLM_CALL_LOG, LLM_CALL_LOG_V2, LLM_CALL_LOG_V3)
 
 # Partition column per table for the FieldPartitioner (unwrap shape only): low-cardinality columns.

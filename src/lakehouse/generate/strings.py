@@ -34,14 +34,15 @@ def _validity(valid: np.ndarray | None) -> tuple[pa.Buffer | None, int]:
 def matrix_to_strings(mat: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
     """(n, w) uint8 matrix of ASCII/UTF-8 bytes -> Arrow string array of width-w strings."""
     n, w = mat.shape
-    offsets = (np.arange(n + 1, dtype=np.int64) * w)
+    offsets = np.arange(n + 1, dtype=np.int64) * w
     if offsets[-1] < 2**31:
         typ, offsets = pa.string(), offsets.astype(np.int32)
     else:
         typ = pa.large_string()
     bitmap, nulls = _validity(valid)
-    arr = pa.Array.from_buffers(typ, n, [bitmap, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(mat))],
-                                null_count=nulls)
+    arr = pa.Array.from_buffers(
+        typ, n, [bitmap, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(mat))], null_count=nulls
+    )
     return arr if typ == pa.string() else arr.cast(pa.string())
 
 
@@ -56,7 +57,9 @@ def _hex_digits(values: np.ndarray) -> np.ndarray:
 
 def uuid_parts(ids: np.ndarray, salt: int) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic random (version 4) UUID halves for entity numbers."""
-    base = np.asarray(ids).astype(np.uint64) * np.uint64(2) + np.uint64(salt & 0xFFFFFFFFFFFF) * np.uint64(1 << 16)
+    base = np.asarray(ids).astype(np.uint64) * np.uint64(2) + np.uint64(salt & 0xFFFFFFFFFFFF) * np.uint64(
+        1 << 16
+    )
     hi = splitmix64(base)
     lo = splitmix64(base + np.uint64(1))
     hi = (hi & np.uint64(0xFFFFFFFFFFFF0FFF)) | np.uint64(0x4000)
@@ -101,16 +104,19 @@ def civil_from_days(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 _TOD: np.ndarray | None = None
 _MS3 = np.array([f"{i:03d}".encode() for i in range(1000)], dtype="S3")
-_ISO_DTYPE = np.dtype([("date", "S10"), ("t", "S1"), ("tod", "S8"), ("dot", "S1"), ("f1", "S3"),
-                       ("f2", "S3"), ("z", "S1")])
+_ISO_DTYPE = np.dtype(
+    [("date", "S10"), ("t", "S1"), ("tod", "S8"), ("dot", "S1"), ("f1", "S3"), ("f2", "S3"), ("z", "S1")]
+)
 
 
 def _tod_table() -> np.ndarray:
     global _TOD
     if _TOD is None:
         s = np.arange(86_400)
-        _TOD = np.array([f"{h:02d}:{m:02d}:{x:02d}".encode()
-                         for h, m, x in zip(s // 3600, (s // 60) % 60, s % 60)], dtype="S8")
+        _TOD = np.array(
+            [f"{h:02d}:{m:02d}:{x:02d}".encode() for h, m, x in zip(s // 3600, (s // 60) % 60, s % 60)],
+            dtype="S8",
+        )
     return _TOD
 
 
@@ -165,7 +171,7 @@ def bcrypt_hashes(keys: np.ndarray) -> pa.Array:
         take = min(10, 60 - col)
         shifts = np.arange(take, dtype=np.uint64) * np.uint64(6)
         idx = ((word[:, None] >> shifts[None, :]) & np.uint64(63)).astype(np.intp)
-        mat[:, col:col + take] = _B64[idx]
+        mat[:, col : col + take] = _B64[idx]
         col += take
         if col >= 60:
             break

@@ -8,15 +8,86 @@ from __future__ import annotations
 import numpy as np
 
 FAMILY_KO = ["김", "이", "박", "최", "정", "강", "조", "윤", "장", "임", "한", "오", "서", "신", "권", "황"]
-FAMILY_LATIN = ["kim", "lee", "park", "choi", "jung", "kang", "cho", "yoon", "jang", "lim", "han", "oh",
-                "seo", "shin", "kwon", "hwang"]
-GIVEN_KO = ["민준", "서연", "도윤", "서윤", "시우", "지우", "하준", "하윤", "주원", "지유", "지호", "채원",
-            "예준", "수아", "유준", "지아", "건우", "다은", "현우", "은서", "우진", "예린", "선우", "소율"]
-GIVEN_LATIN = ["minjun", "seoyeon", "doyoon", "seoyun", "siwoo", "jiwoo", "hajun", "hayoon", "juwon",
-               "jiyu", "jiho", "chaewon", "yejun", "sua", "yujun", "jia", "geonwoo", "daeun", "hyunwoo",
-               "eunseo", "woojin", "yerin", "sunwoo", "soyul"]
+FAMILY_LATIN = [
+    "kim",
+    "lee",
+    "park",
+    "choi",
+    "jung",
+    "kang",
+    "cho",
+    "yoon",
+    "jang",
+    "lim",
+    "han",
+    "oh",
+    "seo",
+    "shin",
+    "kwon",
+    "hwang",
+]
+GIVEN_KO = [
+    "민준",
+    "서연",
+    "도윤",
+    "서윤",
+    "시우",
+    "지우",
+    "하준",
+    "하윤",
+    "주원",
+    "지유",
+    "지호",
+    "채원",
+    "예준",
+    "수아",
+    "유준",
+    "지아",
+    "건우",
+    "다은",
+    "현우",
+    "은서",
+    "우진",
+    "예린",
+    "선우",
+    "소율",
+]
+GIVEN_LATIN = [
+    "minjun",
+    "seoyeon",
+    "doyoon",
+    "seoyun",
+    "siwoo",
+    "jiwoo",
+    "hajun",
+    "hayoon",
+    "juwon",
+    "jiyu",
+    "jiho",
+    "chaewon",
+    "yejun",
+    "sua",
+    "yujun",
+    "jia",
+    "geonwoo",
+    "daeun",
+    "hyunwoo",
+    "eunseo",
+    "woojin",
+    "yerin",
+    "sunwoo",
+    "soyul",
+]
 NICK_SUFFIX = ["", "_eco", ".green", "_recycle", "99", "_kr", ".dev", "_zero"]
-EMAIL_DOMAINS = ["gmail.com", "naver.com", "kakao.com", "daum.net", "icloud.com", "hanmail.net", "outlook.com"]
+EMAIL_DOMAINS = [
+    "gmail.com",
+    "naver.com",
+    "kakao.com",
+    "daum.net",
+    "icloud.com",
+    "hanmail.net",
+    "outlook.com",
+]
 EMAIL_DOMAIN_P = [0.32, 0.30, 0.12, 0.08, 0.08, 0.05, 0.05]
 PROVIDERS = ["kakao", "google", "apple", "email"]
 PROVIDER_P = [0.45, 0.25, 0.10, 0.20]
@@ -25,10 +96,25 @@ BCRYPT_ALPHABET = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345
 SCAN_STATUSES = ["pending", "completed", "failed"]
 CATEGORIES = ["plastic", "glass", "paper", "can", "vinyl", "styrofoam", "food_waste", "general"]
 CATEGORY_P = [0.26, 0.08, 0.17, 0.09, 0.14, 0.05, 0.09, 0.12]
-CATEGORY_KO = {"plastic": "플라스틱", "glass": "유리병", "paper": "종이류", "can": "캔류", "vinyl": "비닐류",
-               "styrofoam": "스티로폼", "food_waste": "음식물 쓰레기", "general": "일반 쓰레기"}
+CATEGORY_KO = {
+    "plastic": "플라스틱",
+    "glass": "유리병",
+    "paper": "종이류",
+    "can": "캔류",
+    "vinyl": "비닐류",
+    "styrofoam": "스티로폼",
+    "food_waste": "음식물 쓰레기",
+    "general": "일반 쓰레기",
+}
 ITEMS = {
-    "plastic": ["pet_bottle", "plastic_container", "plastic_cup", "shampoo_bottle", "yogurt_cup", "bottle_cap"],
+    "plastic": [
+        "pet_bottle",
+        "plastic_container",
+        "plastic_cup",
+        "shampoo_bottle",
+        "yogurt_cup",
+        "bottle_cap",
+    ],
     "glass": ["glass_bottle", "soju_bottle", "beer_bottle", "glass_jar"],
     "paper": ["cardboard_box", "newspaper", "milk_carton", "paper_cup", "magazine", "paper_bag"],
     "can": ["aluminum_can", "steel_can", "spray_can", "tuna_can"],
@@ -44,8 +130,14 @@ CATEGORY_ITEMS = [np.array([ITEM_INDEX[i] for i in ITEMS[c]], dtype=np.int16) fo
 STAGES = ["vision", "embedding", "answer"]
 LLM_STATUSES = ["ok", "error", "timeout"]
 # model vocabulary: index -> name; per stage the choices and probabilities
-MODELS = ["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "text-embedding-3-small", "text-embedding-3-large",
-          "claude-3-5-haiku"]
+MODELS = [
+    "gpt-4o-mini",
+    "gpt-4o",
+    "gpt-4.1-mini",
+    "text-embedding-3-small",
+    "text-embedding-3-large",
+    "claude-3-5-haiku",
+]
 STAGE_MODELS = {
     "vision": ([0, 1, 2], [0.70, 0.22, 0.08]),
     "embedding": ([3, 4], [0.9, 0.1]),
@@ -110,8 +202,9 @@ _CHUNK_SENTENCES = [
 ]
 
 
-def build_rationales(rng: np.random.Generator, long: bool, per_category: int = 32
-                     ) -> tuple[list[str], np.ndarray]:
+def build_rationales(
+    rng: np.random.Generator, long: bool, per_category: int = 32
+) -> tuple[list[str], np.ndarray]:
     """Rationale texts per category. ``long``: > 2 KB UTF-8 (out-of-line TOAST storage)."""
     texts: list[str] = []
     owner: list[int] = []
@@ -131,8 +224,9 @@ def build_rationales(rng: np.random.Generator, long: bool, per_category: int = 3
     return texts, np.array(owner, dtype=np.int16)
 
 
-def build_chunks(rng: np.random.Generator, per_category: int = 40
-                 ) -> tuple[list[str], list[str], list[str], np.ndarray]:
+def build_chunks(
+    rng: np.random.Generator, per_category: int = 40
+) -> tuple[list[str], list[str], list[str], np.ndarray]:
     """RAG chunks: (document_id, chunk_id, chunk_text) per category."""
     docs, chunk_ids, texts, owner = [], [], [], []
     for ci, cat in enumerate(CATEGORIES):
@@ -143,6 +237,8 @@ def build_chunks(rng: np.random.Generator, per_category: int = 40
             chunk_ids.append(f"{doc}#c{j:03d}")
             n = int(rng.integers(2, 6))
             picks = rng.choice(len(_CHUNK_SENTENCES), size=n, replace=False)
-            texts.append(f"[{ko} 배출 요령] " + " ".join(_CHUNK_SENTENCES[int(k)].format(cat=ko) for k in picks))
+            texts.append(
+                f"[{ko} 배출 요령] " + " ".join(_CHUNK_SENTENCES[int(k)].format(cat=ko) for k in picks)
+            )
             owner.append(ci)
     return docs, chunk_ids, texts, np.array(owner, dtype=np.int16)

@@ -35,12 +35,17 @@ MAGIC = b"Obj\x01"
 CODECS = ("null", "deflate", "snappy", "bzip2", "xz", "zstandard")
 SYNC_INTERVAL = 64_000  # bytes per block: Avro DataFileWriter's default (the sink does not change it)
 # the container header, as the Avro specification defines it
-_HEADER_SCHEMA = fastavro.parse_schema({
-    "type": "record", "name": "org.apache.avro.file.Header", "fields": [
-        {"name": "magic", "type": {"type": "fixed", "name": "Magic", "size": 4}},
-        {"name": "meta", "type": {"type": "map", "values": "bytes"}},
-        {"name": "sync", "type": {"type": "fixed", "name": "Sync", "size": 16}},
-    ]})
+_HEADER_SCHEMA = fastavro.parse_schema(
+    {
+        "type": "record",
+        "name": "org.apache.avro.file.Header",
+        "fields": [
+            {"name": "magic", "type": {"type": "fixed", "name": "Magic", "size": 4}},
+            {"name": "meta", "type": {"type": "map", "values": "bytes"}},
+            {"name": "sync", "type": {"type": "fixed", "name": "Sync", "size": 16}},
+        ],
+    }
+)
 # what fastavro raises on input that is not valid Avro (beyond ValueError and its subclasses)
 _DECODE_ERRORS = (ValueError, EOFError, KeyError, IndexError, TypeError, OverflowError, SchemaParseException)
 # decompressing a corrupt block: each codec library has its own exception types (zlib.error,
@@ -95,8 +100,9 @@ class AvroContainer:
             except StopIteration:
                 return
             except _BLOCK_ERRORS as exc:
-                raise AvroFileError(f"block {self._position + 1} is unreadable (truncated or corrupt "
-                                    f"object?): {_reason(exc)}") from exc
+                raise AvroFileError(
+                    f"block {self._position + 1} is unreadable (truncated or corrupt object?): {_reason(exc)}"
+                ) from exc
             self._position += 1
             data = block.bytes_
             yield block.num_records, data if isinstance(data, io.BytesIO) else io.BytesIO(data)
@@ -109,7 +115,9 @@ class AvroContainer:
         """Records as Python values of the stored (non-logical) Avro types."""
         if self._raw_schema is None:
             try:
-                self._raw_schema = fastavro.parse_schema(_strip_logical_types(json.loads(self.header.schema_text)))
+                self._raw_schema = fastavro.parse_schema(
+                    _strip_logical_types(json.loads(self.header.schema_text))
+                )
             except _DECODE_ERRORS as exc:
                 raise AvroFileError(f"avro.schema is not a valid Avro schema: {_reason(exc)}") from exc
         raw = self._raw_schema
@@ -121,18 +129,22 @@ class AvroContainer:
                 try:
                     rec = read(data, raw, None)
                 except _DECODE_ERRORS as exc:
-                    raise AvroFileError(f"record {row} (record {i} of block {self._position}) does not "
-                                        f"decode: {_reason(exc)}") from exc
+                    raise AvroFileError(
+                        f"record {row} (record {i} of block {self._position}) does not decode: {_reason(exc)}"
+                    ) from exc
                 yield rec
                 row += 1
             if data.tell() != end:
-                raise AvroFileError(f"block {self._position} holds {end - data.tell()} bytes more than its "
-                                    f"{count} records (corrupt object?)")
+                raise AvroFileError(
+                    f"block {self._position} holds {end - data.tell()} bytes more than its "
+                    f"{count} records (corrupt object?)"
+                )
 
     def iter_tables(self, schema: ConnectSchema, batch_size: int = 65_536) -> Iterator[pa.Table]:
         """The records in batches, as Arrow tables in the physical layout of ``schema`` (a struct)."""
-        raw_schema = pa.schema([pa.field(f.name, raw_arrow_type(f.schema), f.schema.optional)
-                                for f in schema.fields])
+        raw_schema = pa.schema(
+            [pa.field(f.name, raw_arrow_type(f.schema), f.schema.optional) for f in schema.fields]
+        )
         rows: list[dict] = []
         for rec in self.iter_records():
             rows.append(rec)
@@ -173,8 +185,11 @@ def _strip_logical_types(node: Any) -> Any:
     if isinstance(node, list):
         return [_strip_logical_types(n) for n in node]
     if isinstance(node, dict):
-        return {k: (v if k in ("default", "connect.default", "connect.parameters") else _strip_logical_types(v))
-                for k, v in node.items() if k != "logicalType"}
+        return {
+            k: (v if k in ("default", "connect.default", "connect.parameters") else _strip_logical_types(v))
+            for k, v in node.items()
+            if k != "logicalType"
+        }
     return node
 
 
@@ -188,12 +203,16 @@ def raw_arrow_type(schema: ConnectSchema) -> pa.DataType:
     :meth:`ConnectSchema.physical_arrow_type`, but decimals are bytes and dates, times and
     timestamps their integers."""
     if schema.type == "struct":
-        return pa.struct([pa.field(f.name, raw_arrow_type(f.schema), f.schema.optional) for f in schema.fields])
+        return pa.struct(
+            [pa.field(f.name, raw_arrow_type(f.schema), f.schema.optional) for f in schema.fields]
+        )
     if schema.type == "array":
         return pa.list_(pa.field("element", raw_arrow_type(schema.items), schema.items.optional))
     if schema.type == "map":
-        return pa.map_(raw_arrow_type(schema.keys),
-                       pa.field("value", raw_arrow_type(schema.values), schema.values.optional))
+        return pa.map_(
+            raw_arrow_type(schema.keys),
+            pa.field("value", raw_arrow_type(schema.values), schema.values.optional),
+        )
     physical = schema.physical_arrow_type()
     if pa.types.is_decimal(physical):
         return pa.binary()
@@ -204,8 +223,11 @@ def raw_arrow_type(schema: ConnectSchema) -> pa.DataType:
     return physical
 
 
-def map_leaves(arr: pa.Array | pa.ChunkedArray, schema: ConnectSchema,
-               leaf: Callable[[pa.Array, ConnectSchema], pa.Array]) -> pa.Array:
+def map_leaves(
+    arr: pa.Array | pa.ChunkedArray,
+    schema: ConnectSchema,
+    leaf: Callable[[pa.Array, ConnectSchema], pa.Array],
+) -> pa.Array:
     """Rebuild a (nested) column with ``leaf`` applied to every primitive child; structs, lists
     and maps keep their shape and nulls (field nullability follows the schema)."""
     if isinstance(arr, pa.ChunkedArray):
@@ -224,13 +246,19 @@ def map_leaves(arr: pa.Array | pa.ChunkedArray, schema: ConnectSchema,
             offsets = pc.subtract(offsets, offsets[0])
     if schema.type == "array":
         values = map_leaves(arr.values.slice(start, end - start), schema.items, leaf)
-        return pa.ListArray.from_arrays(offsets, values, mask=mask, type=pa.list_(
-            pa.field("element", values.type, schema.items.optional)))
+        return pa.ListArray.from_arrays(
+            offsets, values, mask=mask, type=pa.list_(pa.field("element", values.type, schema.items.optional))
+        )
     if schema.type == "map":
         keys = map_leaves(arr.keys.slice(start, end - start), schema.keys, leaf)
         items = map_leaves(arr.items.slice(start, end - start), schema.values, leaf)
-        return pa.MapArray.from_arrays(offsets, keys, items, mask=mask, type=pa.map_(
-            keys.type, pa.field("value", items.type, schema.values.optional)))
+        return pa.MapArray.from_arrays(
+            offsets,
+            keys,
+            items,
+            mask=mask,
+            type=pa.map_(keys.type, pa.field("value", items.type, schema.values.optional)),
+        )
     return leaf(arr, schema)
 
 
@@ -241,16 +269,23 @@ def raw_to_physical(arr: pa.Array, schema: ConnectSchema) -> pa.Array:
         return arr
     if pa.types.is_decimal(physical):
         scale = physical.scale
-        return pa.array([None if b is None else Decimal(f"{int.from_bytes(b, 'big', signed=True)}E{-scale}")
-                         for b in arr.to_pylist()], type=physical)
+        return pa.array(
+            [
+                None if b is None else Decimal(f"{int.from_bytes(b, 'big', signed=True)}E{-scale}")
+                for b in arr.to_pylist()
+            ],
+            type=physical,
+        )
     return arr.cast(physical)
 
 
 def _to_table(rows: list[dict], raw_schema: pa.Schema, schema: ConnectSchema) -> pa.Table:
     try:
         raw = pa.Table.from_pylist(rows, schema=raw_schema)
-        return pa.table([map_leaves(raw.column(f.name), f.schema, raw_to_physical) for f in schema.fields],
-                        names=[f.name for f in schema.fields])
+        return pa.table(
+            [map_leaves(raw.column(f.name), f.schema, raw_to_physical) for f in schema.fields],
+            names=[f.name for f in schema.fields],
+        )
     except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
         raise AvroFileError(f"records do not fit their schema: {_reason(exc)}") from exc
 
@@ -260,8 +295,14 @@ def _to_table(rows: list[dict], raw_schema: pa.Schema, schema: ConnectSchema) ->
 # --------------------------------------------------------------------------------------------
 
 
-def write_container(records: list[dict], schema_text: str, codec: str = "null", *,
-                    sync_marker: bytes, sync_interval: int = SYNC_INTERVAL) -> bytes:
+def write_container(
+    records: list[dict],
+    schema_text: str,
+    codec: str = "null",
+    *,
+    sync_marker: bytes,
+    sync_interval: int = SYNC_INTERVAL,
+) -> bytes:
     """An Avro container file of ``records`` (stored Avro values), with ``schema_text`` verbatim in
     the header as Avro's DataFileWriter writes ``Schema.toString()`` (fastavro would re-serialize
     it, so fastavro writes the blocks and the header is written here with the specification's
@@ -278,10 +319,14 @@ def write_container(records: list[dict], schema_text: str, codec: str = "null", 
     if not body.startswith(head.getvalue()):
         raise AssertionError("fastavro wrote different headers for the same schema")
     out = io.BytesIO()
-    fastavro.schemaless_writer(out, _HEADER_SCHEMA, {
-        "magic": MAGIC,
-        "meta": {"avro.schema": schema_text.encode("utf-8"), "avro.codec": codec.encode("ascii")},
-        "sync": sync_marker,
-    })
-    out.write(body[len(head.getvalue()):])
+    fastavro.schemaless_writer(
+        out,
+        _HEADER_SCHEMA,
+        {
+            "magic": MAGIC,
+            "meta": {"avro.schema": schema_text.encode("utf-8"), "avro.codec": codec.encode("ascii")},
+            "sync": sync_marker,
+        },
+    )
+    out.write(body[len(head.getvalue()) :])
     return out.getvalue()

@@ -72,8 +72,11 @@ class ConnectSchema:
             out["values"] = self.values.to_connect_json()
         out["optional"] = self.optional
         if self.default is not None:
-            out["default"] = (base64.b64encode(self.default).decode("ascii") if isinstance(self.default, bytes)
-                              else self.default)
+            out["default"] = (
+                base64.b64encode(self.default).decode("ascii")
+                if isinstance(self.default, bytes)
+                else self.default
+            )
         if self.name:
             out["name"] = self.name
         if self.version is not None:
@@ -101,7 +104,11 @@ class ConnectSchema:
         if self.type == "struct":
             full = self.name or "io.confluent.connect.avro.ConnectDefault"
             if full in seen:  # Avro refers to a record's second occurrence by name
-                return full.rsplit(".", 1)[-1] if namespace_hint and full.startswith(namespace_hint + ".") else full
+                return (
+                    full.rsplit(".", 1)[-1]
+                    if namespace_hint and full.startswith(namespace_hint + ".")
+                    else full
+                )
             seen.add(full)
             ns, _, short = full.rpartition(".")
             fields = []
@@ -137,9 +144,15 @@ class ConnectSchema:
                 val = ["null", val]
             return {"type": "map", "values": val, **props}
         base = {
-            "int8": "int", "int16": "int", "int32": "int", "int64": "long",
-            "float32": "float", "float64": "double", "boolean": "boolean",
-            "string": "string", "bytes": "bytes",
+            "int8": "int",
+            "int16": "int",
+            "int32": "int",
+            "int64": "long",
+            "float32": "float",
+            "float64": "double",
+            "boolean": "boolean",
+            "string": "string",
+            "bytes": "bytes",
         }[self.type]
         if self.type in ("int8", "int16"):
             props["connect.type"] = self.type
@@ -147,15 +160,24 @@ class ConnectSchema:
             scale = int(self.params.get("scale", "0"))
             precision = int(self.params.get("connect.decimal.precision", "64"))
             if scale < 0 or scale > precision:  # no decimal logical type possible: legacy props only
-                out = {"type": "bytes", "connect.version": self.version or 1,
-                       "connect.parameters": dict(self.parameters), "connect.name": DECIMAL}
+                out = {
+                    "type": "bytes",
+                    "connect.version": self.version or 1,
+                    "connect.parameters": dict(self.parameters),
+                    "connect.name": DECIMAL,
+                }
                 if self.default is not None:
                     out["connect.default"] = self._avro_default()
                 return out
-            out = {"type": "bytes", "scale": scale, "precision": precision,
-                   "connect.version": self.version or 1,
-                   "connect.parameters": dict(self.parameters), "connect.name": DECIMAL,
-                   "logicalType": "decimal"}
+            out = {
+                "type": "bytes",
+                "scale": scale,
+                "precision": precision,
+                "connect.version": self.version or 1,
+                "connect.parameters": dict(self.parameters),
+                "connect.name": DECIMAL,
+                "logicalType": "decimal",
+            }
             if self.default is not None:
                 out["connect.default"] = self._avro_default()
             return out
@@ -175,13 +197,16 @@ class ConnectSchema:
         """The Arrow type pyarrow gives when reading what parquet-avro wrote for this schema."""
         t = self.type
         if t == "struct":
-            return pa.struct([pa.field(f.name, f.schema.physical_arrow_type(), f.schema.optional)
-                              for f in self.fields])
+            return pa.struct(
+                [pa.field(f.name, f.schema.physical_arrow_type(), f.schema.optional) for f in self.fields]
+            )
         if t == "array":
             return pa.list_(pa.field("element", self.items.physical_arrow_type(), self.items.optional))
         if t == "map":
-            return pa.map_(self.keys.physical_arrow_type(),
-                           pa.field("value", self.values.physical_arrow_type(), self.values.optional))
+            return pa.map_(
+                self.keys.physical_arrow_type(),
+                pa.field("value", self.values.physical_arrow_type(), self.values.optional),
+            )
         if self.name == DECIMAL:
             scale = int(self.params.get("scale", "0"))
             precision = int(self.params.get("connect.decimal.precision", "64"))
@@ -197,9 +222,15 @@ class ConnectSchema:
         if self.name == CONNECT_TIMESTAMP:
             return pa.timestamp("ms", tz="UTC")
         return {
-            "int8": pa.int32(), "int16": pa.int32(), "int32": pa.int32(), "int64": pa.int64(),
-            "float32": pa.float32(), "float64": pa.float64(), "boolean": pa.bool_(),
-            "string": pa.string(), "bytes": pa.binary(),
+            "int8": pa.int32(),
+            "int16": pa.int32(),
+            "int32": pa.int32(),
+            "int64": pa.int64(),
+            "float32": pa.float32(),
+            "float64": pa.float64(),
+            "boolean": pa.bool_(),
+            "string": pa.string(),
+            "bytes": pa.binary(),
         }[t]
 
     def fingerprint(self) -> str:
@@ -212,18 +243,35 @@ class ConnectField:
     schema: ConnectSchema
 
 
-def struct(name: str | None, fields: list[tuple[str, ConnectSchema]], *, optional: bool = False,
-           version: int | None = None) -> ConnectSchema:
-    return ConnectSchema("struct", name=name, version=version, optional=optional,
-                         fields=tuple(ConnectField(n, s) for n, s in fields))
+def struct(
+    name: str | None,
+    fields: list[tuple[str, ConnectSchema]],
+    *,
+    optional: bool = False,
+    version: int | None = None,
+) -> ConnectSchema:
+    return ConnectSchema(
+        "struct",
+        name=name,
+        version=version,
+        optional=optional,
+        fields=tuple(ConnectField(n, s) for n, s in fields),
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Parsing Avro (parquet.avro.schema footer)
 # --------------------------------------------------------------------------------------------
 
-_AVRO_PRIMITIVE = {"int": "int32", "long": "int64", "float": "float32", "double": "float64",
-                   "boolean": "boolean", "string": "string", "bytes": "bytes"}
+_AVRO_PRIMITIVE = {
+    "int": "int32",
+    "long": "int64",
+    "float": "float32",
+    "double": "float64",
+    "boolean": "boolean",
+    "string": "string",
+    "bytes": "bytes",
+}
 
 
 def parse_avro_schema(text: str | dict) -> ConnectSchema:
@@ -233,8 +281,9 @@ def parse_avro_schema(text: str | dict) -> ConnectSchema:
     return _from_avro(doc, None, named, optional=False, field_default=None)
 
 
-def _from_avro(node: Any, namespace: str | None, named: dict[str, Any], *, optional: bool,
-               field_default: Any) -> ConnectSchema:
+def _from_avro(
+    node: Any, namespace: str | None, named: dict[str, Any], *, optional: bool, field_default: Any
+) -> ConnectSchema:
     if isinstance(node, list):  # union: AvroData only writes [null, X] or [X, null]
         branches = [b for b in node if b != "null"]
         if len(branches) != 1:
@@ -265,20 +314,42 @@ def _from_avro(node: Any, namespace: str | None, named: dict[str, Any], *, optio
         placeholder = ConnectSchema("struct", name=name or full)
         named[full] = placeholder
         for f in node["fields"]:
-            fields.append(ConnectField(
-                f["name"], _from_avro(f["type"], ns, named, optional=False, field_default=f.get("default"))))
-        schema = ConnectSchema("struct", name=name or (None if full.startswith("io.confluent.connect.avro.ConnectDefault") else full),
-                               version=version, optional=optional, fields=tuple(fields))
+            fields.append(
+                ConnectField(
+                    f["name"],
+                    _from_avro(f["type"], ns, named, optional=False, field_default=f.get("default")),
+                )
+            )
+        schema = ConnectSchema(
+            "struct",
+            name=name or (None if full.startswith("io.confluent.connect.avro.ConnectDefault") else full),
+            version=version,
+            optional=optional,
+            fields=tuple(fields),
+        )
         named[full] = _replace(schema, optional=False, default=None)
         return schema
     if avro_type == "array":
-        return ConnectSchema("array", name=name, version=version, parameters=params, optional=optional,
-                             default=default,
-                             items=_from_avro(node["items"], namespace, named, optional=False, field_default=None))
+        return ConnectSchema(
+            "array",
+            name=name,
+            version=version,
+            parameters=params,
+            optional=optional,
+            default=default,
+            items=_from_avro(node["items"], namespace, named, optional=False, field_default=None),
+        )
     if avro_type == "map":
-        return ConnectSchema("map", name=name, version=version, parameters=params, optional=optional,
-                             default=default, keys=ConnectSchema("string"),
-                             values=_from_avro(node["values"], namespace, named, optional=False, field_default=None))
+        return ConnectSchema(
+            "map",
+            name=name,
+            version=version,
+            parameters=params,
+            optional=optional,
+            default=default,
+            keys=ConnectSchema("string"),
+            values=_from_avro(node["values"], namespace, named, optional=False, field_default=None),
+        )
     if avro_type in ("enum",):
         return ConnectSchema("string", name=name, optional=optional, default=default)
     if avro_type == "fixed":
@@ -290,16 +361,21 @@ def _from_avro(node: Any, namespace: str | None, named: dict[str, Any], *, optio
         logical = node.get("logicalType")
         if logical == "decimal" and name is None:
             name = DECIMAL
-            params = tuple({"scale": str(node.get("scale", 0)),
-                                   "connect.decimal.precision": str(node.get("precision", 64))}.items())
+            params = tuple(
+                {
+                    "scale": str(node.get("scale", 0)),
+                    "connect.decimal.precision": str(node.get("precision", 64)),
+                }.items()
+            )
         elif logical == "date" and name is None:
             name = CONNECT_DATE
         elif logical == "time-millis" and name is None:
             name = CONNECT_TIME
         elif logical == "timestamp-millis" and name is None:
             name = CONNECT_TIMESTAMP
-        return ConnectSchema(ctype, name=name, version=version, parameters=params, optional=optional,
-                             default=default)
+        return ConnectSchema(
+            ctype, name=name, version=version, parameters=params, optional=optional, default=default
+        )
     raise SchemaParseError(f"unsupported Avro type {avro_type!r}")
 
 
@@ -328,17 +404,30 @@ def parse_connect_json_schema(doc: dict[str, Any]) -> ConnectSchema:
     if not isinstance(doc, dict) or "type" not in doc:
         raise SchemaParseError(f"not a Connect JSON schema: {str(doc)[:200]}")
     t = doc["type"]
-    common = dict(name=doc.get("name"), version=doc.get("version"),
-                  parameters=tuple((doc.get("parameters") or {}).items()),
-                  optional=bool(doc.get("optional", False)), default=doc.get("default"))
+    common = dict(
+        name=doc.get("name"),
+        version=doc.get("version"),
+        parameters=tuple((doc.get("parameters") or {}).items()),
+        optional=bool(doc.get("optional", False)),
+        default=doc.get("default"),
+    )
     if t == "struct":
-        return ConnectSchema("struct", fields=tuple(ConnectField(f["field"], parse_connect_json_schema(f))
-                                                    for f in doc.get("fields", [])), **common)
+        return ConnectSchema(
+            "struct",
+            fields=tuple(
+                ConnectField(f["field"], parse_connect_json_schema(f)) for f in doc.get("fields", [])
+            ),
+            **common,
+        )
     if t == "array":
         return ConnectSchema("array", items=parse_connect_json_schema(doc["items"]), **common)
     if t == "map":
-        return ConnectSchema("map", keys=parse_connect_json_schema(doc["keys"]),
-                             values=parse_connect_json_schema(doc["values"]), **common)
+        return ConnectSchema(
+            "map",
+            keys=parse_connect_json_schema(doc["keys"]),
+            values=parse_connect_json_schema(doc["values"]),
+            **common,
+        )
     if t in PRIMITIVES:
         if t == "bytes" and isinstance(common["default"], str):  # JsonConverter writes bytes as base64
             try:

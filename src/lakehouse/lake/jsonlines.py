@@ -86,9 +86,16 @@ def json_arrow_type(schema: ConnectSchema) -> pa.DataType:
         return pa.map_(pa.string(), pa.field("value", json_arrow_type(schema.values), True))
     if schema.name == DECIMAL or t == "bytes":
         return pa.string()
-    return {"int8": pa.int64(), "int16": pa.int64(), "int32": pa.int64(), "int64": pa.int64(),
-            "float32": pa.float64(), "float64": pa.float64(), "boolean": pa.bool_(),
-            "string": pa.string()}[t]
+    return {
+        "int8": pa.int64(),
+        "int16": pa.int64(),
+        "int32": pa.int64(),
+        "int64": pa.int64(),
+        "float32": pa.float64(),
+        "float64": pa.float64(),
+        "boolean": pa.bool_(),
+        "string": pa.string(),
+    }[t]
 
 
 def json_lines_to_arrow(lines: list[bytes], schema: ConnectSchema) -> pa.Table:
@@ -106,13 +113,16 @@ def json_lines_to_arrow(lines: list[bytes], schema: ConnectSchema) -> pa.Table:
         table = pajson.read_json(
             pa.BufferReader(b"\n".join(lines)),
             read_options=pajson.ReadOptions(block_size=1 << 24),
-            parse_options=pajson.ParseOptions(explicit_schema=pa.schema(list(json_type)),
-                                              unexpected_field_behavior="error"))
+            parse_options=pajson.ParseOptions(
+                explicit_schema=pa.schema(list(json_type)), unexpected_field_behavior="error"
+            ),
+        )
     except pa.ArrowException:
         # one element may hold several newline-joined documents
         return payloads_to_arrow([json.loads(ln) for ln in b"\n".join(lines).split(b"\n")], schema)
-    arr = pa.StructArray.from_arrays([table.column(i).combine_chunks() for i in range(table.num_columns)],
-                                     fields=list(json_type))
+    arr = pa.StructArray.from_arrays(
+        [table.column(i).combine_chunks() for i in range(table.num_columns)], fields=list(json_type)
+    )
     return pa.Table.from_struct_array(_fix_json_column(arr, schema))
 
 
@@ -153,8 +163,10 @@ def _fix_json_column(arr: pa.Array, schema: ConnectSchema) -> pa.Array:
 def _fill_nulls(arr: pa.Array) -> pa.Array:
     t = arr.type
     if pa.types.is_struct(t):
-        children = [_fill_nulls(arr.field(i)) if not t.field(i).nullable else arr.field(i)
-                    for i in range(t.num_fields)]
+        children = [
+            _fill_nulls(arr.field(i)) if not t.field(i).nullable else arr.field(i)
+            for i in range(t.num_fields)
+        ]
         return pa.StructArray.from_arrays(children, fields=list(t))
     if pa.types.is_list(t):
         return pc.if_else(arr.is_null(), pa.scalar([], t), arr)
@@ -172,8 +184,11 @@ def _fill_nulls(arr: pa.Array) -> pa.Array:
     return pc.fill_null(arr, zero)
 
 
-_CONNECT_TEMPORALS = {"org.apache.kafka.connect.data.Date", "org.apache.kafka.connect.data.Time",
-                      "org.apache.kafka.connect.data.Timestamp"}
+_CONNECT_TEMPORALS = {
+    "org.apache.kafka.connect.data.Date",
+    "org.apache.kafka.connect.data.Time",
+    "org.apache.kafka.connect.data.Timestamp",
+}
 
 
 def read_lines(data: bytes, gzipped: bool) -> list[bytes]:

@@ -28,8 +28,14 @@ PARQUET_CODEC_EXTENSIONS = {
     "lz4_raw": ".lz4raw.parquet",
 }
 # Codec names as pyarrow knows them (for writing).
-PYARROW_CODECS = {"snappy": "snappy", "none": "none", "gzip": "gzip", "zstd": "zstd",
-                  "brotli": "brotli", "lz4_raw": "lz4"}
+PYARROW_CODECS = {
+    "snappy": "snappy",
+    "none": "none",
+    "gzip": "gzip",
+    "zstd": "zstd",
+    "brotli": "brotli",
+    "lz4_raw": "lz4",
+}
 
 # Topics that carry no table rows (spec §5.1, §5.9, pitfall 19).
 # Table topics are <prefix>.<schema>.<table>; the transaction and message topics have no schema
@@ -119,7 +125,7 @@ def parse_object_key(key: str, layout: SinkLayout = SinkLayout()) -> ObjectKey |
     prefix = layout.topic_prefix()
     if not key.startswith(prefix):
         raise LakeObjectError(key, f"not under the topics dir {prefix!r}")
-    rest = key[len(prefix):]
+    rest = key[len(prefix) :]
     parts = rest.split(layout.directory_delim)
     if len(parts) < 2:
         raise LakeObjectError(key, "expected <topic>/<encoded partition>/<file>, found no topic directory")
@@ -127,12 +133,16 @@ def parse_object_key(key: str, layout: SinkLayout = SinkLayout()) -> ObjectKey |
     encoded = layout.directory_delim.join(parts[1:-1])
     if filename.startswith(".") or filename.endswith(("_$folder$", "/")):
         raise LakeObjectError(key, "hidden or folder-marker object inside the lake")
-    pattern = _FILE_RES.get(layout.file_delim) or _FILE_RES.setdefault(layout.file_delim, _file_re(layout.file_delim))
+    pattern = _FILE_RES.get(layout.file_delim) or _FILE_RES.setdefault(
+        layout.file_delim, _file_re(layout.file_delim)
+    )
     m = pattern.match(filename)
     if m is None:
         raise LakeObjectError(
-            key, f"file name is not <topic>{layout.file_delim}<kafkaPartition>{layout.file_delim}<startOffset>.<ext> "
-                 "as the S3 sink writes it")
+            key,
+            f"file name is not <topic>{layout.file_delim}<kafkaPartition>{layout.file_delim}<startOffset>.<ext> "
+            "as the S3 sink writes it",
+        )
     if m["topic"] != topic_dir:
         raise LakeObjectError(key, f"file name topic {m['topic']!r} differs from its directory {topic_dir!r}")
     if m["view"]:
@@ -143,16 +153,24 @@ def parse_object_key(key: str, layout: SinkLayout = SinkLayout()) -> ObjectKey |
     if ext.endswith(".parquet"):
         fmt, compression = "parquet", ext[: -len(".parquet")] or ".none"
     elif ext.startswith(".json"):
-        fmt, compression = "json", ext[len(".json"):]
+        fmt, compression = "json", ext[len(".json") :]
     elif ext == ".avro":  # AvroFormat: the codec (avro.codec) is in the container header, not the name
         fmt, compression = "avro", ""
     else:
-        raise LakeObjectError(key, f"value files with extension {ext!r} are not supported "
-                                   "(Parquet, JSON or Avro only)")
+        raise LakeObjectError(
+            key, f"value files with extension {ext!r} are not supported (Parquet, JSON or Avro only)"
+        )
     if not encoded:
         raise LakeObjectError(key, "no encoded partition directory between topic and file")
-    return ObjectKey(topic=topic_dir, kafka_partition=int(m["kpart"]), start_offset=int(m["start"]),
-                     key=key, encoded_partition=encoded, format=fmt, compression=compression)
+    return ObjectKey(
+        topic=topic_dir,
+        kafka_partition=int(m["kpart"]),
+        start_offset=int(m["start"]),
+        key=key,
+        encoded_partition=encoded,
+        format=fmt,
+        compression=compression,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,8 +203,13 @@ class Partitioner:
             return cls(name, **kw)
         raise ValueError(f"unknown partitioner {name!r} (default, hourly, daily, time, field)")
 
-    def encode(self, kafka_partition: int, timestamp_ms: int | None = None,
-               field_values: dict[str, object] | None = None, schema_name: str | None = None) -> str:
+    def encode(
+        self,
+        kafka_partition: int,
+        timestamp_ms: int | None = None,
+        field_values: dict[str, object] | None = None,
+        schema_name: str | None = None,
+    ) -> str:
         if self.kind == "default":
             enc = f"partition={kafka_partition}"
         elif self.kind == "field":
@@ -227,18 +250,33 @@ def joda_format(dt: datetime, pattern: str) -> str:
         if m.group(1) is not None:
             return m.group(1)
         tok = m.group(0)
-        return {"YYYY": f"{dt.year:04d}", "yyyy": f"{dt.year:04d}", "MM": f"{dt.month:02d}",
-                "dd": f"{dt.day:02d}", "HH": f"{dt.hour:02d}", "mm": f"{dt.minute:02d}",
-                "ss": f"{dt.second:02d}"}[tok]
+        return {
+            "YYYY": f"{dt.year:04d}",
+            "yyyy": f"{dt.year:04d}",
+            "MM": f"{dt.month:02d}",
+            "dd": f"{dt.day:02d}",
+            "HH": f"{dt.hour:02d}",
+            "mm": f"{dt.minute:02d}",
+            "ss": f"{dt.second:02d}",
+        }[tok]
 
     return _JODA_TOKEN.sub(repl, pattern)
 
 
-def build_object_key(layout: SinkLayout, topic: str, encoded_partition: str, kafka_partition: int,
-                     start_offset: int, extension: str, view: str = "") -> str:
+def build_object_key(
+    layout: SinkLayout,
+    topic: str,
+    encoded_partition: str,
+    kafka_partition: int,
+    start_offset: int,
+    extension: str,
+    view: str = "",
+) -> str:
     d = layout.directory_delim
-    name = (f"{topic}{layout.file_delim}{kafka_partition}{layout.file_delim}"
-            f"{start_offset:0{layout.zero_pad_width}d}{view}{extension}")
+    name = (
+        f"{topic}{layout.file_delim}{kafka_partition}{layout.file_delim}"
+        f"{start_offset:0{layout.zero_pad_width}d}{view}{extension}"
+    )
     return f"{layout.topic_prefix()}{topic}{d}{encoded_partition}{d}{name}"
 
 

@@ -88,7 +88,9 @@ def java_regex_literal(text: str) -> str:
     """``text`` as a Java regular expression matching exactly it: every character other than
     ASCII letters, digits and ``_`` as ``\\x{h..h}``, so no comma (Debezium splits its regex
     lists on commas) and no character Java could read as syntax survives."""
-    return "".join(ch if ch.isascii() and (ch.isalnum() or ch == "_") else f"\\x{{{ord(ch):x}}}" for ch in text)
+    return "".join(
+        ch if ch.isascii() and (ch.isalnum() or ch == "_") else f"\\x{{{ord(ch):x}}}" for ch in text
+    )
 
 
 # a column name Avro cannot hold: it starts with a digit or has a character outside [A-Za-z0-9_]

@@ -96,8 +96,9 @@ _UNWRAP_META = {
 
 class SchemaConflictError(Exception):
     def __init__(self, topic: str, column: str, key: str, old: pa.DataType, new: pa.DataType):
-        super().__init__(f"{key}: column {column!r} of topic {topic!r} changed type incompatibly "
-                         f"from {old} to {new}")
+        super().__init__(
+            f"{key}: column {column!r} of topic {topic!r} changed type incompatibly from {old} to {new}"
+        )
         self.topic, self.column, self.key, self.old, self.new = topic, column, key, old, new
 
 
@@ -156,9 +157,13 @@ class LakeNotFoundError(ValueError):
 class LakeReader:
     """Reads one lake (local folder or S3)."""
 
-    def __init__(self, store: ObjectStore | str, layout: SinkLayout = SinkLayout(),
-                 exclude_topics: Iterable[str] = (),
-                 schema_hints: dict[str, ConnectSchema] | None = None):
+    def __init__(
+        self,
+        store: ObjectStore | str,
+        layout: SinkLayout = SinkLayout(),
+        exclude_topics: Iterable[str] = (),
+        schema_hints: dict[str, ConnectSchema] | None = None,
+    ):
         """``schema_hints``: topic -> value schema, for JSON lines written without schemas
         (JsonConverter ``schemas.enable=false``), where decimals are base64 and temporal types
         bare numbers or strings. Without a hint such files are typed from the JSON values."""
@@ -184,11 +189,15 @@ class LakeReader:
             if isinstance(parsed, IgnoredObject):
                 ignored.append(parsed)
                 continue
-            if parsed.topic != topic and (is_non_table_topic(parsed.topic) or parsed.topic in self.exclude_topics):
+            if parsed.topic != topic and (
+                is_non_table_topic(parsed.topic) or parsed.topic in self.exclude_topics
+            ):
                 excluded.add(parsed.topic)
                 continue
             if info.size == 0:
-                errors.append(LakeObjectError(info.key, "zero-byte object (the sink never writes empty files)"))
+                errors.append(
+                    LakeObjectError(info.key, "zero-byte object (the sink never writes empty files)")
+                )
                 continue
             objects.setdefault(parsed.topic, []).append(LakeObject(parsed, info.size, modified=info.modified))
         for objs in objects.values():
@@ -211,8 +220,10 @@ class LakeReader:
             why = "is a file, not a folder"
         else:
             why = f"holds no objects under {prefix or 'its root'}"
-        raise LakeNotFoundError(f"lake {root} {why}: check the path (the S3 sink writes "
-                                f"<lake>/{prefix}<topic>/...), or wait until the sink has written")
+        raise LakeNotFoundError(
+            f"lake {root} {why}: check the path (the S3 sink writes "
+            f"<lake>/{prefix}<topic>/...), or wait until the sink has written"
+        )
 
     # -- primary keys from key companion files ---------------------------------------------
 
@@ -243,8 +254,9 @@ class LakeReader:
 
     # -- planning ------------------------------------------------------------------------------
 
-    def plan(self, topic: str, objects: list[LakeObject] | None = None,
-             key_columns: Iterable[str] = ()) -> TopicPlan:
+    def plan(
+        self, topic: str, objects: list[LakeObject] | None = None, key_columns: Iterable[str] = ()
+    ) -> TopicPlan:
         """Read every object's schema (Parquet footers, Avro headers, JSON lines) and merge them."""
         if objects is None:
             listing = self.scan(topic)
@@ -258,7 +270,9 @@ class LakeReader:
             self.describe(obj)
             for f in obj.row_fields:
                 if f.name in INTERNAL_NAMES:
-                    raise LakeObjectError(obj.key, f"source column {f.name!r} collides with an internal column")
+                    raise LakeObjectError(
+                        obj.key, f"source column {f.name!r} collides with an internal column"
+                    )
                 if f.name not in merged:
                     merged[f.name], origin[f.name] = f, obj.key
                     continue
@@ -305,7 +319,9 @@ class LakeReader:
         meta = pf.metadata.metadata or {}
         raw = meta.get(b"parquet.avro.schema")
         if raw is None:
-            raise LakeObjectError(obj.key, "Parquet footer has no parquet.avro.schema: not written by the S3 sink")
+            raise LakeObjectError(
+                obj.key, "Parquet footer has no parquet.avro.schema: not written by the S3 sink"
+            )
         try:
             return parse_avro_schema(raw.decode("utf-8"))
         except (SchemaParseError, ValueError) as exc:
@@ -388,8 +404,10 @@ class LakeReader:
                 payloads = [json.loads(ln) for ln in lines]
                 unknown = sorted({k for p in payloads for k in p} - set(hint.field_names()))
                 if unknown:
-                    raise LakeObjectError(obj.key, f"fields {unknown} are not in the schema hint for "
-                                                   f"{obj.ref.topic!r}; update the hint")
+                    raise LakeObjectError(
+                        obj.key,
+                        f"fields {unknown} are not in the schema hint for {obj.ref.topic!r}; update the hint",
+                    )
                 yield hint, jsonlines.payloads_to_arrow(payloads, hint), 0
             else:
                 yield None, jsonlines.read_schemaless(lines), 0
@@ -406,8 +424,9 @@ class LakeReader:
         for obj in plan.objects:
             yield from self.iter_object(obj, plan.schema, batch_size)
 
-    def iter_object(self, obj: LakeObject, schema: pa.Schema, batch_size: int = 65_536
-                    ) -> Iterator[pa.RecordBatch]:
+    def iter_object(
+        self, obj: LakeObject, schema: pa.Schema, batch_size: int = 65_536
+    ) -> Iterator[pa.RecordBatch]:
         self.describe(obj)
         if obj.ref.format == "parquet":
             pf = self._open_parquet(obj)
@@ -417,8 +436,9 @@ class LakeReader:
             try:
                 batches = pf.iter_batches(batch_size=batch_size)
                 for batch in batches:
-                    yield self._normalize(obj, shape, row_schema, pa.Table.from_batches([batch]),
-                                          row_index, schema)
+                    yield self._normalize(
+                        obj, shape, row_schema, pa.Table.from_batches([batch]), row_index, schema
+                    )
                     row_index += batch.num_rows
             except (pa.ArrowInvalid, OSError) as exc:
                 reraise_transient(exc)  # storage trouble is retried, not blamed on the object
@@ -434,7 +454,9 @@ class LakeReader:
                         row_index += table.num_rows
                 except (AvroFileError, OSError) as exc:
                     reraise_transient(exc)  # storage trouble is retried, not blamed on the object
-                    raise LakeObjectError(obj.key, f"Avro data unreadable (batch from row {row_index}): {exc}") from exc
+                    raise LakeObjectError(
+                        obj.key, f"Avro data unreadable (batch from row {row_index}): {exc}"
+                    ) from exc
         else:
             for value_schema, table, start in self._json_runs(obj):
                 if value_schema is None:
@@ -472,8 +494,15 @@ class LakeReader:
 
     # -- normalization -------------------------------------------------------------------------
 
-    def _normalize(self, obj: LakeObject, shape: str, row_schema: ConnectSchema, table: pa.Table,
-                   row_index: int, out_schema: pa.Schema) -> pa.RecordBatch:
+    def _normalize(
+        self,
+        obj: LakeObject,
+        shape: str,
+        row_schema: ConnectSchema,
+        table: pa.Table,
+        row_index: int,
+        out_schema: pa.Schema,
+    ) -> pa.RecordBatch:
         n = len(table)
         cols: dict[str, pa.Array] = {}
         wanted = set(out_schema.names)  # a narrow read (keys, commit times) decodes only its columns
@@ -501,8 +530,9 @@ class LakeReader:
         cols["__op"] = op
         return self._assemble(obj, cols, n, row_index, out_schema)
 
-    def _normalize_schemaless(self, obj: LakeObject, shape: str, table: pa.Table, row_index: int,
-                              out_schema: pa.Schema) -> pa.RecordBatch:
+    def _normalize_schemaless(
+        self, obj: LakeObject, shape: str, table: pa.Table, row_index: int, out_schema: pa.Schema
+    ) -> pa.RecordBatch:
         n = len(table)
         cols: dict[str, pa.Array] = {}
         if shape == "envelope":
@@ -523,8 +553,9 @@ class LakeReader:
         cols["__op"] = op
         return self._assemble(obj, cols, n, row_index, out_schema)
 
-    def _assemble(self, obj: LakeObject, cols: dict[str, pa.Array | None], n: int, row_index: int,
-                  out_schema: pa.Schema) -> pa.RecordBatch:
+    def _assemble(
+        self, obj: LakeObject, cols: dict[str, pa.Array | None], n: int, row_index: int, out_schema: pa.Schema
+    ) -> pa.RecordBatch:
         topic = obj.ref.topic
         cols.setdefault("__table", None)
         if cols["__table"] is None:
@@ -546,7 +577,9 @@ class LakeReader:
                 try:
                     arr = arr.cast(f.type)
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                    raise LakeObjectError(obj.key, f"column {f.name!r} cannot be read as {f.type}: {exc}") from exc
+                    raise LakeObjectError(
+                        obj.key, f"column {f.name!r} cannot be read as {f.type}: {exc}"
+                    ) from exc
             arrays.append(arr)
         return pa.RecordBatch.from_arrays(arrays, schema=out_schema)
 
@@ -592,7 +625,9 @@ def avro_container_schema(data: bytes) -> dict:
 def _shape_of(obj: LakeObject, value: ConnectSchema) -> tuple[str, ConnectSchema]:
     """Envelope (§4.5) or unwrap (§6); returns the shape and the row-image schema."""
     if value.type != "struct":
-        raise LakeObjectError(obj.key, f"value schema is {value.type}, not a struct: not a Debezium topic file")
+        raise LakeObjectError(
+            obj.key, f"value schema is {value.type}, not a struct: not a Debezium topic file"
+        )
     names = set(value.field_names())
     if {"before", "after", "source", "op"} <= names:
         after = value.field("after").schema
@@ -605,8 +640,10 @@ def _shape_of(obj: LakeObject, value: ConnectSchema) -> tuple[str, ConnectSchema
         raise LakeObjectError(obj.key, "no row columns")
     if not ({"__op", "__deleted"} & names) and not (value.name or "").endswith(".Value"):
         raise LakeObjectError(
-            obj.key, "neither a Debezium envelope (before/after/source/op) nor an unwrapped row "
-                     "(<topic>.Value with __op or __deleted): not a Debezium topic file")
+            obj.key,
+            "neither a Debezium envelope (before/after/source/op) nor an unwrapped row "
+            "(<topic>.Value with __op or __deleted): not a Debezium topic file",
+        )
     row = [f for f in value.fields if not f.name.startswith("__")]
     return "unwrap", ConnectSchema("struct", name=value.name, fields=tuple(row))
 
@@ -626,8 +663,7 @@ def _schemaless_shape(obj: LakeObject, table: pa.Table) -> str:
 
 def _schemaless_row_fields(table: pa.Table, shape: str) -> list[pa.Field]:
     if shape == "unwrap":
-        return [pa.field(n, table.schema.field(n).type)
-                for n in table.column_names if not n.startswith("__")]
+        return [pa.field(n, table.schema.field(n).type) for n in table.column_names if not n.startswith("__")]
     fields: dict[str, pa.Field] = {}
     for side in ("after", "before"):
         if side in table.column_names and pa.types.is_struct(table.schema.field(side).type):
@@ -680,8 +716,12 @@ def _unwrap_meta_columns(table: pa.Table) -> dict[str, pa.Array]:
 def _source_internal_columns(source: pa.StructArray) -> dict[str, pa.Array | None]:
     """Internal columns from the envelope's ``source`` block (spec §5.3)."""
     src = {source.type.field(i).name: source.field(i) for i in range(source.type.num_fields)}
-    cols: dict[str, pa.Array | None] = {"__lsn": src.get("lsn"), "__tx_id": src.get("txId"),
-                                        "__snapshot": src.get("snapshot"), "__commit_ts": _commit_ts(src)}
+    cols: dict[str, pa.Array | None] = {
+        "__lsn": src.get("lsn"),
+        "__tx_id": src.get("txId"),
+        "__snapshot": src.get("snapshot"),
+        "__commit_ts": _commit_ts(src),
+    }
     if "schema" in src and "table" in src:
         cols["__table"] = pc.binary_join_element_wise(src["schema"], src["table"], ".")
     return cols
@@ -698,13 +738,17 @@ def _unwrap_op(obj: LakeObject, meta: dict[str, pa.Array], n: int, row_index: in
 
 
 def _unwrap_internal_columns(meta: dict[str, pa.Array]) -> dict[str, pa.Array | None]:
-    cols: dict[str, pa.Array | None] = {"__lsn": meta.get("lsn"), "__tx_id": meta.get("tx_id"),
-                                        "__snapshot": meta.get("snapshot")}
+    cols: dict[str, pa.Array | None] = {
+        "__lsn": meta.get("lsn"),
+        "__tx_id": meta.get("tx_id"),
+        "__snapshot": meta.get("snapshot"),
+    }
     if "ts_us" in meta:
         cols["__commit_ts"] = meta["ts_us"].cast(pa.int64()).cast(pa.timestamp("us", tz="UTC"))
     elif "ts_ms" in meta:
         cols["__commit_ts"] = pc.multiply(meta["ts_ms"].cast(pa.int64()), 1000).cast(
-            pa.timestamp("us", tz="UTC"))
+            pa.timestamp("us", tz="UTC")
+        )
     if "schema" in meta and "table" in meta:
         cols["__table"] = pc.binary_join_element_wise(meta["schema"], meta["table"], ".")
     return cols
@@ -728,16 +772,21 @@ def _check_ops(obj: LakeObject, op: pa.Array, row_index: int) -> None:
     bad = pc.invert(pc.fill_null(pc.is_in(op, value_set=pa.array(sorted(VALID_OPS))), False))
     if pc.any(bad).as_py():
         idx = pc.index(bad, True).as_py()
-        raise LakeObjectError(obj.key, f"unknown op {op[idx].as_py()!r} at row {row_index + idx} "
-                                       f"(expected one of c, u, d, r, t)")
+        raise LakeObjectError(
+            obj.key,
+            f"unknown op {op[idx].as_py()!r} at row {row_index + idx} (expected one of c, u, d, r, t)",
+        )
 
 
 def _decode(obj: LakeObject, column: str, arr, schema: ConnectSchema, row_index: int) -> pa.Array:
     try:
         return decode_array(arr, schema)
     except (DecodeError, pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
-        raise LakeObjectError(obj.key, f"column {column!r} (rows from {row_index}) does not decode as "
-                                       f"{schema.name or schema.type}: {exc}") from exc
+        raise LakeObjectError(
+            obj.key,
+            f"column {column!r} (rows from {row_index}) does not decode as "
+            f"{schema.name or schema.type}: {exc}",
+        ) from exc
 
 
 def _repeat(value, n: int, type_: pa.DataType) -> pa.Array:
@@ -782,7 +831,12 @@ def widen(old: pa.DataType, new: pa.DataType) -> pa.DataType | None:
         units = ["s", "ms", "us", "ns"]
         unit = max(old.unit, new.unit, key=units.index)
         return pa.time64(unit) if unit in ("us", "ns") else pa.time32(unit)
-    if pa.types.is_string(old) and pa.types.is_large_string(new) or pa.types.is_large_string(old) and pa.types.is_string(new):
+    if (
+        pa.types.is_string(old)
+        and pa.types.is_large_string(new)
+        or pa.types.is_large_string(old)
+        and pa.types.is_string(new)
+    ):
         return pa.large_string()
     if pa.types.is_list(old) and pa.types.is_list(new):
         inner = widen(old.value_type, new.value_type)

@@ -29,7 +29,8 @@ _TRANSIENT = re.compile(
     r"NETWORK_CONNECTION|INTERNAL_FAILURE|SERVICE_UNAVAILABLE|SLOW_DOWN|curlCode|"
     r"[Cc]onnection (?:reset|refused|closed|aborted)|[Bb]roken pipe|timed? ?out|Timeout|"
     r"error sending request|IncompleteRead|Connection broken|RemoteDisconnected|"
-    r"Could not connect|EndpointConnection|Max retries exceeded")
+    r"Could not connect|EndpointConnection|Max retries exceeded"
+)
 
 
 class StorageUnavailableError(Exception):
@@ -47,14 +48,22 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if _google_transient(exc):
         return True
-    if isinstance(exc, BotoConnectionError | ResponseStreamingError | Urllib3Error | ConnectionError | TimeoutError):
+    if isinstance(
+        exc, BotoConnectionError | ResponseStreamingError | Urllib3Error | ConnectionError | TimeoutError
+    ):
         return True
     if isinstance(exc, ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-        return status >= 500 or status == 429 or bool(_TRANSIENT.search(exc.response.get("Error", {}).get("Code", "")))
+        return (
+            status >= 500
+            or status == 429
+            or bool(_TRANSIENT.search(exc.response.get("Error", {}).get("Code", "")))
+        )
     from deltalake.exceptions import DeltaError
 
-    if isinstance(exc, OSError | RuntimeError | DeltaError) and not isinstance(exc, FileNotFoundError | PermissionError):
+    if isinstance(exc, OSError | RuntimeError | DeltaError) and not isinstance(
+        exc, FileNotFoundError | PermissionError
+    ):
         return bool(_TRANSIENT.search(str(exc)))
     return False
 
@@ -76,15 +85,22 @@ def retrying(what: str, call: Callable[[], T]) -> T:
         exc = state.outcome.exception() if state.outcome else None
         raise StorageUnavailableError(
             f"{what}: storage unavailable after {state.attempt_number} attempts in "
-            f"{state.seconds_since_start:.0f} s ({_short(exc)}); nothing was committed, run again") from exc
+            f"{state.seconds_since_start:.0f} s ({_short(exc)}); nothing was committed, run again"
+        ) from exc
 
     def note(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        log.warning("%s: transient storage error, retrying (attempt %d): %s", what, state.attempt_number, _short(exc))
+        log.warning(
+            "%s: transient storage error, retrying (attempt %d): %s", what, state.attempt_number, _short(exc)
+        )
 
-    policy = retry(retry=retry_if_exception(is_transient), wait=wait_random_exponential(0.1, max=8),
-                   stop=stop_after_delay(settings.storage_retry_seconds()), before_sleep=note,
-                   retry_error_callback=give_up)
+    policy = retry(
+        retry=retry_if_exception(is_transient),
+        wait=wait_random_exponential(0.1, max=8),
+        stop=stop_after_delay(settings.storage_retry_seconds()),
+        before_sleep=note,
+        retry_error_callback=give_up,
+    )
     return policy(call)()
 
 
@@ -98,8 +114,12 @@ def botocore_config(**extra):
     can run dry under long error storms: every boto3 call here also goes through :func:`retrying`)."""
     from botocore.config import Config
 
-    return Config(retries={"max_attempts": settings.storage_attempts(), "mode": "standard"},
-                  connect_timeout=10, read_timeout=60, **extra)
+    return Config(
+        retries={"max_attempts": settings.storage_attempts(), "mode": "standard"},
+        connect_timeout=10,
+        read_timeout=60,
+        **extra,
+    )
 
 
 def arrow_retry_strategy():
@@ -116,9 +136,12 @@ def delta_retry_options() -> dict[str, str]:
     """delta-rs (object_store) retry settings: the same attempts and time budget, and a deadline
     per request (without one, a connection the store stops answering on waits forever; seen
     under injected faults: bench/results/chaos.md)."""
-    return {"max_retries": str(settings.storage_attempts()),
-            "retry_timeout": f"{int(settings.storage_retry_seconds())}s",
-            "timeout": "120s", "connect_timeout": "10s"}
+    return {
+        "max_retries": str(settings.storage_attempts()),
+        "retry_timeout": f"{int(settings.storage_retry_seconds())}s",
+        "timeout": "120s",
+        "connect_timeout": "10s",
+    }
 
 
 def reraise_transient(exc: BaseException) -> None:

@@ -103,9 +103,20 @@ def logical_type(schema: ConnectSchema) -> pa.DataType:
 
 
 DEFAULT_META = "lakehouse.default"  # the column's schema default, decoded (see column_default)
-_TEMPORAL_NAMES = {DATE, TIME, MICRO_TIME, NANO_TIME, TIMESTAMP, MICRO_TIMESTAMP, NANO_TIMESTAMP, ZONED_TIMESTAMP,
-                   "io.debezium.time.ZonedTime", "org.apache.kafka.connect.data.Date",
-                   "org.apache.kafka.connect.data.Time", "org.apache.kafka.connect.data.Timestamp"}
+_TEMPORAL_NAMES = {
+    DATE,
+    TIME,
+    MICRO_TIME,
+    NANO_TIME,
+    TIMESTAMP,
+    MICRO_TIMESTAMP,
+    NANO_TIMESTAMP,
+    ZONED_TIMESTAMP,
+    "io.debezium.time.ZonedTime",
+    "org.apache.kafka.connect.data.Date",
+    "org.apache.kafka.connect.data.Time",
+    "org.apache.kafka.connect.data.Timestamp",
+}
 
 
 def logical_field(name: str, schema: ConnectSchema) -> pa.Field:
@@ -198,9 +209,23 @@ def decode_array(arr: pa.Array, schema: ConnectSchema) -> pa.Array:
         return parse_zoned_timestamp(arr)
     if name == DECIMAL and pa.types.is_string(target):
         scale = int(schema.params.get("scale", "0"))
-        return pa.array([None if raw is None else format(exact_decimal(
-            int.from_bytes(base64.b64decode(raw) if isinstance(raw, str) else raw, "big", signed=True), scale), "f")
-            for raw in arr.to_pylist()], type=pa.string())
+        return pa.array(
+            [
+                None
+                if raw is None
+                else format(
+                    exact_decimal(
+                        int.from_bytes(
+                            base64.b64decode(raw) if isinstance(raw, str) else raw, "big", signed=True
+                        ),
+                        scale,
+                    ),
+                    "f",
+                )
+                for raw in arr.to_pylist()
+            ],
+            type=pa.string(),
+        )
     if name == DECIMAL and not pa.types.is_decimal(arr.type):
         return _decode_decimal_bytes(arr, target)
     if arr.type != target:

@@ -98,10 +98,20 @@ class SinkWriter:
         self.objects_written: list[str] = []
         self.rows_written = 0
 
-    def write(self, topic: str, kafka_partition: int, records: pa.Table, value_schema: ConnectSchema,
-              offsets: np.ndarray, *, keys: pa.Table | None = None, key_schema: ConnectSchema | None = None,
-              timestamps_ms: np.ndarray | None = None, headers: list[list[tuple[str, str | None]]] | None = None,
-              avro_json: str | None = None) -> None:
+    def write(
+        self,
+        topic: str,
+        kafka_partition: int,
+        records: pa.Table,
+        value_schema: ConnectSchema,
+        offsets: np.ndarray,
+        *,
+        keys: pa.Table | None = None,
+        key_schema: ConnectSchema | None = None,
+        timestamps_ms: np.ndarray | None = None,
+        headers: list[list[tuple[str, str | None]]] | None = None,
+        avro_json: str | None = None,
+    ) -> None:
         """Append envelope records (physical Arrow layout of ``value_schema``) in Kafka order.
 
         ``offsets`` are the Kafka offsets of these records; ``timestamps_ms`` feed time-based
@@ -186,35 +196,55 @@ class SinkWriter:
             idx = pa.array(rows, type=pa.int64())
             part_table = head.take(idx) if len(rows) != len(head) else head
             start = int(offsets[rows[0]])
-            key = build_object_key(self.config.layout, topic, enc, kafka_partition, start,
-                                   self.config.extension)
+            key = build_object_key(
+                self.config.layout, topic, enc, kafka_partition, start, self.config.extension
+            )
             self.store.put_bytes(key, self._encode(part_table, pend.schema, pend.avro_json, key))
             self.objects_written.append(key)
             self.rows_written += len(part_table)
             if keys is not None:
                 part_keys = keys.take(idx) if len(rows) != len(head) else keys
-                kkey = build_object_key(self.config.layout, topic, enc, kafka_partition, start,
-                                        PARQUET_CODEC_EXTENSIONS["snappy"], view=".keys")
+                kkey = build_object_key(
+                    self.config.layout,
+                    topic,
+                    enc,
+                    kafka_partition,
+                    start,
+                    PARQUET_CODEC_EXTENSIONS["snappy"],
+                    view=".keys",
+                )
                 self.store.put_bytes(kkey, encode_keys_parquet(part_keys, pend.key_schema))
             if self.config.store_headers:
-                hkey = build_object_key(self.config.layout, topic, enc, kafka_partition, start,
-                                        PARQUET_CODEC_EXTENSIONS["snappy"], view=".headers")
+                hkey = build_object_key(
+                    self.config.layout,
+                    topic,
+                    enc,
+                    kafka_partition,
+                    start,
+                    PARQUET_CODEC_EXTENSIONS["snappy"],
+                    view=".headers",
+                )
                 self.store.put_bytes(hkey, encode_headers_parquet([head_headers[i] for i in rows]))
         # only now, with every object written, do the rows leave the buffer: a failed write keeps
         # them for the next attempt (which writes the same keys again)
         for name, value in rest.items():
             setattr(pend, name, value)
 
-    def _encoded_partitions(self, table: pa.Table, schema: ConnectSchema, kafka_partition: int,
-                            stamps: np.ndarray) -> list[str]:
+    def _encoded_partitions(
+        self, table: pa.Table, schema: ConnectSchema, kafka_partition: int, stamps: np.ndarray
+    ) -> list[str]:
         p = self.config.partitioner
         schema_name = schema.name
         if p.kind == "default":
             return [p.encode(kafka_partition, schema_name=schema_name)] * len(table)
         if p.kind == "field":
             cols = {f: table.column(f).to_pylist() for f in p.fields}
-            return [p.encode(kafka_partition, field_values={f: cols[f][i] for f in p.fields},
-                             schema_name=schema_name) for i in range(len(table))]
+            return [
+                p.encode(
+                    kafka_partition, field_values={f: cols[f][i] for f in p.fields}, schema_name=schema_name
+                )
+                for i in range(len(table))
+            ]
         # bucket boundaries fall on multiples of gcd(duration, 1 min) in UTC (zone offsets are
         # whole minutes), so records in the same such slice share a directory
         slice_ms = math.gcd(p.duration_ms, 60_000)
@@ -227,30 +257,44 @@ class SinkWriter:
             out.append(cache[bucket])
         return out
 
-    def _encode(self, table: pa.Table, schema: ConnectSchema, avro_json: str | None = None,
-                key: str = "") -> bytes:
+    def _encode(
+        self, table: pa.Table, schema: ConnectSchema, avro_json: str | None = None, key: str = ""
+    ) -> bytes:
         if self.config.format == "parquet":
             return encode_parquet(table, schema, self.config.parquet_codec, avro_json)
         if self.config.format == "avro":
             # Avro picks a random sync marker per file; one derived from the key keeps lakes reproducible
-            return encode_avro(table, schema, self.config.avro_codec, avro_json,
-                               sync_marker=hashlib.md5(key.encode("utf-8")).digest())
+            return encode_avro(
+                table,
+                schema,
+                self.config.avro_codec,
+                avro_json,
+                sync_marker=hashlib.md5(key.encode("utf-8")).digest(),
+            )
         data = encode_json_lines(table, schema, embed_schema=self.config.json_embed_schema)
         return gzip.compress(data, mtime=0) if self.config.json_gzip else data
 
 
-def encode_parquet(table: pa.Table, schema: ConnectSchema, codec: str = "snappy",
-                   avro_json: str | None = None) -> bytes:
+def encode_parquet(
+    table: pa.Table, schema: ConnectSchema, codec: str = "snappy", avro_json: str | None = None
+) -> bytes:
     """Parquet as parquet-avro writes it: the Avro schema in the footer, one row group."""
     target = pa.schema(list(schema.physical_arrow_type()))
     table = table.select(target.names).cast(target)
     buf = io.BytesIO()
     # no ARROW:schema (parquet-avro does not write one); only the footer keys the sink writes
-    with pq.ParquetWriter(buf, target, compression=PYARROW_CODECS.get(codec, codec), use_dictionary=True,
-                          data_page_size=64 * 1024, store_schema=False) as writer:
+    with pq.ParquetWriter(
+        buf,
+        target,
+        compression=PYARROW_CODECS.get(codec, codec),
+        use_dictionary=True,
+        data_page_size=64 * 1024,
+        store_schema=False,
+    ) as writer:
         writer.write_table(table, row_group_size=max(len(table), 1))
-        writer.add_key_value_metadata({"parquet.avro.schema": avro_json or avro_schema_json(schema),
-                                       "writer.model.name": "avro"})
+        writer.add_key_value_metadata(
+            {"parquet.avro.schema": avro_json or avro_schema_json(schema), "writer.model.name": "avro"}
+        )
     return buf.getvalue()
 
 
@@ -259,13 +303,26 @@ def encode_keys_parquet(keys: pa.Table, key_schema: ConnectSchema) -> bytes:
     (the sink envelopes the key in a Connect struct ``RecordKey``, spec §3.3)."""
     record_key = struct("RecordKey", [("key", key_schema)])
     key_struct = pa.StructArray.from_arrays(
-        [keys.column(i).combine_chunks() for i in range(keys.num_columns)], names=keys.column_names)
+        [keys.column(i).combine_chunks() for i in range(keys.num_columns)], names=keys.column_names
+    )
     return encode_parquet(pa.table({"key": key_struct}), record_key, "snappy")
 
 
-HEADER_SCHEMA = struct("RecordHeaders", [(
-    "headers", ConnectSchema("array", items=struct(None, [("key", ConnectSchema("string")),
-                                                            ("value", ConnectSchema("string", optional=True))])))])
+HEADER_SCHEMA = struct(
+    "RecordHeaders",
+    [
+        (
+            "headers",
+            ConnectSchema(
+                "array",
+                items=struct(
+                    None,
+                    [("key", ConnectSchema("string")), ("value", ConnectSchema("string", optional=True))],
+                ),
+            ),
+        )
+    ],
+)
 
 
 def encode_headers_parquet(headers: list[list[tuple[str, str | None]]]) -> bytes:
@@ -281,15 +338,23 @@ def encode_headers_parquet(headers: list[list[tuple[str, str | None]]]) -> bytes
 # --------------------------------------------------------------------------------------------
 
 
-def encode_avro(table: pa.Table, schema: ConnectSchema, codec: str = "null", avro_json: str | None = None,
-                *, sync_marker: bytes = b"\x00" * 16) -> bytes:
+def encode_avro(
+    table: pa.Table,
+    schema: ConnectSchema,
+    codec: str = "null",
+    avro_json: str | None = None,
+    *,
+    sync_marker: bytes = b"\x00" * 16,
+) -> bytes:
     """An Avro object container file as AvroFormat writes it: AvroData's schema text (the one
     ParquetFormat puts in the footer) in the header, ``avro.codec`` = ``codec``, one Avro record per
     row. ``table`` is in the physical Arrow layout of ``schema``."""
     target = pa.schema(list(schema.physical_arrow_type()))
     table = table.select(target.names).cast(target)
-    raw = pa.table([map_leaves(table.column(f.name), f.schema, _physical_to_avro) for f in schema.fields],
-                   names=[f.name for f in schema.fields])
+    raw = pa.table(
+        [map_leaves(table.column(f.name), f.schema, _physical_to_avro) for f in schema.fields],
+        names=[f.name for f in schema.fields],
+    )
     records = raw.to_pylist(maps_as_pydicts="strict")
     return write_container(records, avro_json or avro_schema_json(schema), codec, sync_marker=sync_marker)
 
@@ -366,8 +431,9 @@ def decimal_to_bytes(value: Decimal | int, scale: int) -> bytes:
 _TOP_LEVEL_ADD = {"op", "ts_ms", "ts_us", "ts_ns"}
 
 
-def unwrap_envelope(records: pa.Table, schema: ConnectSchema, cfg: UnwrapConfig
-                    ) -> tuple[pa.Table, ConnectSchema, np.ndarray]:
+def unwrap_envelope(
+    records: pa.Table, schema: ConnectSchema, cfg: UnwrapConfig
+) -> tuple[pa.Table, ConnectSchema, np.ndarray]:
     """Apply the unwrap SMT: returns (rows, row schema, mask of envelope rows that survive)."""
     value_schema = schema.field("after").schema
     ops = records.column("op").to_numpy(zero_copy_only=False)

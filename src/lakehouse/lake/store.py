@@ -64,8 +64,11 @@ class LocalStore:
             rel_dir = Path(dirpath).relative_to(base).as_posix()
             rel_dir = "" if rel_dir == "." else rel_dir + "/"
             # prune directories that cannot hold the prefix
-            dirnames[:] = [d for d in dirnames
-                           if (rel_dir + d + "/").startswith(prefix) or prefix.startswith(rel_dir + d + "/")]
+            dirnames[:] = [
+                d
+                for d in dirnames
+                if (rel_dir + d + "/").startswith(prefix) or prefix.startswith(rel_dir + d + "/")
+            ]
             for fn in filenames:
                 key = rel_dir + fn
                 if fn.endswith(".lakehouse-tmp") or not key.startswith(prefix):
@@ -131,7 +134,9 @@ def s3_filesystem() -> pafs.S3FileSystem:
     if region:
         kw["region"] = region
     # a deadline per request: a connection the store stops answering on is retried, not waited on
-    return pafs.S3FileSystem(retry_strategy=arrow_retry_strategy(), connect_timeout=10, request_timeout=120, **kw)
+    return pafs.S3FileSystem(
+        retry_strategy=arrow_retry_strategy(), connect_timeout=10, request_timeout=120, **kw
+    )
 
 
 class S3Store:
@@ -155,8 +160,10 @@ class S3Store:
         """``list_objects_v2`` pages, each retried on its own (a listing resumes where it failed)."""
         kw = {"Bucket": self.bucket, **kw}
         while True:
-            page = retrying(f"listing s3://{self.bucket}/{kw.get('Prefix', '')}",
-                            lambda kw=kw: self._client.list_objects_v2(**kw))
+            page = retrying(
+                f"listing s3://{self.bucket}/{kw.get('Prefix', '')}",
+                lambda kw=kw: self._client.list_objects_v2(**kw),
+            )
             yield page
             if not page.get("IsTruncated"):
                 return
@@ -169,12 +176,14 @@ class S3Store:
             kw["StartAfter"] = self._full(start_after)
         for page in self._pages(**kw):
             for obj in page.get("Contents", []):
-                yield ObjectInfo(obj["Key"][len(self.prefix):], int(obj["Size"]), obj["LastModified"].timestamp())
+                yield ObjectInfo(
+                    obj["Key"][len(self.prefix) :], int(obj["Size"]), obj["LastModified"].timestamp()
+                )
 
     def list_dirs(self, prefix: str) -> list[str]:
         out: list[str] = []
         for page in self._pages(Prefix=self._full(prefix), Delimiter="/"):
-            out += [p["Prefix"][len(self.prefix):] for p in page.get("CommonPrefixes", [])]
+            out += [p["Prefix"][len(self.prefix) :] for p in page.get("CommonPrefixes", [])]
         return sorted(out)
 
     def open_input(self, key: str) -> pa.NativeFile:
@@ -182,16 +191,22 @@ class S3Store:
 
     def get_bytes(self, key: str) -> bytes:
         # the body streams after the response: a dropped connection there is retried as a whole
-        return retrying(f"reading {self.uri(key)}", lambda: self._client.get_object(
-            Bucket=self.bucket, Key=self._full(key))["Body"].read())
+        return retrying(
+            f"reading {self.uri(key)}",
+            lambda: self._client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"].read(),
+        )
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        retrying(f"writing {self.uri(key)}",
-                 lambda: self._client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data))
+        retrying(
+            f"writing {self.uri(key)}",
+            lambda: self._client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data),
+        )
 
     def delete(self, key: str) -> None:
-        retrying(f"deleting {self.uri(key)}",
-                 lambda: self._client.delete_object(Bucket=self.bucket, Key=self._full(key)))
+        retrying(
+            f"deleting {self.uri(key)}",
+            lambda: self._client.delete_object(Bucket=self.bucket, Key=self._full(key)),
+        )
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._full(key)}"

@@ -50,14 +50,18 @@ class TransactionLog:
         return self.ends.row(self.ends.height - 1, named=True) if self.ends.height else None
 
 
-def read_transaction_log(reader: LakeReader, topic: str, from_offset: int | None = None) -> TransactionLog | None:
+def read_transaction_log(
+    reader: LakeReader, topic: str, from_offset: int | None = None
+) -> TransactionLog | None:
     """A transaction topic as landed (its objects from ``from_offset`` on: the topic has one
     partition), or None when the lake has none."""
     listing = reader.scan(topic)
     errors = listing.errors_for(topic)
     if errors:
         raise errors[0]
-    objects = [o for o in listing.objects.get(topic, []) if from_offset is None or o.ref.start_offset >= from_offset]
+    objects = [
+        o for o in listing.objects.get(topic, []) if from_offset is None or o.ref.start_offset >= from_offset
+    ]
     if not objects:
         return None
     frames = []
@@ -68,32 +72,54 @@ def read_transaction_log(reader: LakeReader, topic: str, from_offset: int | None
             raise LakeObjectError(obj.key, f"not a Debezium transaction event: no {sorted(missing)} field")
         frame = pl.from_arrow(values.select([c for c in FIELDS if c in values.column_names]))
         assert isinstance(frame, pl.DataFrame)
-        frames.append(_parse_ids(frame, obj.key).with_columns(start_offset=pl.lit(obj.ref.start_offset, pl.Int64)))
+        frames.append(
+            _parse_ids(frame, obj.key).with_columns(start_offset=pl.lit(obj.ref.start_offset, pl.Int64))
+        )
     events = pl.concat(frames, how="diagonal_relaxed")
-    reach = (events.filter(pl.col("status") == "END").group_by("start_offset")
-             .agg(pl.col("lsn").max().alias("newest_commit")))
+    reach = (
+        events.filter(pl.col("status") == "END")
+        .group_by("start_offset")
+        .agg(pl.col("lsn").max().alias("newest_commit"))
+    )
     begins = events.filter(pl.col("status") == "BEGIN").get_column("lsn")
     end = events.filter(pl.col("status") == "END")
     ts = pl.col("ts_ms") if "ts_ms" in end.columns else pl.lit(None)
-    ends = end.select(pl.col("tx_id"), pl.col("lsn").alias("commit_lsn"), ts.cast(pl.Int64).alias("ts_ms"),
-                      pl.col("event_count").cast(pl.Int64)).cast(END_SCHEMA)
+    ends = end.select(
+        pl.col("tx_id"),
+        pl.col("lsn").alias("commit_lsn"),
+        ts.cast(pl.Int64).alias("ts_ms"),
+        pl.col("event_count").cast(pl.Int64),
+    ).cast(END_SCHEMA)
     counts = pl.DataFrame(schema=COUNT_SCHEMA)
     if "data_collections" in end.columns:
-        counts = (end.select(pl.col("lsn").alias("commit_lsn"), "data_collections")
-                  .explode("data_collections").drop_nulls("data_collections").unnest("data_collections")
-                  .select("commit_lsn", pl.col("data_collection").alias("collection"),
-                          pl.col("event_count").cast(pl.Int64)).cast(COUNT_SCHEMA))
+        counts = (
+            end.select(pl.col("lsn").alias("commit_lsn"), "data_collections")
+            .explode("data_collections")
+            .drop_nulls("data_collections")
+            .unnest("data_collections")
+            .select(
+                "commit_lsn",
+                pl.col("data_collection").alias("collection"),
+                pl.col("event_count").cast(pl.Int64),
+            )
+            .cast(COUNT_SCHEMA)
+        )
     # re-emitted copies (Debezium replays) carry the same commit
-    return TransactionLog(ends.unique("commit_lsn", keep="first").sort("commit_lsn"),
-                          counts.unique(["commit_lsn", "collection"], keep="first"),
-                          begins.min() if len(begins) else None, reach)
+    return TransactionLog(
+        ends.unique("commit_lsn", keep="first").sort("commit_lsn"),
+        counts.unique(["commit_lsn", "collection"], keep="first"),
+        begins.min() if len(begins) else None,
+        reach,
+    )
 
 
 def _parse_ids(frame: pl.DataFrame, key: str) -> pl.DataFrame:
     """``id`` = ``<txId>:<LSN>`` -> tx_id and lsn columns; anything else names the object."""
     parts = frame.get_column("id").str.split_exact(":", 1)
-    parsed = frame.with_columns(tx_id=parts.struct.field("field_0").cast(pl.Int64, strict=False),
-                                lsn=parts.struct.field("field_1").cast(pl.Int64, strict=False))
+    parsed = frame.with_columns(
+        tx_id=parts.struct.field("field_0").cast(pl.Int64, strict=False),
+        lsn=parts.struct.field("field_1").cast(pl.Int64, strict=False),
+    )
     bad = parsed.filter(pl.col("tx_id").is_null() | pl.col("lsn").is_null())
     if bad.height:
         raise LakeObjectError(key, f"transaction id {bad.get_column('id')[0]!r} is not <txId>:<LSN>")

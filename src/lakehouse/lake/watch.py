@@ -35,13 +35,18 @@ DEFAULT_FULL_LISTING_EVERY = 3600.0
 
 @dataclass
 class WatchCursor:
-    marks: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)  # topic -> folder -> partition -> key
+    marks: dict[str, dict[str, dict[str, str]]] = field(
+        default_factory=dict
+    )  # topic -> folder -> partition -> key
     counts: dict[str, int] = field(default_factory=dict)  # value objects seen per topic
     full_listed_at: float = 0.0  # epoch seconds
 
     def to_json(self) -> str:
-        return json.dumps({"v": 1, "marks": self.marks, "counts": self.counts,
-                           "full_listed_at": self.full_listed_at}, separators=(",", ":"), sort_keys=True)
+        return json.dumps(
+            {"v": 1, "marks": self.marks, "counts": self.counts, "full_listed_at": self.full_listed_at},
+            separators=(",", ":"),
+            sort_keys=True,
+        )
 
     @classmethod
     def from_json(cls, text: str | None) -> WatchCursor | None:
@@ -76,13 +81,18 @@ def _partition_slot(key: str, layout: SinkLayout) -> tuple[str, int | None]:
 
 
 def _folder_of(key: str, topic_prefix: str, layout: SinkLayout) -> str:
-    rest = key[len(topic_prefix):]
+    rest = key[len(topic_prefix) :]
     head, sep, _ = rest.partition(layout.directory_delim)
     return topic_prefix + head + sep if sep else topic_prefix
 
 
-def watch(store: ObjectStore, cursor: WatchCursor | None, layout: SinkLayout = SinkLayout(),
-          full_listing_every: float = DEFAULT_FULL_LISTING_EVERY, now: float | None = None) -> WatchResult:
+def watch(
+    store: ObjectStore,
+    cursor: WatchCursor | None,
+    layout: SinkLayout = SinkLayout(),
+    full_listing_every: float = DEFAULT_FULL_LISTING_EVERY,
+    now: float | None = None,
+) -> WatchResult:
     """New objects per topic since ``cursor`` (None: everything is new), and the next cursor."""
     now = time.time() if now is None else now
     full = cursor is None or now - cursor.full_listed_at >= full_listing_every
@@ -91,7 +101,7 @@ def watch(store: ObjectStore, cursor: WatchCursor | None, layout: SinkLayout = S
     result = WatchResult({}, {}, [], nxt, full, 0, 1)
     root = layout.topic_prefix()
     for folder in store.list_dirs(root):
-        topic = folder[len(root):].rstrip(layout.directory_delim)
+        topic = folder[len(root) :].rstrip(layout.directory_delim)
         if is_non_table_topic(topic):
             continue
         result.topics.append(topic)
@@ -125,8 +135,9 @@ def watch(store: ObjectStore, cursor: WatchCursor | None, layout: SinkLayout = S
         if full:
             nxt.counts[topic] = total
             if known is not None and total != known + len(new):
-                result.behind[topic] = (f"full listing found {total} objects, the marks account for "
-                                        f"{known} seen + {len(new)} new")
+                result.behind[topic] = (
+                    f"full listing found {total} objects, the marks account for {known} seen + {len(new)} new"
+                )
         else:
             nxt.counts[topic] = (known or 0) + len(new)
         if new:

@@ -9,7 +9,20 @@ from lakehouse.metabase.model import CardDef, DashboardDef, DefinitionError, loa
 from lakehouse.metabase.sql import CardSQLError, Target, referenced_tables, render_sql
 
 __all__ = [
-    "DEFAULT_COLLECTION", "Action", "CardDef", "CardSQLError", "DashboardDef", "DefinitionError",
-    "MetabaseClient", "MetabaseError", "Plan", "Target", "apply", "dialect_of", "find_database",
-    "load_dashboards", "referenced_tables", "render_sql",
+    "DEFAULT_COLLECTION",
+    "Action",
+    "CardDef",
+    "CardSQLError",
+    "DashboardDef",
+    "DefinitionError",
+    "MetabaseClient",
+    "MetabaseError",
+    "Plan",
+    "Target",
+    "apply",
+    "dialect_of",
+    "find_database",
+    "load_dashboards",
+    "referenced_tables",
+    "render_sql",
 ]

@@ -78,8 +78,10 @@ def find_database(client: MetabaseClient, name: str) -> Database:
 def dialect_of(database: Database) -> str:
     dialect = ENGINE_DIALECTS.get(database.engine or "")
     if dialect is None:
-        raise LookupError(f"database {database.name!r} has engine {database.engine!r}: pass the SQL dialect "
-                          f"explicitly (duckdb or bigquery)")
+        raise LookupError(
+            f"database {database.name!r} has engine {database.engine!r}: pass the SQL dialect "
+            f"explicitly (duckdb or bigquery)"
+        )
     return dialect
 
 
@@ -92,14 +94,20 @@ def card_body(card: CardDef, collection_id: int | None, database_id: int, target
         "collection_id": collection_id,
         "display": card.display,
         "visualization_settings": card.visualization_settings,
-        "dataset_query": {"type": "native", "database": database_id,
-                          "native": {"query": card.render(target), "template-tags": {}}},
+        "dataset_query": {
+            "type": "native",
+            "database": database_id,
+            "native": {"query": card.render(target), "template-tags": {}},
+        },
     }
 
 
 def card_changes(live: Card, body: dict[str, Any]) -> list[str]:
-    changes = [k for k in ("description", "collection_id", "display", "visualization_settings")
-               if getattr(live, k) != body[k]]
+    changes = [
+        k
+        for k in ("description", "collection_id", "display", "visualization_settings")
+        if getattr(live, k) != body[k]
+    ]
     database, sql = native_query(live.dataset_query)
     if database != body["dataset_query"]["database"]:
         changes.append("database")
@@ -128,13 +136,22 @@ def dashcards_body(dashboard: DashboardDef, card_ids: dict[str, int], live: Dash
             dc_id, mappings = previous[0].id, previous.pop(0).parameter_mappings
         else:
             dc_id, mappings, new_id = new_id, [], new_id - 1
-        body.append({"id": dc_id, "card_id": card_id, **card.layout.model_dump(),
-                     "parameter_mappings": mappings, "visualization_settings": {}, "series": []})
+        body.append(
+            {
+                "id": dc_id,
+                "card_id": card_id,
+                **card.layout.model_dump(),
+                "parameter_mappings": mappings,
+                "visualization_settings": {},
+                "series": [],
+            }
+        )
     return body
 
 
-def dashboard_changes(live: Dashboard, dashboard: DashboardDef, collection_id: int | None,
-                      dashcards: list[dict] | None) -> list[str]:
+def dashboard_changes(
+    live: Dashboard, dashboard: DashboardDef, collection_id: int | None, dashcards: list[dict] | None
+) -> list[str]:
     changes = []
     if (live.description or "") != dashboard.description:
         changes.append("description")
@@ -156,13 +173,26 @@ def _pick(objects: list, kind: str, name: str, plan: Plan):
 
 
 def find_collection(client: MetabaseClient, name: str) -> list[Collection]:
-    return [c for c in client.collections()
-            if c.name == name and not c.archived and c.personal_owner_id is None
-            and isinstance(c.id, int) and c.location in (None, "/")]
+    return [
+        c
+        for c in client.collections()
+        if c.name == name
+        and not c.archived
+        and c.personal_owner_id is None
+        and isinstance(c.id, int)
+        and c.location in (None, "/")
+    ]
 
 
-def apply(client: MetabaseClient, dashboards: list[DashboardDef], *, database_id: int, target: Target,
-          collection: str = DEFAULT_COLLECTION, dry_run: bool = False) -> Plan:
+def apply(
+    client: MetabaseClient,
+    dashboards: list[DashboardDef],
+    *,
+    database_id: int,
+    target: Target,
+    collection: str = DEFAULT_COLLECTION,
+    dry_run: bool = False,
+) -> Plan:
     plan = Plan(dry_run=dry_run)
 
     # collection
@@ -172,8 +202,11 @@ def apply(client: MetabaseClient, dashboards: list[DashboardDef], *, database_id
             plan.add(Action("collection", collection, "create"))
             collection_id = None
         else:
-            coll = client.create_collection(collection, "Eco2 lakehouse dashboards, managed as code "
-                                                        "(dashboards/ in cdc-lakehouse): edits here are overwritten.")
+            coll = client.create_collection(
+                collection,
+                "Eco2 lakehouse dashboards, managed as code "
+                "(dashboards/ in cdc-lakehouse): edits here are overwritten.",
+            )
             plan.add(Action("collection", collection, "create", coll.id))
             collection_id = coll.id
     else:
@@ -181,8 +214,11 @@ def apply(client: MetabaseClient, dashboards: list[DashboardDef], *, database_id
         collection_id = coll.id
 
     # cards
-    live_cards = [c for c in client.cards() if not c.archived and collection_id is not None
-                  and c.collection_id == collection_id]
+    live_cards = [
+        c
+        for c in client.cards()
+        if not c.archived and collection_id is not None and c.collection_id == collection_id
+    ]
     card_ids: dict[str, int] = {}
     wanted = set()
     for dashboard in dashboards:
@@ -208,10 +244,15 @@ def apply(client: MetabaseClient, dashboards: list[DashboardDef], *, database_id
         plan.add(Action("card", extra, "unmanaged", ids[0], ["in the collection but in no dashboard file"]))
 
     # dashboards
-    live_dashboards = [d for d in client.dashboards() if not d.archived and collection_id is not None
-                       and d.collection_id == collection_id]
+    live_dashboards = [
+        d
+        for d in client.dashboards()
+        if not d.archived and collection_id is not None and d.collection_id == collection_id
+    ]
     for dashboard in dashboards:
-        found = _pick([d for d in live_dashboards if d.name == dashboard.title], "dashboard", dashboard.title, plan)
+        found = _pick(
+            [d for d in live_dashboards if d.name == dashboard.title], "dashboard", dashboard.title, plan
+        )
         complete = all(c.name in card_ids for c in dashboard.cards)  # not so in a dry run with new cards
         if found is None:
             if dry_run:

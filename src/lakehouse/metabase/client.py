@@ -91,8 +91,9 @@ class Dashboard(_Model):
     collection_id: int | None = None
     archived: bool = False
     # "ordered_cards" before Metabase 0.47
-    dashcards: list[DashCard] = Field(default_factory=list,
-                                      validation_alias=AliasChoices("dashcards", "ordered_cards"))
+    dashcards: list[DashCard] = Field(
+        default_factory=list, validation_alias=AliasChoices("dashcards", "ordered_cards")
+    )
 
 
 def native_query(dataset_query: dict[str, Any]) -> tuple[int | None, str | None]:
@@ -109,9 +110,19 @@ def native_query(dataset_query: dict[str, Any]) -> tuple[int | None, str | None]
 
 
 class MetabaseClient:
-    def __init__(self, url: str, *, api_key: str | None = None, session_token: str | None = None,
-                 username: str | None = None, password: str | None = None, timeout: float = 30.0,
-                 attempts: int = 5, backoff: float = 0.5, http: requests.Session | None = None):
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        session_token: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 30.0,
+        attempts: int = 5,
+        backoff: float = 0.5,
+        http: requests.Session | None = None,
+    ):
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"Metabase URL {url!r}: expected http(s)://host[:port]")
         self.url = url.rstrip("/")
@@ -128,16 +139,22 @@ class MetabaseClient:
             token = self._request("POST", "/api/session", json={"username": username, "password": password})
             self.http.headers["X-Metabase-Session"] = token["id"]
         else:
-            raise ValueError("no Metabase credentials: set METABASE_API_KEY, or METABASE_SESSION, or "
-                             "METABASE_USERNAME and METABASE_PASSWORD")
+            raise ValueError(
+                "no Metabase credentials: set METABASE_API_KEY, or METABASE_SESSION, or "
+                "METABASE_USERNAME and METABASE_PASSWORD"
+            )
 
     @classmethod
     def from_env(cls, url: str, **kwargs: Any) -> MetabaseClient:
         env = os.environ
-        return cls(url, api_key=env.get("METABASE_API_KEY") or None,
-                   session_token=env.get("METABASE_SESSION") or None,
-                   username=env.get("METABASE_USERNAME") or None,
-                   password=env.get("METABASE_PASSWORD") or None, **kwargs)
+        return cls(
+            url,
+            api_key=env.get("METABASE_API_KEY") or None,
+            session_token=env.get("METABASE_SESSION") or None,
+            username=env.get("METABASE_USERNAME") or None,
+            password=env.get("METABASE_PASSWORD") or None,
+            **kwargs,
+        )
 
     # -- transport ---------------------------------------------------------------------------
 
@@ -151,15 +168,21 @@ class MetabaseClient:
                 return isinstance(exc, requests.ConnectionError | requests.Timeout)
             return _never_sent(exc)
 
-        for attempt in Retrying(retry=retry_if_exception(transient), stop=stop_after_attempt(self.attempts),
-                                wait=wait_exponential(multiplier=self.backoff, max=10), reraise=True):
+        for attempt in Retrying(
+            retry=retry_if_exception(transient),
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential(multiplier=self.backoff, max=10),
+            reraise=True,
+        ):
             with attempt:
                 return self._once(method, path, params, json)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _once(self, method: str, path: str, params: dict | None, json: Any) -> Any:
         try:
-            response = self.http.request(method, self.url + path, params=params, json=json, timeout=self.timeout)
+            response = self.http.request(
+                method, self.url + path, params=params, json=json, timeout=self.timeout
+            )
         except (requests.ConnectionError, requests.Timeout):
             raise  # the retry policy decides
         except requests.RequestException as exc:
@@ -183,8 +206,9 @@ class MetabaseClient:
     def collections(self) -> list[Collection]:
         return [Collection.model_validate(r) for r in self._request("GET", "/api/collection")]
 
-    def create_collection(self, name: str, description: str | None = None,
-                          parent_id: int | None = None) -> Collection:
+    def create_collection(
+        self, name: str, description: str | None = None, parent_id: int | None = None
+    ) -> Collection:
         body = {"name": name, "description": description or None, "parent_id": parent_id}
         return Collection.model_validate(self._request("POST", "/api/collection", json=body))
 
@@ -198,7 +222,9 @@ class MetabaseClient:
         return Card.model_validate(self._request("PUT", f"/api/card/{card_id}", json=body))
 
     def dashboards(self) -> list[Dashboard]:
-        return [Dashboard.model_validate(r) for r in self._request("GET", "/api/dashboard", params={"f": "all"})]
+        return [
+            Dashboard.model_validate(r) for r in self._request("GET", "/api/dashboard", params={"f": "all"})
+        ]
 
     def dashboard(self, dashboard_id: int) -> Dashboard:
         return Dashboard.model_validate(self._request("GET", f"/api/dashboard/{dashboard_id}"))

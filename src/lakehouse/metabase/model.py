@@ -19,8 +19,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from lakehouse.metabase.sql import CardSQLError, Target, referenced_tables, render_sql
 
 GRID_COLUMNS = 24  # Metabase's dashboard grid
-DISPLAYS = {"table", "line", "bar", "area", "combo", "row", "pie", "scalar", "smartscalar", "progress",
-            "gauge", "scatter", "waterfall", "funnel"}
+DISPLAYS = {
+    "table",
+    "line",
+    "bar",
+    "area",
+    "combo",
+    "row",
+    "pie",
+    "scalar",
+    "smartscalar",
+    "progress",
+    "gauge",
+    "scatter",
+    "waterfall",
+    "funnel",
+}
 # visualization settings that name result columns (checked against the card's columns)
 _COLUMN_LIST_SETTINGS = ("graph.dimensions", "graph.metrics")
 _COLUMN_SETTINGS = ("pie.dimension", "pie.metric", "scalar.field", "table.pivot_column", "table.cell_column")
@@ -44,8 +58,11 @@ class Layout(BaseModel):
         return self
 
     def cells(self) -> set[tuple[int, int]]:
-        return {(r, c) for r in range(self.row, self.row + self.size_y)
-                for c in range(self.col, self.col + self.size_x)}
+        return {
+            (r, c)
+            for r in range(self.row, self.row + self.size_y)
+            for c in range(self.col, self.col + self.size_x)
+        }
 
 
 class CardDef(BaseModel):
@@ -79,7 +96,9 @@ class CardDef(BaseModel):
         named = []
         for key in _COLUMN_LIST_SETTINGS:
             named += list(self.visualization_settings.get(key, []))
-        named += [self.visualization_settings[k] for k in _COLUMN_SETTINGS if k in self.visualization_settings]
+        named += [
+            self.visualization_settings[k] for k in _COLUMN_SETTINGS if k in self.visualization_settings
+        ]
         unknown = [c for c in named if c not in self.columns]
         if unknown:
             raise ValueError(f"visualization_settings name column(s) {unknown} not in columns {self.columns}")
@@ -163,8 +182,11 @@ def check_dashboards(dashboards: list[DashboardDef]) -> list[str]:
         values = [getattr(d, attr) for d in dashboards]
         problems += [f"dashboard {attr} {v!r} repeats" for v in sorted(set(values)) if values.count(v) > 1]
     cards = [c.name for d in dashboards for c in d.cards]
-    problems += [f"card name {n!r} is used twice (names identify cards in Metabase)"
-                 for n in sorted(set(cards)) if cards.count(n) > 1]
+    problems += [
+        f"card name {n!r} is used twice (names identify cards in Metabase)"
+        for n in sorted(set(cards))
+        if cards.count(n) > 1
+    ]
     for d in dashboards:
         try:
             tables = tables_read(d)

@@ -61,11 +61,20 @@ class Target:
         return cls("duckdb", {"marts": "main_marts", "auth": "auth", "scan": "scan", "meta": "_lakehouse"})
 
     @classmethod
-    def bigquery(cls, project: str | None = None, dataset_prefix: str = "",
-                 meta_dataset: str = "lakehouse_meta") -> Target:
+    def bigquery(
+        cls, project: str | None = None, dataset_prefix: str = "", meta_dataset: str = "lakehouse_meta"
+    ) -> Target:
         """BigQuery: datasets as BigQueryWarehouse and dbt's ``bigquery`` target name them."""
-        return cls("bigquery", {"marts": f"{dataset_prefix}marts_marts", "auth": f"{dataset_prefix}auth",
-                                "scan": f"{dataset_prefix}scan", "meta": meta_dataset}, catalog=project or None)
+        return cls(
+            "bigquery",
+            {
+                "marts": f"{dataset_prefix}marts_marts",
+                "auth": f"{dataset_prefix}auth",
+                "scan": f"{dataset_prefix}scan",
+                "meta": meta_dataset,
+            },
+            catalog=project or None,
+        )
 
 
 def parse(sql: str) -> exp.Expression:
@@ -92,17 +101,25 @@ def referenced_tables(sql: str) -> set[tuple[str, str]]:
         if not table.db:
             if table.name in ctes:
                 continue
-            raise CardSQLError(f"table {table.name!r} has no schema: write <schema>.{table.name} with "
-                               f"<schema> one of {', '.join(LOGICAL_SCHEMAS)}")
+            raise CardSQLError(
+                f"table {table.name!r} has no schema: write <schema>.{table.name} with "
+                f"<schema> one of {', '.join(LOGICAL_SCHEMAS)}"
+            )
         if table.catalog or table.db not in LOGICAL_SCHEMAS:
-            raise CardSQLError(f"table {table.sql('duckdb')!r}: the schema must be one of "
-                               f"{', '.join(LOGICAL_SCHEMAS)} (mapped to the warehouse by the target)")
+            raise CardSQLError(
+                f"table {table.sql('duckdb')!r}: the schema must be one of "
+                f"{', '.join(LOGICAL_SCHEMAS)} (mapped to the warehouse by the target)"
+            )
         tables.add((table.db, table.name))
     return tables
 
 
 def _timestamp_diff(node: exp.Expression) -> exp.Expression:
-    if isinstance(node, exp.DateDiff) and node.unit is not None and node.text("unit").upper() in SUB_DAY_UNITS:
+    if (
+        isinstance(node, exp.DateDiff)
+        and node.unit is not None
+        and node.text("unit").upper() in SUB_DAY_UNITS
+    ):
         return exp.TimestampDiff(this=node.this, expression=node.expression, unit=node.args.get("unit"))
     return node
 

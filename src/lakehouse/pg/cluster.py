@@ -38,8 +38,13 @@ class ClusterError(RuntimeError):
 def find_bindir() -> Path:
     """PostgreSQL server binaries: ``PG_BINDIR``, else the newest /usr/lib/postgresql/*/bin."""
     env = os.environ.get("PG_BINDIR")
-    candidates = [env] if env else sorted(glob.glob("/usr/lib/postgresql/*/bin"),
-                                          key=lambda p: int(Path(p).parent.name), reverse=True)
+    candidates = (
+        [env]
+        if env
+        else sorted(
+            glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True
+        )
+    )
     for c in candidates:
         if c and (Path(c) / "initdb").exists():
             return Path(c)
@@ -81,7 +86,9 @@ class PgCluster:
             cmd = ["runuser", "-u", self.os_user, "--", *cmd]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise ClusterError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
+            raise ClusterError(
+                f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}"
+            )
         return proc
 
     def start(self) -> PgCluster:
@@ -93,13 +100,31 @@ class PgCluster:
             os.chown(self.base_dir, pw.pw_uid, pw.pw_gid)
             for parent in self.base_dir.resolve().parents:
                 if not os.stat(parent).st_mode & 0o001:
-                    raise ClusterError(f"{parent} is not reachable by the {self.os_user!r} user that runs "
-                                       f"PostgreSQL; put the cluster folder elsewhere (e.g. under /tmp)")
+                    raise ClusterError(
+                        f"{parent} is not reachable by the {self.os_user!r} user that runs "
+                        f"PostgreSQL; put the cluster folder elsewhere (e.g. under /tmp)"
+                    )
         if not (self.data_dir / "PG_VERSION").exists():
-            self._run(self.bindir / "initdb", "-D", self.data_dir, "-U", "postgres", "--auth=trust",
-                      "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
-        conf = "\n".join(f"{k} = {v}" for k, v in {**self.settings, "port": str(self.port),
-                                                     "unix_socket_directories": f"'{self.base_dir}'"}.items())
+            self._run(
+                self.bindir / "initdb",
+                "-D",
+                self.data_dir,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            )
+        conf = "\n".join(
+            f"{k} = {v}"
+            for k, v in {
+                **self.settings,
+                "port": str(self.port),
+                "unix_socket_directories": f"'{self.base_dir}'",
+            }.items()
+        )
         (self.data_dir / "postgresql.auto.conf").write_text(conf + "\n")
         if os.geteuid() == 0:
             pw = pwd.getpwnam(self.os_user)
@@ -128,8 +153,13 @@ class PgCluster:
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if subprocess.run([str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
-                              capture_output=True).returncode == 0:
+            if (
+                subprocess.run(
+                    [str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                    capture_output=True,
+                ).returncode
+                == 0
+            ):
                 return
             time.sleep(0.2)
         raise ClusterError(f"PostgreSQL on port {self.port} not ready after {timeout} s; see {self.log_file}")

@@ -19,8 +19,12 @@ if TYPE_CHECKING:  # matplotlib is imported when a chart is drawn, not when the 
 MartReader = Callable[[str, list[str]], pa.Table]
 
 STAGE_ORDER = ("vision", "embedding", "answer")
-PERCENTILES = (("p50_latency_ms", "p50"), ("p90_latency_ms", "p90"), ("p95_latency_ms", "p95"),
-               ("p99_latency_ms", "p99"))
+PERCENTILES = (
+    ("p50_latency_ms", "p50"),
+    ("p90_latency_ms", "p90"),
+    ("p95_latency_ms", "p95"),
+    ("p99_latency_ms", "p99"),
+)
 SOURCE_COLORS = {"confirmed": "tab:green", "correction": "tab:red"}
 WIDE = (11, 4.2)
 
@@ -38,7 +42,9 @@ def frame(read: MartReader, mart: str, columns: list[str]) -> pl.DataFrame:
     """The mart's columns as polars, integer-like decimals (DuckDB HUGEINT sums) as floats."""
     df = pl.from_arrow(read(mart, columns))
     assert isinstance(df, pl.DataFrame)
-    return df.with_columns(pl.col(c).cast(pl.Float64) for c, t in df.schema.items() if isinstance(t, pl.Decimal))
+    return df.with_columns(
+        pl.col(c).cast(pl.Float64) for c, t in df.schema.items() if isinstance(t, pl.Decimal)
+    )
 
 
 def new_figure(size: tuple[float, float]) -> Figure:
@@ -49,8 +55,16 @@ def new_figure(size: tuple[float, float]) -> Figure:
 
 def no_data(fig: Figure, ax, what: str) -> None:
     ax.set_axis_off()
-    ax.text(0.5, 0.5, f"no data: {what}", ha="center", va="center", color="0.4", fontsize=13,
-            transform=ax.transAxes)
+    ax.text(
+        0.5,
+        0.5,
+        f"no data: {what}",
+        ha="center",
+        va="center",
+        color="0.4",
+        fontsize=13,
+        transform=ax.transAxes,
+    )
 
 
 def _order_stages(stages: list[str]) -> list[str]:
@@ -61,11 +75,13 @@ def _order_stages(stages: list[str]) -> list[str]:
 def latency(read: MartReader) -> tuple[Figure, int]:
     """p50/p90/p95/p99 per day, one panel per stage; models of a stage combined weighted by ok calls."""
     pct = [c for c, _ in PERCENTILES]
-    df = (frame(read, "mart_llm_latency_daily", ["day", "stage", "model", "ok_calls", *pct])
-          .filter((pl.col("ok_calls") > 0) & pl.col("p50_latency_ms").is_not_null())
-          .group_by("day", "stage")
-          .agg([((pl.col(c) * pl.col("ok_calls")).sum() / pl.col("ok_calls").sum()).alias(c) for c in pct])
-          .sort("stage", "day"))
+    df = (
+        frame(read, "mart_llm_latency_daily", ["day", "stage", "model", "ok_calls", *pct])
+        .filter((pl.col("ok_calls") > 0) & pl.col("p50_latency_ms").is_not_null())
+        .group_by("day", "stage")
+        .agg([((pl.col(c) * pl.col("ok_calls")).sum() / pl.col("ok_calls").sum()).alias(c) for c in pct])
+        .sort("stage", "day")
+    )
     stages = _order_stages(df["stage"].unique().to_list())
     fig = new_figure(WIDE)
     if df.is_empty():
@@ -87,9 +103,12 @@ def latency(read: MartReader) -> tuple[Figure, int]:
 
 def cost(read: MartReader) -> tuple[Figure, int]:
     """USD per day, stacked by model (all stages)."""
-    df = (frame(read, "mart_llm_cost_daily", ["day", "model", "cost_usd"])
-          .group_by("day", "model").agg(pl.col("cost_usd").fill_null(0).sum())
-          .sort("day", "model"))
+    df = (
+        frame(read, "mart_llm_cost_daily", ["day", "model", "cost_usd"])
+        .group_by("day", "model")
+        .agg(pl.col("cost_usd").fill_null(0).sum())
+        .sort("day", "model")
+    )
     fig = new_figure(WIDE)
     ax = fig.add_subplot()
     if df.is_empty():
@@ -118,17 +137,25 @@ def feedback_mix(read: MartReader) -> tuple[Figure, int]:
         no_data(fig, fig.add_subplot(), "mart_rlhf_golden is empty")
         return fig, 0
     by_category = df.group_by("golden_category", "golden_source").len().sort("golden_category")
-    by_day = (df.with_columns(pl.col("feedback_at").dt.date().alias("day"))
-              .group_by("day", "golden_source").len().sort("day"))
+    by_day = (
+        df.with_columns(pl.col("feedback_at").dt.date().alias("day"))
+        .group_by("day", "golden_source")
+        .len()
+        .sort("day")
+    )
     left, right = fig.subplots(1, 2, width_ratios=[1, 1.4])
     categories = sorted(by_category["golden_category"].unique().to_list())
     days = by_day["day"].unique().sort().to_list()
     left_base, right_base = [0] * len(categories), [0] * len(days)
     for source in sorted(by_category["golden_source"].unique().to_list()):
-        counts = dict(by_category.filter(pl.col("golden_source") == source).select("golden_category", "len").iter_rows())
+        counts = dict(
+            by_category.filter(pl.col("golden_source") == source).select("golden_category", "len").iter_rows()
+        )
         values = [counts.get(c, 0) for c in categories]
         verdict = "thumbs up" if source == "confirmed" else "thumbs down" if source == "correction" else "?"
-        left.barh(categories, values, left=left_base, color=SOURCE_COLORS.get(source), label=f"{source} ({verdict})")
+        left.barh(
+            categories, values, left=left_base, color=SOURCE_COLORS.get(source), label=f"{source} ({verdict})"
+        )
         left_base = [b + v for b, v in zip(left_base, values)]
         daily = dict(by_day.filter(pl.col("golden_source") == source).select("day", "len").iter_rows())
         values = [daily.get(d, 0) for d in days]
@@ -150,7 +177,8 @@ def feedback_mix(read: MartReader) -> tuple[Figure, int]:
 def confusion(read: MartReader) -> tuple[Figure, int]:
     """Predicted vs actual (golden) category, scans per cell."""
     df = frame(read, "mart_confusion_matrix", ["predicted_category", "actual_category", "scans"]).filter(
-        pl.col("scans") > 0)
+        pl.col("scans") > 0
+    )
     fig = new_figure((7.5, 6.5))
     ax = fig.add_subplot()
     if df.is_empty():
@@ -166,8 +194,15 @@ def confusion(read: MartReader) -> tuple[Figure, int]:
     for r, row in enumerate(grid):
         for c, value in enumerate(row):
             if value:
-                ax.text(c, r, str(value), ha="center", va="center", fontsize=9,
-                        color="white" if value > peak / 2 else "black")
+                ax.text(
+                    c,
+                    r,
+                    str(value),
+                    ha="center",
+                    va="center",
+                    fontsize=9,
+                    color="white" if value > peak / 2 else "black",
+                )
     ax.set_xticks(range(len(categories)), categories, rotation=45, ha="right")
     ax.set_yticks(range(len(categories)), categories)
     ax.set_xlabel("predicted category")
@@ -181,10 +216,13 @@ def confusion(read: MartReader) -> tuple[Figure, int]:
 
 def relevance(read: MartReader) -> tuple[Figure, int]:
     """Thumbs-up rate by top-1 relevance bucket (all days), with the scans behind each rate."""
-    df = (frame(read, "mart_rag_quality_daily", ["relevance_bucket", "scans_with_feedback", "thumbs_up"])
-          .group_by("relevance_bucket").agg(pl.col("scans_with_feedback").sum(), pl.col("thumbs_up").sum())
-          .filter((pl.col("scans_with_feedback") > 0) & pl.col("relevance_bucket").is_not_null())
-          .sort("relevance_bucket"))
+    df = (
+        frame(read, "mart_rag_quality_daily", ["relevance_bucket", "scans_with_feedback", "thumbs_up"])
+        .group_by("relevance_bucket")
+        .agg(pl.col("scans_with_feedback").sum(), pl.col("thumbs_up").sum())
+        .filter((pl.col("scans_with_feedback") > 0) & pl.col("relevance_bucket").is_not_null())
+        .sort("relevance_bucket")
+    )
     fig = new_figure(WIDE)
     ax = fig.add_subplot()
     if df.is_empty():
@@ -194,11 +232,20 @@ def relevance(read: MartReader) -> tuple[Figure, int]:
     answered = [float(v) for v in df["scans_with_feedback"].to_list()]
     rates = [float(u) / a for u, a in zip(df["thumbs_up"].to_list(), answered)]
     volume = ax.twinx()
-    volume.bar(buckets, answered, width=0.08, align="edge", color="tab:blue", alpha=0.25, label="scans with feedback")
+    volume.bar(
+        buckets, answered, width=0.08, align="edge", color="tab:blue", alpha=0.25, label="scans with feedback"
+    )
     volume.set_ylabel("scans with feedback")
     ax.set_zorder(volume.get_zorder() + 1)
     ax.patch.set_visible(False)
-    ax.plot([b + 0.04 for b in buckets], rates, color="tab:orange", marker="o", linewidth=2, label="thumbs-up rate")
+    ax.plot(
+        [b + 0.04 for b in buckets],
+        rates,
+        color="tab:orange",
+        marker="o",
+        linewidth=2,
+        label="thumbs-up rate",
+    )
     ax.set_ylim(0, 1.05)
     ax.set_xlim(-0.02, 1.02)
     ax.set_xticks([i / 10 for i in range(11)])
@@ -212,21 +259,41 @@ def relevance(read: MartReader) -> tuple[Figure, int]:
 
 
 CHARTS: tuple[ChartSpec, ...] = (
-    ChartSpec("latency", "LLM latency percentiles by stage",
-              "p50/p90/p95/p99 of successful calls per UTC day and stage (models of a stage weighted by ok calls).",
-              ("mart_llm_latency_daily",), latency),
-    ChartSpec("cost", "Daily LLM cost by model",
-              "Token cost per UTC day at the prices in force that day, stacked by model (all stages).",
-              ("mart_llm_cost_daily",), cost),
-    ChartSpec("feedback", "Feedback and label mix",
-              "The RLHF golden labels by category and by feedback day: confirmed answers (thumbs up) vs corrections.",
-              ("mart_rlhf_golden",), feedback_mix),
-    ChartSpec("confusion", "Confusion matrix",
-              "Predicted vs actual (golden) category over all feedback with a label.",
-              ("mart_confusion_matrix",), confusion),
-    ChartSpec("relevance", "RAG relevance vs thumbs-up",
-              "Thumbs-up rate by top-1 chunk relevance decile, all days, with the number of scans with feedback.",
-              ("mart_rag_quality_daily",), relevance),
+    ChartSpec(
+        "latency",
+        "LLM latency percentiles by stage",
+        "p50/p90/p95/p99 of successful calls per UTC day and stage (models of a stage weighted by ok calls).",
+        ("mart_llm_latency_daily",),
+        latency,
+    ),
+    ChartSpec(
+        "cost",
+        "Daily LLM cost by model",
+        "Token cost per UTC day at the prices in force that day, stacked by model (all stages).",
+        ("mart_llm_cost_daily",),
+        cost,
+    ),
+    ChartSpec(
+        "feedback",
+        "Feedback and label mix",
+        "The RLHF golden labels by category and by feedback day: confirmed answers (thumbs up) vs corrections.",
+        ("mart_rlhf_golden",),
+        feedback_mix,
+    ),
+    ChartSpec(
+        "confusion",
+        "Confusion matrix",
+        "Predicted vs actual (golden) category over all feedback with a label.",
+        ("mart_confusion_matrix",),
+        confusion,
+    ),
+    ChartSpec(
+        "relevance",
+        "RAG relevance vs thumbs-up",
+        "Thumbs-up rate by top-1 chunk relevance decile, all days, with the number of scans with feedback.",
+        ("mart_rag_quality_daily",),
+        relevance,
+    ),
 )
 
 MARTS: tuple[str, ...] = tuple(dict.fromkeys(m for chart in CHARTS for m in chart.marts))

@@ -61,8 +61,11 @@ class Report:
         """The charts as markdown with the PNGs inline (data URIs), e.g. for Dagster asset metadata."""
         parts = [f"Marts report, generated {self.generated_at:%Y-%m-%d %H:%M} UTC ({self.index})."]
         for c in self.charts:
-            parts += [f"### {c.title}", f"{c.description} Data points: {c.points}.",
-                      f"![{c.title}]({c.data_uri()})"]
+            parts += [
+                f"### {c.title}",
+                f"{c.description} Data points: {c.points}.",
+                f"![{c.title}]({c.data_uri()})",
+            ]
         return "\n\n".join(parts) + "\n"
 
 
@@ -82,17 +85,20 @@ def _draw(spec: ChartSpec, read: MartReader) -> tuple[bytes, int]:
 
 def _figure_html(chart: RenderedChart, out_dir: Path) -> str:
     e = html.escape
-    return (f'<figure class="chart" id="chart-{e(chart.name)}" data-chart="{e(chart.name)}" '
-            f'data-points="{chart.points}">\n'
-            f'  <figcaption><h2>{e(chart.title)}</h2><p>{e(chart.description)} '
-            f'<span class="points">Data points: {chart.points}.</span> '
-            f'<a href="{e(chart.png.relative_to(out_dir).as_posix())}">PNG</a></p></figcaption>\n'
-            f'  <img src="{chart.data_uri()}" alt="{e(chart.title)}">\n'
-            f'</figure>')
+    return (
+        f'<figure class="chart" id="chart-{e(chart.name)}" data-chart="{e(chart.name)}" '
+        f'data-points="{chart.points}">\n'
+        f"  <figcaption><h2>{e(chart.title)}</h2><p>{e(chart.description)} "
+        f'<span class="points">Data points: {chart.points}.</span> '
+        f'<a href="{e(chart.png.relative_to(out_dir).as_posix())}">PNG</a></p></figcaption>\n'
+        f'  <img src="{chart.data_uri()}" alt="{e(chart.title)}">\n'
+        f"</figure>"
+    )
 
 
-def render_report(read: MartReader, out_dir: str | Path | None = None,
-                  charts: tuple[ChartSpec, ...] = CHARTS) -> Report:
+def render_report(
+    read: MartReader, out_dir: str | Path | None = None, charts: tuple[ChartSpec, ...] = CHARTS
+) -> Report:
     """Draw every chart from the marts ``read(mart, columns)`` returns (Arrow), write
     ``<out_dir>/charts/<name>.png`` and ``<out_dir>/index.html``; each file is replaced atomically."""
     out = Path(out_dir) if out_dir is not None else report_dir()
@@ -108,7 +114,8 @@ def render_report(read: MartReader, out_dir: str | Path | None = None,
         generated_at=f"{generated_at:%Y-%m-%d %H:%M} UTC",
         marts=html.escape(", ".join(m for m in MARTS if any(m in s.marts for s in charts))),
         nav="".join(f'<a href="#chart-{html.escape(c.name)}">{html.escape(c.title)}</a>' for c in rendered),
-        figures="\n".join(_figure_html(c, out) for c in rendered))
+        figures="\n".join(_figure_html(c, out) for c in rendered),
+    )
     index = out / "index.html"
     _write_atomic(index, page.encode("utf-8"))
     return Report(index, tuple(rendered), generated_at)

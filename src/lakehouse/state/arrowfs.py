@@ -36,7 +36,9 @@ def arrow_filesystem(table_uri: str) -> pafs.FileSystem:
     ``AWS_ENDPOINT_URL``, ``AWS_REGION`` or ``AWS_DEFAULT_REGION``, the standard credential chain."""
     if table_uri.startswith("s3://"):
         parsed = urlparse(table_uri)
-        return pafs.SubTreeFileSystem(f"{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/"), s3_filesystem())
+        return pafs.SubTreeFileSystem(
+            f"{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/"), s3_filesystem()
+        )
     path = urlparse(table_uri).path if table_uri.startswith("file://") else table_uri
     return pafs.SubTreeFileSystem(os.path.abspath(path), pafs.LocalFileSystem())
 

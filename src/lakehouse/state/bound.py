@@ -52,17 +52,29 @@ class EventBound:
         frame = pl.from_arrow(events.select(["__op", "__lsn", "__tx_id"]))
         assert isinstance(frame, pl.DataFrame)
         frame = frame.with_row_index("__i").with_columns(pl.col("__lsn").fill_null(-1))
-        ends = self.log.ends.select(pl.col("tx_id").alias("__tx_id"), pl.col("commit_lsn").alias("__lsn"),
-                                    pl.col("commit_lsn").alias("__commit")).sort("__lsn")
-        frame = frame.sort("__lsn").join_asof(ends, on="__lsn", by="__tx_id", strategy="forward",
-                                                  check_sortedness=False).sort("__i")
+        ends = self.log.ends.select(
+            pl.col("tx_id").alias("__tx_id"),
+            pl.col("commit_lsn").alias("__lsn"),
+            pl.col("commit_lsn").alias("__commit"),
+        ).sort("__lsn")
+        frame = (
+            frame.sort("__lsn")
+            .join_asof(ends, on="__lsn", by="__tx_id", strategy="forward", check_sortedness=False)
+            .sort("__i")
+        )
         first = self.log.first_begin_lsn
         lsn = pl.col("__lsn")
-        commit = (pl.when(lsn < 0).then(-1)
-                  .when(pl.col("__op") == "r").then(lsn)
-                  .when(pl.col("__commit").is_not_null()).then(pl.col("__commit"))
-                  .when(pl.lit(first is not None) & (lsn < (first or 0))).then(lsn)
-                  .otherwise(UNKNOWN))
+        commit = (
+            pl.when(lsn < 0)
+            .then(-1)
+            .when(pl.col("__op") == "r")
+            .then(lsn)
+            .when(pl.col("__commit").is_not_null())
+            .then(pl.col("__commit"))
+            .when(pl.lit(first is not None) & (lsn < (first or 0)))
+            .then(lsn)
+            .otherwise(UNKNOWN)
+        )
         return frame.select(commit.cast(pl.Int64)).to_series().to_numpy()
 
     def leading(self, events: pa.Table) -> int:
@@ -70,7 +82,9 @@ class EventBound:
         late = np.flatnonzero(self.commits(events) > self.lsn)
         return int(late[0]) if len(late) else events.num_rows
 
-    def select(self, reader: LakeReader, objects: list[LakeObject]) -> tuple[list[LakeObject], dict[str, int]]:
+    def select(
+        self, reader: LakeReader, objects: list[LakeObject]
+    ) -> tuple[list[LakeObject], dict[str, int]]:
         """The objects (Kafka order per partition) holding events at or before the bound, and
         for each one the bound cuts, how many of its rows are applied."""
         chosen: list[LakeObject] = []

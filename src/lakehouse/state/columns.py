@@ -80,8 +80,11 @@ class Timeline:
         """Columns that left the table (recorded so a late old object cannot bring them back)."""
         if keep_dropped:
             return {}
-        return {name: [life.since, life.until, life.after, life.last]
-                for name, life in self.lives.items() if not life.alive}
+        return {
+            name: [life.since, life.until, life.after, life.last]
+            for name, life in self.lives.items()
+            if not life.alive
+        }
 
     def resets(self) -> dict[str, pa.Array | None]:
         """Columns every state row must take anew (their lifetime began here): default or null."""
@@ -104,15 +107,28 @@ def lives_of(row_schema: pa.Schema | None, dropped: dict[str, list[int | None]] 
 
 def newest_time(lives: dict[str, Life]) -> int:
     """The latest time the timeline has reached (0 for none)."""
-    return max((t for life in lives.values() for t in (life.since, life.until, life.after, life.last)
-                if t is not None), default=0)
+    return max(
+        (
+            t
+            for life in lives.values()
+            for t in (life.since, life.until, life.after, life.last)
+            if t is not None
+        ),
+        default=0,
+    )
 
 
-def walk(topic: str, lives: dict[str, Life], objects: Iterable[ObjectColumns], key: Iterable[str]) -> Timeline:
+def walk(
+    topic: str, lives: dict[str, Life], objects: Iterable[ObjectColumns], key: Iterable[str]
+) -> Timeline:
     """Continue the timeline over ``objects``; raises :class:`SchemaConflictError` when a living
     column changes type in a way PostgreSQL does not do in place (naming the object)."""
-    out = Timeline({name: Life(life.field, life.since, life.until, life.after, life.last)
-                    for name, life in lives.items()})
+    out = Timeline(
+        {
+            name: Life(life.field, life.since, life.until, life.after, life.last)
+            for name, life in lives.items()
+        }
+    )
     key_set = set(key)
     ordered = sorted(objects, key=lambda o: (o.time is None, o.time or 0))
     newest = newest_time(lives)
@@ -128,8 +144,13 @@ def walk(topic: str, lives: dict[str, Life], objects: Iterable[ObjectColumns], k
             else:
                 _carried(topic, out, obj, name, f, t)
         for name, life in out.lives.items():
-            if name not in present and name not in key_set and life.alive and life.last is not None \
-                    and t > life.last:
+            if (
+                name not in present
+                and name not in key_set
+                and life.alive
+                and life.last is not None
+                and t > life.last
+            ):
                 life.until = t  # dropped: the first object after the newest carrier without it
     # with the lifetimes known, what each object's events hold for each column
     for obj, t in zip(ordered, times):

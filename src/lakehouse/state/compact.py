@@ -133,9 +133,14 @@ class CompactOptions:
     until: EventBound | None = None
 
 
-def compact(lake: str | LakeReader, state: str, config: TablesConfig, tables: list[str] | None = None,
-            options: CompactOptions = CompactOptions(),
-            on_progress: Callable[[TableResult], None] | None = None) -> list[TableResult]:
+def compact(
+    lake: str | LakeReader,
+    state: str,
+    config: TablesConfig,
+    tables: list[str] | None = None,
+    options: CompactOptions = CompactOptions(),
+    on_progress: Callable[[TableResult], None] | None = None,
+) -> list[TableResult]:
     """Compact every configured table (or those named in ``tables``: topic or schema.table).
     A failing table is reported and skipped; the others go on. Raises
     :class:`~lakehouse.lake.reader.LakeNotFoundError` when the lake holds nothing at all."""
@@ -160,9 +165,13 @@ def compact(lake: str | LakeReader, state: str, config: TablesConfig, tables: li
             log.error("%s", result.error)
         except Exception as exc:  # an unexpected error stops this table only; nothing was committed
             if _disk_full(exc):
-                result.status, result.error = "failed", (
-                    f"{entry.table}: no space left on device writing {state} ({' '.join(str(exc).split())[:200]}); "
-                    "nothing of the failed batch was committed: free space and run again")
+                result.status, result.error = (
+                    "failed",
+                    (
+                        f"{entry.table}: no space left on device writing {state} ({' '.join(str(exc).split())[:200]}); "
+                        "nothing of the failed batch was committed: free space and run again"
+                    ),
+                )
                 log.error("%s", result.error)
             else:
                 result.status, result.error = "failed", f"{entry.table}: {type(exc).__name__}: {exc}"
@@ -180,19 +189,31 @@ def compact(lake: str | LakeReader, state: str, config: TablesConfig, tables: li
 
 def _disk_full(exc: BaseException) -> bool:
     """ENOSPC from Python or from delta-rs (whose message carries the OS error)."""
-    return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or \
-        "No space left on device" in str(exc) or "os error 28" in str(exc)
+    return (
+        (isinstance(exc, OSError) and exc.errno == errno.ENOSPC)
+        or "No space left on device" in str(exc)
+        or "os error 28" in str(exc)
+    )
 
 
 def _require_state_folder(state: str) -> None:
     """A local state root must be a folder (or not exist yet): caught before anything is read."""
     if "://" not in state and os.path.exists(state) and not os.path.isdir(state):
-        raise StateError(f"state {state}: a file, not a folder; --state names the folder that holds the "
-                         "current-state tables")
+        raise StateError(
+            f"state {state}: a file, not a folder; --state names the folder that holds the "
+            "current-state tables"
+        )
 
 
-def _compact_racing(reader: LakeReader, listing: LakeListing, state_uri: str, entry: TableConfig,
-                    key: tuple[str, ...], options: CompactOptions, result: TableResult) -> None:
+def _compact_racing(
+    reader: LakeReader,
+    listing: LakeListing,
+    state_uri: str,
+    entry: TableConfig,
+    key: tuple[str, ...],
+    options: CompactOptions,
+    result: TableResult,
+) -> None:
     """Compact one table, starting again from the newest committed version when a commit lost a
     race to another writer (a second run, a person with the CLI, another deployment: the objects
     it applied are skipped, so the outcome equals one run after the other) or when storage failed
@@ -207,8 +228,10 @@ def _compact_racing(reader: LakeReader, listing: LakeListing, state_uri: str, en
         except ConcurrentWriteError as exc:
             races += 1
             if races >= COMMIT_RACE_ATTEMPTS:
-                raise ConcurrentWriteError(f"{exc}; gave up after {races} attempts (another writer keeps committing "
-                                 "to this table: nothing of this run's last batch landed; run again later)") from exc
+                raise ConcurrentWriteError(
+                    f"{exc}; gave up after {races} attempts (another writer keeps committing "
+                    "to this table: nothing of this run's last batch landed; run again later)"
+                ) from exc
             result.notes.append(f"lost a commit race to another writer, retried on its version ({exc})")
             log.warning("%s: %s; retrying on the new version", entry.table, exc)
             time.sleep(random.uniform(0.05, 0.5) * races)
@@ -220,18 +243,22 @@ def _compact_racing(reader: LakeReader, listing: LakeListing, state_uri: str, en
             if waited > settings.storage_retry_seconds():
                 raise StorageUnavailableError(
                     f"storage unavailable for {waited:.0f} s ({type(exc).__name__}: {str(exc)[:200]}); "
-                    "nothing of the failed batch was committed; run again") from exc
-            log.warning("%s: transient storage error, resuming from the last commit: %s", entry.table,
-                        str(exc)[:200])
+                    "nothing of the failed batch was committed; run again"
+                ) from exc
+            log.warning(
+                "%s: transient storage error, resuming from the last commit: %s", entry.table, str(exc)[:200]
+            )
             time.sleep(min(8.0, random.uniform(0.2, 1.0) * 2 ** min(5, int(waited // 5))))
 
 
 def _retype_help(entry: TableConfig, exc: SchemaConflictError) -> str:
-    return (f"Nothing of {entry.table} was committed; the other tables go on. PostgreSQL rewrote the column in "
-            f"place without change events (ALTER COLUMN ... TYPE), so the rows not changed since cannot be "
-            f"derived from the lake. To recover: take a new Debezium snapshot of the table (an execute-snapshot "
-            f"signal, or a blocking snapshot), move the objects of {exc.topic} older than it out of the lake, "
-            f"then run `lakehouse compact --full-refresh --table {entry.table}`")
+    return (
+        f"Nothing of {entry.table} was committed; the other tables go on. PostgreSQL rewrote the column in "
+        f"place without change events (ALTER COLUMN ... TYPE), so the rows not changed since cannot be "
+        f"derived from the lake. To recover: take a new Debezium snapshot of the table (an execute-snapshot "
+        f"signal, or a blocking snapshot), move the objects of {exc.topic} older than it out of the lake, "
+        f"then run `lakehouse compact --full-refresh --table {entry.table}`"
+    )
 
 
 def _select(config: TablesConfig, tables: list[str] | None) -> list[TableConfig]:
@@ -241,14 +268,22 @@ def _select(config: TablesConfig, tables: list[str] | None) -> list[TableConfig]
     for name in tables:
         entry = next((t for t in config.tables if name in (t.topic, t.table)), None)
         if entry is None:
-            raise ConfigError(f"{name!r} is not in {config.source} (known: "
-                              f"{', '.join(t.table for t in config.tables)})")
+            raise ConfigError(
+                f"{name!r} is not in {config.source} (known: {', '.join(t.table for t in config.tables)})"
+            )
         out.append(entry)
     return out
 
 
-def _compact_table(reader: LakeReader, listing: LakeListing, state_uri: str, entry: TableConfig,
-                   key: tuple[str, ...], options: CompactOptions, result: TableResult) -> None:
+def _compact_table(
+    reader: LakeReader,
+    listing: LakeListing,
+    state_uri: str,
+    entry: TableConfig,
+    key: tuple[str, ...],
+    options: CompactOptions,
+    result: TableResult,
+) -> None:
     errors = listing.errors_for(entry.topic)
     if errors:
         raise errors[0]
@@ -259,8 +294,11 @@ def _compact_table(reader: LakeReader, listing: LakeListing, state_uri: str, ent
     if options.full_refresh:
         rebuild_reason, meta = ("--full-refresh" if meta is not None else None), None
     if meta is not None and (meta.key != key or meta.clustering != CLUSTERING):
-        rebuild_reason = (f"primary key changed from {list(meta.key)} to {list(key)}" if meta.key != key
-                          else "written with an older clustering scheme")
+        rebuild_reason = (
+            f"primary key changed from {list(meta.key)} to {list(key)}"
+            if meta.key != key
+            else "written with an older clustering scheme"
+        )
         meta = None
     applied = st.applied() if meta is not None else None
     pending: list[LakeObject] = objects
@@ -278,12 +316,32 @@ def _compact_table(reader: LakeReader, listing: LakeListing, state_uri: str, ent
             result.newest_commit_us = meta.newest_commit_us
         return
     try:
-        _apply(reader, st, entry, key, meta, applied, pending, options, result, fresh=meta is None,
-               redelivery=Redelivery(overlaps, applied, {o.key: o for o in objects}, carried))
+        _apply(
+            reader,
+            st,
+            entry,
+            key,
+            meta,
+            applied,
+            pending,
+            options,
+            result,
+            fresh=meta is None,
+            redelivery=Redelivery(overlaps, applied, {o.key: o for o in objects}, carried),
+        )
     except LateEventError as exc:
         # keys whose events moved partition (e.g. partition count changed): only a rebuild is exact
         result.notes.append(f"rebuilt: {exc}")
-        for name in ("objects", "events", "duplicates", "inserts", "updates", "deletes", "commits", "redelivered"):
+        for name in (
+            "objects",
+            "events",
+            "duplicates",
+            "inserts",
+            "updates",
+            "deletes",
+            "commits",
+            "redelivered",
+        ):
             setattr(result, name, 0)
         result.ops = {}
         _apply(reader, st, entry, key, None, None, objects, options, result, fresh=True)
@@ -310,10 +368,19 @@ def _batches(objects: list[LakeObject], limit: int, byte_limit: int) -> list[lis
     return out
 
 
-def _apply(reader: LakeReader, st: StateTable, entry: TableConfig, key: tuple[str, ...],
-           meta: StateMeta | None, applied: pa.Table | None, objects: list[LakeObject],
-           options: CompactOptions, result: TableResult, fresh: bool,
-           redelivery: Redelivery | None = None) -> None:
+def _apply(
+    reader: LakeReader,
+    st: StateTable,
+    entry: TableConfig,
+    key: tuple[str, ...],
+    meta: StateMeta | None,
+    applied: pa.Table | None,
+    objects: list[LakeObject],
+    options: CompactOptions,
+    result: TableResult,
+    fresh: bool,
+    redelivery: Redelivery | None = None,
+) -> None:
     redelivery = redelivery if redelivery is not None and not fresh else Redelivery()
     cuts: dict[str, int] = {}
     if options.until is not None:
@@ -333,8 +400,18 @@ def _apply(reader: LakeReader, st: StateTable, entry: TableConfig, key: tuple[st
     for batch in _batches(objects, options.batch_events, options.batch_bytes):
         with _uncounted_unless_committed(result):
             lives = lives_of(meta.row_schema, meta.dropped) if meta is not None else {}
-            events, timeline = _read(reader, batch, key, entry, options.pseudonym_key, lives, keep_dropped,
-                                     redelivery, result, cuts)
+            events, timeline = _read(
+                reader,
+                batch,
+                key,
+                entry,
+                options.pseudonym_key,
+                lives,
+                keep_dropped,
+                redelivery,
+                result,
+                cuts,
+            )
             row_schema = pa.schema(timeline.row_fields(keep_dropped))
             resets = {c: v for c, v in timeline.resets().items() if c in row_schema.names and c not in key}
             if meta is None:
@@ -345,13 +422,29 @@ def _apply(reader: LakeReader, st: StateTable, entry: TableConfig, key: tuple[st
             meta.row_schema, meta.dropped = row_schema, timeline.dropped(keep_dropped)
             _count_ops(events, meta, result)
             st.discard = set(resets)  # their stored values belong to an older column of the name
-            write = _apply_batch(st, meta, events, key, row_schema, overwrite_all, options, result, keep_images,
-                                 resets, versions=entry.history and options.until is None)
+            write = _apply_batch(
+                st,
+                meta,
+                events,
+                key,
+                row_schema,
+                overwrite_all,
+                options,
+                result,
+                keep_images,
+                resets,
+                versions=entry.history and options.until is None,
+            )
             if write.versions is not None:  # before the state commit: a rerun appends the same positions
                 HistoryTable(st.state_uri, entry.table).append(write.versions, key, replace=fresh and first)
                 first = False
-            applied_parts = [latest_per_key(pa.concat_tables([*applied_parts, manifest_rows(batch, cuts)],
-                                                              promote_options="permissive"))]
+            applied_parts = [
+                latest_per_key(
+                    pa.concat_tables(
+                        [*applied_parts, manifest_rows(batch, cuts)], promote_options="permissive"
+                    )
+                )
+            ]
             st.write(write.content, write.replaced, meta, applied_parts[0], overwrite_all)
             st.discard = set()
             result.objects += len(batch)
@@ -375,8 +468,14 @@ def _uncounted_unless_committed(result: TableResult) -> Iterator[None]:
         raise
 
 
-def _precheck(reader: LakeReader, entry: TableConfig, key: tuple[str, ...], meta: StateMeta | None,
-              objects: list[LakeObject], redelivery: Redelivery) -> None:
+def _precheck(
+    reader: LakeReader,
+    entry: TableConfig,
+    key: tuple[str, ...],
+    meta: StateMeta | None,
+    objects: list[LakeObject],
+    redelivery: Redelivery,
+) -> None:
     """Every pending footer first: a schema conflict or a missing key fails before any commit.
     New objects are taken in Kafka order after the state's timeline (their commit times come with
     reading them); objects the sink wrote again are placed by their real first commit, which may
@@ -384,15 +483,19 @@ def _precheck(reader: LakeReader, entry: TableConfig, key: tuple[str, ...], meta
     lives = lives_of(meta.row_schema, meta.dropped) if meta is not None else {}
     start = newest_time(lives)
     views = []
-    for i, obj in enumerate(sorted(objects, key=lambda o: (o.ref.kafka_partition, o.ref.start_offset, o.key))):
+    for i, obj in enumerate(
+        sorted(objects, key=lambda o: (o.ref.kafka_partition, o.ref.start_offset, o.key))
+    ):
         reader.describe(obj)
         t = _object_first_commit(reader, obj) if obj.key in redelivery.overlaps else None
         views.append(ObjectColumns(obj.key, start + 1 + i if t is None else t, _object_fields(obj, entry)))
     whole = walk(entry.topic, lives, views, key)
     missing = [c for c in key if c not in whole.lives]
     if missing:
-        raise ConfigError(f"primary key column(s) {missing} of {entry.topic} are not in its change events "
-                          f"(columns: {list(whole.lives)}); fix primary_key in the tables config")
+        raise ConfigError(
+            f"primary key column(s) {missing} of {entry.topic} are not in its change events "
+            f"(columns: {list(whole.lives)}); fix primary_key in the tables config"
+        )
 
 
 def _count_ops(events: pa.Table, meta: StateMeta, result: TableResult) -> None:
@@ -407,13 +510,27 @@ def _count_ops(events: pa.Table, meta: StateMeta, result: TableResult) -> None:
 def _object_fields(obj: LakeObject, entry: TableConfig) -> list[pa.Field]:
     """An object's source columns, less those that never leave the raw lake."""
     dropped = {c for c, p in entry.columns.items() if p == ColumnPolicy.drop}
-    return [f for f in obj.row_fields if f.name not in STATE_INTERNAL_NAMES
-            and f.name not in ("__table", "__topic") and f.name not in dropped]
+    return [
+        f
+        for f in obj.row_fields
+        if f.name not in STATE_INTERNAL_NAMES
+        and f.name not in ("__table", "__topic")
+        and f.name not in dropped
+    ]
 
 
-def _read(reader: LakeReader, batch: list[LakeObject], key: tuple[str, ...], entry: TableConfig,
-          secret: str | None, lives: dict[str, Life], keep_dropped: bool, redelivery: Redelivery,
-          result: TableResult, cuts: dict[str, int] | None = None) -> tuple[pa.Table, Timeline]:
+def _read(
+    reader: LakeReader,
+    batch: list[LakeObject],
+    key: tuple[str, ...],
+    entry: TableConfig,
+    secret: str | None,
+    lives: dict[str, Life],
+    keep_dropped: bool,
+    redelivery: Redelivery,
+    result: TableResult,
+    cuts: dict[str, int] | None = None,
+) -> tuple[pa.Table, Timeline]:
     """The batch's events in the table's columns after the batch: each object is read in its own
     schema, placed on the column timeline by its first commit, then conformed (columns it predates
     take their default, columns dropped before it null)."""
@@ -433,8 +550,16 @@ def _read(reader: LakeReader, batch: list[LakeObject], key: tuple[str, ...], ent
         tables[obj.key] = table
     timeline = walk(entry.topic, lives, views, key)
     out = pa.schema([*INTERNAL_FIELDS, *timeline.row_fields(keep_dropped)])
-    events = pa.concat_tables([_conform_events(tables.pop(obj.key), out, timeline.fills.get(obj.key, {}),
-                                               timeline) for obj in batch]) if batch else out.empty_table()
+    events = (
+        pa.concat_tables(
+            [
+                _conform_events(tables.pop(obj.key), out, timeline.fills.get(obj.key, {}), timeline)
+                for obj in batch
+            ]
+        )
+        if batch
+        else out.empty_table()
+    )
     _check_keys(events, key, batch)
     return _apply_policy(events, entry, secret), timeline
 
@@ -451,7 +576,9 @@ def _first_commit_us(events: pa.Table) -> int | None:
     return pc.min(pc.cast(events.column("__commit_ts"), pa.int64())).as_py()  # µs, exact
 
 
-def _conform_events(table: pa.Table, schema: pa.Schema, fills: dict[str, str], timeline: Timeline) -> pa.Table:
+def _conform_events(
+    table: pa.Table, schema: pa.Schema, fills: dict[str, str], timeline: Timeline
+) -> pa.Table:
     arrays = []
     for f in schema:
         mode = fills.get(f.name)
@@ -473,8 +600,11 @@ def _check_keys(events: pa.Table, key: tuple[str, ...], batch: list[LakeObject])
             i = pc.index(bad, True).as_py()
             obj = events.column("__source_object")[i].as_py()
             row = events.column("__row_index")[i].as_py()
-            raise LakeObjectError(obj, f"row {row}: primary key column {c!r} is null (a table without a "
-                                       "primary key, or the wrong primary_key in the tables config)")
+            raise LakeObjectError(
+                obj,
+                f"row {row}: primary key column {c!r} is null (a table without a "
+                "primary key, or the wrong primary_key in the tables config)",
+            )
 
 
 def _apply_policy(events: pa.Table, entry: TableConfig, secret: str | None = None) -> pa.Table:
@@ -484,8 +614,11 @@ def _apply_policy(events: pa.Table, entry: TableConfig, secret: str | None = Non
         if policy == ColumnPolicy.drop:
             events = events.drop_columns([column])
         elif policy == ColumnPolicy.pseudonymise:
-            events = events.set_column(events.schema.get_field_index(column), events.schema.field(column),
-                                       pseudonymise(events.column(column).combine_chunks(), entry.topic, column, secret))
+            events = events.set_column(
+                events.schema.get_field_index(column),
+                events.schema.field(column),
+                pseudonymise(events.column(column).combine_chunks(), entry.topic, column, secret),
+            )
     return events
 
 
@@ -494,13 +627,17 @@ def pseudonymise(arr: pa.Array, topic: str, column: str, secret: str | None = No
     from the environment only. TOAST placeholders pass through so they still mean 'unchanged'."""
     secret = secret or os.environ.get(PSEUDONYM_KEY_ENV)
     if not secret:
-        raise ConfigError(f"{topic}: column {column!r} is to be pseudonymised but {PSEUDONYM_KEY_ENV} is not set "
-                          "(the HMAC key comes from the environment only)")
+        raise ConfigError(
+            f"{topic}: column {column!r} is to be pseudonymised but {PSEUDONYM_KEY_ENV} is not set "
+            "(the HMAC key comes from the environment only)"
+        )
     key = secret.encode()
     ph = is_toast_placeholder(arr).to_numpy(zero_copy_only=False)
     values = arr.cast(pa.string()).to_pylist()
-    out = [v if v is None or ph[i] else hmac.new(key, v.encode(), hashlib.sha256).hexdigest()
-           for i, v in enumerate(values)]
+    out = [
+        v if v is None or ph[i] else hmac.new(key, v.encode(), hashlib.sha256).hexdigest()
+        for i, v in enumerate(values)
+    ]
     return pa.array(out, pa.string())
 
 
@@ -524,10 +661,19 @@ class _BatchWrite:
     versions: pa.Table | None = None  # the batch's row versions (tables keeping history)
 
 
-def _apply_batch(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[str, ...],
-                 row_schema: pa.Schema, overwrite_all: bool, options: CompactOptions,
-                 result: TableResult, keep_images: bool, resets: dict[str, pa.Array | None],
-                 versions: bool = False) -> _BatchWrite:
+def _apply_batch(
+    st: StateTable,
+    meta: StateMeta,
+    events: pa.Table,
+    key: tuple[str, ...],
+    row_schema: pa.Schema,
+    overwrite_all: bool,
+    options: CompactOptions,
+    result: TableResult,
+    keep_images: bool,
+    resets: dict[str, pa.Array | None],
+    versions: bool = False,
+) -> _BatchWrite:
     """Fold one batch with the state rows of the clusters its keys fall into. ``resets``: columns
     every state row takes anew (added, or begun again after a drop: see state.columns)."""
     has_truncate = bool(pc.any(pc.equal(events.column("__op"), "t")).as_py())
@@ -554,21 +700,59 @@ def _apply_batch(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[s
         affected = [clusters[i] for i in np.unique(assign(values, clusters))] if clusters else []
     else:
         affected = _arrival_clusters(st, keys_frame, key, clusters, closed)
-    return _rewrite(st, meta, events, key, row_schema, options, result, keep_images, keys_frame, clusters,
-                    affected, by_range, everything=everything, resets=resets, snapshot=snapshot, versions=versions)
+    return _rewrite(
+        st,
+        meta,
+        events,
+        key,
+        row_schema,
+        options,
+        result,
+        keep_images,
+        keys_frame,
+        clusters,
+        affected,
+        by_range,
+        everything=everything,
+        resets=resets,
+        snapshot=snapshot,
+        versions=versions,
+    )
 
 
-def _fold(engine: FoldEngine, events: pa.Table, prior: pa.Table | None, key: tuple[str, ...], row_schema: pa.Schema,
-          meta: StateMeta, pairing: pa.Table | None, keep_images: bool, result: TableResult, versions: bool = False):
+def _fold(
+    engine: FoldEngine,
+    events: pa.Table,
+    prior: pa.Table | None,
+    key: tuple[str, ...],
+    row_schema: pa.Schema,
+    meta: StateMeta,
+    pairing: pa.Table | None,
+    keep_images: bool,
+    result: TableResult,
+    versions: bool = False,
+):
     if versions and engine.kind == "local":  # the same fold, also returning every version
         result.engine.folds += 1
-        folded = fold(events, prior, key, list(row_schema), meta.truncates, pairing, keep_images, versions=True)
+        folded = fold(
+            events, prior, key, list(row_schema), meta.truncates, pairing, keep_images, versions=True
+        )
     else:
-        folded = engine.fold(meta.table, events, prior, key, list(row_schema), meta.truncates, pairing, keep_images,
-                             result.engine)
+        folded = engine.fold(
+            meta.table,
+            events,
+            prior,
+            key,
+            list(row_schema),
+            meta.truncates,
+            pairing,
+            keep_images,
+            result.engine,
+        )
         if versions:  # the versions of a batch another engine folds: the reference fold here
-            folded.versions = fold(events, prior, key, list(row_schema), meta.truncates, pairing, keep_images,
-                                   versions=True).versions
+            folded.versions = fold(
+                events, prior, key, list(row_schema), meta.truncates, pairing, keep_images, versions=True
+            ).versions
     meta.truncates = folded.truncates
     result.events += folded.events
     result.duplicates += folded.duplicates
@@ -584,11 +768,24 @@ def _target_rows(options: CompactOptions, sample: pa.Table) -> int:
     return max(1_000, int(options.cluster_bytes / max(1.0, sample.nbytes / max(1, sample.num_rows))))
 
 
-def _rewrite(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[str, ...], row_schema: pa.Schema,
-             options: CompactOptions, result: TableResult, keep_images: bool, keys_frame: pl.DataFrame,
-             clusters: list[Cluster], affected: list[Cluster], by_range: bool, everything: bool,
-             resets: dict[str, pa.Array | None], snapshot: Snapshot | None = None,
-             versions: bool = False) -> _BatchWrite:
+def _rewrite(
+    st: StateTable,
+    meta: StateMeta,
+    events: pa.Table,
+    key: tuple[str, ...],
+    row_schema: pa.Schema,
+    options: CompactOptions,
+    result: TableResult,
+    keep_images: bool,
+    keys_frame: pl.DataFrame,
+    clusters: list[Cluster],
+    affected: list[Cluster],
+    by_range: bool,
+    everything: bool,
+    resets: dict[str, pa.Array | None],
+    snapshot: Snapshot | None = None,
+    versions: bool = False,
+) -> _BatchWrite:
     """Memory bounded by one cluster: read only the batch keys' rows for the fold (every row when
     a truncate reaches them all), plan the new clusters from the touched clusters' keys (narrow),
     then let the Delta write pull the touched clusters one at a time, minus the batch keys, plus
@@ -602,15 +799,21 @@ def _rewrite(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[str, 
     if ids:
         narrow = st.read(ids, columns=[*key, "__deleted", "__image", CLUSTER_COLUMN])
         # one key column narrows the read; the exact (composite) key match follows in memory
-        wanted = not_image if everything else pc.field(k).isin(keys_frame.get_column(k).to_arrow()) & not_image
+        wanted = (
+            not_image if everything else pc.field(k).isin(keys_frame.get_column(k).to_arrow()) & not_image
+        )
         prior = st.read(ids, filter_=wanted)
         if not everything and len(key) > 1:
             prior = prior.filter(pa.array(_key_mask(prior, keys_frame, key)))
         images = st.read(ids, filter_=image == True)  # noqa: E712
         prior, images = _reset(prior, resets, row_schema), _reset(images, resets, row_schema)
     in_batch = _in_batch(narrow, keys_frame, key, everything)
-    pairing = _concat_optional([images, _reset(_pairing_candidates(st, events, prior, key), resets, row_schema)])
-    folded = _fold(options.engine, events, prior, key, row_schema, meta, pairing, keep_images, result, versions)
+    pairing = _concat_optional(
+        [images, _reset(_pairing_candidates(st, events, prior, key), resets, row_schema)]
+    )
+    folded = _fold(
+        options.engine, events, prior, key, row_schema, meta, pairing, keep_images, result, versions
+    )
     rows = _conform(folded.rows, folded.rows.schema)
     if snapshot is not None:
         rows, retired = retire_unread(rows, snapshot)
@@ -618,20 +821,25 @@ def _rewrite(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[str, 
             result.deletes += retired
             result.notes.append(f"re-snapshot (txId {snapshot.tx}): {retired} rows it no longer read deleted")
     plan_columns = rows.select([*key, "__deleted"]).schema
-    plan = pa.concat_tables([rows.select(plan_columns.names),
-                             narrow.filter(pa.array(~in_batch)).select(plan_columns.names).cast(plan_columns)])
+    plan = pa.concat_tables(
+        [
+            rows.select(plan_columns.names),
+            narrow.filter(pa.array(~in_batch)).select(plan_columns.names).cast(plan_columns),
+        ]
+    )
     sample = rows if rows.num_rows else prior
     target_rows = _target_rows(options, sample) if sample is not None and sample.num_rows else 100_000
     if by_range:
         new_clusters, assigned = _recluster(plan, key, clusters, affected, target_rows)
     else:
-        new_clusters, assigned = _recluster_arrival(plan, key, clusters, affected,
-                                                    narrow.select([*key, CLUSTER_COLUMN]), target_rows)
+        new_clusters, assigned = _recluster_arrival(
+            plan, key, clusters, affected, narrow.select([*key, CLUSTER_COLUMN]), target_rows
+        )
     gone = {c.id for c in affected}
     meta.clusters = sorted([c for c in clusters if c.id not in gone] + new_clusters, key=lambda c: c.lo)
     final = sorted(meta.clusters, key=lambda c: c.lo)
     schema = rows.schema.append(pa.field(CLUSTER_COLUMN, pa.int64()))
-    fold_ids = assigned[:rows.num_rows]
+    fold_ids = assigned[: rows.num_rows]
     files = st.cluster_files(ids) if ids else {}
     del narrow, plan, prior
 
@@ -649,11 +857,16 @@ def _rewrite(st: StateTable, meta: StateMeta, events: pa.Table, key: tuple[str, 
                 where = np.full(kept.num_rows, cid, np.int64)
             yield kept.append_column(CLUSTER_COLUMN, pa.array(where, pa.int64()))
 
-    return _BatchWrite(pa.RecordBatchReader.from_batches(schema, _batches_of(pieces())),
-                       sorted(gone | {c.id for c in new_clusters}), folded.versions)
+    return _BatchWrite(
+        pa.RecordBatchReader.from_batches(schema, _batches_of(pieces())),
+        sorted(gone | {c.id for c in new_clusters}),
+        folded.versions,
+    )
 
 
-def _reset(rows: pa.Table | None, resets: dict[str, pa.Array | None], row_schema: pa.Schema) -> pa.Table | None:
+def _reset(
+    rows: pa.Table | None, resets: dict[str, pa.Array | None], row_schema: pa.Schema
+) -> pa.Table | None:
     """State rows with the ``resets`` columns set to their new lifetime's default."""
     if rows is None or not resets:
         return rows
@@ -679,8 +892,11 @@ def _batches_of(tables):
 
 
 def _concat_optional(tables: list[pa.Table | None]) -> pa.Table | None:
-    present = [t.drop_columns([CLUSTER_COLUMN]) if CLUSTER_COLUMN in t.column_names else t
-               for t in tables if t is not None and t.num_rows]
+    present = [
+        t.drop_columns([CLUSTER_COLUMN]) if CLUSTER_COLUMN in t.column_names else t
+        for t in tables
+        if t is not None and t.num_rows
+    ]
     if not present:
         return None
     return pa.concat_tables(present, promote_options="permissive")
@@ -700,7 +916,11 @@ def _waiting_for_halves(st: StateTable, events: pa.Table, key: tuple[str, ...]) 
     if rows.num_rows == 0:
         return None
     # a key change without txId is recorded as waiting for txId -1 (fold's coordinates)
-    halves = pl.from_arrow(deletes.select(["__lsn", "__tx_id"])).with_columns(pl.col("__tx_id").fill_null(-1)).unique()
+    halves = (
+        pl.from_arrow(deletes.select(["__lsn", "__tx_id"]))
+        .with_columns(pl.col("__tx_id").fill_null(-1))
+        .unique()
+    )
     frame = pl.from_arrow(rows.select([*key, "__pair_lsn", "__pair_tx"]))
     hit = frame.join(halves, left_on=["__pair_lsn", "__pair_tx"], right_on=["__lsn", "__tx_id"], how="semi")
     return hit.select(list(key)) if hit.height else None
@@ -717,8 +937,9 @@ def _conform(t: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _pairing_candidates(st: StateTable, events: pa.Table, prior: pa.Table | None,
-                        key: tuple[str, ...]) -> pa.Table | None:
+def _pairing_candidates(
+    st: StateTable, events: pa.Table, prior: pa.Table | None, key: tuple[str, ...]
+) -> pa.Table | None:
     """State tombstones that may be the ``d`` half of a key change whose ``c`` is in this batch
     with unchanged-TOAST placeholders (only looked up when such a ``c`` exists)."""
     if not st.has_rows():
@@ -737,8 +958,11 @@ def _pairing_candidates(st: StateTable, events: pa.Table, prior: pa.Table | None
     if not has_ph.any():
         return None
     c_rows = coords.filter(pa.array(has_ph))
-    pairs = {(a, b) for a, b in zip(c_rows.column("__lsn").to_pylist(), c_rows.column("__tx_id").to_pylist())
-             if a is not None and b is not None}
+    pairs = {
+        (a, b)
+        for a, b in zip(c_rows.column("__lsn").to_pylist(), c_rows.column("__tx_id").to_pylist())
+        if a is not None and b is not None
+    }
     deletes = coords.filter(pc.equal(coords.column("__op"), "d"))
     pairs -= set(zip(deletes.column("__lsn").to_pylist(), deletes.column("__tx_id").to_pylist()))
     if not pairs:
@@ -752,8 +976,9 @@ def _pairing_candidates(st: StateTable, events: pa.Table, prior: pa.Table | None
     return found.drop_columns([CLUSTER_COLUMN]) if found.num_rows else None
 
 
-def _arrival_clusters(st: StateTable, keys: pl.DataFrame, key: tuple[str, ...],
-                      clusters: list[Cluster], closed: bool) -> list[Cluster]:
+def _arrival_clusters(
+    st: StateTable, keys: pl.DataFrame, key: tuple[str, ...], clusters: list[Cluster], closed: bool
+) -> list[Cluster]:
     """Clusters holding the batch's keys (through the key index), plus the newest cluster, which
     new keys fill unless it is ``closed`` (then they open a new one)."""
     if not clusters:
@@ -765,8 +990,14 @@ def _arrival_clusters(st: StateTable, keys: pl.DataFrame, key: tuple[str, ...],
     return [c for c in clusters if c.id in ids]
 
 
-def _recluster_arrival(content: pa.Table, key: tuple[str, ...], clusters: list[Cluster], affected: list[Cluster],
-                       old: pa.Table | None, target_rows: int) -> tuple[list[Cluster], np.ndarray]:
+def _recluster_arrival(
+    content: pa.Table,
+    key: tuple[str, ...],
+    clusters: list[Cluster],
+    affected: list[Cluster],
+    old: pa.Table | None,
+    target_rows: int,
+) -> tuple[list[Cluster], np.ndarray]:
     """Rows keep their key's cluster; new keys fill the newest cluster up to the target size, then
     open new clusters."""
     n = content.num_rows
@@ -787,7 +1018,7 @@ def _recluster_arrival(content: pa.Table, key: tuple[str, ...], clusters: list[C
             assigned[new_rows[:fill]] = top
             new_rows = new_rows[fill:]
         for start in range(0, len(new_rows), target_rows):
-            assigned[new_rows[start:start + target_rows]] = next_id
+            assigned[new_rows[start : start + target_rows]] = next_id
             next_id += 1
     live = ~content.column("__deleted").to_numpy(zero_copy_only=False)
     out = []
@@ -797,8 +1028,13 @@ def _recluster_arrival(content: pa.Table, key: tuple[str, ...], clusters: list[C
     return out, assigned
 
 
-def _recluster(content: pa.Table, key: tuple[str, ...], clusters: list[Cluster], affected: list[Cluster],
-               target_rows: int) -> tuple[list[Cluster], np.ndarray]:
+def _recluster(
+    content: pa.Table,
+    key: tuple[str, ...],
+    clusters: list[Cluster],
+    affected: list[Cluster],
+    target_rows: int,
+) -> tuple[list[Cluster], np.ndarray]:
     """Clusters for the new content of the affected clusters: each keeps its range (extended to
     the new keys that fell next to it) and splits past twice the target size."""
     n = content.num_rows
@@ -837,7 +1073,7 @@ def _recluster(content: pa.Table, key: tuple[str, ...], clusters: list[Cluster],
                 cuts.append(int(b))
         cuts.append(len(sel))
         for i in range(len(cuts) - 1):
-            piece = order[cuts[i]:cuts[i + 1]]
+            piece = order[cuts[i] : cuts[i + 1]]
             p_lo = lo if i == 0 else int(sv[cuts[i]])
             p_hi = hi if i == len(cuts) - 2 else int(sv[cuts[i + 1] - 1])
             cid = c.id if i == 0 else next_id

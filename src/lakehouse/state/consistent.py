@@ -135,9 +135,13 @@ def databases(config: TablesConfig) -> dict[str, list[TableConfig]]:
     return dict(out)
 
 
-def compact_consistent(lake: str | LakeReader, state: str, config: TablesConfig,
-                       options: CompactOptions = CompactOptions(), only: list[str] | None = None
-                       ) -> list[ConsistentResult]:
+def compact_consistent(
+    lake: str | LakeReader,
+    state: str,
+    config: TablesConfig,
+    options: CompactOptions = CompactOptions(),
+    only: list[str] | None = None,
+) -> list[ConsistentResult]:
     """Move every database's consistent root to its current watermark and publish it."""
     reader = lake if isinstance(lake, LakeReader) else LakeReader(lake)
     listing = reader.scan()
@@ -156,8 +160,15 @@ def compact_consistent(lake: str | LakeReader, state: str, config: TablesConfig,
     return out
 
 
-def _advance(reader: LakeReader, listing: LakeListing, state: str, config: TablesConfig,
-             entries: list[TableConfig], options: CompactOptions, result: ConsistentResult) -> None:
+def _advance(
+    reader: LakeReader,
+    listing: LakeListing,
+    state: str,
+    config: TablesConfig,
+    entries: list[TableConfig],
+    options: CompactOptions,
+    result: ConsistentResult,
+) -> None:
     root = consistent_root(state)
     txlog = _transaction_log(reader, root, result.database, result.previous)
     if txlog is None:
@@ -165,7 +176,8 @@ def _advance(reader: LakeReader, listing: LakeListing, state: str, config: Table
         tables = ", ".join(e.table for e in entries)
         raise ConsistencyError(
             f"{result.database}: no such topic in the lake, so no transaction of {tables} can be proven "
-            "complete; capture with provide.transaction.metadata=true (lakehouse capture does)")
+            "complete; capture with provide.transaction.metadata=true (lakehouse capture does)"
+        )
     previous = result.previous.lsn if result.previous else None
     read: dict[str, pa.Table] = {}
     landed = {e.table: _pending_events(reader, listing, root, e, read) for e in entries}
@@ -177,8 +189,10 @@ def _advance(reader: LakeReader, listing: LakeListing, state: str, config: Table
     result.tables = tables
     failed = [t for t in tables if t.failed]
     if failed:
-        raise ConsistencyError(f"{result.database}: watermark not published, {len(failed)} table(s) failed: "
-                               + "; ".join(t.error or t.table for t in failed))
+        raise ConsistencyError(
+            f"{result.database}: watermark not published, {len(failed)} table(s) failed: "
+            + "; ".join(t.error or t.table for t in failed)
+        )
     versions = {}
     for e in entries:
         st = StateTable(root, e.table)
@@ -194,16 +208,21 @@ def _advance(reader: LakeReader, listing: LakeListing, state: str, config: Table
     pq.write_table(txlog.ends.to_arrow(), buffer, compression="zstd")
     store.put_bytes(_ends_cache(result.database), buffer.getvalue())
     store.put_bytes(pointer_key(result.database), result.watermark.to_json().encode())
-    log.info("%s: consistent at LSN %d (%s behind the newest landed commit)", result.database, lsn,
-             result.watermark.lag_seconds)
+    log.info(
+        "%s: consistent at LSN %d (%s behind the newest landed commit)",
+        result.database,
+        lsn,
+        result.watermark.lag_seconds,
+    )
 
 
 def _ends_cache(database: str) -> str:
     return f"_watermarks/{database}.ends.parquet"
 
 
-def _transaction_log(reader: LakeReader, root: str, database: str, previous: Watermark | None
-                     ) -> TransactionLog | None:
+def _transaction_log(
+    reader: LakeReader, root: str, database: str, previous: Watermark | None
+) -> TransactionLog | None:
     """The transaction topic: the ENDs kept at the last publication, plus the topic read from the
     object that held that watermark's END (every later transaction's END is there or after)."""
     since = previous.transaction_offset if previous and previous.first_begin_lsn is not None else None
@@ -214,7 +233,9 @@ def _transaction_log(reader: LakeReader, root: str, database: str, previous: Wat
         kept = pl.read_parquet(io.BytesIO(open_store(root).get_bytes(_ends_cache(database))))
     except Exception:  # noqa: BLE001 - no cache (an older pointer): read the whole topic
         return read_transaction_log(reader, database)
-    ends = pl.concat([kept.cast(END_SCHEMA), fresh.ends]).unique("commit_lsn", keep="first").sort("commit_lsn")
+    ends = (
+        pl.concat([kept.cast(END_SCHEMA), fresh.ends]).unique("commit_lsn", keep="first").sort("commit_lsn")
+    )
     assert previous is not None
     return TransactionLog(ends, fresh.counts, previous.first_begin_lsn, fresh.objects)
 
@@ -222,17 +243,23 @@ def _transaction_log(reader: LakeReader, root: str, database: str, previous: Wat
 def _describe(database: str, lsn: int, txlog: TransactionLog, versions: dict[str, int]) -> Watermark:
     at = txlog.ends.filter(pl.col("commit_lsn") == lsn)
     newest = txlog.newest
-    return Watermark(database, lsn,
-                     tx_id=at.get_column("tx_id")[0] if at.height else None,
-                     commit_ts_ms=at.get_column("ts_ms")[0] if at.height else None,
-                     newest_lsn=newest["commit_lsn"] if newest else None,
-                     newest_ts_ms=newest["ts_ms"] if newest else None,
-                     tables=versions, published_at=time.time(), transaction_offset=txlog.offset_holding(lsn),
-                     first_begin_lsn=txlog.first_begin_lsn)
+    return Watermark(
+        database,
+        lsn,
+        tx_id=at.get_column("tx_id")[0] if at.height else None,
+        commit_ts_ms=at.get_column("ts_ms")[0] if at.height else None,
+        newest_lsn=newest["commit_lsn"] if newest else None,
+        newest_ts_ms=newest["ts_ms"] if newest else None,
+        tables=versions,
+        published_at=time.time(),
+        transaction_offset=txlog.offset_holding(lsn),
+        first_begin_lsn=txlog.first_begin_lsn,
+    )
 
 
-def _pending_events(reader: LakeReader, listing: LakeListing, root: str, entry: TableConfig,
-                    read: dict[str, pa.Table]) -> pl.DataFrame:
+def _pending_events(
+    reader: LakeReader, listing: LakeListing, root: str, entry: TableConfig, read: dict[str, pa.Table]
+) -> pl.DataFrame:
     """Identity columns of the table's events not yet wholly in the consistent root (everything
     at or before the published watermark is; objects the bound cut are read again). ``read``
     keeps each object's, for the bound to reuse."""
@@ -249,25 +276,41 @@ def _pending_events(reader: LakeReader, listing: LakeListing, root: str, entry: 
     return frame
 
 
-def find_watermark(txlog: TransactionLog, landed: dict[str, pl.DataFrame], previous: int | None) -> int | None:
+def find_watermark(
+    txlog: TransactionLog, landed: dict[str, pl.DataFrame], previous: int | None
+) -> int | None:
     """The newest commit LSN after ``previous`` up to which every transaction and snapshot is
     complete in every table (``landed``: table -> events not yet in the consistent root), or
     ``previous`` when none is."""
     bound = EventBound(UNKNOWN - 1, txlog)
-    events = {t: f.with_columns(__commit=pl.Series(bound.commits(f.to_arrow()), dtype=pl.Int64))
-              for t, f in landed.items()}
+    events = {
+        t: f.with_columns(__commit=pl.Series(bound.commits(f.to_arrow()), dtype=pl.Int64))
+        for t, f in landed.items()
+    }
     # END names tables schema.table as the source does: configured names and those the events carry
     names = set(landed) | {n for f in events.values() for n in f.get_column("__table").unique().drop_nulls()}
     floor = -1 if previous is None else previous
     need = txlog.counts.filter(pl.col("collection").is_in(list(names)) & (pl.col("commit_lsn") > floor))
-    short = (need.join(_landed_counts(events), left_on=["commit_lsn", "collection"], right_on=["__commit", "__table"],
-                       how="left")
-             .filter(pl.col("n").fill_null(0) < pl.col("event_count")).get_column("commit_lsn"))
+    short = (
+        need.join(
+            _landed_counts(events),
+            left_on=["commit_lsn", "collection"],
+            right_on=["__commit", "__table"],
+            how="left",
+        )
+        .filter(pl.col("n").fill_null(0) < pl.col("event_count"))
+        .get_column("commit_lsn")
+    )
     stop = short.min() if len(short) else None  # the first transaction not whole in some table
     commits = txlog.ends.get_column("commit_lsn")
     points = [(c, "tx") for c in commits.filter((commits > floor) & (commits <= (stop or UNKNOWN))).to_list()]
-    snaps = sorted({p for f in events.values()
-                    for p in f.filter((pl.col("__op") == "r") & (pl.col("__lsn") > floor)).get_column("__lsn")})
+    snaps = sorted(
+        {
+            p
+            for f in events.values()
+            for p in f.filter((pl.col("__op") == "r") & (pl.col("__lsn") > floor)).get_column("__lsn")
+        }
+    )
     points += [(p, "snapshot") for p in snaps]
     watermark = previous
     for point, kind in sorted(points):
@@ -279,11 +322,18 @@ def find_watermark(txlog: TransactionLog, landed: dict[str, pl.DataFrame], previ
 
 def _landed_counts(events: dict[str, pl.DataFrame]) -> pl.DataFrame:
     """Distinct change events (lsn, op) landed per transaction (commit LSN) and table."""
-    frames = [f.filter((pl.col("__op") != "r") & (pl.col("__commit") < UNKNOWN) & (pl.col("__commit") >= 0))
-              for f in events.values() if f.height]
+    frames = [
+        f.filter((pl.col("__op") != "r") & (pl.col("__commit") < UNKNOWN) & (pl.col("__commit") >= 0))
+        for f in events.values()
+        if f.height
+    ]
     if not frames:
         return pl.DataFrame(schema={"__commit": pl.Int64, "__table": pl.Utf8, "n": pl.UInt32})
-    return pl.concat(frames).group_by("__commit", "__table").agg(pl.struct("__lsn", "__op").n_unique().alias("n"))
+    return (
+        pl.concat(frames)
+        .group_by("__commit", "__table")
+        .agg(pl.struct("__lsn", "__op").n_unique().alias("n"))
+    )
 
 
 def _snapshot_landed(point: int, events: dict[str, pl.DataFrame]) -> bool:
@@ -304,11 +354,15 @@ def consistent_rows(state: str, table: str, database: str | None = None) -> tupl
     database = database or _database_of(state, table)
     mark = published(state, database)
     if mark is None:
-        raise ConsistencyError(f"no consistent watermark published for {database} under {state}: "
-                               "run lakehouse compact --consistent first")
+        raise ConsistencyError(
+            f"no consistent watermark published for {database} under {state}: "
+            "run lakehouse compact --consistent first"
+        )
     if table not in mark.tables:
-        raise ConsistencyError(f"{table}: no rows at {database}'s watermark (LSN {mark.lsn}): the table "
-                               "had no events then, or it is not in the tables config")
+        raise ConsistencyError(
+            f"{table}: no rows at {database}'s watermark (LSN {mark.lsn}): the table "
+            "had no events then, or it is not in the tables config"
+        )
     st = StateTable(consistent_root(state), table)
     st.require(mark.tables[table])
     return as_exported(st.visible()), mark
@@ -322,5 +376,6 @@ def _database_of(state: str, table: str) -> str:
         mark = published(state, name)
         if mark is not None and table in mark.tables:
             return name
-    raise ConsistencyError(f"{table}: in no published consistent watermark under {state} "
-                           "(run lakehouse compact --consistent)")
+    raise ConsistencyError(
+        f"{table}: in no published consistent watermark under {state} (run lakehouse compact --consistent)"
+    )

@@ -28,9 +28,18 @@ class EngineStats:
 class FoldEngine(Protocol):
     kind: str
 
-    def fold(self, table: str, events: pa.Table, prior: pa.Table | None, key: tuple[str, ...],
-             row_fields: list[pa.Field], truncates: list[Truncate], pairing: pa.Table | None,
-             keep_images: bool, stats: EngineStats) -> FoldResult:
+    def fold(
+        self,
+        table: str,
+        events: pa.Table,
+        prior: pa.Table | None,
+        key: tuple[str, ...],
+        row_fields: list[pa.Field],
+        truncates: list[Truncate],
+        pairing: pa.Table | None,
+        keep_images: bool,
+        stats: EngineStats,
+    ) -> FoldResult:
         """:func:`lakehouse.state.fold.fold` for one batch of ``table`` (schema.table)."""
 
 
@@ -40,8 +49,17 @@ class LocalEngine:
 
     kind: str = field(default="local", init=False)
 
-    def fold(self, table: str, events: pa.Table, prior: pa.Table | None, key: tuple[str, ...],
-             row_fields: list[pa.Field], truncates: list[Truncate], pairing: pa.Table | None,
-             keep_images: bool, stats: EngineStats) -> FoldResult:
+    def fold(
+        self,
+        table: str,
+        events: pa.Table,
+        prior: pa.Table | None,
+        key: tuple[str, ...],
+        row_fields: list[pa.Field],
+        truncates: list[Truncate],
+        pairing: pa.Table | None,
+        keep_images: bool,
+        stats: EngineStats,
+    ) -> FoldResult:
         stats.folds += 1
         return fold(events, prior, key, row_fields, truncates, pairing, keep_images=keep_images)

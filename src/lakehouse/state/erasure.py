@@ -62,8 +62,10 @@ class ErasureReport:
 
 def accounts_table(config: TablesConfig) -> TableConfig | None:
     """The table holding the accounts: its primary key is its own account column."""
-    return next((e for e in config.tables if e.erasure and tuple(e.primary_key or ()) == (e.erasure.account_column,)),
-                None)
+    return next(
+        (e for e in config.tables if e.erasure and tuple(e.primary_key or ()) == (e.erasure.account_column,)),
+        None,
+    )
 
 
 def closed_accounts(state_uri: str, config: TablesConfig) -> list:
@@ -95,8 +97,9 @@ def erase(state_uri: str, config: TablesConfig) -> ErasureReport:
 
 
 def _in(column: str, values: list) -> str:
-    literals = ", ".join(str(int(v)) if isinstance(v, int) else "'" + str(v).replace("'", "''") + "'"
-                         for v in values)
+    literals = ", ".join(
+        str(int(v)) if isinstance(v, int) else "'" + str(v).replace("'", "''") + "'" for v in values
+    )
     return f'"{column}" IN ({literals})'
 
 
@@ -110,8 +113,11 @@ def _erase_tombstones(root: str, entry: TableConfig, closed: list) -> int:
         return 0
     dt = DeltaTable(st.uri, storage_options=st.options)
     kept = '("__deleted" = true OR "__image" = true)'
-    predicate = f"{kept} AND {_in(entry.erasure.account_column, closed)} AND (" + \
-        " OR ".join(f'"{c}" IS NOT NULL' for c in present) + ")"
+    predicate = (
+        f"{kept} AND {_in(entry.erasure.account_column, closed)} AND ("
+        + " OR ".join(f'"{c}" IS NOT NULL' for c in present)
+        + ")"
+    )
     metrics = dt.update(updates={c: "NULL" for c in present}, predicate=predicate)
     updated = int(metrics.get("num_updated_rows", 0))
     if updated:  # no earlier version may keep the values
@@ -132,29 +138,48 @@ def _erase_history(state_uri: str, entry: TableConfig, closed: list) -> int:
     assert isinstance(frame, pl.DataFrame)
     # a key's newest version, unless a delete: the row the source still holds (deduplicated by
     # position like history_rows, so a version appended twice counts once)
-    tops = frame.sort([*key, *POSITION]).group_by(key, maintain_order=True).last() \
+    tops = (
+        frame.sort([*key, *POSITION])
+        .group_by(key, maintain_order=True)
+        .last()
         .select(*key, *POSITION, pl.lit(True).alias("__newest"))
-    frame = frame.with_row_index("__i").join(tops, on=[*key, *POSITION], how="left", nulls_equal=True).sort("__i")
+    )
+    frame = (
+        frame.with_row_index("__i").join(tops, on=[*key, *POSITION], how="left", nulls_equal=True).sort("__i")
+    )
     live = pl.col("__newest").fill_null(False) & (pl.col("__op") != "d")
-    target = (pl.col(entry.erasure.account_column).is_in(closed) & ~live
-              & pl.any_horizontal([pl.col(c).is_not_null() for c in present]))
+    target = (
+        pl.col(entry.erasure.account_column).is_in(closed)
+        & ~live
+        & pl.any_horizontal([pl.col(c).is_not_null() for c in present])
+    )
     mask = frame.select(target.fill_null(False)).to_series().to_arrow()
     hits = int(pc.sum(mask).as_py() or 0)
     if not hits:
         return 0
     for c in present:
         i = stored.schema.get_field_index(c)
-        stored = stored.set_column(i, stored.schema.field(i), pc.if_else(mask, pa.nulls(stored.num_rows,
-                                                                                        stored.schema.field(i).type),
-                                                                          stored.column(i)))
-    write_deltalake(history.uri, stored, mode="overwrite", storage_options=history.options,
-                    configuration=stats_only_on([*key, *VERSION_FIELDS]))
+        stored = stored.set_column(
+            i,
+            stored.schema.field(i),
+            pc.if_else(mask, pa.nulls(stored.num_rows, stored.schema.field(i).type), stored.column(i)),
+        )
+    write_deltalake(
+        history.uri,
+        stored,
+        mode="overwrite",
+        storage_options=history.options,
+        configuration=stats_only_on([*key, *VERSION_FIELDS]),
+    )
     DeltaTable(history.uri, storage_options=history.options).vacuum(
-        retention_hours=0, dry_run=False, enforce_retention_duration=False)
+        retention_hours=0, dry_run=False, enforce_retention_duration=False
+    )
     return hits
 
 
-def _erase_consistent(state_uri: str, database: str, entries: list[TableConfig], closed: list) -> dict[str, int]:
+def _erase_consistent(
+    state_uri: str, database: str, entries: list[TableConfig], closed: list
+) -> dict[str, int]:
     """The consistent copy's tombstones, then the pointer to the new versions (same visible rows).
     Only on tables whose newest version is the published one: a consistent run in progress
     would otherwise see its commits published early; then the next day's run erases them."""
@@ -170,7 +195,9 @@ def _erase_consistent(state_uri: str, database: str, entries: list[TableConfig],
     if heads != mark.tables:
         log.warning("%s: a consistent run is under way; its copy is erased on the next run", database)
         return {}
-    erased = {e.table: _erase_tombstones(root, e, closed) for e in entries if e.erasure and e.table in mark.tables}
+    erased = {
+        e.table: _erase_tombstones(root, e, closed) for e in entries if e.erasure and e.table in mark.tables
+    }
     if not any(erased.values()):
         return erased
     versions = {}
@@ -197,24 +224,26 @@ def supersede(store: ObjectStore, name: str, closed: list, account_column: str =
     for info in store.list(prefix):
         if not info.key.endswith("/data.parquet"):
             continue
-        version = info.key[len(prefix):].split("/", 1)[0].removeprefix("version=")
+        version = info.key[len(prefix) :].split("/", 1)[0].removeprefix("version=")
         if version in listed:
             continue
         ids = pq.read_table(store.open_input(info.key), columns=[account_column]).column(account_column)
         hit = len(closed_set & set(ids.to_pylist()))
         if hit:
-            listed[version] = {"reason": "account closure: holds rows of closed accounts", "accounts": hit,
-                               "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            listed[version] = {
+                "reason": "account closure: holds rows of closed accounts",
+                "accounts": hit,
+                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
             added.append(version)
     if added:
         store.put_bytes(path, json.dumps(listed, indent=1, sort_keys=True).encode())
     return added
 
 
-
-
-def personal_values(lake: str, state_uri: str, config: TablesConfig, closed: list,
-                    secret: str | None = None) -> dict[str, set[str]]:
+def personal_values(
+    lake: str, state_uri: str, config: TablesConfig, closed: list, secret: str | None = None
+) -> dict[str, set[str]]:
     """Per table, the closed accounts' personal values the raw lake holds (pseudonymised where the
     policy says so, as derived copies hold them) that its current rows no longer hold."""
     reader = LakeReader(lake)
@@ -231,7 +260,9 @@ def personal_values(lake: str, state_uri: str, config: TablesConfig, closed: lis
             col = mine.column(column).combine_chunks()
             if entry.policy(column) == ColumnPolicy.pseudonymise:
                 col = pseudonymise(col, entry.topic, column, secret)
-            held = set(now.column(column).cast(pa.string()).to_pylist()) if column in now.column_names else set()
+            held = (
+                set(now.column(column).cast(pa.string()).to_pylist()) if column in now.column_names else set()
+            )
             values |= {v for v in col.cast(pa.string()).to_pylist() if v} - held
         out[entry.table] = values
     return out
@@ -250,8 +281,11 @@ def leftovers(state_uri: str, config: TablesConfig, values: dict[str, set[str]])
             for info in store.list(f"{folder}/"):
                 if "/_delta_log/" in info.key:  # statistics, checkpoints: searched as text
                     data = store.get_bytes(info.key)
-                    text = (str(pq.read_table(io.BytesIO(data)).to_pylist()) if info.key.endswith(".parquet")
-                            else data.decode("utf-8", "replace"))
+                    text = (
+                        str(pq.read_table(io.BytesIO(data)).to_pylist())
+                        if info.key.endswith(".parquet")
+                        else data.decode("utf-8", "replace")
+                    )
                     hit = {v for v in wanted if json.dumps(v)[1:-1] in text}
                     if hit:
                         found.append(f"{info.key}: {len(hit)} value(s) of closed accounts in the Delta log")

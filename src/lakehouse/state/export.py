@@ -35,9 +35,13 @@ def visible_rows(state_uri: str, table: str) -> pa.Table:
 
 def as_exported(rows: pa.Table) -> pa.Table:
     # Debezium's type tags stay; the compaction's own bookkeeping (defaults, column lifetimes) does not
-    target = pa.schema([pa.field(f.name, export_type(f.type), metadata=_public(f.metadata)) for f in rows.schema])
+    target = pa.schema(
+        [pa.field(f.name, export_type(f.type), metadata=_public(f.metadata)) for f in rows.schema]
+    )
     # ns -> µs truncation is safe for PostgreSQL values (µs resolution); safe=False allows it
-    return pa.Table.from_arrays([c.cast(f.type, safe=False) for c, f in zip(rows.columns, target)], schema=target)
+    return pa.Table.from_arrays(
+        [c.cast(f.type, safe=False) for c, f in zip(rows.columns, target)], schema=target
+    )
 
 
 def export_table(state_uri: str, table: str, out: str) -> int:

@@ -61,8 +61,16 @@ STATE_INTERNAL_FIELDS: tuple[pa.Field, ...] = (
 )
 STATE_INTERNAL_NAMES = tuple(f.name for f in STATE_INTERNAL_FIELDS)
 # what a history version keeps of them: the change that made it and where it sits
-VERSION_FIELDS = ("__op", "__kafka_partition", "__file_start_offset", "__row_index", "__lsn", "__tx_id",
-                  "__snapshot", "__commit_ts")
+VERSION_FIELDS = (
+    "__op",
+    "__kafka_partition",
+    "__file_start_offset",
+    "__row_index",
+    "__lsn",
+    "__tx_id",
+    "__snapshot",
+    "__commit_ts",
+)
 _EVENT_ONLY = ("__table", "__topic")
 
 
@@ -107,9 +115,16 @@ def state_schema(row_fields: list[pa.Field]) -> pa.Schema:
     return pa.schema(list(STATE_INTERNAL_FIELDS) + list(row_fields))
 
 
-def fold(events: pa.Table, prior: pa.Table | None, key: tuple[str, ...], row_fields: list[pa.Field],
-         truncates: list[Truncate] = (), pairing: pa.Table | None = None, keep_images: bool = False,
-         versions: bool = False) -> FoldResult:
+def fold(
+    events: pa.Table,
+    prior: pa.Table | None,
+    key: tuple[str, ...],
+    row_fields: list[pa.Field],
+    truncates: list[Truncate] = (),
+    pairing: pa.Table | None = None,
+    keep_images: bool = False,
+    versions: bool = False,
+) -> FoldResult:
     """Apply ``events`` on top of ``prior`` (state rows of the keys the events touch).
 
     ``row_fields``: the merged source columns (logical types). ``pairing``: state tombstones of
@@ -134,8 +149,9 @@ def fold(events: pa.Table, prior: pa.Table | None, key: tuple[str, ...], row_fie
         return FoldResult(schema.empty_table(), sorted(set(truncates)))
     table = pa.concat_tables(parts)  # chunked: no copy of the (large) row images
     n_all = table.num_rows
-    kind_all = np.concatenate([np.zeros(n_events, np.int8), np.ones(n_prior, np.int8),
-                               np.full(n_pair, 2, np.int8)])
+    kind_all = np.concatenate(
+        [np.zeros(n_events, np.int8), np.ones(n_prior, np.int8), np.full(n_pair, 2, np.int8)]
+    )
     op_all = _ops(table.column("__op"))
     lsn_all = table.column("__lsn").fill_null(-1).to_numpy(zero_copy_only=False)
     tx_all = table.column("__tx_id").fill_null(-1).to_numpy(zero_copy_only=False)
@@ -152,8 +168,15 @@ def fold(events: pa.Table, prior: pa.Table | None, key: tuple[str, ...], row_fie
             dup[i] = True
             continue
         ts = r["__commit_ts"]
-        known.add(Truncate(r["__kafka_partition"], r["__file_start_offset"], r["__row_index"], r["__lsn"],
-                           None if ts is None else int(ts.timestamp() * 1_000_000)))
+        known.add(
+            Truncate(
+                r["__kafka_partition"],
+                r["__file_start_offset"],
+                r["__row_index"],
+                r["__lsn"],
+                None if ts is None else int(ts.timestamp() * 1_000_000),
+            )
+        )
     keep = ~dup & (op_all != "t")
     killed = _killed_by(table, sorted(known)) if known else np.zeros(n_all, bool)
     prior_killed = bool(((kind_all == 1) & killed & (op_all != "d")).any())
@@ -163,12 +186,23 @@ def fold(events: pa.Table, prior: pa.Table | None, key: tuple[str, ...], row_fie
     skel = _skeleton(table, key, kind_all).filter(pl.Series(keep))
     rows = np.flatnonzero(keep)
     # pairing candidates (tombstones and images of other keys) form groups of their own, last
-    order = skel.with_row_index("__rid").sort(["__pairing", *key, *POSITION, "__kind_rank"]) \
-        .get_column("__rid").to_numpy()
+    order = (
+        skel.with_row_index("__rid")
+        .sort(["__pairing", *key, *POSITION, "__kind_rank"])
+        .get_column("__rid")
+        .to_numpy()
+    )
     rows, skel = rows[order], skel[order]
-    new_key = skel.select(pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift(1))
-                                             for c in (*key, "__pairing")])
-                          .fill_null(True)).to_series().to_numpy().copy()
+    new_key = (
+        skel.select(
+            pl.any_horizontal(
+                [pl.col(c).ne_missing(pl.col(c).shift(1)) for c in (*key, "__pairing")]
+            ).fill_null(True)
+        )
+        .to_series()
+        .to_numpy()
+        .copy()
+    )
     if len(rows):
         new_key[0] = True
     kind = kind_all[rows]
@@ -207,7 +241,9 @@ def fold(events: pa.Table, prior: pa.Table | None, key: tuple[str, ...], row_fie
         winners = np.concatenate([winners, np.flatnonzero(is_del & ~is_last & (kind != 2))])
     # output in table order: takes then read forward, and an all-new batch needs no take at all
     winners = winners[np.argsort(rows[winners], kind="stable")]
-    is_image = np.isin(winners, np.flatnonzero(is_del & ~is_last)) if keep_images else np.zeros(len(winners), bool)
+    is_image = (
+        np.isin(winners, np.flatnonzero(is_del & ~is_last)) if keep_images else np.zeros(len(winners), bool)
+    )
     w_del = is_del[winners]
     key_set = set(key)
     unresolved = 0
@@ -270,8 +306,11 @@ def fold(events: pa.Table, prior: pa.Table | None, key: tuple[str, ...], row_fie
             v = stream_lsn[winners]
             out[f.name] = pa.array(v, pa.int64(), mask=v < 0)
         elif f.name == "__toast_pending":
-            out[f.name] = pa.array([pending_out.get(i) for i in range(len(winners))], f.type) if pending_out \
+            out[f.name] = (
+                pa.array([pending_out.get(i) for i in range(len(winners))], f.type)
+                if pending_out
                 else pa.nulls(len(winners), f.type)
+            )
         elif f.name in ("__pair_lsn", "__pair_tx"):
             c = coord_s[0] if f.name == "__pair_lsn" else coord_s[1]
             out[f.name] = pa.array(c[grp_start[winners]], pa.int64(), mask=~has_pending)
@@ -298,20 +337,39 @@ def fold(events: pa.Table, prior: pa.Table | None, key: tuple[str, ...], row_fie
     history_rows = None
     if history is not None:
         internal = {name: take(table.column(name), history) for name in VERSION_FIELDS}
-        history_rows = pa.Table.from_pydict({**internal, **history_columns},
-                                            schema=pa.schema([schema.field(n) for n in VERSION_FIELDS] + row_fields))
-    return FoldResult(rows=result, truncates=sorted(known), events=n_events, duplicates=duplicates, inserts=inserts, updates=updates, deletes=deletes,
-                      unresolved_toast=unresolved, versions=history_rows)
+        history_rows = pa.Table.from_pydict(
+            {**internal, **history_columns},
+            schema=pa.schema([schema.field(n) for n in VERSION_FIELDS] + row_fields),
+        )
+    return FoldResult(
+        rows=result,
+        truncates=sorted(known),
+        events=n_events,
+        duplicates=duplicates,
+        inserts=inserts,
+        updates=updates,
+        deletes=deletes,
+        unresolved_toast=unresolved,
+        versions=history_rows,
+    )
 
 
-def _effects(prior: pa.Table | None, rows: pa.Table, events: pa.Table, key: tuple[str, ...]) -> tuple[int, int, int]:
+def _effects(
+    prior: pa.Table | None, rows: pa.Table, events: pa.Table, key: tuple[str, ...]
+) -> tuple[int, int, int]:
     """Net effect per key: inserted (absent -> live), updated (live -> live, with events that are
     not copies), deleted."""
+
     def live(t: pa.Table | None) -> pl.DataFrame:
         if t is None or t.num_rows == 0:
             return pl.DataFrame(schema={c: pl.Null for c in key}).with_columns(pl.lit(True).alias("__live"))
         frame = pl.from_arrow(t.select([*key, "__op"]))
-        return frame.filter(pl.col("__op") != "d").select(list(key)).unique().with_columns(pl.lit(True).alias("__live"))
+        return (
+            frame.filter(pl.col("__op") != "d")
+            .select(list(key))
+            .unique()
+            .with_columns(pl.lit(True).alias("__live"))
+        )
 
     before, after = live(prior), live(rows)
     touched = pl.from_arrow(events.select(list(key))).drop_nulls().unique() if events.num_rows else None
@@ -372,8 +430,9 @@ def _killed_by(table: pa.Table, truncates: list[Truncate]) -> np.ndarray:
     killed = np.zeros(table.num_rows, bool)
     for t in truncates:
         same = part == t.kafka_partition
-        before_pos = same & ((start < t.file_start_offset)
-                             | ((start == t.file_start_offset) & (row < t.row_index)))
+        before_pos = same & (
+            (start < t.file_start_offset) | ((start == t.file_start_offset) & (row < t.row_index))
+        )
         if t.lsn is not None:
             killed |= has_lsn & (lsn < t.lsn)
             no_lsn = ~has_lsn
@@ -390,12 +449,14 @@ def _skeleton(table: pa.Table, key: tuple[str, ...], kind: np.ndarray) -> pl.Dat
     skel = pl.from_arrow(table.select(cols), rechunk=True)
     assert isinstance(skel, pl.DataFrame)
     # at an equal position (same object applied twice) the prior row sorts first
-    return skel.with_columns(pl.Series("__kind_rank", np.where(kind == 0, 1, 0).astype(np.int8)),
-                             pl.Series("__pairing", kind == 2))
+    return skel.with_columns(
+        pl.Series("__kind_rank", np.where(kind == 0, 1, 0).astype(np.int8)), pl.Series("__pairing", kind == 2)
+    )
 
 
-def _duplicates(table: pa.Table, row_fields: list[pa.Field], key: tuple[str, ...], kind: np.ndarray,
-                op: np.ndarray) -> np.ndarray:
+def _duplicates(
+    table: pa.Table, row_fields: list[pa.Field], key: tuple[str, ...], kind: np.ndarray, op: np.ndarray
+) -> np.ndarray:
     """True for every snapshot read, truncate or lsn-less event that has a copy with a lower
     position (same identity): the first copy is the original, later ones are re-emissions.
     Streamed changes with an LSN are left to :func:`_replayed`, which also catches copies in
@@ -416,8 +477,12 @@ def _duplicates(table: pa.Table, row_fields: list[pa.Field], key: tuple[str, ...
         at = np.flatnonzero(no_coords)
         image[at] = _hash_images(table, row_fields, rows[at])
     frame = frame.with_columns(pl.Series("__image", image), pl.int_range(pl.len()).alias("__i"))
-    firsts = frame.sort(list(POSITION)).unique(subset=[*ident, "__image"], keep="first",
-                                                maintain_order=True).get_column("__i").to_numpy()
+    firsts = (
+        frame.sort(list(POSITION))
+        .unique(subset=[*ident, "__image"], keep="first", maintain_order=True)
+        .get_column("__i")
+        .to_numpy()
+    )
     dup[rows] = True
     dup[rows[firsts]] = False
     return dup
@@ -427,8 +492,9 @@ def image_hashes(table: pa.Table, row_fields: list[pa.Field]) -> np.ndarray:
     """Per event, a hash of its row image where it has neither LSN nor txId (incremental-snapshot
     reads, whose identity includes the image), else 0."""
     out = np.zeros(table.num_rows, np.uint64)
-    no_coords = ~table.column("__lsn").is_valid().to_numpy(zero_copy_only=False) \
-        & ~table.column("__tx_id").is_valid().to_numpy(zero_copy_only=False)
+    no_coords = ~table.column("__lsn").is_valid().to_numpy(zero_copy_only=False) & ~table.column(
+        "__tx_id"
+    ).is_valid().to_numpy(zero_copy_only=False)
     if no_coords.any():
         at = np.flatnonzero(no_coords)
         out[at] = _hash_images(table, row_fields, at)
@@ -437,12 +503,15 @@ def image_hashes(table: pa.Table, row_fields: list[pa.Field]) -> np.ndarray:
 
 def _hash_images(table: pa.Table, row_fields: list[pa.Field], rows: np.ndarray) -> list[int]:
     images = table.select([f.name for f in row_fields]).take(pa.array(rows)).to_pylist()
-    return [int.from_bytes(hashlib.blake2b(repr(sorted(r.items())).encode(), digest_size=8).digest(), "little")
-            for r in images]
+    return [
+        int.from_bytes(hashlib.blake2b(repr(sorted(r.items())).encode(), digest_size=8).digest(), "little")
+        for r in images
+    ]
 
 
-def _replayed(lsn: np.ndarray, carried: np.ndarray, kind: np.ndarray, op: np.ndarray, new_key: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray]:
+def _replayed(
+    lsn: np.ndarray, carried: np.ndarray, kind: np.ndarray, op: np.ndarray, new_key: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Streaming events Debezium emitted again after a restart (or that overlapping files repeat),
     and each row's running maximum streamed LSN (rows sorted by key, then position).
 
@@ -474,8 +543,10 @@ def _check_late(kind: np.ndarray, new_key: np.ndarray, rows: np.ndarray, table: 
     late = prior_idx[~new_key[prior_idx]]
     if len(late):
         where = table.column("__source_object")[int(rows[late[0] - 1])].as_py()
-        raise LateEventError(f"{len(late)} keys have events older than their state (first in {where}: "
-                             "an object that arrived late)")
+        raise LateEventError(
+            f"{len(late)} keys have events older than their state (first in {where}: "
+            "an object that arrived late)"
+        )
 
 
 def placeholders(col: pa.Array | pa.ChunkedArray, kind: np.ndarray) -> np.ndarray | None:
@@ -483,14 +554,20 @@ def placeholders(col: pa.Array | pa.ChunkedArray, kind: np.ndarray) -> np.ndarra
     Only candidates of the placeholder's size are compared; the column is never copied."""
     t = col.type
     listlike = pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t)
-    if not (listlike or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
-            or pa.types.is_large_binary(t)):
+    if not (
+        listlike
+        or pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+    ):
         return None
     chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
     size = len(TOAST_PLACEHOLDER.encode())
     if listlike:  # typed placeholders are lists of 1 to 28 elements; maps have no length kernel
-        lengths = np.concatenate([np.diff(c.offsets.to_numpy(zero_copy_only=False)) for c in chunks]
-                                 or [np.zeros(0, np.int64)])
+        lengths = np.concatenate(
+            [np.diff(c.offsets.to_numpy(zero_copy_only=False)) for c in chunks] or [np.zeros(0, np.int64)]
+        )
         fits = (lengths >= 1) & (lengths <= size)
     else:  # only values exactly as long as the placeholder can be it
         fits = pc.binary_length(col).fill_null(-1).to_numpy(zero_copy_only=False) == size
@@ -509,8 +586,9 @@ def placeholders(col: pa.Array | pa.ChunkedArray, kind: np.ndarray) -> np.ndarra
     return mask
 
 
-def _pending_prior(table: pa.Table, kind: np.ndarray, op: np.ndarray, lsn: np.ndarray, tx: np.ndarray
-                   ) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def _pending_prior(
+    table: pa.Table, kind: np.ndarray, op: np.ndarray, lsn: np.ndarray, tx: np.ndarray
+) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Columns still waiting for a key change's d half, per prior row; and the (lsn, txId) each
     row would pair with: its own for c events, the recorded one for pending prior rows."""
     n = table.num_rows
@@ -528,8 +606,12 @@ def _pending_prior(table: pa.Table, kind: np.ndarray, op: np.ndarray, lsn: np.nd
     return pending, (c_lsn, c_tx)
 
 
-def _pair_links(coord: tuple[np.ndarray, np.ndarray], own: tuple[np.ndarray, np.ndarray], is_del: np.ndarray,
-                linkable: np.ndarray) -> np.ndarray:
+def _pair_links(
+    coord: tuple[np.ndarray, np.ndarray],
+    own: tuple[np.ndarray, np.ndarray],
+    is_del: np.ndarray,
+    linkable: np.ndarray,
+) -> np.ndarray:
     """For each row starting a segment that can be the c half of a primary-key change: the d
     with the same ``(lsn, txId)`` (the other half), else -1."""
     links = np.full(len(is_del), -1, np.int64)
@@ -543,8 +625,9 @@ def _pair_links(coord: tuple[np.ndarray, np.ndarray], own: tuple[np.ndarray, np.
     return links
 
 
-def _through_key_changes(src: np.ndarray, own_image: np.ndarray, grp_start: np.ndarray,
-                         links: np.ndarray) -> np.ndarray:
+def _through_key_changes(
+    src: np.ndarray, own_image: np.ndarray, grp_start: np.ndarray, links: np.ndarray
+) -> np.ndarray:
     """Rows with no earlier value in their segment take, when the segment starts with the ``c``
     half of a key change, the old key's value before its ``d`` — following chains of key changes."""
     if not (links >= 0).any():

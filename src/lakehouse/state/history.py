@@ -57,15 +57,20 @@ class HistoryTable:
         if versions.num_rows == 0 and not replace:
             return
         create = replace or not self.exists()
-        write_deltalake(self.uri, storage_reader(pa.RecordBatchReader.from_batches(versions.schema,
-                                                                                  versions.to_batches())),
-                        mode="overwrite" if create else "append",
-                        schema_mode="overwrite" if replace else "merge", storage_options=self.options,
-                        configuration=stats_only_on([*key, *VERSION_FIELDS]) if create else None)
+        write_deltalake(
+            self.uri,
+            storage_reader(pa.RecordBatchReader.from_batches(versions.schema, versions.to_batches())),
+            mode="overwrite" if create else "append",
+            schema_mode="overwrite" if replace else "merge",
+            storage_options=self.options,
+            configuration=stats_only_on([*key, *VERSION_FIELDS]) if create else None,
+        )
 
     def versions(self, row_schema: pa.Schema) -> pa.Table:
         if not self.exists():
-            raise StateError(f"{self.uri}: no history here (history: true in the tables config, then compact)")
+            raise StateError(
+                f"{self.uri}: no history here (history: true in the tables config, then compact)"
+            )
         raw = DeltaTable(self.uri, storage_options=self.options).to_pyarrow_table()
         return to_logical(raw, row_schema)
 
@@ -77,27 +82,40 @@ def history_rows(state_uri: str, table: str, key: tuple[str, ...], row_schema: p
     frame = pl.from_arrow(raw.select([*VERSION_FIELDS, *source]))
     assert isinstance(frame, pl.DataFrame)
     keys = list(key)
-    frame = (frame.unique(subset=list(POSITION), keep="last", maintain_order=True)
-             .sort([*keys, *POSITION]))
+    frame = frame.unique(subset=list(POSITION), keep="last", maintain_order=True).sort([*keys, *POSITION])
     nxt = pl.col("__commit_ts").shift(-1).over(keys)
-    frame = frame.with_columns(valid_from=pl.col("__commit_ts"), valid_from_lsn=pl.col("__lsn"),
-                               valid_to=nxt, valid_to_lsn=pl.col("__lsn").shift(-1).over(keys),
-                               is_current=nxt.is_null() & (pl.col("__op") != "d"))
+    frame = frame.with_columns(
+        valid_from=pl.col("__commit_ts"),
+        valid_from_lsn=pl.col("__lsn"),
+        valid_to=nxt,
+        valid_to_lsn=pl.col("__lsn").shift(-1).over(keys),
+        is_current=nxt.is_null() & (pl.col("__op") != "d"),
+    )
     frame = _previous_keys(frame, keys).filter(pl.col("__op") != "d")
     out = frame.select([*source, *SCD_COLUMNS]).to_arrow()
-    return out.cast(pa.schema([row_schema.field(c) if c in row_schema.names else out.schema.field(c)
-                               for c in out.column_names]))
+    return out.cast(
+        pa.schema(
+            [row_schema.field(c) if c in row_schema.names else out.schema.field(c) for c in out.column_names]
+        )
+    )
 
 
 def _previous_keys(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     """The old key of each insert that is the second half of a primary-key change."""
-    halves = (frame.filter(pl.col("__op") == "d").select(
-        "__lsn", "__tx_id", pl.struct(keys).map_elements(lambda k: json.dumps(k, default=str),
-                                                         return_dtype=pl.Utf8).alias("__old")))
+    halves = frame.filter(pl.col("__op") == "d").select(
+        "__lsn",
+        "__tx_id",
+        pl.struct(keys)
+        .map_elements(lambda k: json.dumps(k, default=str), return_dtype=pl.Utf8)
+        .alias("__old"),
+    )
     joined = frame.join(halves, on=["__lsn", "__tx_id"], how="left")
     same = pl.struct(keys).map_elements(lambda k: json.dumps(k, default=str), return_dtype=pl.Utf8)
-    return joined.with_columns(previous_key=pl.when((pl.col("__op") == "c") & pl.col("__old").is_not_null()
-                                                    & (pl.col("__old") != same)).then(pl.col("__old")))
+    return joined.with_columns(
+        previous_key=pl.when(
+            (pl.col("__op") == "c") & pl.col("__old").is_not_null() & (pl.col("__old") != same)
+        ).then(pl.col("__old"))
+    )
 
 
 def as_of(history: pa.Table, at: datetime | int) -> pa.Table:

@@ -24,8 +24,9 @@ class MaintenanceResult:
     manifests_removed: int
 
 
-def maintain(state_uri: str, table: str, retention_hours: int = 168,
-             target_file_size: int = 256 << 20) -> MaintenanceResult:
+def maintain(
+    state_uri: str, table: str, retention_hours: int = 168, target_file_size: int = 256 << 20
+) -> MaintenanceResult:
     """Bin-pack small files per cluster (one commit, carrying the table's metadata forward), then
     vacuum data files and manifests unreferenced for longer than ``retention_hours``."""
     st = StateTable(state_uri, table)
@@ -43,8 +44,13 @@ def maintain(state_uri: str, table: str, retention_hours: int = 168,
             continue
         st.store.delete(info.key)
         removed += 1
-    return MaintenanceResult(table, int(metrics.get("numFilesRemoved", 0)), int(metrics.get("numFilesAdded", 0)),
-                             len(vacuumed), removed)
+    return MaintenanceResult(
+        table,
+        int(metrics.get("numFilesRemoved", 0)),
+        int(metrics.get("numFilesAdded", 0)),
+        len(vacuumed),
+        removed,
+    )
 
 
 def _merge_small_files(st: StateTable, target_file_size: int) -> tuple[StateMeta, dict]:
@@ -61,8 +67,10 @@ def _merge_small_files(st: StateTable, target_file_size: int) -> tuple[StateMeta
             return meta, st._dt.optimize.compact(target_size=target_file_size, commit_properties=props)
         except CommitFailedError as exc:
             if attempt == MERGE_ATTEMPTS:
-                raise ConcurrentWriteError(f"{st.uri}: other writers kept committing; merge of small files "
-                                           f"gave up after {attempt} attempts (nothing changed), run again") from exc
+                raise ConcurrentWriteError(
+                    f"{st.uri}: other writers kept committing; merge of small files "
+                    f"gave up after {attempt} attempts (nothing changed), run again"
+                ) from exc
             time.sleep(random.uniform(0.05, 0.5) * attempt)
 
 

@@ -27,7 +27,9 @@ def pending_objects(objects: list[LakeObject], applied: pa.Table) -> tuple[list[
     sizes = dict(zip(applied.column("key").to_pylist(), applied.column("size").to_pylist()))
     rows = dict(zip(applied.column("key").to_pylist(), applied.column("rows").to_pylist()))
     high: dict[int, int] = {}
-    for p, s in zip(applied.column("kafka_partition").to_pylist(), applied.column("start_offset").to_pylist()):
+    for p, s in zip(
+        applied.column("kafka_partition").to_pylist(), applied.column("start_offset").to_pylist()
+    ):
         high[p] = max(high.get(p, s), s)
     pending, overlaps = [], {}
     for obj in objects:
@@ -44,8 +46,9 @@ def pending_objects(objects: list[LakeObject], applied: pa.Table) -> tuple[list[
     return pending, overlaps
 
 
-def carry_shrunk(reader: LakeReader, pending: list[LakeObject], overlaps: dict[str, int], applied: pa.Table
-                 ) -> dict[str, tuple[int, int, int]]:
+def carry_shrunk(
+    reader: LakeReader, pending: list[LakeObject], overlaps: dict[str, int], applied: pa.Table
+) -> dict[str, tuple[int, int, int]]:
     """A key PUT again with fewer rows than its applied version (a smaller ``flush.size``): the
     records it no longer holds are the first ones of the objects that follow it in its Kafka
     partition, which were applied through the old version (gone now): mark them as copies.
@@ -61,9 +64,15 @@ def carry_shrunk(reader: LakeReader, pending: list[LakeObject], overlaps: dict[s
         debt = old_rows[obj.key] - held
         # the lost records follow the new version's own: an object starting inside that range
         # (another session's cut) does not begin with them
-        followers = sorted((o for o in pending if o.ref.kafka_partition == obj.ref.kafka_partition
-                            and o.ref.start_offset >= obj.ref.start_offset + max(held, 1)),
-                           key=lambda o: o.ref.start_offset)
+        followers = sorted(
+            (
+                o
+                for o in pending
+                if o.ref.kafka_partition == obj.ref.kafka_partition
+                and o.ref.start_offset >= obj.ref.start_offset + max(held, 1)
+            ),
+            key=lambda o: o.ref.start_offset,
+        )
         for nxt in followers:
             if debt <= 0:
                 break
@@ -92,12 +101,15 @@ def manifest_rows(batch: list[LakeObject], cuts: dict[str, int] | None = None) -
     consistent root's bound) is entered with those rows and size -1: the next run reads it again
     as re-delivered, its applied rows being known copies."""
     cuts = cuts or {}
-    return pa.table({
-        "key": [o.key for o in batch], "size": [-1 if o.key in cuts else o.size for o in batch],
-        "kafka_partition": pa.array([o.ref.kafka_partition for o in batch], pa.int32()),
-        "start_offset": pa.array([o.ref.start_offset for o in batch], pa.int64()),
-        "rows": pa.array([cuts.get(o.key, o.rows) for o in batch], pa.int64()),
-    })
+    return pa.table(
+        {
+            "key": [o.key for o in batch],
+            "size": [-1 if o.key in cuts else o.size for o in batch],
+            "kafka_partition": pa.array([o.ref.kafka_partition for o in batch], pa.int32()),
+            "start_offset": pa.array([o.ref.start_offset for o in batch], pa.int64()),
+            "rows": pa.array([cuts.get(o.key, o.rows) for o in batch], pa.int64()),
+        }
+    )
 
 
 def latest_per_key(manifest: pa.Table) -> pa.Table:
@@ -107,8 +119,9 @@ def latest_per_key(manifest: pa.Table) -> pa.Table:
     return frame.unique(subset=["key"], keep="last", maintain_order=True).to_arrow()
 
 
-def drop_copies(reader: LakeReader, table: pa.Table, obj: LakeObject, key: tuple[str, ...],
-                 redelivery: Redelivery) -> tuple[pa.Table, int]:
+def drop_copies(
+    reader: LakeReader, table: pa.Table, obj: LakeObject, key: tuple[str, ...], redelivery: Redelivery
+) -> tuple[pa.Table, int]:
     """The object's events less the Kafka records already applied, and how many those were.
 
     Copies are the leading rows of a re-delivered key's applied version, and events whose identity
@@ -117,7 +130,7 @@ def drop_copies(reader: LakeReader, table: pa.Table, obj: LakeObject, key: tuple
     copy's original position (they follow it in Kafka), so applied events never sort after them."""
     n = table.num_rows
     copy = np.zeros(n, bool)
-    copy[:min(redelivery.overlaps.get(obj.key, 0), n)] = True
+    copy[: min(redelivery.overlaps.get(obj.key, 0), n)] = True
     last = None  # (original position, row here) of the copy that sits furthest in Kafka order
     if copy.any():
         i = int(np.flatnonzero(copy)[-1])
@@ -133,8 +146,9 @@ def drop_copies(reader: LakeReader, table: pa.Table, obj: LakeObject, key: tuple
             copy[hit.get_column("__i").to_numpy()] = True
             # the furthest original; a Debezium replay among the new records matches an original
             # too, so of the rows matching the furthest one the first is the copy
-            tail = hit.sort(["__file_start_offset", "__row_index", "__i"], descending=[False, False, True]) \
-                .row(hit.height - 1, named=True)
+            tail = hit.sort(
+                ["__file_start_offset", "__row_index", "__i"], descending=[False, False, True]
+            ).row(hit.height - 1, named=True)
             pos = (tail["__file_start_offset"], tail["__row_index"])
             if last is None or pos >= last[0]:
                 last = (pos, tail["__i"])
@@ -146,16 +160,23 @@ def drop_copies(reader: LakeReader, table: pa.Table, obj: LakeObject, key: tuple
     after = kept > last[1] if last is not None else np.zeros(len(kept), bool)
     if after.any():  # records following the furthest copy: right after its original
         start = np.where(after, last[0][0], out.column("__file_start_offset").to_numpy(zero_copy_only=False))
-        row = np.where(after, last[0][1] + np.cumsum(after), out.column("__row_index").to_numpy(
-            zero_copy_only=False))
-        out = out.set_column(out.schema.get_field_index("__file_start_offset"), "__file_start_offset",
-                             pa.array(start, pa.int64()))
-        out = out.set_column(out.schema.get_field_index("__row_index"), "__row_index", pa.array(row, pa.int32()))
+        row = np.where(
+            after, last[0][1] + np.cumsum(after), out.column("__row_index").to_numpy(zero_copy_only=False)
+        )
+        out = out.set_column(
+            out.schema.get_field_index("__file_start_offset"),
+            "__file_start_offset",
+            pa.array(start, pa.int64()),
+        )
+        out = out.set_column(
+            out.schema.get_field_index("__row_index"), "__row_index", pa.array(row, pa.int32())
+        )
     return out, copies
 
 
-def applied_identities(reader: LakeReader, obj: LakeObject, key: tuple[str, ...],
-                        redelivery: Redelivery) -> pa.Table | None:
+def applied_identities(
+    reader: LakeReader, obj: LakeObject, key: tuple[str, ...], redelivery: Redelivery
+) -> pa.Table | None:
     """Identity and position of the events of the applied objects this object may overlap: same
     Kafka partition, those whose records can reach its first offset up to where its own records
     can reach (offset gaps are at most a few per record)."""
@@ -163,10 +184,16 @@ def applied_identities(reader: LakeReader, obj: LakeObject, key: tuple[str, ...]
     if applied is None or not applied.num_rows:
         return None
     p, s = obj.ref.kafka_partition, obj.ref.start_offset
-    mine = applied.filter(pc.and_(pc.equal(applied.column("kafka_partition"), p),
-                                  pc.not_equal(applied.column("key"), obj.key)))
-    starts = sorted(zip(mine.column("start_offset").to_pylist(), mine.column("key").to_pylist(),
-                        mine.column("rows").to_pylist()))
+    mine = applied.filter(
+        pc.and_(pc.equal(applied.column("kafka_partition"), p), pc.not_equal(applied.column("key"), obj.key))
+    )
+    starts = sorted(
+        zip(
+            mine.column("start_offset").to_pylist(),
+            mine.column("key").to_pylist(),
+            mine.column("rows").to_pylist(),
+        )
+    )
     first = max((st for st, _, _ in starts if st <= s), default=s)
     reach = s + 3 * (obj.rows or 0) + 100
     parts = _carried_identities(reader, obj, key, redelivery, reach)
@@ -181,30 +208,50 @@ def applied_identities(reader: LakeReader, obj: LakeObject, key: tuple[str, ...]
             fields = [f for f in other.row_fields if f.name in key]
             schema = pa.schema([*INTERNAL_FIELDS, *fields])
             for rb in reader.iter_object(other, schema, batch_size=262_144):
-                parts.append(pa.Table.from_batches([rb]).select(
-                    [*key, "__op", "__lsn", "__tx_id", "__snapshot", "__file_start_offset", "__row_index"]))
+                parts.append(
+                    pa.Table.from_batches([rb]).select(
+                        [*key, "__op", "__lsn", "__tx_id", "__snapshot", "__file_start_offset", "__row_index"]
+                    )
+                )
     return pa.concat_tables(parts, promote_options="permissive") if parts else None
 
 
-def _carried_identities(reader: LakeReader, obj: LakeObject, key: tuple[str, ...], redelivery: Redelivery,
-                        reach: int) -> list[pa.Table]:
+def _carried_identities(
+    reader: LakeReader, obj: LakeObject, key: tuple[str, ...], redelivery: Redelivery, reach: int
+) -> list[pa.Table]:
     """Records applied through an older version of a key that now lead another object: their
     identities, at the positions they were applied at."""
     parts = []
     for k, (start, row, count) in redelivery.carried.items():
         other = redelivery.lake.get(k)
-        if k == obj.key or other is None or other.ref.kafka_partition != obj.ref.kafka_partition or start > reach:
+        if (
+            k == obj.key
+            or other is None
+            or other.ref.kafka_partition != obj.ref.kafka_partition
+            or start > reach
+        ):
             continue
         reader.describe(other)
         schema = pa.schema([*INTERNAL_FIELDS, *(f for f in other.row_fields if f.name in key)])
-        rows = pa.Table.from_batches(list(reader.iter_object(other, schema, batch_size=262_144)), schema=schema)
+        rows = pa.Table.from_batches(
+            list(reader.iter_object(other, schema, batch_size=262_144)), schema=schema
+        )
         rows = rows.slice(0, count)
-        rows = rows.set_column(rows.schema.get_field_index("__file_start_offset"), "__file_start_offset",
-                               pa.array(np.full(rows.num_rows, start), pa.int64()))
-        rows = rows.set_column(rows.schema.get_field_index("__row_index"), "__row_index",
-                               pa.array(np.arange(row, row + rows.num_rows), pa.int32()))
-        parts.append(rows.select([*key, "__op", "__lsn", "__tx_id", "__snapshot", "__file_start_offset",
-                                  "__row_index"]))
+        rows = rows.set_column(
+            rows.schema.get_field_index("__file_start_offset"),
+            "__file_start_offset",
+            pa.array(np.full(rows.num_rows, start), pa.int64()),
+        )
+        rows = rows.set_column(
+            rows.schema.get_field_index("__row_index"),
+            "__row_index",
+            pa.array(np.arange(row, row + rows.num_rows), pa.int32()),
+        )
+        parts.append(
+            rows.select(
+                [*key, "__op", "__lsn", "__tx_id", "__snapshot", "__file_start_offset", "__row_index"]
+            )
+        )
     return parts
 
 

@@ -32,26 +32,40 @@ class Snapshot:
 def completed_snapshot(events: pa.Table, meta: StateMeta) -> Snapshot | None:
     """The newest snapshot whose last read (``last`` / ``last_in_data_collection``) is in this
     batch and was not applied before. Incremental snapshots (``incremental``) never end one."""
-    is_last = pc.and_(pc.equal(events.column("__op"), "r"),
-                      pc.is_in(events.column("__snapshot"), pa.array(["last", "last_in_data_collection"])))
+    is_last = pc.and_(
+        pc.equal(events.column("__op"), "r"),
+        pc.is_in(events.column("__snapshot"), pa.array(["last", "last_in_data_collection"])),
+    )
     if not pc.any(is_last).as_py():
         return None
-    marks = [m for m in events.filter(is_last).select([*POSITION, "__tx_id", "__lsn"]).to_pylist()
-             if m["__tx_id"] is not None and m["__tx_id"] not in meta.snapshots]
+    marks = [
+        m
+        for m in events.filter(is_last).select([*POSITION, "__tx_id", "__lsn"]).to_pylist()
+        if m["__tx_id"] is not None and m["__tx_id"] not in meta.snapshots
+    ]
     if not marks:
         return None
     meta.snapshots = sorted({*meta.snapshots, *(m["__tx_id"] for m in marks)})
     m = max(marks, key=lambda m: (m["__file_start_offset"], m["__row_index"]))
-    reads = events.filter(pc.and_(pc.equal(events.column("__op"), "r"), pc.equal(events.column("__tx_id"), m["__tx_id"])))
+    reads = events.filter(
+        pc.and_(pc.equal(events.column("__op"), "r"), pc.equal(events.column("__tx_id"), m["__tx_id"]))
+    )
     began = pc.min(reads.column("__commit_ts")).as_py()
-    return Snapshot(m["__tx_id"], m["__lsn"], m["__kafka_partition"], m["__file_start_offset"], m["__row_index"],
-                     None if began is None else int(began.timestamp() * 1_000_000))
+    return Snapshot(
+        m["__tx_id"],
+        m["__lsn"],
+        m["__kafka_partition"],
+        m["__file_start_offset"],
+        m["__row_index"],
+        None if began is None else int(began.timestamp() * 1_000_000),
+    )
 
 
 def retire_unread(rows: pa.Table, snap: Snapshot) -> tuple[pa.Table, int]:
     """After a complete snapshot, keys it did not read and that did not change after it began
     were deleted while Debezium was not streaming (it emits no delete for them): tombstones now.
     Same Kafka partition: by position; other partitions: change LSN and commit time before it."""
+
     def col(name: str) -> np.ndarray:
         return rows.column(name).to_numpy(zero_copy_only=False)
 
@@ -70,9 +84,10 @@ def retire_unread(rows: pa.Table, snap: Snapshot) -> tuple[pa.Table, int]:
     ghost = live & ~read & before
     n = int(ghost.sum())
     if n:
-        rows = rows.set_column(rows.schema.get_field_index("__deleted"), "__deleted", pa.array(col("__deleted") | ghost))
-        rows = rows.set_column(rows.schema.get_field_index("__op"), "__op", pa.array(np.where(ghost, "d", op),
-                                                                                    pa.string()))
+        rows = rows.set_column(
+            rows.schema.get_field_index("__deleted"), "__deleted", pa.array(col("__deleted") | ghost)
+        )
+        rows = rows.set_column(
+            rows.schema.get_field_index("__op"), "__op", pa.array(np.where(ghost, "d", op), pa.string())
+        )
     return rows, n
-
-

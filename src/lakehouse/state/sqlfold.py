@@ -32,8 +32,15 @@ from lakehouse.state.fold import (
     state_schema,
 )
 
-TRUNCATE_SCHEMA = pa.schema([("kafka_partition", pa.int32()), ("file_start_offset", pa.int64()),
-                             ("row_index", pa.int32()), ("lsn", pa.int64()), ("commit_us", pa.int64())])
+TRUNCATE_SCHEMA = pa.schema(
+    [
+        ("kafka_partition", pa.int32()),
+        ("file_start_offset", pa.int64()),
+        ("row_index", pa.int32()),
+        ("lsn", pa.int64()),
+        ("commit_us", pa.int64()),
+    ]
+)
 MAX_LINK_ROUNDS = 64  # chains of key changes in one batch are short; bounded anyway
 
 
@@ -45,9 +52,16 @@ class FoldInputs:
     n_events: int
 
 
-def fold_sql(con: duckdb.DuckDBPyConnection, events: pa.Table, prior: pa.Table | None, key: tuple[str, ...],
-             row_fields: list[pa.Field], truncates: list[Truncate] = (), pairing: pa.Table | None = None,
-             keep_images: bool = False) -> FoldResult:
+def fold_sql(
+    con: duckdb.DuckDBPyConnection,
+    events: pa.Table,
+    prior: pa.Table | None,
+    key: tuple[str, ...],
+    row_fields: list[pa.Field],
+    truncates: list[Truncate] = (),
+    pairing: pa.Table | None = None,
+    keep_images: bool = False,
+) -> FoldResult:
     """:func:`lakehouse.state.fold.fold` on DuckDB (same arguments, same result). ``con``: one per
     thread (its temp views are the fold's working tables)."""
     inputs = fold_inputs(events, prior, pairing, truncates, key, row_fields)
@@ -69,8 +83,14 @@ def fold_sql(con: duckdb.DuckDBPyConnection, events: pa.Table, prior: pa.Table |
     return fold_output(inputs, narrow, effects, truncates, new_truncates, key, row_fields)
 
 
-def fold_script(key: tuple[str, ...], row_fields: list[pa.Field], keep_images: bool, dialect: str,
-                tables: dict[str, str], skeleton: str) -> str:
+def fold_script(
+    key: tuple[str, ...],
+    row_fields: list[pa.Field],
+    keep_images: bool,
+    dialect: str,
+    tables: dict[str, str],
+    skeleton: str,
+) -> str:
     """The whole fold as one script in ``dialect`` (sql/fold/bigquery_script.sql), for engines that
     run a script as one job. ``skeleton``: the statement creating the temp table ``fold_skeleton``;
     ``tables``: the qualified name of the other input (``fold_truncates``) and of each output
@@ -80,15 +100,21 @@ def fold_script(key: tuple[str, ...], row_fields: list[pa.Field], keep_images: b
     def one(name: str) -> str:
         return render(step(name, names), dialect, tables)
 
-    pieces = {"skeleton": skeleton, "steps": ";\n".join(render(s, dialect, tables) for s in steps("fold/fold.sql", names)),
-              "late": one("fold/late.sql"), "result": one("fold/result.sql"),
-              "effects": one("fold/effects.sql"), "read_result": one("fold/read_result.sql"),
-              "read_new_truncates": one("fold/read_new_truncates.sql"),
-              "link_pending": one("fold/link_pending.sql") if names["take"] else "SELECT 0",
-              "link": one("fold/link.sql") if names["take"] else "SET rounds = rounds",
-              **{k: exp.to_table(v).sql(dialect=dialect) for k, v in tables.items() if k.startswith("out_")}}
-    return "\n".join(line for line in template("fold/bigquery_script.sql").splitlines()
-                     if not line.startswith("--")).format(**pieces)
+    pieces = {
+        "skeleton": skeleton,
+        "steps": ";\n".join(render(s, dialect, tables) for s in steps("fold/fold.sql", names)),
+        "late": one("fold/late.sql"),
+        "result": one("fold/result.sql"),
+        "effects": one("fold/effects.sql"),
+        "read_result": one("fold/read_result.sql"),
+        "read_new_truncates": one("fold/read_new_truncates.sql"),
+        "link_pending": one("fold/link_pending.sql") if names["take"] else "SELECT 0",
+        "link": one("fold/link.sql") if names["take"] else "SET rounds = rounds",
+        **{k: exp.to_table(v).sql(dialect=dialect) for k, v in tables.items() if k.startswith("out_")},
+    }
+    return "\n".join(
+        line for line in template("fold/bigquery_script.sql").splitlines() if not line.startswith("--")
+    ).format(**pieces)
 
 
 def render(statement: str, dialect: str, tables: dict[str, str] | None = None) -> str:
@@ -105,8 +131,14 @@ def render(statement: str, dialect: str, tables: dict[str, str] | None = None) -
     return tree.sql(dialect=dialect)
 
 
-def fold_inputs(events: pa.Table, prior: pa.Table | None, pairing: pa.Table | None, truncates: list[Truncate],
-                key: tuple[str, ...], row_fields: list[pa.Field]) -> FoldInputs:
+def fold_inputs(
+    events: pa.Table,
+    prior: pa.Table | None,
+    pairing: pa.Table | None,
+    truncates: list[Truncate],
+    key: tuple[str, ...],
+    row_fields: list[pa.Field],
+) -> FoldInputs:
     schema = state_schema(row_fields)
     wide = pa.concat_tables([as_state_rows(t, schema) for t in (events, prior, pairing) if t is not None])
     counts = [t.num_rows if t is not None else 0 for t in (events, prior, pairing)]
@@ -118,44 +150,80 @@ def raise_if_late(late: tuple, wide: pa.Table) -> None:
     count, first_rid = late
     if count:
         where = wide.column("__source_object")[first_rid].as_py() if first_rid is not None else None
-        raise LateEventError(f"{count} keys have events older than their state (first in {where}: "
-                             "an object that arrived late)")
+        raise LateEventError(
+            f"{count} keys have events older than their state (first in {where}: an object that arrived late)"
+        )
 
 
-def fold_output(inputs: FoldInputs, narrow: pa.Table, effects: tuple, truncates: list[Truncate],
-                new_truncates: pa.Table, key: tuple[str, ...], row_fields: list[pa.Field]) -> FoldResult:
+def fold_output(
+    inputs: FoldInputs,
+    narrow: pa.Table,
+    effects: tuple,
+    truncates: list[Truncate],
+    new_truncates: pa.Table,
+    key: tuple[str, ...],
+    row_fields: list[pa.Field],
+) -> FoldResult:
     """The fold's result from the SQL's outputs: state rows gathered from the wide rows it named."""
     inserts, updates, deletes, duplicates = (int(v or 0) for v in effects)
     known = sorted(set(truncates) | {Truncate(**t) for t in new_truncates.to_pylist()})
     unresolved = int(pc.sum(narrow.column("__unresolved")).as_py() or 0)
     rows = _gather(inputs.wide, narrow, state_schema(row_fields), key, row_fields)
-    return FoldResult(rows=rows, truncates=known, events=inputs.n_events, duplicates=duplicates, inserts=inserts,
-                      updates=updates, deletes=deletes, unresolved_toast=unresolved)
+    return FoldResult(
+        rows=rows,
+        truncates=known,
+        events=inputs.n_events,
+        duplicates=duplicates,
+        inserts=inserts,
+        updates=updates,
+        deletes=deletes,
+        unresolved_toast=unresolved,
+    )
 
 
-def _skeleton(wide: pa.Table, counts: list[int], key: tuple[str, ...], row_fields: list[pa.Field]) -> pa.Table:
+def _skeleton(
+    wide: pa.Table, counts: list[int], key: tuple[str, ...], row_fields: list[pa.Field]
+) -> pa.Table:
     """The narrow columns the SQL works on, one row per wide row: events, then prior rows, then
     pairing candidates (``counts`` of each)."""
     n, n_events = wide.num_rows, counts[0]
     kind = np.repeat(np.array([0, 1, 2], np.int8), counts)
-    is_event_c = pa.array((kind == 0) & (pc.equal(wide.column("__op"), "c").fill_null(False)
-                                         .to_numpy(zero_copy_only=False)))
+    is_event_c = pa.array(
+        (kind == 0) & (pc.equal(wide.column("__op"), "c").fill_null(False).to_numpy(zero_copy_only=False))
+    )
     is_prior = pa.array(kind == 1)
     # the d half a row can pair with: a c event's own (lsn, txId), a pending state row's recorded
     # one; a missing txId pairs as -1 (as the reference fold does)
-    link_lsn = pc.if_else(is_event_c, wide.column("__lsn"), pc.if_else(is_prior, wide.column("__pair_lsn"), None))
-    link_tx = pc.if_else(is_event_c, wide.column("__tx_id").fill_null(-1),
-                         pc.if_else(is_prior, wide.column("__pair_tx"), None))
+    link_lsn = pc.if_else(
+        is_event_c, wide.column("__lsn"), pc.if_else(is_prior, wide.column("__pair_lsn"), None)
+    )
+    link_tx = pc.if_else(
+        is_event_c, wide.column("__tx_id").fill_null(-1), pc.if_else(is_prior, wide.column("__pair_tx"), None)
+    )
     image = np.zeros(n, np.uint64)
     image[:n_events] = image_hashes(wide.slice(0, n_events), row_fields)
-    narrow = wide.select([*key, "__op", "__kafka_partition", "__file_start_offset", "__row_index", "__lsn", "__tx_id",
-                          "__snapshot", "__stream_lsn"])
-    return narrow.append_column("__rid", pa.array(np.arange(n, dtype=np.int64))) \
-        .append_column("__kind", pa.array(kind)) \
-        .append_column("__toast", _toast(wide, counts, row_fields, key)) \
-        .append_column("__commit_us", pc.cast(wide.column("__commit_ts"), pa.int64())) \
-        .append_column("__image_hash", pa.array(image.view(np.int64), mask=image == 0)) \
-        .append_column("__link_lsn", link_lsn).append_column("__link_tx", link_tx)
+    narrow = wide.select(
+        [
+            *key,
+            "__op",
+            "__kafka_partition",
+            "__file_start_offset",
+            "__row_index",
+            "__lsn",
+            "__tx_id",
+            "__snapshot",
+            "__stream_lsn",
+        ]
+    )
+    return (
+        narrow.append_column("__rid", pa.array(np.arange(n, dtype=np.int64)))
+        .append_column("__kind", pa.array(kind))
+        .append_column("__toast", _toast(wide, counts, row_fields, key))
+        .append_column("__commit_us", pc.cast(wide.column("__commit_ts"), pa.int64()))
+        .append_column("__image_hash", pa.array(image.view(np.int64), mask=image == 0))
+        .append_column("__link_lsn", link_lsn)
+        .append_column("__link_tx", link_tx)
+    )
 
 
 def _toast(wide: pa.Table, counts: list[int], row_fields: list[pa.Field], key: tuple[str, ...]) -> pa.Array:
@@ -173,12 +241,16 @@ def _toast(wide: pa.Table, counts: list[int], row_fields: list[pa.Field], key: t
         if names:
             cells[n_events + row] = [number[c] for c in names if c in number]
     typ = pa.list_(pa.int32())
-    return pa.array([cells.get(r) or None for r in range(wide.num_rows)], typ) if cells \
+    return (
+        pa.array([cells.get(r) or None for r in range(wide.num_rows)], typ)
+        if cells
         else pa.nulls(wide.num_rows, typ)
+    )
 
 
-def _gather(wide: pa.Table, narrow: pa.Table, schema: pa.Schema, key: tuple[str, ...],
-            row_fields: list[pa.Field]) -> pa.Table:
+def _gather(
+    wide: pa.Table, narrow: pa.Table, schema: pa.Schema, key: tuple[str, ...], row_fields: list[pa.Field]
+) -> pa.Table:
     """The state rows: each column taken from the row the SQL named (Arrow takes)."""
     rid = narrow.column("__rid")
     narrow = _pending_lists(narrow, row_fields, key)
@@ -202,7 +274,9 @@ def _pending_lists(narrow: pa.Table, row_fields: list[pa.Field], key: tuple[str,
     for i, f in enumerate(row_fields):
         if f.name in key:
             continue
-        for row in np.flatnonzero(narrow.column(f"__pending_{i}").fill_null(False).to_numpy(zero_copy_only=False)):
+        for row in np.flatnonzero(
+            narrow.column(f"__pending_{i}").fill_null(False).to_numpy(zero_copy_only=False)
+        ):
             cells.setdefault(int(row), []).append(f.name)
     typ = pa.list_(pa.string())
     waiting = pa.array([cells.get(r) for r in range(n)], typ) if cells else pa.nulls(n, typ)
@@ -226,8 +300,11 @@ def _fragments(key: tuple[str, ...], row_fields: list[pa.Field], keep_images: bo
             joined[name].append(text.format(**values))
     separators = {"gains": " OR ", "unresolved": " + "}
     out = {name: separators.get(name, ",\n").join(parts) for name, parts in joined.items()}
-    out.update(key=", ".join(quote(k) for k in key), sources=", ".join(joined["offer"]) or "NULL AS __nothing",
-               keep_images="true" if keep_images else "false")
+    out.update(
+        key=", ".join(quote(k) for k in key),
+        sources=", ".join(joined["offer"]) or "NULL AS __nothing",
+        keep_images="true" if keep_images else "false",
+    )
     out["resolve"] = out["resolve"] or "NULL AS __nothing"
     out["pending"] = out["pending"] or "false AS __nothing_pending"
     out["unresolved"] = out["unresolved"] or "0"

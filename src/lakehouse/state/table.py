@@ -86,25 +86,41 @@ class StateMeta:
     snapshots: list[int] = field(default_factory=list)  # txIds of complete snapshots applied (re-snapshots)
 
     def to_json(self) -> str:
-        return json.dumps({
-            "format_version": self.format_version, "topic": self.topic, "table": self.table,
-            "key": list(self.key), "row_schema": encode_schema(self.row_schema),
-            "clusters": [c.to_json() for c in self.clusters],
-            "truncates": [t.to_json() for t in self.truncates],
-            "manifest": self.manifest, "clustering": self.clustering,
-            "newest_commit_us": self.newest_commit_us, "dropped": self.dropped, "snapshots": self.snapshots,
-        }, separators=(",", ":"))
+        return json.dumps(
+            {
+                "format_version": self.format_version,
+                "topic": self.topic,
+                "table": self.table,
+                "key": list(self.key),
+                "row_schema": encode_schema(self.row_schema),
+                "clusters": [c.to_json() for c in self.clusters],
+                "truncates": [t.to_json() for t in self.truncates],
+                "manifest": self.manifest,
+                "clustering": self.clustering,
+                "newest_commit_us": self.newest_commit_us,
+                "dropped": self.dropped,
+                "snapshots": self.snapshots,
+            },
+            separators=(",", ":"),
+        )
 
     @classmethod
     def from_json(cls, text: str) -> StateMeta:
         d = json.loads(text)
-        return cls(topic=d["topic"], table=d["table"], key=tuple(d["key"]),
-                   row_schema=decode_schema(d["row_schema"]),
-                   clusters=[Cluster(*c) for c in d["clusters"]],
-                   truncates=[Truncate.from_json(t) for t in d["truncates"]],
-                   manifest=d["manifest"], clustering=d.get("clustering", "v1"),
-                   format_version=d["format_version"], newest_commit_us=d.get("newest_commit_us"),
-                   dropped=d.get("dropped") or {}, snapshots=d.get("snapshots") or [])
+        return cls(
+            topic=d["topic"],
+            table=d["table"],
+            key=tuple(d["key"]),
+            row_schema=decode_schema(d["row_schema"]),
+            clusters=[Cluster(*c) for c in d["clusters"]],
+            truncates=[Truncate.from_json(t) for t in d["truncates"]],
+            manifest=d["manifest"],
+            clustering=d.get("clustering", "v1"),
+            format_version=d["format_version"],
+            newest_commit_us=d.get("newest_commit_us"),
+            dropped=d.get("dropped") or {},
+            snapshots=d.get("snapshots") or [],
+        )
 
     @property
     def live_rows(self) -> int:
@@ -115,11 +131,15 @@ class StateMeta:
         return sum(c.rows - c.live for c in self.clusters)
 
 
-MANIFEST_SCHEMA = pa.schema([
-    pa.field("key", pa.string()), pa.field("size", pa.int64()),
-    pa.field("kafka_partition", pa.int32()), pa.field("start_offset", pa.int64()),
-    pa.field("rows", pa.int64()),  # rows of the version applied (a re-delivered object may grow)
-])
+MANIFEST_SCHEMA = pa.schema(
+    [
+        pa.field("key", pa.string()),
+        pa.field("size", pa.int64()),
+        pa.field("kafka_partition", pa.int32()),
+        pa.field("start_offset", pa.int64()),
+        pa.field("rows", pa.int64()),  # rows of the version applied (a re-delivered object may grow)
+    ]
+)
 
 
 def delta_storage_options(uri: str) -> dict[str, str] | None:
@@ -150,8 +170,11 @@ class StateTable:
     def __init__(self, state_uri: str, table: str):
         self.state_uri = state_uri
         self.table = table
-        self.uri = table_uri(state_uri, table) if "://" in state_uri else os.path.abspath(
-            table_uri(state_uri, table))
+        self.uri = (
+            table_uri(state_uri, table)
+            if "://" in state_uri
+            else os.path.abspath(table_uri(state_uri, table))
+        )
         self.options = delta_storage_options(self.uri)
         self._store: ObjectStore | None = None
         self._dt: DeltaTable | None = None
@@ -180,15 +203,25 @@ class StateTable:
         self._dt = DeltaTable(self.uri, version=version, storage_options=self.options)
         at = self._dt.version()
         # maintenance commits (optimize, vacuum) carry no metadata of ours: take the newest that does
-        text = next((info[META_KEY] for v in range(at, max(-1, at - 20), -1)
-                     if META_KEY in (info := self.commit_info(v))), None)
+        text = next(
+            (
+                info[META_KEY]
+                for v in range(at, max(-1, at - 20), -1)
+                if META_KEY in (info := self.commit_info(v))
+            ),
+            None,
+        )
         if text is None:
-            raise StateError(f"{self.uri}: a Delta table without {META_KEY} in its recent commits: not written "
-                             "by lakehouse compact (or written by another tool since); rebuild with --full-refresh")
+            raise StateError(
+                f"{self.uri}: a Delta table without {META_KEY} in its recent commits: not written "
+                "by lakehouse compact (or written by another tool since); rebuild with --full-refresh"
+            )
         self.meta = StateMeta.from_json(text)
         if self.meta.format_version != FORMAT_VERSION:
-            raise StateError(f"{self.uri}: state format {self.meta.format_version}, this version writes "
-                             f"{FORMAT_VERSION}; rebuild with --full-refresh")
+            raise StateError(
+                f"{self.uri}: state format {self.meta.format_version}, this version writes "
+                f"{FORMAT_VERSION}; rebuild with --full-refresh"
+            )
         return self.meta
 
     def commit_info(self, version: int) -> dict:
@@ -236,7 +269,9 @@ class StateTable:
             table = table.append_column("rows", pa.nulls(table.num_rows, pa.int64()))
         return table
 
-    def read(self, clusters: list[int] | None = None, filter_=None, columns: list[str] | None = None) -> pa.Table:
+    def read(
+        self, clusters: list[int] | None = None, filter_=None, columns: list[str] | None = None
+    ) -> pa.Table:
         """State rows (logical types, internal columns included) of some clusters, or all."""
         assert self._dt is not None and self.meta is not None
         ds = self.dataset()
@@ -267,8 +302,13 @@ class StateTable:
         if t.num_rows == 0:
             return t
         want = pl.DataFrame({"__lsn": [p[0] for p in pairs], "__tx_id": [p[1] for p in pairs]})
-        hit = pl.from_arrow(t.select(["__lsn", "__tx_id"])).with_row_index("__i").join(
-            want.unique(), on=["__lsn", "__tx_id"], how="semi").get_column("__i").to_numpy()
+        hit = (
+            pl.from_arrow(t.select(["__lsn", "__tx_id"]))
+            .with_row_index("__i")
+            .join(want.unique(), on=["__lsn", "__tx_id"], how="semi")
+            .get_column("__i")
+            .to_numpy()
+        )
         return t.take(pa.array(hit))
 
     def dataset(self) -> ds.Dataset:
@@ -287,8 +327,9 @@ class StateTable:
         assert self._dt is not None
         actions = pa.table(self._dt.get_add_actions(flatten=True))
         out: dict[int, set[str]] = {}
-        for path, cid in zip(actions.column("path").to_pylist(),
-                             actions.column(f"partition.{CLUSTER_COLUMN}").to_pylist()):
+        for path, cid in zip(
+            actions.column("path").to_pylist(), actions.column(f"partition.{CLUSTER_COLUMN}").to_pylist()
+        ):
             out.setdefault(int(cid), set()).add(path)
         return out
 
@@ -298,8 +339,9 @@ class StateTable:
         actions = pa.table(self._dt.get_add_actions(flatten=True))
         wanted = set(clusters)
         out: dict[int, list[str]] = {c: [] for c in clusters}
-        for path, cid in zip(actions.column("path").to_pylist(),
-                             actions.column(f"partition.{CLUSTER_COLUMN}").to_pylist()):
+        for path, cid in zip(
+            actions.column("path").to_pylist(), actions.column(f"partition.{CLUSTER_COLUMN}").to_pylist()
+        ):
             if cid is not None and int(cid) in wanted:
                 out[int(cid)].append(f"{self.table}/{path}")
         return out
@@ -330,8 +372,14 @@ class StateTable:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def write(self, content: pa.Table | pa.RecordBatchReader, replaced: list[int], meta: StateMeta,
-              applied: pa.Table, overwrite_all: bool) -> None:
+    def write(
+        self,
+        content: pa.Table | pa.RecordBatchReader,
+        replaced: list[int],
+        meta: StateMeta,
+        applied: pa.Table,
+        overwrite_all: bool,
+    ) -> None:
         """Atomically replace the ``replaced`` clusters by ``content`` (or everything, when
         ``overwrite_all``), recording the applied objects. ``content`` has a ``__cluster`` column."""
         # the time in the name lets maintenance drop manifests of old or crashed runs
@@ -352,17 +400,31 @@ class StateTable:
         first = 0 if base is None else base.version() + 1
         try:
             if overwrite_all or self._dt is None:
-                write_deltalake(base if base is not None else self.uri, _reader(data), mode="overwrite",
-                                schema_mode="overwrite", partition_by=[CLUSTER_COLUMN],
-                                storage_options=self.options, commit_properties=props, target_file_size=256 << 20,
-                                configuration=stats_only_on([*meta.key, *STATE_INTERNAL_NAMES]))
+                write_deltalake(
+                    base if base is not None else self.uri,
+                    _reader(data),
+                    mode="overwrite",
+                    schema_mode="overwrite",
+                    partition_by=[CLUSTER_COLUMN],
+                    storage_options=self.options,
+                    commit_properties=props,
+                    target_file_size=256 << 20,
+                    configuration=stats_only_on([*meta.key, *STATE_INTERNAL_NAMES]),
+                )
             else:
                 # no cluster replaced (every event of the batch was a copy): an empty write still
                 # commits the manifest and metadata; -1 names no cluster
                 ids = ", ".join(str(i) for i in sorted(set(replaced))) or "-1"
-                write_deltalake(self._dt, _reader(data), mode="overwrite", predicate=f"{CLUSTER_COLUMN} IN ({ids})",
-                                partition_by=[CLUSTER_COLUMN], storage_options=self.options,
-                                commit_properties=props, target_file_size=256 << 20)
+                write_deltalake(
+                    self._dt,
+                    _reader(data),
+                    mode="overwrite",
+                    predicate=f"{CLUSTER_COLUMN} IN ({ids})",
+                    partition_by=[CLUSTER_COLUMN],
+                    storage_options=self.options,
+                    commit_properties=props,
+                    target_file_size=256 << 20,
+                )
         except CommitFailedError as exc:
             raise ConcurrentWriteError(f"{self.uri}: another writer committed version {first} first") from exc
         self._dt = self._own_commit(meta, first)
@@ -379,8 +441,10 @@ class StateTable:
                 break
             if META_KEY in info and json.loads(info[META_KEY]).get("manifest") == meta.manifest:
                 return DeltaTable(self.uri, version=version, storage_options=self.options)
-        raise ConcurrentWriteError(f"{self.uri}: the commit of this run is not where it was written "
-                                   f"(version {first}); other writers committed around it")
+        raise ConcurrentWriteError(
+            f"{self.uri}: the commit of this run is not where it was written "
+            f"(version {first}); other writers committed around it"
+        )
 
 
 def stats_only_on(columns: list[str]) -> dict[str, str]:

@@ -40,8 +40,11 @@ def storage_schema(schema: pa.Schema) -> pa.Schema:
 
 def to_storage(table: pa.Table) -> pa.Table:
     target = storage_schema(table.schema)
-    return table if target.equals(table.schema) else pa.Table.from_arrays(
-        [_cast(c, f.type) for c, f in zip(table.columns, target)], schema=target)
+    return (
+        table
+        if target.equals(table.schema)
+        else pa.Table.from_arrays([_cast(c, f.type) for c, f in zip(table.columns, target)], schema=target)
+    )
 
 
 def to_logical(table: pa.Table, logical: pa.Schema) -> pa.Table:

@@ -10,7 +10,9 @@ from lakehouse.config import TableConfig
 class Warehouse(Protocol):
     """What the assets and checks use; DuckDBWarehouse and BigQueryWarehouse implement it."""
 
-    def load(self, state_uri: str, entry: TableConfig, full_refresh: bool = False, version: int | None = None): ...
+    def load(
+        self, state_uri: str, entry: TableConfig, full_refresh: bool = False, version: int | None = None
+    ): ...
 
     def load_history(self, state_uri: str, entry: TableConfig) -> int: ...
 

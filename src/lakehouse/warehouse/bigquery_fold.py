@@ -55,21 +55,39 @@ class BigQueryEngine:
     def changes_table(self, table: str) -> str:
         return f"{self.dataset}.changes__{table.replace('.', '__')}"
 
-    def fold(self, table: str, events: pa.Table, prior: pa.Table | None, key: tuple[str, ...],
-             row_fields: list[pa.Field], truncates: list[Truncate], pairing: pa.Table | None,
-             keep_images: bool, stats: EngineStats) -> FoldResult:
+    def fold(
+        self,
+        table: str,
+        events: pa.Table,
+        prior: pa.Table | None,
+        key: tuple[str, ...],
+        row_fields: list[pa.Field],
+        truncates: list[Truncate],
+        pairing: pa.Table | None,
+        keep_images: bool,
+        stats: EngineStats,
+    ) -> FoldResult:
         inputs = fold_inputs(events, prior, pairing, truncates, key, row_fields)
         batch, day = uuid.uuid4().hex, datetime.now(UTC).date()
         changes = self._append_changes(table, inputs, key, batch, day)
         stats.input_bytes += logical_bytes(inputs.skeleton)
-        work = {name: f"{self.dataset}.{name}_{batch[:12]}" for name in ("fold_rest", "fold_truncates", *OUTPUTS)}
+        work = {
+            name: f"{self.dataset}.{name}_{batch[:12]}" for name in ("fold_rest", "fold_truncates", *OUTPUTS)
+        }
         try:
             rest = inputs.skeleton.slice(inputs.n_events)
             self._create_and_load(work["fold_rest"], rest)
             self._create_and_load(work["fold_truncates"], inputs.truncates)
-            job = self._run(fold_script(key, row_fields, keep_images, "bigquery", work,
-                                        skeleton_statement(inputs.skeleton.schema, changes, work["fold_rest"],
-                                                           batch, day)))
+            job = self._run(
+                fold_script(
+                    key,
+                    row_fields,
+                    keep_images,
+                    "bigquery",
+                    work,
+                    skeleton_statement(inputs.skeleton.schema, changes, work["fold_rest"], batch, day),
+                )
+            )
             stats.folds += 1
             if job.total_bytes_processed is not None:
                 stats.bytes_processed = (stats.bytes_processed or 0) + int(job.total_bytes_processed)
@@ -78,30 +96,44 @@ class BigQueryEngine:
             for table_id in work.values():
                 self.client.delete_table(table_id, not_found_ok=True)
 
-    def _output(self, inputs: FoldInputs, work: dict[str, str], truncates: list[Truncate],
-                key: tuple[str, ...], row_fields: list[pa.Field]) -> FoldResult:
+    def _output(
+        self,
+        inputs: FoldInputs,
+        work: dict[str, str],
+        truncates: list[Truncate],
+        key: tuple[str, ...],
+        row_fields: list[pa.Field],
+    ) -> FoldResult:
         def read(name: str) -> pa.Table:
             text = sql("fold/read_output.sql", table=quote(work[name]))
-            return self.client.query(text, location=self.location).result().to_arrow(create_bqstorage_client=False)
+            return (
+                self.client.query(text, location=self.location)
+                .result()
+                .to_arrow(create_bqstorage_client=False)
+            )
 
         late = read("out_late").to_pylist()[0]
         raise_if_late((late["late"], late["first_in"]), inputs.wide)
         effects = read("out_effects").to_pylist()[0]
         effects = (effects["inserts"], effects["updates"], effects["deletes"], effects["duplicates"])
-        return fold_output(inputs, read("out_result"), effects, truncates, read("out_new_truncates"), key, row_fields)
+        return fold_output(
+            inputs, read("out_result"), effects, truncates, read("out_new_truncates"), key, row_fields
+        )
 
     def _run(self, script: str):
         from google.cloud import bigquery
 
-        job = self.client.query(script, job_config=bigquery.QueryJobConfig(use_query_cache=False),
-                                location=self.location)
+        job = self.client.query(
+            script, job_config=bigquery.QueryJobConfig(use_query_cache=False), location=self.location
+        )
         job.result()
         return job
 
     def _append_changes(self, table: str, inputs: FoldInputs, key: tuple[str, ...], batch: str, day) -> str:
         events = inputs.skeleton.slice(0, inputs.n_events)
-        rows = events.append_column("_batch", pa.array([batch] * events.num_rows, pa.string())) \
-            .append_column("_ingested_day", pa.array([day] * events.num_rows, pa.date32()))
+        rows = events.append_column("_batch", pa.array([batch] * events.num_rows, pa.string())).append_column(
+            "_ingested_day", pa.array([day] * events.num_rows, pa.date32())
+        )
         table_id = self.changes_table(table)
         self._ensure_changes(table_id, rows.schema, key)
         upload(self.client, rows, rows.schema, table_id, truncate=False, location=self.location)
@@ -119,8 +151,9 @@ class BigQueryEngine:
             self.client.create_dataset(self._dataset(), exists_ok=True)
             try:
                 existing = self.client.get_table(table_id)
-                if [(f.name, f.field_type, f.mode) for f in existing.schema] == \
-                        [(f.name, f.field_type, f.mode) for f in wanted]:
+                if [(f.name, f.field_type, f.mode) for f in existing.schema] == [
+                    (f.name, f.field_type, f.mode) for f in wanted
+                ]:
                     self._ready.add(table_id)
                     return
                 self.client.delete_table(table_id)
@@ -129,8 +162,10 @@ class BigQueryEngine:
                     raise
             spec = bigquery.Table(table_id, schema=wanted)
             spec.time_partitioning = bigquery.TimePartitioning(
-                type_=bigquery.TimePartitioningType.DAY, field="_ingested_day",
-                expiration_ms=CHANGE_PARTITION_DAYS * 86_400_000)
+                type_=bigquery.TimePartitioningType.DAY,
+                field="_ingested_day",
+                expiration_ms=CHANGE_PARTITION_DAYS * 86_400_000,
+            )
             spec.clustering_fields = clustering(schema, key)
             self.client.create_table(spec)
             self._ready.add(table_id)
@@ -158,17 +193,24 @@ def skeleton_statement(schema: pa.Schema, changes: str, rest: str, batch: str, d
     if not re.fullmatch(r"[0-9a-f]{32}", batch):
         raise ValueError(f"batch id {batch!r} is not a uuid4 hex")
     columns = ", ".join(quote(f.name) for f in schema)
-    literals = {"batch": exp.Literal.string(batch).sql("bigquery"),
-                "ingested_day": exp.cast(exp.Literal.string(day.isoformat()), "DATE").sql("bigquery")}
-    text = sql("fold/bigquery_skeleton.sql", columns=columns, changes=quote(changes), rest=quote(rest), **literals)
+    literals = {
+        "batch": exp.Literal.string(batch).sql("bigquery"),
+        "ingested_day": exp.cast(exp.Literal.string(day.isoformat()), "DATE").sql("bigquery"),
+    }
+    text = sql(
+        "fold/bigquery_skeleton.sql", columns=columns, changes=quote(changes), rest=quote(rest), **literals
+    )
     return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--")).strip()
 
 
 def clustering(schema: pa.Schema, key: tuple[str, ...]) -> list[str]:
     """The batch id first (each fold reads one batch: its blocks are all BigQuery scans of the
     day's partition), then the key columns BigQuery can cluster by (scalar, clusterable type)."""
-    usable = [k for k in key if bq_type(schema.field(k).type)[1] == "NULLABLE"
-              and bq_type(schema.field(k).type)[0] in CLUSTERABLE]
+    usable = [
+        k
+        for k in key
+        if bq_type(schema.field(k).type)[1] == "NULLABLE" and bq_type(schema.field(k).type)[0] in CLUSTERABLE
+    ]
     return ["_batch", *usable][:4]
 
 
@@ -179,7 +221,11 @@ def logical_bytes(rows: pa.Table) -> int:
     for col in rows.columns:
         t, present = col.type, len(col) - col.null_count
         if pa.types.is_list(t):
-            values = pa.concat_arrays([c.flatten() for c in col.chunks]) if col.num_chunks else pa.array([], pa.int64())
+            values = (
+                pa.concat_arrays([c.flatten() for c in col.chunks])
+                if col.num_chunks
+                else pa.array([], pa.int64())
+            )
             total += 8 * (len(values) - values.null_count)
         elif pa.types.is_string(t) or pa.types.is_binary(t) or pa.types.is_large_string(t):
             total += 2 * present + (pc.sum(pc.binary_length(col)).as_py() or 0)

@@ -63,8 +63,14 @@ def column_name(source: str) -> str:
 def bigquery_schema(meta) -> pa.Schema:
     """The warehouse schema under BigQuery names; a renamed field keeps its source name in its
     metadata (``source_name``), which becomes the column's description."""
-    return pa.schema([f.with_name(column_name(f.name)).with_metadata(
-        {"source_name": f.name} if column_name(f.name) != f.name else None) for f in warehouse_schema(meta)])
+    return pa.schema(
+        [
+            f.with_name(column_name(f.name)).with_metadata(
+                {"source_name": f.name} if column_name(f.name) != f.name else None
+            )
+            for f in warehouse_schema(meta)
+        ]
+    )
 
 
 def quote(identifier: str) -> str:
@@ -112,8 +118,9 @@ def schema_field(name: str, t: pa.DataType, required: bool = False, description:
     kind, mode, sub = bq_type(t)
     if required and mode == "NULLABLE":
         mode = "REQUIRED"
-    return bigquery.SchemaField(name, kind, mode=mode, fields=[schema_field(n, st) for n, st in sub],
-                                description=description)
+    return bigquery.SchemaField(
+        name, kind, mode=mode, fields=[schema_field(n, st) for n, st in sub], description=description
+    )
 
 
 def _source_name(f: pa.Field) -> str | None:
@@ -126,8 +133,9 @@ def arrow_for_bigquery(t: pa.DataType) -> pa.DataType:
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         return pa.list_(arrow_for_bigquery(t.value_type))
     if pa.types.is_map(t):
-        return pa.list_(pa.struct([("key", arrow_for_bigquery(t.key_type)),
-                                   ("value", arrow_for_bigquery(t.item_type))]))
+        return pa.list_(
+            pa.struct([("key", arrow_for_bigquery(t.key_type)), ("value", arrow_for_bigquery(t.item_type))])
+        )
     if pa.types.is_struct(t):
         return pa.struct([pa.field(f.name, arrow_for_bigquery(f.type)) for f in t])
     if pa.types.is_duration(t):
@@ -174,8 +182,14 @@ class BigQueryLoadResult(LoadResult):
 class BigQueryWarehouse:
     """``client_factory`` returns a ``google.cloud.bigquery.Client`` (credentials decided by the caller)."""
 
-    def __init__(self, client_factory: Callable, project: str, dataset_prefix: str = "",
-                 meta_dataset: str = "lakehouse_meta", location: str | None = None):
+    def __init__(
+        self,
+        client_factory: Callable,
+        project: str,
+        dataset_prefix: str = "",
+        meta_dataset: str = "lakehouse_meta",
+        location: str | None = None,
+    ):
         self.client_factory = client_factory
         self.project = project
         self.dataset_prefix = dataset_prefix
@@ -214,8 +228,11 @@ class BigQueryWarehouse:
     def _query(self, text: str, params: dict | None = None, dry_run: bool = False):
         from google.cloud import bigquery
 
-        config = bigquery.QueryJobConfig(query_parameters=[_param(k, v) for k, v in (params or {}).items()],
-                                         dry_run=dry_run, use_query_cache=False)
+        config = bigquery.QueryJobConfig(
+            query_parameters=[_param(k, v) for k, v in (params or {}).items()],
+            dry_run=dry_run,
+            use_query_cache=False,
+        )
         job = self.client.query(text, job_config=config, location=self.location)
         if not dry_run:
             job.result()
@@ -243,8 +260,9 @@ class BigQueryWarehouse:
 
     # -- loading ---------------------------------------------------------------------------------
 
-    def load(self, state_uri: str, entry: TableConfig, full_refresh: bool = False,
-             version: int | None = None) -> BigQueryLoadResult:
+    def load(
+        self, state_uri: str, entry: TableConfig, full_refresh: bool = False, version: int | None = None
+    ) -> BigQueryLoadResult:
         """Bring the BigQuery table up to the newest version of the current-state table (or to
         ``version``: a consistent root's published one)."""
         started = time.perf_counter()
@@ -260,21 +278,31 @@ class BigQueryWarehouse:
             # the source schema moved: added columns (every loaded column keeping its BigQuery
             # type, same key) continue in place; anything else recreates the table, loaded in full
             wanted = _bq_columns(bigquery_schema(meta))
-            if loaded["key"] == [column_name(k) for k in meta.key] and all(wanted.get(n) == t for n, t in loaded["columns"].items()):
+            if loaded["key"] == [column_name(k) for k in meta.key] and all(
+                wanted.get(n) == t for n, t in loaded["columns"].items()
+            ):
                 added = [n for n in wanted if n not in loaded["columns"]]
                 loaded_fingerprint = fingerprint
             else:
                 retype = True
-        changes = changes_since(state_uri, table, last["state_version"] if last else None, loaded_fingerprint,
-                                full_refresh, partition_column=entry.warehouse.partition_by, version=version)
+        changes = changes_since(
+            state_uri,
+            table,
+            last["state_version"] if last else None,
+            loaded_fingerprint,
+            full_refresh,
+            partition_column=entry.warehouse.partition_by,
+            version=version,
+        )
         schema = bigquery_schema(changes.meta)
         if loaded is not None and not retype and set(loaded["columns"]) <= set(schema.names):
             # the table's column order: as loaded, added columns last (ALTER appends; the emulator
             # loads Parquet by position, BigQuery by name: this order suits both)
             order = [*loaded["columns"], *(n for n in schema.names if n not in loaded["columns"])]
             schema = pa.schema([schema.field(n) for n in order])
-        result = BigQueryLoadResult(table, "up-to-date", changes.reason, changes.version, 0, 0, 0,
-                                    len(changes.clusters), 0.0)
+        result = BigQueryLoadResult(
+            table, "up-to-date", changes.reason, changes.version, 0, 0, 0, len(changes.clusters), 0.0
+        )
         if changes.up_to_date:
             result.rows = self.row_count(table)
         else:
@@ -286,10 +314,17 @@ class BigQueryWarehouse:
                 self._incremental(entry, changes, schema, result)
             result.rows = self.row_count(table)
             record = {"key": [column_name(k) for k in changes.meta.key], "columns": _bq_columns(schema)}
-            self._query(sql(SQL + "record_load.sql", loads=self.loads), {
-                "table_name": table, "state_version": changes.version,
-                "fingerprint": changes.fingerprint, "bq_schema": json.dumps(record),
-                "mode": result.mode, "row_count": result.rows})
+            self._query(
+                sql(SQL + "record_load.sql", loads=self.loads),
+                {
+                    "table_name": table,
+                    "state_version": changes.version,
+                    "fingerprint": changes.fingerprint,
+                    "bq_schema": json.dumps(record),
+                    "mode": result.mode,
+                    "row_count": result.rows,
+                },
+            )
         result.seconds = time.perf_counter() - started
         return result
 
@@ -304,8 +339,9 @@ class BigQueryWarehouse:
         name = f"{entry.table}_history"
         self._ensure_dataset(self.dataset_id(name))
         self.client.delete_table(self.table_id(name), not_found_ok=True)  # its columns follow the source's
-        self.client.create_table(bigquery.Table(self.table_id(name), schema=[
-            schema_field(f.name, f.type) for f in rows.schema]))
+        self.client.create_table(
+            bigquery.Table(self.table_id(name), schema=[schema_field(f.name, f.type) for f in rows.schema])
+        )
         written, _ = self._upload(rows, rows.schema, self.table_id(name), truncate=True)
         return written
 
@@ -314,42 +350,64 @@ class BigQueryWarehouse:
 
         self._ensure_dataset(self.dataset_id(entry.table))
         key = {column_name(k) for k in entry.primary_key or ()}
-        table = bigquery.Table(self.table_id(entry.table), schema=[schema_field(
-            f.name, f.type, required=f.name in key, description=_source_name(f)) for f in schema])
+        table = bigquery.Table(
+            self.table_id(entry.table),
+            schema=[
+                schema_field(f.name, f.type, required=f.name in key, description=_source_name(f))
+                for f in schema
+            ],
+        )
         layout = entry.warehouse
         if layout.partition_by:
-            table.time_partitioning = bigquery.TimePartitioning(type_=layout.partition_granularity.value,
-                                                                field=layout.partition_by)
+            table.time_partitioning = bigquery.TimePartitioning(
+                type_=layout.partition_granularity.value, field=layout.partition_by
+            )
         if layout.cluster_by:
             table.clustering_fields = list(layout.cluster_by)
         table.description = f"Current state of {entry.table} (topic {entry.topic}), loaded by cdc-lakehouse"
         self.client.create_table(table, exists_ok=True)
 
-    def _upload(self, rows: pa.RecordBatchReader, schema: pa.Schema, table_id: str,
-                truncate: bool) -> tuple[int, object]:
+    def _upload(
+        self, rows: pa.RecordBatchReader, schema: pa.Schema, table_id: str, truncate: bool
+    ) -> tuple[int, object]:
         return upload(self.client, rows, schema, table_id, truncate, self.location)
 
-    def _full(self, entry: TableConfig, changes: StateChanges, schema: pa.Schema, result: BigQueryLoadResult,
-              recreate: bool) -> None:
+    def _full(
+        self,
+        entry: TableConfig,
+        changes: StateChanges,
+        schema: pa.Schema,
+        result: BigQueryLoadResult,
+        recreate: bool,
+    ) -> None:
         result.mode = "full"
         if recreate:  # a column's BigQuery type or the key changed: the table is recreated
             self._query(sql(SQL + "drop_table.sql", target=self.target(entry.table)))
         self._create_target(entry, schema)
-        written, job = self._upload(changes.rows(rename=column_name), schema, self.table_id(entry.table),
-                                    truncate=True)
+        written, job = self._upload(
+            changes.rows(rename=column_name), schema, self.table_id(entry.table), truncate=True
+        )
         result.inserted = written
         result.bytes_processed += int(getattr(job, "output_bytes", 0) or 0)
 
-    def _add_columns(self, entry: TableConfig, schema: pa.Schema, added: list[str],
-                     result: BigQueryLoadResult) -> None:
+    def _add_columns(
+        self, entry: TableConfig, schema: pa.Schema, added: list[str], result: BigQueryLoadResult
+    ) -> None:
         # ALTER, not a load's ALLOW_FIELD_ADDITION: the same statement works for MERGE and reloads
         for name in added:
-            self._query(sql(SQL + "add_column.sql", target=self.target(entry.table), column=quote(name),
-                            column_type=bq_type(schema.field(name).type)[0]))
+            self._query(
+                sql(
+                    SQL + "add_column.sql",
+                    target=self.target(entry.table),
+                    column=quote(name),
+                    column_type=bq_type(schema.field(name).type)[0],
+                )
+            )
         result.added_columns = added
 
-    def _incremental(self, entry: TableConfig, changes: StateChanges, schema: pa.Schema,
-                     result: BigQueryLoadResult) -> None:
+    def _incremental(
+        self, entry: TableConfig, changes: StateChanges, schema: pa.Schema, result: BigQueryLoadResult
+    ) -> None:
         result.mode = "incremental"
         staging_schema = schema.append(pa.field(DELETED, pa.bool_()))
         staging_id = self.staging(entry.table, uuid.uuid4().hex[:12])
@@ -359,8 +417,15 @@ class BigQueryWarehouse:
         finally:
             self.client.delete_table(staging_id, not_found_ok=True)
 
-    def _merge_staged(self, entry: TableConfig, changes: StateChanges, schema: pa.Schema,
-                      staging_schema: pa.Schema, staging_id: str, result: BigQueryLoadResult) -> None:
+    def _merge_staged(
+        self,
+        entry: TableConfig,
+        changes: StateChanges,
+        schema: pa.Schema,
+        staging_schema: pa.Schema,
+        staging_id: str,
+        result: BigQueryLoadResult,
+    ) -> None:
         upserts = _with_flag(changes.rows(rename=column_name), staging_schema, False)
         deletes = _deletes(changes, staging_schema)
         written, _ = self._upload(_chain(upserts, deletes), staging_schema, staging_id, truncate=True)
@@ -369,8 +434,9 @@ class BigQueryWarehouse:
         if written == 0:
             return
         key = tuple(column_name(k) for k in changes.meta.key)
-        text, params = self.merge_statement(entry, staging_id, schema, key, changes.version,
-                                            changes.partition_bounds)
+        text, params = self.merge_statement(
+            entry, staging_id, schema, key, changes.version, changes.partition_bounds
+        )
         if "partition_lo" in params:
             result.partition_range = f"{params['partition_lo']} .. {params['partition_hi']}"
         try:
@@ -382,8 +448,15 @@ class BigQueryWarehouse:
         result.bytes_billed += int(job.total_bytes_billed or 0)
         result.dml_rows = int(job.num_dml_affected_rows or 0)
 
-    def merge_statement(self, entry: TableConfig, staging_id: str, schema: pa.Schema, key: tuple[str, ...],
-                        state_version: int, partition_bounds: tuple | None) -> tuple[str, dict]:
+    def merge_statement(
+        self,
+        entry: TableConfig,
+        staging_id: str,
+        schema: pa.Schema,
+        key: tuple[str, ...],
+        state_version: int,
+        partition_bounds: tuple | None,
+    ) -> tuple[str, dict]:
         """The MERGE of a staging table into the target, and its parameters."""
         params: dict = {"state_version": state_version, "table_name": entry.table}
         partition_filter = ""
@@ -392,12 +465,17 @@ class BigQueryWarehouse:
             params["partition_lo"], params["partition_hi"] = partition_bounds
             partition_filter = f" AND t.{quote(layout.partition_by)} BETWEEN @partition_lo AND @partition_hi"
         columns = [f.name for f in schema]
-        text = sql(SQL + "merge_changes.sql", target=self.target(entry.table), staging=quote(staging_id),
-                   loads=self.loads, key_match=" AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in key),
-                   partition_filter=partition_filter,
-                   update_set=", ".join(f"{quote(c)} = s.{quote(c)}" for c in columns if c not in key),
-                   columns=", ".join(quote(c) for c in columns),
-                   source_columns=", ".join(f"s.{quote(c)}" for c in columns))
+        text = sql(
+            SQL + "merge_changes.sql",
+            target=self.target(entry.table),
+            staging=quote(staging_id),
+            loads=self.loads,
+            key_match=" AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in key),
+            partition_filter=partition_filter,
+            update_set=", ".join(f"{quote(c)} = s.{quote(c)}" for c in columns if c not in key),
+            columns=", ".join(quote(c) for c in columns),
+            source_columns=", ".join(f"s.{quote(c)}" for c in columns),
+        )
         return text, params
 
     def _stage_table(self, staging_id: str, schema: pa.Schema, entry: TableConfig) -> None:
@@ -432,24 +510,47 @@ class BigQueryWarehouse:
         key = tuple(column_name(k) for k in key)
         cols = ", ".join(quote(k) for k in key)
         any_null = " OR ".join(f"{quote(k)} IS NULL" for k in key)
-        row = list(self._query(sql(SQL + "key_problems.sql", target=self.target(table), key_columns=cols,
-                                   any_key_null=any_null)).result())[0]
+        row = list(
+            self._query(
+                sql(
+                    SQL + "key_problems.sql",
+                    target=self.target(table),
+                    key_columns=cols,
+                    any_key_null=any_null,
+                )
+            ).result()
+        )[0]
         return KeyProblems(int(row[0]), int(row[1]), [str(s) for s in (row[2] or [])])
 
     def not_pseudonymised(self, table: str, column: str) -> int:
-        rows = list(self._query(sql(SQL + "not_pseudonymised.sql", target=self.target(table),
-                                    column=quote(column_name(column)))).result())
+        rows = list(
+            self._query(
+                sql(
+                    SQL + "not_pseudonymised.sql",
+                    target=self.target(table),
+                    column=quote(column_name(column)),
+                )
+            ).result()
+        )
         return int(rows[0][0])
 
     def read(self, table: str, columns: list[str] | None = None) -> pa.Table:
         """A table or dbt relation (``dataset-without-prefix.name``) as Arrow, whole or some columns."""
-        text = (sql(SQL + "select_columns.sql", target=self.target(table), columns=", ".join(quote(column_name(c)) for c in columns))
-                if columns else sql(SQL + "select_all.sql", target=self.target(table)))
+        text = (
+            sql(
+                SQL + "select_columns.sql",
+                target=self.target(table),
+                columns=", ".join(quote(column_name(c)) for c in columns),
+            )
+            if columns
+            else sql(SQL + "select_all.sql", target=self.target(table))
+        )
         return self._query(text).result().to_arrow(create_bqstorage_client=False)
 
 
-def bigquery_client(project: str | None, location: str | None, credentials: str | None = None,
-                    endpoint: str | None = None):
+def bigquery_client(
+    project: str | None, location: str | None, credentials: str | None = None, endpoint: str | None = None
+):
     """A BigQuery client: on an emulator's ``endpoint`` with anonymous credentials; with
     ``credentials`` (a base64 service-account key); else Google's default credentials (workload
     identity, the metadata server, ``GOOGLE_APPLICATION_CREDENTIALS``)."""
@@ -458,8 +559,12 @@ def bigquery_client(project: str | None, location: str | None, credentials: str 
     if endpoint:
         from google.auth.credentials import AnonymousCredentials
 
-        return bigquery.Client(project=project, location=location, credentials=AnonymousCredentials(),
-                               client_options={"api_endpoint": endpoint})
+        return bigquery.Client(
+            project=project,
+            location=location,
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": endpoint},
+        )
     if credentials:
         import base64
 
@@ -467,12 +572,20 @@ def bigquery_client(project: str | None, location: str | None, credentials: str 
 
         info = json.loads(base64.b64decode(credentials))
         creds = service_account.Credentials.from_service_account_info(info)
-        return bigquery.Client(project=project or info.get("project_id"), location=location, credentials=creds)
+        return bigquery.Client(
+            project=project or info.get("project_id"), location=location, credentials=creds
+        )
     return bigquery.Client(project=project, location=location)
 
 
-def upload(client, rows: pa.RecordBatchReader | pa.Table, schema: pa.Schema, table_id: str, truncate: bool,
-           location: str | None = None) -> tuple[int, object]:
+def upload(
+    client,
+    rows: pa.RecordBatchReader | pa.Table,
+    schema: pa.Schema,
+    table_id: str,
+    truncate: bool,
+    location: str | None = None,
+) -> tuple[int, object]:
     """Rows -> a Parquet file in BigQuery's types -> a load job into ``table_id`` (which exists)."""
     from google.cloud import bigquery
 
@@ -483,17 +596,25 @@ def upload(client, rows: pa.RecordBatchReader | pa.Table, schema: pa.Schema, tab
         with pq.ParquetWriter(f, target, compression="zstd") as writer:
             for batch in batches:
                 tb = pa.Table.from_batches([batch])
-                cols = [to_bigquery_column(tb.column(t.name), t.type) if t.name in tb.column_names
-                        else pa.nulls(tb.num_rows, t.type) for t in target]
+                cols = [
+                    to_bigquery_column(tb.column(t.name), t.type)
+                    if t.name in tb.column_names
+                    else pa.nulls(tb.num_rows, t.type)
+                    for t in target
+                ]
                 tb = pa.Table.from_arrays(cols, schema=target)
                 writer.write_table(tb)
                 written += tb.num_rows
         f.seek(0)
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.PARQUET,
-            write_disposition=(bigquery.WriteDisposition.WRITE_TRUNCATE if truncate
-                               else bigquery.WriteDisposition.WRITE_APPEND),
-            parquet_options=parquet_load_options())
+            write_disposition=(
+                bigquery.WriteDisposition.WRITE_TRUNCATE
+                if truncate
+                else bigquery.WriteDisposition.WRITE_APPEND
+            ),
+            parquet_options=parquet_load_options(),
+        )
         job = client.load_table_from_file(f, table_id, job_config=config, location=location)
         job.result()
     return written, job
@@ -530,8 +651,10 @@ def parquet_load_options():
 def _with_flag(rows: pa.RecordBatchReader, schema: pa.Schema, deleted: bool) -> pa.RecordBatchReader:
     def batches():
         for b in rows:
-            yield pa.RecordBatch.from_arrays([*b.columns, pa.array([deleted] * b.num_rows, pa.bool_())],
-                                             names=[*b.schema.names, DELETED])
+            yield pa.RecordBatch.from_arrays(
+                [*b.columns, pa.array([deleted] * b.num_rows, pa.bool_())], names=[*b.schema.names, DELETED]
+            )
+
     base = pa.schema([*rows.schema, pa.field(DELETED, pa.bool_())])
     return pa.RecordBatchReader.from_batches(base, batches())
 
@@ -558,4 +681,5 @@ def _chain(reader: pa.RecordBatchReader, extra: pa.Table | None) -> pa.RecordBat
         yield from reader
         if extra is not None:
             yield from extra.to_batches()
+
     return pa.RecordBatchReader.from_batches(reader.schema, batches())

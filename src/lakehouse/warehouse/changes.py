@@ -25,8 +25,10 @@ from lakehouse.state.table import CLUSTER_COLUMN, StateMeta, StateTable
 from lakehouse.state.types import to_logical
 
 # lineage columns every warehouse table carries next to the source columns
-LINEAGE = {"_cdc_lsn": ("__lsn", pa.int64()),
-           "_cdc_committed_at": ("__commit_ts", pa.timestamp("us", tz="UTC"))}
+LINEAGE = {
+    "_cdc_lsn": ("__lsn", pa.int64()),
+    "_cdc_committed_at": ("__commit_ts", pa.timestamp("us", tz="UTC")),
+}
 
 
 def schema_fingerprint(meta: StateMeta, state_uri: str = "") -> str:
@@ -64,7 +66,9 @@ class StateChanges:
     def fingerprint(self) -> str:
         return schema_fingerprint(self.meta, self.state_uri)
 
-    def rows(self, batch_rows: int = 131_072, rename: Callable[[str], str] | None = None) -> pa.RecordBatchReader:
+    def rows(
+        self, batch_rows: int = 131_072, rename: Callable[[str], str] | None = None
+    ) -> pa.RecordBatchReader:
         """Visible rows of the read clusters, warehouse types, lineage columns last (streamed);
         ``rename``: the warehouse's name of a source column (where it cannot hold the source's)."""
         schema = warehouse_schema(self.meta)
@@ -84,14 +88,22 @@ class StateChanges:
             if batch.num_rows == 0:
                 continue
             logical = to_logical(pa.Table.from_batches([batch]), self.meta.row_schema)
-            arrays = [logical.column(name).cast(schema.field(i).type, safe=False) for i, name in enumerate(source)]
+            arrays = [
+                logical.column(name).cast(schema.field(i).type, safe=False) for i, name in enumerate(source)
+            ]
             arrays += [logical.column(src).cast(t) for src, t in LINEAGE.values()]
             yield from pa.Table.from_arrays(arrays, schema=schema).to_batches()
 
 
-def changes_since(state_uri: str, table: str, loaded_version: int | None, loaded_fingerprint: str | None,
-                  full_refresh: bool = False, partition_column: str | None = None,
-                  version: int | None = None) -> StateChanges:
+def changes_since(
+    state_uri: str,
+    table: str,
+    loaded_version: int | None,
+    loaded_fingerprint: str | None,
+    full_refresh: bool = False,
+    partition_column: str | None = None,
+    version: int | None = None,
+) -> StateChanges:
     """Changes from ``loaded_version`` (None: nothing loaded yet) to ``version`` (default: the
     newest; the consistent root's published one for consistent reads). ``partition_column``: also
     report the range of its values over the changed clusters' rows, then and now (a warehouse
@@ -101,7 +113,9 @@ def changes_since(state_uri: str, table: str, loaded_version: int | None, loaded
     version = st.version
     assert version is not None
     now_files = st.files_by_cluster()
-    out = StateChanges(table, version, meta, True, "", None, sorted(now_files), st.dataset(), state_uri=state_uri)
+    out = StateChanges(
+        table, version, meta, True, "", None, sorted(now_files), st.dataset(), state_uri=state_uri
+    )
     if full_refresh:
         out.reason = "full refresh requested"
     elif loaded_version is None:
@@ -130,13 +144,16 @@ def changes_since(state_uri: str, table: str, loaded_version: int | None, loaded
         old_part = [c for c in part if c in old_meta.row_schema.names]
         in_touched = pc.field(CLUSTER_COLUMN).isin(touched)
         try:
-            before = to_logical(old.dataset().to_table(filter=in_touched, columns=key + old_part),
-                                old_meta.row_schema)
+            before = to_logical(
+                old.dataset().to_table(filter=in_touched, columns=key + old_part), old_meta.row_schema
+            )
         except (OSError, FileNotFoundError) as exc:
             out.reason = f"files of version {loaded_version} are gone ({type(exc).__name__})"
             return out
-        after = to_logical(out.dataset.to_table(filter=in_touched, columns=[*key, "__deleted", "__lsn", *part]),
-                           meta.row_schema)
+        after = to_logical(
+            out.dataset.to_table(filter=in_touched, columns=[*key, "__deleted", "__lsn", *part]),
+            meta.row_schema,
+        )
         _changed(out, key, before, after, part[0] if part else None)
         out.full, out.reason, out.clusters = False, f"{len(touched)} cluster(s) changed", touched
     return out
@@ -147,14 +164,18 @@ def _changed(out: StateChanges, key: list[str], before: pa.Table, after: pa.Tabl
     then = pl.from_arrow(before.select(key))
     now = pl.from_arrow(after)
     assert isinstance(then, pl.DataFrame) and isinstance(now, pl.DataFrame)
-    keys = pl.concat([then, now.select(key).cast(dict(then.schema)) if then.width else now.select(key)]).unique()
+    keys = pl.concat(
+        [then, now.select(key).cast(dict(then.schema)) if then.width else now.select(key)]
+    ).unique()
     out.changed_keys = keys.to_arrow() if keys.height else None
     visible = now.filter(~pl.col("__deleted")).select(key).unique()
     removal_lsn = now.filter(pl.col("__deleted")).group_by(key).agg(pl.col("__lsn").max().alias("_cdc_lsn"))
     newest_truncate = max((t.lsn for t in out.meta.truncates if t.lsn is not None), default=None)
-    gone = (keys.join(visible, on=key, how="anti", nulls_equal=True)
-            .join(removal_lsn, on=key, how="left", nulls_equal=True)
-            .with_columns(pl.col("_cdc_lsn").fill_null(pl.lit(newest_truncate, pl.Int64)).cast(pl.Int64)))
+    gone = (
+        keys.join(visible, on=key, how="anti", nulls_equal=True)
+        .join(removal_lsn, on=key, how="left", nulls_equal=True)
+        .with_columns(pl.col("_cdc_lsn").fill_null(pl.lit(newest_truncate, pl.Int64)).cast(pl.Int64))
+    )
     out.deletes = gone.to_arrow() if gone.height else None
     if part is not None:
         values = [t.column(part) for t in (before, after) if part in t.column_names and t.num_rows]

@@ -61,8 +61,13 @@ class DuckDBWarehouse:
 
     # one writing process per DuckDB file: wait for the other (saying so), then fail with DuckDB's
     # message naming the process that holds it
-    @retry(retry=retry_if_exception(_locked), wait=wait_exponential(0.2, max=5), stop=stop_after_delay(120),
-           reraise=True, before_sleep=before_sleep_log(log, logging.WARNING))
+    @retry(
+        retry=retry_if_exception(_locked),
+        wait=wait_exponential(0.2, max=5),
+        stop=stop_after_delay(120),
+        reraise=True,
+        before_sleep=before_sleep_log(log, logging.WARNING),
+    )
     def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         if read_only and not self.path.exists():
             raise FileNotFoundError(f"{self.path}: no warehouse yet (load a table first)")
@@ -75,8 +80,9 @@ class DuckDBWarehouse:
     def last_load(self, con: duckdb.DuckDBPyConnection, table: str) -> tuple | None:
         return con.execute(sql(SQL + "last_load.sql"), {"table_name": table}).fetchone()
 
-    def load(self, state_uri: str, entry: TableConfig, full_refresh: bool = False,
-             version: int | None = None) -> LoadResult:
+    def load(
+        self, state_uri: str, entry: TableConfig, full_refresh: bool = False, version: int | None = None
+    ) -> LoadResult:
         """Bring the warehouse table up to the newest version of the current-state table (or to
         ``version``: a consistent root's published one)."""
         started = time.perf_counter()
@@ -85,20 +91,36 @@ class DuckDBWarehouse:
         con = self.connect()
         try:
             last = self.last_load(con, table)
-            changes = changes_since(state_uri, table, last[0] if last else None, last[1] if last else None,
-                                    full_refresh, version=version)
+            changes = changes_since(
+                state_uri,
+                table,
+                last[0] if last else None,
+                last[1] if last else None,
+                full_refresh,
+                version=version,
+            )
             if changes.up_to_date:
                 rows = con.execute(sql(SQL + "row_count.sql", target=target)).fetchone()[0]
-                return LoadResult(table, "up-to-date", changes.reason, changes.version, rows, 0, 0, 0,
-                                  time.perf_counter() - started)
+                return LoadResult(
+                    table,
+                    "up-to-date",
+                    changes.reason,
+                    changes.version,
+                    rows,
+                    0,
+                    0,
+                    0,
+                    time.perf_counter() - started,
+                )
             incoming = changes.rows()
             con.begin()
             try:
                 con.register("incoming_rows", incoming)
                 removed = 0
                 if changes.full:
-                    con.execute(sql(SQL + "replace_table.sql", schema=quote(table.split(".", 1)[0]),
-                                    target=target))
+                    con.execute(
+                        sql(SQL + "replace_table.sql", schema=quote(table.split(".", 1)[0]), target=target)
+                    )
                 else:
                     if changes.changed_keys is not None and changes.changed_keys.num_rows:
                         con.register("changed_keys", changes.changed_keys)
@@ -107,9 +129,15 @@ class DuckDBWarehouse:
                         con.execute(sql(SQL + "delete_changed_keys.sql", target=target, key_match=match))
                     con.execute(sql(SQL + "insert_rows.sql", target=target))
                 mode = "full" if changes.full else "incremental"
-                con.execute(sql(SQL + "record_load.sql", target=target),
-                            {"table_name": table, "state_version": changes.version,
-                             "fingerprint": changes.fingerprint, "mode": mode})
+                con.execute(
+                    sql(SQL + "record_load.sql", target=target),
+                    {
+                        "table_name": table,
+                        "state_version": changes.version,
+                        "fingerprint": changes.fingerprint,
+                        "mode": mode,
+                    },
+                )
                 rows = self.last_load(con, table)[3]
                 con.commit()
             except BaseException:
@@ -119,8 +147,17 @@ class DuckDBWarehouse:
                 con.unregister("incoming_rows")
             read = set(changes.clusters)
             inserted = sum(c.live for c in changes.meta.clusters if c.id in read)
-            return LoadResult(table, mode, changes.reason, changes.version, rows, inserted, removed,
-                              len(changes.clusters), time.perf_counter() - started)
+            return LoadResult(
+                table,
+                mode,
+                changes.reason,
+                changes.version,
+                rows,
+                inserted,
+                removed,
+                len(changes.clusters),
+                time.perf_counter() - started,
+            )
         finally:
             con.close()
 
@@ -134,8 +171,13 @@ class DuckDBWarehouse:
         try:
             con.begin()
             con.register("incoming_rows", rows)
-            con.execute(sql(SQL + "replace_table.sql", schema=quote(entry.table.split(".", 1)[0]),
-                            target=target_name(f"{entry.table}_history")))
+            con.execute(
+                sql(
+                    SQL + "replace_table.sql",
+                    schema=quote(entry.table.split(".", 1)[0]),
+                    target=target_name(f"{entry.table}_history"),
+                )
+            )
             con.commit()
             con.unregister("incoming_rows")
         finally:
@@ -156,7 +198,9 @@ class DuckDBWarehouse:
     def column_types(self, table: str) -> list[tuple[str, str]]:
         schema, name = table.split(".", 1)
         with self.connect(read_only=True) as con:
-            return con.execute(sql(SQL + "columns.sql"), {"schema_name": schema, "table_name": name}).fetchall()
+            return con.execute(
+                sql(SQL + "columns.sql"), {"schema_name": schema, "table_name": name}
+            ).fetchall()
 
     def columns(self, table: str) -> list[str]:
         return [name for name, _ in self.column_types(table)]
@@ -165,18 +209,32 @@ class DuckDBWarehouse:
         cols = ", ".join(quote(k) for k in key)
         any_null = " OR ".join(f"{quote(k)} IS NULL" for k in key)
         with self.connect(read_only=True) as con:
-            dup, nulls, samples = con.execute(sql(SQL + "key_problems.sql", target=target_name(table),
-                                                  key_columns=cols, any_key_null=any_null)).fetchone()
+            dup, nulls, samples = con.execute(
+                sql(
+                    SQL + "key_problems.sql",
+                    target=target_name(table),
+                    key_columns=cols,
+                    any_key_null=any_null,
+                )
+            ).fetchone()
         return KeyProblems(dup, nulls, list(samples or []))
 
     def not_pseudonymised(self, table: str, column: str) -> int:
         with self.connect(read_only=True) as con:
-            return con.execute(sql(SQL + "not_pseudonymised.sql", target=target_name(table),
-                                   column=quote(column))).fetchone()[0]
+            return con.execute(
+                sql(SQL + "not_pseudonymised.sql", target=target_name(table), column=quote(column))
+            ).fetchone()[0]
 
     def read(self, table: str, columns: list[str] | None = None):
         """A warehouse table or dbt relation (``schema.name``) as Arrow, whole or some columns."""
-        text = (sql(SQL + "select_columns.sql", target=target_name(table), columns=", ".join(quote(c) for c in columns))
-                if columns else sql(SQL + "select_all.sql", target=target_name(table)))
+        text = (
+            sql(
+                SQL + "select_columns.sql",
+                target=target_name(table),
+                columns=", ".join(quote(c) for c in columns),
+            )
+            if columns
+            else sql(SQL + "select_all.sql", target=target_name(table))
+        )
         with self.connect(read_only=True) as con:
             return con.execute(text).to_arrow_table()

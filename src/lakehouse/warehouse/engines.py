@@ -17,13 +17,18 @@ def open_engine(kind: str | None = None) -> FoldEngine:
         return LocalEngine()
     if kind != "bigquery":
         raise ValueError(f"engine {kind!r}: expected one of {', '.join(settings.ENGINE_KINDS)}")
-    return bigquery_engine(settings.bigquery_project(), settings.bigquery_location(),
-                           os.environ.get(GCP_CREDENTIALS), settings.bigquery_endpoint(),
-                           settings.bigquery_dataset_prefix() + settings.engine_dataset())
+    return bigquery_engine(
+        settings.bigquery_project(),
+        settings.bigquery_location(),
+        os.environ.get(GCP_CREDENTIALS),
+        settings.bigquery_endpoint(),
+        settings.bigquery_dataset_prefix() + settings.engine_dataset(),
+    )
 
 
-def bigquery_engine(project: str | None, location: str | None, credentials: str | None, endpoint: str | None,
-                    dataset: str) -> FoldEngine:
+def bigquery_engine(
+    project: str | None, location: str | None, credentials: str | None, endpoint: str | None, dataset: str
+) -> FoldEngine:
     """The BigQuery engine on ``project`` (default: the credentials'), its tables in ``dataset``."""
     from lakehouse.warehouse.bigquery_fold import BigQueryEngine
     from lakehouse.warehouse.bigquery_warehouse import bigquery_client
