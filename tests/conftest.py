@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
-from bq_emulator import bigquery_emulator  # noqa: F401  (fixture, tests/bq_emulator.py)
-from sample_lake import load_events
+from support.bq_emulator import bigquery_emulator  # noqa: F401  (fixture, tests/bq_emulator.py)
+from support.sample_lake import load_events
 
 from lakehouse.lake.connect import ConnectSchema, struct
 from lakehouse.lake.sink import SinkConfig, SinkWriter
@@ -302,6 +302,6 @@ def eco2_db(pg_cluster, request):
         conn.execute((sql_dir / "auth.sql").read_text())
         conn.execute((sql_dir / "scan.sql").read_text())
     yield dsn
-    from pgdb import drop_database
+    from support.pgdb import drop_database
 
     drop_database(pg_cluster, name)

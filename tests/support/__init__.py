@@ -1,0 +1,1 @@
+"""Test support: fakes, oracles, fixtures' machinery and shared workloads (no tests here)."""
