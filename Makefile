@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED := 1
 # byte-compile at install: the first `lakehouse` run would otherwise spend seconds compiling imports
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help env demo ui test test-fast bench clean
+.PHONY: help env demo ui lint lint-py lint-dbt test test-fast bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -50,8 +50,22 @@ ui: env  ## the Dagster UI on http://127.0.0.1:3000 over the demo's data (Ctrl-C
 	  LAKEHOUSE_PSEUDONYM_KEY=$${LAKEHOUSE_PSEUDONYM_KEY:-demo-only-not-a-secret} \
 	  $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-test: env bqemu chromium  ## lint, then run the whole suite (slow suites included)
-	@$(VENV)/bin/ruff check src assets orchestration tests bench
+PY_SOURCES := src assets orchestration tests bench
+
+lint: lint-py lint-dbt  ## ruff (lint + format check), mypy on src/, sqlfluff on the dbt models
+
+lint-py: $(VENV)/.synced
+	@echo "==> ruff check, ruff format --check, mypy"
+	@$(VENV)/bin/ruff check $(PY_SOURCES)
+	@$(VENV)/bin/ruff format --check $(PY_SOURCES)
+	@$(VENV)/bin/mypy  # [tool.mypy] in pyproject.toml: files = src
+
+# sqlfluff's jinja templater with dbt builtins (dbt_project/.sqlfluff): no dbt run, no database
+lint-dbt: $(VENV)/.synced
+	@echo "==> sqlfluff lint dbt_project/models"
+	@cd dbt_project && ../$(VENV)/bin/sqlfluff lint models --nocolor --disable-progress-bar
+
+test: lint env bqemu chromium  ## lint, then run the whole suite (slow suites included)
 	@$(PY) -m pytest --durations=15
 
 test-fast: env bqemu  ## the suite without slow tests

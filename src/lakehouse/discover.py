@@ -233,7 +233,7 @@ def discover(
                     if table is not None:
                         keys, why = catalog.primary_key(*table)
                     if keys:
-                        found.append(Discovered(topic, keys, catalog.source, source_table=".".join(table)))
+                        found.append(Discovered(topic, keys, catalog.source, source_table=".".join(table)))  # type: ignore[arg-type]
                         break
                     notes.append(why)
                 else:

@@ -62,7 +62,7 @@ def check_source(dsn: str, tables: tuple[str, ...] = (), topic_prefix: str | Non
             reason = reason.replace(p["password"], "***")
         raise CaptureSetupError(f"cannot connect to PostgreSQL at {where}: {reason}") from None
     with conn:
-        wal_level = conn.execute("SHOW wal_level").fetchone()[0]
+        wal_level = conn.execute("SHOW wal_level").fetchone()[0]  # type: ignore[index]
         if wal_level != "logical":
             raise CaptureSetupError(
                 f"PostgreSQL at {where} has wal_level={wal_level}; Debezium needs wal_level=logical "
@@ -121,10 +121,10 @@ def _database_identity(conn: psycopg.Connection, dsn: str) -> tuple[str, int]:
     """(cluster system identifier, database oid). ``pg_control_system()`` is open to every role on
     PostgreSQL 15; where a service revokes it, the replication protocol's IDENTIFY_SYSTEM (the
     capture's role has REPLICATION anyway) gives the same number."""
-    oid = conn.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()[0]
+    oid = conn.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()[0]  # type: ignore[index]
     try:
         with conn.transaction():
-            return str(conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()[0]), int(
+            return str(conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()[0]), int(  # type: ignore[index]
                 oid
             )
     except psycopg.Error:
@@ -133,7 +133,7 @@ def _database_identity(conn: psycopg.Connection, dsn: str) -> tuple[str, int]:
         with psycopg.connect(dsn, connect_timeout=10, autocommit=True, replication="database") as rep:
             res = rep.pgconn.exec_(b"IDENTIFY_SYSTEM")
             if res.ntuples == 1 and res.get_value(0, 0):
-                return res.get_value(0, 0).decode(), int(oid)
+                return res.get_value(0, 0).decode(), int(oid)  # type: ignore[union-attr]
     except psycopg.Error:
         pass
     raise CaptureSetupError(

@@ -156,10 +156,10 @@ class Batch:
         unknown = set(values) - set(spec)
         if unknown:
             raise KeyError(f"{table}: unknown columns {sorted(unknown)}")
-        cols = {}
+        cols: dict[str, np.ndarray] = {}
         for k, (dtype, default) in spec.items():
             v = values.get(k, default)
-            arr = np.asarray(v, dtype=dtype)
+            arr = np.asarray(v, dtype=dtype)  # type: ignore[var-annotated]
             cols[k] = np.broadcast_to(arr, (n,)).copy() if arr.ndim == 0 else arr.astype(dtype, copy=False)
             if len(cols[k]) != n:
                 raise ValueError(f"{table}.{k}: {len(cols[k])} values for {n} rows")

@@ -434,12 +434,12 @@ class TopicWriter:
 
     def _capture(self, table: pa.Table, keys, offsets, ts, env, key_schema) -> None:
         cap = self.capture
-        lo, hi = cap.seen, cap.seen + len(table)
-        cap.seen = hi
-        a, b = max(lo, cap.start), min(hi, cap.start + cap.length)
+        lo, hi = cap.seen, cap.seen + len(table)  # type: ignore[union-attr]
+        cap.seen = hi  # type: ignore[union-attr]
+        a, b = max(lo, cap.start), min(hi, cap.start + cap.length)  # type: ignore[union-attr]
         if a < b:
             s, e = a - lo, b - lo
-            cap.parts.append(
+            cap.parts.append(  # type: ignore[union-attr]
                 (
                     table.slice(s, e - s),
                     None if keys is None else keys.slice(s, e - s),

@@ -410,7 +410,7 @@ def _sink_rewrites(run: _Run) -> int:
             continue
         mem = _MemoryStore()
         config = replace(run.sinks[td.table].config, flush_size=max(1, (run.options.flush_size * 2) // 3 + 1))
-        sink = SinkWriter(mem, config)
+        sink = SinkWriter(mem, config)  # type: ignore[arg-type]
         for table, keys, offsets, ts, env, key_schema in cap.parts:
             sink.write(
                 td.topic(run.options.topic_prefix),

@@ -71,7 +71,7 @@ class AvroContainer:
     def __init__(self, fo: IO[bytes]):
         self._fo = fo
         try:
-            self._blocks = fastavro.block_reader(_Bounded(fo))
+            self._blocks = fastavro.block_reader(_Bounded(fo))  # type: ignore[arg-type]
             meta = dict(self._blocks.metadata)
         except _DECODE_ERRORS as exc:
             raise AvroFileError(f"not an Avro object container file ({_reason(exc)})") from exc
@@ -104,7 +104,7 @@ class AvroContainer:
                     f"block {self._position + 1} is unreadable (truncated or corrupt object?): {_reason(exc)}"
                 ) from exc
             self._position += 1
-            data = block.bytes_
+            data = block.bytes_  # type: ignore[attr-defined]
             yield block.num_records, data if isinstance(data, io.BytesIO) else io.BytesIO(data)
 
     def count_rows(self) -> int:
@@ -115,7 +115,7 @@ class AvroContainer:
         """Records as Python values of the stored (non-logical) Avro types."""
         if self._raw_schema is None:
             try:
-                self._raw_schema = fastavro.parse_schema(
+                self._raw_schema = fastavro.parse_schema(  # type: ignore[assignment]
                     _strip_logical_types(json.loads(self.header.schema_text))
                 )
             except _DECODE_ERRORS as exc:
@@ -127,12 +127,12 @@ class AvroContainer:
             end = len(data.getbuffer())
             for i in range(count):
                 try:
-                    rec = read(data, raw, None)
+                    rec = read(data, raw, None)  # type: ignore[arg-type]
                 except _DECODE_ERRORS as exc:
                     raise AvroFileError(
                         f"record {row} (record {i} of block {self._position}) does not decode: {_reason(exc)}"
                     ) from exc
-                yield rec
+                yield rec  # type: ignore[misc]
                 row += 1
             if data.tell() != end:
                 raise AvroFileError(
@@ -207,11 +207,11 @@ def raw_arrow_type(schema: ConnectSchema) -> pa.DataType:
             [pa.field(f.name, raw_arrow_type(f.schema), f.schema.optional) for f in schema.fields]
         )
     if schema.type == "array":
-        return pa.list_(pa.field("element", raw_arrow_type(schema.items), schema.items.optional))
+        return pa.list_(pa.field("element", raw_arrow_type(schema.items), schema.items.optional))  # type: ignore[arg-type, union-attr]
     if schema.type == "map":
         return pa.map_(
-            raw_arrow_type(schema.keys),
-            pa.field("value", raw_arrow_type(schema.values), schema.values.optional),
+            raw_arrow_type(schema.keys),  # type: ignore[arg-type]
+            pa.field("value", raw_arrow_type(schema.values), schema.values.optional),  # type: ignore[arg-type, union-attr]
         )
     physical = schema.physical_arrow_type()
     if pa.types.is_decimal(physical):
@@ -245,19 +245,20 @@ def map_leaves(
         if start:
             offsets = pc.subtract(offsets, offsets[0])
     if schema.type == "array":
+        assert schema.items is not None  # an array schema has its element schema
         values = map_leaves(arr.values.slice(start, end - start), schema.items, leaf)
         return pa.ListArray.from_arrays(
             offsets, values, mask=mask, type=pa.list_(pa.field("element", values.type, schema.items.optional))
         )
     if schema.type == "map":
-        keys = map_leaves(arr.keys.slice(start, end - start), schema.keys, leaf)
-        items = map_leaves(arr.items.slice(start, end - start), schema.values, leaf)
+        keys = map_leaves(arr.keys.slice(start, end - start), schema.keys, leaf)  # type: ignore[arg-type]
+        items = map_leaves(arr.items.slice(start, end - start), schema.values, leaf)  # type: ignore[arg-type]
         return pa.MapArray.from_arrays(
             offsets,
             keys,
             items,
             mask=mask,
-            type=pa.map_(keys.type, pa.field("value", items.type, schema.values.optional)),
+            type=pa.map_(keys.type, pa.field("value", items.type, schema.values.optional)),  # type: ignore[union-attr]
         )
     return leaf(arr, schema)
 

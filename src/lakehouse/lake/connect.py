@@ -66,8 +66,10 @@ class ConnectSchema:
         if self.type == "struct":
             out["fields"] = [dict(f.schema.to_connect_json(), field=f.name) for f in self.fields]
         elif self.type == "array":
+            assert self.items is not None  # an array has its element schema
             out["items"] = self.items.to_connect_json()
         elif self.type == "map":
+            assert self.keys is not None and self.values is not None  # a map has both
             out["keys"] = self.keys.to_connect_json()
             out["values"] = self.values.to_connect_json()
         out["optional"] = self.optional
@@ -134,11 +136,13 @@ class ConnectSchema:
             rec.update(props)
             return rec
         if self.type == "array":
+            assert self.items is not None
             item = self.items.to_avro(namespace_hint, seen)
             if self.items.optional:
                 item = ["null", item]
             return {"type": "array", "items": item, **props}
         if self.type == "map":
+            assert self.values is not None
             val = self.values.to_avro(namespace_hint, seen)
             if self.values.optional:
                 val = ["null", val]
@@ -201,8 +205,10 @@ class ConnectSchema:
                 [pa.field(f.name, f.schema.physical_arrow_type(), f.schema.optional) for f in self.fields]
             )
         if t == "array":
+            assert self.items is not None
             return pa.list_(pa.field("element", self.items.physical_arrow_type(), self.items.optional))
         if t == "map":
+            assert self.keys is not None and self.values is not None
             return pa.map_(
                 self.keys.physical_arrow_type(),
                 pa.field("value", self.values.physical_arrow_type(), self.values.optional),
@@ -404,7 +410,7 @@ def parse_connect_json_schema(doc: dict[str, Any]) -> ConnectSchema:
     if not isinstance(doc, dict) or "type" not in doc:
         raise SchemaParseError(f"not a Connect JSON schema: {str(doc)[:200]}")
     t = doc["type"]
-    common = dict(
+    common: dict[str, Any] = dict(
         name=doc.get("name"),
         version=doc.get("version"),
         parameters=tuple((doc.get("parameters") or {}).items()),

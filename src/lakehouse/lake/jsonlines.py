@@ -36,9 +36,9 @@ def _physical_value(value: Any, schema: ConnectSchema) -> Any:
             raise ValueError(f"expected an object for struct {schema.name or ''}, got {type(value).__name__}")
         return {f.name: _physical_value(value.get(f.name), f.schema) for f in schema.fields}
     if t == "array":
-        return [_physical_value(v, schema.items) for v in value]
+        return [_physical_value(v, schema.items) for v in value]  # type: ignore[arg-type]
     if t == "map":
-        return [(k, _physical_value(v, schema.values)) for k, v in value.items()]
+        return [(k, _physical_value(v, schema.values)) for k, v in value.items()]  # type: ignore[arg-type]
     if schema.name == DECIMAL:
         scale = int(schema.params.get("scale", "0"))
         if isinstance(value, (int, float)):
@@ -81,9 +81,9 @@ def json_arrow_type(schema: ConnectSchema) -> pa.DataType:
     if t == "struct":
         return pa.struct([pa.field(f.name, json_arrow_type(f.schema), True) for f in schema.fields])
     if t == "array":
-        return pa.list_(pa.field("element", json_arrow_type(schema.items), True))
+        return pa.list_(pa.field("element", json_arrow_type(schema.items), True))  # type: ignore[arg-type]
     if t == "map":
-        return pa.map_(pa.string(), pa.field("value", json_arrow_type(schema.values), True))
+        return pa.map_(pa.string(), pa.field("value", json_arrow_type(schema.values), True))  # type: ignore[arg-type]
     if schema.name == DECIMAL or t == "bytes":
         return pa.string()
     return {
@@ -130,7 +130,7 @@ def _has_map(schema: ConnectSchema) -> bool:
     if schema.type == "map":
         return True
     if schema.type == "array":
-        return _has_map(schema.items)
+        return _has_map(schema.items)  # type: ignore[arg-type]
     return any(_has_map(f.schema) for f in schema.fields)
 
 
@@ -150,7 +150,7 @@ def _fix_json_column(arr: pa.Array, schema: ConnectSchema) -> pa.Array:
             children.append(child)
         return pa.StructArray.from_arrays(children, fields=list(target), mask=arr.is_null())
     if t == "array":
-        values = _fix_json_column(arr.flatten(), schema.items)
+        values = _fix_json_column(arr.flatten(), schema.items)  # type: ignore[arg-type]
         offsets = pc.subtract(arr.offsets, arr.offsets[0]) if arr.offset else arr.offsets
         return pa.ListArray.from_arrays(offsets, values, type=target, mask=arr.is_null())
     if pa.types.is_binary(target) and schema.name == DECIMAL:  # legacy decimal (scale < 0 or > precision)

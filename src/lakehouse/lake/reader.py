@@ -630,7 +630,7 @@ def _shape_of(obj: LakeObject, value: ConnectSchema) -> tuple[str, ConnectSchema
         )
     names = set(value.field_names())
     if {"before", "after", "source", "op"} <= names:
-        after = value.field("after").schema
+        after = value.field("after").schema  # type: ignore[union-attr]
         if after.type != "struct":
             raise LakeObjectError(obj.key, "envelope 'after' is not a struct")
         return "envelope", after
@@ -692,7 +692,7 @@ def _merge_struct_images(table: pa.Table, is_delete: pa.Array) -> dict[str, pa.A
         a = sides.get("after", {}).get(nm)
         b = sides.get("before", {}).get(nm)
         if a is None:
-            a = pa.nulls(n, b.type)
+            a = pa.nulls(n, b.type)  # type: ignore[union-attr]
         if b is None:
             b = pa.nulls(n, a.type)
         if a.type != b.type:

@@ -86,9 +86,9 @@ def logical_type(schema: ConnectSchema) -> pa.DataType:
             return pa.string()
         return pa.struct([logical_field(f.name, f.schema) for f in schema.fields])
     if schema.type == "array":
-        return pa.list_(logical_field("element", schema.items))
+        return pa.list_(logical_field("element", schema.items))  # type: ignore[arg-type]
     if schema.type == "map":
-        return pa.map_(logical_type(schema.keys), logical_field("value", schema.values))
+        return pa.map_(logical_type(schema.keys), logical_field("value", schema.values))  # type: ignore[arg-type]
     if name in _SIMPLE_CASTS:
         return _SIMPLE_CASTS[name]
     if name == ZONED_TIMESTAMP:
@@ -198,7 +198,7 @@ def decode_array(arr: pa.Array, schema: ConnectSchema) -> pa.Array:
     if schema.type == "array":
         if arr.type == target:
             return arr
-        values = decode_array(arr.values if arr.offset == 0 else arr.flatten(), schema.items)
+        values = decode_array(arr.values if arr.offset == 0 else arr.flatten(), schema.items)  # type: ignore[arg-type]
         offsets = arr.offsets if arr.offset == 0 else pc.subtract(arr.offsets, arr.offsets[0])
         return pa.ListArray.from_arrays(offsets, values, type=target, mask=arr.is_null())
     if schema.type == "map":
@@ -305,6 +305,7 @@ def is_toast_placeholder(arr: pa.Array) -> pa.Array:
         return pc.fill_null(pc.equal(arr, TOAST_PLACEHOLDER), False)
     if pa.types.is_binary(t) or pa.types.is_large_binary(t):
         return pc.fill_null(pc.equal(arr, pa.scalar(TOAST_PLACEHOLDER.encode(), t)), False)
+    needles: list[list[Any]]
     if pa.types.is_map(t):
         needles = [[(TOAST_PLACEHOLDER, TOAST_PLACEHOLDER)]]
     elif pa.types.is_list(t) or pa.types.is_large_list(t):

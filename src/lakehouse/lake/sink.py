@@ -213,7 +213,7 @@ class SinkWriter:
                     PARQUET_CODEC_EXTENSIONS["snappy"],
                     view=".keys",
                 )
-                self.store.put_bytes(kkey, encode_keys_parquet(part_keys, pend.key_schema))
+                self.store.put_bytes(kkey, encode_keys_parquet(part_keys, pend.key_schema))  # type: ignore[arg-type]
             if self.config.store_headers:
                 hkey = build_object_key(
                     self.config.layout,
@@ -329,7 +329,7 @@ def encode_headers_parquet(headers: list[list[tuple[str, str | None]]]) -> bytes
     """``store.kafka.headers`` with ParquetFormat: each record's headers as (key, string value)
     pairs, values converted with Connect's ``Values.convertToString`` (spec §3.3)."""
     rows = [[{"key": k, "value": v} for k, v in h] for h in headers]
-    arr = pa.array(rows, type=HEADER_SCHEMA.field("headers").schema.physical_arrow_type())
+    arr = pa.array(rows, type=HEADER_SCHEMA.field("headers").schema.physical_arrow_type())  # type: ignore[union-attr]
     return encode_parquet(pa.table({"headers": arr}), HEADER_SCHEMA, "snappy")
 
 
@@ -393,9 +393,9 @@ def _json_value(value: Any, schema: ConnectSchema) -> Any:
     if schema.type == "struct":
         return {f.name: _json_value(value.get(f.name), f.schema) for f in schema.fields}
     if schema.type == "array":
-        return [_json_value(v, schema.items) for v in value]
+        return [_json_value(v, schema.items) for v in value]  # type: ignore[arg-type]
     if schema.type == "map":
-        return {k: _json_value(v, schema.values) for k, v in value}
+        return {k: _json_value(v, schema.values) for k, v in value}  # type: ignore[arg-type]
     if schema.name == DECIMAL:
         return base64.b64encode(decimal_to_bytes(value, int(schema.params.get("scale", "0")))).decode()
     if schema.type == "bytes":
@@ -435,7 +435,7 @@ def unwrap_envelope(
     records: pa.Table, schema: ConnectSchema, cfg: UnwrapConfig
 ) -> tuple[pa.Table, ConnectSchema, np.ndarray]:
     """Apply the unwrap SMT: returns (rows, row schema, mask of envelope rows that survive)."""
-    value_schema = schema.field("after").schema
+    value_schema = schema.field("after").schema  # type: ignore[union-attr]
     ops = records.column("op").to_numpy(zero_copy_only=False)
     is_delete = ops == "d"
     keep = ops != "t"  # truncates are always dropped by the SMT
@@ -454,7 +454,7 @@ def unwrap_envelope(
     if cfg.delete_handling == "rewrite":
         columns[cfg.prefix + "deleted"] = pc.if_else(is_delete_kept, "true", "false")
         fields.append((cfg.prefix + "deleted", ConnectSchema("string", optional=True)))
-    source_schema = schema.field("source").schema
+    source_schema = schema.field("source").schema  # type: ignore[union-attr]
     source = kept.column("source").combine_chunks()
     for spec in cfg.add_fields:
         name, _, rename = spec.partition(":")
@@ -466,7 +466,7 @@ def unwrap_envelope(
             col_name = cfg.prefix + (rename or leaf)
         if struct_name == "":
             arr = kept.column(leaf).combine_chunks()
-            fschema = schema.field(leaf).schema
+            fschema = schema.field(leaf).schema  # type: ignore[union-attr]
         elif struct_name == "source":
             fs = source_schema.field(leaf)
             if fs is None:

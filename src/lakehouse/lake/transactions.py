@@ -43,7 +43,7 @@ class TransactionLog:
         if self.objects is None:
             return None
         reach = self.objects.filter(pl.col("newest_commit") >= commit_lsn)
-        return reach.get_column("start_offset").min() if reach.height else None
+        return reach.get_column("start_offset").min() if reach.height else None  # type: ignore[return-value]
 
     @property
     def newest(self) -> dict | None:
@@ -89,7 +89,7 @@ def read_transaction_log(
         pl.col("lsn").alias("commit_lsn"),
         ts.cast(pl.Int64).alias("ts_ms"),
         pl.col("event_count").cast(pl.Int64),
-    ).cast(END_SCHEMA)
+    ).cast(END_SCHEMA)  # type: ignore[arg-type]
     counts = pl.DataFrame(schema=COUNT_SCHEMA)
     if "data_collections" in end.columns:
         counts = (
@@ -102,13 +102,13 @@ def read_transaction_log(
                 pl.col("data_collection").alias("collection"),
                 pl.col("event_count").cast(pl.Int64),
             )
-            .cast(COUNT_SCHEMA)
+            .cast(COUNT_SCHEMA)  # type: ignore[arg-type]
         )
     # re-emitted copies (Debezium replays) carry the same commit
     return TransactionLog(
         ends.unique("commit_lsn", keep="first").sort("commit_lsn"),
         counts.unique(["commit_lsn", "collection"], keep="first"),
-        begins.min() if len(begins) else None,
+        begins.min() if len(begins) else None,  # type: ignore[arg-type]
         reach,
     )
 

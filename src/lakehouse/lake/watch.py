@@ -100,19 +100,20 @@ def watch(
     nxt = WatchCursor({}, {}, now if full else old.full_listed_at)
     result = WatchResult({}, {}, [], nxt, full, 0, 1)
     root = layout.topic_prefix()
-    for folder in store.list_dirs(root):
+    for folder in store.list_dirs(root):  # type: ignore[attr-defined]
         topic = folder[len(root) :].rstrip(layout.directory_delim)
         if is_non_table_topic(topic):
             continue
         result.topics.append(topic)
         prefix = layout.topic_prefix(topic)
         marks = {f: dict(p) for f, p in old.marks.get(topic, {}).items()}
+        listings: list[tuple[str, str | None]]
         if full:
             listings = [(prefix, None)]
             nxt_marks: dict[str, dict[str, str]] = {}
         else:
             result.calls += 1
-            listings = [(sub, _start_after(marks.get(sub), layout)) for sub in store.list_dirs(prefix)]
+            listings = [(sub, _start_after(marks.get(sub), layout)) for sub in store.list_dirs(prefix)]  # type: ignore[attr-defined]
             nxt_marks = marks
         new: list[ObjectInfo] = []
         total = 0

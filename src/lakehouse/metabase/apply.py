@@ -207,7 +207,7 @@ def apply(
                 "Eco2 lakehouse dashboards, managed as code "
                 "(dashboards/ in cdc-lakehouse): edits here are overwritten.",
             )
-            plan.add(Action("collection", collection, "create", coll.id))
+            plan.add(Action("collection", collection, "create", coll.id))  # type: ignore[arg-type]
             collection_id = coll.id
     else:
         plan.add(Action("collection", collection, "unchanged", coll.id))
@@ -224,7 +224,7 @@ def apply(
     for dashboard in dashboards:
         for card in dashboard.cards:
             wanted.add(card.name)
-            body = card_body(card, collection_id, database_id, target)
+            body = card_body(card, collection_id, database_id, target)  # type: ignore[arg-type]
             live = _pick([c for c in live_cards if c.name == card.name], "card", card.name, plan)
             if live is None:
                 if dry_run:
@@ -258,15 +258,15 @@ def apply(
             if dry_run:
                 plan.add(Action("dashboard", dashboard.title, "create", changes=["dashcards"]))
                 continue
-            created = client.create_dashboard(dashboard.title, dashboard.description, collection_id)
+            created = client.create_dashboard(dashboard.title, dashboard.description, collection_id)  # type: ignore[arg-type, assignment]
             client.update_dashboard(created.id, {"dashcards": dashcards_body(dashboard, card_ids, None)})
             plan.add(Action("dashboard", dashboard.title, "create", created.id, ["dashcards"]))
             continue
         live = client.dashboard(found.id)
         dashcards = dashcards_body(dashboard, card_ids, live) if complete else None
-        changes = dashboard_changes(live, dashboard, collection_id, dashcards)
+        changes = dashboard_changes(live, dashboard, collection_id, dashcards)  # type: ignore[arg-type]
         if changes and not dry_run:
-            body: dict[str, Any] = {"description": dashboard.description, "collection_id": collection_id}
+            body: dict[str, Any] = {"description": dashboard.description, "collection_id": collection_id}  # type: ignore[no-redef]
             if "dashcards" in changes:
                 body["dashcards"] = dashcards
             client.update_dashboard(live.id, body)

@@ -85,7 +85,7 @@ def parse(sql: str) -> exp.Expression:
         raise CardSQLError(f"does not parse as DuckDB SQL: {exc}") from None
     if len(statements) != 1:
         raise CardSQLError(f"expected one statement, found {len(statements)}")
-    return statements[0]
+    return statements[0]  # type: ignore[return-value]
 
 
 def _cte_names(tree: exp.Expression) -> set[str]:

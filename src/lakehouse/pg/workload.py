@@ -103,7 +103,7 @@ class Eco2Workload:
                                    VALUES (%s, %s, %s, %s) RETURNING id""",
                     row,
                 )
-                self.user_ids.append(cur.fetchone()[0])
+                self.user_ids.append(cur.fetchone()[0])  # type: ignore[index]
         self.report.users += n
         self._count("users.insert", n)
 

@@ -172,7 +172,7 @@ def _fill_mode(life: Life, present: bool, t: int) -> str | None:
 
 def _carried(topic: str, out: Timeline, obj: ObjectColumns, name: str, f: pa.Field, t: int) -> None:
     life = out.lives.get(name)
-    if life is None or (not life.alive and t >= life.until):  # added, or added again after a drop
+    if life is None or (not life.alive and t >= life.until):  # type: ignore[operator]  # added, or added again after a drop
         out.lives[name] = Life(_first_schema(f), t, after=None if life is None else life.until, last=t)
         if name not in out.started:
             out.started.append(name)

@@ -185,20 +185,20 @@ def _advance(
     if lsn is None:
         raise ConsistencyError(f"{result.database}: no transaction is complete in every table yet")
     bound = EventBound(lsn, txlog, read)
-    tables = compact(reader, root, config, [e.topic for e in entries], replace(options, until=bound))
-    result.tables = tables
-    failed = [t for t in tables if t.failed]
+    tables = compact(reader, root, config, [e.topic for e in entries], replace(options, until=bound))  # type: ignore[assignment]
+    result.tables = tables  # type: ignore[assignment]
+    failed = [t for t in tables if t.failed]  # type: ignore[attr-defined]
     if failed:
         raise ConsistencyError(
             f"{result.database}: watermark not published, {len(failed)} table(s) failed: "
-            + "; ".join(t.error or t.table for t in failed)
+            + "; ".join(t.error or t.table for t in failed)  # type: ignore[attr-defined]
         )
     versions = {}
     for e in entries:
         st = StateTable(root, e.table)
         if st.load() is not None:
             versions[e.table] = st.version
-    result.watermark = _describe(result.database, lsn, txlog, versions)
+    result.watermark = _describe(result.database, lsn, txlog, versions)  # type: ignore[arg-type]
     newer = published(state, result.database)
     if newer is not None and newer.lsn > lsn:  # another run got further meanwhile: never move back
         result.watermark = newer
@@ -234,7 +234,7 @@ def _transaction_log(
     except Exception:  # noqa: BLE001 - no cache (an older pointer): read the whole topic
         return read_transaction_log(reader, database)
     ends = (
-        pl.concat([kept.cast(END_SCHEMA), fresh.ends]).unique("commit_lsn", keep="first").sort("commit_lsn")
+        pl.concat([kept.cast(END_SCHEMA), fresh.ends]).unique("commit_lsn", keep="first").sort("commit_lsn")  # type: ignore[arg-type]
     )
     assert previous is not None
     return TransactionLog(ends, fresh.counts, previous.first_begin_lsn, fresh.objects)

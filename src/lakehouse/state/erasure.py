@@ -76,8 +76,8 @@ def closed_accounts(state_uri: str, config: TablesConfig) -> list:
     st = StateTable(state_uri, accounts.table)
     if st.load() is None:
         return []
-    rows = st.read(None, pc.field("__deleted") == True, columns=[accounts.erasure.account_column])  # noqa: E712
-    return sorted(set(rows.column(accounts.erasure.account_column).to_pylist()) - {None})
+    rows = st.read(None, pc.field("__deleted") == True, columns=[accounts.erasure.account_column])  # type: ignore[union-attr]  # noqa: E712
+    return sorted(set(rows.column(accounts.erasure.account_column).to_pylist()) - {None})  # type: ignore[union-attr]
 
 
 def erase(state_uri: str, config: TablesConfig) -> ErasureReport:
@@ -108,7 +108,7 @@ def _erase_tombstones(root: str, entry: TableConfig, closed: list) -> int:
     if st.load() is None:
         return 0
     assert entry.erasure is not None
-    present = [c for c in entry.erasure.columns if c in st.meta.row_schema.names]
+    present = [c for c in entry.erasure.columns if c in st.meta.row_schema.names]  # type: ignore[union-attr]
     if not present:
         return 0
     dt = DeltaTable(st.uri, storage_options=st.options)

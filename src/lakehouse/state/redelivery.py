@@ -138,9 +138,9 @@ def drop_copies(
     originals = applied_identities(reader, obj, key, redelivery)
     if originals is not None and originals.num_rows and n:
         ident = [*key, "__op", "__lsn", "__tx_id", "__snapshot"]
-        mine = pl.from_arrow(table.select(ident)).with_row_index("__i")
-        theirs = pl.from_arrow(originals).unique(subset=ident, keep="last")
-        mine, theirs = _comparable(mine, theirs, ident)
+        mine = pl.from_arrow(table.select(ident)).with_row_index("__i")  # type: ignore[union-attr]
+        theirs = pl.from_arrow(originals).unique(subset=ident, keep="last")  # type: ignore[call-arg]
+        mine, theirs = _comparable(mine, theirs, ident)  # type: ignore[arg-type]
         hit = mine.join(theirs, on=ident, how="inner", nulls_equal=True).sort("__i")
         if hit.height:
             copy[hit.get_column("__i").to_numpy()] = True
@@ -159,6 +159,7 @@ def drop_copies(
     out = table.take(pa.array(kept))
     after = kept > last[1] if last is not None else np.zeros(len(kept), bool)
     if after.any():  # records following the furthest copy: right after its original
+        assert last is not None  # `after` is all False without it
         start = np.where(after, last[0][0], out.column("__file_start_offset").to_numpy(zero_copy_only=False))
         row = np.where(
             after, last[0][1] + np.cumsum(after), out.column("__row_index").to_numpy(zero_copy_only=False)
@@ -263,4 +264,4 @@ def _comparable(a: pl.DataFrame, b: pl.DataFrame, columns: list[str]) -> tuple[p
         ta, tb = a.schema[c], b.schema[c]
         if ta != tb:
             casts[c] = pl.Int64 if ta.is_integer() and tb.is_integer() else pl.Utf8
-    return (a.cast(casts), b.cast(casts)) if casts else (a, b)
+    return (a.cast(casts), b.cast(casts)) if casts else (a, b)  # type: ignore[arg-type]

@@ -58,21 +58,21 @@ def fold_sql(
     prior: pa.Table | None,
     key: tuple[str, ...],
     row_fields: list[pa.Field],
-    truncates: list[Truncate] = (),
+    truncates: list[Truncate] | tuple[Truncate, ...] = (),
     pairing: pa.Table | None = None,
     keep_images: bool = False,
 ) -> FoldResult:
     """:func:`lakehouse.state.fold.fold` on DuckDB (same arguments, same result). ``con``: one per
     thread (its temp views are the fold's working tables)."""
-    inputs = fold_inputs(events, prior, pairing, truncates, key, row_fields)
+    inputs = fold_inputs(events, prior, pairing, truncates, key, row_fields)  # type: ignore[arg-type]
     con.register("fold_skeleton", inputs.skeleton)
     con.register("fold_truncates", inputs.truncates)
     names = _fragments(key, row_fields, keep_images)
     for statement in steps("fold/fold.sql", names):
         con.execute(statement)
-    raise_if_late(con.execute(step("fold/late.sql", names)).fetchone(), inputs.wide)
+    raise_if_late(con.execute(step("fold/late.sql", names)).fetchone(), inputs.wide)  # type: ignore[arg-type]
     for _ in range(MAX_LINK_ROUNDS if names["take"] else 0):
-        if not con.execute(step("fold/link_pending.sql", names)).fetchone()[0]:
+        if not con.execute(step("fold/link_pending.sql", names)).fetchone()[0]:  # type: ignore[index]
             break
         con.execute(step("fold/link.sql", names))
     con.execute(step("fold/result.sql", names))
@@ -80,7 +80,7 @@ def fold_sql(
     effects = con.execute(step("fold/effects.sql", names)).fetchone()
     new_truncates = con.execute(step("fold/read_new_truncates.sql", names)).arrow().read_all()
     con.execute(step("fold/cleanup.sql", names))
-    return fold_output(inputs, narrow, effects, truncates, new_truncates, key, row_fields)
+    return fold_output(inputs, narrow, effects, truncates, new_truncates, key, row_fields)  # type: ignore[arg-type]
 
 
 def fold_script(
@@ -127,7 +127,7 @@ def render(statement: str, dialect: str, tables: dict[str, str] | None = None) -
         tree.set("kind", "TABLE")
     for table in tree.find_all(exp.Table):
         if table.name in (tables or {}) and not table.db:
-            table.replace(exp.to_table(tables[table.name]))
+            table.replace(exp.to_table(tables[table.name]))  # type: ignore[index]
     return tree.sql(dialect=dialect)
 
 
@@ -237,9 +237,9 @@ def _toast(wide: pa.Table, counts: list[int], row_fields: list[pa.Field], key: t
         mask = placeholders(wide.column(name), kind)
         for row in np.flatnonzero(mask) if mask is not None else ():
             cells.setdefault(int(row), []).append(i)
-    for row, names in enumerate(wide.column("__toast_pending").slice(n_events, n_prior).to_pylist()):
+    for row, names in enumerate(wide.column("__toast_pending").slice(n_events, n_prior).to_pylist()):  # type: ignore[assignment]
         if names:
-            cells[n_events + row] = [number[c] for c in names if c in number]
+            cells[n_events + row] = [number[c] for c in names if c in number]  # type: ignore[index]
     typ = pa.list_(pa.int32())
     return (
         pa.array([cells.get(r) or None for r in range(wide.num_rows)], typ)
