@@ -5,7 +5,7 @@ CLI (``python -m lakehouse.cli compact``) in its own process:
 
 * faults: a lake of ``--events`` (generated locally, kept in the work dir, uploaded with boto3 to
   a moto S3 server this script starts on loopback) is compacted into a fresh state bucket per
-  setting, lake and state both read and written through ``tests/fault_proxy.py``'s FaultProxy:
+  setting, lake and state both read and written through ``tests/support/fault_proxy.py``'s FaultProxy:
   0 % injected errors (the baseline, through the proxy too), then each ``--fault-rates`` setting
   (default 5 % errors + 0.5 % drops, 20 % errors + 2 % drops). A run straight to moto (no proxy)
   shows what the proxy itself costs. Per setting: seconds, events/s, × baseline, the faults the
@@ -34,39 +34,40 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import traceback
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
+
+from common import (
+    MOTO_REGION,
+    busy_seconds,
+    code_identity,
+    cpu_model,
+    moto_env,
+    moto_server,
+    phase_command,
+    phase_generate,
+    phase_result,
+    ram_gib,
+    run_phase_here,
+    stderr_tail,
+    text_table,
+    wait_quiet,
+    write_job,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # FaultProxy (stdlib only)
 
 PARTS = ("faults", "recovery")
 PSEUDONYM_KEY = "bench-chaos"
-REGION = "us-east-1"
 
 
 # ---------------------------------------------------------------------------------------------
 # phases run in a fresh process (the last stdout line is their JSON result)
 # ---------------------------------------------------------------------------------------------
-
-
-def phase_generate(job: dict) -> dict:
-    from lakehouse.generate import GeneratorOptions, generate_lake
-
-    t = time.perf_counter()
-    report = generate_lake(job["lake"], GeneratorOptions(events=job["events"], seed=job["seed"]))
-    return {
-        "events": report.events,
-        "objects": report.objects,
-        "bytes": report.bytes,
-        "seconds": time.perf_counter() - t,
-    }
 
 
 def _large(t):
@@ -135,28 +136,9 @@ def phase_verify(job: dict) -> dict:
 PHASES = {"generate": phase_generate, "verify": phase_verify}
 
 
-def run_phase_here(name: str, job_path: str) -> None:
-    job = json.loads(Path(job_path).read_text())
-    try:
-        result = PHASES[name](job)
-    except BaseException as exc:  # noqa: BLE001 (reported, not raised)
-        result = {
-            "error": f"{type(exc).__name__}: {exc}",
-            "traceback": "".join(traceback.format_exc().splitlines(True)[-30:]),
-        }
-    print(json.dumps(result), flush=True)
-
-
 # ---------------------------------------------------------------------------------------------
 # the parent
 # ---------------------------------------------------------------------------------------------
-
-
-def _busy_seconds() -> float:
-    import psutil
-
-    t = psutil.cpu_times()
-    return t.user + t.nice + t.system + t.irq + t.softirq + t.steal
 
 
 def _tree_cpu(proc) -> float:
@@ -179,40 +161,23 @@ class Bench:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.infra: list = []  # psutil.Process of moto and this process (the proxy's threads)
 
-    def wait_quiet(self) -> float:
-        """Wait (at most ``--quiet-wait`` s) until the machine has been idle for 5 s (< 0.3 cores
-        busy): on a shared machine, start each timed run in a lull. Returns the seconds waited."""
-        import psutil
-
-        started = time.perf_counter()
-        while time.perf_counter() - started < self.args.quiet_wait:
-            if psutil.cpu_percent(interval=5.0) / 100 * (os.cpu_count() or 1) < 0.3:
-                break
-        return time.perf_counter() - started
-
     # -- a child process -------------------------------------------------------------------
 
     def phase(self, label: str, phase: str, job: dict, env: dict | None = None) -> dict:
-        job_path = self.run_dir / f"job-{label}.json"
-        job_path.write_text(json.dumps(job))
+        job_path = write_job(self.run_dir, label, job)
         print(f"--- {label} ...", file=sys.stderr, flush=True)
         t = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), "--phase", phase, "--job", str(job_path)],
+            phase_command(__file__, phase, job_path),
             capture_output=True,
             text=True,
             cwd=ROOT,
             env={**os.environ, **(env or {})},
         )
         (self.logs / f"{label}.err").write_text(done.stderr)
-        lines = [x for x in done.stdout.splitlines() if x.startswith("{")]
-        result = (
-            json.loads(lines[-1])
-            if lines
-            else {
-                "error": f"exit code {done.returncode}, no result: {' | '.join(done.stderr.strip().splitlines()[-5:])}"
-            }
-        )
+        result = phase_result(done.stdout) or {
+            "error": f"exit code {done.returncode}, no result: {stderr_tail(done.stderr)}"
+        }
         result["wall_seconds"] = time.perf_counter() - t
         msg = result.get("error") or f"{result['wall_seconds']:.1f} s"
         print(f"--- {label}: {msg}", file=sys.stderr, flush=True)
@@ -228,8 +193,8 @@ class Bench:
         log = self.logs / f"{label}.log"
         print(f"--- {label}: lakehouse {' '.join(args)}", file=sys.stderr, flush=True)
         deadline = kill_after if kill_after is not None else self.args.timeout
-        waited = self.wait_quiet()
-        busy0 = _busy_seconds()
+        waited = wait_quiet(self.args.quiet_wait)
+        busy0 = busy_seconds()
         infra0 = sum(_tree_cpu(p) for p in self.infra)
         with open(log, "w") as fh:
             started = time.perf_counter()
@@ -262,7 +227,7 @@ class Bench:
             "timed_out": killed is not None and kill_after is None,
             "cpu_cores": own / wall,
             "infra_cores": infra / wall,
-            "other_cores": max(0.0, (_busy_seconds() - busy0 - own - infra) / wall),
+            "other_cores": max(0.0, (busy_seconds() - busy0 - own - infra) / wall),
             "peak_rss_mb": peak / 2**20,
             "tables": parse_summary(output),
             "cpu_seconds": own,
@@ -318,58 +283,6 @@ def ensure_lake(bench: Bench, events: int, seed: int) -> tuple[Path, dict]:
     return lake, gen
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def moto_server(log: Path):
-    """moto's S3 server in its own process on loopback (as tests/conftest.py's ``moto_s3``)."""
-    port = _free_port()
-    with open(log, "w") as fh:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-        )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.1)
-        yield server, endpoint
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
-def aws_env(endpoint: str) -> dict:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION")
-    }
-    env.update(
-        AWS_ENDPOINT_URL=endpoint,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION=REGION,
-    )
-    return env
-
-
 def upload(lake: Path, client, bucket: str) -> dict:
     from concurrent.futures import ThreadPoolExecutor
 
@@ -396,7 +309,7 @@ def compact_args(lake: str, state: str, args) -> list[str]:
 def part_faults(bench: Bench, args) -> dict:
     import boto3
     import psutil
-    from fault_proxy import FaultProxy
+    from support.fault_proxy import FaultProxy
 
     lake, gen = ensure_lake(bench, args.events, args.seed)
     settings = [("0 % (baseline)", 0.0, 0.0)]
@@ -411,7 +324,7 @@ def part_faults(bench: Bench, args) -> dict:
         client = boto3.client(
             "s3",
             endpoint_url=endpoint,
-            region_name=REGION,
+            region_name=MOTO_REGION,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
@@ -422,7 +335,7 @@ def part_faults(bench: Bench, args) -> dict:
             file=sys.stderr,
             flush=True,
         )
-        direct_env = aws_env(endpoint)
+        direct_env = moto_env(endpoint)
         for k, v in (
             ("LAKEHOUSE_STORAGE_ATTEMPTS", args.attempts),
             ("LAKEHOUSE_STORAGE_RETRY_SECONDS", args.retry_seconds),
@@ -518,47 +431,13 @@ def _committed(state: str) -> dict[str, int | None]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _code_identity() -> str:
-    import hashlib
-
-    git = ["git", "-C", str(ROOT)]
-    head = subprocess.run(
-        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    changed = subprocess.run(
-        [*git, "status", "--porcelain", "--", "src"], capture_output=True, text=True
-    ).stdout
-    if not changed.strip():
-        return f"{head} (clean src/)"
-    diff = subprocess.run([*git, "diff", "HEAD", "--", "src"], capture_output=True).stdout
-    names = ", ".join(x[3:] for x in changed.splitlines())
-    return f"{head} + uncommitted changes in {names} (diff sha1 {hashlib.sha1(diff).hexdigest()[:10]})"
-
-
 def _machine() -> str:
-    import psutil
-
-    cpu = "?"
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(
-            x.split(":", 1)[1].strip()
-            for x in Path("/proc/cpuinfo").read_text().splitlines()
-            if x.startswith("model name")
-        )
+    # nproc, not os.cpu_count(): the cores this process may use (a cgroup or affinity may limit them)
     nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip() or str(os.cpu_count())
     return (
-        f"nproc {nproc} ({cpu}), {psutil.virtual_memory().total / 2**30:.1f} GiB RAM, "
+        f"nproc {nproc} ({cpu_model()}), {ram_gib():.1f} GiB RAM, "
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
     )
-
-
-def _table(heads: list[str], rows: list[list[str]]) -> tuple[str, list[str]]:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(heads)]
-    text = [" | ".join(h.ljust(w) for h, w in zip(heads, widths)), "-+-".join("-" * w for w in widths)]
-    text += [" | ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-    md = ["| " + " | ".join(heads) + " |", "|" + "|".join("---" for _ in heads) + "|"]
-    md += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
-    return "\n".join(text), md
 
 
 def _origin(gen: dict) -> str:
@@ -656,7 +535,7 @@ def render(
                     f"{r['cpu_cores']:.1f} / {r['infra_cores']:.1f} / {r['other_cores']:.1f}",
                 ]
             )
-        t, m = _table(heads, rows)
+        t, m = text_table(heads, rows)
         lake_line = (
             f"lake: {N:,} events, {gen['objects']:,} objects, {gen['bytes'] / 1e6:,.0f} MB "
             f"({_origin(gen)}, seed {args.seed}), "
@@ -668,8 +547,8 @@ def render(
             "",
             lake_line + ". Lake and state both on a moto S3 server on loopback (started by the script); "
             "each setting compacts the whole lake into a fresh state bucket, through "
-            "`tests/fault_proxy.py` (requests the proxy answers with 500 InternalError / 503 SlowDown, "
-            "or closes without an answer, never reach moto). The baseline goes through the proxy too "
+            "`tests/support/fault_proxy.py` (requests the proxy answers with 500 InternalError / "
+            "503 SlowDown, or closes without an answer, never reach moto). The baseline goes through the proxy too "
             "(at 0 %); the no-proxy row shows the proxy's own cost.",
             "",
             *m,
@@ -744,7 +623,7 @@ def render(
             ),
             row("second rerun (nothing to do)", r2, _status(r2)),
         ]
-        t, m = _table(heads, rows)
+        t, m = text_table(heads, rows)
         lost = k["seconds"] + r1["seconds"] - B
         left = r1["events"]
         committed = rec["committed_before_kill"]
@@ -862,7 +741,7 @@ def main() -> None:
     ap.add_argument("--job", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.phase:
-        run_phase_here(args.phase, args.job)
+        run_phase_here(PHASES[args.phase], args.job, trace_lines=30)
         return
     chosen = [p.strip() for p in args.only.split(",") if p.strip()] or list(PARTS)
     if set(chosen) - set(PARTS):
@@ -873,7 +752,7 @@ def main() -> None:
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     bench = Bench(args, run_dir)
-    code = _code_identity()
+    code = code_identity()
     faults = part_faults(bench, args) if "faults" in chosen else None
     rec = part_recovery(bench, args) if "recovery" in chosen else None
     wall = time.perf_counter() - t0

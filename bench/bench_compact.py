@@ -52,23 +52,27 @@ import shutil
 import subprocess
 import sys
 import time
-import traceback
 from datetime import UTC, datetime
 from pathlib import Path
+
+from common import (
+    busy_seconds,
+    code_identity,
+    machine,
+    peak_rss_mb,
+    phase_command,
+    phase_generate,
+    phase_result,
+    run_phase_here,
+    stderr_tail,
+    wait_quiet,
+    write_job,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTENDERS = ("floor", "scan", "product", "duckdb", "polars", "pandas", "delta", "spark", "incremental")
 DEFAULT_SPARK_PY = ROOT / ".bench-venv" / "bin" / "python"
 OFFSET_RE = r"\+(\d+)\+(\d+)\.[^/]*$"  # <topic>+<partition>+<start offset>.<ext>
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def _emit(result: dict) -> None:
-    result.setdefault("peak_rss_mb", _peak_rss_mb())
-    print(json.dumps(result), flush=True)
 
 
 def _sql_list(items: list[str]) -> str:
@@ -78,19 +82,6 @@ def _sql_list(items: list[str]) -> str:
 # ---------------------------------------------------------------------------------------------
 # phases (each runs in its own process; the last stdout line is its JSON result)
 # ---------------------------------------------------------------------------------------------
-
-
-def phase_generate(job: dict) -> dict:
-    from lakehouse.generate import GeneratorOptions, generate_lake
-
-    t = time.perf_counter()
-    report = generate_lake(job["lake"], GeneratorOptions(events=job["events"], seed=job["seed"]))
-    return {
-        "events": report.events,
-        "objects": report.objects,
-        "bytes": report.bytes,
-        "seconds": time.perf_counter() - t,
-    }
 
 
 def phase_plan(job: dict) -> dict:
@@ -232,7 +223,7 @@ def phase_product(job: dict) -> dict:
         import psutil
 
         marks[r.table] = {
-            "peak_so_far_mb": _peak_rss_mb(),
+            "peak_so_far_mb": peak_rss_mb(),
             "rss_after_mb": psutil.Process().memory_info().rss / 2**20,
             "done_at": time.perf_counter() - t,
         }
@@ -621,18 +612,6 @@ PHASES = {
 }
 
 
-def run_phase_here(name: str, job_path: str) -> None:
-    job = json.loads(Path(job_path).read_text())
-    try:
-        result = PHASES[name](job)
-    except BaseException as exc:  # noqa: BLE001 (MemoryError included: reported, not raised)
-        result = {
-            "error": f"{type(exc).__name__}: {exc}",
-            "traceback": "".join(traceback.format_exc().splitlines(True)[-40:]),
-        }
-    _emit(result)
-
-
 # ---------------------------------------------------------------------------------------------
 # the parent: runs each phase in a fresh process, measures it, prints and writes the report
 # ---------------------------------------------------------------------------------------------
@@ -647,43 +626,22 @@ class Runner:
         self.mem_limit_mb = mem_limit_gb * 1024
         self.timeout = timeout
 
-    def wait_quiet(self, max_seconds: float) -> float:
-        """Wait (at most ``max_seconds``) until the machine has been idle for 5 s (< 0.3 cores busy):
-        on a shared machine, start each contender in a lull. Returns the seconds waited."""
-        import psutil
-
-        started = time.perf_counter()
-        while time.perf_counter() - started < max_seconds:
-            busy = psutil.cpu_percent(interval=5.0) / 100 * (os.cpu_count() or 1)
-            if busy < 0.3:
-                break
-        return time.perf_counter() - started
-
     def run(self, label: str, phase: str, job: dict, python: str | None = None) -> dict:
         import psutil
 
         quiet_waited = (
-            self.wait_quiet(self.quiet_wait) if self.quiet_wait and phase not in ("plan", "verify") else 0.0
+            wait_quiet(self.quiet_wait) if self.quiet_wait and phase not in ("plan", "verify") else 0.0
         )
 
-        job_path = self.work / f"job-{label}.json"
-        job_path.write_text(json.dumps(job))
-        cmd = [
-            python or sys.executable,
-            str(Path(__file__).resolve()),
-            "--phase",
-            phase,
-            "--job",
-            str(job_path),
-        ]
+        cmd = phase_command(__file__, phase, write_job(self.work, label, job), python)
         env = dict(os.environ)
         env.setdefault("LAKEHOUSE_PSEUDONYM_KEY", "bench")
         env["PYTHONPATH"] = ""  # the side venv must not see the project's packages
-        code = _code_identity() if phase == "product" else None  # what the child is about to import
+        code = code_identity() if phase == "product" else None  # what the child is about to import
         out_path, err_path = self.logs / f"{label}.out", self.logs / f"{label}.err"
         print(f"--- {label}: running ({phase}) ...", file=sys.stderr, flush=True)
         started = time.perf_counter()
-        cpu0, ru0 = _busy_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu0, ru0 = busy_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu_seen: dict[int, float] = {}  # pid -> user+system seconds, last sample
         with open(out_path, "w") as out, open(err_path, "w") as err:
             proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=ROOT, start_new_session=True)
@@ -715,13 +673,14 @@ class Runner:
         ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         waited = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
         own = max(waited, sum(cpu_seen.values()))
-        lines = [x for x in out_path.read_text().splitlines() if x.startswith("{")]
-        result = json.loads(lines[-1]) if lines else {}
+        printed = phase_result(out_path.read_text())
+        result = printed or {}
         if killed:
             result["error"] = killed
-        elif not lines:
-            tail = err_path.read_text().strip().splitlines()[-5:]
-            result["error"] = f"exit code {proc.returncode}, no result; stderr: {' | '.join(tail)}"
+        elif printed is None:
+            result["error"] = (
+                f"exit code {proc.returncode}, no result; stderr: {stderr_tail(err_path.read_text())}"
+            )
         result["tree_peak_rss_mb"] = peak
         result["peak_mb"] = max(peak, result.get("peak_rss_mb", 0.0))
         result["wall_seconds"] = wall
@@ -729,20 +688,13 @@ class Runner:
         if code:
             result["code"] = code
         result["cpu_cores"] = own / wall  # cores the contender kept busy on average
-        result["other_cores"] = max(0.0, (_busy_seconds() - cpu0 - own) / wall)  # everything else
+        result["other_cores"] = max(0.0, (busy_seconds() - cpu0 - own) / wall)  # everything else
         msg = (
             result.get("error")
             or f"{result.get('seconds', wall):.1f} s, peak RSS {result['peak_mb']:,.0f} MB"
         )
         print(f"--- {label}: {msg}", file=sys.stderr, flush=True)
         return result
-
-
-def _busy_seconds() -> float:
-    import psutil
-
-    t = psutil.cpu_times()  # guest time is already inside user on Linux
-    return t.user + t.nice + t.system + t.irq + t.softirq + t.steal
 
 
 def _link_objects(plan: dict, files: list[dict], dest: Path) -> None:
@@ -801,22 +753,6 @@ def _versions(spark_python: str | None) -> dict[str, str]:
     return v
 
 
-def _machine() -> str:
-    import psutil
-
-    cpu = "?"
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(
-            x.split(":", 1)[1].strip()
-            for x in Path("/proc/cpuinfo").read_text().splitlines()
-            if x.startswith("model name")
-        )
-    return (
-        f"{os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
-        f"{platform.system()} {platform.release()}"
-    )
-
-
 def _check(a: dict | None, ref: dict | None, positions: bool) -> str:
     if not a or not ref:
         return "-"
@@ -869,7 +805,7 @@ def main() -> None:
     ap.add_argument("--job", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.phase:
-        run_phase_here(args.phase, args.job)
+        run_phase_here(PHASES[args.phase], args.job, trace_lines=40, add_rss=True)
         return
 
     chosen = [c.strip() for c in args.only.split(",") if c.strip()] or list(CONTENDERS)
@@ -1025,7 +961,7 @@ def main() -> None:
         {"full": profile, "incremental": inc_profile},
         versions,
         chosen,
-        " / then ".join(codes) or _code_identity(),
+        " / then ".join(codes) or code_identity(),
     )
     print(report["table"])
     path = Path(args.report) if args.report else ROOT / "bench" / "results" / f"compact-{N // 1_000_000}M.md"
@@ -1052,24 +988,6 @@ LABELS = {
     "inc-base": "incremental: base compaction",
     "incremental": "incremental: apply the new objects",
 }
-
-
-def _code_identity() -> str:
-    """Which product code was measured: HEAD plus a digest of uncommitted changes under src/."""
-    import hashlib
-
-    git = ["git", "-C", str(ROOT)]
-    head = subprocess.run(
-        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    changed = subprocess.run(
-        [*git, "status", "--porcelain", "--", "src"], capture_output=True, text=True
-    ).stdout
-    if not changed.strip():
-        return f"{head} (clean src/)"
-    diff = subprocess.run([*git, "diff", "HEAD", "--", "src"], capture_output=True).stdout
-    names = ", ".join(x[3:] for x in changed.splitlines())
-    return f"{head} + uncommitted changes in {names} (diff sha1 {hashlib.sha1(diff).hexdigest()[:10]})"
 
 
 def render(
@@ -1158,7 +1076,7 @@ def render(
     md = [
         f"# Compaction benchmark, {N:,} events ({datetime.now(UTC):%Y-%m-%d})",
         "",
-        f"Machine: {_machine()}.",
+        f"Machine: {machine(python=False)}.",
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
         "",

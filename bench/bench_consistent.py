@@ -21,12 +21,12 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import resource
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from common import peak_rss_mb, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -59,12 +59,6 @@ def _stem(name: str) -> str:
     """``<topic>+<partition>+<offset>``: a value file and its companions share it."""
     match = re.match(r"(.*\+\d+)\.", name)
     return match.group(1) if match else name
-
-
-def timed(fn) -> tuple[float, object]:
-    started = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - started, out
 
 
 def main() -> int:
@@ -106,7 +100,7 @@ def main() -> int:
     print(f"{'step':<16} {'run':<34} {'seconds':>8} {'events/s':>12} {'x baseline':>11}")
     for step, name, secs, eps, ratio in rows:
         print(f"{step:<16} {name:<34} {secs:8.2f} {eps:12,.0f} {ratio:11.2f}")
-    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
+    print(f"peak RSS {peak_rss_mb():,.0f} MB")
     return 0
 
 

@@ -127,8 +127,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("LAKEHOUSE_PSEUDONYM_KEY", "bench-key")
 
-    from bq_emulator import _start, _stop
-    from lake_copy import copy_companions, copy_objects, value_keys
+    from support.bq_emulator import _start, _stop
+    from support.lake_copy import copy_companions, copy_objects, value_keys
 
     from lakehouse.generate import GeneratorOptions, generate_lake
     from lakehouse.state.engine import LocalEngine

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from common import peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINES = ("reference", "sql")
@@ -72,7 +73,7 @@ def run_engine(engine: str, lake: str, batch_events: int, threads: int) -> dict:
         "events": events_total,
         "visible_rows": visible_rows,
         "checksum": checksum,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 

@@ -40,21 +40,34 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import re
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import traceback
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
+
+from common import (
+    busy_seconds,
+    free_port,
+    git_head,
+    machine,
+    peak_rss_mb,
+    phase_command,
+    phase_result,
+    run_phase_here,
+    stderr_tail,
+    text_table,
+    uncommitted,
+    wait_quiet,
+    write_job,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -126,36 +139,20 @@ def phase_compact(job: dict) -> dict:
         }
         for r in results
     }
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mb"] = peak_rss_mb()
     return out
 
 
-def run_phase_here(job_path: str) -> None:
-    job = json.loads(Path(job_path).read_text())
-    try:
-        result = phase_compact(job)
-    except BaseException as exc:  # noqa: BLE001 (reported to the parent)
-        result = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-4000:]}
-    print(json.dumps(result), flush=True)
-
-
 def run_phase(work: Path, label: str, job: dict, env: dict, code: Path) -> dict:
-    path = work / f"job-{label}.json"
-    path.write_text(json.dumps(job))
     proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--phase", "compact", "--job", str(path)],
+        phase_command(__file__, "compact", write_job(work, label, job)),
         capture_output=True,
         text=True,
         cwd=code,
         env=env,
     )
     (work / f"{label}.err").write_text(proc.stderr)
-    lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
-    res = (
-        json.loads(lines[-1])
-        if lines
-        else {"error": f"exit code {proc.returncode}: " + " | ".join(proc.stderr.splitlines()[-5:])}
-    )
+    res = phase_result(proc.stdout) or {"error": f"exit code {proc.returncode}: {stderr_tail(proc.stderr)}"}
     bad = [t["error"] for t in res.get("tables", {}).values() if t.get("error")]
     if "error" in res or bad:
         sys.exit(f"{label}: {res.get('error') or bad}\n{res.get('traceback', '')}")
@@ -220,12 +217,6 @@ def link_into(src: Path, dest: Path, keys: list[str]) -> None:
 # ---------------------------------------------------------------------------------------------
 # Dagster: dev server, GraphQL
 # ---------------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Dagster:
@@ -393,24 +384,6 @@ class StateWatcher:
 # ---------------------------------------------------------------------------------------------
 
 
-def _busy_seconds() -> float:
-    import psutil
-
-    t = psutil.cpu_times()
-    return t.user + t.nice + t.system + t.irq + t.softirq + t.steal
-
-
-def wait_quiet(max_seconds: float) -> float:
-    """Wait (at most ``max_seconds``) until the machine has been idle for 5 s (< 0.3 cores busy)."""
-    import psutil
-
-    started = time.perf_counter()
-    while time.perf_counter() - started < max_seconds:
-        if psutil.cpu_percent(interval=5.0) / 100 * (os.cpu_count() or 1) < 0.3:
-            break
-    return time.perf_counter() - started
-
-
 def pct(values: list[float], q: float) -> float:
     """Percentile with linear interpolation between ranks (numpy's default)."""
     s = sorted(values)
@@ -495,7 +468,7 @@ def main() -> None:
     ap.add_argument("--job", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.phase:
-        run_phase_here(args.job)
+        run_phase_here(phase_compact, args.job)
         return
 
     def say(msg: str) -> None:
@@ -593,7 +566,7 @@ def main() -> None:
         say(f"waited {info_wait:.0f} s for an idle machine")
     (home / "dagster").mkdir()
     shutil.copy(code / "orchestration" / "dagster.yaml", home / "dagster" / "dagster.yaml")
-    port = _free_port()
+    port = free_port()
     say(f"starting dagster dev on port {port} (log: {work / 'dagster-dev.log'})")
     t0 = time.monotonic()
     dagster = Dagster(env, work / "dagster-dev.log", port, code)
@@ -629,7 +602,7 @@ def main() -> None:
         store = LocalStore(lake)
         say(f"landing {len(order)} objects, one every {args.interval:g} s")
         land_start = time.time()
-        busy0, own0 = _busy_seconds(), resource.getrusage(resource.RUSAGE_SELF)
+        busy0, own0 = busy_seconds(), resource.getrusage(resource.RUSAGE_SELF)
         own0 = own0.ru_utime + own0.ru_stime
         dagster.sample_cpu()
         cpu_base = sum(dagster.cpu_seen.values())
@@ -657,7 +630,7 @@ def main() -> None:
             "dagster": (sum(dagster.cpu_seen.values()) - cpu_base) / wall,
             "bench": (own1.ru_utime + own1.ru_stime - own0) / wall,
         }
-        info["cores"]["other"] = max(0.0, (_busy_seconds() - busy0) / wall - sum(info["cores"].values()))
+        info["cores"]["other"] = max(0.0, (busy_seconds() - busy0) / wall - sum(info["cores"].values()))
         info["window"] = wall
         say(f"{len(watcher.done)}/{len(order)} objects applied; collecting Dagster runs and ticks")
 
@@ -717,48 +690,8 @@ def snapshot_code(dest: Path) -> None:
 
 def _code_identity() -> str:
     """Which code was measured: HEAD plus uncommitted changes in the code location's folders."""
-    git = ["git", "-C", str(ROOT)]
-    head = subprocess.run(
-        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    changed = subprocess.run(
-        [*git, "status", "--porcelain", "--", "src", "assets", "orchestration", "config"],
-        capture_output=True,
-        text=True,
-    ).stdout.splitlines()
-    return (
-        f"{head} (clean)"
-        if not changed
-        else f"{head} + uncommitted changes in {', '.join(x[3:] for x in changed)}"
-    )
-
-
-def _machine() -> str:
-    import psutil
-
-    cpu = "?"
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(
-            x.split(":", 1)[1].strip()
-            for x in Path("/proc/cpuinfo").read_text().splitlines()
-            if x.startswith("model name")
-        )
-    return (
-        f"{os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
-        f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
-    )
-
-
-def _table(heads: list[str], rows: list[list[str]]) -> tuple[str, list[str]]:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
-    text = [
-        " | ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True)),
-        "-+-".join("-" * w for w in widths),
-    ]
-    text += [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    md = ["| " + " | ".join(heads) + " |", "|" + "|".join("---" for _ in heads) + "|"]
-    md += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(text), md
+    head, changed = git_head(), uncommitted("src", "assets", "orchestration", "config")
+    return f"{head} (clean)" if not changed else f"{head} + uncommitted changes in {', '.join(changed)}"
 
 
 def render(
@@ -808,7 +741,7 @@ def render(
     rows.append(
         ["baseline: the same with DAGSTER_IS_DEV_CLI=1 (dagster dev's run workers)", f"{len(dev)}", *q(dev)]
     )
-    summary, md_summary = _table(head, rows)
+    summary, md_summary = text_table(head, rows)
     verdict = (
         f"p95 {pct(lat, 0.95):.1f} s against the 60 s target: {'MET' if ok else 'NOT MET'}"
         if lat
@@ -852,7 +785,7 @@ def render(
         ]
         for tbl, b in baseline.items()
     ]
-    base_txt, base_md = _table(
+    base_txt, base_md = text_table(
         ["table", "objects", "events", "compact() s", "code load s", "landed", "p50 landed -> committed s"],
         base_rows,
     )
@@ -871,7 +804,7 @@ def render(
                 *([f"{s[n]:.1f}" for n, *_ in SEGMENTS] if s else ["-"] * len(SEGMENTS)),
             ]
         )
-    obj_txt, obj_md = _table(
+    obj_txt, obj_md = text_table(
         ["#", "table", "object", "landed (UTC)", "latency s", "version", "run", *[n for n, *_ in SEGMENTS]],
         obj_rows,
     )
@@ -884,7 +817,7 @@ def render(
     md = [
         f"# Freshness benchmark: object landed -> state committed ({datetime.now(UTC):%Y-%m-%d})",
         "",
-        f"Machine: {_machine()}. Versions: {versions}. Code: {info.get('code', '?')}.",
+        f"Machine: {machine()}. Versions: {versions}. Code: {info.get('code', '?')}.",
         "",
         "Command: `" + " ".join([".venv/bin/python bench/bench_freshness.py", *sys.argv[1:]]) + "`",
         "",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -19,15 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+from common import peak_rss_mb
 
 
 def phase_generate(lake: str, events: int, extra: dict) -> dict:
     from lakehouse.generate import GeneratorOptions, generate_lake
 
-    rss0 = _peak_rss_mb()
+    rss0 = peak_rss_mb()
     t = time.perf_counter()
     report = generate_lake(lake, GeneratorOptions(events=events, **extra))
     seconds = time.perf_counter() - t
@@ -36,7 +33,7 @@ def phase_generate(lake: str, events: int, extra: dict) -> dict:
         "objects": report.objects,
         "bytes": report.bytes,
         "seconds": seconds,
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
         "rss_after_import_mb": rss0,
     }
 
@@ -44,7 +41,7 @@ def phase_generate(lake: str, events: int, extra: dict) -> dict:
 def phase_read(lake: str) -> dict:
     from lakehouse.lake.reader import LakeReader
 
-    rss0 = _peak_rss_mb()
+    rss0 = peak_rss_mb()
     t = time.perf_counter()
     reader = LakeReader(lake)
     rows = 0
@@ -53,7 +50,7 @@ def phase_read(lake: str) -> dict:
         for batch in reader.iter_changes(plan):
             rows += batch.num_rows
     seconds = time.perf_counter() - t
-    return {"rows": rows, "seconds": seconds, "peak_rss_mb": _peak_rss_mb(), "rss_after_import_mb": rss0}
+    return {"rows": rows, "seconds": seconds, "peak_rss_mb": peak_rss_mb(), "rss_after_import_mb": rss0}
 
 
 def _child(args: list[str]) -> dict:

@@ -13,7 +13,7 @@ Measured in one fresh process per backend, each tick ``--repeat`` times (median 
 * ``watch()`` incremental after ``--new`` objects landed (spread over every topic and partition);
 * baseline, the same run: a naive sensor re-lists the whole lake each tick, either
   ``watch(store, None)`` or ``store.list("topics/")`` into a set diffed with the previous one;
-* the real Dagster sensor (``orchestration.sensors.lake_sensor``) evaluated through
+* the real Dagster sensor (``assets.raw.lake_sensor``) evaluated through
   ``dagster.build_sensor_context`` with the ``lake`` and ``state`` resources, for the same three
   cases (after one unmeasured warm-up evaluation, as in the daemon's long-lived code server): watch() plus Dagster's own overhead (run requests, observations, cursor) — not the
   daemon's gRPC round trip to the code server nor its run submission.
@@ -29,21 +29,35 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import platform
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import time
 import traceback
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+
+from common import (
+    AWS_OVERRIDES,
+    MOTO_REGION,
+    busy_seconds,
+    machine,
+    moto_env,
+    moto_server,
+    peak_rss_mb,
+    phase_command,
+    phase_result,
+    run_phase_here,
+    stderr_tail,
+    text_table,
+    timed,
+    wait_quiet,
+    write_job,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPICS = (
@@ -85,21 +99,15 @@ def new_keys(objects: int, partitions: int, batch: int, count: int) -> list[str]
 # ---------------------------------------------------------------------------------------------
 
 
-def _timed(fn, *args):
-    t = time.perf_counter()
-    out = fn(*args)
-    return time.perf_counter() - t, out
-
-
 def phase_measure(job: dict) -> dict:
     os.environ.setdefault("LAKEHOUSE_PSEUDONYM_KEY", "bench")
     sys.path.insert(0, str(ROOT))
     import dagster as dg
 
+    from assets.raw import lake_sensor
     from assets.resources import LakeResource, StateResource
     from lakehouse.lake.store import open_store
     from lakehouse.lake.watch import watch
-    from orchestration.sensors import lake_sensor
 
     uri, repeat, count = job["uri"], job["repeat"], job["new"]
     store = open_store(uri)
@@ -130,16 +138,16 @@ def phase_measure(job: dict) -> dict:
     cursor = None
     try:
         # watch(): the first tick (full listing), then incremental ticks from its cursor
-        first = _timed(watch, store, None)
+        first = timed(watch, store, None)
         res["first"] = stats([first])
         cursor = first[1].cursor
         res["objects_seen"] = sum(first[1].cursor.counts.values())
-        quiet = [_timed(watch, store, cursor) for _ in range(repeat)]
+        quiet = [timed(watch, store, cursor) for _ in range(repeat)]
         res["incremental_quiet"] = stats(quiet)
         after = []
         for _ in range(repeat):
             land()
-            s = _timed(watch, store, cursor)
+            s = timed(watch, store, cursor)
             after.append(s)
             if sum(len(v) for v in s[1].new.values()) != count:
                 raise RuntimeError(
@@ -150,7 +158,7 @@ def phase_measure(job: dict) -> dict:
         res["incremental_new"] = stats(after)
 
         # baselines: a naive sensor re-lists the whole lake each tick
-        res["naive_watch"] = stats([_timed(watch, store, None) for _ in range(repeat)])
+        res["naive_watch"] = stats([timed(watch, store, None) for _ in range(repeat)])
         seen = {o.key for o in store.list("topics/")}
         naive = []
         for _ in range(repeat):
@@ -184,15 +192,15 @@ def phase_measure(job: dict) -> dict:
                 return lake_sensor(ctx)
 
         evaluate(cursor.to_json())  # warm-up (the daemon's code server is warm too): not measured
-        samples = [_timed(evaluate, None) for _ in range(repeat)]
+        samples = [timed(evaluate, None) for _ in range(repeat)]
         res["sensor_first"] = stats(samples) | {"runs": len(samples[-1][1].run_requests or [])}
         cur = samples[-1][1].cursor
-        samples = [_timed(evaluate, cur) for _ in range(repeat)]
+        samples = [timed(evaluate, cur) for _ in range(repeat)]
         res["sensor_quiet"] = stats(samples) | {"runs": len(samples[-1][1].run_requests or [])}
         samples = []
         for _ in range(repeat):
             land()
-            s = _timed(evaluate, cur)
+            s = timed(evaluate, cur)
             samples.append(s)
             cur = s[1].cursor
         res["sensor_new"] = stats(samples) | {"runs": len(samples[-1][1].run_requests or [])}
@@ -202,17 +210,8 @@ def phase_measure(job: dict) -> dict:
     finally:
         for k in landed:
             store.delete(k)
-    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    res["peak_rss_mb"] = peak_rss_mb()
     return res
-
-
-def run_phase_here(job_path: str) -> None:
-    job = json.loads(Path(job_path).read_text())
-    try:
-        result = phase_measure(job)
-    except BaseException as exc:  # noqa: BLE001 (reported to the parent, not raised)
-        result = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-4000:]}
-    print(json.dumps(result), flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,66 +230,24 @@ def build_local(path: Path, keys: list[str]) -> float:
     return time.perf_counter() - t
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
-def moto_server():
-    """moto's S3 server in its own process on a free loopback port, the AWS environment pointed at it."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    saved = {
-        k: os.environ.get(k)
-        for k in (
-            "AWS_ENDPOINT_URL",
-            "AWS_ENDPOINT_URL_S3",
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_DEFAULT_REGION",
-            "AWS_PROFILE",
-            "AWS_SESSION_TOKEN",
-            "AWS_REGION",
-        )
-    }
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.1)
-        for k in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
-            os.environ.pop(k, None)
-        os.environ |= {
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
-        yield endpoint, proc.pid
-    finally:
-        proc.terminate()
+def moto_environ():
+    """moto's S3 server (common.moto_server), this process's AWS environment pointed at it until the
+    end; yields (endpoint, server pid)."""
+    with moto_server(new_session=True) as (proc, endpoint):
+        pointed = moto_env(endpoint, {})  # just the variables moto needs set
+        saved = {k: os.environ.get(k) for k in (*pointed, *AWS_OVERRIDES)}
         try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        for k, v in saved.items():
-            if v is None:
+            for k in AWS_OVERRIDES:
                 os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+            os.environ |= pointed
+            yield endpoint, proc.pid
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 def build_s3(endpoint: str, bucket: str, keys: list[str]) -> float:
@@ -298,7 +255,7 @@ def build_s3(endpoint: str, bucket: str, keys: list[str]) -> float:
     from botocore.config import Config
 
     client = boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1", config=Config(max_pool_connections=16)
+        "s3", endpoint_url=endpoint, region_name=MOTO_REGION, config=Config(max_pool_connections=16)
     )
     client.create_bucket(Bucket=bucket)
     t = time.perf_counter()
@@ -306,24 +263,6 @@ def build_s3(endpoint: str, bucket: str, keys: list[str]) -> float:
         for _ in pool.map(lambda k: client.put_object(Bucket=bucket, Key=k, Body=BODY), keys, chunksize=256):
             pass
     return time.perf_counter() - t
-
-
-def _busy_seconds() -> float:
-    import psutil
-
-    t = psutil.cpu_times()
-    return t.user + t.nice + t.system + t.irq + t.softirq + t.steal
-
-
-def wait_quiet(max_seconds: float) -> float:
-    """Wait (at most ``max_seconds``) until the machine has been idle for 5 s (< 0.3 cores busy)."""
-    import psutil
-
-    started = time.perf_counter()
-    while time.perf_counter() - started < max_seconds:
-        if psutil.cpu_percent(interval=5.0) / 100 * (os.cpu_count() or 1) < 0.3:
-            break
-    return time.perf_counter() - started
 
 
 def _cpu_of(pid: int | None) -> float:
@@ -336,17 +275,16 @@ def _cpu_of(pid: int | None) -> float:
 
 
 def measure(work: Path, label: str, job: dict, quiet_wait: float, server_pid: int | None = None) -> dict:
-    job_path = work / f"job-{label}.json"
-    job_path.write_text(json.dumps(job))
+    job_path = write_job(work, label, job)
     waited = wait_quiet(quiet_wait) if quiet_wait else 0.0
     print(f"--- {label}: measuring ...", file=sys.stderr, flush=True)
     env = dict(os.environ)
     env.setdefault("LAKEHOUSE_PSEUDONYM_KEY", "bench")
     env["LAKEHOUSE_TABLES_CONFIG"] = job["tables_config"]  # also read when the code location is imported
     t = time.perf_counter()
-    busy0, ru0, server0 = _busy_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN), _cpu_of(server_pid)
+    busy0, ru0, server0 = busy_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN), _cpu_of(server_pid)
     proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--phase", "measure", "--job", str(job_path)],
+        phase_command(__file__, "measure", job_path),
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -357,20 +295,15 @@ def measure(work: Path, label: str, job: dict, quiet_wait: float, server_pid: in
     own = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     server = _cpu_of(server_pid) - server0  # the moto server answering this process
     (work / f"{label}.err").write_text(proc.stderr)
-    lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
-    result = (
-        json.loads(lines[-1])
-        if lines
-        else {
-            "error": f"exit code {proc.returncode}, no result; stderr: {' | '.join(proc.stderr.splitlines()[-5:])}"
-        }
-    )
+    result = phase_result(proc.stdout) or {
+        "error": f"exit code {proc.returncode}, no result; stderr: {stderr_tail(proc.stderr)}"
+    }
     result |= {
         "wall_seconds": wall,
         "cpu_cores": own / wall,
         "waited_for_quiet_s": waited,
         "server_cores": server / wall,
-        "other_cores": max(0.0, (_busy_seconds() - busy0 - own - server) / wall),
+        "other_cores": max(0.0, (busy_seconds() - busy0 - own - server) / wall),
     }
     print(
         f"--- {label}: {result.get('error') or f'done in {wall:.0f} s'}, other processes kept "
@@ -424,30 +357,11 @@ def render(args, results: dict[str, dict], builds: dict[str, float]) -> tuple[st
             found = f"{m['found']:,}" if "found" in m else found
             runs = str(m["runs"]) if "runs" in m else runs
         rows.append(row + cells + ratios + [listed, found, runs])
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
-    text = [
-        " | ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True)),
-        "-+-".join("-" * w for w in widths),
-    ]
-    text += [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    table, md_table = text_table(heads, rows)
     errors = {b: r for b, r in results.items() if "error" in r}
-    table = "\n".join(text)
     for b, r in errors.items():
         table += f"\n\n{b}: {r['error']}\n{r.get('traceback', '')}"
 
-    import psutil
-
-    cpu = "?"
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(
-            x.split(":", 1)[1].strip()
-            for x in Path("/proc/cpuinfo").read_text().splitlines()
-            if x.startswith("model name")
-        )
-    machine = (
-        f"{os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
-        f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
-    )
     import importlib.metadata as md
 
     versions = ", ".join(f"{p} {md.version(p)}" for p in ("dagster", "boto3", "moto"))
@@ -455,7 +369,7 @@ def render(args, results: dict[str, dict], builds: dict[str, float]) -> tuple[st
     md_lines = [
         f"# Sensor tick benchmark, {args.objects:,} objects ({datetime.now(UTC):%Y-%m-%d})",
         "",
-        f"Machine: {machine}. Versions: {versions}.",
+        f"Machine: {machine()}. Versions: {versions}.",
         "",
         "Command: `" + " ".join([".venv/bin/python bench/bench_sensor.py", *sys.argv[1:]]) + "`",
         "",
@@ -479,10 +393,8 @@ def render(args, results: dict[str, dict], builds: dict[str, float]) -> tuple[st
         "listing in tens of milliseconds), so its incremental ticks look slower than S3's would; the "
         "listed / calls columns carry over to S3.",
         "",
-        "| " + " | ".join(heads) + " |",
-        "|" + "|".join("---" for _ in heads) + "|",
+        *md_table,
     ]
-    md_lines += ["| " + " | ".join(rows_i) + " |" for rows_i in rows]
     for b, r in results.items():
         if "wall_seconds" in r and "peak_rss_mb" in r:
             server = f", the moto server {r['server_cores']:.1f}" if r.get("server_cores") else ""
@@ -523,7 +435,7 @@ def main() -> None:
     ap.add_argument("--job", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.phase:
-        run_phase_here(args.job)
+        run_phase_here(phase_measure, args.job)
         return
 
     work = Path(args.workdir)
@@ -555,7 +467,7 @@ def main() -> None:
         args.quiet_wait,
     )
     if args.s3:
-        with moto_server() as (endpoint, server_pid):
+        with moto_environ() as (endpoint, server_pid):
             print(f"--- s3: uploading {len(keys):,} objects to moto ...", file=sys.stderr, flush=True)
             builds["moto S3"] = build_s3(endpoint, "lake", keys)
             results["moto S3"] = measure(

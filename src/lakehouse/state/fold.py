@@ -135,34 +135,92 @@ def fold(
     Raises :class:`LateEventError` when an event is older than its key's prior row.
     """
     schema = state_schema(row_fields)
-    parts = []
-    n_events = events.num_rows
-    if n_events:
-        parts.append(as_state_rows(events, schema))
-    n_prior = prior.num_rows if prior is not None else 0
-    if n_prior:
-        parts.append(as_state_rows(prior, schema))
-    n_pair = pairing.num_rows if pairing is not None else 0
-    if n_pair:
-        parts.append(as_state_rows(pairing, schema))
-    if not parts:
+    stacked = _stack(schema, events, prior, pairing)
+    if stacked is None:
         return FoldResult(schema.empty_table(), sorted(set(truncates)))
-    table = pa.concat_tables(parts)  # chunked: no copy of the (large) row images
-    n_all = table.num_rows
-    kind_all = np.concatenate(
-        [np.zeros(n_events, np.int8), np.ones(n_prior, np.int8), np.full(n_pair, 2, np.int8)]
-    )
+    table, kind_all = stacked
     op_all = _ops(table.column("__op"))
     lsn_all = table.column("__lsn").fill_null(-1).to_numpy(zero_copy_only=False)
     tx_all = table.column("__tx_id").fill_null(-1).to_numpy(zero_copy_only=False)
 
-    # -- duplicates of snapshot reads, lsn-less events and truncates (streamed events: below) ---
+    # duplicates of snapshot reads, lsn-less events and truncates (streamed events: _replayed)
     dup = _duplicates(table, row_fields, key, kind_all, op_all)
-    # -- truncates (a re-emitted truncate is the one already known) ------------------------
+    known = _known_truncates(table, truncates, kind_all, op_all, dup)
+    keep = ~dup & (op_all != "t")
+    killed = _killed_by(table, sorted(known)) if known else np.zeros(table.num_rows, bool)
+    prior_killed = bool(((kind_all == 1) & killed & (op_all != "d")).any())
+    keep &= ~killed
+
+    rows, new_key = _key_order(table, key, kind_all, keep)
+    _check_late(kind_all[rows], new_key, rows, table)
+    rows, new_key, stream_lsn, replays = _drop_replays(table, rows, new_key, kind_all, op_all, lsn_all)
+    pending_in, coord = _pending_prior(table, kind_all, op_all, lsn_all, tx_all)
+    g = _Groups(
+        table,
+        rows,
+        new_key,
+        kind_all[rows],
+        op_all[rows],
+        own=(lsn_all[rows], tx_all[rows]),
+        coord=(coord[0][rows], coord[1][rows]),
+    )
+
+    winners, is_image = _winners(g, keep_images)
+    history = np.flatnonzero(g.kind == 0) if versions else None
+    columns, history_columns, pending_out, unresolved = _row_columns(
+        g, row_fields, key, winners, kind_all, pending_in, history
+    )
+    out = _internal_columns(g, winners, is_image, stream_lsn, pending_out)
+    out.update(columns)
+    result = pa.Table.from_pydict(out, schema=schema)
+    if prior_killed:  # a truncate reached state rows: count by key (rare)
+        surviving = table.select(list(key)).take(pa.array(rows[g.kind == 0]))  # less copies and replays
+        inserts, updates, deletes = _effects(prior, result, surviving, key)
+    else:
+        inserts, updates, deletes = _group_effects(g)
+    history_rows = None
+    if history is not None:
+        internal = {name: g.take(table.column(name), history) for name in VERSION_FIELDS}
+        history_rows = pa.Table.from_pydict(
+            {**internal, **history_columns},
+            schema=pa.schema([schema.field(n) for n in VERSION_FIELDS] + row_fields),
+        )
+    return FoldResult(
+        rows=result,
+        truncates=sorted(known),
+        events=events.num_rows,
+        duplicates=int(dup.sum()) + replays,
+        inserts=inserts,
+        updates=updates,
+        deletes=deletes,
+        unresolved_toast=unresolved,
+        versions=history_rows,
+    )
+
+
+def _stack(
+    schema: pa.Schema, events: pa.Table, prior: pa.Table | None, pairing: pa.Table | None
+) -> tuple[pa.Table, np.ndarray] | None:
+    """Events, prior rows and pairing candidates as one table of state rows, and each row's kind
+    (0, 1, 2 in that order); None when all three are empty."""
+    parts, kinds = [], []
+    for kind, t in enumerate((events, prior, pairing)):
+        if t is not None and t.num_rows:
+            parts.append(as_state_rows(t, schema))
+            kinds.append(np.full(t.num_rows, kind, np.int8))
+    if not parts:
+        return None
+    return pa.concat_tables(parts), np.concatenate(kinds)  # chunked: no copy of the (large) row images
+
+
+def _known_truncates(
+    table: pa.Table, truncates: list[Truncate], kind: np.ndarray, op: np.ndarray, dup: np.ndarray
+) -> set[Truncate]:
+    """Every truncate known after this batch's. Marks in ``dup`` a re-emitted truncate (one whose
+    LSN is already known): it is the same truncate, not a new one."""
     known = set(truncates)
     known_lsns = {t.lsn for t in known if t.lsn is not None}
-    is_t = (op_all == "t") & (kind_all == 0) & ~dup
-    for i in np.flatnonzero(is_t):
+    for i in np.flatnonzero((op == "t") & (kind == 0) & ~dup):
         r = table.slice(int(i), 1).select(list(POSITION) + ["__lsn", "__commit_ts"]).to_pylist()[0]
         if r["__lsn"] is not None and r["__lsn"] in known_lsns:
             dup[i] = True
@@ -177,13 +235,15 @@ def fold(
                 None if ts is None else int(ts.timestamp() * 1_000_000),
             )
         )
-    keep = ~dup & (op_all != "t")
-    killed = _killed_by(table, sorted(known)) if known else np.zeros(n_all, bool)
-    prior_killed = bool(((kind_all == 1) & killed & (op_all != "d")).any())
-    keep &= ~killed
+    return known
 
-    # -- order per key (indices into `table`; only small columns are ever reordered) --------
-    skel = _skeleton(table, key, kind_all).filter(pl.Series(keep))
+
+def _key_order(
+    table: pa.Table, key: tuple[str, ...], kind: np.ndarray, keep: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The kept rows (indices into ``table``) sorted by key, then Kafka position, and whether each
+    starts its key. Only small columns are ever reordered."""
+    skel = _skeleton(table, key, kind).filter(pl.Series(keep))
     rows = np.flatnonzero(keep)
     # pairing candidates (tombstones and images of other keys) form groups of their own, last
     order = (
@@ -205,101 +265,161 @@ def fold(
     )
     if len(rows):
         new_key[0] = True
-    kind = kind_all[rows]
-    _check_late(kind, new_key, rows, table)
+    return rows, new_key
+
+
+def _drop_replays(
+    table: pa.Table,
+    rows: np.ndarray,
+    new_key: np.ndarray,
+    kind: np.ndarray,
+    op: np.ndarray,
+    lsn: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The ordered ``rows`` and ``new_key`` less streamed events applied already (:func:`_replayed`),
+    each remaining row's running maximum streamed LSN, and how many were dropped."""
     carried = table.column("__stream_lsn").fill_null(-1).to_numpy(zero_copy_only=False)
-    replays, stream_lsn = _replayed(lsn_all[rows], carried[rows], kind, op_all[rows], new_key)
-    duplicates = int(dup.sum()) + int(replays.sum())
-    if replays.any():
-        keep2 = ~replays
-        rows, new_key, stream_lsn = rows[keep2], new_key[keep2], stream_lsn[keep2]
-        kind = kind_all[rows]
-    op = op_all[rows]
-    n = len(rows)
-    is_last = np.ones(n, bool)
-    is_last[:-1] = new_key[1:]
+    replays, stream_lsn = _replayed(lsn[rows], carried[rows], kind[rows], op[rows], new_key)
+    if not replays.any():
+        return rows, new_key, stream_lsn, 0
+    keep = ~replays
+    return rows[keep], new_key[keep], stream_lsn[keep], int(replays.sum())
 
-    is_del = op == "d"
-    ar = np.arange(n)
-    # segment: a delete closes the segment it belongs to; the next event starts a new one
-    seg = np.cumsum(is_del) - is_del
-    new_grp = new_key.copy()
-    new_grp[1:] |= seg[1:] != seg[:-1]
-    grp_start = np.maximum.accumulate(np.where(new_grp, ar, 0))
 
-    def last_valid(valid: np.ndarray) -> np.ndarray:
-        lv = np.maximum.accumulate(np.where(valid, ar, -1))
-        return np.where(lv >= grp_start, lv, -1)
+@dataclass
+class _Groups:
+    """The surviving rows in key, then Kafka, order (indices into the stacked table), each key cut
+    into segments: a delete closes the segment it belongs to, the next event starts a new one."""
 
-    valid_all = ~is_del
-    # a tombstone already in the state holds its pre-delete image itself
-    own_image = is_del & (kind != 0)
-    src_all = last_valid(valid_all)
-    pre_all = np.where(own_image, ar, src_all)
-    winners = np.flatnonzero(is_last & (kind != 2))
-    if keep_images:
-        winners = np.concatenate([winners, np.flatnonzero(is_del & ~is_last & (kind != 2))])
-    # output in table order: takes then read forward, and an all-new batch needs no take at all
-    winners = winners[np.argsort(rows[winners], kind="stable")]
-    is_image = (
-        np.isin(winners, np.flatnonzero(is_del & ~is_last)) if keep_images else np.zeros(len(winners), bool)
-    )
-    w_del = is_del[winners]
-    key_set = set(key)
-    unresolved = 0
-    pending_in, coord = _pending_prior(table, kind_all, op_all, lsn_all, tx_all)
-    coord_s = (coord[0][rows], coord[1][rows])
-    linkable = (grp_start == ar) & (coord_s[0] >= 0)
-    own_s = (lsn_all[rows], tx_all[rows])
-    pending_out: dict[int, list[str]] = {}
+    table: pa.Table
+    rows: np.ndarray
+    new_key: np.ndarray  # the row starts its key (or pairing group)
+    kind: np.ndarray  # 0: event, 1: prior state row, 2: pairing candidate
+    op: np.ndarray
+    own: tuple[np.ndarray, np.ndarray]  # the row's (lsn, txId), -1 for none
+    coord: tuple[np.ndarray, np.ndarray]  # the (lsn, txId) a c half would pair with (_pending_prior)
+    ar: np.ndarray = field(init=False)
+    is_del: np.ndarray = field(init=False)
+    is_last: np.ndarray = field(init=False)
+    grp_start: np.ndarray = field(init=False)  # the first row of the row's segment
+    own_image: np.ndarray = field(init=False)
 
-    def take(col, idx: np.ndarray):
-        orig = np.where(idx >= 0, rows[np.maximum(idx, 0)], -1)
+    def __post_init__(self) -> None:
+        n = len(self.rows)
+        self.ar = np.arange(n)
+        self.is_last = np.ones(n, bool)
+        self.is_last[:-1] = self.new_key[1:]
+        self.is_del = self.op == "d"
+        seg = np.cumsum(self.is_del) - self.is_del
+        new_grp = self.new_key.copy()
+        new_grp[1:] |= seg[1:] != seg[:-1]
+        self.grp_start = np.maximum.accumulate(np.where(new_grp, self.ar, 0))
+        # a tombstone already in the state holds its pre-delete image itself
+        self.own_image = self.is_del & (self.kind != 0)
+
+    def last_valid(self, valid: np.ndarray) -> np.ndarray:
+        """Per row, the last ``valid`` row at or before it in its segment (-1: none)."""
+        lv = np.maximum.accumulate(np.where(valid, self.ar, -1))
+        return np.where(lv >= self.grp_start, lv, -1)
+
+    def take(self, col, idx: np.ndarray):
+        """``col``'s values at the ordered rows ``idx`` (-1: null), or ``col`` itself when that is
+        every row in table order (an all-new batch needs no take at all)."""
+        orig = np.where(idx >= 0, self.rows[np.maximum(idx, 0)], -1)
+        n_all = self.table.num_rows
         if len(orig) == n_all and (orig == np.arange(n_all)).all():
             return col
         return col.take(pa.array(orig, mask=orig < 0))
 
-    plain_all = np.where(is_del, pre_all, ar)
-    plain_idx = plain_all[winners]
-    history = np.flatnonzero(kind == 0) if versions else None
-    history_columns: dict[str, pa.Array] = {}
+
+def _winners(g: _Groups, keep_images: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The output rows (each key's last row; with ``keep_images`` also superseded deletes), in
+    table order so that takes read forward, and which of them are such images."""
+    winners = np.flatnonzero(g.is_last & (g.kind != 2))
+    if keep_images:
+        winners = np.concatenate([winners, np.flatnonzero(g.is_del & ~g.is_last & (g.kind != 2))])
+    winners = winners[np.argsort(g.rows[winners], kind="stable")]
+    is_image = (
+        np.isin(winners, np.flatnonzero(g.is_del & ~g.is_last))
+        if keep_images
+        else np.zeros(len(winners), bool)
+    )
+    return winners, is_image
+
+
+def _row_columns(
+    g: _Groups,
+    row_fields: list[pa.Field],
+    key: tuple[str, ...],
+    winners: np.ndarray,
+    kind_all: np.ndarray,
+    pending_in: dict[str, np.ndarray],
+    history: np.ndarray | None,
+) -> tuple[dict[str, pa.Array], dict[str, pa.Array], dict[int, list[str]], int]:
+    """The source columns of the winners and of the ``history`` rows, unchanged-TOAST placeholders
+    resolved; the winners' columns still waiting for a key change's d half (by winner); and the
+    count of placeholders with no value anywhere."""
+    w_del = g.is_del[winners]
+    pre_all = np.where(g.own_image, g.ar, g.last_valid(~g.is_del))
+    plain_all = np.where(g.is_del, pre_all, g.ar)  # a delete shows the image before it
+    linkable = (g.grp_start == g.ar) & (g.coord[0] >= 0)
     columns: dict[str, pa.Array] = {}
+    history_columns: dict[str, pa.Array] = {}
+    pending_out: dict[int, list[str]] = {}
+    unresolved = 0
     for f in row_fields:
-        col = table.column(f.name)
-        if f.name in key_set:
-            columns[f.name] = take(col, winners)
+        col = g.table.column(f.name)
+        if f.name in key:
+            columns[f.name] = g.take(col, winners)
             if history is not None:
-                history_columns[f.name] = take(col, history)
+                history_columns[f.name] = g.take(col, history)
             continue
         ph_all = placeholders(col, kind_all)
         if f.name in pending_in:
             ph_all = pending_in[f.name] if ph_all is None else ph_all | pending_in[f.name]
         if ph_all is None:
-            idx = plain_idx
-            if history is not None:
-                history_columns[f.name] = take(col, plain_all[history])
+            idx, each = plain_all[winners], plain_all
         else:
-            ph = ph_all[rows]
-            links = _pair_links(coord_s, own_s, is_del, linkable & ph)
-            src = _through_key_changes(last_valid(valid_all & ~ph), own_image, grp_start, links)
-            pre = np.where(own_image, ar, src)
-            # upserts keep their own value unless it is a placeholder; deletes keep the previous image
-            idx = np.where(w_del, pre[winners], src[winners])
-            if history is not None:
-                history_columns[f.name] = take(col, np.where(is_del, pre, src)[history])
+            ph = ph_all[g.rows]
+            idx, each = _toast_sources(g, ph, linkable, winners)
             for i in np.flatnonzero((idx < 0) & ph[winners] & ~w_del):
-                if linkable[grp_start[winners[i]]]:
+                if linkable[g.grp_start[winners[i]]]:
                     pending_out.setdefault(int(i), []).append(f.name)  # its d half may still come
                 else:
                     unresolved += 1
-        columns[f.name] = take(col, idx)
+        columns[f.name] = g.take(col, idx)
+        if history is not None:
+            history_columns[f.name] = g.take(col, each[history])
+    return columns, history_columns, pending_out, unresolved
 
+
+def _toast_sources(
+    g: _Groups, ph: np.ndarray, linkable: np.ndarray, winners: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For a column with placeholders (``ph``): the row each winner takes its value from, and the
+    same for every row (-1: none). A placeholder takes the newest real value of its segment, or
+    across a key change the old key's."""
+    links = _pair_links(g.coord, g.own, g.is_del, linkable & ph)
+    src = _through_key_changes(g.last_valid(~g.is_del & ~ph), g.own_image, g.grp_start, links)
+    pre = np.where(g.own_image, g.ar, src)
+    # upserts keep their own value unless it is a placeholder; deletes keep the previous image
+    return np.where(g.is_del[winners], pre[winners], src[winners]), np.where(g.is_del, pre, src)
+
+
+def _internal_columns(
+    g: _Groups,
+    winners: np.ndarray,
+    is_image: np.ndarray,
+    stream_lsn: np.ndarray,
+    pending_out: dict[int, list[str]],
+) -> dict[str, pa.Array]:
+    """The winners' internal columns (:data:`STATE_INTERNAL_FIELDS`)."""
     out = {}
     has_pending = np.zeros(len(winners), bool)
     has_pending[list(pending_out)] = True
     for f in STATE_INTERNAL_FIELDS:
         if f.name == "__deleted":
-            out[f.name] = pa.array(w_del)
+            out[f.name] = pa.array(g.is_del[winners])
         elif f.name == "__image":
             out[f.name] = pa.array(is_image)
         elif f.name == "__stream_lsn":
@@ -312,46 +432,29 @@ def fold(
                 else pa.nulls(len(winners), f.type)
             )
         elif f.name in ("__pair_lsn", "__pair_tx"):
-            c = coord_s[0] if f.name == "__pair_lsn" else coord_s[1]
-            out[f.name] = pa.array(c[grp_start[winners]], pa.int64(), mask=~has_pending)
+            c = g.coord[0] if f.name == "__pair_lsn" else g.coord[1]
+            out[f.name] = pa.array(c[g.grp_start[winners]], pa.int64(), mask=~has_pending)
         else:
-            out[f.name] = take(table.column(f.name), winners)
-    out.update(columns)
-    result = pa.Table.from_pydict(out, schema=schema)
-    if prior_killed:  # a truncate reached state rows: count by key (rare)
-        surviving = table.select(list(key)).take(pa.array(rows[kind == 0]))  # less copies and replays
-        inserts, updates, deletes = _effects(prior, result, surviving, key)
-    else:
-        key_id = np.cumsum(new_key) - 1
-        groups = int(key_id[-1]) + 1 if n else 0
-        had_live = np.zeros(groups, bool)
-        had_live[key_id[(kind == 1) & ~is_del]] = True
-        touched = np.zeros(groups, bool)
-        touched[key_id[kind == 0]] = True
-        live_after = np.zeros(groups, bool)
-        last = np.flatnonzero(is_last & (kind != 2))
-        live_after[key_id[last]] = ~is_del[last]
-        inserts = int((touched & ~had_live & live_after).sum())
-        updates = int((touched & had_live & live_after).sum())
-        deletes = int((touched & had_live & ~live_after).sum())
-    history_rows = None
-    if history is not None:
-        internal = {name: take(table.column(name), history) for name in VERSION_FIELDS}
-        history_rows = pa.Table.from_pydict(
-            {**internal, **history_columns},
-            schema=pa.schema([schema.field(n) for n in VERSION_FIELDS] + row_fields),
-        )
-    return FoldResult(
-        rows=result,
-        truncates=sorted(known),
-        events=n_events,
-        duplicates=duplicates,
-        inserts=inserts,
-        updates=updates,
-        deletes=deletes,
-        unresolved_toast=unresolved,
-        versions=history_rows,
-    )
+            out[f.name] = g.take(g.table.column(f.name), winners)
+    return out
+
+
+def _group_effects(g: _Groups) -> tuple[int, int, int]:
+    """Keys inserted, updated and deleted by the events, from the ordered rows (no truncate
+    reached a state row, so a key's prior row, if any, is its first)."""
+    key_id = np.cumsum(g.new_key) - 1
+    groups = int(key_id[-1]) + 1 if len(key_id) else 0
+    had_live = np.zeros(groups, bool)
+    had_live[key_id[(g.kind == 1) & ~g.is_del]] = True
+    touched = np.zeros(groups, bool)
+    touched[key_id[g.kind == 0]] = True
+    live_after = np.zeros(groups, bool)
+    last = np.flatnonzero(g.is_last & (g.kind != 2))
+    live_after[key_id[last]] = ~g.is_del[last]
+    inserts = int((touched & ~had_live & live_after).sum())
+    updates = int((touched & had_live & live_after).sum())
+    deletes = int((touched & had_live & ~live_after).sum())
+    return inserts, updates, deletes
 
 
 def _effects(
