@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from lakehouse import settings
+from lakehouse.settings import get_settings
 
 DEMO_EVENTS = int(os.environ.get("DEMO_EVENTS", "200000"))
 # DEMO_SOURCE=generator (default): a generated lake. DEMO_SOURCE=postgres: a throwaway PostgreSQL
@@ -18,6 +18,9 @@ DEMO_SOURCE = os.environ.get("DEMO_SOURCE", "generator")
 DEMO_SCANS = int(os.environ.get("DEMO_SCANS", "1500"))
 # the S3 sink's format.class: parquet (default), avro, or json (generator only)
 DEMO_FORMAT = os.environ.get("DEMO_FORMAT", "parquet")
+# demo only: the HMAC key for pseudonymised columns when LAKEHOUSE_PSEUDONYM_KEY is unset (production
+# sets its own secret); handed to the job's state resource, never written to os.environ
+DEMO_PSEUDONYM_KEY = "demo-only-not-a-secret"
 
 
 def step(msg: str) -> None:
@@ -41,7 +44,7 @@ def capture_from_postgres(lake: str, cli: list[str]) -> None:
         step(f"Eco2 workload, before capture: sign-ups and {DEMO_SCANS:,} scans (the snapshot)")
         work.sign_ups(max(50, DEMO_SCANS // 10))
         work.scans(DEMO_SCANS)
-        state = settings.home() / "capture"
+        state = get_settings().capture_dir
         procs = []
         for db, dsn in (("auth", auth), ("scan", scan)):
             step(f"lakehouse capture {db} -> {lake} (snapshot, then streaming)")
@@ -96,7 +99,7 @@ def print_watermarks() -> None:
 
     step("consistent watermarks (every table of a database at one transaction boundary; docs/consistency.md)")
     for database, entries in databases(load_config()).items():
-        mark = published(settings.state_uri(), database)
+        mark = published(get_settings().state, database)
         if mark is None:
             print(f"  {database}: none published (no transaction topic): the loads read the newest state")
             continue
@@ -119,7 +122,7 @@ def print_history_example() -> None:
 
     step("row history (SCD2) of scan.feedback: a verdict the user changed; docs/history.md")
     try:
-        versions = pl.from_arrow(table_history(settings.state_uri(), "scan.feedback"))
+        versions = pl.from_arrow(table_history(get_settings().state, "scan.feedback"))
     except Exception as exc:  # noqa: BLE001 - history off in a custom tables config
         print(f"  no history: {exc}")
         return
@@ -135,7 +138,7 @@ def print_history_example() -> None:
             f"valid {v['valid_from']:%Y-%m-%d %H:%M:%S} .. {until}"
         )
     print(
-        f"  as it was: lakehouse export --state {settings.state_uri()} --table scan.feedback "
+        f"  as it was: lakehouse export --state {get_settings().state} --table scan.feedback "
         f"--as-of {one['valid_from'][0].isoformat()} --out feedback.parquet"
     )
 
@@ -152,11 +155,12 @@ def install_instance_config(dagster_home: Path) -> None:
 
 
 def main() -> int:
-    lake = settings.lake_uri()
-    # demo only: the HMAC key for pseudonymised columns (production sets its own secret)
-    os.environ.setdefault("LAKEHOUSE_PSEUDONYM_KEY", "demo-only-not-a-secret")
-    os.environ["DAGSTER_HOME"] = str(settings.dagster_home())
-    install_instance_config(Path(os.environ["DAGSTER_HOME"]))
+    s = get_settings()
+    lake = s.lake
+    # the settings go to the job explicitly (instance folder, state resource with the key): the
+    # environment of this process and of the CLI processes it starts is left as it was
+    dagster_home = s.dagster_home
+    install_instance_config(dagster_home)
     cli = [sys.executable, "-m", "lakehouse.cli"]
     started = time.monotonic()
 
@@ -204,10 +208,13 @@ def main() -> int:
     import dagster as dg
 
     from orchestration.definitions import defs
+    from orchestration.environment import state_resource
 
     quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     result = defs.resolve_job_def("main").execute_in_process(
-        instance=dg.DagsterInstance.get(), run_config=quiet
+        instance=dg.DagsterInstance.from_config(str(dagster_home)),
+        run_config=quiet,
+        resources={"state": state_resource(s.pseudonym_key_value() or DEMO_PSEUDONYM_KEY)},
     )
     if not result.success:
         print("the main job failed; see the Dagster run logs", file=sys.stderr)
@@ -256,7 +263,7 @@ def main() -> int:
 
     from lakehouse.sqlfiles import sql
 
-    with duckdb.connect(str(settings.warehouse_path()), read_only=True) as con:
+    with duckdb.connect(str(s.duckdb_path), read_only=True) as con:
         for headline, value in con.execute(sql("marts/headlines.sql")).fetchall():
             print(f"  {headline:<48} {value}")
     if dataset:
@@ -271,20 +278,20 @@ def main() -> int:
     step(f"done in {time.monotonic() - started:,.0f} s. Where to look:")
     print(f"  lake:          {lake}")
     print(
-        f"  state tables:  {settings.state_uri()}  (Delta; one per source table; _consistent: every table "
+        f"  state tables:  {s.state}  (Delta; one per source table; _consistent: every table "
         "of a database at its watermark)"
     )
     print(
-        f"  warehouse:     {settings.warehouse_path()}  (DuckDB: auth.*, scan.*; dbt: main_staging, "
+        f"  warehouse:     {s.duckdb_path}  (DuckDB: auth.*, scan.*; dbt: main_staging, "
         "main_intermediate, main_marts)"
     )
     print(
-        f"                 .venv/bin/python -c \"import duckdb; print(duckdb.connect('{settings.warehouse_path()}', "
+        f"                 .venv/bin/python -c \"import duckdb; print(duckdb.connect('{s.duckdb_path}', "
         "read_only=True).sql('select count(*) from scan.scans'))\""
     )
     print(
         "  export:        .venv/bin/lakehouse export --state "
-        + settings.state_uri()
+        + s.state
         + " --table scan.scans --out scans.parquet [--consistent]"
     )
     if dataset:
@@ -296,7 +303,7 @@ def main() -> int:
     print(
         "  dbt:           cd dbt_project && ../.venv/bin/dbt docs generate --profiles-dir .   (lineage, column docs)"
     )
-    print(f"  dagster home:  {os.environ['DAGSTER_HOME']}  (run history of this demo)")
+    print(f"  dagster home:  {dagster_home}  (run history of this demo)")
     print(
         "  web UI:        make ui   (dagster dev on http://127.0.0.1:3000: assets, checks, lake sensor, "
         "schedules; materialize from the UI)"

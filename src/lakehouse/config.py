@@ -10,7 +10,6 @@ models below; every error names the file and the entry. Minimal form::
 
 from __future__ import annotations
 
-import os
 from enum import StrEnum
 from pathlib import Path
 
@@ -18,8 +17,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lakehouse.lake.layout import LakeObjectError
+from lakehouse.settings import DEFAULT_TABLES_CONFIG, get_settings
 
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "config" / "tables.yaml"
+DEFAULT_PATH = DEFAULT_TABLES_CONFIG
 
 
 class ConfigError(ValueError):
@@ -136,7 +136,8 @@ class TablesConfig(BaseModel):
 
 
 def config_path() -> Path:
-    return Path(os.environ.get("LAKEHOUSE_TABLES_CONFIG") or DEFAULT_PATH)
+    """``LAKEHOUSE_TABLES_CONFIG``, else ``config/tables.yaml`` (lakehouse.settings)."""
+    return get_settings().tables_config
 
 
 def load_config(path: str | Path | None = None) -> TablesConfig:

@@ -44,7 +44,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lakehouse import settings
 from lakehouse.capture.offsets import CaptureIdentity, CaptureOffsets, check_slot, drop_unused_slot
 from lakehouse.capture.preflight import CaptureSetupError, Source, check_source
 from lakehouse.lake.avrofile import CODECS as AVRO_CODECS
@@ -55,6 +54,7 @@ from lakehouse.lake.layout import LakeObjectError, ObjectKey, SinkLayout, is_non
 from lakehouse.lake.names import java_regex_literal, odd_columns_regex
 from lakehouse.lake.sink import SinkConfig, SinkWriter
 from lakehouse.lake.store import open_store
+from lakehouse.settings import get_settings
 
 log = logging.getLogger("lakehouse.capture")
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
@@ -115,7 +115,7 @@ class CaptureStats:
         """Rows captured per second between the first and the last row event (no start-up)."""
         if self.first_row_event is None or self.last_row_event == self.first_row_event:
             return 0.0
-        return self.events / (self.last_row_event - self.first_row_event)
+        return self.events / (self.last_row_event - self.first_row_event)  # type: ignore[operator]
 
     def as_dict(self) -> dict:
         out = {
@@ -146,7 +146,7 @@ def debezium_properties(
     ``_`` per bad character) and every column whose name is adjusted carries its real name in its schema
     (``column.propagate.source.type`` -> ``__debezium.source.column.name``), which the reader
     maps back (:mod:`lakehouse.lake.names`). Valid names are left exactly as they are."""
-    table_ids = source.table_ids or tuple(tuple(t.split(".", 1)) for t in source.tables)
+    table_ids = source.table_ids or tuple(tuple(t.split(".", 1)) for t in source.tables)  # type: ignore[misc]
     return {
         "name": f"lakehouse-{name}",  # part of the offset key: never rename a running capture
         "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
@@ -537,7 +537,7 @@ def run_capture(opts: CaptureOptions) -> CaptureStats:
     """Capture until SIGTERM/SIGINT, an error, or ``stop_when_idle_s`` without events."""
     source = check_source(opts.dsn, opts.tables, opts.topic_prefix)
     name = engine_name(opts, source)
-    state_dir = opts.state_dir or settings.home() / "capture"
+    state_dir = opts.state_dir or get_settings().capture_dir
     session = CaptureSession(opts, source)
     offsets = CaptureOffsets(
         state_dir, name, CaptureIdentity.of(session.store.root_uri, source), opts.topic_prefix

@@ -2,7 +2,7 @@
 whole-object reads of this package.
 
 A transient error (HTTP 5xx, throttling, a dropped or refused connection, a timeout) is retried
-with exponential backoff and jitter until ``settings.storage_retry_seconds()``; if it persists it
+with exponential backoff and jitter until ``get_settings().storage_retry_seconds``; if it persists it
 becomes :class:`StorageUnavailableError`, which names the operation and never blames the object
 (an unreadable object is a ``LakeObjectError`` only when its bytes are wrong). The tries per
 request and the time budget are two settings (:mod:`lakehouse.settings`).
@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from tenacity import RetryCallState, retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
-from lakehouse import settings
+from lakehouse.settings import get_settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -97,7 +97,7 @@ def retrying(what: str, call: Callable[[], T]) -> T:
     policy = retry(
         retry=retry_if_exception(is_transient),
         wait=wait_random_exponential(0.1, max=8),
-        stop=stop_after_delay(settings.storage_retry_seconds()),
+        stop=stop_after_delay(get_settings().storage_retry_seconds),
         before_sleep=note,
         retry_error_callback=give_up,
     )
@@ -115,7 +115,7 @@ def botocore_config(**extra):
     from botocore.config import Config
 
     return Config(
-        retries={"max_attempts": settings.storage_attempts(), "mode": "standard"},
+        retries={"max_attempts": get_settings().storage_attempts, "mode": "standard"},
         connect_timeout=10,
         read_timeout=60,
         **extra,
@@ -129,7 +129,7 @@ def arrow_retry_strategy():
     (measured: bench/results/chaos.md)."""
     import pyarrow.fs as pafs
 
-    return pafs.AwsDefaultS3RetryStrategy(max_attempts=settings.storage_attempts())
+    return pafs.AwsDefaultS3RetryStrategy(max_attempts=get_settings().storage_attempts)
 
 
 def delta_retry_options() -> dict[str, str]:
@@ -137,8 +137,8 @@ def delta_retry_options() -> dict[str, str]:
     per request (without one, a connection the store stops answering on waits forever; seen
     under injected faults: bench/results/chaos.md)."""
     return {
-        "max_retries": str(settings.storage_attempts()),
-        "retry_timeout": f"{int(settings.storage_retry_seconds())}s",
+        "max_retries": str(get_settings().storage_attempts),
+        "retry_timeout": f"{int(get_settings().storage_retry_seconds)}s",
         "timeout": "120s",
         "connect_timeout": "10s",
     }

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from lakehouse.lake.retry import arrow_retry_strategy, botocore_config, retrying
+from lakehouse.settings import get_settings
 
 
 @dataclass(frozen=True)
@@ -117,22 +118,18 @@ class LocalStore:
         return str(self.path(key))
 
 
-def _endpoint_url() -> str | None:
-    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-
-
 def s3_filesystem() -> pafs.S3FileSystem:
     """pyarrow's native S3 filesystem, configured from the environment like every S3 client here
     (``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``, ``AWS_REGION``, the standard credential chain)."""
     kw: dict = {}
-    endpoint = _endpoint_url()
+    aws = get_settings()
+    endpoint = aws.aws_endpoint_url
     if endpoint:
         parsed = urlparse(endpoint)
         kw["endpoint_override"] = parsed.netloc or parsed.path
         kw["scheme"] = parsed.scheme or "https"
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if region:
-        kw["region"] = region
+    if aws.aws_region:
+        kw["region"] = aws.aws_region
     # a deadline per request: a connection the store stops answering on is retried, not waited on
     return pafs.S3FileSystem(
         retry_strategy=arrow_retry_strategy(), connect_timeout=10, request_timeout=120, **kw
@@ -148,7 +145,7 @@ class S3Store:
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.root_uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
-        endpoint = _endpoint_url()
+        endpoint = get_settings().aws_endpoint_url
         # botocore retries each request; ``retrying`` covers streamed bodies and outages
         self._client = boto3.client("s3", endpoint_url=endpoint, config=botocore_config())
         self._fs = s3_filesystem()

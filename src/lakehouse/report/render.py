@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from string import Template
 
-from lakehouse import settings
 from lakehouse.report.charts import CHARTS, MARTS, ChartSpec, MartReader
+from lakehouse.settings import get_settings
 
 TEMPLATE = Path(__file__).with_name("template.html")
 DPI = 100
@@ -21,7 +21,7 @@ DPI = 100
 
 def report_dir() -> Path:
     """``LAKEHOUSE_REPORT``, else ``<LAKEHOUSE_HOME>/report``."""
-    return Path(os.environ.get("LAKEHOUSE_REPORT") or settings.home() / "report").resolve()
+    return get_settings().report_dir
 
 
 def warehouse_reader(warehouse, relation: Callable[[str], str]) -> MartReader:
@@ -58,15 +58,18 @@ class Report:
         return {c.name: c.png for c in self.charts}
 
     def markdown(self) -> str:
-        """The charts as markdown with the PNGs inline (data URIs), e.g. for Dagster asset metadata."""
-        parts = [f"Marts report, generated {self.generated_at:%Y-%m-%d %H:%M} UTC ({self.index})."]
+        """The charts as a short markdown table, each PNG linked by its path relative to the index
+        (e.g. for Dagster asset metadata: the images stay files, a few hundred bytes here)."""
+        lines = [
+            f"Marts report, generated {self.generated_at:%Y-%m-%d %H:%M} UTC: {self.index}",
+            "",
+            "| chart | data points | file |",
+            "|---|---|---|",
+        ]
         for c in self.charts:
-            parts += [
-                f"### {c.title}",
-                f"{c.description} Data points: {c.points}.",
-                f"![{c.title}]({c.data_uri()})",
-            ]
-        return "\n\n".join(parts) + "\n"
+            rel = c.png.relative_to(self.index.parent).as_posix()
+            lines.append(f"| {c.title} | {c.points} | [{rel}]({rel}) |")
+        return "\n".join(lines) + "\n"
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -31,7 +31,6 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakehouse import settings
 from lakehouse.config import (
     ColumnPolicy,
     ConfigError,
@@ -44,6 +43,7 @@ from lakehouse.lake.layout import LakeObjectError
 from lakehouse.lake.reader import INTERNAL_FIELDS, LakeListing, LakeObject, LakeReader, SchemaConflictError
 from lakehouse.lake.retry import StorageUnavailableError, is_transient
 from lakehouse.lake.semantic import is_toast_placeholder
+from lakehouse.settings import PSEUDONYM_KEY_ENV, get_settings
 from lakehouse.state.bound import EventBound
 from lakehouse.state.columns import (
     DEFAULT,
@@ -82,7 +82,6 @@ from lakehouse.state.table import (
 
 log = logging.getLogger(__name__)
 
-PSEUDONYM_KEY_ENV = "LAKEHOUSE_PSEUDONYM_KEY"
 DEFAULT_BATCH_EVENTS = 250_000
 DEFAULT_BATCH_BYTES = 16 << 20  # stored (compressed) object bytes per batch: bounds memory
 DEFAULT_CLUSTER_BYTES = 64 << 20  # in memory (Arrow); a rewrite of one cluster stays cheap
@@ -240,7 +239,7 @@ def _compact_racing(
                 raise
             outage_since = outage_since or time.monotonic()
             waited = time.monotonic() - outage_since
-            if waited > settings.storage_retry_seconds():
+            if waited > get_settings().storage_retry_seconds:
                 raise StorageUnavailableError(
                     f"storage unavailable for {waited:.0f} s ({type(exc).__name__}: {str(exc)[:200]}); "
                     "nothing of the failed batch was committed; run again"
@@ -625,7 +624,7 @@ def _apply_policy(events: pa.Table, entry: TableConfig, secret: str | None = Non
 def pseudonymise(arr: pa.Array, topic: str, column: str, secret: str | None = None) -> pa.Array:
     """Keyed HMAC-SHA256 (hex) of each value: stable, so joins on it still work; the key comes
     from the environment only. TOAST placeholders pass through so they still mean 'unchanged'."""
-    secret = secret or os.environ.get(PSEUDONYM_KEY_ENV)
+    secret = secret or get_settings().pseudonym_key_value()
     if not secret:
         raise ConfigError(
             f"{topic}: column {column!r} is to be pseudonymised but {PSEUDONYM_KEY_ENV} is not set "

@@ -37,6 +37,7 @@ from deltalake.transaction import CommitProperties
 
 from lakehouse.lake.retry import delta_retry_options
 from lakehouse.lake.store import ObjectStore, open_store
+from lakehouse.settings import get_settings
 from lakehouse.state.arrowfs import native_dataset
 from lakehouse.state.fold import STATE_INTERNAL_NAMES, Truncate
 from lakehouse.state.types import decode_schema, encode_schema, storage_schema, to_logical, to_storage
@@ -147,12 +148,13 @@ def delta_storage_options(uri: str) -> dict[str, str] | None:
     if not uri.startswith("s3://"):
         return None
     opts: dict[str, str] = {}
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    aws = get_settings()
+    endpoint = aws.aws_endpoint_url
     if endpoint:
         opts["AWS_ENDPOINT_URL"] = endpoint
         if endpoint.startswith("http://"):
             opts["AWS_ALLOW_HTTP"] = "true"
-    opts["AWS_REGION"] = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    opts["AWS_REGION"] = aws.aws_region or "us-east-1"
     opts.update(delta_retry_options())
     # commits are put-if-absent (S3 conditional writes): concurrent writers are safe without a lock
     # or unsafe rename; a store without conditional writes needs AWS_S3_ALLOW_UNSAFE_RENAME=true set
