@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.marts import DBT_PROJECT, Eco2DbtTranslator
+from assets.marts.dbt import DBT_PROJECT, Eco2DbtTranslator
 
 
 def dashboard_specs() -> list[dg.AssetSpec]:
@@ -40,3 +40,4 @@ def dashboard_specs() -> list[dg.AssetSpec]:
 
 
 DASHBOARDS = dashboard_specs()
+defs = dg.Definitions(assets=DASHBOARDS)

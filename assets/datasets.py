@@ -4,11 +4,12 @@
 import dagster as dg
 
 from assets.keys import configured_tables
-from assets.resources import LakeResource, StateResource, WarehouseResource
+from assets.resources import LakeResource, StateResource
 from lakehouse import settings
 from lakehouse.datasets import export_dataset
 from lakehouse.state.consistent import published
 from lakehouse.state.erasure import closed_accounts, supersede
+from lakehouse.warehouse import Warehouse
 
 
 @dg.asset(
@@ -20,14 +21,17 @@ from lakehouse.state.erasure import closed_accounts, supersede
     "version=<UTC time>/: data.parquet, data.jsonl, manifest.json). Unchanged rows: no new version.",
 )
 def rlhf_golden_dataset(
-    context: dg.AssetExecutionContext, lake: LakeResource, state: StateResource, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    state: StateResource,
+    warehouse: dg.ResourceParam[Warehouse],
 ) -> dg.MaterializeResult:
-    wh = warehouse.warehouse()
-    rows = wh.read(warehouse.dbt_relation("marts", "mart_rlhf_golden"))
+    wh = warehouse
+    rows = wh.read(wh.dbt_relation("marts", "mart_rlhf_golden"))
     built_from: dict = {t.table: wh.loaded_version(t.table) for t in configured_tables()}
     # the warehouse read each database at its consistent watermark: the dataset says which
     marks = {db: published(state.uri, db) for db in {t.transactions for t in configured_tables()}}
-    if settings.consistent_reads() and any(marks.values()):
+    if settings.get_settings().consistent_reads and any(marks.values()):
         built_from["consistent_watermarks"] = {db: m.lsn for db, m in sorted(marks.items()) if m is not None}
     version = export_dataset(lake.store(), "rlhf_golden", rows, ["scan_id"], built_from)
     context.log.info(
@@ -47,3 +51,6 @@ def rlhf_golden_dataset(
             "superseded_versions": ", ".join(superseded) or "-",
         }
     )
+
+
+defs = dg.Definitions(assets=[rlhf_golden_dataset])

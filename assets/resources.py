@@ -5,15 +5,12 @@ Which concrete places (local folders or S3, DuckDB or BigQuery) is decided in on
 
 from __future__ import annotations
 
-import abc
-from pathlib import Path
-from typing import ClassVar
-
 import dagster as dg
 from dagster_gcp import BigQueryResource
 
+from assets import keys
 from lakehouse import settings
-from lakehouse.config import TablesConfig, load_config
+from lakehouse.config import TablesConfig
 from lakehouse.lake.reader import LakeReader
 from lakehouse.lake.store import ObjectStore, open_store
 from lakehouse.state.engine import FoldEngine, LocalEngine
@@ -29,7 +26,7 @@ class LakeResource(dg.ConfigurableResource):
     S3 goes through boto3 with the standard AWS credential chain (environment, profile, instance
     or pod role); ``AWS_ENDPOINT_URL`` points it at MinIO or another S3-compatible store."""
 
-    uri: str = settings.lake_uri()
+    uri: str = settings.get_settings().lake
 
     def store(self) -> ObjectStore:
         return open_store(self.uri)
@@ -41,114 +38,82 @@ class LakeResource(dg.ConfigurableResource):
 class StateResource(dg.ConfigurableResource):
     """Where current-state tables live (folder or ``s3://``), and the tables config that defines them."""
 
-    uri: str = settings.state_uri()
+    uri: str = settings.get_settings().state
     tables_config: str | None = None  # default: $LAKEHOUSE_TABLES_CONFIG or config/tables.yaml
     pseudonym_key: str | None = None  # HMAC key for pseudonymised columns: pass dg.EnvVar(...)
 
     def config(self) -> TablesConfig:
-        return load_config(self.tables_config)
+        """The tables config: the object the definitions were generated from when it is the same
+        file (``assets.keys.tables_config``, read once per file)."""
+        return keys.tables_config(self.tables_config)
 
 
 class EngineResource(dg.ConfigurableResource):
     """What runs the fold of compaction: ``local`` (this process) or ``bigquery`` (the BigQuery
-    connection fields below; ``gcp_credentials`` as ``dg.EnvVar``, unset: default credentials)."""
+    connection fields below; credentials: Google's Application Default Credentials)."""
 
     kind: str = "local"
     project: str | None = None
     location: str | None = "US"
-    gcp_credentials: str | None = None
     api_endpoint: str | None = None
     dataset: str = "lakehouse_engine"  # raw change tables and working tables
 
     def engine(self) -> FoldEngine:
         if self.kind == "local":
             return LocalEngine()
-        return bigquery_engine(
-            self.project, self.location, self.gcp_credentials, self.api_endpoint, self.dataset
-        )
+        return bigquery_engine(self.project, self.location, self.api_endpoint, self.dataset)
 
 
-class WarehouseResource(dg.ConfigurableResource, abc.ABC):
-    """Where the warehouse tables live; ``orchestration/environment.py`` picks the kind."""
-
-    kind: ClassVar[str] = ""
-
-    @abc.abstractmethod
-    def warehouse(self) -> Warehouse:
-        """The warehouse client (loads, reads, checks)."""
-
-    @abc.abstractmethod
-    def table_name(self, table: str) -> str:
-        """The table's fully qualified name, for ``dagster/table_name``."""
-
-    @abc.abstractmethod
-    def dbt_env(self) -> dict[str, str]:
-        """Environment for the dbt CLI: the target and where it writes (see dbt_project/profiles.yml)."""
-
-    @abc.abstractmethod
-    def dbt_relation(self, schema: str, name: str) -> str:
-        """A dbt model's relation, as ``read`` takes it (dbt schema = target schema + _ + custom)."""
-
-
-class DuckDBWarehouseResource(WarehouseResource):
+class DuckDBWarehouseResource(dg.ConfigurableResource):
     """The embedded warehouse: one DuckDB file (default under the local data folder)."""
 
-    kind: ClassVar[str] = "duckdb"
-    path: str = str(settings.warehouse_path())
+    path: str = str(settings.get_settings().duckdb_path)
 
     def warehouse(self) -> DuckDBWarehouse:
         return DuckDBWarehouse(self.path)
 
-    def table_name(self, table: str) -> str:
-        return f"{Path(self.path).stem}.{table}"
-
-    def dbt_env(self) -> dict[str, str]:
-        return {"LAKEHOUSE_DBT_TARGET": "duckdb", "LAKEHOUSE_DUCKDB": str(Path(self.path).resolve())}
-
-    def dbt_relation(self, schema: str, name: str) -> str:
-        return f"main_{schema}.{name}"
+    def create_resource(self, context: dg.InitResourceContext) -> Warehouse:  # type: ignore[override]
+        """Assets and checks get the warehouse itself (``dg.ResourceParam[Warehouse]``)."""
+        return self.warehouse()
 
 
-class BigQueryWarehouseResource(BigQueryResource, WarehouseResource):
-    """BigQuery through dagster-gcp's resource (``project``, ``location``, ``gcp_credentials``: a
-    base64 service-account key passed as ``dg.EnvVar``; without it, Google's default credentials:
-    workload identity, the metadata server or ``GOOGLE_APPLICATION_CREDENTIALS``).
+class BigQueryWarehouseResource(BigQueryResource):
+    """BigQuery through dagster-gcp's resource (``project``, ``location``). Credentials are Google's
+    Application Default Credentials only (``GOOGLE_APPLICATION_CREDENTIALS``, workload identity, the
+    metadata server), the same for the loads, the checks and dbt; dagster-gcp's ``gcp_credentials``
+    (a key in config) is refused.
 
-    ``api_endpoint`` points the client at an emulator (anonymous credentials), for local use."""
+    ``api_endpoint`` points the client at an emulator (anonymous credentials), for local use.
+    Assets get the warehouse itself (``create_resource``), not dagster-gcp's client."""
 
-    kind: ClassVar[str] = "bigquery"
     dataset_prefix: str = ""  # dataset = prefix + source schema (auth, scan)
     meta_dataset: str = "lakehouse_meta"  # load records and staging tables
     api_endpoint: str | None = None
 
-    def _client(self):
-        return bigquery_client(self.project, self.location, self.gcp_credentials, self.api_endpoint)
-
     def warehouse(self) -> BigQueryWarehouse:
-        if not self.project and not self.gcp_credentials:
-            raise ValueError("BigQuery needs a project: set LAKEHOUSE_BIGQUERY_PROJECT")
+        if self.gcp_credentials:
+            raise ValueError(
+                "gcp_credentials is not read: BigQuery uses Google's Application Default Credentials "
+                "(GOOGLE_APPLICATION_CREDENTIALS, workload identity) for loads, checks and dbt alike"
+            )
+        client = bigquery_client(self.project, self.location, self.api_endpoint)
+        if not client.project:
+            raise ValueError(
+                "BigQuery needs a project: set LAKEHOUSE_BIGQUERY_PROJECT or GOOGLE_CLOUD_PROJECT"
+            )
         return BigQueryWarehouse(
-            self._client,
-            self.project or "",
+            lambda: client,
+            client.project,
             dataset_prefix=self.dataset_prefix,
             meta_dataset=self.meta_dataset,
             location=self.location,
+            endpoint=self.api_endpoint,
         )
 
-    def table_name(self, table: str) -> str:
-        schema, name = table.split(".", 1)
-        return f"{self.project}.{self.dataset_prefix}{schema}.{name}"
+    def create_resource(self, context: dg.InitResourceContext) -> Warehouse:  # type: ignore[override]
+        return self.warehouse()
 
-    def dbt_env(self) -> dict[str, str]:
-        env = {
-            "LAKEHOUSE_DBT_TARGET": "bigquery_emulator" if self.api_endpoint else "bigquery",
-            "LAKEHOUSE_BIGQUERY_PROJECT": self.project or "",
-            "LAKEHOUSE_BIGQUERY_DATASET_PREFIX": self.dataset_prefix,
-            "LAKEHOUSE_BIGQUERY_LOCATION": self.location or "US",
-        }
-        if self.api_endpoint:
-            env["LAKEHOUSE_BIGQUERY_ENDPOINT"] = self.api_endpoint
-        return env
 
-    def dbt_relation(self, schema: str, name: str) -> str:
-        return f"marts_{schema}.{name}"  # the dataset prefix is added by the warehouse
+# what orchestration/environment.py picks from; assets take the warehouse itself as
+# ``warehouse: dg.ResourceParam[Warehouse]`` (lakehouse.warehouse.base: the one interface)
+WarehouseResource = DuckDBWarehouseResource | BigQueryWarehouseResource

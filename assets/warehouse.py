@@ -1,23 +1,24 @@
 """Warehouse layer: one table per source table in DuckDB (embedded) or BigQuery, loaded
 incrementally from the current state (changed clusters' keys replaced, deletes removed), with
-checks that gate the marts. Thin wiring over ``lakehouse.warehouse``."""
+checks that gate the marts, the ``load_warehouse`` job and the hourly automation sensor. Thin
+wiring over ``lakehouse.warehouse`` (one interface, ``Warehouse``, whichever the kind)."""
 # no "from __future__ import annotations": Dagster inspects the real annotations
 
 import dagster as dg
 import pyarrow as pa
 
-from assets.consistent import database_key
-from assets.erasure import ERASURE_KEY
 from assets.keys import configured_tables, table_key
-from assets.resources import LakeResource, StateResource, WarehouseResource
+from assets.resources import LakeResource, StateResource
 from assets.retries import STORAGE_RETRY, only_transient_failures_retried
+from assets.state.consistent import database_key
+from assets.state.erasure import ERASURE_KEY
 from lakehouse import settings
 from lakehouse.checks import pseudonymised_columns, secret_columns
 from lakehouse.config import TableConfig
 from lakehouse.state.consistent import read_point
 from lakehouse.state.erasure import closed_accounts, personal_values
 from lakehouse.state.table import StateTable
-from lakehouse.warehouse.bigquery_warehouse import BigQueryLoadResult
+from lakehouse.warehouse import Warehouse
 
 # hourly, and only for tables whose current state changed since the last tick: declarative
 # automation does what an hourly schedule would, without loading unchanged tables
@@ -35,7 +36,7 @@ def build_warehouse_asset(entry: TableConfig) -> dg.AssetsDefinition:
     @dg.asset(
         key=table_key("warehouse", entry.table),
         group_name="warehouse",
-        kinds={settings.warehouse_kind()},
+        kinds={settings.get_settings().warehouse},
         deps=[table_key("current_state", entry.table), database_key(entry.transactions)],
         pool=WAREHOUSE_POOL,
         automation_condition=HOURLY,
@@ -47,11 +48,13 @@ def build_warehouse_asset(entry: TableConfig) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext,
         config: WarehouseLoadConfig,
         state: StateResource,
-        warehouse: WarehouseResource,
+        warehouse: dg.ResourceParam[Warehouse],
     ) -> dg.MaterializeResult:
-        wh = warehouse.warehouse()
+        wh = warehouse
         source, version, mark = (
-            read_point(state.uri, entry) if settings.consistent_reads() else (state.uri, None, None)
+            read_point(state.uri, entry)
+            if settings.get_settings().consistent_reads
+            else (state.uri, None, None)
         )
         with only_transient_failures_retried(f"loading {entry.table}"):
             r = wh.load(source, entry, full_refresh=config.full_refresh, version=version)
@@ -68,22 +71,12 @@ def build_warehouse_asset(entry: TableConfig) -> dg.AssetsDefinition:
             "removed_keys": r.removed_keys,
             "clusters_read": r.clusters,
             "seconds": round(r.seconds, 2),
-            "dagster/table_name": warehouse.table_name(entry.table),
+            "dagster/table_name": wh.table_name(entry.table),
             "dagster/column_schema": columns,
             "read_from": "consistent watermark" if mark else "newest state",
             **({"watermark_lsn": mark.lsn} if mark else {}),
+            **r.details(),  # what only this warehouse reports (BigQuery: what the load cost)
         }
-        if isinstance(r, BigQueryLoadResult):  # what the load cost
-            metadata.update(
-                {
-                    "bytes_processed": r.bytes_processed,
-                    "bytes_billed": r.bytes_billed,
-                    "rows_affected": r.dml_rows,
-                    "merge_estimate_bytes": r.estimated_bytes,
-                    "partition_range": r.partition_range or "-",
-                    "added_columns": ", ".join(r.added_columns) or "-",
-                }
-            )
         return dg.MaterializeResult(metadata=metadata)
 
     return _load
@@ -96,7 +89,7 @@ def build_history_asset(entry: TableConfig) -> dg.AssetsDefinition:
     @dg.asset(
         key=["warehouse", schema, f"{name}_history"],
         group_name="warehouse",
-        kinds={settings.warehouse_kind()},
+        kinds={settings.get_settings().warehouse},
         deps=[table_key("current_state", entry.table), *([ERASURE_KEY] if entry.erasure else [])],
         pool=WAREHOUSE_POOL,
         retry_policy=STORAGE_RETRY,
@@ -107,10 +100,10 @@ def build_history_asset(entry: TableConfig) -> dg.AssetsDefinition:
         "previous_key (the key before a primary-key change). Replaced whole on each load.",
     )
     def _history(
-        context: dg.AssetExecutionContext, state: StateResource, warehouse: WarehouseResource
+        context: dg.AssetExecutionContext, state: StateResource, warehouse: dg.ResourceParam[Warehouse]
     ) -> dg.MaterializeResult:
         with only_transient_failures_retried(f"loading {entry.table}_history"):
-            rows = warehouse.warehouse().load_history(state.uri, entry)
+            rows = warehouse.load_history(state.uri, entry)
         context.log.info(f"{entry.table}_history: {rows} versions")
         return dg.MaterializeResult(
             metadata={
@@ -135,7 +128,7 @@ def build_history_erasure_check(entry: TableConfig) -> dg.AssetChecksDefinition:
         "sources no longer hold is in this table (docs/erasure.md).",
     )
     def _erased(
-        lake: LakeResource, state: StateResource, warehouse: WarehouseResource
+        lake: LakeResource, state: StateResource, warehouse: dg.ResourceParam[Warehouse]
     ) -> dg.AssetCheckResult:
         config = state.config()
         closed = closed_accounts(state.uri, config)
@@ -145,9 +138,7 @@ def build_history_erasure_check(entry: TableConfig) -> dg.AssetChecksDefinition:
             else set()
         )
         rows = (
-            warehouse.warehouse().read(f"{entry.table}_history", columns=list(entry.erasure.columns))
-            if wanted
-            else None
+            warehouse.read(f"{entry.table}_history", columns=list(entry.erasure.columns)) if wanted else None
         )
         found = (
             {
@@ -195,12 +186,14 @@ def build_warehouse_checks(entry: TableConfig) -> dg.AssetChecksDefinition:
     @dg.multi_asset_check(
         specs=specs, name=f"warehouse_checks_{entry.table.replace('.', '_')}", can_subset=True
     )
-    def _checks(context: dg.AssetCheckExecutionContext, state: StateResource, warehouse: WarehouseResource):
+    def _checks(
+        context: dg.AssetCheckExecutionContext, state: StateResource, warehouse: dg.ResourceParam[Warehouse]
+    ):
         wanted = {k.name for k in context.selected_asset_check_keys}
-        wh = warehouse.warehouse()
+        wh = warehouse
         if "row_count_matches_state" in wanted:
             version = wh.loaded_version(entry.table)
-            root = read_point(state.uri, entry)[0] if settings.consistent_reads() else state.uri
+            root = read_point(state.uri, entry)[0] if settings.get_settings().consistent_reads else state.uri
             loaded = StateTable(root, entry.table).load(version) if version is not None else None
             expected = loaded.live_rows if loaded is not None else None
             rows = wh.row_count(entry.table) if version is not None else None
@@ -250,3 +243,25 @@ warehouse_assets = [build_warehouse_asset(t) for t in TABLES] + [
 warehouse_checks = [build_warehouse_checks(t) for t in TABLES] + [
     build_history_erasure_check(t) for t in TABLES if t.history and t.erasure
 ]
+
+load_warehouse_job = dg.define_asset_job(
+    "load_warehouse",
+    selection=dg.AssetSelection.groups("consistent_state", "warehouse"),
+    description="Move each database's consistent watermark, then load every warehouse table at it (incremental; "
+    "full_refresh in the config).",
+)
+
+# evaluates the warehouse assets' AutomationCondition (hourly, only tables whose state changed)
+warehouse_automation = dg.AutomationConditionSensorDefinition(
+    "warehouse_hourly",
+    target=dg.AssetSelection.groups("consistent_state", "warehouse"),
+    minimum_interval_seconds=60,
+    description="Hourly: each database's consistent watermark, then warehouse loads of the tables whose state changed.",
+)
+
+defs = dg.Definitions(
+    assets=warehouse_assets,
+    asset_checks=warehouse_checks,
+    jobs=[load_warehouse_job],
+    sensors=[warehouse_automation],
+)

@@ -1,4 +1,5 @@
-"""The one place that decides where things live: local folders or S3, DuckDB or BigQuery.
+"""The one place that decides where things live: local folders or S3, DuckDB or BigQuery, from
+the typed settings (``lakehouse.settings.get_settings()``; every variable and default is there):
 
     LAKEHOUSE_LAKE        lake root: a folder (default .data/lake) or s3://bucket/prefix
     LAKEHOUSE_STATE       current-state tables: a folder (default .data/state) or s3://...
@@ -8,18 +9,16 @@
                 lakehouse_engine: raw change tables, working tables)
     LAKEHOUSE_WAREHOUSE   duckdb (default) | bigquery
       duckdb:   LAKEHOUSE_DUCKDB (default .data/warehouse.duckdb)
-      bigquery: LAKEHOUSE_BIGQUERY_PROJECT, LAKEHOUSE_BIGQUERY_LOCATION (default US),
-                LAKEHOUSE_BIGQUERY_DATASET_PREFIX (default none: datasets auth, scan),
-                LAKEHOUSE_GCP_CREDENTIALS (base64 service-account key; unset: Google's default
-                credentials, e.g. workload identity), LAKEHOUSE_BIGQUERY_ENDPOINT (an emulator)
+      bigquery: LAKEHOUSE_BIGQUERY_PROJECT (else GOOGLE_CLOUD_PROJECT, else the credentials'),
+                LAKEHOUSE_BIGQUERY_LOCATION (default US), LAKEHOUSE_BIGQUERY_DATASET_PREFIX
+                (default none: datasets auth, scan), LAKEHOUSE_BIGQUERY_ENDPOINT (an emulator)
 
-Secrets are never in config: the pseudonymisation key and the GCP key reach the code as
-``dg.EnvVar``; S3 uses the standard AWS credential chain (AWS_* variables, profiles, roles).
+Secrets are never in config: the pseudonymisation key reaches the code as ``dg.EnvVar``; BigQuery
+uses Google's Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS, workload identity) and
+S3 the standard AWS credential chain (AWS_* variables, profiles, roles).
 """
 
 from __future__ import annotations
-
-import os
 
 import dagster as dg
 
@@ -31,49 +30,53 @@ from assets.resources import (
     StateResource,
     WarehouseResource,
 )
-from lakehouse import settings
-
-PSEUDONYM_KEY = "LAKEHOUSE_PSEUDONYM_KEY"
-GCP_CREDENTIALS = "LAKEHOUSE_GCP_CREDENTIALS"
-
-
-def _gcp_credentials():
-    return dg.EnvVar(GCP_CREDENTIALS) if os.environ.get(GCP_CREDENTIALS) else None
+from lakehouse.settings import (
+    DEFAULT_TABLES_CONFIG,
+    PSEUDONYM_KEY_ENV,
+    get_settings,
+)
 
 
 def warehouse_resource() -> WarehouseResource:
-    if settings.warehouse_kind() == "bigquery":
+    s = get_settings()
+    if s.warehouse == "bigquery":
         return BigQueryWarehouseResource(
-            project=settings.bigquery_project(),
-            location=settings.bigquery_location(),
-            gcp_credentials=_gcp_credentials(),
-            dataset_prefix=settings.bigquery_dataset_prefix(),
-            api_endpoint=settings.bigquery_endpoint(),
+            project=s.bigquery_project,
+            location=s.bigquery_location,
+            dataset_prefix=s.bigquery_dataset_prefix,
+            api_endpoint=s.bigquery_endpoint,
         )
-    return DuckDBWarehouseResource(path=str(settings.warehouse_path()))
+    return DuckDBWarehouseResource(path=str(s.duckdb_path))
 
 
 def engine_resource() -> EngineResource:
-    if settings.engine_kind() == "bigquery":
+    s = get_settings()
+    if s.engine == "bigquery":
         return EngineResource(
             kind="bigquery",
-            project=settings.bigquery_project(),
-            location=settings.bigquery_location(),
-            gcp_credentials=_gcp_credentials(),
-            api_endpoint=settings.bigquery_endpoint(),
-            dataset=settings.bigquery_dataset_prefix() + settings.engine_dataset(),
+            project=s.bigquery_project,
+            location=s.bigquery_location,
+            api_endpoint=s.bigquery_endpoint,
+            dataset=s.engine_dataset,
         )
     return EngineResource(kind="local")
 
 
+def state_resource(pseudonym_key: str | None = None) -> StateResource:
+    """The state resource; the key as ``dg.EnvVar`` unless given (``make demo`` passes its own)."""
+    s = get_settings()
+    return StateResource(
+        uri=s.state,
+        # None: the default, resolved by the resource itself
+        tables_config=None if s.tables_config == DEFAULT_TABLES_CONFIG else str(s.tables_config),
+        pseudonym_key=pseudonym_key if pseudonym_key is not None else dg.EnvVar(PSEUDONYM_KEY_ENV),
+    )
+
+
 def resources() -> dict[str, dg.ConfigurableResource]:
     return {
-        "lake": LakeResource(uri=settings.lake_uri()),
-        "state": StateResource(
-            uri=settings.state_uri(),
-            tables_config=os.environ.get("LAKEHOUSE_TABLES_CONFIG"),
-            pseudonym_key=dg.EnvVar(PSEUDONYM_KEY),
-        ),
+        "lake": LakeResource(uri=get_settings().lake),
+        "state": state_resource(),
         "engine": engine_resource(),
         "warehouse": warehouse_resource(),
     }

@@ -22,12 +22,12 @@ from dagster_dbt import (
 )
 
 from assets.keys import table_key
-from assets.resources import WarehouseResource
 from assets.retries import STORAGE_RETRY
 from assets.warehouse import WAREHOUSE_POOL
 from lakehouse import settings
+from lakehouse.warehouse import Warehouse
 
-DBT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
+DBT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 DBT_PROJECT = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
 
 
@@ -85,10 +85,10 @@ def dbt_environment(values: dict[str, str]) -> Iterator[None]:
     manifest=DBT_PROJECT.manifest_path,
     project=DBT_PROJECT,
     pool=WAREHOUSE_POOL,
-    retry_policy=STORAGE_RETRY if settings.warehouse_kind() == "bigquery" else None,
+    retry_policy=STORAGE_RETRY if settings.get_settings().warehouse == "bigquery" else None,
     dagster_dbt_translator=Eco2DbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)),
 )
-def eco2_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+def eco2_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: dg.ResourceParam[Warehouse]):
     """`dbt build` of the selected models, seeds and their tests, on the configured warehouse."""
     with dbt_environment(warehouse.dbt_env()):
         yield from dbt.cli(["build"], context=context).stream()

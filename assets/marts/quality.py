@@ -6,8 +6,8 @@ data; the check's metadata names the failing columns, counts and sample values."
 import dagster as dg
 
 from assets.keys import configured_tables, table_key
-from assets.resources import WarehouseResource
-from lakehouse.quality import RECONCILE, RELATIONS, columns_of, reconciliation, suites, validate
+from lakehouse.quality import RECONCILE, RELATIONS, reconciliation, suites, validate
+from lakehouse.warehouse import Warehouse
 
 
 def build_gx_check(relation: str) -> dg.AssetChecksDefinition:
@@ -23,15 +23,14 @@ def build_gx_check(relation: str) -> dg.AssetChecksDefinition:
         blocking=True,
         description=f"Great Expectations suite for {relation} (lakehouse.quality.suites).",
     )
-    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    def _check(warehouse: dg.ResourceParam[Warehouse]) -> dg.AssetCheckResult:
+        # the warehouse runs the suite as SQL: only aggregates and a few samples come back
         source = warehouse.dbt_relation("marts", mart) if mart else relation
-        wh = warehouse.warehouse()
-        expectations = suites()[relation]
+        target = warehouse.quality_target()
+        expectations = suites(target.dialect)[relation]
         if relation in RECONCILE:  # the mart accounts for every row of the layer below
-            column, table, counted = RECONCILE[relation]
-            expectations += reconciliation(relation, wh.read(table, columns=[counted]))
-        rows = wh.read(source, columns=sorted({*columns_of(relation), *(RECONCILE.get(relation, ())[:1])}))
-        result = validate(relation, rows, expectations)
+            expectations += reconciliation(relation, target)
+        result = validate(relation, target, source, expectations)
         return dg.AssetCheckResult(
             passed=result.success,
             metadata={

@@ -1,11 +1,12 @@
-"""The built-in report: the marts as charts (PNG) and a static HTML page under the local data folder;
-the charts also go into the materialization's metadata, so the Dagster UI shows them."""
+"""The built-in report: the marts as charts (PNG) and a static HTML page under the local data folder.
+The materialization's metadata points at those files (paths, a small markdown table of the charts),
+never the images themselves: each would add hundreds of KB to the event log per run."""
 # no "from __future__ import annotations": Dagster inspects the real annotations
 
 import dagster as dg
 
-from assets.resources import WarehouseResource
 from lakehouse.report import MARTS, render_report, report_dir, warehouse_reader
+from lakehouse.warehouse import Warehouse
 
 
 class ReportConfig(dg.Config):
@@ -19,12 +20,12 @@ class ReportConfig(dg.Config):
     deps=[dg.AssetKey(["marts", mart]) for mart in MARTS],
     description="Charts of the marts (LLM latency percentiles by stage, daily cost by model, feedback and "
     "label mix, confusion matrix, RAG relevance vs thumbs-up) as PNG files and a static "
-    "index.html under <LAKEHOUSE_HOME>/report/; the charts are in the metadata too.",
+    "index.html under <LAKEHOUSE_HOME>/report/; the metadata links the files.",
 )
 def marts_report(
-    context: dg.AssetExecutionContext, config: ReportConfig, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext, config: ReportConfig, warehouse: dg.ResourceParam[Warehouse]
 ) -> dg.MaterializeResult:
-    read = warehouse_reader(warehouse.warehouse(), lambda mart: warehouse.dbt_relation("marts", mart))
+    read = warehouse_reader(warehouse, lambda mart: warehouse.dbt_relation("marts", mart))
     report = render_report(read, config.out_dir or report_dir())
     empty = [name for name, points in report.points.items() if points == 0]
     if empty:
@@ -33,7 +34,9 @@ def marts_report(
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(report.index)),
+            "url": dg.MetadataValue.url(report.index.as_uri()),
             "charts": dg.MetadataValue.md(report.markdown()),
+            **{f"chart_{name}": dg.MetadataValue.path(str(png)) for name, png in report.pngs.items()},
             "data_points": dg.MetadataValue.json(report.points),
             **{f"points_{name}": points for name, points in report.points.items()},
             "empty_charts": len(empty),

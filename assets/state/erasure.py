@@ -5,10 +5,10 @@ wiring over ``lakehouse.state.erasure``; docs/erasure.md."""
 
 import dagster as dg
 
-from assets.consistent import DATABASES, database_key
 from assets.keys import configured_tables, table_key
 from assets.resources import LakeResource, StateResource
 from assets.retries import STORAGE_RETRY
+from assets.state.consistent import DATABASES, database_key
 from lakehouse.state.erasure import closed_accounts, erase, leftovers, personal_values
 
 ERASURE_KEY = dg.AssetKey(["privacy", "account_erasure"])

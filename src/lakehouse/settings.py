@@ -37,7 +37,6 @@ ENGINE_KINDS: tuple[str, ...] = get_args(EngineKind)
 
 # names other modules quote (error messages, dg.EnvVar, CLI envvar=)
 PSEUDONYM_KEY_ENV = "LAKEHOUSE_PSEUDONYM_KEY"
-GCP_CREDENTIALS_ENV = "LAKEHOUSE_GCP_CREDENTIALS"
 CAPTURE_DSN_ENV = "LAKEHOUSE_CAPTURE_DSN"
 DATASET_PREFIX_ENV = "LAKEHOUSE_BIGQUERY_DATASET_PREFIX"
 
@@ -90,7 +89,7 @@ class Settings(BaseSettings):
         validate_default=True,
     )
     dagster_home: Path = Field(
-        None,
+        default=None,
         validation_alias="DAGSTER_HOME",
         description="``DAGSTER_HOME`` (Dagster's own variable): run history and instance settings "
         "(default <home>/dagster).",
@@ -112,8 +111,11 @@ class Settings(BaseSettings):
         "what runs the fold: local (in this process) or bigquery (past one machine; the "
         "LAKEHOUSE_BIGQUERY_* settings).",
     )
-    bigquery_project: str | None = _env(
-        "LAKEHOUSE_BIGQUERY_PROJECT", None, "BigQuery project (default: the credentials')."
+    bigquery_project: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("LAKEHOUSE_BIGQUERY_PROJECT", "GOOGLE_CLOUD_PROJECT"),
+        description="``LAKEHOUSE_BIGQUERY_PROJECT``, else Google's ``GOOGLE_CLOUD_PROJECT``, else the "
+        "project of Google's Application Default Credentials.",
     )
     bigquery_location: str = _env("LAKEHOUSE_BIGQUERY_LOCATION", "US", "BigQuery location.")
     bigquery_dataset_prefix: str = _env(
@@ -133,11 +135,6 @@ class Settings(BaseSettings):
     # secrets: SecretStr, never in repr, str or logs
     pseudonym_key: SecretStr | None = _env(
         PSEUDONYM_KEY_ENV, None, "HMAC key of pseudonymised columns (from a secret; never in config)."
-    )
-    gcp_credentials: SecretStr | None = _env(
-        GCP_CREDENTIALS_ENV,
-        None,
-        "base64 service-account key; unset: Google's default credentials (e.g. workload identity).",
     )
     capture_dsn: SecretStr | None = _env(
         CAPTURE_DSN_ENV, None, "PostgreSQL DSN of `lakehouse capture` (keep the password out: PGPASSWORD)."
@@ -165,13 +162,13 @@ class Settings(BaseSettings):
 
     # AWS's own variables, mapped once for every S3 client here (boto3, pyarrow, delta-rs)
     aws_endpoint_url: str | None = Field(
-        None,
+        default=None,
         validation_alias=AliasChoices("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
         description="``AWS_ENDPOINT_URL_S3``, else ``AWS_ENDPOINT_URL``: an S3-compatible endpoint "
         "(MinIO, moto, ...); unset: AWS.",
     )
     aws_region: str | None = Field(
-        None,
+        default=None,
         validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),
         description="``AWS_REGION``, else ``AWS_DEFAULT_REGION``.",
     )
@@ -196,6 +193,7 @@ class Settings(BaseSettings):
             home = info.data.get("home")
             if home is None:
                 return v
+            assert info.field_name is not None  # always set for a field validator
             v = home / _UNDER_HOME[info.field_name]
         return Path(v).resolve()
 
@@ -230,7 +228,8 @@ def _variables() -> tuple[str, ...]:
     names: list[str] = []
     for field in Settings.model_fields.values():
         alias = field.validation_alias
-        names += alias.choices if isinstance(alias, AliasChoices) else [alias]  # type: ignore[list-item]
+        choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
+        names += [name for name in choices if isinstance(name, str)]  # every field has str aliases
     return tuple(sorted(set(names)))
 
 
@@ -241,7 +240,7 @@ class SettingsError(ValueError):
     """An environment variable with a value the settings reject; the message names the variable."""
 
 
-SECRETS = frozenset({PSEUDONYM_KEY_ENV, GCP_CREDENTIALS_ENV, CAPTURE_DSN_ENV})
+SECRETS = frozenset({PSEUDONYM_KEY_ENV, CAPTURE_DSN_ENV})
 
 
 def _one_line(exc: ValidationError) -> str:
@@ -269,7 +268,7 @@ def get_settings() -> Settings:
     return _cached(os.getcwd(), tuple(os.environ.get(name) for name in VARIABLES))
 
 
-get_settings.cache_clear = _cached.cache_clear  # type: ignore[attr-defined]
+get_settings.cache_clear = _cached.cache_clear  # type: ignore[attr-defined]  # mypy: no attributes on functions
 
 
 def dagster_home() -> Path:

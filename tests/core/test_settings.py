@@ -120,7 +120,7 @@ def test_a_bad_value_is_an_error_naming_the_variable(env, variable, value):
 
 def test_the_pseudonym_key_is_never_in_repr_or_str(env):
     env.setenv("LAKEHOUSE_PSEUDONYM_KEY", "sentinel-key-7f3a")
-    env.setenv("LAKEHOUSE_GCP_CREDENTIALS", "sentinel-gcp-91bc")
+    env.setenv("LAKEHOUSE_CAPTURE_DSN", "postgresql://u:sentinel-gcp-91bc@h/db")
     s = get_settings()
     for text in (repr(s), str(s), repr(s.pseudonym_key), s.model_dump_json()):
         assert "sentinel-key-7f3a" not in text and "sentinel-gcp-91bc" not in text

@@ -95,6 +95,33 @@ def test_dbt_bigquery_builds_on_the_emulator(state, tmp_path, bigquery_emulator)
         .result()
     )
     assert rows[0][0] == wh.row_count("scan.feedback") > 0
+    # daily marts are partitioned by their day (the hourly one by its hour's day): a date filter
+    # and the incremental lookback read only the days they touch
+    marts = f"{bigquery_emulator.project}.{prefix}marts_marts"
+    client = bigquery_emulator.client()
+    daily = [p.stem for p in (PROJECT / "models" / "marts").glob("mart_*_daily.sql")]
+    partitions = {name: client.get_table(f"{marts}.{name}").time_partitioning for name in daily}
+    assert len(partitions) == 6 and all(p is not None for p in partitions.values()), partitions
+    assert {(p.field, p.type_) for p in partitions.values()} == {("day", "DAY")}
+    # the emulator keeps no partitioning of a TIMESTAMP column: the DDL dbt sent says it
+    hourly = next((tmp_path / "target" / "run").rglob("mart_llm_latency_hourly.sql")).read_text()
+    assert "partition by timestamp_trunc(hour, day)" in hourly
+    # the incremental marts merge into their partitions on a second run
+    again = dbt(
+        [
+            "build",
+            "--target",
+            "bigquery_emulator",
+            "--select",
+            "mart_llm_cost_daily",
+            "mart_llm_latency_hourly",
+        ],
+        tmp_path,
+        LAKEHOUSE_BIGQUERY_ENDPOINT=bigquery_emulator.endpoint,
+        LAKEHOUSE_BIGQUERY_PROJECT=bigquery_emulator.project,
+        LAKEHOUSE_BIGQUERY_DATASET_PREFIX=prefix,
+    )
+    assert "ERROR=0" in again.stdout, again.stdout[-2000:]
     # the same marts from the same state on DuckDB: exact marts agree (percentiles are approximate on
     # BigQuery by design, see macros/cross_db.sql)
     duck = DuckDBWarehouse(tmp_path / "warehouse.duckdb")

@@ -40,22 +40,89 @@ def test_every_relation_has_its_suite():
     assert set(RELATIONS) == set(suites())
 
 
-def test_suite_reports_failing_columns_counts_and_samples():
-    rows = pa.table(
-        {
-            "id": [1, 2, 3, 3],
-            "confidence": [0.5, 1.7, 0.2, 1.2],
-            "category": ["glass", "paper", "metal", "can"],
-        }
-    )
-    result = validate("scan.classification_results", rows)
-    assert not result.success
+BAD_RESULTS = pa.table(
+    {
+        "id": [1, 2, 3, 3],
+        "confidence": [0.5, 1.7, 0.2, 1.2],
+        "category": ["glass", "paper", "metal", "can"],
+    }
+)
+
+
+def duckdb_with(path: Path, tables: dict[str, pa.Table]) -> DuckDBWarehouse:
+    wh = DuckDBWarehouse(path)
+    with wh.connect() as con:
+        for name, rows in tables.items():
+            con.register("rows", rows)
+            con.execute(f"create schema if not exists {name.split('.')[0]}")
+            con.execute(f"create or replace table {name} as select * from rows")
+            con.unregister("rows")
+    return wh
+
+
+def assert_bad_results_reported(result) -> None:
+    assert not result.success and result.rows == 4
     failed = {(f.column, f.expectation): f for f in result.failures}
-    assert failed[("confidence", "expect_column_values_to_be_between")].unexpected_count == 2
-    assert sorted(failed[("confidence", "expect_column_values_to_be_between")].samples) == [1.2, 1.7]
+    between = failed[("confidence", "expect_column_values_to_be_between")]
+    assert between.unexpected_count == 2 and sorted(float(v) for v in between.samples) == [1.2, 1.7]
     assert failed[("category", "expect_column_values_to_be_in_set")].samples == ["metal"]
-    assert ("id", "expect_column_values_to_be_unique") in failed
-    assert validate("scan.classification_results", rows.slice(0, 1)).success
+    assert failed[("id", "expect_column_values_to_be_unique")].unexpected_count == 2
+    assert len(failed) == 3
+
+
+def test_suite_runs_as_sql_on_duckdb_and_reports_columns_counts_and_samples(tmp_path):
+    wh = duckdb_with(tmp_path / "wh.duckdb", {"scan.classification_results": BAD_RESULTS})
+    assert_bad_results_reported(
+        validate("scan.classification_results", wh.quality_target(), "scan.classification_results")
+    )
+    good = duckdb_with(tmp_path / "good.duckdb", {"scan.classification_results": BAD_RESULTS.slice(0, 1)})
+    assert validate(
+        "scan.classification_results", good.quality_target(), "scan.classification_results"
+    ).success
+
+
+def test_sql_rules_regex_and_missing_columns(tmp_path):
+    users = pa.table({"id": [1, 2], "provider": ["kakao", "email"], "email": ["a" * 64, "bob@example.com"]})
+    wh = duckdb_with(tmp_path / "wh.duckdb", {"auth.users": users, "auth.nomail": users.drop(["email"])})
+    result = validate("auth.users", wh.quality_target(), "auth.users")
+    assert [(f.column, f.unexpected_count) for f in result.failures] == [("email", 1)]
+    # a column the policy keeps out of the warehouse: its rule is left out, the rest still runs
+    without = validate("auth.users", wh.quality_target(), "auth.nomail")
+    assert without.success and without.evaluated == 3
+
+
+def test_suite_runs_as_sql_on_bigquery_with_aggregates_only(bigquery_emulator):
+    """The same suite on the BigQuery emulator through sqlalchemy-bigquery on the warehouse's own
+    client: the same failures, and every statement GX sent returns aggregates or a few samples."""
+    import io
+
+    import pyarrow.parquet as pq
+    import sqlglot
+    from google.cloud import bigquery
+    from sqlglot import exp
+
+    from lakehouse.warehouse.bigquery_warehouse import BigQueryWarehouse
+
+    prefix = f"q{random.randrange(10**6)}_"
+    wh = BigQueryWarehouse(bigquery_emulator.client, bigquery_emulator.project, dataset_prefix=prefix)
+    wh.client.create_dataset(wh.dataset_id("scan.x"), exists_ok=True)
+    table = wh.table_id("scan.classification_results")
+    wh.client.query(f"create table `{table}` (id INT64, confidence FLOAT64, category STRING)").result()
+    buf = io.BytesIO()
+    pq.write_table(BAD_RESULTS, buf)
+    buf.seek(0)
+    config = bigquery.LoadJobConfig(source_format="PARQUET")
+    wh.client.load_table_from_file(buf, table, job_config=config).result()
+    before = {j.job_id for j in wh.client.list_jobs()}
+    assert_bad_results_reported(
+        validate("scan.classification_results", wh.quality_target(), "scan.classification_results")
+    )
+    jobs = [j for j in wh.client.list_jobs() if j.job_id not in before and j.job_type == "query"]
+    statements = [j.query for j in jobs]
+    assert statements
+    for text in statements:
+        tree = sqlglot.parse_one(text, read="bigquery")
+        assert tree.args.get("limit") is not None or tree.find(exp.AggFunc) is not None, text
 
 
 def test_injected_bad_values_fail_gx_and_block_the_marts(tmp_path):
@@ -157,12 +224,24 @@ def test_pipeline_export_twice_gives_one_version(tmp_path):
     assert len(list(LocalStore(tmp_path / "lake").list("datasets/rlhf_golden/"))) == 3  # one version's files
 
 
-def test_row_count_reconciliation_between_layers():
-    from lakehouse.quality import reconciliation
+def test_row_count_reconciliation_between_layers(tmp_path):
+    from lakehouse.quality import reconciliation, suites
 
     calls = pa.table({"scan_id": ["a", "a", "b", None]})  # three calls belong to scans
     mart = pa.table({"scan_id": ["a", "b"], "calls": [2, 1], "cost_usd": [0.1, 0.2]})
     relation = "mart:mart_cost_per_scan"
-    assert validate(relation, mart, reconciliation(relation, calls)).success
-    short = validate(relation, mart.slice(0, 1), reconciliation(relation, calls))
-    assert [f.expectation for f in short.failures] == ["expect_column_sum_to_be_between"]
+    for name, rows, ok in (("even", mart, True), ("short", mart.slice(0, 1), False)):
+        wh = duckdb_with(
+            tmp_path / f"{name}.duckdb", {"scan.llm_call_log": calls, "main_marts.mart_cost_per_scan": rows}
+        )
+        target = wh.quality_target()
+        result = validate(
+            relation,
+            target,
+            "main_marts.mart_cost_per_scan",
+            suites()[relation] + reconciliation(relation, target),
+        )
+        assert result.success is ok
+        assert ok or [(f.column, f.expectation) for f in result.failures] == [
+            ("calls", "unexpected_rows_expectation")
+        ]

@@ -1,5 +1,5 @@
 """The built-in report on a warehouse built by the real pipeline (generated lake, compaction, DuckDB
-load, `dbt build`): every chart has data, the Dagster asset attaches the charts to its metadata, and
+load, `dbt build`): every chart has data, the Dagster asset links the chart files in its metadata, and
 the HTML page, opened in headless Chromium (Debian's `chromium`, `make chromium`), shows every
 chart rendered with data, checked from the page itself (its self-check script's verdict in the DOM).
 
@@ -192,7 +192,7 @@ def test_the_page_check_flags_charts_without_data(warehouse, tmp_path):
 def test_the_dagster_asset_attaches_the_charts(warehouse, tmp_path):
     import dagster as dg
 
-    from assets.report import marts_report
+    from assets.marts.report import marts_report
     from assets.resources import DuckDBWarehouseResource
 
     assert marts_report.key == dg.AssetKey(["reports", "marts_report"])
@@ -215,7 +215,14 @@ def test_the_dagster_asset_attaches_the_charts(warehouse, tmp_path):
     )
     markdown = metadata["charts"].value
     assert isinstance(metadata["charts"], dg.MarkdownMetadataValue)
-    assert markdown.count("](data:image/png;base64,") == len(CHARTS)
+    # the images stay files: the metadata names them (paths, a link each), it does not carry them
+    assert "data:" not in markdown and all(f"(charts/{c.name}.png)" in markdown for c in CHARTS)
+    assert all(
+        metadata[f"chart_{c.name}"] == dg.MetadataValue.path(str(out / "charts" / f"{c.name}.png"))
+        for c in CHARTS
+    )
+    assert metadata["url"] == dg.MetadataValue.url((out / "index.html").as_uri())
+    assert sum(len(repr(v.value)) for v in metadata.values()) < 10_000
     points = metadata["data_points"].value
     assert set(points) == {c.name for c in CHARTS} and all(v > 0 for v in points.values())
     assert all(metadata[f"points_{name}"].value == v for name, v in points.items())

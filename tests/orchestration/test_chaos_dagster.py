@@ -15,7 +15,7 @@ mid-compaction, during the checks, or after the last step), then asserts what mu
     without it the slot stays claimed by the dead run and the table's next run waits in the queue
     forever; this test then fails with the pool's state);
 (b) the run is re-executed whole (run retries, dagster.yaml; ``dagster/retry_strategy`` of
-    compact_tables, orchestration/jobs.py) under the same ``lakehouse/table`` tag and asset, and
+    compact_tables, assets/state/__init__.py) under the same ``lakehouse/table`` tag and asset, and
     succeeds; nothing else failed; no two runs of a table ever overlap;
 (c) every table equals the oracle and holds each key once.
 
@@ -297,7 +297,7 @@ def instance_config(home: Path) -> None:
 @pytest.mark.timeout(480)
 @pytest.mark.parametrize("trial", range(TRIALS))
 def test_sensor_runs_killed_at_random_points_recover_to_the_truth(trial, tmp_path, plain_tables):
-    from orchestration.jobs import COMPACT_MAX_RUNTIME_SECONDS
+    from assets.state import COMPACT_MAX_RUNTIME_SECONDS
 
     seed = int(os.environ.get("CHAOS_SEED", "1500")) + trial  # CHAOS_SEED: other random points
     rng = random.Random(seed)

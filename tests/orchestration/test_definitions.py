@@ -95,8 +95,56 @@ def test_asset_graph_matches_the_reviewed_snapshot():
     )
 
 
+def test_the_tables_config_is_read_once_for_the_graph_and_its_runs(tmp_path, monkeypatch):
+    """Loading the code location and running a state asset (with its checks) read the tables config
+    file once: every layer's module and the run's StateResource.config() share the object
+    assets.keys.tables_config() read, so the graph and the run never disagree about the tables."""
+    import sys
+
+    import lakehouse.config
+
+    reads: list = []
+    real = lakehouse.config.load_config
+
+    def counted(path=None):
+        reads.append(path)
+        return real(path)
+
+    monkeypatch.setattr(lakehouse.config, "load_config", counted)
+    # a fresh import of the code location, as a code server or run worker does (restored afterwards)
+    for name in [m for m in sys.modules if m.split(".")[0] in ("assets", "orchestration")]:
+        monkeypatch.delitem(sys.modules, name)
+    import assets.keys
+    import assets.resources
+    from orchestration.definitions import build_defs
+
+    assert len(reads) == 1, reads
+    generate_lake(tmp_path / "lake", GeneratorOptions(events=2_000, seed=9, flush_size=300))
+    resources = {
+        "lake": assets.resources.LakeResource(uri=str(tmp_path / "lake")),
+        "state": assets.resources.StateResource(uri=str(tmp_path / "state"), pseudonym_key="test-key"),
+        "engine": assets.resources.EngineResource(),
+        "warehouse": assets.resources.DuckDBWarehouseResource(path=str(tmp_path / "warehouse.duckdb")),
+    }
+    result = (
+        build_defs(resources)
+        .resolve_job_def("compact_tables")
+        .execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(),
+            asset_selection=[table_key("current_state", "scan.feedback")],
+        )
+    )
+    assert result.success and result.get_asset_check_evaluations()
+    assert len(reads) == 1, reads
+    assert (
+        resources["state"].config()
+        is assets.keys.tables_config()
+        is assets.keys.tables_config(Path(load_config().source))
+    )
+
+
 def test_lake_inventory_materializes_with_counts(tmp_path):
-    from assets.lake import lake_inventory
+    from assets.raw import lake_inventory
 
     write_sample_lake(LocalStore(tmp_path))
     result = dg.materialize(
@@ -217,12 +265,12 @@ def test_a_failing_blocking_check_keeps_the_warehouse_from_loading(tmp_path, mon
     scan.feedback — leaks cannot be produced from a correct lake) stops that table's warehouse load
     in the same run, and its database's (the warehouse reads a database at one consistent point),
     and the check's metadata names the column and the count."""
-    import assets.state
+    import assets.state.current
     from orchestration.definitions import build_defs
 
-    real = assets.state.placeholder_leaks
+    real = assets.state.current.placeholder_leaks
     monkeypatch.setattr(
-        assets.state,
+        assets.state.current,
         "placeholder_leaks",
         lambda uri, table: {"comment": 3} if table == "scan.feedback" else real(uri, table),
     )
@@ -252,8 +300,8 @@ def test_steps_touching_storage_carry_the_retry_policy_and_retry_only_transient_
 ):
     """Dagster retries a compaction that failed on storage (the step is idempotent: it resumes from
     the last commit) and does not retry one that failed on its input."""
-    import assets.state as state_assets
-    from assets.lake import lake_inventory
+    import assets.state.current as state_assets
+    from assets.raw import lake_inventory
     from assets.retries import STORAGE_RETRY, only_transient_failures_retried
     from assets.warehouse import build_warehouse_asset
     from lakehouse.lake.retry import StorageUnavailableError

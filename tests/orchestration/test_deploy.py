@@ -182,7 +182,6 @@ SECRET_SHAPES = [
 ]
 SECRET_ENV = {
     "LAKEHOUSE_PSEUDONYM_KEY",
-    "LAKEHOUSE_GCP_CREDENTIALS",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
@@ -285,7 +284,7 @@ def test_the_pseudonym_key_comes_from_a_secret_and_credentials_from_workload_ide
     assert any(created.get(name) == "LAKEHOUSE_PSEUDONYM_KEY" for name in secrets)
     annotations = VALUES["dagster-user-deployments"]["serviceAccount"]["annotations"]
     assert {"iam.gke.io/gcp-service-account", "eks.amazonaws.com/role-arn"} <= set(annotations)
-    assert env_names(VALUES) & SECRET_ENV == set()  # no key: GCP_CREDENTIALS unset, AWS keys unset
+    assert env_names(VALUES) & SECRET_ENV == set()  # no key: Google ADC and AWS roles, keys unset
 
 
 def test_the_instance_config_is_accepted_by_the_locked_dagster(tmp_path):
@@ -535,7 +534,7 @@ def image_env(stage, mapping: dict[str, str]) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_the_image_environment_builds_from_the_lock_file_and_loads_the_code_location(tmp_path):
-    from orchestration import jobs
+    from orchestration.definitions import defs
 
     uv_version = subprocess.run([UV, "--version"], capture_output=True, text=True, check=True).stdout.split()[
         1
@@ -589,7 +588,7 @@ def test_the_image_environment_builds_from_the_lock_file_and_loads_the_code_loca
     timings["import"] = time.monotonic() - start
     assert done.returncode == 0, done.stderr[-5000:]
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
-    assert loaded["jobs"] == sorted(j.name for j in jobs.ALL)
+    assert loaded["jobs"] == sorted(j.name for j in defs.jobs)
     assert loaded["sensors"] == ["lake_sensor", "warehouse_hourly"]
     assert loaded["schedules"] == ["daily_marts", "daily_upkeep"]
     assert not (app / ".data").exists()  # nothing fell back to the embedded defaults' folder

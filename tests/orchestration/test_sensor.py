@@ -10,11 +10,11 @@ import pytest
 from support.lake_copy import copy_companions, keys_by_partition, land_step
 
 from assets.keys import table_key
+from assets.raw import lake_sensor
 from assets.resources import LakeResource, StateResource
 from lakehouse.generate import GeneratorOptions, generate_lake
 from lakehouse.lake.reader import LakeReader
 from lakehouse.lake.store import LocalStore, open_store
-from orchestration.sensors import lake_sensor
 
 
 @pytest.fixture(scope="module")

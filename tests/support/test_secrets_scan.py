@@ -4,7 +4,7 @@
 DAGSTER_HOME: current state, warehouse load, dbt marts and tests, Great Expectations checks, RLHF
 dataset export, marts report) runs in a subprocess with sentinel secrets in its environment: a
 PostgreSQL password (PGPASSWORD, a DSN in DATABASE_URL), LAKEHOUSE_PSEUDONYM_KEY, a GCP
-service-account key (a file in GOOGLE_APPLICATION_CREDENTIALS, base64 in LAKEHOUSE_GCP_CREDENTIALS),
+service-account key (a file in GOOGLE_APPLICATION_CREDENTIALS),
 AWS and Metabase credentials. Then everything it wrote (its LAKEHOUSE_HOME, HOME and TMPDIR, the dbt
 target and log files it wrote in the repository, its stdout and stderr) is searched for those
 secrets, and for every ``password_hash`` and raw ``email`` of the generated lake: those may only be
@@ -13,7 +13,6 @@ in the raw lake (``password_hash: drop``, ``email: pseudonymise`` in config/tabl
 
 from __future__ import annotations
 
-import base64
 import gzip
 import hashlib
 import hmac
@@ -76,13 +75,11 @@ def sentinels(tmp: Path) -> tuple[dict[str, str], dict[str, list[str]], Path]:
     key_file = tmp / "credentials" / "service-account.json"
     key_file.parent.mkdir(parents=True)
     key_file.write_text(json.dumps(key))
-    key_b64 = base64.b64encode(key_file.read_bytes()).decode()
     env = {
         "PGPASSWORD": pg_password,
         "DATABASE_URL": f"postgresql://cdc:{pg_password}@127.0.0.1:5432/scan",
         "LAKEHOUSE_PSEUDONYM_KEY": pseudonym_key,
         "GOOGLE_APPLICATION_CREDENTIALS": str(key_file),
-        "LAKEHOUSE_GCP_CREDENTIALS": key_b64,
         "AWS_ACCESS_KEY_ID": "AKIASENTINEL0000000",
         "AWS_SECRET_ACCESS_KEY": aws_secret,
         "AWS_SESSION_TOKEN": aws_token,
@@ -93,7 +90,6 @@ def sentinels(tmp: Path) -> tuple[dict[str, str], dict[str, list[str]], Path]:
         "PostgreSQL DSN password": [pg_password],
         "LAKEHOUSE_PSEUDONYM_KEY": [pseudonym_key],
         "GCP service-account private key": [gcp_body],
-        "GCP service-account key (base64)": [key_b64[:48], key_b64[-48:]],
         "AWS secret access key / session token": [aws_secret, aws_token],
         "Metabase credential": [metabase],
     }

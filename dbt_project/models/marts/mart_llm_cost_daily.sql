@@ -1,6 +1,7 @@
 -- Token cost per day, model and stage, at the price in force on each call's day.
 {{ config(materialized='incremental', unique_key=['day', 'model', 'stage'],
-          incremental_strategy=incremental_strategy(), on_schema_change='append_new_columns') }}
+          incremental_strategy=incremental_strategy(), on_schema_change='append_new_columns',
+          partition_by=day_partition('day', 'date')) }}
 
 with calls as (
     select *, call_day as day

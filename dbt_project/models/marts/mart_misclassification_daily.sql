@@ -1,5 +1,7 @@
 -- Misclassification notes: per day of feedback, how often the model's category was corrected to
 -- which category.
+{{ config(partition_by=day_partition('day')) }}
+
 select
     {{ utc_day('feedback_at') }} as day,
     predicted_category,

@@ -1,4 +1,6 @@
 -- Thumbs-up rate by top-1 relevance bucket per day (does better retrieval make happier users?).
+{{ config(partition_by=day_partition('day')) }}
+
 select
     day,
     relevance_bucket,

@@ -1,4 +1,6 @@
 -- End-to-end scan latency per day of creation: completed scans' completed_at - created_at.
+{{ config(partition_by=day_partition('day')) }}
+
 with scans as (
     select
         *,

@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
+from rich.console import JustifyMethod
 from rich.markup import escape
 from rich.table import Table
 
@@ -144,7 +145,7 @@ def inspect(
         out.print_json(json.dumps(asdict(summary)))
     else:
         overview = Table(title=f"lake {summary.root}")
-        for col, just in (
+        columns: tuple[tuple[str, JustifyMethod], ...] = (
             ("topic", "left"),
             ("objects", "right"),
             ("MB", "right"),
@@ -157,7 +158,8 @@ def inspect(
             ("u", "right"),
             ("d", "right"),
             ("t", "right"),
-        ):
+        )
+        for col, just in columns:
             overview.add_column(col, justify=just)
         for t in summary.topics:
             overview.add_row(

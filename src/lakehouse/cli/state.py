@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from typing import Annotated
 
 import typer
@@ -69,12 +70,9 @@ def compact(
     try:
         config = load_config(tables_config)
         fold_engine = open_engine(engine)
-        options = CompactOptions(
-            full_refresh=full_refresh,
-            batch_events=batch_events,
-            engine=fold_engine,
-            **({"workers": workers} if workers is not None else {}),
-        )
+        options = CompactOptions(full_refresh=full_refresh, batch_events=batch_events, engine=fold_engine)
+        if workers is not None:
+            options = replace(options, workers=workers)
         results = run_compact(lake, state, config, table or None, options)
     except (ConfigError, ValueError) as exc:
         console.print(f"[bold red]error[/]: {escape(str(exc))}")

@@ -8,9 +8,11 @@ through ``pyarrow.fs`` so Parquet footers are fetched with ranged GETs, not whol
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
@@ -34,7 +36,7 @@ class ObjectStore(Protocol):
 
     def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]: ...
 
-    def list_dirs(self, prefix: str) -> list[str]:
+    def list_dirs(self, prefix: str) -> builtins.list[str]:  # `list` in the class is the method
         """Immediate "sub-folders" of ``prefix`` (ending in "/"), like S3's delimiter listing."""
         ...
 
@@ -80,7 +82,7 @@ class LocalStore:
                 found.append(ObjectInfo(key, st.st_size, st.st_mtime))
         yield from sorted(found, key=lambda o: o.key)  # S3 lists in UTF-8 binary order too
 
-    def list_dirs(self, prefix: str) -> list[str]:
+    def list_dirs(self, prefix: str) -> builtins.list[str]:  # `list` in the class is the method
         base = self.root / prefix
         if not prefix.endswith("/") or not base.is_dir():
             return []
@@ -159,7 +161,7 @@ class S3Store:
         while True:
             page = retrying(
                 f"listing s3://{self.bucket}/{kw.get('Prefix', '')}",
-                lambda kw=kw: self._client.list_objects_v2(**kw),
+                partial(self._client.list_objects_v2, **kw),
             )
             yield page
             if not page.get("IsTruncated"):
@@ -177,7 +179,7 @@ class S3Store:
                     obj["Key"][len(self.prefix) :], int(obj["Size"]), obj["LastModified"].timestamp()
                 )
 
-    def list_dirs(self, prefix: str) -> list[str]:
+    def list_dirs(self, prefix: str) -> builtins.list[str]:  # `list` in the class is the method
         out: list[str] = []
         for page in self._pages(Prefix=self._full(prefix), Delimiter="/"):
             out += [p["Prefix"][len(self.prefix) :] for p in page.get("CommonPrefixes", [])]

@@ -646,7 +646,7 @@ def _key_mask(table: pa.Table, keys: pl.DataFrame, key: tuple[str, ...]) -> np.n
         return np.zeros(0, bool)
     frame = pl.from_arrow(table.select(list(key)))
     assert isinstance(frame, pl.DataFrame)
-    keys = keys.cast(dict(frame.schema))
+    keys = keys.cast(frame.schema)
     hit = frame.with_row_index("__i").join(keys, on=list(key), how="semi", nulls_equal=False)
     mask = np.zeros(table.num_rows, bool)
     mask[hit.get_column("__i").to_numpy()] = True
@@ -681,7 +681,7 @@ def _apply_batch(
     assert isinstance(keys_frame, pl.DataFrame)
     waiting = _waiting_for_halves(st, events, key)
     if waiting is not None:  # c halves of key changes whose d half is in this batch
-        keys_frame = pl.concat([keys_frame, waiting.cast(dict(keys_frame.schema))]).unique()
+        keys_frame = pl.concat([keys_frame, waiting.cast(keys_frame.schema)]).unique()
     snapshot = completed_snapshot(events, meta)
     everything = has_truncate or snapshot is not None  # both reach every row of the table
     by_range = ranged(key, row_schema)
@@ -915,12 +915,11 @@ def _waiting_for_halves(st: StateTable, events: pa.Table, key: tuple[str, ...]) 
     if rows.num_rows == 0:
         return None
     # a key change without txId is recorded as waiting for txId -1 (fold's coordinates)
-    halves = (
-        pl.from_arrow(deletes.select(["__lsn", "__tx_id"]))
-        .with_columns(pl.col("__tx_id").fill_null(-1))
-        .unique()
-    )
+    delete_coords = pl.from_arrow(deletes.select(["__lsn", "__tx_id"]))
+    assert isinstance(delete_coords, pl.DataFrame)
+    halves = delete_coords.with_columns(pl.col("__tx_id").fill_null(-1)).unique()
     frame = pl.from_arrow(rows.select([*key, "__pair_lsn", "__pair_tx"]))
+    assert isinstance(frame, pl.DataFrame)
     hit = frame.join(halves, left_on=["__pair_lsn", "__pair_tx"], right_on=["__lsn", "__tx_id"], how="semi")
     return hit.select(list(key)) if hit.height else None
 
@@ -970,6 +969,7 @@ def _pairing_candidates(
     if found.num_rows and prior is not None and prior.num_rows:
         # a key's own row is in the batch already; images of it are candidates all the same
         frame = pl.from_arrow(prior.select(list(key))).unique()
+        assert isinstance(frame, pl.DataFrame)
         is_image = found.column("__image").fill_null(False).to_numpy(zero_copy_only=False)
         found = found.filter(pa.array(is_image | ~_key_mask(found, frame, key)))
     return found.drop_columns([CLUSTER_COLUMN]) if found.num_rows else None
@@ -1004,8 +1004,12 @@ def _recluster_arrival(
     if n == 0:
         return [], assigned
     if old is not None and old.num_rows:
-        where = pl.from_arrow(old.select([*key, CLUSTER_COLUMN])).unique(subset=list(key), keep="first")
-        frame = pl.from_arrow(content.select(list(key))).with_row_index("__i")
+        old_keys = pl.from_arrow(old.select([*key, CLUSTER_COLUMN]))
+        assert isinstance(old_keys, pl.DataFrame)
+        where = old_keys.unique(subset=list(key), keep="first")
+        new_keys = pl.from_arrow(content.select(list(key)))
+        assert isinstance(new_keys, pl.DataFrame)
+        frame = new_keys.with_row_index("__i")
         known = frame.join(where.cast({c: frame.schema[c] for c in key}), on=list(key), how="inner")
         assigned[known.get_column("__i").to_numpy()] = known.get_column(CLUSTER_COLUMN).to_numpy()
     new_rows = np.flatnonzero(assigned < 0)

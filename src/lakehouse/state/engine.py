@@ -26,7 +26,9 @@ class EngineStats:
 
 
 class FoldEngine(Protocol):
-    kind: str
+    @property
+    def kind(self) -> str:
+        """The engine's name (``local``, ``bigquery``); read-only."""
 
     def fold(
         self,

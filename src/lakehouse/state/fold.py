@@ -28,6 +28,7 @@ except for the rare incremental-snapshot identity.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -120,7 +121,7 @@ def fold(
     prior: pa.Table | None,
     key: tuple[str, ...],
     row_fields: list[pa.Field],
-    truncates: list[Truncate] = (),
+    truncates: Sequence[Truncate] = (),
     pairing: pa.Table | None = None,
     keep_images: bool = False,
     versions: bool = False,
@@ -214,7 +215,7 @@ def _stack(
 
 
 def _known_truncates(
-    table: pa.Table, truncates: list[Truncate], kind: np.ndarray, op: np.ndarray, dup: np.ndarray
+    table: pa.Table, truncates: Sequence[Truncate], kind: np.ndarray, op: np.ndarray, dup: np.ndarray
 ) -> set[Truncate]:
     """Every truncate known after this batch's. Marks in ``dup`` a re-emitted truncate (one whose
     LSN is already known): it is the same truncate, not a new one."""
@@ -467,6 +468,7 @@ def _effects(
         if t is None or t.num_rows == 0:
             return pl.DataFrame(schema={c: pl.Null for c in key}).with_columns(pl.lit(True).alias("__live"))
         frame = pl.from_arrow(t.select([*key, "__op"]))
+        assert isinstance(frame, pl.DataFrame)
         return (
             frame.filter(pl.col("__op") != "d")
             .select(list(key))
@@ -475,14 +477,18 @@ def _effects(
         )
 
     before, after = live(prior), live(rows)
-    touched = pl.from_arrow(events.select(list(key))).drop_nulls().unique() if events.num_rows else None
+    touched = None
+    if events.num_rows:
+        frame = pl.from_arrow(events.select(list(key)))
+        assert isinstance(frame, pl.DataFrame)
+        touched = frame.drop_nulls().unique()
     if before.height == 0 and after.height == 0:
         return 0, 0, 0
     if before.height == 0:
         return after.height, 0, 0
     if after.height == 0:
         return 0, 0, before.height
-    after = after.cast(dict(before.schema)) if before.schema != after.schema else after
+    after = after.cast(before.schema) if before.schema != after.schema else after
     both = after.join(before, on=list(key), how="inner")
     inserts = after.height - both.height
     deletes = before.height - both.height

@@ -304,9 +304,10 @@ class StateTable:
         if t.num_rows == 0:
             return t
         want = pl.DataFrame({"__lsn": [p[0] for p in pairs], "__tx_id": [p[1] for p in pairs]})
+        ids = pl.from_arrow(t.select(["__lsn", "__tx_id"]))
+        assert isinstance(ids, pl.DataFrame)
         hit = (
-            pl.from_arrow(t.select(["__lsn", "__tx_id"]))
-            .with_row_index("__i")
+            ids.with_row_index("__i")
             .join(want.unique(), on=["__lsn", "__tx_id"], how="semi")
             .get_column("__i")
             .to_numpy()

@@ -23,6 +23,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,6 +34,9 @@ from lakehouse.state.engine import EngineStats
 from lakehouse.state.fold import FoldResult, Truncate
 from lakehouse.state.sqlfold import FoldInputs, fold_inputs, fold_output, fold_script, raise_if_late
 from lakehouse.warehouse.bigquery_warehouse import bq_type, quote, schema_field, upload
+
+if TYPE_CHECKING:
+    from google.cloud import bigquery
 
 OUTPUTS = ("out_late", "out_result", "out_effects", "out_new_truncates")
 CLUSTERABLE = {"INTEGER", "STRING", "DATE", "DATETIME", "TIMESTAMP", "BOOLEAN", "NUMERIC", "BIGNUMERIC"}
@@ -45,7 +49,7 @@ class BigQueryEngine:
     """The fold in BigQuery. ``dataset``: ``project.dataset`` of the raw change tables and the
     working tables (created if missing); ``client``: a ``google.cloud.bigquery.Client``."""
 
-    client: object
+    client: bigquery.Client
     dataset: str
     location: str | None = None
     kind: str = field(default="bigquery", init=False)

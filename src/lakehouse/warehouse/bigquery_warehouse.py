@@ -30,10 +30,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lakehouse.config import TableConfig
+from lakehouse.quality import SqlTarget
 from lakehouse.sqlfiles import sql
 from lakehouse.state.table import StateError, StateTable
+from lakehouse.warehouse.base import KeyProblems, LoadResult
 from lakehouse.warehouse.changes import StateChanges, changes_since, schema_fingerprint, warehouse_schema
-from lakehouse.warehouse.duckdb_warehouse import KeyProblems, LoadResult
 
 SQL = "warehouse/bigquery/"
 DELETED = "_cdc_deleted"
@@ -119,7 +120,12 @@ def schema_field(name: str, t: pa.DataType, required: bool = False, description:
     if required and mode == "NULLABLE":
         mode = "REQUIRED"
     return bigquery.SchemaField(
-        name, kind, mode=mode, fields=[schema_field(n, st) for n, st in sub], description=description
+        name,
+        kind,
+        mode=mode,
+        fields=[schema_field(n, st) for n, st in sub],
+        # stubs say str; None is accepted at runtime (an explicit null description)
+        description=description,  # type: ignore[arg-type]
     )
 
 
@@ -178,9 +184,24 @@ class BigQueryLoadResult(LoadResult):
     added_columns: list[str] = field(default_factory=list)
     partition_range: str | None = None
 
+    def details(self) -> dict[str, int | str | None]:
+        """What the load cost."""
+        return {
+            "bytes_processed": self.bytes_processed,
+            "bytes_billed": self.bytes_billed,
+            "rows_affected": self.dml_rows,
+            "merge_estimate_bytes": self.estimated_bytes,
+            "partition_range": self.partition_range or "-",
+            "added_columns": ", ".join(self.added_columns) or "-",
+        }
+
 
 class BigQueryWarehouse:
-    """``client_factory`` returns a ``google.cloud.bigquery.Client`` (credentials decided by the caller)."""
+    """The :class:`~lakehouse.warehouse.base.Warehouse` in BigQuery. ``client_factory`` returns a
+    ``google.cloud.bigquery.Client`` (credentials decided by the caller); ``endpoint``: the emulator
+    that client talks to, if any (dbt gets its own target for it)."""
+
+    kind = "bigquery"
 
     def __init__(
         self,
@@ -189,12 +210,14 @@ class BigQueryWarehouse:
         dataset_prefix: str = "",
         meta_dataset: str = "lakehouse_meta",
         location: str | None = None,
+        endpoint: str | None = None,
     ):
         self.client_factory = client_factory
         self.project = project
         self.dataset_prefix = dataset_prefix
         self.meta_dataset = meta_dataset
         self.location = location
+        self.endpoint = endpoint
         self._client = None
         self._meta_ready = False
 
@@ -214,6 +237,36 @@ class BigQueryWarehouse:
 
     def target(self, table: str) -> str:
         return quote(self.table_id(table))
+
+    def table_name(self, table: str) -> str:
+        return self.table_id(table)
+
+    def dbt_env(self) -> dict[str, str]:
+        env = {
+            "LAKEHOUSE_DBT_TARGET": "bigquery_emulator" if self.endpoint else "bigquery",
+            "LAKEHOUSE_BIGQUERY_PROJECT": self.project,
+            "LAKEHOUSE_BIGQUERY_DATASET_PREFIX": self.dataset_prefix,
+            "LAKEHOUSE_BIGQUERY_LOCATION": self.location or "US",
+        }
+        if self.endpoint:
+            env["LAKEHOUSE_BIGQUERY_ENDPOINT"] = self.endpoint
+        else:  # dbt's oauth method is Google's ADC, whose project is GOOGLE_CLOUD_PROJECT: this one
+            env["GOOGLE_CLOUD_PROJECT"] = self.project
+        return env
+
+    def dbt_relation(self, schema: str, name: str) -> str:
+        return f"marts_{schema}.{name}"  # the dataset prefix is added by dataset_id()
+
+    def quality_target(self) -> SqlTarget:
+        """sqlalchemy-bigquery on this warehouse's own client: the same credentials as the loads."""
+        return SqlTarget(
+            f"bigquery://{self.project}?user_supplied_client=true",
+            "bigquery",
+            lambda relation: [f.name for f in self.client.get_table(self.table_id(relation)).schema],
+            self.row_count,
+            schema_of=lambda schema: f"{self.dataset_prefix}{schema}",
+            engine_kwargs={"connect_args": {"client": self.client}},
+        )
 
     @property
     def loads(self) -> str:
@@ -278,6 +331,7 @@ class BigQueryWarehouse:
             # the source schema moved: added columns (every loaded column keeping its BigQuery
             # type, same key) continue in place; anything else recreates the table, loaded in full
             wanted = _bq_columns(bigquery_schema(meta))
+            assert loaded is not None  # parsed from ``last``
             if loaded["key"] == [column_name(k) for k in meta.key] and all(
                 wanted.get(n) == t for n, t in loaded["columns"].items()
             ):
@@ -548,12 +602,11 @@ class BigQueryWarehouse:
         return self._query(text).result().to_arrow(create_bqstorage_client=False)
 
 
-def bigquery_client(
-    project: str | None, location: str | None, credentials: str | None = None, endpoint: str | None = None
-):
-    """A BigQuery client: on an emulator's ``endpoint`` with anonymous credentials; with
-    ``credentials`` (a base64 service-account key); else Google's default credentials (workload
-    identity, the metadata server, ``GOOGLE_APPLICATION_CREDENTIALS``)."""
+def bigquery_client(project: str | None, location: str | None, endpoint: str | None = None):
+    """A BigQuery client: on an emulator's ``endpoint`` with anonymous credentials, else with Google's
+    Application Default Credentials (``GOOGLE_APPLICATION_CREDENTIALS``, workload identity, gcloud):
+    the one mechanism the loads, the engine, the checks and dbt (profile ``method: oauth``) share.
+    ``project`` unset: ``GOOGLE_CLOUD_PROJECT``, else the credentials' project."""
     from google.cloud import bigquery
 
     if endpoint:
@@ -564,16 +617,6 @@ def bigquery_client(
             location=location,
             credentials=AnonymousCredentials(),
             client_options={"api_endpoint": endpoint},
-        )
-    if credentials:
-        import base64
-
-        from google.oauth2 import service_account
-
-        info = json.loads(base64.b64decode(credentials))
-        creds = service_account.Credentials.from_service_account_info(info)
-        return bigquery.Client(
-            project=project or info.get("project_id"), location=location, credentials=creds
         )
     return bigquery.Client(project=project, location=location)
 

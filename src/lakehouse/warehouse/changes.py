@@ -135,6 +135,7 @@ def changes_since(
         except Exception as exc:  # log cleaned up or version vacuumed: only a full load is exact
             out.reason = f"version {loaded_version} is no longer readable ({type(exc).__name__})"
             return out
+        assert old_meta is not None  # the same table as ``meta``: it exists
         touched = sorted(c for c in set(old_files) | set(now_files) if old_files.get(c) != now_files.get(c))
         if touched and set(touched) >= set(old_files) | set(now_files):
             out.reason = f"every cluster changed since version {loaded_version}"
@@ -164,9 +165,7 @@ def _changed(out: StateChanges, key: list[str], before: pa.Table, after: pa.Tabl
     then = pl.from_arrow(before.select(key))
     now = pl.from_arrow(after)
     assert isinstance(then, pl.DataFrame) and isinstance(now, pl.DataFrame)
-    keys = pl.concat(
-        [then, now.select(key).cast(dict(then.schema)) if then.width else now.select(key)]
-    ).unique()
+    keys = pl.concat([then, now.select(key).cast(then.schema) if then.width else now.select(key)]).unique()
     out.changed_keys = keys.to_arrow() if keys.height else None
     visible = now.filter(~pl.col("__deleted")).select(key).unique()
     removal_lsn = now.filter(pl.col("__deleted")).group_by(key).agg(pl.col("__lsn").max().alias("_cdc_lsn"))

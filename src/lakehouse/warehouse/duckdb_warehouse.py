@@ -9,38 +9,19 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 from tenacity import before_sleep_log, retry, retry_if_exception, stop_after_delay, wait_exponential
 
 from lakehouse.config import TableConfig
+from lakehouse.quality import SqlTarget
 from lakehouse.sqlfiles import quote, sql
+from lakehouse.warehouse.base import KeyProblems, LoadResult
 from lakehouse.warehouse.changes import changes_since
 
 SQL = "warehouse/duckdb/"
-
-
-@dataclass
-class LoadResult:
-    table: str
-    mode: str  # full | incremental | up-to-date
-    reason: str
-    state_version: int
-    rows: int  # visible rows in the warehouse table after the load
-    inserted: int  # rows written (re-inserted rows of changed clusters included)
-    removed_keys: int  # keys cleared before the insert (incremental)
-    clusters: int  # state clusters read
-    seconds: float
-
-
-@dataclass
-class KeyProblems:
-    duplicate_keys: int
-    null_keys: int
-    samples: list[str]
-
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +31,42 @@ def _locked(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
 
 
+def _one_row(cur: duckdb.DuckDBPyConnection) -> tuple[Any, ...]:
+    """The row of a query that always returns one (an aggregate)."""
+    row = cur.fetchone()
+    assert row is not None
+    return row
+
+
 def target_name(table: str) -> str:
     schema, name = table.split(".", 1)
     return f"{quote(schema)}.{quote(name)}"
 
 
 class DuckDBWarehouse:
+    """The :class:`~lakehouse.warehouse.base.Warehouse` in one DuckDB file."""
+
+    kind = "duckdb"
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
+
+    def table_name(self, table: str) -> str:
+        return f"{self.path.stem}.{table}"
+
+    def dbt_env(self) -> dict[str, str]:
+        return {"LAKEHOUSE_DBT_TARGET": "duckdb", "LAKEHOUSE_DUCKDB": str(self.path.resolve())}
+
+    def dbt_relation(self, schema: str, name: str) -> str:
+        return f"main_{schema}.{name}"
+
+    def quality_target(self) -> SqlTarget:
+        from lakehouse.warehouse.duckdb_sqlalchemy import readonly_url  # SQLAlchemy only for checks
+
+        url, engine_kwargs = readonly_url(self.path)
+        return SqlTarget(
+            url, "duckdb", self.columns, self.row_count, engine_kwargs=engine_kwargs, query_assets=True
+        )
 
     # one writing process per DuckDB file: wait for the other (saying so), then fail with DuckDB's
     # message naming the process that holds it
@@ -100,7 +109,7 @@ class DuckDBWarehouse:
                 version=version,
             )
             if changes.up_to_date:
-                rows = con.execute(sql(SQL + "row_count.sql", target=target)).fetchone()[0]
+                rows = _one_row(con.execute(sql(SQL + "row_count.sql", target=target)))[0]
                 return LoadResult(
                     table,
                     "up-to-date",
@@ -138,7 +147,9 @@ class DuckDBWarehouse:
                         "mode": mode,
                     },
                 )
-                rows = self.last_load(con, table)[3]
+                recorded = self.last_load(con, table)
+                assert recorded is not None  # the row record_load.sql just wrote
+                rows = recorded[3]
                 con.commit()
             except BaseException:
                 con.rollback()
@@ -188,7 +199,7 @@ class DuckDBWarehouse:
 
     def row_count(self, table: str) -> int:
         with self.connect(read_only=True) as con:
-            return con.execute(sql(SQL + "row_count.sql", target=target_name(table))).fetchone()[0]
+            return _one_row(con.execute(sql(SQL + "row_count.sql", target=target_name(table))))[0]
 
     def loaded_version(self, table: str) -> int | None:
         with self.connect(read_only=True) as con:
@@ -209,21 +220,25 @@ class DuckDBWarehouse:
         cols = ", ".join(quote(k) for k in key)
         any_null = " OR ".join(f"{quote(k)} IS NULL" for k in key)
         with self.connect(read_only=True) as con:
-            dup, nulls, samples = con.execute(
-                sql(
-                    SQL + "key_problems.sql",
-                    target=target_name(table),
-                    key_columns=cols,
-                    any_key_null=any_null,
+            dup, nulls, samples = _one_row(
+                con.execute(
+                    sql(
+                        SQL + "key_problems.sql",
+                        target=target_name(table),
+                        key_columns=cols,
+                        any_key_null=any_null,
+                    )
                 )
-            ).fetchone()
+            )
         return KeyProblems(dup, nulls, list(samples or []))
 
     def not_pseudonymised(self, table: str, column: str) -> int:
         with self.connect(read_only=True) as con:
-            return con.execute(
-                sql(SQL + "not_pseudonymised.sql", target=target_name(table), column=quote(column))
-            ).fetchone()[0]
+            return _one_row(
+                con.execute(
+                    sql(SQL + "not_pseudonymised.sql", target=target_name(table), column=quote(column))
+                )
+            )[0]
 
     def read(self, table: str, columns: list[str] | None = None):
         """A warehouse table or dbt relation (``schema.name``) as Arrow, whole or some columns."""
