@@ -43,11 +43,15 @@ def _manifest_is_stale() -> bool:
     )
 
 
-# `dagster dev` (and every run worker it starts) would re-parse on each code load (8 s); only when
-# a dbt file changed since the manifest was built
-if _manifest_is_stale():
-    DBT_PROJECT.prepare_if_dev()
 DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))  # the project's environment, not PATH
+
+# `dagster dev` / `dg dev` (and every run worker they start) would re-parse on each code load (8 s):
+# only when a dbt file changed since the manifest was built, with the project's dbt (dagster-dbt's
+# own preparer looks for `dbt` on PATH, which `make ui` and `dg` do not put the venv on)
+if os.getenv("DAGSTER_IS_DEV_CLI") and _manifest_is_stale():
+    DbtCliResource(project_dir=DBT_PROJECT, dbt_executable=DBT_EXECUTABLE).cli(
+        ["parse", "--quiet"], target_path=DBT_PROJECT.target_path
+    ).wait()
 
 
 class Eco2DbtTranslator(DagsterDbtTranslator):
