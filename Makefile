@@ -44,7 +44,7 @@ demo: env  ## build a sample lake and run the main job on embedded defaults
 	@$(PY) -m orchestration.demo
 
 ui: env  ## the Dagster UI on http://127.0.0.1:3000 over the demo's data (Ctrl-C stops it)
-	@$(PY) -c "from lakehouse import settings; from orchestration.demo import install_instance_config as i; i(settings.dagster_home())"
+	@$(PY) -c "from lakehouse.settings import get_settings; from orchestration.demo import install_instance_config as i; i(get_settings().dagster_home)"
 	@echo "==> dagster dev on http://127.0.0.1:3000 (the demo's data; set LAKEHOUSE_* to point elsewhere)"
 	@DAGSTER_HOME=$${DAGSTER_HOME:-$${LAKEHOUSE_HOME:-$(CURDIR)/.data}/dagster} \
 	  LAKEHOUSE_PSEUDONYM_KEY=$${LAKEHOUSE_PSEUDONYM_KEY:-demo-only-not-a-secret} \

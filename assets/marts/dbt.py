@@ -8,6 +8,7 @@ dbt runs from the project's environment, not from PATH."""
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -68,19 +69,25 @@ class Eco2DbtTranslator(DagsterDbtTranslator):
         return "marts"
 
 
+_ENVIRONMENT = threading.Lock()
+
+
 @contextlib.contextmanager
 def dbt_environment(values: dict[str, str]) -> Iterator[None]:
-    """The dbt CLI reads its target from the environment (profiles.yml): set it for one invocation."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    """The dbt CLI reads its target from the environment (profiles.yml) and dagster-dbt passes the
+    process environment to it, with no per-call override: set the values only while the invocation
+    starts (it copies the environment then), one invocation at a time."""
+    with _ENVIRONMENT:
+        saved = {k: os.environ.get(k) for k in values}
+        os.environ.update(values)
+        try:
+            yield
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 # on BigQuery a dbt build touches a remote service: retried like the other layers (on DuckDB a
@@ -95,7 +102,8 @@ def dbt_environment(values: dict[str, str]) -> Iterator[None]:
 def eco2_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: dg.ResourceParam[Warehouse]):
     """`dbt build` of the selected models, seeds and their tests, on the configured warehouse."""
     with dbt_environment(warehouse.dbt_env()):
-        yield from dbt.cli(["build"], context=context).stream()
+        invocation = dbt.cli(["build"], context=context)  # the dbt process starts with this environment
+    yield from invocation.stream()
 
 
 def dbt_resource() -> DbtCliResource:

@@ -269,8 +269,3 @@ def get_settings() -> Settings:
 
 
 get_settings.cache_clear = _cached.cache_clear  # type: ignore[attr-defined]  # mypy: no attributes on functions
-
-
-def dagster_home() -> Path:
-    """``get_settings().dagster_home``; kept for the Makefile's ``ui`` target."""
-    return get_settings().dagster_home
