@@ -71,14 +71,14 @@ test: lint env bqemu chromium  ## lint, then run the whole suite (slow suites in
 test-fast: env bqemu  ## the suite without slow tests
 	@$(PY) -m pytest -m "not slow"
 
-# Headless Chromium for the report's browser test (tests/test_report.py): Debian's package, only when missing
+# Headless Chromium for the report's browser test (tests/marts/test_report.py): Debian's package, only when missing
 .PHONY: chromium
 chromium:  ## Debian's chromium (+ a font) for the report's browser test, installed only when missing
 	@command -v chromium >/dev/null || { echo "==> installing Debian's chromium (report browser test)" && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	    chromium fonts-dejavu-core >/dev/null; }
 
-# BigQuery emulator for the tests (tests/bq_emulator.py): its own pinned venv, and the DuckDB
+# BigQuery emulator for the tests (tests/support/bq_emulator.py): its own pinned venv, and the DuckDB
 # extensions it needs offline installed under a repo-local HOME (DuckDB uses $HOME/.duckdb).
 BQEMU_VENV := .venv-bqemu
 BQEMU_HOME := .bqemu-home

@@ -1,9 +1,12 @@
 """The README and docs/ against the repository: what they name must exist and what they state must hold.
 
 Checked where it can be: the README's length (a front page, not a manual), every ``make <target>``,
-every repository path (in backticks or links), every ``lakehouse <command>`` shown, and the README's
-numbers that the repository can confirm (test count, uv and Python versions, the demo's size).
-Timings vary with the machine and are not checked.
+every repository path (in backticks or links), every link's ``#anchor``, every ``lakehouse <command>``
+shown, the "where does X live" index (each module, file, function and class it names exists where it
+says), and the README's numbers that the repository can confirm (test count, uv and Python versions,
+the demo's size). Timings vary with the machine and are not checked.
+
+Pages: the README, docs/, and the READMEs of dbt_project/, sql/, bench/ and dashboards/.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").rglob("*.md"))
-PAGES = [README, *DOCS]
+FOLDER_READMES = [ROOT / folder / "README.md" for folder in ("dbt_project", "sql", "bench", "dashboards")]
+PAGES = [README, *DOCS, *FOLDER_READMES]
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
 
 # top-level folders whose paths the docs name; a path under one of them must exist
 PATH_ROOTS = (
@@ -142,6 +147,95 @@ def test_every_repository_path_named_exists():
             if not (ROOT / path).exists():
                 missing.append(f"{rel(page)}: {path}{hint(path)}")
     assert not missing, f"{len(missing)} paths named in the docs do not exist:\n" + "\n".join(missing)
+
+
+# --- (c2) anchors -------------------------------------------------------------------------------
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    heading = re.sub(r"[`*_]|\[([^\]]*)\]\([^)]*\)", lambda m: m.group(1) or "", heading.strip().lower())
+    return re.sub(r"[^\w\- ]", "", heading).replace(" ", "-")
+
+
+@cache
+def anchors(page: Path) -> frozenset[str]:
+    headings = re.findall(r"^#{1,6}\s+(.+?)\s*#*$", FENCE.sub("", text(page)), re.M)
+    return frozenset(slug(h) for h in headings)
+
+
+def test_every_anchor_linked_exists():
+    broken = []
+    for page in PAGES:
+        for target in LINK.findall(FENCE.sub("", text(page))):
+            path, _, fragment = target.partition("#")
+            if not fragment or re.match(r"^[a-z][a-z0-9+.-]*:", target):
+                continue
+            linked = (page.parent / path).resolve() if path else page
+            if linked.suffix == ".md" and linked.is_file() and fragment not in anchors(linked):
+                broken.append(f"{rel(page)}: {target}")
+    assert not broken, "links to headings that do not exist:\n" + "\n".join(broken)
+
+
+# --- (c3) the "where does X live" index ---------------------------------------------------------
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def module_file(dotted: str) -> tuple[Path, list[str]] | None:
+    """``lakehouse.a.b.name`` -> (the longest module prefix's file, the attribute names after it)."""
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        base = ROOT / "src" / Path(*parts[:i])
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file():
+                return candidate, parts[i:]
+    return None
+
+
+def index_rows() -> list[tuple[str, str]]:
+    """(concern, code cell) of each row of architecture.md's "Where does X live" table."""
+    doc = text(ARCHITECTURE)
+    section = doc.split("## Where does X live", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| **")]
+    return [(row[0].strip("| "), row[1]) for row in rows]
+
+
+def test_where_does_x_live_names_what_exists():
+    """Each span of the code column names a module (``lakehouse.x``), a file (``assets/x.py``) or a
+    folder, or a name defined in the module or file named last before it."""
+    rows = index_rows()
+    assert len(rows) > 20, "the 'Where does X live' table of docs/architecture.md was not found"
+    wrong = []
+    for concern, cell in rows:
+        current: Path | None = None
+        for span in inline_spans(cell):
+            if span.startswith("lakehouse."):
+                found = module_file(span)
+                if found is None:
+                    wrong.append(f"{concern}: no module {span}")
+                    continue
+                current, names = found
+            elif span.startswith(PATH_ROOTS):
+                if NOT_A_PATH.search(span):
+                    continue  # an asset key (`dashboards/<name>`), not a file
+                path = ROOT / clean(span)
+                if not path.exists():
+                    wrong.append(f"{concern}: no file {span}")
+                current, names = (path if path.is_file() else None), []
+            elif IDENTIFIER.match(span) and current is not None:
+                names = span.split(".")
+            else:
+                continue
+            source = current.read_text(encoding="utf-8") if current else ""
+            for name in names:
+                if not re.search(rf"\b{re.escape(name)}\b", source):
+                    wrong.append(
+                        f"{concern}: `{name}` not in {current.relative_to(ROOT) if current else '?'}"
+                    )
+    assert not wrong, "the 'Where does X live' index points at things that are not there:\n" + "\n".join(
+        wrong
+    )
 
 
 # --- (d) lakehouse commands ---------------------------------------------------------------------

@@ -4,6 +4,7 @@ pipeline loaded, and on the BigQuery emulator loaded the same way (dbt-bigquery,
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -32,7 +33,7 @@ def state(tmp_path_factory) -> Path:
     return root / "state"
 
 
-def dbt(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+def dbt(args: list[str], tmp_path: Path, expect: int = 0, **env: str) -> subprocess.CompletedProcess:
     run = subprocess.run(
         [
             str(DBT),
@@ -51,7 +52,7 @@ def dbt(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProc
         text=True,
         timeout=540,
     )
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert run.returncode == expect, run.stdout[-4000:] + run.stderr[-2000:]
     return run
 
 
@@ -66,6 +67,17 @@ def test_dbt_build_on_the_duckdb_warehouse(state, tmp_path):
     with wh.connect(read_only=True) as con:
         staged = con.execute("select count(*) from main_staging.stg_scan__feedback").fetchone()[0]
     assert staged == wh.row_count("scan.feedback") > 0
+    # the per-column mart rules are dbt tests: a value out of range or set fails exactly its test
+    with wh.connect() as con:
+        con.execute(
+            "update main_marts.mart_rlhf_golden set predicted_confidence = 1.7, golden_category = 'metal' "
+            "where scan_id = (select min(scan_id) from main_marts.mart_rlhf_golden)"
+        )
+    bad = dbt(["test", "--select", "mart_rlhf_golden"], tmp_path, expect=1, LAKEHOUSE_DUCKDB=str(wh.path))
+    failed = sorted(re.findall(r"FAIL 1 (\S+)", bad.stdout))
+    assert len(failed) == 2, bad.stdout[-3000:]
+    assert failed[0].startswith("accepted_range_mart_rlhf_golden_predicted_confidence")
+    assert failed[1].startswith("accepted_values_mart_rlhf_golden_golden_category")
 
 
 def test_dbt_bigquery_builds_on_the_emulator(state, tmp_path, bigquery_emulator):

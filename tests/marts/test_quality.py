@@ -157,6 +157,35 @@ def test_injected_bad_values_fail_gx_and_block_the_marts(tmp_path):
     assert "warehouse/scan/scans" in built  # the tables themselves were checked, not blocked
 
 
+def test_a_failing_mart_dbt_test_blocks_the_dataset_and_report(tmp_path):
+    """A per-column mart rule is a dbt test (dbt_project/models/marts/_marts.yml): a model with no
+    price passes the warehouse's GX suite but leaves unpriced calls in mart_llm_cost_daily; its
+    accepted_range test fails, and nothing downstream of dbt runs on it."""
+    from orchestration.definitions import build_defs
+
+    generate_lake(tmp_path / "lake", GeneratorOptions(events=3_000, seed=52, flush_size=500))
+    defs = build_defs(resources_for(tmp_path))
+    instance = dg.DagsterInstance.ephemeral()
+    assert defs.resolve_job_def("main").execute_in_process(instance=instance).success
+    with DuckDBWarehouse(tmp_path / "warehouse.duckdb").connect() as con:
+        con.execute(
+            "update scan.llm_call_log set model = 'no-such-model' "  # the newest calls: in the
+            "where id in (select id from scan.llm_call_log order by created_at desc limit 3)"  # lookback
+        )
+    result = defs.resolve_job_def("daily_marts").execute_in_process(instance=instance, raise_on_error=False)
+    failed = {
+        (c.asset_key.to_user_string(), c.check_name)
+        for c in result.get_asset_check_evaluations()
+        if not c.passed
+    }
+    assert [name for key, name in failed if key == "marts/mart_llm_cost_daily"] == [
+        "accepted_range_mart_llm_cost_daily_unpriced_calls__0__0"
+    ], failed
+    assert not any(name == "great_expectations" for _, name in failed)  # the warehouse was fine
+    built = {e.materialization.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "datasets/rlhf_golden" not in built and "reports/marts_report" not in built
+
+
 def test_export_is_reproducible_and_versions_only_on_change(tmp_path):
     store = LocalStore(tmp_path / "lake")
     rows = pa.table(

@@ -100,7 +100,7 @@ def watch(
     nxt = WatchCursor({}, {}, now if full else old.full_listed_at)
     result = WatchResult({}, {}, [], nxt, full, 0, 1)
     root = layout.topic_prefix()
-    for folder in store.list_dirs(root):  # type: ignore[attr-defined]
+    for folder in store.list_dirs(root):
         topic = folder[len(root) :].rstrip(layout.directory_delim)
         if is_non_table_topic(topic):
             continue
@@ -113,7 +113,7 @@ def watch(
             nxt_marks: dict[str, dict[str, str]] = {}
         else:
             result.calls += 1
-            listings = [(sub, _start_after(marks.get(sub), layout)) for sub in store.list_dirs(prefix)]  # type: ignore[attr-defined]
+            listings = [(sub, _start_after(marks.get(sub), layout)) for sub in store.list_dirs(prefix)]
             nxt_marks = marks
         new: list[ObjectInfo] = []
         total = 0
