@@ -322,7 +322,7 @@ def test_the_image_has_the_libraries_of_the_charts_instance():
     """The chart's instance uses K8sRunLauncher and PostgreSQL storage: both libraries are locked,
     at the version of the other Dagster integrations."""
     versions = locked_versions()
-    dagster_libs = versions["dagster-aws"]
+    dagster_libs = versions["dagster-gcp"]
     assert versions.get("dagster-k8s") == dagster_libs and versions.get("dagster-postgres") == dagster_libs
 
 
