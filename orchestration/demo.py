@@ -214,7 +214,9 @@ def main() -> int:
     result = defs.resolve_job_def("main").execute_in_process(
         instance=dg.DagsterInstance.from_config(str(dagster_home)),
         run_config=quiet,
-        resources={"state": state_resource(s.pseudonym_key_value() or DEMO_PSEUDONYM_KEY)},
+        # a key from the environment stays a dg.EnvVar (never in the run's stored config); only the
+        # demo's own non-secret default is passed as a value
+        resources={"state": state_resource(None if s.pseudonym_key else DEMO_PSEUDONYM_KEY)},
     )
     if not result.success:
         print("the main job failed; see the Dagster run logs", file=sys.stderr)
