@@ -299,6 +299,14 @@ def _compact_table(
             else "written with an older clustering scheme"
         )
         meta = None
+    if (
+        meta is not None
+        and entry.history
+        and options.until is None
+        and not HistoryTable(state_uri, entry.table).exists()
+    ):
+        # history turned on for a table folded without it: its versions exist only in the raw lake
+        rebuild_reason, meta = "history turned on: every version rebuilt from the lake", None
     applied = st.applied() if meta is not None else None
     pending: list[LakeObject] = objects
     overlaps: dict[str, int] = {}

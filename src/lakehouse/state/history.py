@@ -69,7 +69,8 @@ class HistoryTable:
     def versions(self, row_schema: pa.Schema) -> pa.Table:
         if not self.exists():
             raise StateError(
-                f"{self.uri}: no history here (history: true in the tables config, then compact)"
+                f"{self.uri}: no history here (set history: true for {self.table} in the tables config, then "
+                "compact: the first compaction after that rebuilds its versions from the lake)"
             )
         raw = DeltaTable(self.uri, storage_options=self.options).to_pyarrow_table()
         return to_logical(raw, row_schema)
