@@ -66,8 +66,9 @@ class SqlTarget:
         return datasource.add_query_asset(name=label, query=query.sql(self.dialect))
 
 
-def unexpected_rows(name: str, dialect: str, description: str, **tables: str):
-    """``sql/quality/<name>.sql`` as a GX ``UnexpectedRowsExpectation`` in the warehouse's dialect;
+def unexpected_rows(name: str, dialect: str, column: str, description: str, **tables: str):
+    """``sql/quality/<name>.sql`` as a GX ``UnexpectedRowsExpectation`` in the warehouse's dialect,
+    about ``column`` (kept in its ``meta``: left out when the table lacks it, named in failures);
     ``tables`` fill ``{source}``-style placeholders with already-qualified names."""
     import great_expectations.expectations as e
 
@@ -78,7 +79,9 @@ def unexpected_rows(name: str, dialect: str, description: str, **tables: str):
     query = query.replace("{", "{{").replace("}", "}}").replace(BATCH, "{batch}")  # GX formats it
     for placeholder, qualified in tables.items():
         query = query.replace(f"__gx_{placeholder}__", qualified)
-    return e.UnexpectedRowsExpectation(unexpected_rows_query=query, description=description)
+    return e.UnexpectedRowsExpectation(
+        unexpected_rows_query=query, description=description, meta={"column": column}
+    )
 
 
 def suites(dialect: str = "duckdb") -> dict[str, list]:
@@ -93,7 +96,7 @@ def suites(dialect: str = "duckdb") -> dict[str, list]:
         "auth.users": [
             *not_null_unique("id"),
             e.ExpectColumnValuesToBeInSet(column="provider", value_set=["kakao", "google", "apple", "email"]),
-            unexpected_rows("email_is_pseudonym", dialect, "email: a 64-hex-digit pseudonym"),
+            unexpected_rows("email_is_pseudonym", dialect, "email", "a 64-hex-digit pseudonym"),
         ],
         "scan.scans": [
             *not_null_unique("id"),
@@ -161,8 +164,10 @@ RECONCILE = {"mart:mart_cost_per_scan": ("calls", "scan.llm_call_log", "scan_id"
 def reconciliation(relation: str, target: SqlTarget) -> list:
     """The reconciliation expectation of ``relation``: one query the warehouse answers."""
     column, source, _ = RECONCILE[relation]
-    described = f"{column}: sums to the {source} rows that belong to a scan"
-    return [unexpected_rows("calls_reconcile", target.dialect, described, source=target.qualified(source))]
+    described = f"sums to the {source} rows that belong to a scan"
+    return [
+        unexpected_rows("calls_reconcile", target.dialect, column, described, source=target.qualified(source))
+    ]
 
 
 def validate(relation: str, target: SqlTarget, table: str, expectations: list | None = None) -> Validation:
@@ -209,11 +214,10 @@ def _run(context, gx, batch, name: str, expectations: list, result_format: str) 
 
 
 def _column_of(expectation) -> str | None:
-    """The column a rule is about: its ``column``, or for a SQL rule the start of its description."""
+    """The column a rule (or a result's configuration) is about: ``column``, or a SQL rule's ``meta``."""
     if hasattr(expectation, "column"):
         return expectation.column
-    description = getattr(expectation, "description", None) or ""
-    return description.split(":", 1)[0] if ":" in description else None
+    return (getattr(expectation, "meta", None) or {}).get("column")
 
 
 def _failure(r) -> Failure:
