@@ -16,8 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from lakehouse.settings import get_settings
-from lakehouse.warehouse.bigquery_warehouse import BigQueryWarehouse, bigquery_client
+from lakehouse.warehouse.bigquery_warehouse import BigQueryWarehouse
 
 DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
 EMAIL = "lakehouse-loader@eco2-analytics.iam.gserviceaccount.com"
@@ -49,14 +48,21 @@ def service_account(tmp_path, monkeypatch) -> Path:
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
+    monkeypatch.setenv("LAKEHOUSE_WAREHOUSE", "bigquery")
     return path
 
 
+def pipeline_warehouse() -> BigQueryWarehouse:
+    """The warehouse the pipeline's resource builds from the environment (LAKEHOUSE_WAREHOUSE=bigquery):
+    its client is the one the loads, the engine's project lookup and the GX checks use."""
+    from orchestration.environment import warehouse_resource
+
+    return warehouse_resource().warehouse()
+
+
 def loads_identity() -> tuple[str, str]:
-    """Who the loads are: the client the warehouse resource builds from the settings."""
-    s = get_settings()
-    client = bigquery_client(s.bigquery_project, s.bigquery_location, s.bigquery_endpoint)
-    return client._credentials.service_account_email, client.project
+    wh = pipeline_warehouse()
+    return wh.client._credentials.service_account_email, wh.project
 
 
 def dbt_identity(monkeypatch, warehouse_env: dict[str, str]) -> tuple[str, str]:
@@ -82,9 +88,7 @@ def dbt_identity(monkeypatch, warehouse_env: dict[str, str]) -> tuple[str, str]:
 
 
 def warehouse_env() -> dict[str, str]:
-    s = get_settings()
-    client = bigquery_client(s.bigquery_project, s.bigquery_location)
-    return BigQueryWarehouse(lambda: client, client.project, location=s.bigquery_location).dbt_env()
+    return pipeline_warehouse().dbt_env()  # what the dbt asset runs dbt with
 
 
 def test_only_the_key_file_set_loads_and_dbt_are_the_same_identity(service_account, monkeypatch):
