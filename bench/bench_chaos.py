@@ -59,7 +59,6 @@ from common import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # FaultProxy (stdlib only)
 
 PARTS = ("faults", "recovery")
 PSEUDONYM_KEY = "bench-chaos"

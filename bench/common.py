@@ -11,19 +11,17 @@ import json
 import os
 import platform
 import resource
-import socket
 import subprocess
 import sys
 import time
 import traceback
-import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MOTO_REGION = "us-east-1"
-# variables that would send boto3 elsewhere than moto's endpoint, or to another region
-AWS_OVERRIDES = ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION")
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' support package (moto, the emulator, fault proxy)
+
+from support.moto import AWS_OVERRIDES, MOTO_REGION, free_port, moto_env, moto_server  # noqa: E402, F401
 
 
 def peak_rss_mb() -> float:
@@ -198,57 +196,3 @@ def text_table(heads: list[str], rows: list[list[str]]) -> tuple[str, list[str]]
 # ---------------------------------------------------------------------------------------------
 # moto's S3 server
 # ---------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def moto_server(
-    log: Path | None = None, *, new_session: bool = False
-) -> Iterator[tuple[subprocess.Popen, str]]:
-    """moto's S3 server in its own process on a free loopback port (as tests/conftest.py's
-    ``moto_s3``), its output to ``log`` (or nowhere); yields (process, endpoint)."""
-    port = free_port()
-    with open(log or os.devnull, "w") as fh:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=new_session,
-        )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.1)
-        yield server, endpoint
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
-def moto_env(endpoint: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``base`` (default: this process's environment) pointed at moto: test credentials, and none of
-    the variables that would override its endpoint or region."""
-    env = {k: v for k, v in (os.environ if base is None else base).items() if k not in AWS_OVERRIDES}
-    env.update(
-        AWS_ENDPOINT_URL=endpoint,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION=MOTO_REGION,
-    )
-    return env

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import itertools
-import socket
 import uuid
 from typing import Any
 
@@ -50,50 +49,20 @@ def sample_events():
 # --------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def moto_s3():
     """moto's S3 server in its own process on a free loopback port (a thread would share the GIL
     with deltalake, whose Rust I/O holds it while waiting for the answer); point the standard AWS
     environment at it; yield ``new_bucket(prefix="") -> "s3://bucket[/prefix]"``."""
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
     import boto3
+    from support.moto import AWS_OVERRIDES, MOTO_REGION, moto_env, moto_server
 
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
-            break
-        except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                raise RuntimeError("moto server did not start") from None
-            time.sleep(0.1)
-    mp = pytest.MonkeyPatch()
-    try:
-        for var in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
+    with moto_server() as (_, endpoint), pytest.MonkeyPatch.context() as mp:
+        for var in AWS_OVERRIDES:
             mp.delenv(var, raising=False)
-        mp.setenv("AWS_ENDPOINT_URL", endpoint)
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        for var, value in moto_env(endpoint, {}).items():
+            mp.setenv(var, value)
+        client = boto3.client("s3", endpoint_url=endpoint, region_name=MOTO_REGION)
         counter = itertools.count()
 
         def new_bucket(prefix: str = "") -> str:
@@ -104,10 +73,6 @@ def moto_s3():
         new_bucket.endpoint = endpoint  # type: ignore[attr-defined]
         new_bucket.client = client  # type: ignore[attr-defined]
         yield new_bucket
-    finally:
-        mp.undo()
-        server.terminate()
-        server.wait(timeout=30)
 
 
 # --------------------------------------------------------------------------------------------
