@@ -66,8 +66,12 @@ def priced(statements: list[str], sizes: dict[str, dict[str, int]]) -> tuple[int
         for table, columns in sizes.items():
             if table.split(".", 1)[1] not in tables:
                 continue
-            star_only = not names & set(columns)
-            read = 0 if star_only else sum(v for k, v in columns.items() if k in names)
+            # BigQuery prunes a nested `select *` to what the outer query uses; an outermost one
+            # (GX's bare query-asset probe, say) reads every column
+            outer_star = isinstance(tree, exp.Select) and any(
+                isinstance(e, exp.Star) for e in tree.expressions
+            )
+            read = sum(v for k, v in columns.items() if outer_star or k in names)
             referenced += read
             billed += max(read, MIN_BILLED)
     return billed, referenced
